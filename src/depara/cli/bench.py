@@ -1,5 +1,36 @@
-"""CLI commands of this group (stub: filled by its issue)."""
+"""`depara bench taskbank`: the offline ground-truth model-selection benchmark (parsing only)."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import bench_app
+
+
+@bench_app.command("taskbank")
+def taskbank(
+    out: Path = typer.Option(..., "--out", help="Results folder (created; CSV tables, PNG figures, manifest.json)."),
+    scale: str = typer.Option("tiny", "--scale", help="tiny (8 tasks, ~1 min) or default (15 tasks, ~30 min)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of scenes, training and probe crops."),
+    cache: Optional[Path] = typer.Option(None, "--cache",
+                                         help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),
+    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = torch's default)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
+) -> None:
+    """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
+    RSA, CKA and LogME against them (P@K, PR curve, rank correlations, node definitions, λ sweep, tree)."""
+    from ..errors import DeparaError
+    from ..taskbank.bench import run_bench
+
+    if threads < 0:
+        raise DeparaError(f"--threads {threads}: expected 0 (default) or a positive count")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet)
+    typer.echo(result["summary"])
+    typer.echo(f"results: {out}")

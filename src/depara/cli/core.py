@@ -1,5 +1,146 @@
-"""CLI commands of this group (stub: filled by its issue)."""
+"""`depara layers` (module names with output shapes) and `depara extract` (DEPARA graphs of a model).
+
+Both only parse arguments and call :mod:`depara.models`, :mod:`depara.probes` and :mod:`depara.extract`.
+"""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .._io import check_out_path, ensure_dir, seed_everything
+from ..errors import DeparaError
+from .app import app
+
+#: Default node grid of `depara extract`: attribution maps are resampled to 56×56 so graphs of models with
+#: different input sizes (224 ImageNet, 256 Taskonomy, ...) are comparable and files stay small.
+DEFAULT_NODE_SIZE = 56
+
+
+class Method(str, Enum):
+    input_x_gradient = "input_x_gradient"
+    saliency = "saliency"
+    integrated_gradients = "integrated_gradients"
+    deeplift = "deeplift"
+    lrp = "lrp"
+
+
+class Scalar(str, Enum):
+    sum = "sum"
+    mean = "mean"
+    l2 = "l2"
+
+
+class Reduction(str, Enum):
+    mean = "mean"
+    abs_mean = "abs_mean"
+    none = "none"
+
+
+class Edge(str, Enum):
+    cosine = "cosine"
+    correlation = "correlation"
+
+
+def _weights(value: Optional[str]) -> Optional[str]:
+    return None if value is None or value.lower() in ("none", "") else value
+
+
+@app.command("layers")
+def layers(
+    model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
+    input_size: tuple[int, int, int] = typer.Option((3, 224, 224), "--input-size", help="Input C H W."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="None, DEFAULT, a weights name or a file."),
+) -> None:
+    """List the model's module names (usable as --layer) with their output shapes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..models import list_layers, load_model
+
+    net = load_model(model, weights=_weights(weights))
+    modules = dict(net.named_modules())
+    table = Table(title=f"{model} — input {' × '.join(map(str, input_size))}")
+    table.add_column("layer")
+    table.add_column("type")
+    table.add_column("output shape")
+    for name, shape in list_layers(net, input_size):
+        kind = type(modules[name]).__name__ if name in modules else "output"
+        table.add_row(name, kind, "—" if shape is None else " × ".join(map(str, shape)))
+    Console(width=120).print(table)
+
+
+def _probe_set(probes: Path, root: Optional[Path], preprocess: str):
+    from ..probes import ProbeSet
+
+    if probes.is_dir():
+        if root is not None:
+            raise DeparaError(f"--root: only used with an image-list file, but --probes {probes} is a folder")
+        return ProbeSet.from_folder(probes, preprocess=preprocess)
+    if probes.is_file():
+        return ProbeSet.from_list(probes, root, preprocess=preprocess)
+    raise DeparaError(f"--probes {probes}: no such folder or image-list file")
+
+
+def _layer_file(layer: str) -> str:
+    """A file name for a layer's graph: ``features.3`` → ``features.3.safetensors``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", layer) or "output"
+    return f"{safe}.safetensors"
+
+
+@app.command("extract")
+def extract(
+    model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
+    probes: Path = typer.Option(..., "--probes", help="Probe image folder (recursive) or image-list file."),
+    layer: list[str] = typer.Option(..., "--layer", help="Module name (see `depara layers`); repeat for several."),
+    out: Path = typer.Option(..., "--out", help="Graph file (.safetensors) for one layer; a folder for several."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Root folder of the image-list entries "
+                                        "(default: the list file's folder)."),
+    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="None, DEFAULT, a weights name or a file."),
+    method: Method = typer.Option(Method.input_x_gradient, "--method", help="Attribution method."),
+    scalar: Scalar = typer.Option(Scalar.sum, "--scalar", help="Per-image scalar of the layer output."),
+    channel_reduction: Reduction = typer.Option(Reduction.mean, "--channel-reduction",
+                                                help="Colour-channel reduction of the maps."),
+    edge: Edge = typer.Option(Edge.cosine, "--edge", help="Edge metric (correlation = RSA variant)."),
+    center: bool = typer.Option(True, "--center/--no-center", help="Centre features over the probes."),
+    node_size: int = typer.Option(DEFAULT_NODE_SIZE, "--node-size", help="Node grid (square); 0 = input size."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Probes per batch."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default cpu)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Build the DEPARA graph(s) of MODEL at --layer on a probe set and save them."""
+    from ..extract import build_graphs
+    from ..models import load_model
+
+    layers = list(dict.fromkeys(layer))
+    if node_size < 0:
+        raise DeparaError(f"--node-size: expected 0 (input size) or a positive integer, got {node_size}")
+    # Check the destination before spending minutes on extraction.
+    if len(layers) == 1 and not out.is_dir():
+        check_out_path(out, "--out")
+        targets = {layers[0]: out}
+    else:
+        check_out_path(out, "--out")
+        if out.exists() and not out.is_dir():
+            raise DeparaError(f"--out {out}: several layers need a folder, but {out} is a file")
+        targets = {name: out / _layer_file(name) for name in layers}
+        if len(set(targets.values())) < len(targets):
+            raise DeparaError("--layer: two layer names map to the same file name in --out")
+    seed_everything(seed)
+    probe_set = _probe_set(probes, root, preprocess)
+    net = load_model(model, weights=_weights(weights))
+    graphs = build_graphs(
+        net, probe_set, layers, method=method.value, scalar=scalar.value, channel_reduction=channel_reduction.value,
+        center=center, edge=edge.value, batch_size=batch_size, device=device or "cpu",
+        node_size=node_size or None, progress=True,
+        meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
+    if len(layers) > 1 or out.is_dir():
+        ensure_dir(out)
+    for name, g in graphs.items():
+        g.save(targets[name])
+        typer.echo(f"{targets[name]}: {len(g)} probes, {g.nodes.shape[1]} node values, layer {name}")

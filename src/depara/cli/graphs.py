@@ -1,5 +1,143 @@
-"""CLI commands of this group (stub: filled by its issue)."""
+"""`depara compare` (V/E/S matrices of several graph files) and `depara rank` (sources ranked for a target).
+
+Both only parse arguments, load graphs and call :mod:`depara.similarity`.
+"""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .._io import check_out_path, write_csv, write_json
+from ..errors import DeparaError
+from ..graph import Graph
+from .app import app
+
+GRAPH_SUFFIX = ".safetensors"
+
+
+def _graph_names(paths: list[Path]) -> list[str]:
+    """File stems, or the paths as given where two stems collide ('#i' appended to a file given twice)."""
+    stems = [p.name[: -len(GRAPH_SUFFIX)] if p.name.endswith(GRAPH_SUFFIX) else p.stem for p in paths]
+    names = [str(p) if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+    return [f"{n}#{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def _load_all(paths: list[Path], what: str) -> list[Graph]:
+    from tqdm import tqdm
+
+    return [Graph.load(p) for p in tqdm(paths, desc=f"loading {what}", unit="graph", leave=False,
+                                        disable=None if len(paths) > 20 else True)]
+
+
+def _check_optional_out(path: Optional[Path], option: str) -> None:
+    if path is not None:
+        check_out_path(path, option)
+
+
+@app.command("compare")
+def compare(
+    graphs: list[Path] = typer.Argument(..., help="Graph files (.safetensors) built on the same probe set."),
+    lam: float = typer.Option(1.0, "--lam", help="λ in S = V + λE."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV with the S, V and E matrices (columns: matrix, "
+                                       "name, one column per graph)."),
+) -> None:
+    """Similarity matrices (node V, edge E, total S = V + λE) of several DEPARA graphs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..similarity import similarity_matrix
+
+    if len(graphs) < 2:
+        raise DeparaError(f"compare: give at least two graph files, got {len(graphs)}")
+    _check_optional_out(out, "--out")
+    names = _graph_names(graphs)
+    mats = similarity_matrix(dict(zip(names, _load_all(graphs, "graphs"))), lam=lam)
+    if out is not None:
+        rows = [[key, name, *getattr(mats, key)[i].tolist()] for key in ("S", "V", "E")
+                for i, name in enumerate(names)]
+        write_csv(out, rows, header=["matrix", "name", *names])
+
+    console = Console()
+    table = Table(title=f"S = V + {lam:g}·E", header_style="bold cyan")
+    table.add_column("graph")
+    for name in names:
+        table.add_column(name, justify="right")
+    for i, name in enumerate(names):
+        table.add_row(name, *[f"{x:.4f}" for x in mats.S[i]])
+    console.print(table)
+    s = mats.S.copy()
+    for i in range(len(names)):
+        s[i, i] = -float("inf")
+    i, j = divmod(int(s.argmax()), len(names))
+    console.print(f"most similar pair: {names[i]} ~ {names[j]} (S = {mats.S[i, j]:.4f}, V = {mats.V[i, j]:.4f}, "
+                  f"E = {mats.E[i, j]:.4f})" + (f"; matrices written to {out}" if out is not None else ""))
+
+
+def _source_files(sources: Path, target: Path) -> list[Path]:
+    if not sources.exists():
+        raise DeparaError(f"--sources {sources}: folder not found")
+    if not sources.is_dir():
+        raise DeparaError(f"--sources {sources}: not a folder (expected a folder of {GRAPH_SUFFIX} graph files)")
+    target_resolved = target.resolve()
+    files = sorted(p for p in sources.iterdir() if p.is_file() and p.name.endswith(GRAPH_SUFFIX)
+                   and p.resolve() != target_resolved)
+    if not files:
+        raise DeparaError(f"--sources {sources}: no {GRAPH_SUFFIX} graph files (other than the target) in the folder")
+    return files
+
+
+@app.command("rank")
+def rank(
+    target: Path = typer.Option(..., "--target", help="Graph file of the target model/task."),
+    sources: Path = typer.Option(..., "--sources", help=f"Folder of source graph files (*{GRAPH_SUFFIX})."),
+    lam: float = typer.Option(1.0, "--lam", help="λ in S = V + λE."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write the ranking as CSV (rank, source, S, V, E)."),
+    json: Optional[Path] = typer.Option(None, "--json", help="Write the ranking as JSON."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results folder: ranking.csv, ranking.png, "
+                                       "manifest.json (created; its parent must exist)."),
+) -> None:
+    """Rank source graphs by DEPARA similarity S = V + λE to a target graph, best first."""
+    from ..results import write_manifest
+    from ..similarity import rank_sources
+    from ._table import print_ranking
+
+    _check_optional_out(csv, "--csv")
+    _check_optional_out(json, "--json")
+    if out is not None:
+        check_out_path(out, "--out")
+        if out.exists() and not out.is_dir():
+            raise DeparaError(f"--out {out}: exists and is not a folder")
+    files = _source_files(sources, target)
+    target_graph = Graph.load(target)
+    names = _graph_names(files)
+    rows = rank_sources(dict(zip(names, _load_all(files, "sources"))), target_graph, lam=lam)
+
+    target_name = _graph_names([target])[0]
+    best = rows[0]
+    pick = (f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f} = V {best.V:.4f} "
+            f"+ {lam:g}·E {best.E:.4f})")
+    table_rows = [{"rank": k + 1, "source": r.name, "S": r.S, "V": r.V, "E": r.E} for k, r in enumerate(rows)]
+    print_ranking(table_rows, ["source", "S", "V", "E"], title=f"Sources for target '{target_name}' (λ = {lam:g})",
+                  pick_line=pick)
+
+    if csv is not None:
+        write_csv(csv, table_rows)
+    document = {"target": str(target), "target_name": target_name, "lam": lam,
+                "n_probes": target_graph.n_probes, "pick": best.name, "summary": pick, "ranking": table_rows}
+    if json is not None:
+        write_json(json, document)
+    if out is not None:
+        from ..plots.ranking_bars import plot_ranking_bars
+
+        out.mkdir(exist_ok=True)
+        write_csv(out / "ranking.csv", table_rows)
+        plot_ranking_bars(rows, out / "ranking.png", lam=lam, title="DEPARA source ranking", target=target_name)
+        write_manifest(out, "rank", title=f"Sources ranked for target '{target_name}'", summary=pick,
+                       settings={"target": str(target), "sources": str(sources), "lam": lam,
+                                 "n_sources": len(rows), "n_probes": target_graph.n_probes,
+                                 "edge": target_graph.meta.get("edge")},
+                       tables={"ranking": "ranking.csv"}, figures={"ranking": "ranking.png"},
+                       extra={"pick": best.name, "target": target_name})

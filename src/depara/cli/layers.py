@@ -1,5 +1,213 @@
-"""CLI commands of this group (stub: filled by its issue)."""
+"""Layer-transferability commands: `depara data split|shrink|synth-digits`, `depara train`, `depara transfer`,
+`depara layers-select` and `depara demo layers`. Parsing only: the work is in :mod:`depara.data` and
+:mod:`depara.train`.
+"""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import DeparaError
+from .app import app, data_app, demo_app
+
+
+class Mode(str, Enum):
+    link = "link"
+    symlink = "symlink"
+    copy = "copy"
+
+
+class Scale(str, Enum):
+    tiny = "tiny"
+    small = "small"
+
+
+def _echo(text: str) -> None:
+    typer.echo(text)
+
+
+def _parse_lams(values: list[str]) -> list[float]:
+    out: list[float] = []
+    for v in values:
+        for part in v.replace(",", " ").split():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise DeparaError(f"--lam '{part}': expected a number") from None
+    if not out:
+        raise DeparaError("--lam: expected at least one value")
+    return out
+
+
+def _parse_transfer(values: list[str]) -> dict[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (name = the folder's name) → {name: path}."""
+    out: dict[str, Path] = {}
+    for v in values:
+        name, _, path = v.rpartition("=") if "=" in v else ("", "", v)
+        p = Path(path)
+        out[name or (p.name if p.is_dir() else p.parent.name)] = p
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- data
+@data_app.command("split")
+def split_cmd(
+    src: Path = typer.Argument(..., help="Domain folder of class subfolders (VisDA layout): SRC/<class>/<image>."),
+    out: Path = typer.Option(..., "--out", help="Writes OUT/<domain>/{train,val,test}/<class>/."),
+    ratios: str = typer.Option("7:2:1", "--ratios", help="train:val:test, parts of 10 or 100, or fractions of 1."),
+    seed: int = typer.Option(0, "--seed"),
+    mode: Mode = typer.Option(Mode.link, "--mode", help="Hard links (copies across devices), symlinks or copies."),
+    flat_test: bool = typer.Option(False, "--flat-test", help="Test images flat in test/ with test_labels.csv."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Name of the output domain folder (default: SRC's)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Decode-check every image first."),
+) -> None:
+    """Split a domain folder per class into train/val/test, deterministically."""
+    from ..data import split_domain
+
+    r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
+                     verify=verify)
+    totals = [sum(c[i] for c in r["counts"].values()) for i in range(3)]
+    _echo(f"{r['path']}: {len(r['counts'])} classes, train {totals[0]}, val {totals[1]}, test {totals[2]}")
+
+
+@data_app.command("shrink")
+def shrink_cmd(
+    data: Path = typer.Argument(..., help="A split domain folder (train/, val/, test/), e.g. OUT/real."),
+    out: Path = typer.Option(..., "--out", help="Writes OUT/<domain>_<fraction>/ (tenth for 10, hundredth for 100)."),
+    ratio: int = typer.Option(10, "--ratio", help="Keep 1/RATIO of each class's train images (at least one)."),
+    seed: int = typer.Option(0, "--seed"),
+    mode: Mode = typer.Option(Mode.link, "--mode"),
+) -> None:
+    """Keep 1/RATIO of each class's train images; val and test unchanged."""
+    from ..data import shrink_domain
+
+    r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
+    _echo(f"{r['path']}: train keeps {sum(r['counts'].values())} images over {len(r['counts'])} classes")
+
+
+@data_app.command("synth-digits")
+def synth_digits_cmd(
+    out: Path = typer.Option(..., "--out", help="Writes OUT/synthetic/<digit>/ and OUT/real/<digit>/."),
+    synthetic_per_class: int = typer.Option(200, "--synthetic-per-class", help="Rendered images per digit."),
+    real_per_class: Optional[int] = typer.Option(None, "--real-per-class",
+                                                 help="Real digits per class (default all, ~180)."),
+    size: int = typer.Option(32, "--size", help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
+    from ..data import make_synth_digits
+
+    r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,
+                          seed=seed, progress=True)
+    _echo(f"{r['synthetic']}: {r['counts']['synthetic']} images; {r['real']}: {r['counts']['real']} images")
+
+
+# ------------------------------------------------------------------------------------------------- train
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Argument(..., help="Folder holding split domains: DATA/<domain>/{train,val}."),
+    domain: str = typer.Option(..., "--domain", help="Domain to train on, e.g. synthetic or real."),
+    out: Path = typer.Option(..., "--out", help="Run folder (re-running it resumes)."),
+    arch: str = typer.Option("narrow_vgg11_bn", "--arch", help="vgg11_bn|vgg13_bn|vgg16_bn|vgg19_bn or narrow_<that>."),
+    width: float = typer.Option(0.125, "--width", help="Channel width factor of narrow_* archs."),
+    image_size: int = typer.Option(32, "--image-size"),
+    epochs: int = typer.Option(30, "--epochs"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(0.01, "--lr", help="Initial learning rate (cosine annealed)."),
+    momentum: float = typer.Option(0.9, "--momentum", help="Nesterov momentum."),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random shifts of up to 2 pixels."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a VGG-bn on one domain: log.csv per epoch, best/last checkpoints, resumable."""
+    from ..train import train_domain
+
+    r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
+                     batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
+                     seed=seed)
+    _echo(f"{r['run']}: best val accuracy {100 * r['best_val_acc']:.1f}% at epoch {r['best_epoch']}/{r['epochs']}")
+
+
+@app.command("transfer")
+def transfer_cmd(
+    data: Path = typer.Argument(..., help="Folder holding DATA/<target>_<fraction>/{train,val,test}."),
+    source: str = typer.Option(..., "--source", help="A `depara train` run folder, or 'imagenet'."),
+    out: Path = typer.Option(..., "--out"),
+    fraction: str = typer.Option("tenth", "--fraction", help="tenth | hundredth | 1of<N> (from `depara data shrink`)."),
+    target: str = typer.Option("real", "--target", help="Target domain name."),
+    arch: str = typer.Option("vgg19_bn", "--arch", help="Architecture of an ImageNet source."),
+    depth: Optional[list[int]] = typer.Option(None, "--depth", help="Depths to run (repeat); default all 1..L-1."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Default: the source's."),
+    epochs: int = typer.Option(30, "--epochs"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(0.01, "--lr"),
+    momentum: float = typer.Option(0.9, "--momentum"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    eval_every: int = typer.Option(1, "--eval-every", help="Validate every N epochs (test acc at best val)."),
+    augment: bool = typer.Option(True, "--augment/--no-augment"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """For every depth k: a fresh model, layers 1..k copied (with batch norm) and frozen, the rest fine-tuned."""
+    from ..plots.layers import plot_transfer_accuracy
+    from ..results import write_manifest
+    from ..train import transfer_layers
+
+    rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
+                           image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                           weight_decay=weight_decay, augment=augment, eval_every=eval_every, seed=seed)
+    plot_transfer_accuracy(rows, Path(out) / "transfer.png", title=f"{source} → {target}_{fraction}")
+    best = max(rows, key=lambda r: float(r["test_acc"]))
+    summary = f"best depth #{best['depth']} ({best['layer']}): test accuracy {100 * float(best['test_acc']):.1f}%"
+    write_manifest(out, "transfer", title=f"Layer-wise transfer {source} → {target}_{fraction}", summary=summary,
+                   settings={"data": str(data), "source": source, "fraction": fraction, "target": target,
+                             "arch": arch, "epochs": epochs, "lr": lr, "seed": seed},
+                   tables={"transfer": "transfer.csv"}, figures={"transfer": "transfer.png"})
+    _echo(f"{out}/transfer.csv: {summary}")
+
+
+@app.command("layers-select")
+def layers_select_cmd(
+    source: str = typer.Option(..., "--source", help="Source run folder / checkpoint, or 'imagenet'."),
+    target: Path = typer.Option(..., "--target", help="Run folder / checkpoint of the target-domain model."),
+    probes: Path = typer.Option(..., "--probes", help="Folder of probe images (read recursively)."),
+    out: Path = typer.Option(..., "--out"),
+    lam: list[str] = typer.Option(["1", "10"], "--lam", help="λ values: repeat, or '1,10'."),
+    transfer: Optional[list[str]] = typer.Option(None, "--transfer",
+                                                 help="[NAME=]transfer folder/CSV with accuracies (repeat)."),
+    source_arch: str = typer.Option("vgg19_bn", "--source-arch", help="Architecture of an ImageNet source."),
+    method: str = typer.Option("input_x_gradient", "--method"),
+    scalar: str = typer.Option("mean", "--scalar", help="sum | mean | l2 (original layer selection: mean)."),
+    channel_reduction: str = typer.Option("abs_mean", "--channel-reduction", help="mean | abs_mean | none."),
+    center: bool = typer.Option(False, "--center/--no-center", help="Centre features before cosine edges."),
+    edge: str = typer.Option("cosine", "--edge", help="cosine | correlation."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+) -> None:
+    """Per layer k: DEPARA between the source at layer k and the target-domain model's logits."""
+    from ..train import layers_select
+
+    r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=_parse_transfer(transfer or []),
+                      source_arch=source_arch, method=method, scalar=scalar, channel_reduction=channel_reduction,
+                      center=center, edge=edge, batch_size=batch_size)
+    _echo(r["summary"])
+
+
+# ------------------------------------------------------------------------------------------------- demo
+@demo_app.command("layers")
+def demo_layers_cmd(
+    ctx: typer.Context,
+    scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny: a minute, checks the chain; small: ~30 min, results."),
+    out: Path = typer.Option(..., "--out"),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default $DEPARA_CACHE or ~/.cache/depara."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The whole layer-selection experiment on synth-digits: data, training, transfer, DEPARA per layer."""
+    from ..train import run_layers_demo
+
+    parent_quiet = bool(ctx.parent is not None and ctx.parent.params.get("quiet"))
+    r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet))
+    _echo(f"{r['out']}: {r['summary']} ({r['seconds']:.0f} s)")

@@ -1,5 +1,230 @@
-"""CLI commands of this group (stub: filled by its issue)."""
+"""`depara score`: every transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA, DEPARA)
+on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
+:mod:`depara.harness` only."""
 
 from __future__ import annotations
 
-from .app import app  # noqa: F401
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+from .._io import read_csv, read_json, seed_everything
+from ..errors import DeparaError
+from .app import app
+
+METHOD_HELP = "logme|leep|nce|hscore|transrate|rsa|cka|depara|all (repeatable or a comma list; default all possible)"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [p.strip() for v in (values or []) for p in v.split(",") if p.strip()]
+
+
+def _named(spec: str) -> tuple[str, str]:
+    """``NAME=SPEC`` → (NAME, SPEC) (NAME has no ':' or '/'); a bare SPEC is named after its model / file stem."""
+    head, sep, rest = spec.partition("=")
+    if sep and head and ":" not in head and "/" not in head:
+        return head, rest
+    if sep and not head:
+        raise DeparaError(f"--sources: empty name in {spec!r}")
+    kind, _, value = spec.rpartition(":") if spec.startswith(("torchvision:", "timm:", "file:")) else ("", "", spec)
+    return (Path(value).stem if kind in ("file", "") else value), spec
+
+
+def _load_npz(path: str, what: str) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise DeparaError(f"{what} {p}: file not found")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise DeparaError(f"{what} {p}: not a readable .npz ({exc})") from None
+
+
+def _read_truth(path: Path) -> dict[str, float]:
+    """JSON {source: value} or CSV with a ``source`` column and one numeric column (``accuracy``/``truth``/...)."""
+    if path.suffix.lower() == ".json":
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise DeparaError(f"--truth {path}: expected a JSON object {{source: value}}")
+        items = data.items()
+    else:
+        rows = read_csv(path)
+        if not rows or "source" not in rows[0]:
+            raise DeparaError(f"--truth {path}: expected a CSV with a 'source' column and a value column")
+        cols = [c for c in rows[0] if c != "source"]
+        col = next((c for c in ("accuracy", "truth", "value") if c in cols), cols[0] if cols else None)
+        if col is None:
+            raise DeparaError(f"--truth {path}: no value column besides 'source'")
+        items = [(r["source"], r[col]) for r in rows]
+    out = {}
+    for name, value in items:
+        try:
+            out[str(name)] = float(value)
+        except (TypeError, ValueError):
+            raise DeparaError(f"--truth {path}: value for {name!r} is not a number ({value!r})") from None
+    return out
+
+
+def _target_labels(data: dict[str, np.ndarray], path: str, regression: bool) -> np.ndarray:
+    key = "targets" if regression else "labels"
+    if key not in data:
+        alt = "labels" if regression else "targets"
+        if alt in data:
+            return data[alt]
+        raise DeparaError(f"--target-data {path}: no '{key}' array (keys: {', '.join(sorted(data)) or 'none'})")
+    return data[key]
+
+
+@app.command("score")
+def score(
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
+    sources: list[str] = typer.Option(..., "--sources", "-s", help="Candidate sources, repeatable or comma list: "
+                                      "[NAME=]torchvision:<arch> | timm:<arch> | file:<path> (models, with "
+                                      "image --target-data) or [NAME=]<file>.npz holding 'features' (N×D) and "
+                                      "optionally 'probs' (N×Cs source-head softmax) on the target samples."),
+    target_data: Path = typer.Option(..., "--target-data", help="Folder of class subfolders of images (labels = "
+                                     "sorted subfolder index), or an .npz with 'labels' (N) or 'targets' (N×T, "
+                                     "--regression) and optionally 'features' (target-model features, the rsa/cka "
+                                     "reference)."),
+    out: Path = typer.Option(..., "--out", help="Results folder (scores/evaluation CSV+JSON, PNG, manifest.json)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground truth per source (e.g. fine-tuned "
+                                         "accuracy): CSV with 'source' + value column, or JSON {source: value}."),
+    target_model: Optional[str] = typer.Option(None, "--target-model", help="Model trained on the target task "
+                                               "(spec as --sources): rsa/cka reference and DEPARA target graph."),
+    probes: Optional[Path] = typer.Option(None, "--probes", help="Probe image folder for DEPARA graphs "
+                                          "(default: the target images)."),
+    graph: Optional[list[str]] = typer.Option(None, "--graph", help="Precomputed DEPARA graph NAME=PATH.safetensors "
+                                              "per source (npz mode)."),
+    target_graph: Optional[Path] = typer.Option(None, "--target-graph", help="Precomputed target graph (npz mode)."),
+    regression: bool = typer.Option(False, "--regression", help="Targets are real-valued (logme, rsa, cka)."),
+    lam: float = typer.Option(1.0, "--lam", help="λ of DEPARA's S = V + λE."),
+    feature_layer: Optional[str] = typer.Option(None, "--feature-layer", help="Module whose output is the "
+                                                "feature (default: input of the last nn.Linear)."),
+    graph_layer: Optional[str] = typer.Option(None, "--graph-layer", help="Module of the DEPARA graphs "
+                                              "(default: each model's last nn.Linear)."),
+    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
+    max_probes: int = typer.Option(500, "--max-probes", min=2, help="Without --probes: DEPARA probes are this "
+                                   "many target images drawn with --seed."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    ks: str = typer.Option("1,3,5", "--ks", help="K values of P@K, comma list."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Score candidate sources for a target with every transferability estimator; evaluate against --truth."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .. import harness
+    from .._io import check_out_path
+
+    seed_everything(seed)
+    methods = harness.parse_methods(_split(method)) if method else None
+    check_out_path(out, "--out")
+    specs = [_named(s) for s in _split(sources)]
+    if not specs:
+        raise DeparaError("--sources: give at least one source")
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise DeparaError(f"--sources: duplicate source name among {', '.join(names)} (use NAME=SPEC)")
+    truth_values = _read_truth(truth) if truth is not None else None
+    try:
+        k_values = [int(k) for k in ks.split(",") if k.strip()]
+    except ValueError:
+        raise DeparaError(f"--ks: expected a comma list of integers, got {ks!r}") from None
+    settings: dict[str, Any] = {"methods": methods or "all", "sources": dict(specs), "target_data": str(target_data),
+                                "target_model": target_model, "regression": regression, "lam": lam, "seed": seed,
+                                "feature_layer": feature_layer, "graph_layer": graph_layer, "ks": k_values,
+                                "truth": str(truth) if truth else None}
+
+    if target_data.suffix.lower() == ".npz":
+        result_table, evaluation = _score_npz(specs, target_data, methods, regression, lam, graph, target_graph,
+                                              truth_values, k_values)
+        harness.write_results(out, result_table, evaluation, truth=truth_values, settings=settings)
+    else:
+        bad = [s for _, s in specs if s.endswith(".npz")]
+        if bad:
+            raise DeparaError(f"--sources {bad[0]}: precomputed .npz sources need an .npz --target-data")
+        images, labels, class_names = harness.labelled_images(target_data, preprocess)
+        settings.update(preprocess=preprocess, classes=class_names, n_images=int(len(labels)))
+        models = {name: _load_model(spec) for name, spec in specs}
+        tgt = _load_model(target_model) if target_model else None
+        probe_set = None
+        if tgt is not None:
+            from ..probes import ProbeSet
+
+            if probes is not None:
+                probe_set = ProbeSet.from_folder(probes, preprocess)
+        tensor = images.tensor()
+        if tgt is not None and probe_set is None:  # probes: a seeded subset of the target images
+            pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:max_probes])
+            probe_set = tensor[torch_index(pick)]
+            settings["probes"] = f"{len(pick)} target images (seed {seed})"
+        res = harness.run_harness(models, tensor, labels,
+                                  methods=methods, regression=regression, target_model=tgt, probes=probe_set,
+                                  truth=truth_values, out=out, feature_layer=feature_layer, graph_layer=graph_layer,
+                                  lam=lam, ks=k_values, batch_size=batch_size, device=device, settings=settings,
+                                  progress=True)
+        result_table, evaluation = res.table, res.evaluation
+
+    console = Console()
+    tab = Table(title="transferability scores (higher = better)", header_style="bold cyan")
+    tab.add_column("source")
+    for m in result_table.methods:
+        tab.add_column(m, justify="right")
+    for row in result_table.rows():
+        tab.add_row(row["source"], *[f"{row[m]:.4g}" for m in result_table.methods])
+    console.print(tab)
+    if evaluation:
+        ev = Table(title="agreement with --truth", header_style="bold cyan")
+        cols = ["method", "kendall", "weighted_tau", "pearson", "relative_accuracy", "top1"]
+        for c in cols:
+            ev.add_column(c, justify="left" if c in ("method", "top1") else "right")
+        for r in evaluation:
+            ev.add_row(*[r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in cols])
+        console.print(ev)
+    console.print(harness.summary_line(result_table, evaluation) + f"; results in {out}")
+
+
+def torch_index(pick: np.ndarray):
+    import torch
+
+    return torch.as_tensor(pick, dtype=torch.long)
+
+
+def _load_model(spec: str):
+    try:
+        from ..models import load_model
+    except ImportError:  # pragma: no cover - depends on the core-torch module being present
+        raise DeparaError(f"model {spec}: depara.models is not available to load model specs") from None
+    return load_model(spec)
+
+
+def _score_npz(specs, target_data: Path, methods, regression: bool, lam: float, graph, target_graph,
+               truth_values, ks):
+    from .. import harness
+    from ..graph import Graph
+
+    data = _load_npz(str(target_data), "--target-data")
+    labels = _target_labels(data, str(target_data), regression)
+    graphs = dict(_named(g) for g in _split(graph))
+    inputs = {}
+    for name, path in specs:
+        if not path.endswith(".npz"):
+            raise DeparaError(f"--sources {path}: with an .npz --target-data every source must be an .npz of "
+                              "precomputed arrays")
+        arrays = _load_npz(path, f"--sources {name}")
+        if "features" not in arrays and "probs" not in arrays:
+            raise DeparaError(f"--sources {path}: no 'features' or 'probs' array")
+        inputs[name] = harness.SourceInputs(features=arrays.get("features"), probs=arrays.get("probs"),
+                                            graph=Graph.load(graphs[name]) if name in graphs else None)
+    unknown = set(graphs) - set(inputs)
+    if unknown:
+        raise DeparaError(f"--graph: {sorted(unknown)[0]!r} is not a source name")
+    tg = Graph.load(target_graph) if target_graph is not None else None
+    table = harness.score_sources(inputs, labels, methods=methods, regression=regression,
+                                  target_features=data.get("features"), target_graph=tg, lam=lam, progress=True)
+    evaluation = harness.evaluate_scores(table, truth_values, ks=ks) if truth_values is not None else None
+    return table, evaluation

@@ -1,0 +1,388 @@
+"""Peer transferability estimators: LogME, LEEP, NCE, H-score, TransRate, RSA, linear CKA (numpy/scipy only).
+
+Every function takes numpy arrays and returns one Python float; for every one of them **higher = better**
+(the source is predicted to transfer better to the target). Inputs are validated at the door: a bad input
+raises a one-line :class:`~depara.errors.DeparaError` naming the argument.
+
+Conventions shared by the label-based estimators (``logme``, ``leep``, ``nce``, ``h_score``, ``transrate``):
+
+* ``features`` is N×D (any trailing shape is flattened per sample), finite, cast to float64.
+* ``labels`` is a length-N vector of class indices 0..C−1 (integer-valued floats are accepted); every class
+  0..C−1 must occur at least once and C ≥ 2. Remap arbitrary labels first, e.g. with
+  ``np.unique(labels, return_inverse=True)[1]``.
+
+Values equal the public reference implementations (thuml/LogME at commit 56551ca, ``tllib.ranking`` of
+thuml/Transfer-Learning-Library at commit c4aa59e) on well-posed inputs to 1e-6 relative; where they
+differ (LogME when rank(F) < D, H-score on singular covariances) each docstring says what is done and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import xlogy
+from scipy.stats import rankdata
+
+from .errors import DeparaError
+
+__all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka", "METHODS"]
+
+#: Short name -> (function name, one-line convention), used by the harness, the CLI and the docs.
+METHODS: dict[str, str] = {
+    "logme": "log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)",
+    "leep": "mean log expected empirical prediction of the source head's probabilities",
+    "nce": "negative conditional entropy H(Y | Z) of target labels given source argmax labels",
+    "hscore": "tr(cov(f)^+ cov(E[f|y])): class separability of the features",
+    "transrate": "coding rate R(Z) minus the mean class-conditional coding rate (nats)",
+    "rsa": "Spearman between correlation-distance RDMs of two representations",
+    "cka": "linear centred kernel alignment of two representations",
+}
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def _as_features(x, name: str, *, min_rows: int = 2) -> np.ndarray:
+    """Return ``x`` as a finite float64 N×D array (trailing dimensions flattened)."""
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DeparaError(f"{name}: expected a numeric array, got {type(x).__name__}") from None
+    if arr.ndim < 2:
+        raise DeparaError(f"{name}: expected an N×D array (one row per sample), got shape {arr.shape}")
+    arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] < min_rows or arr.shape[1] < 1:
+        raise DeparaError(f"{name}: expected at least {min_rows} rows and 1 column, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise DeparaError(f"{name}: contains NaN or inf (first in row {bad})")
+    return arr
+
+
+def _as_class_indices(y, name: str, n: int | None, *, require_all: bool = True,
+                      min_classes: int = 2) -> tuple[np.ndarray, int]:
+    """Return (int64 vector, C) for class indices 0..C−1; every class present when ``require_all``."""
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DeparaError(f"{name}: expected integer class indices, got {type(y).__name__}") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise DeparaError(f"{name}: expected a vector of N class indices, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise DeparaError(f"{name}: has {arr.shape[0]} entries but the features have {n} rows")
+    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr < 0):
+        raise DeparaError(f"{name}: expected integer class indices 0..C-1 (found a negative, fractional or NaN value)")
+    idx = arr.astype(np.int64)
+    n_classes = int(idx.max()) + 1 if idx.size else 0
+    if require_all:
+        present = np.bincount(idx, minlength=n_classes) > 0
+        if not present.all():
+            missing = int(np.flatnonzero(~present)[0])
+            raise DeparaError(f"{name}: expected classes 0..{n_classes - 1} all present, class {missing} has no "
+                              "sample (remap with np.unique(labels, return_inverse=True))")
+        if n_classes < min_classes:
+            raise DeparaError(f"{name}: needs at least {min_classes} classes, got {n_classes}")
+    return idx, n_classes
+
+
+def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.zeros((labels.shape[0], n_classes), dtype=np.float64)
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
+
+
+def _gram_eigh(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Eigen-decomposition of the smaller Gram matrix of ``f`` (N×D).
+
+    Returns (eigenvalues w ≥ 0 descending, eigenvectors, on_features) where ``on_features`` says the
+    eigenvectors are D×k right singular vectors (N > D) rather than N×k left singular vectors.
+    Eigenvalues below the usual rank tolerance (max(w)·max(N, D)·eps) are dropped: they are round-off.
+    """
+    n, d = f.shape
+    on_features = n > d
+    gram = f.T @ f if on_features else f @ f.T
+    w, vec = np.linalg.eigh(gram)
+    w, vec = w[::-1], vec[:, ::-1]
+    tol = max(float(w[0]), 0.0) * max(n, d) * np.finfo(np.float64).eps
+    keep = w > tol
+    return w[keep], vec[:, keep], on_features
+
+
+# -------------------------------------------------------------------------------------------------- LogME
+def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol: float = 1e-3) -> float:
+    """LogME: the log marginal evidence of a Bayesian linear model from features to targets.
+
+    You, Liu, Wang, Long, *LogME: Practical Assessment of Pre-trained Models for Transfer Learning*, ICML 2021;
+    the fast fixed-point solver of You et al., *Ranking and Tuning Pre-trained Models: A New Paradigm for
+    Exploiting Model Hubs*, JMLR 2022 (Algorithm 2), as in thuml/LogME ``LogME._fit_fixed_point``.
+
+    Args:
+        features: N×D target-sample features of the source model (not centred, as in the reference).
+        labels: N class indices 0..C−1 (classification) or, with ``regression=True``, N or N×T real targets.
+        regression: treat ``labels`` as real-valued targets, one evidence per target column.
+        max_iter, tol: at most ``max_iter`` fixed-point updates, stopping when α/β changes by ≤ ``tol``
+            relative. The defaults (11, 1e-3) are the reference's; they can stop short of the maximum evidence
+            when N ≲ D (by up to ~1e-2 per sample in our tests); raise ``max_iter`` to converge fully.
+
+    Returns:
+        The per-sample evidence log p(y | F, α*, β*) / N averaged over the C one-hot columns (or the T targets).
+        Higher = better; typically in about [−2, 2] for unit-scale features.
+
+    Conventions: α, β start at 1 and are updated as in the reference (1e-5 guards both denominators). The evidence needs the D eigenvalues
+    of FᵀF; when rank(F) = k < D (always when N < D, also for duplicated columns) the D − k zero eigenvalues
+    contribute log α each to log|A|. thuml/LogME drops them, which is its known N < D bug (issue #23, fixed
+    by PR #24 by zero-padding σ to length D); here they are kept, so the value equals the paper's formula (and
+    the reference's own ``_fit_icml`` route), and equals the unpatched reference whenever F has full column rank.
+    """
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1 and tol > 0):
+        raise DeparaError(f"max_iter/tol: expected max_iter >= 1 and tol > 0, got {max_iter} and {tol}")
+    f = _as_features(features, "features")
+    n, d = f.shape
+    if regression:
+        y = _as_features(labels if np.ndim(labels) != 1 else np.asarray(labels)[:, None], "targets")
+        if y.shape[0] != n:
+            raise DeparaError(f"targets: has {y.shape[0]} rows but the features have {n}")
+    else:
+        idx, n_classes = _as_class_indices(labels, "labels", n)
+        y = _one_hot(idx, n_classes)
+
+    vec_w, vec, on_features = _gram_eigh(f)
+    # x = Uᵀy, the targets in the basis of the left singular vectors (k×T).
+    x = (vec.T @ (f.T @ y)) / np.sqrt(vec_w)[:, None] if on_features else vec.T @ y
+    rank = vec_w.shape[0]
+    sigma = vec_w[:, None]
+    x2 = x**2
+    res_x2 = (y**2).sum(axis=0) - x2.sum(axis=0)  # part of ‖y‖² outside the column space of F
+
+    n_t = y.shape[1]
+    alpha, beta = np.ones(n_t), np.ones(n_t)
+    m2_fin, res2_fin = np.zeros(n_t), np.zeros(n_t)
+    active = np.ones(n_t, dtype=bool)
+    for _ in range(max_iter):
+        t = alpha / beta
+        gamma = (sigma / (sigma + t)).sum(axis=0)
+        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=0)
+        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=0) + res_x2
+        new_alpha = gamma / (m2 + 1e-5)
+        new_beta = (n - gamma) / (res2 + 1e-5)
+        converged = np.abs(new_alpha / new_beta - t) / t <= tol
+        alpha = np.where(active, new_alpha, alpha)
+        beta = np.where(active, new_beta, beta)
+        m2_fin = np.where(active, m2, m2_fin)
+        res2_fin = np.where(active, res2, res2_fin)
+        active &= ~converged
+        if not active.any():
+            break
+    log_det_a = np.log(alpha + beta * sigma).sum(axis=0) + (d - rank) * np.log(alpha)
+    evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * log_det_a
+                - beta / 2.0 * res2_fin - alpha / 2.0 * m2_fin - n / 2.0 * np.log(2 * np.pi)) / n
+    return float(np.mean(evidence))
+
+
+# --------------------------------------------------------------------------------------------- LEEP / NCE
+def leep(source_probs, labels, *, atol: float = 1e-4) -> float:
+    """LEEP: log expected empirical prediction.
+
+    Nguyen, Hassner, Seeger, Archambeau, *LEEP: A New Measure to Evaluate Transferability of Learned
+    Representations*, ICML 2020.
+
+    Args:
+        source_probs: N×Cs probabilities of the source model's own head on the target samples (softmax
+            outputs, rows summing to 1 within ``atol``; not renormalised).
+        labels: N target class indices 0..C−1, every class present.
+
+    Returns:
+        (1/N) Σ_i log Σ_z P̂(y_i | z) θ_z(x_i) with P̂(y | z) = P̂(y, z) / P̂(z) from the soft joint. ≤ 0; higher =
+        better (0 = the source head's classes determine the target labels).
+
+    A source class z that receives zero probability on every sample has no P̂(y | z); its term θ_z(x_i) is 0
+    for every i, so it is left out (the references produce NaN there).
+    """
+    p = _as_features(source_probs, "source_probs")
+    n = p.shape[0]
+    idx, n_classes = _as_class_indices(labels, "labels", n)
+    if np.any(p < 0):
+        raise DeparaError(f"source_probs: negative probability in row {int(np.argwhere(p < 0)[0, 0])}")
+    sums = p.sum(axis=1)
+    bad = np.abs(sums - 1.0) > atol
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeparaError(f"source_probs: row {i} sums to {sums[i]:.6g}, expected 1 (pass softmax probabilities, "
+                          "not logits)")
+    joint = _one_hot(idx, n_classes).T @ p / n  # C×Cs, P̂(y, z)
+    p_z = joint.sum(axis=0)
+    cond = np.divide(joint, p_z, out=np.zeros_like(joint), where=p_z > 0)  # P̂(y | z)
+    eep = np.einsum("iz,iz->i", p, cond[idx])
+    return float(np.mean(np.log(eep)))
+
+
+def nce(source_labels, labels) -> float:
+    """NCE: negative conditional entropy of the target labels given the source model's labels.
+
+    Tran, Nguyen, Hassner, *Transferability and Hardness of Supervised Classification Tasks*, ICCV 2019.
+
+    Args:
+        source_labels: N source-class indices ≥ 0 (usually the argmax of the source head on each target
+            sample); they need not cover every source class.
+        labels: N target class indices 0..C−1, every class present.
+
+    Returns:
+        −H(Y | Z) = Σ_{y,z} P̂(y, z) log P̂(y | z) in nats, ≤ 0; higher = better (0 = Z determines Y).
+        0·log 0 is taken as 0 (the references add 1e-20 inside the log; the difference is below 1e-17).
+    """
+    z, _ = _as_class_indices(source_labels, "source_labels", None, require_all=False)
+    idx, n_classes = _as_class_indices(labels, "labels", z.shape[0])
+    n = z.shape[0]
+    n_source = int(z.max()) + 1
+    joint = np.bincount(idx * n_source + z, minlength=n_classes * n_source).reshape(n_classes, n_source) / n
+    p_z = joint.sum(axis=0)
+    cond = np.divide(joint, p_z, out=np.zeros_like(joint), where=p_z > 0)
+    return float(np.sum(xlogy(joint, cond)))
+
+
+# --------------------------------------------------------------------------------------- H-score / TransRate
+def h_score(features, labels) -> float:
+    """H-score: tr(cov(f)⁻¹ cov(E[f | y])).
+
+    Bao, Li, Huang, Wang, Zhong, Ma, *An Information-Theoretic Approach to Transferability in Task Transfer
+    Learning*, ICIP 2019.
+
+    Args:
+        features: N×D features of the source model on the target samples.
+        labels: N target class indices 0..C−1, every class present.
+
+    Returns:
+        The H-score, in [0, C − 1]; higher = better. Both covariances use the same 1/(N−1) normalisation
+        (np.cov), so the normalisation cancels; the class-mean matrix is centred by the overall mean.
+
+    The inverse is the pseudo-inverse on the numerical range of the centred features: with U an orthonormal
+    basis of that range, H = Σ_c ‖Σ_{i∈c} u_i‖² / n_c. On a non-singular covariance this equals
+    ``tllib.ranking.h_score``; the reference's ``pinv(rcond=1e-15)`` instead keeps round-off eigenvalues of a
+    singular covariance (N ≤ D, collinear features), whose huge inverses make its value arbitrary. Here they
+    are dropped (rank tolerance max·max(N, D)·eps), the Moore–Penrose inverse the paper's formula calls for;
+    then when N − 1 ≤ rank every labelling is linearly separable and H reaches its maximum C − 1.
+    """
+    f = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", f.shape[0])
+    centred = f - f.mean(axis=0, keepdims=True)
+    w, vec, on_features = _gram_eigh(centred)
+    counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
+    one_hot = _one_hot(idx, n_classes)
+    # Σ_{i∈c} u_i for each class c, without forming the N×k basis U = F V Λ^{-1/2} when N > D.
+    class_sums = (one_hot.T @ centred) @ vec / np.sqrt(w) if on_features else one_hot.T @ vec
+    return float(np.sum((class_sums**2).sum(axis=1) / counts))
+
+
+def _coding_rate(z: np.ndarray, eps: float) -> float:
+    """½ log det(I_d + ZᵀZ / (n ε)), via the smaller of the two Gram matrices (Sylvester's identity)."""
+    n, d = z.shape
+    gram = z.T @ z if n >= d else z @ z.T
+    mat = np.eye(gram.shape[0]) + gram / (n * eps)
+    chol = np.linalg.cholesky(mat)
+    return float(np.sum(np.log(np.diag(chol))))  # ½ · 2 Σ log diag(L)
+
+
+def transrate(features, labels, eps: float = 1e-4) -> float:
+    """TransRate: mutual information between features and labels, measured by coding rates.
+
+    Huang, Huang, Rong, Yang, Wei, *Frustratingly Easy Transferability Estimation*, ICML 2022.
+
+    Args:
+        features: N×D features (centred here by their overall mean; not scaled, so the value depends on the
+            feature scale through the distortion ``eps``).
+        labels: N target class indices 0..C−1, every class present.
+        eps: the distortion ε of the coding rate R(Z, ε) = ½ log det(I + ZᵀZ / (n ε)).
+
+    Returns:
+        TrR = R(Z, ε) − (1/C) Σ_c R(Z_c, ε) in nats; higher = better. Z is centred once over all samples; the
+        class blocks Z_c are not re-centred, and the class rates are averaged with equal weight 1/C, as in the
+        authors' code printed in the paper's appendix and in ``tllib.ranking.transrate`` (both agree).
+    """
+    if not (np.isfinite(eps) and eps > 0):
+        raise DeparaError(f"eps: expected a positive distortion, got {eps}")
+    f = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", f.shape[0])
+    z = f - f.mean(axis=0, keepdims=True)
+    class_rates = [_coding_rate(z[idx == c], eps) for c in range(n_classes)]
+    return float(_coding_rate(z, eps) - sum(class_rates) / n_classes)
+
+
+# ----------------------------------------------------------------------------------------------- RSA / CKA
+def _pair_shapes(features_a, features_b) -> tuple[np.ndarray, np.ndarray]:
+    a = _as_features(features_a, "features_a", min_rows=3)
+    b = _as_features(features_b, "features_b", min_rows=3)
+    if a.shape[0] != b.shape[0]:
+        raise DeparaError(f"features_b: has {b.shape[0]} rows but features_a has {a.shape[0]} (one row per "
+                          "sample, same samples in the same order)")
+    return a, b
+
+
+def _correlation_rdm(x: np.ndarray, name: str) -> np.ndarray:
+    """Condensed (squareform order) correlation-distance RDM, 1 − Pearson between rows."""
+    centred = x - x.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    if np.any(norms == 0):
+        raise DeparaError(f"{name}: row {int(np.flatnonzero(norms == 0)[0])} is constant, its correlation "
+                          "distance is undefined")
+    unit = centred / norms[:, None]
+    iu = np.triu_indices(x.shape[0], k=1)
+    return 1.0 - (unit @ unit.T)[iu]
+
+
+def rsa(features_a, features_b) -> float:
+    """RSA: Spearman correlation between the representational dissimilarity matrices of two representations.
+
+    Kriegeskorte, Mur, Bandettini, *Representational Similarity Analysis*, Front. Syst. Neurosci. 2008; as a
+    transferability estimator, Dwivedi & Roig, *Representation Similarity Analysis for Efficient Task
+    Taxonomy & Transfer Learning*, CVPR 2019 (the RSA baseline of DEPARA).
+
+    Args:
+        features_a, features_b: N×Da and N×Db representations of the same N ≥ 3 samples (any trailing shape is
+            flattened per sample); no row may be constant.
+
+    Returns:
+        Spearman ρ (average ranks for ties) between the N(N−1)/2 upper-triangle entries of the two
+        correlation-distance RDMs (1 − Pearson across feature dimensions), in [−1, 1]; higher = more similar.
+        Symmetric in its arguments. Costs O(N²) memory.
+    """
+    a, b = _pair_shapes(features_a, features_b)
+    ra = rankdata(_correlation_rdm(a, "features_a"))
+    rb = rankdata(_correlation_rdm(b, "features_b"))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    den = np.sqrt((ra @ ra) * (rb @ rb))
+    if den == 0:
+        raise DeparaError("features_a/features_b: an RDM is constant (all samples equally dissimilar), "
+                          "Spearman is undefined")
+    return float((ra @ rb) / den)
+
+
+def linear_cka(features_a, features_b) -> float:
+    """Linear CKA: centred kernel alignment with linear kernels.
+
+    Kornblith, Norouzi, Lee, Hinton, *Similarity of Neural Network Representations Revisited*, ICML 2019
+    (eq. for linear CKA, the biased HSIC estimator).
+
+    Args:
+        features_a, features_b: N×Da and N×Db representations of the same N ≥ 3 samples.
+
+    Returns:
+        ‖B̃ᵀÃ‖²_F / (‖ÃᵀÃ‖_F ‖B̃ᵀB̃‖_F) with Ã, B̃ column-centred, in [0, 1]; higher = more similar. Symmetric,
+        invariant to orthogonal transforms and isotropic scaling of either argument.
+    """
+    a, b = _pair_shapes(features_a, features_b)
+    a = a - a.mean(axis=0, keepdims=True)
+    b = b - b.mean(axis=0, keepdims=True)
+    n, da = a.shape
+    db = b.shape[1]
+    if n * (da * db + da * da + db * db) <= n * n * (da + db + 1):
+        cross = np.sum((b.T @ a) ** 2)
+        norm_a = np.linalg.norm(a.T @ a)
+        norm_b = np.linalg.norm(b.T @ b)
+    else:  # N smaller than the widths: the N×N Gram matrices are cheaper
+        ka, kb = a @ a.T, b @ b.T
+        cross = np.sum(ka * kb)
+        norm_a, norm_b = np.linalg.norm(ka), np.linalg.norm(kb)
+    if norm_a == 0 or norm_b == 0:
+        which = "features_a" if norm_a == 0 else "features_b"
+        raise DeparaError(f"{which}: every column is constant, CKA is undefined")
+    return float(cross / (norm_a * norm_b))

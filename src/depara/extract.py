@@ -1,0 +1,486 @@
+"""The torch layer: features and attribution maps of named layers of any PyTorch model, and DEPARA graphs.
+
+For a model m, a layer ℓ (a name from ``model.named_modules()``) and probes x_i (METHOD.md §1):
+
+* feature of x_i = the output f_ℓ(x_i) of the module, flattened;
+* scalar of x_i = s(f_ℓ(x_i)) with s = ``sum`` / ``mean`` / ``l2`` (Euclidean norm) over the output's elements;
+* attribution map of x_i = the attribution of that scalar to the input pixels, by
+
+  - ``input_x_gradient`` (default): x ⊙ ∂s/∂x;
+  - ``saliency``: |∂s/∂x|;
+  - ``integrated_gradients``, ``deeplift``: Captum, zero baseline;
+  - ``lrp``: Captum's LRP with the ε-rule, ε = 1e-4 (only for models built of the layer types Captum has
+    LRP rules for: Conv2d, Linear, BatchNorm2d, pooling, ReLU, Dropout, Tanh);
+
+  then reduced over colour channels (``mean``: signed mean; ``abs_mean``: mean of absolute values; ``none``)
+  and resampled to a common ``node_size`` grid (area averaging when shrinking, bilinear when enlarging), so
+  models with different input sizes give comparable nodes.
+
+Several layers (:func:`build_graphs`): one forward pass per batch captures the outputs of all layers; for
+``input_x_gradient`` / ``saliency`` each layer's map is ``torch.autograd.grad`` of *that layer's* scalar alone,
+which returns a fresh gradient (nothing is accumulated in ``.grad``), so no layer's map leaks into another's
+(the original code's bug 1). For the other methods Captum runs once per layer on a model cut at that layer.
+
+The model runs in eval mode (restored afterwards) with its parameters' ``requires_grad`` switched off during
+extraction, and on ``device`` (default: the device of its parameters). Each image's scalar must depend on that
+image only (true in eval mode for ordinary networks), so a batch's gradients are the per-image gradients.
+A layer is read on its FIRST call in a forward pass; the forward pass stops as soon as every requested layer
+has been read, so early layers are cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import DeparaError
+from .probes import Preprocess, ProbeSet
+
+METHODS = ("input_x_gradient", "saliency", "integrated_gradients", "deeplift", "lrp")
+SCALARS = ("sum", "mean", "l2")
+CHANNEL_REDUCTIONS = ("mean", "abs_mean", "none")
+LRP_EPSILON = 1e-4
+IG_STEPS = 32
+#: The name that means "the model's own output" when no module carries it.
+OUTPUT_LAYER = "output"
+
+
+# --------------------------------------------------------------------------------------------- layers
+def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The module called ``layer`` in ``model.named_modules()`` ("" or "output" = the whole model).
+
+    An unknown name raises a DeparaError listing the closest names.
+    """
+    if not isinstance(layer, str):
+        raise DeparaError(f"layer: expected a module name (str), got {type(layer).__name__}")
+    modules = dict(model.named_modules())
+    if layer in modules:
+        return modules[layer]
+    if layer == OUTPUT_LAYER:
+        return model
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else \
+        f"; the model has {len(names)} named modules (e.g. {', '.join(names[:5])}); see `depara layers`"
+    raise DeparaError(f"layer {layer!r}: no module of that name in the model{hint}")
+
+
+class _StopForward(BaseException):
+    """Raised by a hook once every requested layer has been read (BaseException: never swallowed by models)."""
+
+
+class _LayerCapture:
+    """Forward hooks recording the first output of each named module; stops the pass when all are read."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], stop_early: bool = True):
+        self.model = model
+        self.layers = list(layers)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.stop_early = stop_early
+        self._handles: list[Any] = []
+        self._root_layers = [name for name in self.layers if resolve_layer(model, name) is model]
+        for name in dict.fromkeys(self.layers):
+            module = resolve_layer(model, name)
+            if module is model:
+                continue
+            try:
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+            except Exception as exc:  # noqa: BLE001 - e.g. TorchScript modules refuse hooks
+                self.remove()
+                raise DeparaError(f"layer {name!r}: cannot attach a forward hook ({type(exc).__name__}); "
+                                  f"for TorchScript models only the output (layer {OUTPUT_LAYER!r}) is available") \
+                    from None
+
+    def _hook(self, name: str) -> Callable:
+        def hook(module, inputs, output):
+            if name in self.outputs:
+                return
+            if not isinstance(output, torch.Tensor):
+                raise DeparaError(f"layer {name!r}: its output is a {type(output).__name__}, not a tensor; "
+                                  "pick a module that returns one tensor")
+            if self.stop_early and not self._root_layers and len(self.outputs) + 1 == len(set(self.layers)):
+                self.outputs[name] = output
+                raise _StopForward
+            # The pass goes on: a later in-place op (ReLU(inplace=True)) could overwrite this tensor, so keep a
+            # (differentiable) copy of the value it has now.
+            self.outputs[name] = output.clone()
+        return hook
+
+    def run(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One forward pass; returns {layer: output} (graph kept when grad is enabled)."""
+        self.outputs = {}
+        try:
+            output = self.model(inputs)
+        except _StopForward:
+            output = None
+        for name in self._root_layers:
+            if not isinstance(output, torch.Tensor):
+                raise DeparaError(f"layer {name!r}: the model's output is a {type(output).__name__}, not a tensor")
+            self.outputs[name] = output
+        missing = [n for n in self.layers if n not in self.outputs]
+        if missing:
+            raise DeparaError(f"layer {missing[0]!r}: the module was not called in the forward pass")
+        return self.outputs
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> "_LayerCapture":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def capture_features(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str] | str) -> dict[str, torch.Tensor]:
+    """Outputs of the named ``layers`` for ``inputs`` (B×...), from ONE forward pass, detached.
+
+    Returns {layer: tensor B×...} in the order of ``layers``. The model runs as it is (call ``model.eval()``
+    first for inference behaviour).
+    """
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    with torch.no_grad(), _LayerCapture(model, layers) as cap:
+        outs = cap.run(inputs)
+    return {name: outs[name].detach() for name in layers}
+
+
+# ---------------------------------------------------------------------------------------- attribution
+def _scalar(output: torch.Tensor, scalar: str) -> torch.Tensor:
+    """B×... layer output → B per-image scalars."""
+    flat = output.reshape(output.shape[0], -1)
+    if scalar == "sum":
+        return flat.sum(dim=1)
+    if scalar == "mean":
+        return flat.mean(dim=1)
+    return torch.linalg.vector_norm(flat, dim=1)
+
+
+class _LayerScalar(nn.Module):
+    """A forward function for Captum: the model cut at ``layer``, returning the per-image scalar (B,)."""
+
+    def __init__(self, model: nn.Module, layer: str, scalar: str, lrp: bool = False):
+        super().__init__()
+        self.model = model
+        self.layer = layer
+        self.scalar = scalar
+        self.lrp = lrp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with _LayerCapture(self.model, [self.layer]) as cap:
+            out = cap.run(x)[self.layer]
+        value = _scalar(out, self.scalar)
+        if not self.lrp:
+            return value
+        # Captum's LRP treats the gradient arriving at the layer's output as the relevance share of each unit
+        # (one-hot for a class target) and multiplies by the returned value at the end. For s = sum/mean of
+        # z the relevance of unit k is z_k·s/Σz (LRP of a linear readout), for s = ‖z‖ it is z_k²/‖z‖: give the
+        # output a gradient equal to those shares (R_k / s) while keeping its value s.
+        z = out.reshape(out.shape[0], -1)
+        relevance = z * z if self.scalar == "l2" else z
+        total = relevance.sum(dim=1, keepdim=True)
+        total = total + torch.where(total >= 0, 1.0, -1.0) * 1e-12
+        share = (relevance / total).detach()
+        surrogate = (z * share).sum(dim=1)
+        return surrogate + (value - surrogate).detach()
+
+
+def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: str, scalar: str) -> torch.Tensor:
+    import captum.attr as ca
+
+    fn = _LayerScalar(model, layer, scalar, lrp=method == "lrp")
+    x = x.detach().requires_grad_(True)
+    baseline = torch.zeros_like(x)
+    if method == "integrated_gradients":
+        return ca.IntegratedGradients(fn).attribute(x, baselines=baseline, n_steps=IG_STEPS,
+                                                    internal_batch_size=max(1, x.shape[0]))
+    if method == "deeplift":
+        try:
+            with _not_in_place(model):
+                return ca.DeepLift(fn).attribute(x, baselines=baseline)
+        except (AssertionError, RuntimeError, NotImplementedError) as exc:
+            first = str(exc).strip().split(". ")[0].splitlines()[0][:160]
+            raise DeparaError(f"method deeplift: Captum cannot run DeepLift on this model at layer {layer!r} "
+                              f"({first}; DeepLift needs each activation module to be called once per forward, "
+                              "e.g. not ResNet's shared ReLU); use another --method") from None
+    if method == "lrp":
+        from captum.attr._utils.lrp_rules import EpsilonRule
+
+        lrp = ca.LRP(fn)
+        for module in fn.modules():
+            if type(module) in _lrp_rule_types():
+                module.rule = EpsilonRule(epsilon=LRP_EPSILON)
+        try:
+            with _not_in_place(model):
+                return lrp.attribute(x)
+        except TypeError as exc:
+            found = re.search(r"type <class '([\w.]+)'>", str(exc))
+            what = found.group(1) if found else str(exc).splitlines()[0][:120]
+            raise DeparaError(f"method lrp: Captum has no LRP rule for module type {what} in this model; "
+                              "use another --method") from None
+        except RuntimeError as exc:
+            raise DeparaError(f"method lrp: Captum cannot run LRP on this model at layer {layer!r} "
+                              f"({str(exc).splitlines()[0][:160]}); use another --method") from None
+        finally:
+            for module in fn.modules():
+                if hasattr(module, "rule"):
+                    del module.rule
+    raise AssertionError(method)  # pragma: no cover - validated earlier
+
+
+class _not_in_place:
+    """Switch activations' ``inplace`` flag off while Captum's DeepLIFT/LRP hooks need their inputs intact."""
+
+    def __init__(self, model: nn.Module):
+        self.modules = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+
+    def __enter__(self) -> None:
+        for m in self.modules:
+            m.inplace = False
+
+    def __exit__(self, *exc) -> None:
+        for m in self.modules:
+            m.inplace = True
+
+
+def _lrp_rule_types() -> tuple[type, ...]:
+    from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
+
+    # Flatten/Identity only reshape: the ε-rule passes their relevance through unchanged (z = x).
+    return (*SUPPORTED_LAYERS_WITH_RULES, nn.Flatten, nn.Identity)
+
+
+def _attribute_batch(model: nn.Module, x: torch.Tensor, layers: Sequence[str], method: str, scalar: str
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Features and raw attributions (B×C×H×W, before channel reduction) for every layer of one batch."""
+    feats: dict[str, torch.Tensor] = {}
+    attrs: dict[str, torch.Tensor] = {}
+    if method in ("input_x_gradient", "saliency"):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad(), _LayerCapture(model, layers) as cap:
+            outs = cap.run(x)
+            for k, name in enumerate(layers):
+                out = outs[name]
+                feats[name] = out.detach()
+                if not out.requires_grad:
+                    raise DeparaError(f"layer {name!r}: its output does not depend differentiably on the input")
+                # A fresh gradient of this layer's scalar only: autograd.grad never accumulates (bug 1).
+                (grad,) = torch.autograd.grad(_scalar(out, scalar).sum(), x, retain_graph=k < len(layers) - 1)
+                attrs[name] = grad * x.detach() if method == "input_x_gradient" else grad.abs()
+        return feats, attrs
+    with torch.no_grad():
+        feats = capture_features(model, x, layers)
+    for name in layers:
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"(?s).*hooks and attributes on non-linear", category=UserWarning)
+            attrs[name] = _captum_attribution(model, name, x, method, scalar).detach()
+    return feats, attrs
+
+
+def _reduce_and_resample(attr: torch.Tensor, channel_reduction: str, node_size: tuple[int, int] | None
+                         ) -> torch.Tensor:
+    """B×C×H×W → B×h×w (channel-reduced) or B×C×h×w (``none``) on the node grid."""
+    if channel_reduction == "mean":
+        attr = attr.mean(dim=1, keepdim=True)
+    elif channel_reduction == "abs_mean":
+        attr = attr.abs().mean(dim=1, keepdim=True)
+    if node_size is not None and tuple(attr.shape[-2:]) != node_size:
+        shrink = node_size[0] <= attr.shape[-2] and node_size[1] <= attr.shape[-1]
+        attr = nn.functional.adaptive_avg_pool2d(attr, node_size) if shrink else \
+            nn.functional.interpolate(attr, size=node_size, mode="bilinear", align_corners=False)
+    return attr[:, 0] if channel_reduction != "none" else attr
+
+
+# ---------------------------------------------------------------------------------------------- graphs
+def _check_option(value: Any, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise DeparaError(f"{what}: expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _node_grid(node_size: Any) -> tuple[int, int] | None:
+    if node_size is None or node_size == 0:
+        return None
+    if isinstance(node_size, (int, np.integer)):
+        node_size = (int(node_size), int(node_size))
+    try:
+        h, w = (int(v) for v in node_size)
+    except (TypeError, ValueError):
+        raise DeparaError(f"node_size: expected None, an int or (H, W), got {node_size!r}") from None
+    if h <= 0 or w <= 0:
+        raise DeparaError(f"node_size: expected positive sizes, got {(h, w)}")
+    return (h, w)
+
+
+def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+    if device is None:
+        p = next(model.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeparaError(f"device: {device!r} is not a torch device (expected e.g. 'cpu', 'cuda', 'cuda:1')") \
+            from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeparaError(f"device {device!r}: CUDA is not available on this machine")
+    return dev
+
+
+def _batches(probes: ProbeSet | torch.Tensor, preprocess: Any, batch_size: int
+             ) -> tuple[int, tuple[str, ...] | None, Callable[[int, int], torch.Tensor]]:
+    if isinstance(probes, ProbeSet):
+        prep = probes.preprocess if preprocess is None else Preprocess.parse(preprocess)
+        return len(probes), probes.ids, lambda a, b: probes.tensor(prep, slice(a, b))
+    if isinstance(probes, torch.Tensor):
+        if probes.ndim != 4 or not probes.is_floating_point():
+            raise DeparaError(f"probes: expected a ProbeSet or a float tensor N×C×H×W, got "
+                              f"{probes.dtype} tensor of shape {tuple(probes.shape)}")
+        if not torch.isfinite(probes).all():
+            raise DeparaError("probes: the input tensor has NaN/Inf values")
+        return probes.shape[0], None, lambda a, b: probes[a:b]
+    raise DeparaError(f"probes: expected a ProbeSet or a tensor N×C×H×W, got {type(probes).__name__}")
+
+
+class _ModelState:
+    """Eval mode, no parameter gradients, on ``device``; restores training mode and requires_grad afterwards."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    def __enter__(self) -> nn.Module:
+        self.training = self.model.training
+        self.requires = [(p, p.requires_grad) for p in self.model.parameters()]
+        self.model.eval().to(self.device)
+        for p, _ in self.requires:
+            p.requires_grad_(False)
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        for p, flag in self.requires:
+            p.requires_grad_(flag)
+        self.model.train(self.training)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="probe", leave=False)
+
+
+def _finite(t: torch.Tensor, what: str, layer: str, ids: Sequence[str], start: int) -> None:
+    bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+    if bad.any():
+        i = int(torch.nonzero(bad)[0, 0])
+        raise DeparaError(f"layer {layer!r}: {what} contain NaN/Inf (first at probe {ids[start + i]!r})")
+
+
+def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str], *,
+                 method: str = "input_x_gradient", scalar: str = "sum", channel_reduction: str = "mean",
+                 center: bool = True, edge: str = "cosine", batch_size: int = 32, device: Any = None,
+                 node_size: Any = None, progress: bool = False, probe_ids: Sequence[str] | None = None,
+                 preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None) -> dict:
+    """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}.
+
+    probes: a :class:`~depara.probes.ProbeSet` (preprocessed with ``preprocess``, default the set's own) or a
+        float tensor N×C×H×W of already preprocessed images (ids from ``probe_ids``, default "0".."N−1").
+    method: one of ``METHODS``; scalar: ``sum`` | ``mean`` | ``l2``; channel_reduction: ``mean`` (signed) |
+        ``abs_mean`` | ``none``; center/edge: see :meth:`depara.graph.Graph.from_arrays`.
+    node_size: None keeps the input's H×W grid; an int or (h, w) resamples every map to that grid (use the same
+        value for models with different input sizes; the CLI defaults to 56).
+    meta: extra metadata recorded in every graph (e.g. ``{"model": "torchvision:vgg11_bn"}``).
+
+    One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
+    Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
+    """
+    from .graph import Graph
+
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(dict.fromkeys(layers))
+    if not layers:
+        raise DeparaError("layers: expected at least one layer name")
+    _check_option(method, METHODS, "method")
+    _check_option(scalar, SCALARS, "scalar")
+    _check_option(channel_reduction, CHANNEL_REDUCTIONS, "channel_reduction")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    grid = _node_grid(node_size)
+    if not isinstance(model, nn.Module):
+        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    for name in layers:
+        resolve_layer(model, name)
+    n, set_ids, load = _batches(probes, preprocess, int(batch_size))
+    ids = tuple(str(i) for i in probe_ids) if probe_ids is not None else set_ids or tuple(map(str, range(n)))
+    if len(ids) != n:
+        raise DeparaError(f"probe_ids: {len(ids)} ids for {n} probes")
+    dev = _resolve_device(model, device)
+
+    feats: dict[str, np.ndarray] = {}
+    attrs: dict[str, np.ndarray] = {}
+    with _ModelState(model, dev), _progress(n, progress, f"depara {method}") as bar:
+        for start in range(0, n, int(batch_size)):
+            x = load(start, min(n, start + int(batch_size))).to(dev, torch.float32)
+            if x.ndim != 4:
+                raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
+            f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+            for name in layers:
+                f = f_batch[name]
+                a = _reduce_and_resample(a_batch[name], channel_reduction, grid)
+                _finite(f, "features", name, ids, start)
+                _finite(a, "attributions", name, ids, start)
+                if name not in feats:
+                    feats[name] = np.empty((n, *f.shape[1:]), dtype=np.float32)
+                    attrs[name] = np.empty((n, *a.shape[1:]), dtype=np.float32)
+                feats[name][start:start + f.shape[0]] = f.float().cpu().numpy()
+                attrs[name][start:start + a.shape[0]] = a.float().cpu().numpy()
+            bar.update(x.shape[0])
+
+    base_meta = dict(meta or {})
+    prep = None
+    if isinstance(probes, ProbeSet):
+        prep = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
+    graphs = {}
+    for name in layers:
+        info = {**base_meta, "layer": name, "method": method, "scalar": scalar,
+                "node_grid": list(attrs[name].shape[1:]), "input_size": None}
+        if prep is not None:
+            info["preprocess"] = prep
+        info["input_size"] = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])
+        if method == "lrp":
+            info["lrp_epsilon"] = LRP_EPSILON
+        if method == "integrated_gradients":
+            info["ig_steps"] = IG_STEPS
+        g = Graph.from_arrays(attrs.pop(name), feats.pop(name), center=center, edge=edge, probe_ids=ids,
+                              channel_reduction=None, meta=info)
+        g.meta["channel_reduction"] = channel_reduction
+        graphs[name] = g
+    return graphs
+
+
+def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str, **options: Any):
+    """The DEPARA graph of ``model`` at one ``layer``; options as :func:`build_graphs`."""
+    if not isinstance(layer, str):
+        raise DeparaError(f"layer: expected one module name (str), got {type(layer).__name__}; "
+                          "use build_graphs for several layers")
+    return build_graphs(model, probes, [layer], **options)[layer]
+
+
+def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, method: str = "input_x_gradient",
+                     scalar: str = "sum") -> torch.Tensor:
+    """Raw attribution maps B×C×H×W of one batch for one layer (no channel reduction, no resampling)."""
+    _check_option(method, METHODS, "method")
+    _check_option(scalar, SCALARS, "scalar")
+    resolve_layer(model, layer)
+    return _attribute_batch(model, inputs, [layer], method, scalar)[1][layer]
+
+
+__all__ = ["METHODS", "SCALARS", "CHANNEL_REDUCTIONS", "LRP_EPSILON", "build_graph", "build_graphs",
+           "capture_features", "attribution_maps", "resolve_layer"]
+

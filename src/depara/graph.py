@@ -1,0 +1,352 @@
+"""The DEPARA graph of one model (at one layer) on a probe set: nodes, edges, probe ids, metadata.
+
+A graph over N probe images holds
+
+* ``nodes``: N×P float32, the attribution map of each probe flattened to P values (METHOD.md §1);
+* ``edges``: N(N−1)/2 float32, the condensed upper triangle (``scipy.spatial.distance.squareform`` order,
+  i.e. pairs (0,1), (0,2), …, (0,N−1), (1,2), …) of the probe-by-probe similarity of the model's features:
+  cosine similarity (``edge="cosine"``, the DEPARA edge) or Pearson correlation (``edge="correlation"``, the RSA
+  variant; the stored value is the Pearson correlation r = 1 − ``pdist(..., "correlation")``, a similarity like
+  the cosine, so Spearman between any two edge vectors is the RSA score);
+* ``probe_ids``: N strings; two graphs are comparable only on identical ids in identical order;
+* ``meta``: a JSON-serialisable dict (model, layer, method, edge, center, channel_reduction, ...).
+
+Graphs are stored as safetensors files (tensors ``nodes``, ``edges``) with JSON metadata in the safetensors
+header, written atomically and validated on load. Nothing is ever pickled.
+
+This module is numpy only; the torch layer (:mod:`depara.extract`) builds graphs through :meth:`Graph.from_arrays`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._io import atomic_path
+from .errors import DeparaError
+
+FORMAT_TAG = "depara-graph"
+FORMAT_VERSION = "1"
+EDGE_METRICS = ("cosine", "correlation")
+CHANNEL_REDUCTIONS = (None, "none", "mean", "abs_mean")
+
+# Probes per chunk when reducing/validating large (possibly memory-mapped) attribution arrays, so a
+# 1000×256×256×8 float32 Taskonomy array (2 GB) never needs a second full-size temporary.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def condensed_size(n_probes: int) -> int:
+    """Number of edges N(N−1)/2 of a graph over ``n_probes`` probes."""
+    return n_probes * (n_probes - 1) // 2
+
+
+def _as_array(x: Any, what: str) -> np.ndarray:
+    """Numeric numpy view of ``x`` (torch tensors are accepted through ``__array__``), validated."""
+    if hasattr(x, "detach"):  # a torch tensor: avoid importing torch here
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is bad input
+        raise DeparaError(f"{what}: cannot convert to a numeric array ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DeparaError(f"{what}: expected a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise DeparaError(f"{what}: expected a real array, got dtype {arr.dtype}")
+    if arr.ndim < 1:
+        raise DeparaError(f"{what}: expected an array with a leading probe axis (N, ...), got a scalar")
+    return arr
+
+
+def _chunk_len(arr: np.ndarray) -> int:
+    per_probe = max(1, arr[:1].nbytes)
+    return max(1, _CHUNK_BYTES // per_probe)
+
+
+def _count_nonfinite(arr: np.ndarray) -> int:
+    """Number of NaN/Inf values, counted in probe chunks (memory-mapped arrays stay on disk)."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        return 0
+    step = _chunk_len(arr)
+    return int(sum(np.count_nonzero(~np.isfinite(arr[i:i + step])) for i in range(0, arr.shape[0], step)))
+
+
+def _check_finite(arr: np.ndarray, what: str) -> None:
+    bad = _count_nonfinite(arr)
+    if bad:
+        raise DeparaError(f"{what} contain {bad} non-finite value(s) (NaN/Inf) out of {arr.size}")
+
+
+def _reduce_channels(attributions: np.ndarray, reduction: str | None, channel_axis: int) -> np.ndarray:
+    """N×... attributions → N×P float32, after an optional mean / mean-of-absolute-value over ``channel_axis``.
+
+    ``channel_axis`` indexes the full array (probe axis 0 included); negative values count from the end.
+    """
+    if reduction in (None, "none"):
+        return np.asarray(attributions, dtype=np.float32).reshape(attributions.shape[0], -1)
+    if reduction not in ("mean", "abs_mean"):
+        raise DeparaError(f"channel_reduction: expected one of None, 'mean', 'abs_mean', got {reduction!r}")
+    ndim = attributions.ndim
+    axis = channel_axis + ndim if channel_axis < 0 else channel_axis
+    if not 1 <= axis < ndim:
+        raise DeparaError(f"channel_axis={channel_axis}: attributions of shape {attributions.shape} have no such "
+                          "non-probe axis")
+    n = attributions.shape[0]
+    out_shape = attributions.shape[:axis] + attributions.shape[axis + 1:]
+    out = np.empty((n, int(np.prod(out_shape[1:], dtype=np.int64))), dtype=np.float32)
+    step = _chunk_len(attributions)
+    for start in range(0, n, step):
+        block = np.asarray(attributions[start:start + step], dtype=np.float64)
+        if reduction == "abs_mean":
+            block = np.abs(block)
+        out[start:start + step] = block.mean(axis=axis).reshape(block.shape[0], -1)
+    return out
+
+
+def _edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np.ndarray:
+    """N×D features → condensed N(N−1)/2 float32 cosine similarities (or Pearson correlations) of rows.
+
+    Computed as one Gram matrix of the features in float64, divided by the products of the row norms.
+    """
+    f = np.array(features, dtype=np.float64, copy=True).reshape(features.shape[0], -1)  # never alter the input
+    # A row counts as zero when its norm vanishes relative to the features' own magnitude, so rows that are
+    # zero only up to the rounding of the centring are caught too.
+    tol = 1e-12 * max(float(np.abs(f).max(initial=0.0)), np.finfo(float).tiny) * np.sqrt(f.shape[1])
+    if center:
+        f = f - f.mean(axis=0, keepdims=True)
+    if edge == "correlation":
+        f = f - f.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(f, axis=1)
+    zero = norms <= tol
+    if zero.any():
+        idx = np.flatnonzero(zero)
+        why = ("constant across feature dimensions (Pearson correlation undefined)" if edge == "correlation"
+               else "all zero" + (" after centring over probes" if center else ""))
+        raise DeparaError(f"features: {idx.size} probe row(s) are {why}, e.g. probe index {int(idx[0])}; "
+                          "cosine/correlation edges are undefined for them")
+    # Dot products of the raw rows, divided by the norms afterwards (as scipy's pdist does): exactly orthogonal
+    # or identical pairs then give exactly equal values, so ties are not split by normalisation rounding.
+    iu = np.triu_indices(f.shape[0], k=1)
+    dots = (f @ f.T)[iu]
+    dots /= norms[iu[0]] * norms[iu[1]]
+    return np.clip(dots, -1.0, 1.0).astype(np.float32)
+
+
+def _check_probe_ids(probe_ids: Sequence[Any] | None, n: int, what: str = "probe_ids") -> tuple[str, ...]:
+    if probe_ids is None:
+        return tuple(str(i) for i in range(n))
+    if isinstance(probe_ids, (str, bytes)):
+        raise DeparaError(f"{what}: expected a sequence of {n} ids, got a single string")
+    ids = tuple(str(p) for p in probe_ids)
+    if len(ids) != n:
+        raise DeparaError(f"{what}: {len(ids)} ids for {n} probes")
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        dup = next(p for p in ids if p in seen or seen.add(p))  # type: ignore[func-returns-value]
+        raise DeparaError(f"{what}: ids must be unique, {dup!r} occurs {ids.count(dup)} times")
+    return ids
+
+
+def _check_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise DeparaError(f"meta: expected a dict, got {type(meta).__name__}")
+    meta = dict(meta)
+    try:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DeparaError(f"meta: must be JSON-serialisable ({exc})") from None
+    return meta
+
+
+class Graph:
+    """DEPARA graph: ``nodes`` (N×P float32), ``edges`` (N(N−1)/2 float32, squareform order), ``probe_ids``, ``meta``.
+
+    Build one with :meth:`from_arrays` (from attribution maps and features) or :func:`depara.build_graph` (from a
+    model); the constructor takes already computed arrays and validates them.
+    """
+
+    __slots__ = ("nodes", "edges", "probe_ids", "meta")
+
+    def __init__(self, nodes: Any, edges: Any, probe_ids: Sequence[Any] | None = None,
+                 meta: Mapping[str, Any] | None = None):
+        nodes_arr = _as_array(nodes, "nodes")
+        edges_arr = _as_array(edges, "edges")
+        if nodes_arr.ndim != 2:
+            raise DeparaError(f"nodes: expected a 2-D array N×P, got shape {nodes_arr.shape}")
+        if edges_arr.ndim != 1:
+            raise DeparaError(f"edges: expected a 1-D condensed vector N(N-1)/2, got shape {edges_arr.shape}")
+        n = nodes_arr.shape[0]
+        if n < 3:
+            raise DeparaError(f"nodes: a graph needs at least 3 probes, got {n}")
+        if edges_arr.shape[0] != condensed_size(n):
+            raise DeparaError(f"edges: {edges_arr.shape[0]} values, expected N(N-1)/2 = {condensed_size(n)} "
+                              f"for N = {n} probes")
+        _check_finite(nodes_arr, "nodes")
+        _check_finite(edges_arr, "edges")
+        self.nodes: np.ndarray = np.ascontiguousarray(nodes_arr, dtype=np.float32)
+        self.edges: np.ndarray = np.ascontiguousarray(edges_arr, dtype=np.float32)
+        self.probe_ids: tuple[str, ...] = _check_probe_ids(probe_ids, n)
+        self.meta: dict[str, Any] = _check_meta(meta)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(cls, attributions: Any, features: Any, *, center: bool = True, edge: str = "cosine",
+                    probe_ids: Sequence[Any] | None = None, channel_reduction: str | None = None,
+                    channel_axis: int = -1, meta: Mapping[str, Any] | None = None) -> "Graph":
+        """Graph from per-probe attribution maps and features.
+
+        attributions: N×... (any trailing shape), flattened per probe into the nodes, after an optional
+            ``channel_reduction`` ("mean" = signed mean, "abs_mean" = mean of absolute values) over ``channel_axis``
+            (an axis of the full array; -1 = last, e.g. N×H×W×C; use 1 for N×C×H×W).
+        features: N×... (any trailing shape), flattened per probe; edge (i, j) = cosine similarity of the
+            feature rows after subtracting their mean over probes (``center=True``) or as given, or with
+            ``edge="correlation"`` their Pearson correlation (RSA variant; centring over probes is applied first
+            when ``center=True``, pass ``center=False`` for the classical RSA).
+        probe_ids: N unique ids (default "0".."N−1").
+        meta: extra JSON-serialisable metadata; ``edge``, ``center`` and ``channel_reduction`` are recorded.
+
+        Raises DeparaError on NaN/Inf, N mismatch, N < 3, rows whose cosine/correlation is undefined, bad ids.
+        """
+        if edge not in EDGE_METRICS:
+            raise DeparaError(f"edge: expected one of {', '.join(EDGE_METRICS)}, got {edge!r}")
+        if channel_reduction not in CHANNEL_REDUCTIONS:
+            raise DeparaError(f"channel_reduction: expected one of None, 'mean', 'abs_mean', got {channel_reduction!r}")
+        attr = _as_array(attributions, "attributions")
+        feat = _as_array(features, "features")
+        if attr.shape[0] != feat.shape[0]:
+            raise DeparaError(f"attributions have {attr.shape[0]} probes but features have {feat.shape[0]}")
+        n = attr.shape[0]
+        if n < 3:
+            raise DeparaError(f"attributions/features: a graph needs at least 3 probes, got {n}")
+        if attr.size == 0 or feat.size == 0:
+            raise DeparaError(f"{'attributions' if attr.size == 0 else 'features'}: empty per-probe arrays "
+                              f"(shape {attr.shape if attr.size == 0 else feat.shape})")
+        ids = _check_probe_ids(probe_ids, n)
+        _check_finite(attr, "attributions")
+        _check_finite(feat, "features")
+        nodes = _reduce_channels(attr, channel_reduction, channel_axis)
+        edges = _edges_from_features(feat, center=bool(center), edge=edge)
+        full_meta = _check_meta(meta)
+        full_meta.update(edge=edge, center=bool(center),
+                         channel_reduction=None if channel_reduction in (None, "none") else channel_reduction)
+        return cls(nodes, edges, ids, full_meta)
+
+    # ------------------------------------------------------------------ accessors
+    def __len__(self) -> int:
+        return self.nodes.shape[0]
+
+    @property
+    def n_probes(self) -> int:
+        """N, the number of probes (= nodes)."""
+        return self.nodes.shape[0]
+
+    @property
+    def node_size(self) -> int:
+        """P, the number of values per node (flattened attribution map)."""
+        return self.nodes.shape[1]
+
+    @property
+    def name(self) -> str:
+        """A readable name from the metadata: ``model:layer``, ``model``, ``layer`` or ``""``."""
+        parts = [str(self.meta[k]) for k in ("model", "layer") if self.meta.get(k) not in (None, "")]
+        return ":".join(parts)
+
+    def edge_matrix(self) -> np.ndarray:
+        """The N×N symmetric edge matrix (float32), diagonal 1 (self-similarity)."""
+        n = self.n_probes
+        mat = np.ones((n, n), dtype=np.float32)
+        iu = np.triu_indices(n, k=1)
+        mat[iu] = self.edges
+        mat[(iu[1], iu[0])] = self.edges
+        return mat
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return (f"Graph{label}(n_probes={self.n_probes}, node_size={self.node_size}, "
+                f"edge={self.meta.get('edge', '?')!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (self.probe_ids == other.probe_ids and self.meta == other.meta
+                and np.array_equal(self.nodes, other.nodes) and np.array_equal(self.edges, other.edges))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays
+
+    # ------------------------------------------------------------------ storage
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the graph to ``path`` as safetensors (+ JSON metadata in the header), atomically."""
+        from safetensors.numpy import save_file
+
+        header = {
+            "format": FORMAT_TAG,
+            "version": FORMAT_VERSION,
+            "probe_ids": json.dumps(list(self.probe_ids)),
+            "meta": json.dumps(self.meta, allow_nan=False),
+        }
+        with atomic_path(path, "graph") as tmp:
+            save_file({"nodes": self.nodes, "edges": self.edges}, str(tmp), metadata=header)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Graph":
+        """Read a graph written by :meth:`save`; any other content raises a one-line DeparaError naming the file."""
+        p = Path(path)
+        if not p.exists():
+            raise DeparaError(f"{p}: graph file not found")
+        if not p.is_file():
+            raise DeparaError(f"{p}: not a file (expected a depara graph .safetensors file)")
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        if head[:4] == b"PK\x03\x04":
+            raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
+        if head[:6] == b"\x93NUMPY":
+            raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
+        if len(head) < 8:
+            raise DeparaError(f"{p}: truncated or empty ({p.stat().st_size} bytes), not a depara graph file")
+        header_len = int.from_bytes(head, "little")
+        if header_len > p.stat().st_size - 8:
+            raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
+                              f"{header_len} exceeds the file size)")
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(p), framework="np") as fh:
+                header = fh.metadata() or {}
+                keys = set(fh.keys())
+                if header.get("format") != FORMAT_TAG:
+                    raise DeparaError(f"{p}: a safetensors file without the '{FORMAT_TAG}' format tag "
+                                      "(not a depara graph)")
+                if header.get("version") != FORMAT_VERSION:
+                    raise DeparaError(f"{p}: depara graph format version {header.get('version')!r} is not "
+                                      f"supported (expected {FORMAT_VERSION!r})")
+                if keys != {"nodes", "edges"}:
+                    raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges', found {sorted(keys)}")
+                nodes = fh.get_tensor("nodes")
+                edges = fh.get_tensor("edges")
+        except DeparaError:
+            raise
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
+                              f"{msg})") from None
+        try:
+            probe_ids = json.loads(header.get("probe_ids", ""))
+            meta = json.loads(header.get("meta", ""))
+        except json.JSONDecodeError:
+            raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids/meta are not valid JSON)") from None
+        if not isinstance(probe_ids, list) or not all(isinstance(x, str) for x in probe_ids):
+            raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids is not a list of strings)")
+        if not isinstance(meta, dict):
+            raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")
+        if nodes.dtype != np.float32 or edges.dtype != np.float32:
+            raise DeparaError(f"{p}: expected float32 nodes/edges, found {nodes.dtype}/{edges.dtype}")
+        try:
+            return cls(nodes, edges, probe_ids, meta)
+        except DeparaError as exc:
+            raise DeparaError(f"{p}: inconsistent depara graph ({exc})") from None

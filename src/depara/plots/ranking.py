@@ -1,0 +1,251 @@
+"""Figures of model-selection results: PR curve, P@K curve, λ sweep, task similarity tree, heatmap, ranking bars.
+
+matplotlib with the Agg backend; every figure has labelled axes, a legend where it has several series, readable
+task names, and is saved atomically (PNG). Plots draw what they are given: they compute no scores (the one
+exception is the tree, whose clustering of a given similarity matrix *is* the figure).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .._io import atomic_path  # noqa: E402
+from ..errors import DeparaError  # noqa: E402
+
+LINKAGE_METHODS = ("average", "single", "complete", "weighted", "centroid", "median", "ward")
+_MARKERS = "os^Dvp*hX<>"
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    p = Path(path)
+    try:
+        with atomic_path(p, "figure") as tmp:
+            fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return p
+
+
+def _reference_curves(curve) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Random and oracle (K, precision, recall) for the shape of ``curve`` (a RankingCurve)."""
+    from ..evaluate import oracle_curve, random_curve
+
+    rnd = random_curve(curve.n_targets, curve.n_candidates, curve.relevant, curve.k)
+    orc = oracle_curve(curve.n_targets, curve.n_candidates, curve.relevant, curve.k)
+    return {"random": (rnd.k, rnd.precision, rnd.recall), "oracle": (orc.k, orc.precision, orc.recall)}
+
+
+def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
+                  published: Mapping[str, Mapping[str, np.ndarray]] | None = None, references: bool = True,
+                  title: str = "Precision-recall of source-task selection") -> Path:
+    """Precision against recall over K = 1..S−1 for each method.
+
+    Args:
+        curves: label → :class:`depara.evaluate.RankingCurve` (all with the same targets and relevant size).
+        out: PNG path.
+        published: label → ``{"precision": ..., "recall": ...}`` points drawn as unconnected markers.
+        references: add the random (P = relevant/(S−1)) and oracle (P@K = min(1, relevant/K)) curves.
+    """
+    if not curves:
+        raise DeparaError("plot_pr_curve: no curves given")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for i, (label, c) in enumerate(curves.items()):
+        ax.plot(c.recall, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+    if references:
+        ref = _reference_curves(next(iter(curves.values())))
+        ax.plot(ref["oracle"][2], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
+        ax.plot(ref["random"][2], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
+    for i, (label, pts) in enumerate((published or {}).items()):
+        ax.scatter(pts["recall"], pts["precision"], marker=_MARKERS[(i + 5) % len(_MARKERS)], s=36,
+                   facecolors="none", edgecolors=f"C{(i + len(curves)) % 10}", linewidths=1.3, label=label, zorder=3)
+    ax.set_xlabel("recall (hits / (targets × relevant))")
+    ax.set_ylabel("precision (hits / (targets × K))")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left", ncol=1 if len(curves) + len(published or {}) < 8 else 2)
+    return _save(fig, out)
+
+
+def plot_precision_at_k(curves: Mapping[str, Any], out: str | os.PathLike, *,
+                        published: Mapping[str, Mapping[str, np.ndarray]] | None = None, references: bool = True,
+                        title: str = "Precision at K") -> Path:
+    """P@K against K for each method (same arguments as :func:`plot_pr_curve`; published needs ``"K"``)."""
+    if not curves:
+        raise DeparaError("plot_precision_at_k: no curves given")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, (label, c) in enumerate(curves.items()):
+        ax.plot(c.k, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+    if references:
+        ref = _reference_curves(next(iter(curves.values())))
+        ax.plot(ref["oracle"][0], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
+        ax.plot(ref["random"][0], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
+    for i, (label, pts) in enumerate((published or {}).items()):
+        ax.scatter(pts["K"], pts["precision"], marker=_MARKERS[(i + 5) % len(_MARKERS)], s=36, facecolors="none",
+                   edgecolors=f"C{(i + len(curves)) % 10}", linewidths=1.3, label=label, zorder=3)
+    k_max = int(max(int(c.k.max()) for c in curves.values()))
+    ax.set_xlabel("K (top-K predicted sources)")
+    ax.set_ylabel("precision P@K")
+    ax.set_xticks(range(1, k_max + 1, 1 if k_max <= 20 else max(1, k_max // 10)))
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, out)
+
+
+def plot_lambda_sweep(rows: Sequence[Mapping[str, float]], out: str | os.PathLike, *, chosen: float | None = None,
+                      title: str = "Sensitivity to λ") -> Path:
+    """Metrics of V + λE against λ (symmetric-log x axis, so λ = 0 is shown).
+
+    Args:
+        rows: one mapping per λ with key ``"lambda"`` and any metric columns (e.g. ``"P@1"``, ``"P@5"``,
+            ``"mean_spearman"``), as written by :func:`depara.taskonomy.lambda_sweep`.
+        chosen: λ to mark with a vertical line.
+    """
+    if not rows:
+        raise DeparaError("plot_lambda_sweep: no rows given")
+    lams = np.array([r["lambda"] for r in rows], dtype=np.float64)
+    order = np.argsort(lams)
+    metrics = [k for k in rows[0] if k != "lambda"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, m in enumerate(metrics):
+        vals = np.array([rows[j][m] for j in order], dtype=np.float64)
+        ax.plot(lams[order], vals, marker=_MARKERS[i % len(_MARKERS)], ms=3, lw=1.4, label=m)
+    positive = lams[lams > 0]
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1e-3)
+    if chosen is not None:
+        ax.axvline(chosen, color="0.3", ls="--", lw=1, label=f"chosen λ = {chosen:g}")
+    ax.set_xlabel("λ (weight of edge similarity E in V + λE)")
+    ax.set_ylabel("metric value")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
+def similarity_to_distance(similarity) -> np.ndarray:
+    """Symmetrise a square similarity matrix and turn it into a distance matrix in [0, 1] (diagonal 0).
+
+    ``d = (max − s) / (max − min)`` over the off-diagonal values of ``s = (M + Mᵀ)/2``; the diagonal (often NaN
+    or self-similarity) is ignored.
+    """
+    m = np.asarray(similarity, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise DeparaError(f"similarity matrix: expected a square matrix of at least 2 tasks, got shape {m.shape}")
+    off = ~np.eye(m.shape[0], dtype=bool)
+    if not np.all(np.isfinite(m[off])):
+        i, j = np.argwhere(~np.isfinite(m) & off)[0]
+        raise DeparaError(f"similarity matrix: non-finite value at row {i}, column {j}")
+    s = (m + m.T) / 2
+    lo, hi = s[off].min(), s[off].max()
+    d = np.zeros_like(s) if hi == lo else (hi - s) / (hi - lo)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def task_linkage(similarity, method: str = "average") -> np.ndarray:
+    """scipy linkage matrix of the tasks, from :func:`similarity_to_distance` of a similarity matrix."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    if method not in LINKAGE_METHODS:
+        raise DeparaError(f"linkage method {method!r}: expected one of {', '.join(LINKAGE_METHODS)}")
+    d = similarity_to_distance(similarity)
+    return linkage(squareform(d, checks=False), method=method)
+
+
+def plot_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, method: str = "average",
+              title: str = "Task similarity tree") -> Path:
+    """Dendrogram of hierarchical clustering of the symmetrised task similarity (scipy.cluster.hierarchy).
+
+    ``names``: G task names for the G×G ``similarity`` (higher = more similar). The distance axis is the
+    normalised dissimilarity of :func:`similarity_to_distance`.
+    """
+    from scipy.cluster.hierarchy import dendrogram
+
+    names = [str(n) for n in names]
+    z = task_linkage(similarity, method)
+    if len(names) != z.shape[0] + 1:
+        raise DeparaError(f"plot_tree: {len(names)} names for a {z.shape[0] + 1}-task similarity matrix")
+    fig, ax = plt.subplots(figsize=(6.4, max(3.0, 0.28 * len(names) + 1.0)))
+    dendrogram(z, labels=names, orientation="right", ax=ax, color_threshold=0.7 * float(z[:, 2].max()),
+               leaf_font_size=8)
+    ax.set_xlabel(f"dissimilarity (normalised, {method} linkage)")
+    ax.set_ylabel("task")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)
+
+
+def plot_heatmap(names: Sequence[str], matrix, out: str | os.PathLike, *, title: str = "Task similarity",
+                 order_by_tree: bool = True, method: str = "average", colorbar_label: str = "similarity",
+                 xlabel: str = "source task", ylabel: str = "target task") -> Path:
+    """Heatmap of a task-by-task matrix (rows = targets, columns = sources), optionally in dendrogram leaf order."""
+    from scipy.cluster.hierarchy import leaves_list
+
+    names = [str(n) for n in names]
+    m = np.array(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape != (len(names), len(names)):
+        raise DeparaError(f"plot_heatmap: matrix shape {m.shape} does not match {len(names)} task names")
+    order = leaves_list(task_linkage(m, method)) if order_by_tree else np.arange(len(names))
+    m = m[np.ix_(order, order)]
+    np.fill_diagonal(m, np.nan)  # self-similarity would dominate the colour scale
+    size = max(4.0, 0.32 * len(names) + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    im = ax.imshow(np.ma.masked_invalid(m), cmap="viridis")
+    labels = [names[i] for i in order]
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=colorbar_label, shrink=0.8)
+    return _save(fig, out)
+
+
+def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "Source ranking",
+                 lam: float | None = None) -> Path:
+    """Horizontal bars of each source's score, best on top.
+
+    ``rows``: objects or mappings with ``name`` and ``S`` (optionally ``V`` and ``E``, e.g.
+    :class:`depara.similarity.RankRow`); with V and E the bar is split into V and λ·E (λ = ``lam``).
+    """
+    def get(r, k):
+        return r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
+
+    if not rows:
+        raise DeparaError("plot_ranking: no rows given")
+    rows = sorted(rows, key=lambda r: -float(get(r, "S")))
+    names = [str(get(r, "name")) for r in rows]
+    s = np.array([float(get(r, "S")) for r in rows])
+    y = np.arange(len(rows))[::-1]
+    fig, ax = plt.subplots(figsize=(6.4, max(2.5, 0.35 * len(rows) + 1.2)))
+    v = [get(r, "V") for r in rows]
+    e = [get(r, "E") for r in rows]
+    if lam is not None and all(x is not None for x in v + e):
+        v = np.array(v, dtype=float)
+        le = lam * np.array(e, dtype=float)
+        ax.barh(y, v, color="C0", label="V (node similarity)")
+        ax.barh(y, le, left=v, color="C1", label=f"λ·E (edge similarity, λ = {lam:g})")
+        ax.legend(fontsize=7)
+    else:
+        ax.barh(y, s, color="C0", label="S")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel("transferability score S (higher = better)")
+    ax.set_ylabel("source")
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)
+
+
+__all__ = ["plot_pr_curve", "plot_precision_at_k", "plot_lambda_sweep", "plot_tree", "plot_heatmap",
+           "plot_ranking", "task_linkage", "similarity_to_distance", "LINKAGE_METHODS"]

@@ -1,0 +1,613 @@
+"""Render any depara results folder into one self-contained HTML page and a Markdown summary.
+
+A results folder is identified by its ``manifest.json`` (see :mod:`depara.results`). The page holds the title,
+the one-line summary (what to pick), the chosen source/layer beside the ground truth where the manifest's
+``extra`` names them, every table listed in the manifest (CSV or JSON) as an HTML table, every figure embedded as
+a base64 data URI, the remaining ``extra`` values and the settings. Sub-folders with their own manifests (the
+demo's ``taskbank/`` and ``layers/``) become sections of the same page.
+
+The page needs nothing else: CSS is inline, there is no script, no external ``src``/``href``; only in-page
+``#anchor`` links. The Markdown summary links the figure files by relative path instead of embedding them.
+
+Conventions read from ``extra`` (all optional; owners of the pipelines write them):
+
+- ``pick`` (or ``chosen``, ``chosen_source``, ``chosen_layer``): what depara picks;
+- ``truth_best`` (or ``best``, ``best_source``, ``best_layer``, ``truth``): the best one by ground truth;
+- numbers comparing the two (``regret``, ``relative_accuracy``, ``pick_accuracy``, ``best_accuracy``,
+  ``pick_rank_in_truth``, ...): any key starting with ``pick_``/``truth_``/``chosen_`` or named in
+  :data:`COMPARISON_KEYS` is shown in the same box;
+- ``sections``: an ordered list of sub-folder names to render first (others follow, sorted by name).
+
+Rows of a table whose first cell equals the pick are highlighted; in a table whose name starts with ``ranking``
+(best first), the first row is highlighted when there is no pick, and the score column gets a bar.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ._io import ensure_dir, read_json, write_text
+from .errors import DeparaError
+from .results import MANIFEST, read_manifest
+
+__all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "render_html",
+           "render_markdown", "format_cell", "pick_and_truth"]
+
+#: The page shows at most this many rows of a table (the rest is in the CSV); the Markdown summary fewer.
+MAX_HTML_ROWS = 200
+MAX_MARKDOWN_ROWS = 30
+#: How deep below a results folder sub-folders are searched for manifests.
+MAX_DEPTH = 3
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".svg": "image/svg+xml", ".webp": "image/webp"}
+_MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",),
+          ".gif": (b"GIF87a", b"GIF89a")}
+
+PICK_KEYS = ("pick", "chosen", "chosen_source", "chosen_layer")
+TRUTH_KEYS = ("truth_best", "best", "best_source", "best_layer", "truth")
+COMPARISON_KEYS = ("regret", "relative_accuracy", "top1_regret", "top1_relative_accuracy", "match",
+                   "spearman", "kendall", "weighted_tau")
+HEADLINE_TABLES = ("ranking", "summary", "layers", "scores")
+_SCORE_COLUMNS = ("s", "score", "depara", "s_v+λe", "v+λe")
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a results folder: ``header`` (C names) and ``rows`` (R lists of C strings)."""
+
+    name: str
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    rel: str = ""  # path below the rendered root folder, e.g. "taskbank/ranking.csv"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One results folder (``rel`` = its path below the rendered root, "" for the root) and its sub-folders."""
+
+    folder: Path
+    rel: str
+    manifest: dict[str, Any]
+    tables: list[Table]
+    figures: list[tuple[str, Path]]
+    children: list["Section"] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        return "sec-" + ("".join(c if c.isalnum() else "-" for c in self.rel) or "root")
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest.get("title") or self.manifest.get("kind") or self.rel)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """The files :func:`render_report` wrote."""
+
+    html: Path
+    markdown: Path
+    summary: str
+
+
+def load_results(results_dir: str | os.PathLike) -> Section:
+    """Read a results folder, its tables and figure paths, and its sub-folders with manifests.
+
+    Everything is checked here, before anything is written: a table or figure that the manifest lists but that
+    is missing raises a one-line :class:`DeparaError` naming the file.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise DeparaError(f"results folder {root}: not found (expected a folder with a {MANIFEST})")
+    return _load_section(root, root)
+
+
+def _load_section(folder: Path, root: Path) -> Section:
+    manifest = read_manifest(folder)
+    where = folder / MANIFEST
+    tables = [_read_table(name, _member(folder, rel, f"table {name!r}", where), root)
+              for name, rel in _entries(manifest, "tables", where)]
+    figures = []
+    for name, rel in _entries(manifest, "figures", where):
+        path = _member(folder, rel, f"figure {name!r}", where)
+        if not path.is_file():
+            raise DeparaError(f"{where}: figure {name!r} file {path} is missing")
+        figures.append((name, path))
+    rel = folder.relative_to(root).as_posix() if folder != root else ""
+    children = [_load_section(sub, root) for sub in _child_folders(folder, manifest.get("extra", {}))]
+    return Section(folder, rel, manifest, tables, figures, children)
+
+
+def _entries(manifest: Mapping[str, Any], key: str, where: Path) -> list[tuple[str, str]]:
+    value = manifest.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise DeparaError(f"{where}: '{key}' must map names to file names, got {type(value).__name__}")
+    return [(str(k), str(v)) for k, v in value.items()]
+
+
+def _member(folder: Path, rel: str, what: str, where: Path) -> Path:
+    """``folder/rel``, refusing absolute paths and paths that leave the results folder."""
+    path = Path(rel)
+    if path.is_absolute() or ".." in path.parts:
+        raise DeparaError(f"{where}: {what} path {rel!r} must be relative to the results folder")
+    return folder / path
+
+
+def _child_folders(folder: Path, extra: Any, depth: int = 1) -> list[Path]:
+    """Sub-folders holding a manifest: those named in ``extra['sections']`` first, then the rest by name."""
+    found: list[Path] = []
+    if depth <= MAX_DEPTH:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
+                          and not p.name.startswith((".", "_"))):
+            if (sub / MANIFEST).is_file():
+                found.append(sub)
+            else:
+                found.extend(_child_folders(sub, {}, depth + 1))
+    order = extra.get("sections") if isinstance(extra, Mapping) else None
+    if isinstance(order, Sequence) and not isinstance(order, str):
+        rank = {(folder / str(name)).resolve(): i for i, name in enumerate(order)}
+        found.sort(key=lambda p: rank.get(p.resolve(), len(rank)))
+    return found
+
+
+def _read_table(name: str, path: Path, root: Path) -> Table:
+    if not path.is_file():
+        raise DeparaError(f"table {name!r} file {path} is missing")
+    rel = path.relative_to(root).as_posix()
+    if path.suffix.lower() == ".json":
+        header, rows = _json_table(read_json(path))
+        return Table(name, path, header, rows, rel)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            records = list(csv.reader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DeparaError(f"table {name!r} file {path}: not a readable CSV ({exc})") from None
+    if not records:
+        return Table(name, path, [], [], rel)
+    header, rows = records[0], records[1:]
+    width = max([len(header)] + [len(r) for r in rows])
+    header = header + [""] * (width - len(header))
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    return Table(name, path, header, rows, rel)
+
+
+def _json_table(data: Any) -> tuple[list[str], list[list[str]]]:
+    """A JSON table: a list of objects (one row each), an object of objects, or a flat object (key/value)."""
+    if isinstance(data, list) and data and all(isinstance(r, Mapping) for r in data):
+        header: list[str] = []
+        for r in data:
+            header.extend(k for k in r if k not in header)
+        return header, [[_plain(r.get(k, "")) for k in header] for r in data]
+    if isinstance(data, Mapping) and data and all(isinstance(v, Mapping) for v in data.values()):
+        header = [""]
+        for r in data.values():
+            header.extend(k for k in r if k not in header)
+        return header, [[str(key)] + [_plain(r.get(k, "")) for k in header[1:]] for key, r in data.items()]
+    if isinstance(data, Mapping):
+        return ["key", "value"], [[str(k), _plain(v)] for k, v in data.items()]
+    if isinstance(data, list):
+        return ["value"], [[_plain(v)] for v in data]
+    return ["value"], [[_plain(data)]]
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def format_cell(value: Any) -> str:
+    """A table cell as people read it: numbers to 4 significant digits, everything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    text = value if isinstance(value, str) else _plain(value)
+    number = _as_number(text)
+    if number is None:
+        return text
+    if isinstance(number, int):
+        return str(number)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
+        return f"{number:.3e}"
+    return f"{number:.4g}"
+
+
+def _as_number(text: str) -> int | float | None:
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        return int(stripped)
+    except ValueError:
+        pass
+    try:
+        return float(stripped)
+    except ValueError:
+        return None
+
+
+def pick_and_truth(extra: Mapping[str, Any]) -> tuple[Any, Any]:
+    """What a manifest's ``extra`` says depara picks and what is best by ground truth (None when absent)."""
+    pick, truth, _ = _pick_and_truth(extra)
+    return pick, truth
+
+
+def _pick_and_truth(extra: Mapping[str, Any]) -> tuple[Any, Any, list[tuple[str, Any]]]:
+    pick = next((extra[k] for k in PICK_KEYS if k in extra), None)
+    truth = next((extra[k] for k in TRUTH_KEYS if k in extra), None)
+    used = set(PICK_KEYS) | set(TRUTH_KEYS)
+    comparison = [(k, v) for k, v in extra.items() if k not in used and _is_comparison(k) and _is_scalar(v)]
+    return pick, truth, comparison
+
+
+def _is_comparison(key: str) -> bool:
+    return key in COMPARISON_KEYS or key.startswith(("pick_", "truth_", "chosen_"))
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _remaining_extra(extra: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    pick, truth, comparison = _pick_and_truth(extra)
+    shown = set(PICK_KEYS) | set(TRUTH_KEYS) | {k for k, _ in comparison} | {"sections"}
+    return [(k, v) for k, v in extra.items() if k not in shown]
+
+
+def _split_tables(tables: Sequence[Table]) -> tuple[list[Table], list[Table]]:
+    """Headline tables (rankings, summaries; else the first) go above the figures, the others below them."""
+    headline = [t for t in tables if t.name.lower().startswith(HEADLINE_TABLES)] or list(tables[:1])
+    return headline, [t for t in tables if t not in headline]
+
+
+def _score_column(header: Sequence[str]) -> int | None:
+    lowered = [h.strip().lower() for h in header]
+    for name in _SCORE_COLUMNS:
+        if name in lowered:
+            return lowered.index(name)
+    return None
+
+
+def _highlighted_rows(table: Table, pick: Any) -> set[int]:
+    if pick is not None and _is_scalar(pick):
+        hits = {i for i, r in enumerate(table.rows) if r and r[0] == str(pick)}
+        if hits:
+            return hits
+    if table.name.lower().startswith("ranking") and table.rows and pick is None:
+        return {0}
+    return set()
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+_CSS = """
+:root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --accent:#2f6fde; --pick:#e3f8e9; --pickline:#2f9e5b; }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: var(--ink);
+       margin: 0; background: #f5f7fa; }
+main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; min-height: 100vh; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 21px; margin: 36px 0 8px; padding-top: 8px; border-top: 2px solid var(--line); }
+h3 { font-size: 17px; margin: 24px 0 6px; }
+h4 { font-size: 15px; margin: 18px 0 6px; color: var(--muted); }
+.kind { display: inline-block; font-size: 12px; text-transform: uppercase; letter-spacing: .06em;
+        color: #fff; background: var(--accent); border-radius: 4px; padding: 1px 8px; vertical-align: middle; }
+.summary { font-size: 17px; background: var(--pick); border-left: 5px solid var(--pickline); padding: 10px 14px;
+           margin: 10px 0 14px; border-radius: 4px; }
+.summary b { color: #1b5e3a; }
+nav ul { margin: 4px 0 8px; padding-left: 20px; }
+a { color: var(--accent); }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0 12px; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 180px; background: #fbfcfd; }
+.card .label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
+.card .value { font-size: 18px; font-weight: 600; word-break: break-word; }
+.card.ok { border-color: var(--pickline); background: var(--pick); }
+.card.miss { border-color: #d9822b; background: #fff4e6; }
+.tablewrap { overflow-x: auto; margin: 6px 0 4px; }
+table { border-collapse: collapse; font-size: 13.5px; }
+th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: left; vertical-align: top; }
+th { background: #eef2f7; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody tr:nth-child(even) td { background: #fafbfc; }
+tbody tr.pick td { background: var(--pick); font-weight: 600; }
+.note { color: var(--muted); font-size: 13px; margin: 2px 0 10px; }
+code { font-family: SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; background: #f0f3f7;
+       padding: 0 4px; border-radius: 3px; }
+pre { background: #f0f3f7; padding: 8px; border-radius: 4px; overflow-x: auto; font-size: 12.5px; margin: 0; }
+figure { margin: 12px 0 18px; border: 1px solid var(--line); border-radius: 6px; padding: 10px; background: #fff; }
+figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; text-align: center; }
+details { margin: 8px 0; }
+summary { cursor: pointer; color: var(--muted); }
+footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render_html(section: Section) -> str:
+    """The whole page for ``section`` (and its sub-sections) as one self-contained HTML string."""
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{_e(section.title)} — depara report</title>", f"<style>{_CSS}</style>", "</head>",
+             "<body>", "<main>"]
+    parts.extend(_section_html(section, level=1))
+    parts.append("<footer>Rendered by <code>depara report</code> from "
+                 f"<code>{_e(section.folder.name or section.folder)}</code>. "
+                 "Self-contained: figures are embedded, nothing is loaded from the network.</footer>")
+    parts.extend(["</main>", "</body>", "</html>", ""])
+    return "\n".join(parts)
+
+
+def _section_html(section: Section, level: int) -> list[str]:
+    m = section.manifest
+    h = min(level, 4)
+    out = [f'<section id="{section.anchor}">',
+           f'<h{h}>{_e(section.title)} <span class="kind">{_e(m.get("kind", ""))}</span></h{h}>']
+    if section.rel:
+        out.append(f'<p class="note">folder <code>{_e(section.rel)}/</code></p>')
+    if m.get("summary"):
+        out.append(f'<p class="summary"><b>What to pick:</b> {_e(m["summary"])}</p>')
+    if section.children:
+        out.append("<nav><ul>")
+        out.extend(f'<li><a href="#{c.anchor}">{_e(c.title)}</a> — {_e(c.manifest.get("summary", ""))}</li>'
+                   for c in section.children)
+        out.append("</ul></nav>")
+    extra = m.get("extra") or {}
+    extra = extra if isinstance(extra, Mapping) else {"extra": extra}
+    pick, truth, comparison = _pick_and_truth(extra)
+    if pick is not None or truth is not None or comparison:
+        out.append(_pick_cards_html(pick, truth, comparison))
+    sub = min(h + 1, 4)
+    headline, others = _split_tables(section.tables)
+    for table in headline:
+        out.extend(_table_html(table, pick, sub))
+    for name, path in section.figures:
+        out.append(_figure_html(name, path))
+    for table in others:
+        out.extend(_table_html(table, pick, sub))
+    remaining = _remaining_extra(extra)
+    if remaining:
+        out.append(f"<h{sub}>Details</h{sub}>")
+        out.append(_kv_html(remaining))
+    settings = m.get("settings") or {}
+    if settings:
+        out.append(f"<h{sub}>Settings</h{sub}>")
+        items = settings.items() if isinstance(settings, Mapping) else [("settings", settings)]
+        out.append(_kv_html(list(items)))
+    for child in section.children:
+        out.extend(_section_html(child, level + 1))
+    out.append("</section>")
+    return out
+
+
+def _pick_cards_html(pick: Any, truth: Any, comparison: list[tuple[str, Any]]) -> str:
+    cards = []
+    match = None if pick is None or truth is None else _same(pick, truth)
+    state = "" if match is None else (" ok" if match else " miss")
+    if pick is not None:
+        cards.append(_card("depara picks", pick, state))
+    if truth is not None:
+        cards.append(_card("best by ground truth", truth, ""))
+    if match is not None:
+        cards.append(_card("agreement", "same choice" if match else "different choice", state))
+    cards.extend(_card(k.replace("_", " "), format_cell(v), "") for k, v in comparison)
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, (list, tuple)):  # truth may be a set of equally good answers
+        return any(_same(a, x) for x in b)
+    return str(a) == str(b)
+
+
+def _card(label: str, value: Any, state: str) -> str:
+    shown = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+    return (f'<div class="card{state}"><div class="label">{_e(label)}</div>'
+            f'<div class="value">{_e(shown)}</div></div>')
+
+
+def _table_html(table: Table, pick: Any, level: int) -> list[str]:
+    out = [f'<h{level}>{_e(table.name.replace("_", " "))}</h{level}>',
+           f'<p class="note">from <code>{_e(table.path.name)}</code>, {len(table.rows)} rows</p>']
+    if not table.header:
+        out.append('<p class="note">(empty table)</p>')
+        return out
+    highlight = _highlighted_rows(table, pick)
+    score_col = _score_column(table.header) if table.name.lower().startswith("ranking") else None
+    lo, hi = _column_range(table, score_col)
+    out.append(f'<div class="tablewrap"><table data-file="{_e(table.rel)}">')
+    out.append("<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in table.header) + "</tr></thead><tbody>")
+    for i, row in enumerate(table.rows[:MAX_HTML_ROWS]):
+        cls = ' class="pick"' if i in highlight else ""
+        cells = []
+        for j, raw in enumerate(row):
+            shown = format_cell(raw)
+            attrs = ' class="num"' if _as_number(raw) is not None else ""
+            if shown != raw:
+                attrs += f' title="{_e(raw)}"'
+            if j == score_col and lo is not None:
+                attrs += _bar_style(raw, lo, hi)
+            cells.append(f"<td{attrs}>{_e(shown)}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    if len(table.rows) > MAX_HTML_ROWS:
+        out.append(f'<p class="note">showing the first {MAX_HTML_ROWS} of {len(table.rows)} rows; '
+                   f"the full table is <code>{_e(table.path.name)}</code></p>")
+    return out
+
+
+def _column_range(table: Table, col: int | None) -> tuple[float | None, float | None]:
+    if col is None:
+        return None, None
+    values = [float(v) for v in (_as_number(r[col]) for r in table.rows) if v is not None and math.isfinite(v)]
+    return (min(values), max(values)) if values else (None, None)
+
+
+def _bar_style(raw: str, lo: float, hi: float) -> str:
+    value = _as_number(raw)
+    if value is None or not math.isfinite(value):
+        return ""
+    frac = 1.0 if hi == lo else (value - lo) / (hi - lo)
+    pct = round(8 + 92 * frac)  # the worst keeps a sliver, so every bar is visible
+    return (f' style="background: linear-gradient(90deg, #c9dcfb {pct}%, transparent {pct}%)"')
+
+
+def _figure_html(name: str, path: Path) -> str:
+    caption = f'{_e(name.replace("_", " "))} <code>{_e(path.name)}</code>'
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None:
+        return f'<p class="note">figure {caption}: not an embeddable image type, see the file.</p>'
+    data = path.read_bytes()
+    magic = _MAGIC.get(path.suffix.lower())
+    if magic and not data.startswith(magic):
+        raise DeparaError(f"figure {name!r} file {path}: not a {path.suffix.lstrip('.').upper()} image")
+    uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    return f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption>{caption}</figcaption></figure>'
+
+
+def _kv_html(items: list[tuple[str, Any]]) -> str:
+    rows = []
+    for key, value in items:
+        if isinstance(value, Mapping) and value and all(_is_scalar(v) for v in value.values()):
+            shown = _kv_html(list(value.items()))
+        elif isinstance(value, (list, tuple)) and all(_is_scalar(v) for v in value) and len(value) <= 30:
+            shown = _e(", ".join(format_cell(v) for v in value))
+        elif _is_scalar(value):
+            shown = _e(format_cell(value) if not isinstance(value, str) else value)
+        else:
+            text = json.dumps(value, default=str)
+            shown = (f"<pre>{_e(text)}</pre>" if len(text) <= 200 else
+                     f"<details><summary>{len(value)} entries</summary><pre>{_e(text)}</pre></details>")
+        rows.append(f"<tr><th>{_e(key)}</th><td>{shown}</td></tr>")
+    return '<div class="tablewrap"><table><tbody>' + "".join(rows) + "</tbody></table></div>"
+
+
+# --------------------------------------------------------------------------------------------- Markdown
+
+
+def render_markdown(section: Section, out_dir: str | os.PathLike) -> str:
+    """A Markdown summary of ``section``; figures are linked relative to ``out_dir`` (where it is written)."""
+    lines = _section_md(section, 1, Path(out_dir))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
+    m = section.manifest
+    hashes = "#" * min(level, 6)
+    lines = [f"{hashes} {section.title}", ""]
+    meta = f"kind `{m.get('kind', '')}`" + (f", folder `{section.rel}/`" if section.rel else "")
+    lines += [meta, ""]
+    if m.get("summary"):
+        lines += [f"**What to pick:** {m['summary']}", ""]
+    extra = m.get("extra") or {}
+    extra = extra if isinstance(extra, Mapping) else {"extra": extra}
+    pick, truth, comparison = _pick_and_truth(extra)
+    rows = []
+    if pick is not None:
+        rows.append(("depara picks", pick))
+    if truth is not None:
+        rows.append(("best by ground truth", truth))
+        if pick is not None:
+            rows.append(("agreement", "same choice" if _same(pick, truth) else "different choice"))
+    rows += [(k.replace("_", " "), format_cell(v)) for k, v in comparison]
+    if rows:
+        lines += _md_table(["", "value"], [[k, _md_value(v)] for k, v in rows]) + [""]
+    sub = "#" * min(level + 1, 6)
+    headline, others = _split_tables(section.tables)
+    for table in headline:
+        lines += _table_md(table, sub, out_dir)
+    if section.figures:
+        lines += [f"{sub} Figures", ""]
+        for name, path in section.figures:
+            lines += [f"![{name}]({_rel_link(path, out_dir)})", ""]
+    for table in others:
+        lines += _table_md(table, sub, out_dir)
+    remaining = _remaining_extra(extra)
+    if remaining:
+        lines += [f"{sub} Details", ""] + _md_table(["key", "value"], [[k, _md_value(v)] for k, v in remaining]) + [""]
+    settings = m.get("settings") or {}
+    if settings:
+        items = settings.items() if isinstance(settings, Mapping) else [("settings", settings)]
+        lines += [f"{sub} Settings", ""] + _md_table(["option", "value"], [[k, _md_value(v)] for k, v in items])
+        lines.append("")
+    for child in section.children:
+        lines += _section_md(child, level + 1, out_dir)
+    return lines
+
+
+def _table_md(table: Table, hashes: str, out_dir: Path) -> list[str]:
+    lines = [f"{hashes} {table.name.replace('_', ' ')}", "",
+             f"From `{_rel_link(table.path, out_dir)}` ({len(table.rows)} rows).", ""]
+    if table.header:
+        shown = [[format_cell(c) for c in r] for r in table.rows[:MAX_MARKDOWN_ROWS]]
+        lines += _md_table(table.header, shown)
+        if len(table.rows) > MAX_MARKDOWN_ROWS:
+            lines += ["", f"(first {MAX_MARKDOWN_ROWS} of {len(table.rows)} rows)"]
+        lines.append("")
+    return lines
+
+
+def _md_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(_is_scalar(v) for v in value):
+        return ", ".join(format_cell(v) for v in value)
+    if _is_scalar(value):
+        return format_cell(value)
+    return "`" + json.dumps(value, default=str) + "`"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def cell(text: Any) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _rel_link(path: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def render_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                  name: str = "report") -> ReportFiles:
+    """Render ``results_dir`` into ``out_dir/report.html`` (self-contained) and ``out_dir/report.md``.
+
+    ``out_dir`` defaults to ``results_dir``. Everything is read and checked before anything is written, and each
+    file is written atomically, so a bad folder leaves no half-written report.
+    """
+    section = load_results(results_dir)
+    out = ensure_dir(out_dir if out_dir is not None else results_dir)
+    page = render_html(section)
+    summary = render_markdown(section, out)
+    html_path = write_text(out / f"{name}.html", page)
+    md_path = write_text(out / f"{name}.md", summary)
+    return ReportFiles(html=html_path, markdown=md_path, summary=str(section.manifest.get("summary", "")))

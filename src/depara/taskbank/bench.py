@@ -1,0 +1,432 @@
+"""The task-bank benchmark: DEPARA vs RSA, CKA and label-based estimators against measured transfer affinities.
+
+``run_bench(scale, out)`` (the pipeline behind ``depara bench taskbank``):
+
+1. trains every task network of the bank (cached), measures the ground-truth affinities (cached);
+2. on each probe set (in-domain scenes; scikit-image photos, VisDA real photos, Fashion-MNIST when present)
+   builds each task encoder's DEPARA graph at its representation layer for every node definition
+   (scalar ``sum``/``mean``/``l2`` × channel reduction ``mean`` (signed)/``abs_mean``), and scores every
+   (target, source) pair by DEPARA ``V + λE``, DEPARA-V, DEPARA-E, RSA and linear CKA;
+3. scores the label-based estimators (LogME on every target; H-score and TransRate on the classification
+   targets) from the source representation of the target's limited labelled training set;
+4. evaluates every score matrix with the paper's protocol (top-``relevant`` truth, P@K/R@K, PR curve) and rank
+   correlations, sweeps λ, compares node definitions, draws the task similarity tree, and records the cost of
+   ranking against the cost of the ground-truth training.
+
+Everything lands in ``out`` (CSV tables, PNG figures, ``manifest.json`` of kind ``taskbank``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .._io import ensure_dir, read_csv, write_csv, write_json
+from ..errors import DeparaError
+from .affinity import encode, measure_affinities, write_affinity_csvs
+from .cache import default_cache_dir
+from .networks import REP_LAYER
+from .probesets import out_of_domain_probes, shared_data_dir
+from .tasks import get_task
+from .train import BankConfig, SceneData, load_or_train_encoders, make_config
+
+SCALARS = ("sum", "mean", "l2")
+REDUCTIONS = ("mean", "abs_mean")
+NODE_OPTIONS = tuple(f"{s}/{r}" for s in SCALARS for r in REDUCTIONS)
+PAPER_NODE = "sum/mean"  # Taskonomy code: gradient x input of the summed output, signed channel mean
+PAPER_LAMBDA = 0.25  # the paper's λ for Taskonomy probes
+LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+IN_DOMAIN = "in-domain"
+
+
+def _printer(progress: bool) -> Callable[[str], None]:
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[taskbank {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def cache_root_for(cfg: BankConfig, cache_dir=None) -> Path:
+    """The cache folder of one bank configuration."""
+    return Path(cache_dir or default_cache_dir()) / "taskbank" / f"{cfg.scale}-{cfg.key()}"
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def _graphs_for_option(encoders: dict, probes: torch.Tensor, option: str) -> dict:
+    from ..extract import build_graphs
+
+    scalar, reduction = option.split("/")
+    return {name: build_graphs(enc, probes, [REP_LAYER], scalar=scalar, channel_reduction=reduction,
+                               batch_size=64)[REP_LAYER] for name, enc in encoders.items()}
+
+
+def graph_scores(encoders: dict, probes: np.ndarray) -> dict:
+    """V per node option, E, RSA and CKA matrices (T×T, task order of ``encoders``) on one probe set, with
+    the seconds each node option took (graph extraction + similarity matrix)."""
+    from ..baselines import linear_cka, rsa
+    from ..similarity import similarity_matrix
+
+    names = list(encoders)
+    x = torch.from_numpy(probes)
+    out = {"V": {}, "seconds": {}}
+    for option in NODE_OPTIONS:
+        t0 = time.perf_counter()
+        sims = similarity_matrix(_graphs_for_option(encoders, x, option), lam=1.0)
+        out["seconds"][option] = time.perf_counter() - t0
+        out["V"][option] = sims.V
+        out["E"] = sims.E  # edges do not depend on the node option
+    feats = {n: encode(encoders[n], probes).reshape(len(probes), -1).astype(np.float64) for n in names}
+    t0 = time.perf_counter()
+    r, c = np.eye(len(names)), np.eye(len(names))
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            r[i, j] = r[j, i] = rsa(feats[names[i]], feats[names[j]])
+            c[i, j] = c[j, i] = linear_cka(feats[names[i]], feats[names[j]])
+    out["RSA"], out["CKA"] = r, c
+    out["seconds"]["RSA+CKA"] = time.perf_counter() - t0
+    return out
+
+
+def _dense_regression_targets(task, y: np.ndarray, grid: int = 4) -> np.ndarray:
+    """Dense targets pooled to a grid×grid map (class shares for label maps): N×(C·grid²) for LogME."""
+    if task.loss == "ce":
+        y = np.moveaxis(np.eye(task.out_channels, dtype=np.float32)[y], -1, 1)
+    n, c, h, w = y.shape
+    return y.reshape(n, c, grid, h // grid, grid, w // grid).mean(axis=(3, 5)).reshape(n, -1)
+
+
+def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) -> tuple[dict, float]:
+    """LogME (every target), H-score and TransRate (classification targets): T×T matrices (NaN where the
+    method does not apply), from each source's representation of the target's limited labelled set."""
+    from .. import baselines
+
+    names = list(cfg.tasks)
+    t_count = len(names)
+    mats = {m: np.full((t_count, t_count), np.nan) for m in ("LogME", "H-score", "TransRate")}
+    t0 = time.perf_counter()
+    for ti, tname in enumerate(names):
+        target = get_task(tname)
+        if not target.is_target:
+            continue
+        say(f"label-based scores for target {tname}")
+        x, y = data.xy(target, "limited")
+        for si, sname in enumerate(names):
+            if si == ti:
+                continue
+            f = encode(encoders[sname], x).reshape(len(x), -1).astype(np.float64)
+            if target.kind == "global" and target.is_classification:
+                labels = np.unique(y, return_inverse=True)[1]  # classes absent from the limited set dropped
+                mats["LogME"][ti, si] = baselines.logme(f, labels)
+                mats["H-score"][ti, si] = baselines.h_score(f, labels)
+                mats["TransRate"][ti, si] = baselines.transrate(f, labels)
+            elif target.kind == "global":
+                mats["LogME"][ti, si] = baselines.logme(f, y.astype(np.float64), regression=True)
+            else:
+                yr = _dense_regression_targets(target, y).astype(np.float64)
+                yr = yr[:, yr.std(axis=0) > 1e-8]
+                mats["LogME"][ti, si] = baselines.logme(f, yr, regression=True)
+    return mats, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def _evaluate(scores: np.ndarray, truth: np.ndarray, names, relevant: int) -> tuple:
+    from ..evaluate import precision_recall_at_k, rank_correlations
+
+    curve = precision_recall_at_k(scores, truth, relevant, names=names)
+    corr = rank_correlations(scores, truth, names=names)
+    return curve, corr
+
+
+def _summary_row(method: str, probe: str, curve, corr, relevant: int) -> dict:
+    h1, p1, _ = curve.at(1)
+    hr, pr, rr = curve.at(relevant)
+    return {"method": method, "probe_set": probe, "n_targets": curve.n_targets,
+            "P@1": p1, f"P@{relevant}": pr, f"hits@{relevant}": hr,
+            f"top{relevant}_overlap_per_target": hr / curve.n_targets,
+            "mean_spearman": corr.mean["spearman"], "mean_kendall": corr.mean["kendall"],
+            "mean_weighted_tau": corr.mean["weighted_tau"], "top1_hit_rate": corr.mean["top1_hit_rate"],
+            "top1_regret": corr.mean["regret"]}
+
+
+def _pooled_spearman(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Spearman between a score matrix and the truth over all evaluated off-diagonal (target, source) pairs."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(truth) & ~np.eye(len(truth), dtype=bool)
+    return float(spearmanr(scores[ok], truth[ok]).statistic)
+
+
+def _off_diag(m: np.ndarray) -> np.ndarray:
+    return m[~np.eye(len(m), dtype=bool)]
+
+
+def read_paper_hits() -> dict[str, dict[int, float]]:
+    """Published Taskonomy hits per method and K (``paper_numbers/taskonomy_pr_hits.csv``), {} when absent."""
+    path = shared_data_dir() / "paper_numbers" / "taskonomy_pr_hits.csv"
+    if not path.is_file():
+        return {}
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    import csv
+
+    rows = list(csv.DictReader(lines))
+    return {r["method"]: {int(k[1:]): float(v) for k, v in r.items() if k.startswith("K") and v} for r in rows}
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:
+    """Run the task-bank benchmark at ``scale`` ("tiny" | "default") into folder ``out``; returns the summary.
+
+    Expensive steps (task networks, ground-truth transfers) are cached under ``cache_dir`` (default
+    ``$DEPARA_CACHE`` or ``~/.cache/depara``); a second run reuses them, an interrupted run resumes, a corrupt
+    entry is rebuilt.
+    """
+    from ..evaluate import write_matrix_csv
+    from ..results import write_manifest
+
+    cfg = make_config(scale, seed=seed)
+    out = ensure_dir(out)
+    say = _printer(progress)
+    cache_root = cache_root_for(cfg, cache_dir)
+    say(f"scale {scale}: {len(cfg.tasks)} tasks, cache {cache_root}")
+    data = SceneData(cfg)
+    t_start = time.perf_counter()
+    encoders, infos = load_or_train_encoders(cfg, cache_root, data, progress=say)
+    gt = measure_affinities(cfg, cache_root, encoders, data, progress=say)
+    names, truth, rel = list(cfg.tasks), gt["affinity"], cfg.relevant
+    tables = write_affinity_csvs(gt, out)
+    write_csv(out / "task_networks.csv", [{"task": n, **{k: v for k, v in infos[n].items() if k != "task"}}
+                                          for n in names])
+    tables["task_networks"] = "task_networks.csv"
+
+    # Probe sets.
+    probe_sets = {IN_DOMAIN: data.probe_tensor().numpy()}
+    ood, skipped = out_of_domain_probes(cfg.n_probe, cfg.image_size, cfg.seed)
+    probe_sets.update(ood)
+    for name, why in skipped.items():
+        say(f"probe set {name} skipped: {why}")
+
+    # Graph-based scores per probe set.
+    ensure_dir(out / "matrices")
+    scores: dict[str, dict] = {}
+    for probe, x in probe_sets.items():
+        say(f"graphs on probe set {probe} ({len(x)} images, {len(NODE_OPTIONS)} node options)")
+        scores[probe] = graph_scores(encoders, x)
+        for option, v in scores[probe]["V"].items():
+            write_matrix_csv(out / "matrices" / f"{probe}__V__{option.replace('/', '-')}.csv", names, v)
+        for key in ("E", "RSA", "CKA"):
+            write_matrix_csv(out / "matrices" / f"{probe}__{key}.csv", names, scores[probe][key])
+    say("label-based estimators (LogME, H-score, TransRate)")
+    label_mats, label_seconds = label_based_scores(cfg, encoders, data, say)
+    for key, m in label_mats.items():
+        write_matrix_csv(out / "matrices" / f"label__{key}.csv", names, m)
+
+    # Node definitions: which one carries signal?
+    node_rows = []
+    for probe, sc in scores.items():
+        e_curve, e_corr = _evaluate(sc["E"], truth, names, rel)
+        for option in NODE_OPTIONS:
+            v = sc["V"][option]
+            v_curve, v_corr = _evaluate(v, truth, names, rel)
+            row = {"probe_set": probe, "node": option, "mean_V": float(_off_diag(v).mean()),
+                   "mean_abs_V": float(np.abs(_off_diag(v)).mean()), "std_V": float(_off_diag(v).std()),
+                   "mean_E": float(_off_diag(sc["E"]).mean()),
+                   "V_pooled_spearman_vs_truth": _pooled_spearman(v, truth),
+                   "V_P@1": v_curve.at(1)[1], f"V_P@{rel}": v_curve.at(rel)[1],
+                   "V_mean_spearman": v_corr.mean["spearman"], f"E_P@{rel}": e_curve.at(rel)[1],
+                   "E_mean_spearman": e_corr.mean["spearman"]}
+            for lam in (PAPER_LAMBDA, 1.0):
+                s_curve, s_corr = _evaluate(v + lam * sc["E"], truth, names, rel)
+                row[f"S(λ={lam:g})_P@{rel}"] = s_curve.at(rel)[1]
+                row[f"S(λ={lam:g})_mean_spearman"] = s_corr.mean["spearman"]
+            node_rows.append(row)
+    write_csv(out / "node_options.csv", node_rows)
+    tables["node_options"] = "node_options.csv"
+    # Recommended node definition: the best mean over probe sets of V's per-target Spearman with the truth.
+    mean_by_option = {o: float(np.nanmean([r["V_mean_spearman"] for r in node_rows if r["node"] == o]))
+                      for o in NODE_OPTIONS}
+    best_node = max(NODE_OPTIONS, key=lambda o: (mean_by_option[o], o == PAPER_NODE))
+
+    # Methods per probe set.
+    summary_rows, pk_rows, target_rows = [], [], []
+    curves_in = {}
+    for probe, sc in scores.items():
+        methods = {
+            f"DEPARA (λ={PAPER_LAMBDA:g}, node {best_node})": sc["V"][best_node] + PAPER_LAMBDA * sc["E"],
+            f"DEPARA (λ={PAPER_LAMBDA:g}, node {PAPER_NODE}, paper)": sc["V"][PAPER_NODE] + PAPER_LAMBDA * sc["E"],
+            f"DEPARA-V (node {best_node})": sc["V"][best_node],
+            f"DEPARA-V (node {PAPER_NODE}, paper)": sc["V"][PAPER_NODE],
+            "DEPARA-E": sc["E"], "RSA": sc["RSA"], "linear CKA": sc["CKA"],
+        }
+        if probe == IN_DOMAIN:
+            methods["LogME (labels)"] = label_mats["LogME"]
+        for method, m in methods.items():
+            curve, corr = _evaluate(m, truth, names, rel)
+            summary_rows.append(_summary_row(method, probe, curve, corr, rel))
+            pk_rows += [{"probe_set": probe, **r} for r in curve.rows(method)]
+            if probe == IN_DOMAIN:
+                curves_in[method] = curve
+                target_rows += [{"probe_set": probe, **r} for r in corr.rows(method)]
+    write_csv(out / "summary.csv", summary_rows)
+    write_csv(out / "pk.csv", pk_rows)
+    write_csv(out / "per_target.csv", target_rows)
+    tables.update(summary="summary.csv", pk="pk.csv", per_target="per_target.csv")
+
+    # Classification targets only: every label-based estimator against the graph methods on the same rows.
+    cls_targets = [n for n in names if get_task(n).is_target and get_task(n).kind == "global"
+                   and get_task(n).is_classification]
+    cls_rows = []
+    if cls_targets:
+        sub_truth = truth.copy()
+        keep = np.array([n in cls_targets for n in names])
+        sub_truth[~keep] = np.nan
+        sc = scores[IN_DOMAIN]
+        sub_methods = {f"DEPARA (λ={PAPER_LAMBDA:g}, node {best_node})": sc["V"][best_node] + PAPER_LAMBDA * sc["E"],
+                       "DEPARA-E": sc["E"], "RSA": sc["RSA"], "linear CKA": sc["CKA"], **label_mats}
+        for method, m in sub_methods.items():
+            m = np.where(np.isfinite(m), m, 0.0)
+            curve, corr = _evaluate(m, sub_truth, names, rel)
+            cls_rows.append(_summary_row(method, IN_DOMAIN, curve, corr, rel))
+        write_csv(out / "summary_classification_targets.csv", cls_rows)
+        tables["summary_classification_targets"] = "summary_classification_targets.csv"
+
+    # Top-k lists: measured vs DEPARA vs RSA, per target.
+    from ..evaluate import relevant_sets
+
+    sc = scores[IN_DOMAIN]
+    depara_in = sc["V"][best_node] + PAPER_LAMBDA * sc["E"]
+    truth_top = relevant_sets(truth, rel, names=names)
+    top_rows = []
+    for target, top in truth_top.items():
+        ti = names.index(target)
+        row = {"target": target, f"measured_top{rel}": " ".join(top)}
+        for label, m in (("DEPARA", depara_in), ("RSA", sc["RSA"]), ("LogME", label_mats["LogME"])):
+            cand = [j for j in range(len(names)) if j != ti]
+            order = sorted(cand, key=lambda j: (-m[ti, j], names[j]))[:rel]
+            picks = [names[j] for j in order]
+            row[f"{label}_top{rel}"] = " ".join(picks)
+            row[f"{label}_overlap"] = len(set(picks) & set(top))
+        top_rows.append(row)
+    write_csv(out / "top_sets.csv", top_rows)
+    tables["top_sets"] = "top_sets.csv"
+
+    # λ sweep (in-domain, recommended node).
+    lam_rows = []
+    for lam in LAMBDAS:
+        curve, corr = _evaluate(sc["V"][best_node] + lam * sc["E"], truth, names, rel)
+        lam_rows.append({"lambda": lam, "P@1": curve.at(1)[1], f"P@{rel}": curve.at(rel)[1],
+                         "mean_spearman": corr.mean["spearman"], "mean_weighted_tau": corr.mean["weighted_tau"]})
+    write_csv(out / "lambda_sweep.csv", lam_rows)
+    tables["lambda_sweep"] = "lambda_sweep.csv"
+
+    # Paper's Taskonomy numbers beside ours.
+    paper = read_paper_hits()
+    n_t = len(gt["targets"])
+    main_method = f"DEPARA (λ={PAPER_LAMBDA:g}, node {best_node})"
+    compare_rows = []
+    for k in range(1, min(len(names) - 1, 18) + 1):
+        row = {"K": k}
+        for label, method in (("bank_DEPARA", main_method), ("bank_DEPARA-V", f"DEPARA-V (node {best_node})"),
+                              ("bank_DEPARA-E", "DEPARA-E"), ("bank_RSA", "RSA")):
+            row[f"{label}_P@K"] = float(curves_in[method].at(k)[1])
+        row["bank_random_P@K"] = rel / (len(names) - 1)
+        for method, hits in paper.items():
+            short = method.split("(")[0]
+            row[f"paper_{short}_P@K"] = hits[k] / (18 * k) if k in hits else ""
+        compare_rows.append(row)
+    write_csv(out / "paper_comparison.csv", compare_rows)
+    tables["paper_comparison"] = "paper_comparison.csv"
+
+    # Costs: ranking vs ground truth.
+    rank_seconds = scores[IN_DOMAIN]["seconds"][best_node]
+    gt_seconds = float(gt["seconds"])
+    train_seconds = float(sum(infos[n]["seconds"] for n in names))
+    costs = {"ranking_seconds_depara": rank_seconds,
+             "ranking_seconds_depara_paper_node": scores[IN_DOMAIN]["seconds"][PAPER_NODE],
+             "ranking_seconds_rsa_cka": scores[IN_DOMAIN]["seconds"]["RSA+CKA"],
+             "ranking_seconds_label_based": label_seconds,
+             "ground_truth_transfer_seconds": gt_seconds, "task_network_training_seconds": train_seconds,
+             "ratio_ground_truth_to_depara": gt_seconds / max(rank_seconds, 1e-9),
+             "n_graphs": len(names), "n_transfers": int(np.isfinite(gt["transfer_loss"]).sum()),
+             "torch_threads": torch.get_num_threads(), "total_seconds_this_run": time.perf_counter() - t_start}
+    write_json(out / "costs.json", costs)
+    tables["costs"] = "costs.json"
+
+    # Figures.
+    figures = _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summary_rows, best_node, rel,
+                       paper, main_method, say)
+
+    best = next(r for r in summary_rows if r["method"] == main_method and r["probe_set"] == IN_DOMAIN)
+    rsa_row = next(r for r in summary_rows if r["method"] == "RSA" and r["probe_set"] == IN_DOMAIN)
+    summary = (f"DEPARA top-{rel} matches the measured top-{rel} at P@{rel} = {best[f'P@{rel}']:.2f} "
+               f"(RSA {rsa_row[f'P@{rel}']:.2f}, random {rel / (len(names) - 1):.2f}); best node definition "
+               f"{best_node}; ranking {rank_seconds:.1f} s vs ground truth {gt_seconds:.0f} s "
+               f"(x{costs['ratio_ground_truth_to_depara']:.0f})")
+    settings = {"scale": scale, "seed": seed, "tasks": names, "image_size": cfg.image_size, "width": cfg.width,
+                "n_train": cfg.n_train, "n_test": cfg.n_test, "n_limited": cfg.n_limited, "n_probe": cfg.n_probe,
+                "epochs": cfg.epochs, "readout_epochs": cfg.readout_epochs, "relevant": rel,
+                "lambda": PAPER_LAMBDA, "layer": REP_LAYER, "method": "input_x_gradient",
+                "probe_sets": list(probe_sets), "skipped_probe_sets": skipped}
+    write_manifest(out, "taskbank", title=f"Task bank ({scale}): DEPARA vs baselines against measured transfer",
+                   summary=summary, settings=settings, tables=tables, figures=figures,
+                   extra={"best_node": best_node, "node_mean_spearman": mean_by_option, "costs": costs,
+                          "targets": gt["targets"]})
+    say(summary)
+    return {"summary": summary, "best_node": best_node, "node_mean_spearman": mean_by_option,
+            "costs": costs, "rows": summary_rows, "node_rows": node_rows, "out": str(out),
+            "skipped_probe_sets": skipped, "tasks": names, "targets": gt["targets"]}
+
+
+def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summary_rows, best_node, rel, paper,
+             main_method, say) -> dict[str, str]:
+    from ..plots import ranking as rp
+    from ..plots import taskbank as tp
+
+    figs = {}
+    keep = [main_method, f"DEPARA-V (node {best_node})", "DEPARA-E", "RSA", "linear CKA", "LogME (labels)"]
+    curves = {m: curves_in[m] for m in keep if m in curves_in}
+    published = {}
+    if rel == 5:
+        for method, hits in paper.items():
+            ks = np.array(sorted(hits))
+            h = np.array([hits[k] for k in ks])
+            published[f"paper, Taskonomy: {method.split('(')[0]}"] = {"K": ks, "precision": h / (18 * ks),
+                                                                       "recall": h / 90}
+    try:
+        rp.plot_pr_curve(curves, out / "pr_curve.png", published=published or None,
+                         title="Task bank: precision-recall of source selection (in-domain probes)")
+        figs["pr_curve"] = "pr_curve.png"
+        rp.plot_precision_at_k(curves, out / "precision_at_k.png", published=published or None,
+                               title="Task bank: P@K (in-domain probes)")
+        figs["precision_at_k"] = "precision_at_k.png"
+        rp.plot_lambda_sweep(lam_rows, out / "lambda_sweep.png", chosen=PAPER_LAMBDA,
+                             title=f"Task bank: DEPARA V + λE (node {best_node})")
+        figs["lambda_sweep"] = "lambda_sweep.png"
+        sc = scores[IN_DOMAIN]
+        rp.plot_tree(names, sc["V"][best_node] + PAPER_LAMBDA * sc["E"], out / "tree.png",
+                     title="Task bank: DEPARA task similarity tree (in-domain probes)")
+        figs["tree"] = "tree.png"
+        rp.plot_heatmap(names, truth, out / "heatmap_ground_truth.png", order_by_tree=False,
+                        title="Measured transfer affinity log(scratch loss / transfer loss)",
+                        colorbar_label="affinity")
+        figs["heatmap_ground_truth"] = "heatmap_ground_truth.png"
+        rp.plot_heatmap(names, sc["V"][best_node] + PAPER_LAMBDA * sc["E"], out / "heatmap_depara.png",
+                        title=f"DEPARA similarity (node {best_node}, λ={PAPER_LAMBDA:g})", colorbar_label="S")
+        figs["heatmap_depara"] = "heatmap_depara.png"
+    except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose the computed tables
+        say(f"ranking plots failed: {exc}")
+    tp.plot_node_options(node_rows, out / "node_options.png", relevant=rel)
+    figs["node_options"] = "node_options.png"
+    tp.plot_probe_sets(summary_rows, out / "probe_sets.png", relevant=rel)
+    figs["probe_sets"] = "probe_sets.png"
+    return figs
+
+
+__all__ = ["run_bench", "graph_scores", "label_based_scores", "NODE_OPTIONS", "PAPER_NODE", "PAPER_LAMBDA",
+           "LAMBDAS", "cache_root_for", "read_paper_hits"]

@@ -1,0 +1,128 @@
+"""`depara demo layers`: the whole syn2real layer-selection experiment on the offline synthetic→real digits.
+
+Chain: synth-digits → split 7:2:1 → shrink the real train split (1/10, 1/100) → train a source model on
+``synthetic`` and a target-domain model on ``real`` → layer-wise transfer at every depth from the synthetic
+source to the shrunk real data → DEPARA per layer on real probes → correlations, figure, manifest.
+Expensive steps are cached under ``cache_dir`` (default ``$DEPARA_CACHE`` or ``~/.cache/depara``), each in its
+own folder; a second run reuses them, and an entry that fails to load is rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .._io import ensure_dir, read_csv, write_csv
+from ..errors import DeparaError
+from ..results import read_manifest, write_manifest
+
+SCALES: dict[str, dict] = {
+    # the whole chain in well under a minute on one core: checks that everything runs, not a result to read
+    "tiny": dict(synthetic_per_class=30, real_per_class=30, size=32, arch="narrow_vgg11_bn", width=0.125,
+                 source_epochs=4, target_epochs=4, transfer_epochs=3, fractions=("tenth",), batch_size=32,
+                 lr=0.05, eval_every=1, lams=(1.0, 10.0)),
+    # about 20-30 min on one core: results worth reading
+    "small": dict(synthetic_per_class=400, real_per_class=None, size=32, arch="narrow_vgg16_bn", width=0.25,
+                  source_epochs=20, target_epochs=20, transfer_epochs=30, fractions=("tenth", "hundredth"),
+                  batch_size=64, lr=0.05, eval_every=3, lams=(1.0, 10.0)),
+}
+CACHE_VERSION = "v1"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DEPARA_CACHE") or Path.home() / ".cache" / "depara")
+
+
+def _cached(path: Path, build: Callable[[], object], what: str):
+    """Run ``build`` (which resumes from / reuses ``path``); if it fails on a corrupt entry, wipe it and rebuild once."""
+    try:
+        return build()
+    except (DeparaError, RuntimeError, OSError, KeyError, ValueError) as exc:
+        if not path.exists():
+            raise
+        print(f"cache entry {path} ({what}) unusable ({exc}); rebuilding")
+        shutil.rmtree(path, ignore_errors=True)
+        return build()
+
+
+def prepare_digits_data(root: Path, cfg: dict, seed: int, progress: bool) -> Path:
+    """synth-digits + split + shrink under ``root``; returns the data folder (``root/split``)."""
+    from ..data import make_synth_digits, shrink_domain, split_domain
+    from ..data.shrink import fraction_ratio
+
+    digits, data = root / "digits", root / "split"
+    if not ((digits / "synthetic").is_dir() and (digits / "real").is_dir()):
+        shutil.rmtree(digits, ignore_errors=True)
+        make_synth_digits(digits, synthetic_per_class=cfg["synthetic_per_class"],
+                          real_per_class=cfg["real_per_class"], size=cfg["size"], seed=seed, progress=progress)
+    for domain in ("synthetic", "real"):
+        if not (data / domain).is_dir():
+            split_domain(digits / domain, data, ratios="7:2:1", seed=seed, verify=False)
+    for fraction in cfg["fractions"]:
+        if not (data / f"real_{fraction}").is_dir():
+            shrink_domain(data / "real", data, ratio=fraction_ratio(fraction), seed=seed)
+    return data
+
+
+def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
+                    progress: bool = True) -> dict:
+    """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``small``) into ``out``.
+
+    Returns ``{"out", "summary", "pick", "correlations", "seconds"}``; ``out`` holds ``layer_scores.csv``,
+    ``correlations.csv``, ``transfer_<fraction>.csv``, the training logs, ``layers.png`` and ``manifest.json``
+    (kind ``layers-select``).
+    """
+    import torch
+
+    from .engine import train_domain, transfer_layers
+    from .select import layers_select
+
+    if scale not in SCALES:
+        raise DeparaError(f"--scale '{scale}': expected one of {', '.join(SCALES)}")
+    cfg = SCALES[scale]
+    t0 = time.perf_counter()
+    out = ensure_dir(out)
+    root = ensure_dir(Path(cache_dir or default_cache_dir()) / "layers_demo" / f"{scale}-seed{seed}-{CACHE_VERSION}")
+    threads = torch.get_num_threads()
+    data = _cached(root / "split", lambda: prepare_digits_data(root, cfg, seed, progress), "data")
+    common = dict(arch=cfg["arch"], width=cfg["width"], image_size=cfg["size"], batch_size=cfg["batch_size"],
+                  lr=cfg["lr"], seed=seed, progress=progress)
+    runs = {}
+    for domain, epochs in (("synthetic", cfg["source_epochs"]), ("real", cfg["target_epochs"])):
+        run = root / f"run_{domain}"
+        runs[domain] = _cached(run, lambda d=domain, r=run, e=epochs: train_domain(data, d, r, epochs=e, **common),
+                               f"{domain} model")
+    transfer_dirs = {}
+    for fraction in cfg["fractions"]:
+        tdir = root / f"transfer_{fraction}"
+        _cached(tdir, lambda f=fraction, t=tdir: transfer_layers(
+            data, root / "run_synthetic", t, target="real", fraction=f, epochs=cfg["transfer_epochs"],
+            batch_size=cfg["batch_size"], lr=cfg["lr"], eval_every=cfg["eval_every"], seed=seed,
+            progress=progress), f"transfer to real_{fraction}")
+        transfer_dirs[fraction] = tdir
+    result = layers_select(root / "run_synthetic", root / "run_real", data / "real" / "test", out,
+                           lams=cfg["lams"], transfer=transfer_dirs, progress=progress,
+                           title=f"synth-digits ({scale}): synthetic source → real target, DEPARA per layer")
+    tables = {"layer_scores": "layer_scores.csv"}
+    if result["correlations"]:
+        tables["correlations"] = "correlations.csv"
+    for fraction, tdir in transfer_dirs.items():
+        write_csv(out / f"transfer_{fraction}.csv", read_csv(tdir / "transfer.csv"))
+        tables[f"transfer_{fraction}"] = f"transfer_{fraction}.csv"
+    for domain in runs:
+        write_csv(out / f"train_{domain}_log.csv", read_csv(root / f"run_{domain}" / "log.csv"))
+        tables[f"train_{domain}_log"] = f"train_{domain}_log.csv"
+    seconds = time.perf_counter() - t0
+    manifest = read_manifest(out)
+    write_manifest(out, "layers-select", title=manifest["title"], summary=manifest["summary"],
+                   settings={**manifest["settings"], "scale": scale, "seed": seed, "config": cfg,
+                             "torch_threads": threads, "cache": str(root)},
+                   tables=tables, figures=manifest["figures"],
+                   extra={**manifest["extra"], "seconds": seconds,
+                          "source_val_acc": runs["synthetic"]["best_val_acc"],
+                          "target_val_acc": runs["real"]["best_val_acc"]})
+    return {"out": str(out), "summary": result["summary"], "pick": result["pick"],
+            "correlations": result["correlations"], "seconds": seconds}

@@ -1,0 +1,262 @@
+"""depara.harness (scores from precomputed arrays, evaluation, outputs, torch extraction) and `depara score`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from depara import baselines as B
+from depara import harness as H
+from depara.cli.main import main
+from depara.errors import DeparaError
+from depara.results import read_manifest
+
+from _baselines_helpers import softmax
+
+
+def _arrays(seed: int = 0, n: int = 60, n_classes: int = 3):
+    """Three sources whose features carry decreasing amounts of label signal, with head probabilities."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % n_classes)
+    centres = rng.standard_normal((n_classes, 8))
+    sources = {}
+    for name, strength in (("good", 2.0), ("fair", 0.7), ("poor", 0.0)):
+        feats = rng.standard_normal((n, 8)) + strength * centres[labels]
+        probs = softmax(feats[:, :5] * 2)
+        sources[name] = H.SourceInputs(features=feats, probs=probs)
+    return sources, labels
+
+
+def test_score_sources_matches_each_estimator():
+    sources, labels = _arrays()
+    table = H.score_sources(sources, labels, methods="logme,leep,nce,hscore,transrate,rsa,cka")
+    assert table.sources == ("good", "fair", "poor")
+    assert table.meta["rsa_cka_reference"] == "one-hot labels"
+    one_hot = np.eye(3)[labels]
+    for i, name in enumerate(table.sources):
+        s = sources[name]
+        assert table.scores["logme"][i] == B.logme(s.features, labels)
+        assert table.scores["leep"][i] == B.leep(s.probs, labels)
+        assert table.scores["nce"][i] == B.nce(s.probs.argmax(1), labels)
+        assert table.scores["hscore"][i] == B.h_score(s.features, labels)
+        assert table.scores["transrate"][i] == B.transrate(s.features, labels)
+        assert table.scores["rsa"][i] == B.rsa(s.features, one_hot)
+        assert table.scores["cka"][i] == B.linear_cka(s.features, one_hot)
+    # label signal decreases good > fair > poor: every feature-based estimator must see it
+    for m in ("logme", "hscore", "transrate", "rsa", "cka"):
+        assert table.ranking(m) == ["good", "fair", "poor"], m
+
+
+def test_score_sources_target_features_and_defaults():
+    sources, labels = _arrays(1)
+    target = sources["good"].features @ np.random.default_rng(3).standard_normal((8, 4))
+    table = H.score_sources(sources, labels, methods=["rsa", "cka"], target_features=target)
+    assert table.meta["rsa_cka_reference"] == "target features"
+    assert table.scores["cka"][0] == pytest.approx(B.linear_cka(sources["good"].features, target))
+    # methods=None: every method the inputs allow (no graphs -> no depara)
+    assert H.score_sources(sources, labels).methods == ("logme", "leep", "nce", "hscore", "transrate", "rsa", "cka")
+    # bare arrays are features
+    bare = H.score_sources({k: v.features for k, v in sources.items()}, labels, methods="logme")
+    assert bare.scores["logme"][0] == B.logme(sources["good"].features, labels)
+
+
+def test_score_sources_regression():
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((50, 6))
+    targets = feats[:, :2] + 0.1 * rng.standard_normal((50, 2))
+    table = H.score_sources({"a": feats, "b": rng.standard_normal((50, 6))}, targets, regression=True)
+    assert table.methods == ("logme", "rsa", "cka")
+    assert table.scores["logme"][0] == B.logme(feats, targets, regression=True)
+    assert table.ranking("logme") == ["a", "b"]
+    with pytest.raises(DeparaError, match="method leep: needs class labels"):
+        H.score_sources({"a": feats}, targets, regression=True, methods="leep")
+
+
+def test_evaluate_scores_by_hand():
+    table = H.ScoreTable(sources=("a", "b", "c", "d"), methods=("m1", "m2"),
+                         scores={"m1": np.array([4.0, 3.0, 2.0, 1.0]), "m2": np.array([1.0, 2.0, 3.0, 4.0])})
+    truth = {"a": 0.9, "b": 0.6, "c": 0.8, "d": 0.5}
+    rows = {r["method"]: r for r in H.evaluate_scores(table, truth, ks=(1, 2, 3, 9))}
+    y = np.array([0.9, 0.6, 0.8, 0.5])
+    assert rows["m1"]["kendall"] == pytest.approx(stats.kendalltau([4, 3, 2, 1], y).statistic)
+    assert rows["m1"]["kendall"] == pytest.approx(4 / 6)  # 5 concordant, 1 discordant pair of 6
+    assert rows["m1"]["pearson"] == pytest.approx(stats.pearsonr([4, 3, 2, 1], y).statistic)
+    assert rows["m1"]["weighted_tau"] == pytest.approx(stats.weightedtau([4, 3, 2, 1], y).statistic)
+    # m1 picks a (the best): relative accuracy 1; P@1 = 1; P@2: {a, b} vs {a, c} -> 1/2; P@3: {a,b,c} = {a,c,b}
+    assert (rows["m1"]["top1"], rows["m1"]["relative_accuracy"], rows["m1"]["regret"]) == ("a", 1.0, 0.0)
+    assert (rows["m1"]["p_at_1"], rows["m1"]["p_at_2"], rows["m1"]["p_at_3"]) == (1.0, 0.5, 1.0)
+    assert "p_at_9" not in rows["m1"]
+    # m2 picks d: 0.5 / 0.9
+    assert rows["m2"]["top1"] == "d"
+    assert rows["m2"]["relative_accuracy"] == pytest.approx(0.5 / 0.9)
+    assert rows["m2"]["regret"] == pytest.approx(0.4)
+    assert rows["m2"]["p_at_1"] == 0.0
+
+
+def test_evaluate_scores_ties_are_pessimistic_and_constant_is_nan():
+    table = H.ScoreTable(sources=("a", "b", "c"), methods=("flat",), scores={"flat": np.zeros(3)})
+    row = H.evaluate_scores(table, [0.9, 0.5, 0.7])[0]
+    assert np.isnan(row["kendall"]) and np.isnan(row["pearson"])
+    assert row["top1"] == "b" and row["p_at_1"] == 0.0  # worst of the tied sources
+    assert H.precision_at_k(np.array([1.0, 1.0, 0.0]), np.array([0.1, 0.9, 0.5]), 1) == 0.0
+
+
+def test_harness_bad_input():
+    sources, labels = _arrays()
+    with pytest.raises(DeparaError, match="unknown method 'logmee'"):
+        H.score_sources(sources, labels, methods="logmee")
+    with pytest.raises(DeparaError, match="source good has no source-head probabilities"):
+        H.score_sources({"good": H.SourceInputs(features=sources["good"].features)}, labels, methods="leep")
+    with pytest.raises(DeparaError, match="method depara: source good has no DEPARA graph"):
+        H.score_sources(sources, labels, methods="depara")
+    with pytest.raises(DeparaError, match="source fair: features has 59 rows"):
+        H.score_sources({"fair": sources["fair"].features[:59]}, labels, methods="logme")
+    with pytest.raises(DeparaError, match="truth: no ground-truth value for source 'poor'"):
+        H.evaluate_scores(H.score_sources(sources, labels, methods="logme"), {"good": 1, "fair": 2})
+    bad = dict(sources)
+    bad["fair"] = H.SourceInputs(features=np.full((60, 8), np.nan), probs=sources["fair"].probs)
+    with pytest.raises(DeparaError, match="logme on source fair: features: contains NaN"):
+        H.score_sources(bad, labels, methods="logme")
+    with pytest.raises(DeparaError, match="labels: expected classes 0..3 all present"):
+        H.score_sources(sources, np.where(labels == 2, 3, labels), methods="hscore")
+
+
+def test_write_results(tmp_path):
+    sources, labels = _arrays()
+    table = H.score_sources(sources, labels, methods="logme,hscore,cka")
+    truth = {"good": 0.9, "fair": 0.7, "poor": 0.4}
+    evaluation = H.evaluate_scores(table, truth)
+    paths = H.write_results(tmp_path / "res", table, evaluation, truth=truth, settings={"seed": 0})
+    manifest = read_manifest(tmp_path / "res")
+    assert manifest["kind"] == "score"
+    assert "agrees best" in manifest["summary"] and "picks source good" in manifest["summary"]
+    for rel in [*manifest["tables"].values(), *manifest["figures"].values()]:
+        assert (tmp_path / "res" / rel).stat().st_size > 0
+    scores = json.loads(paths["scores_json"].read_text())
+    assert scores["rankings"]["logme"] == ["good", "fair", "poor"]
+    assert scores["truth"] == truth
+    assert (tmp_path / "res" / "evaluation.csv").read_text().splitlines()[0].startswith("method,kendall")
+
+
+# ----------------------------------------------------------------------------------------------- torch
+def _tiny_net(seed: int, n_out: int = 4) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, n_out))
+
+
+def test_extract_inputs_penultimate_and_probs():
+    torch.manual_seed(0)
+    images = torch.randn(10, 3, 16, 16)
+    model = _tiny_net(1)
+    inputs = H.extract_inputs({"m": model}, images, batch_size=4)["m"]
+    with torch.no_grad():
+        want = model[:6](images).numpy()
+        logits = model(images).double()
+    assert inputs.features.shape == (10, 6)
+    np.testing.assert_allclose(inputs.features, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(inputs.probs, torch.softmax(logits, 1).numpy(), rtol=1e-6)
+    pooled = H.extract_inputs({"m": model}, images, feature_layer="1")["m"].features  # conv map -> avg pool
+    with torch.no_grad():
+        np.testing.assert_allclose(pooled, model[:2](images).mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(DeparaError, match="no layer named 'nope'"):
+        H.extract_inputs({"m": model}, images, feature_layer="nope")
+
+
+def test_run_harness_end_to_end_with_depara(tmp_path):
+    pytest.importorskip("depara.similarity")
+    torch.manual_seed(0)
+    images = torch.randn(24, 3, 16, 16)
+    labels = np.arange(24) % 3
+    models = {"s1": _tiny_net(1), "s2": _tiny_net(2), "s3": _tiny_net(3)}
+    res = H.run_harness(models, images, labels, target_model=_tiny_net(4, n_out=3), probes=images[:10],
+                        truth={"s1": 0.5, "s2": 0.7, "s3": 0.6}, out=tmp_path / "out", ks=(1, 2))
+    assert res.table.methods == H.METHODS
+    assert res.table.meta["rsa_cka_reference"] == "target features"
+    from depara.extract import build_graph
+    from depara.similarity import similarity
+
+    g_t = build_graph(_tiny_net(4, n_out=3), images[:10], "6")
+    want = similarity(build_graph(models["s2"], images[:10], "6"), g_t, lam=1.0)
+    assert res.table.scores["depara"][1] == pytest.approx(want, rel=1e-6)
+    assert len(res.evaluation) == len(H.METHODS)
+    assert read_manifest(tmp_path / "out")["kind"] == "score"
+    with pytest.raises(DeparaError, match="method depara: needs a target model and a probe set"):
+        H.run_harness(models, images, labels, methods="depara")
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def test_cli_score_npz(tmp_path, capsys):
+    sources, labels = _arrays()
+    specs = []
+    for name, s in sources.items():
+        np.savez(tmp_path / f"{name}.npz", features=s.features, probs=s.probs)
+        specs += ["--sources", f"{name}={tmp_path / name}.npz"]
+    np.savez(tmp_path / "target.npz", labels=labels)
+    (tmp_path / "truth.csv").write_text("source,accuracy\ngood,0.9\nfair,0.7\npoor,0.4\n")
+    code = main(["score", "--method", "logme,leep", "-m", "nce", *specs, "--target-data",
+                 str(tmp_path / "target.npz"), "--truth", str(tmp_path / "truth.csv"), "--out", str(tmp_path / "o")])
+    assert code == 0
+    data = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert data["methods"] == ["logme", "leep", "nce"]
+    assert data["scores"]["logme"]["good"] == pytest.approx(B.logme(sources["good"].features, labels))
+    assert (tmp_path / "o" / "evaluation.png").is_file()
+    assert "agrees best" in capsys.readouterr().out
+
+
+def test_cli_score_bad_input(tmp_path, capsys):
+    sources, labels = _arrays()
+    np.savez(tmp_path / "a.npz", features=sources["good"].features)
+    np.savez(tmp_path / "t.npz", labels=labels)
+    base = ["score", "--sources", str(tmp_path / "a.npz"), "--target-data", str(tmp_path / "t.npz"),
+            "--out", str(tmp_path / "o")]
+    assert main([*base, "--method", "bogus"]) == 2
+    assert "error: --method: unknown method 'bogus'" in capsys.readouterr().err
+    assert main([*base, "--method", "leep"]) == 2
+    assert "source a has no source-head probabilities" in capsys.readouterr().err
+    np.savez(tmp_path / "nolabels.npz", x=labels)
+    assert main(["score", "--sources", str(tmp_path / "a.npz"), "--target-data", str(tmp_path / "nolabels.npz"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no 'labels' array" in capsys.readouterr().err
+    assert main([*base[:-2], "--out", str(tmp_path / "missing" / "deeper" / "o")]) == 2
+
+
+def _image_folder(root, n_per_class=4, classes=("cat", "dog", "eel")):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n_per_class):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_labelled_images(tmp_path):
+    probes, labels, classes = H.labelled_images(_image_folder(tmp_path / "data"), "16x16")
+    assert classes == ["cat", "dog", "eel"]
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert probes.ids[4] == "dog/0.png" and tuple(probes.tensor().shape) == (12, 3, 16, 16)
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    with pytest.raises(DeparaError, match="at least 2 class subfolders"):
+        H.labelled_images(tmp_path / "one")
+
+
+def test_cli_score_image_folder(tmp_path, monkeypatch, capsys):
+    import depara.cli.score as score_cli
+
+    nets = {"torchvision:a": _tiny_net(1, 5), "torchvision:b": _tiny_net(2, 5), "file:t.pt": _tiny_net(3, 3)}
+    monkeypatch.setattr(score_cli, "_load_model", lambda spec: nets[spec])
+    data = _image_folder(tmp_path / "data")
+    code = main(["score", "-s", "torchvision:a,torchvision:b", "--target-data", str(data), "--target-model",
+                 "file:t.pt", "--preprocess", "16x16", "--method", "logme,cka,depara", "--out", str(tmp_path / "o")])
+    assert code == 0, capsys.readouterr().err
+    manifest = read_manifest(tmp_path / "o")
+    assert manifest["settings"]["classes"] == ["cat", "dog", "eel"]
+    assert set(manifest["extra"]["rankings"]) == {"logme", "cka", "depara"}
+    assert sorted(manifest["extra"]["rankings"]["logme"]) == ["a", "b"]

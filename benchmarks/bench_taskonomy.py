@@ -2,7 +2,8 @@
 
 Writes 20 tasks of N probes (features N×D, gradXinput N×H×W×C float32) to a scratch folder, then measures in
 separate processes: first run (graphs built, cached), second run (from the cache), and the streaming path
-(V from memory-mapped cached nodes). Prints one line per run: seconds, peak RSS (file-backed pages of memory-mapped files included) and
+(V from memory-mapped cached nodes). Prints one line per run: seconds, peak RSS (file-backed pages of
+memory-mapped files included) and
 the sampled peak of anonymous memory (what the process itself holds).
 
     python benchmarks/bench_taskonomy.py --n 200 --hw 64 --c 8 --d 2048 --scratch /tmp/depara_bench_tx

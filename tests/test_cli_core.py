@@ -13,7 +13,7 @@ from depara.extract import build_graph
 from depara.graph import Graph
 from depara.probes import ProbeSet
 
-from _core_torch_helpers import random_images, tiny_vgg, write_images
+from _core_torch_helpers import tiny_vgg, write_images
 
 torch.set_num_threads(1)
 
@@ -160,3 +160,19 @@ def test_interrupted_extraction_leaves_no_file(state_file, probe_dir, tmp_path, 
     main(args)
     assert len(calls) == 3  # the writer was reached
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_on_real_photos_from_an_image_list(shared_data, model_file, tmp_path):
+    """Eight VisDA real photos through the original's list format, graph of a TorchScript model's output."""
+    folder = shared_data / "visda_real_probe200"
+    if not (folder / "imlist_200.txt").is_file():
+        pytest.skip("visda_real_probe200 not in shared data")
+    entries = (folder / "imlist_200.txt").read_text().split()[::25]
+    lst = tmp_path / "imlist_8.txt"
+    lst.write_text("\n".join(entries) + "\n")
+    out = tmp_path / "real.safetensors"
+    assert main(["extract", f"file:{model_file}", "--probes", str(lst), "--root", str(folder), "--layer", "output",
+                 "--preprocess", "32x32:0.5:0.25", "--node-size", "16", "--out", str(out)]) == 0
+    g = Graph.load(out)
+    assert g.probe_ids == tuple(entries) and g.nodes.shape == (8, 256)
+    assert np.isfinite(g.edges).all() and g.edges.std() > 0

@@ -324,3 +324,18 @@ def test_deeplift_handles_in_place_relu_and_refuses_a_shared_relu():
 
     with pytest.raises(DeparaError, match="method deeplift: Captum cannot run DeepLift"):
         build_graph(SharedRelu(), x, "output", method="deeplift")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(DeparaError, match="device 'cuda': CUDA is not available"):
+        build_graph(tiny_vgg(), random_images(3), "2", device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    net = tiny_vgg()
+    x = random_images(6)
+    cpu = build_graph(net, x, "8", device="cpu")
+    gpu = build_graph(net, x, "8", device="cuda")
+    np.testing.assert_allclose(gpu.nodes, cpu.nodes, rtol=1e-3, atol=1e-5 * np.abs(cpu.nodes).max())

@@ -260,3 +260,27 @@ def test_cli_score_image_folder(tmp_path, monkeypatch, capsys):
     assert manifest["settings"]["classes"] == ["cat", "dog", "eel"]
     assert set(manifest["extra"]["rankings"]) == {"logme", "cka", "depara"}
     assert sorted(manifest["extra"]["rankings"]["logme"]) == ["a", "b"]
+
+
+def test_cli_score_npz_with_saved_graphs(tmp_path):
+    from depara.graph import Graph
+    from depara.similarity import similarity
+
+    rng = np.random.default_rng(0)
+    sources, labels = _arrays()
+    graphs = {}
+    for name in ("good", "fair", "target"):
+        graphs[name] = Graph.from_arrays(rng.standard_normal((12, 4, 4)), rng.standard_normal((12, 6)))
+        graphs[name].save(tmp_path / f"{name}.safetensors")
+    args = ["score", "-m", "depara,cka", "--lam", "0.5", "--out", str(tmp_path / "o")]
+    for name in ("good", "fair"):
+        np.savez(tmp_path / f"{name}.npz", features=sources[name].features)
+        args += ["-s", f"{name}={tmp_path / name}.npz", "--graph", f"{name}={tmp_path / name}.safetensors"]
+    target_feats = rng.standard_normal((60, 5))
+    np.savez(tmp_path / "t.npz", labels=labels, features=target_feats)
+    assert main([*args, "--target-data", str(tmp_path / "t.npz"), "--target-graph",
+                 str(tmp_path / "target.safetensors")]) == 0
+    data = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert data["scores"]["depara"]["fair"] == pytest.approx(similarity(graphs["fair"], graphs["target"], lam=0.5))
+    assert data["scores"]["cka"]["good"] == pytest.approx(B.linear_cka(sources["good"].features, target_feats))
+    assert data["meta"]["rsa_cka_reference"] == "target features"

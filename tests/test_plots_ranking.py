@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.colors
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster
@@ -54,6 +55,12 @@ def test_pr_and_pk_curves(tmp_path, captured):
     assert legend == ["A", "B", "oracle", "random", "A (published)"]
     assert xl2[0].startswith("K") and "P@K" in yl2[0] and "oracle" in legend2
     # the oracle reference drawn is min(1, relevant/K)
+    # a published series with "match" takes the colour of that curve
+    fig = captured[0][0]
+    colour_b = next(line.get_color() for line in fig.axes[0].get_lines() if line.get_label() == "B")
+    rp.plot_pr_curve(curves, tmp_path / "pr2.png", published={"B (pub)": {**ev_points(), "match": "B"}})
+    scat = captured[2][0].axes[0].collections[0]
+    np.testing.assert_allclose(scat.get_edgecolor()[0][:3], matplotlib.colors.to_rgb(colour_b))
     fig = captured[1][0]
     oracle = next(line for line in fig.axes[0].get_lines() if line.get_label() == "oracle")
     k = np.arange(1, 8)

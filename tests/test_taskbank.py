@@ -218,7 +218,11 @@ def tiny_run(depara_cache, tmp_path_factory):
     from depara.cli.main import main
 
     out = tmp_path_factory.mktemp("taskbank_tiny")
-    code = main(["bench", "taskbank", "--scale", "tiny", "--out", str(out), "--quiet"])
+    threads = torch.get_num_threads()
+    try:  # one thread: the CI machine's cores are shared, and oversubscribed torch threads only spin
+        code = main(["bench", "taskbank", "--scale", "tiny", "--out", str(out), "--quiet", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     return out
 
@@ -272,7 +276,11 @@ def test_tiny_bench_second_run_reuses_cache(tiny_run, depara_cache, tmp_path):
 
     stamps = {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*.safetensors")}
     assert len(stamps) == 8
-    assert main(["bench", "taskbank", "--scale", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "taskbank", "--scale", "tiny", "--out", str(tmp_path), "--quiet", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*.safetensors")} == stamps
     a, b = _read(tiny_run / "summary.csv"), _read(tmp_path / "summary.csv")
     assert a == b  # deterministic under the same seed

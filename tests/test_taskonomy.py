@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,9 +142,9 @@ def test_cli_matrices_and_plot(tdata, matrices, tmp_path, shared_data):
     out = tmp_path / "plot"
     pub = shared_data / "paper_numbers" / "taskonomy_pr_hits.csv"
     assert main(["taskonomy", "plot", "--matrices", str(mat), "--truth", str(root / "truth"),
-                 "--published", str(pub), "--out", str(out)]) == 0
+                 "--published", str(pub), "--label", "tiny test", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "taskonomy"
+    assert manifest["kind"] == "taskonomy" and manifest["settings"]["label"] == "tiny test"
     for f in list(manifest["tables"].values()) + list(manifest["figures"].values()):
         assert (out / f).is_file(), f
     assert {"pr_curve", "precision_at_k", "lambda_sweep", "task_tree"} <= set(manifest["figures"])
@@ -184,8 +183,11 @@ def test_load_truth_and_published(shared_data):
     assert tx.published_method_key("DEPARA-V(grad*input nodes)") == "V"
     assert tx.published_method_key("DEPARA(V+0.25E)") == "DEPARA"
     assert tx.published_method_key("RSA") == "RSA"
-    # the published table of METHOD.md: DEPARA P@1 = 16/18 = .889, P@5 = 68/90 = .756
-    assert 16 / 18 == pytest.approx(0.889, abs=1e-3) and 68 / 90 == pytest.approx(0.756, abs=1e-3)
+    # published hits -> the table of METHOD.md: DEPARA P@1 = 16/18 = .889, P@5 = 68/90 = .756
+    pts = tx.ev_points(ks, hits, 18, 5)
+    assert pts["precision"][0] == pytest.approx(0.889, abs=1e-3)
+    assert pts["precision"][list(ks).index(5)] == pytest.approx(0.756, abs=1e-3)
+    assert pts["recall"][list(ks).index(5)] == pytest.approx(68 / 90)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

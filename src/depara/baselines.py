@@ -26,7 +26,7 @@ from .errors import DeparaError
 
 __all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka", "METHODS"]
 
-#: Short name -> (function name, one-line convention), used by the harness, the CLI and the docs.
+#: Method name (as in `depara score --method`) -> what its value measures; every one is higher = better.
 METHODS: dict[str, str] = {
     "logme": "log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)",
     "leep": "mean log expected empirical prediction of the source head's probabilities",

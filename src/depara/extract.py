@@ -474,11 +474,16 @@ def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str, *
 
 def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, method: str = "input_x_gradient",
                      scalar: str = "sum") -> torch.Tensor:
-    """Raw attribution maps B×C×H×W of one batch for one layer (no channel reduction, no resampling)."""
+    """Raw attribution maps B×C×H×W of one batch for one layer (no channel reduction, no resampling).
+
+    Like :func:`build_graphs`: eval mode and frozen parameters during the call, on the model's device.
+    """
     _check_option(method, METHODS, "method")
     _check_option(scalar, SCALARS, "scalar")
     resolve_layer(model, layer)
-    return _attribute_batch(model, inputs, [layer], method, scalar)[1][layer]
+    dev = _resolve_device(model, None)
+    with _ModelState(model, dev):
+        return _attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
 
 
 __all__ = ["METHODS", "SCALARS", "CHANNEL_REDUCTIONS", "LRP_EPSILON", "build_graph", "build_graphs",

@@ -290,8 +290,8 @@ def evaluate_scores(table: ScoreTable, truth, *, ks: Sequence[int] = (1, 3, 5),
         relevant: size of the relevant set for P@K; None = top-K by truth for each K.
 
     Returns:
-        Rows with ``method``, ``kendall`` (τ-b), ``weighted_tau`` (``scipy.stats.weightedtau``, hyperbolic rank
-        weights, the top matters most), ``pearson``, ``spearman``, ``p_at_<K>``, ``top1`` (the pick),
+        Rows with ``method``, ``kendall`` (τ-b), ``weighted_tau`` (``scipy.stats.weightedtau`` defaults:
+        hyperbolic rank weights so the top matters most, averaged over the ranking by score and by truth), ``pearson``, ``spearman``, ``p_at_<K>``, ``top1`` (the pick),
         ``top1_truth``, ``best_truth``, ``relative_accuracy`` = top1_truth / best_truth, ``regret`` =
         best_truth − top1_truth. Correlations are NaN when the scores (or truth) are constant. Tied top
         scores pick the worst tied source (pessimistic).

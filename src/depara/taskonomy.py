@@ -475,9 +475,11 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     from .plots import ranking as plots
     from .results import write_manifest
 
-    out = ensure_dir(out_dir)
+    if tree_method not in plots.LINKAGE_METHODS:
+        raise DeparaError(f"linkage method {tree_method!r}: expected one of {', '.join(plots.LINKAGE_METHODS)}")
     names = matrices.names
     truth = ev.align_matrix(truth, truth_names, names, "truth")
+    out = ensure_dir(out_dir)
     curves: dict[str, ev.RankingCurve] = {}
     corr_rows, summary_rows, tables = [], [], {}
     for key, scores in matrices.methods().items():
@@ -501,13 +503,18 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     n_t, n_c = first.n_targets, first.n_candidates
     labelled = {METHOD_LABELS[k]: c for k, c in curves.items()}
     pub_points = {}
-    for label, (ks, hits) in (published or {}).items():
+    for pub_label, (ks, hits) in (published or {}).items():
         ok = (ks >= 1) & (ks <= n_c)
-        pub_points[f"{label} (published)"] = ev_points(ks[ok], hits[ok], n_t, relevant)
+        pts = ev_points(ks[ok], hits[ok], n_t, relevant)
+        key = published_method_key(pub_label)
+        if key in curves:
+            pts["match"] = METHOD_LABELS[key]
+        pub_points[f"{pub_label} (published)"] = pts
     figures = {}
     pre = f"[{label}] " if label else ""
     plots.plot_pr_curve(labelled, out / "pr_curve.png", published=pub_points,
-                        title=f"{pre}Taskonomy model selection: precision-recall ({n_t} targets, top-{relevant} relevant)")
+                        title=f"{pre}Taskonomy model selection: precision-recall ({n_t} targets, "
+                              f"top-{relevant} relevant)")
     plots.plot_precision_at_k(labelled, out / "precision_at_k.png", published=pub_points,
                               title=f"{pre}Taskonomy model selection: precision at K")
     figures.update(pr_curve="pr_curve.png", precision_at_k="precision_at_k.png")
@@ -542,7 +549,7 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     return {"summary": summary, "tables": tables, "figures": figures, "curves": curves, "extra": extra}
 
 
-def ev_points(ks: np.ndarray, hits: np.ndarray, n_targets: int, relevant: int) -> dict[str, np.ndarray]:
+def ev_points(ks: np.ndarray, hits: np.ndarray, n_targets: int, relevant: int) -> dict:
     """Published hits(K) → precision/recall points ``{"K", "precision", "recall"}``."""
     ks = np.asarray(ks, dtype=np.float64)
     hits = np.asarray(hits, dtype=np.float64)

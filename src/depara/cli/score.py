@@ -95,7 +95,7 @@ def score(
     target_model: Optional[str] = typer.Option(None, "--target-model", help="Model trained on the target task "
                                                "(spec as --sources): rsa/cka reference and DEPARA target graph."),
     probes: Optional[Path] = typer.Option(None, "--probes", help="Probe image folder for DEPARA graphs "
-                                          "(default: the target images)."),
+                                          "(default: --max-probes target images drawn with --seed)."),
     graph: Optional[list[str]] = typer.Option(None, "--graph", help="Precomputed DEPARA graph NAME=PATH.safetensors "
                                               "per source (npz mode)."),
     target_graph: Optional[Path] = typer.Option(None, "--target-graph", help="Precomputed target graph (npz mode)."),

@@ -81,7 +81,8 @@ def plot(
     names, t = taskonomy.load_truth(truth)
     pub = taskonomy.read_published_hits(published) if published is not None else None
     ensure_dir(out)
-    res = taskonomy.evaluate_matrices(m, names, t, out, relevant=relevant, published=pub, tree_method=tree_method, label=label,
+    res = taskonomy.evaluate_matrices(m, names, t, out, relevant=relevant, published=pub, tree_method=tree_method,
+                                      label=label,
                                       settings={"matrices": str(matrices_dir), "truth": str(truth),
                                                 "published": str(published) if published else None})
     typer.echo(res["summary"])

@@ -43,6 +43,14 @@ def _reference_curves(curve) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarr
     return {"random": (rnd.k, rnd.precision, rnd.recall), "oracle": (orc.k, orc.precision, orc.recall)}
 
 
+def _published(ax, published, colours: dict, x: str, n_curves: int) -> None:
+    """Published points as open markers, in the colour of the curve named by their ``"match"`` key if any."""
+    for i, (label, pts) in enumerate((published or {}).items()):
+        colour = colours.get(pts.get("match")) or f"C{(i + n_curves) % 10}"
+        ax.scatter(pts[x], pts["precision"], marker=_MARKERS[(i + 5) % len(_MARKERS)], s=40, facecolors="none",
+                   edgecolors=colour, linewidths=1.4, label=label, zorder=3)
+
+
 def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
                   published: Mapping[str, Mapping[str, np.ndarray]] | None = None, references: bool = True,
                   title: str = "Precision-recall of source-task selection") -> Path:
@@ -51,21 +59,22 @@ def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
     Args:
         curves: label → :class:`depara.evaluate.RankingCurve` (all with the same targets and relevant size).
         out: PNG path.
-        published: label → ``{"precision": ..., "recall": ...}`` points drawn as unconnected markers.
+        published: label → ``{"precision": ..., "recall": ..., "K": ...}`` points drawn as unconnected open
+            markers; an optional ``"match"`` entry names the curve whose colour they take.
         references: add the random (P = relevant/(S−1)) and oracle (P@K = min(1, relevant/K)) curves.
     """
     if not curves:
         raise DeparaError("plot_pr_curve: no curves given")
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    colours = {}
     for i, (label, c) in enumerate(curves.items()):
-        ax.plot(c.recall, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+        (line,) = ax.plot(c.recall, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+        colours[label] = line.get_color()
     if references:
         ref = _reference_curves(next(iter(curves.values())))
         ax.plot(ref["oracle"][2], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
         ax.plot(ref["random"][2], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
-    for i, (label, pts) in enumerate((published or {}).items()):
-        ax.scatter(pts["recall"], pts["precision"], marker=_MARKERS[(i + 5) % len(_MARKERS)], s=36,
-                   facecolors="none", edgecolors=f"C{(i + len(curves)) % 10}", linewidths=1.3, label=label, zorder=3)
+    _published(ax, published, colours, "recall", len(curves))
     ax.set_xlabel("recall (hits / (targets × relevant))")
     ax.set_ylabel("precision (hits / (targets × K))")
     ax.set_xlim(0, 1.02)
@@ -83,15 +92,15 @@ def plot_precision_at_k(curves: Mapping[str, Any], out: str | os.PathLike, *,
     if not curves:
         raise DeparaError("plot_precision_at_k: no curves given")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colours = {}
     for i, (label, c) in enumerate(curves.items()):
-        ax.plot(c.k, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+        (line,) = ax.plot(c.k, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+        colours[label] = line.get_color()
     if references:
         ref = _reference_curves(next(iter(curves.values())))
         ax.plot(ref["oracle"][0], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
         ax.plot(ref["random"][0], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
-    for i, (label, pts) in enumerate((published or {}).items()):
-        ax.scatter(pts["K"], pts["precision"], marker=_MARKERS[(i + 5) % len(_MARKERS)], s=36, facecolors="none",
-                   edgecolors=f"C{(i + len(curves)) % 10}", linewidths=1.3, label=label, zorder=3)
+    _published(ax, published, colours, "K", len(curves))
     k_max = int(max(int(c.k.max()) for c in curves.values()))
     ax.set_xlabel("K (top-K predicted sources)")
     ax.set_ylabel("precision P@K")

@@ -237,7 +237,7 @@ def imagenet_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def load_imagenet_source(arch: str = "vgg19_bn") -> tuple[nn.VGG, ModelInfo]:
+def load_imagenet_source(arch: str = "vgg19_bn") -> tuple[nn.Module, ModelInfo]:
     """torchvision's ImageNet-pretrained VGG-bn through its weights API (``VGG19_BN_Weights.DEFAULT`` …).
 
     Offline: the weights must already be in the torch hub cache; nothing is downloaded.
@@ -264,7 +264,7 @@ def load_imagenet_source(arch: str = "vgg19_bn") -> tuple[nn.VGG, ModelInfo]:
     return model, info
 
 
-def load_source(source: str | os.PathLike, arch: str = "vgg19_bn") -> tuple[nn.VGG, ModelInfo]:
+def load_source(source: str | os.PathLike, arch: str = "vgg19_bn") -> tuple[nn.Module, ModelInfo]:
     """``"imagenet"`` (torchvision weights of ``arch``) or a `depara train` run folder / checkpoint."""
     if str(source) == "imagenet":
         return load_imagenet_source(arch)
@@ -295,7 +295,7 @@ def copy_units(source: nn.Module, target: nn.Module, units: Sequence[TransferUni
 
 
 def fresh_transfer_model(source: nn.Module, info: ModelInfo, num_classes: int, depth: int, seed: int
-                         ) -> tuple[nn.VGG, list[str]]:
+                         ) -> tuple[nn.Module, list[str]]:
     """A FRESH model (init seeded by ``seed``, identical for every depth) with units 1..depth copied from
     ``source`` with their batch norm and frozen. Returns (model, frozen module names)."""
     seed_everything(seed)

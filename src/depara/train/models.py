@@ -62,7 +62,7 @@ def _narrow_cfg(cfg: list, width: float) -> list:
     return [v if v == "M" else max(1, int(round(v * width))) for v in cfg]
 
 
-def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.VGG:
+def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.Module:
     """Build a VGG-bn with freshly initialised weights (seed torch first for a reproducible init).
 
     ``vgg*_bn``: torchvision's model (input 224×224 or smaller: its adaptive pool makes any size ≥ 32 work).
@@ -83,19 +83,40 @@ def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.VGG:
         if not 0 < width <= 1:
             raise DeparaError(f"--width {width}: expected 0 < width <= 1")
         cfg = _narrow_cfg(tv_vgg.cfgs[_CFG_KEY[base]], width)
-        model = tv_vgg.VGG(tv_vgg.make_layers(cfg, batch_norm=True), num_classes=num_classes, init_weights=True)
-        last = [v for v in cfg if v != "M"][-1]
-        hidden = 4 * last
-        model.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        model.classifier = nn.Sequential(
-            nn.Linear(last, hidden), nn.ReLU(True), nn.Dropout(0.3),
-            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.3),
-            nn.Linear(hidden, num_classes))
-        # PyTorch's default Linear init: torchvision's N(0, 0.01) starves a narrow head of signal
+        model = NarrowVGG(tv_vgg.make_layers(cfg, batch_norm=True), [v for v in cfg if v != "M"][-1], num_classes)
     for m in model.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = False
     return model
+
+
+class NarrowVGG(nn.Module):
+    """torchvision's VGG layout (``features``, ``avgpool``, ``classifier.0/3/6``) with a 1×1 pool and a narrow head.
+
+    Not built through ``torchvision.models.VGG`` because its constructor allocates the 25088×4096 ImageNet head.
+    """
+
+    def __init__(self, features: nn.Sequential, last: int, num_classes: int):
+        super().__init__()
+        hidden = 4 * last
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        # dropout 0.3 and PyTorch's default Linear init: torchvision's N(0, 0.01) starves a narrow head of signal
+        self.classifier = nn.Sequential(
+            nn.Linear(last, hidden), nn.ReLU(True), nn.Dropout(0.3),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.3),
+            nn.Linear(hidden, num_classes))
+        for m in self.features.modules():  # torchvision's VGG init for the conv part
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
 
 
 @dataclass(frozen=True)
@@ -197,7 +218,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     return p, p.parent / MODEL_INFO
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.VGG, ModelInfo]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     """Load a model saved by ``depara train`` (a run folder or its ``*.safetensors`` with ``model.json`` beside).
 
     The model is returned in eval mode. A weights file of another architecture than its ``model.json`` says

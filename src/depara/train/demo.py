@@ -25,9 +25,10 @@ SCALES: dict[str, dict] = {
                  source_epochs=4, target_epochs=4, transfer_epochs=3, fractions=("tenth",), batch_size=32,
                  lr=0.05, eval_every=1, lams=(1.0, 10.0)),
     # about 20-30 min on one core: results worth reading
-    "small": dict(synthetic_per_class=400, real_per_class=None, size=32, arch="narrow_vgg16_bn", width=0.25,
+    # VGG19-bn at 1/4 width: 16 conv + 3 FC layers, transfer depths #1..#18 as in the paper
+    "small": dict(synthetic_per_class=400, real_per_class=None, size=32, arch="narrow_vgg19_bn", width=0.25,
                   source_epochs=20, target_epochs=20, transfer_epochs=30, fractions=("tenth", "hundredth"),
-                  batch_size=64, lr=0.05, eval_every=3, lams=(1.0, 10.0)),
+                  batch_size=64, lr=0.02, eval_every=3, lams=(1.0, 10.0)),
 }
 CACHE_VERSION = "v1"
 

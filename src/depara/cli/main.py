@@ -20,7 +20,8 @@ from . import report as _report  # noqa: F401,E402  report, demo
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a :class:`DeparaError` becomes ``error: <one line>`` on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="depara")
+        # In non-standalone mode click/typer *return* the exit code of Exit/Abort (e.g. 130 on Ctrl-C).
+        rv = app(args=argv, standalone_mode=False, prog_name="depara")
     except DeparaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print("aborted", file=sys.stderr)
             return 1
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

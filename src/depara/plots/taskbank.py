@@ -67,7 +67,7 @@ def plot_probe_sets(rows: Sequence[Mapping], out: str | os.PathLike, *, relevant
         vals = [next((r[key] for r in rows if r["method"] == m and r["probe_set"] == probe), np.nan)
                 for m in methods]
         ax.bar(np.arange(len(methods)) + (j - (len(probes) - 1) / 2) * width, vals, width, label=probe)
-    ax.set_xticks(np.arange(len(methods)), [m.replace(" (", "\n(") for m in methods], fontsize=7)
+    ax.set_xticks(np.arange(len(methods)), [m.replace(" (", "\n(").replace(", ", ",\n") for m in methods], fontsize=7)
     ax.set_ylabel(f"P@{relevant} (share of measured top-{relevant} found)")
     ax.set_title("Task bank: robustness across probe sets")
     ax.legend(title="probe set", fontsize=8)

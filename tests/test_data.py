@@ -11,7 +11,6 @@ import pytest
 
 from depara.cli.main import main
 from depara.data import fraction_name, make_synth_digits, parse_ratios, shrink_domain, split_domain
-from depara.data.split import split_counts
 from depara.errors import DeparaError
 
 from _layers_helpers import write_class_folders

@@ -33,14 +33,18 @@ def test_demo_layers_tiny_end_to_end(depara_cache, tmp_path, capsys):
     # second run: the cached models and transfer results are reused, a corrupt entry is rebuilt
     cache = next((depara_cache / "layers_demo").glob("tiny-seed0-*"))
     source_mtime = (cache / "run_synthetic" / "resume.pt").stat().st_mtime_ns
-    transfer_mtime = (cache / "transfer_tenth" / "transfer.csv").stat().st_mtime_ns
+    transfer_mtime = (cache / "transfer_tenth_seed0" / "transfer.csv").stat().st_mtime_ns
     (cache / "run_real" / "resume.pt").write_bytes(b"corrupt")
     out2 = tmp_path / "demo2"
     assert main(["demo", "layers", "--scale", "tiny", "--out", str(out2), "--quiet"]) == 0
     assert (cache / "run_synthetic" / "resume.pt").stat().st_mtime_ns == source_mtime
-    assert (cache / "transfer_tenth" / "transfer.csv").stat().st_mtime_ns == transfer_mtime
+    assert (cache / "transfer_tenth_seed0" / "transfer.csv").stat().st_mtime_ns == transfer_mtime
     assert read_csv(out2 / "transfer_tenth.csv") == transfer
     # the rebuilt target model is the same deterministic run, so the scores are unchanged
     again = read_csv(out2 / "layer_scores.csv")
     assert [float(r["V"]) for r in again] == pytest.approx([float(r["V"]) for r in scores], abs=1e-6)
-    assert main(["demo", "layers", "--scale", "huge", "--out", str(out2)]) != 0
+    from depara.errors import DeparaError
+    from depara.train import run_layers_demo
+
+    with pytest.raises(DeparaError, match="--scale 'huge'"):
+        run_layers_demo("huge", tmp_path / "x")

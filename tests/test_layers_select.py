@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +137,17 @@ def test_layers_select_bad_inputs(runs, tmp_path, capsys):
     code = main(["layers-select", "--source", str(runs["synthetic"]), "--target", str(tmp_path / "nope"),
                  "--probes", str(runs["data"] / "real" / "test"), "--lam", "x", "--out", str(tmp_path / "o")])
     assert code == 2
+
+
+def test_average_over_seeds_hand_computed():
+    from depara.train.demo import average_over_seeds
+
+    a = [{"depth": "2", "layer": "f.5", "kind": "conv", "val_acc": "0.5", "test_acc": "0.4"},
+         {"depth": "1", "layer": "f.2", "kind": "conv", "val_acc": "0.7", "test_acc": "0.6"}]
+    b = [{"depth": "1", "layer": "f.2", "kind": "conv", "val_acc": "0.9", "test_acc": "0.8"},
+         {"depth": "2", "layer": "f.5", "kind": "conv", "val_acc": "0.5", "test_acc": "0.4"}]
+    rows = average_over_seeds([a, b], first_seed=3)
+    assert [r["depth"] for r in rows] == [1, 2]
+    assert rows[0]["test_acc"] == pytest.approx(0.7) and rows[0]["val_acc"] == pytest.approx(0.8)
+    assert rows[0]["test_acc_std"] == pytest.approx(0.1414213, abs=1e-6)  # sample std of (0.6, 0.8)
+    assert rows[1]["test_acc_std"] == 0 and rows[0]["test_acc_seed4"] == 0.8 and rows[0]["n_seeds"] == 2

@@ -99,12 +99,17 @@ def test_long_table_is_cut_with_a_note(tmp_path: Path) -> None:
     folder = tmp_path / "long"
     folder.mkdir()
     write_csv_rows(folder / "log.csv", [["epoch", "acc"]] + [[str(i), str(i / 1000)] for i in range(MAX_HTML_ROWS + 5)])
-    write_manifest(folder, "layers-select", tables={"log": "log.csv"})
+    write_csv_rows(folder / "ranking.csv", RANKING)
+    write_manifest(folder, "layers-select", tables={"ranking": "ranking.csv", "log": "log.csv"})
     page = parse_page(render_report(folder).html)
     body, _ = find_table(page, ["epoch", "acc"])
     assert len(body) == MAX_HTML_ROWS
     assert_table_matches_csv(page, folder / "log.csv", folder, max_rows=MAX_HTML_ROWS)
-    assert f"showing the first {MAX_HTML_ROWS} of {MAX_HTML_ROWS + 5} rows" in (folder / "report.html").read_text()
+    text = (folder / "report.html").read_text()
+    assert f"showing the first {MAX_HTML_ROWS} of {MAX_HTML_ROWS + 5} rows" in text
+    # the long secondary table is folded, the ranking is not
+    assert text.count("<details>") == 1 and f"<details><summary>log: {MAX_HTML_ROWS + 5} rows" in text
+    assert text.index("</details>") > text.index('data-file="log.csv"') > text.index('data-file="ranking.csv"')
 
 
 def test_json_tables_render(tmp_path: Path) -> None:
@@ -134,6 +139,8 @@ def test_subfolders_with_manifests_become_sections(tmp_path: Path) -> None:
     assert ids == ["sec-root", "sec-taskbank", "sec-layers", "sec-more-deeper"]
     links = [a["href"] for t, a in page.attrs if t == "a"]
     assert links == ["#sec-taskbank", "#sec-layers", "#sec-more-deeper"]
+    text = (root / "report.html").read_text(encoding="utf-8")
+    assert '<a href="#sec-layers">Sources for target &#x27;depth&#x27; (layers-select)</a>: pick source conv3' in text
     for sub in ("taskbank", "layers", "more/deeper"):  # same header in each: told apart by their file
         assert_table_matches_csv(page, root / sub / "ranking.csv", root)
     assert page.headings[0].startswith("depara demo")
@@ -150,7 +157,7 @@ def test_markdown_summary_links_figures_relative_to_out(tmp_path: Path) -> None:
     assert files.html.parent == out
     md = files.markdown.read_text(encoding="utf-8")
     assert md.startswith("# depara demo\n")
-    assert "**What to pick:** source: pick normals | layer: pick conv3" in md
+    assert "**What to pick:**\n\n- **Sources for target 'depth' (taskbank)**: pick source normals (S = 0.812)\n" in md
     assert "| normals | 0.8123 | 0.0312 | 0.7811 | 1 |" in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) == 7
@@ -264,3 +271,17 @@ def test_layout_headline_table_then_figures_then_other_tables(rank_dir: Path) ->
     assert md.index("## ranking") < md.index("## Figures") < md.index("## similarity matrix")
     # a long nested extra value is folded away, a short one shown inline
     assert "<details><summary>" not in text and "{&quot;depth&quot;: [1, 2, 3]" in text
+
+
+def test_score_column_named_in_extra_gets_bars_and_numeric_pick_highlights(tmp_path: Path) -> None:
+    folder = tmp_path / "layers"
+    folder.mkdir()
+    write_csv_rows(folder / "layer_scores.csv", [["depth", "layer", "S_lam1", "acc"], ["1", "conv1", "1.0", "0.1"],
+                                                 ["2", "conv2", "3.0", "0.3"], ["3", "fc", "2.0", "0.2"]])
+    write_manifest(folder, "layers-select", tables={"layer_scores": "layer_scores.csv"},
+                   extra={"pick_layer": 2, "primary_score": "S_lam1"})
+    text = render_report(folder).html.read_text(encoding="utf-8")
+    assert [int(w) for w in re.findall(r"#c9dcfb (\d+)%", text)] == [8, 100, 54]
+    _, classes = find_table(parse_page(folder / "report.html"), ["depth", "layer", "S_lam1", "acc"])
+    assert classes == ["", "pick", ""]
+    assert "primary_score" not in text

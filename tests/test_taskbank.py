@@ -147,7 +147,16 @@ def _micro_config():
                        width=4, n_train=32, n_test=32, n_limited=32, n_probe=12, epochs=1, readout_epochs=1)
 
 
-def test_training_resumes_and_rebuilds_corrupt_entries(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Train with one torch thread (shared CI cores), restoring the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_training_resumes_and_rebuilds_corrupt_entries(tmp_path, one_thread):
     from depara.taskbank.affinity import measure_affinities
 
     cfg = _micro_config()
@@ -219,11 +228,9 @@ def tiny_run(depara_cache, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("taskbank_tiny")
     threads = torch.get_num_threads()
-    try:  # one thread: the CI machine's cores are shared, and oversubscribed torch threads only spin
-        code = main(["bench", "taskbank", "--scale", "tiny", "--out", str(out), "--quiet", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+    code = main(["bench", "taskbank", "--scale", "tiny", "--out", str(out), "--quiet"])
     assert code == 0
+    assert torch.get_num_threads() == threads  # the run's one-thread setting is restored
     return out
 
 
@@ -276,18 +283,16 @@ def test_tiny_bench_second_run_reuses_cache(tiny_run, depara_cache, tmp_path):
 
     stamps = {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*.safetensors")}
     assert len(stamps) == 8
-    threads = torch.get_num_threads()
-    try:
-        assert main(["bench", "taskbank", "--scale", "tiny", "--out", str(tmp_path), "--quiet", "--threads", "1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["bench", "taskbank", "--scale", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*.safetensors")} == stamps
     a, b = _read(tiny_run / "summary.csv"), _read(tmp_path / "summary.csv")
     assert a == b  # deterministic under the same seed
 
 
-def test_cli_bad_scale(tmp_path, capsys):
+def test_cli_bad_scale_and_threads(tmp_path, capsys):
     from depara.cli.main import main
 
     assert main(["bench", "taskbank", "--scale", "huge", "--out", str(tmp_path / "x")]) == 2
     assert "error: scale 'huge'" in capsys.readouterr().err
+    assert main(["bench", "taskbank", "--threads", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "error: --threads -1" in capsys.readouterr().err

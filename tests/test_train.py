@@ -14,7 +14,7 @@ from depara.errors import DeparaError
 from depara.train import (build_model, fresh_transfer_model, load_checkpoint, load_imagenet_source, train_domain,
                           transfer_layers, transfer_units)
 from depara.train.engine import ImageSet, train_one_epoch, make_optimizer
-from depara.train.models import ModelInfo, read_weights
+from depara.train.models import read_weights
 
 from _layers_helpers import make_tiny_digits
 
@@ -229,3 +229,23 @@ def test_imagenet_source_through_torchvision_weights_api(tmp_path, monkeypatch, 
     torch.save(small, cache / Path(VGG11_BN_Weights.DEFAULT.url).name)
     with pytest.raises(DeparaError, match="weights of another architecture, not vgg11_bn"):
         load_imagenet_source("vgg11_bn")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_train_and_transfer_cli(tiny_data, tmp_path, capsys):
+    from depara.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_data), "--domain", "synthetic", "--out", str(run), "--epochs", "1",
+                 "--batch-size", "16", "--seed", "1"]) == 0
+    assert "best val accuracy" in capsys.readouterr().out
+    out = tmp_path / "tr"
+    assert main(["transfer", str(tiny_data), "--source", str(run), "--fraction", "1of2", "--depth", "2",
+                 "--depth", "9", "--epochs", "1", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "transfer" and (out / "transfer.png").is_file()
+    assert [r["depth"] for r in read_csv(out / "transfer.csv")] == ["2", "9"]
+    capsys.readouterr()
+    assert main(["transfer", str(tiny_data), "--source", str(run), "--fraction", "hundredth", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "real_hundredth: target fraction folder missing" in capsys.readouterr().err

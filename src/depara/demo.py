@@ -23,7 +23,6 @@ __all__ = ["run_demo", "DEMO_SCALE"]
 #: The size the demo runs at: the pipelines' CI size, a few minutes on 2 CPU cores when nothing is cached.
 DEMO_SCALE = "tiny"
 SECTIONS = ("taskbank", "layers")
-_ANSWERS = {"taskbank": "source", "layers": "layer"}
 
 
 def default_cache_dir() -> Path:
@@ -70,7 +69,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     summaries: dict[str, str] = {}
-    answers: dict[str, Any] = {}
+    picks: dict[str, Any] = {}
     for i, name in enumerate(SECTIONS, start=1):
         what, pipeline = steps[name]
         say(f"[bold]step {i}/{len(SECTIONS) + 1}[/bold] {what}")
@@ -79,7 +78,8 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
         seconds[name] = round(time.perf_counter() - start, 2)
         manifest = read_manifest(out_dir / name)
         summaries[name] = str(manifest.get("summary", ""))
-        answers.update(_answers(_ANSWERS[name], manifest.get("extra")))
+        if _picks(manifest.get("extra")):
+            picks[name] = _picks(manifest.get("extra"))
         say(f"  done in {seconds[name]:.1f} s: {summaries[name]}")
     summary = f"source: {summaries['taskbank']} | layer: {summaries['layers']}"
     say(f"[bold]step {len(SECTIONS) + 1}/{len(SECTIONS) + 1}[/bold] writing the report")
@@ -87,7 +87,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
         out_dir, "demo", title="depara demo: which source model and which layer to transfer",
         summary=summary,
         settings={"scale": DEMO_SCALE, "seed": seed, "cache_dir": str(cache)},
-        extra={"sections": list(SECTIONS), **answers, "seconds": seconds},
+        extra={"sections": list(SECTIONS), "picks": picks, "seconds": seconds},
     )
     files = render_report(out_dir)
     say(f"[bold green]report:[/bold green] {files.html}")
@@ -95,17 +95,10 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
             "markdown": files.markdown, **results}
 
 
-def _answers(label: str, extra: Any) -> dict[str, Any]:
-    """``pick_<label>`` / ``truth_<label>`` from a pipeline manifest's extra, when it names them."""
-    if not isinstance(extra, dict):
-        return {}
-    pick, truth = pick_and_truth(extra)
-    out = {}
-    if pick is not None:
-        out[f"pick_{label}"] = pick
-    if truth is not None:
-        out[f"truth_{label}"] = truth
-    return out
+def _picks(extra: Any) -> dict[str, Any]:
+    """``{"pick": ..., "truth_best": ...}`` from a pipeline manifest's extra, for what it names."""
+    pick, truth = pick_and_truth(extra) if isinstance(extra, dict) else (None, None)
+    return {k: v for k, v in (("pick", pick), ("truth_best", truth)) if v is not None}
 
 
 class _Narrator:

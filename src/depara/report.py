@@ -44,6 +44,8 @@ __all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "
 #: The page shows at most this many rows of a table (the rest is in the CSV); the Markdown summary fewer.
 MAX_HTML_ROWS = 200
 MAX_MARKDOWN_ROWS = 30
+#: Secondary tables (not rankings/summaries) longer than this are folded on the page.
+FOLD_ROWS = 25
 #: How deep below a results folder sub-folders are searched for manifests.
 MAX_DEPTH = 3
 
@@ -52,8 +54,10 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 _MAGIC = {".png": (b"\x89PNG\r\n\x1a\n",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",),
           ".gif": (b"GIF87a", b"GIF89a")}
 
-PICK_KEYS = ("pick", "chosen", "chosen_source", "chosen_layer")
-TRUTH_KEYS = ("truth_best", "best", "best_source", "best_layer", "truth")
+PICK_KEYS = ("pick", "chosen", "chosen_source", "chosen_layer", "pick_source", "pick_layer")
+TRUTH_KEYS = ("truth_best", "best", "best_source", "best_layer", "truth", "truth_source", "truth_layer")
+#: ``extra`` keys naming the score column of the tables (it gets a bar in every table that has it).
+SCORE_COLUMN_KEYS = ("score_column", "primary_score")
 COMPARISON_KEYS = ("regret", "relative_accuracy", "top1_regret", "top1_relative_accuracy", "match",
                    "spearman", "kendall", "weighted_tau")
 HEADLINE_TABLES = ("ranking", "summary", "layers", "scores")
@@ -271,7 +275,7 @@ def _is_scalar(value: Any) -> bool:
 
 def _remaining_extra(extra: Mapping[str, Any]) -> list[tuple[str, Any]]:
     pick, truth, comparison = _pick_and_truth(extra)
-    shown = set(PICK_KEYS) | set(TRUTH_KEYS) | {k for k, _ in comparison} | {"sections"}
+    shown = set(PICK_KEYS) | set(TRUTH_KEYS) | {k for k, _ in comparison} | {"sections"} | set(SCORE_COLUMN_KEYS)
     return [(k, v) for k, v in extra.items() if k not in shown]
 
 
@@ -316,7 +320,8 @@ h4 { font-size: 15px; margin: 18px 0 6px; color: var(--muted); }
 .summary { font-size: 17px; background: var(--pick); border-left: 5px solid var(--pickline); padding: 10px 14px;
            margin: 10px 0 14px; border-radius: 4px; }
 .summary b { color: #1b5e3a; }
-nav ul { margin: 4px 0 8px; padding-left: 20px; }
+.summary ul { margin: 4px 0 0; padding-left: 20px; font-size: 15.5px; }
+.summary li { margin: 3px 0; }
 a { color: var(--accent); }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0 12px; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 180px; background: #fbfcfd; }
@@ -327,7 +332,8 @@ a { color: var(--accent); }
 .tablewrap { overflow-x: auto; margin: 6px 0 4px; }
 table { border-collapse: collapse; font-size: 13.5px; }
 th, td { border: 1px solid var(--line); padding: 4px 9px; text-align: left; vertical-align: top; }
-th { background: #eef2f7; font-weight: 600; }
+th { background: #eef2f7; font-weight: 600; white-space: nowrap; }
+td.short { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) td { background: #fafbfc; }
 tbody tr.pick td { background: var(--pick); font-weight: 600; }
@@ -369,35 +375,47 @@ def _section_html(section: Section, level: int) -> list[str]:
            f'<h{h}>{_e(section.title)} <span class="kind">{_e(m.get("kind", ""))}</span></h{h}>']
     if section.rel:
         out.append(f'<p class="note">folder <code>{_e(section.rel)}/</code></p>')
-    if m.get("summary"):
-        out.append(f'<p class="summary"><b>What to pick:</b> {_e(m["summary"])}</p>')
     if section.children:
-        out.append("<nav><ul>")
-        out.extend(f'<li><a href="#{c.anchor}">{_e(c.title)}</a> — {_e(c.manifest.get("summary", ""))}</li>'
+        # one line per sub-section, each with its own pick, reads better than their summaries joined
+        out.append('<nav class="summary"><b>What to pick</b><ul>')
+        out.extend(f'<li><a href="#{c.anchor}">{_e(c.title)}</a>: {_e(c.manifest.get("summary", ""))}</li>'
                    for c in section.children)
         out.append("</ul></nav>")
+    elif m.get("summary"):
+        out.append(f'<p class="summary"><b>What to pick:</b> {_e(m["summary"])}</p>')
     extra = m.get("extra") or {}
     extra = extra if isinstance(extra, Mapping) else {"extra": extra}
+    score_name = next((str(extra[k]) for k in SCORE_COLUMN_KEYS if isinstance(extra.get(k), str)), None)
     pick, truth, comparison = _pick_and_truth(extra)
     if pick is not None or truth is not None or comparison:
         out.append(_pick_cards_html(pick, truth, comparison))
     sub = min(h + 1, 4)
     headline, others = _split_tables(section.tables)
     for table in headline:
-        out.extend(_table_html(table, pick, sub))
+        out.extend(_table_html(table, pick, sub, score_name))
     for name, path in section.figures:
         out.append(_figure_html(name, path))
     for table in others:
-        out.extend(_table_html(table, pick, sub))
+        lines = _table_html(table, pick, sub, score_name)
+        if len(table.rows) > FOLD_ROWS:  # long secondary tables (logs, per-K curves): one click away
+            lines = [f"<details><summary>{_e(table.name.replace('_', ' '))}: {len(table.rows)} rows "
+                     f"(<code>{_e(table.path.name)}</code>)</summary>"] + lines + ["</details>"]
+        out.extend(lines)
     remaining = _remaining_extra(extra)
+    settings = m.get("settings") or {}
+    # above sub-sections, run details would push the answers off the first screen: fold them
+    fold = bool(section.children) and bool(remaining or settings)
+    if fold:
+        out.append("<details><summary>run details and settings</summary>")
     if remaining:
         out.append(f"<h{sub}>Details</h{sub}>")
         out.append(_kv_html(remaining))
-    settings = m.get("settings") or {}
     if settings:
         out.append(f"<h{sub}>Settings</h{sub}>")
         items = settings.items() if isinstance(settings, Mapping) else [("settings", settings)]
         out.append(_kv_html(list(items)))
+    if fold:
+        out.append("</details>")
     for child in section.children:
         out.extend(_section_html(child, level + 1))
     out.append("</section>")
@@ -430,14 +448,17 @@ def _card(label: str, value: Any, state: str) -> str:
             f'<div class="value">{_e(shown)}</div></div>')
 
 
-def _table_html(table: Table, pick: Any, level: int) -> list[str]:
+def _table_html(table: Table, pick: Any, level: int, score_name: str | None = None) -> list[str]:
     out = [f'<h{level}>{_e(table.name.replace("_", " "))}</h{level}>',
            f'<p class="note">from <code>{_e(table.path.name)}</code>, {len(table.rows)} rows</p>']
     if not table.header:
         out.append('<p class="note">(empty table)</p>')
         return out
     highlight = _highlighted_rows(table, pick)
-    score_col = _score_column(table.header) if table.name.lower().startswith("ranking") else None
+    if score_name is not None and score_name in table.header:
+        score_col: int | None = table.header.index(score_name)
+    else:
+        score_col = _score_column(table.header) if table.name.lower().startswith("ranking") else None
     lo, hi = _column_range(table, score_col)
     out.append(f'<div class="tablewrap"><table data-file="{_e(table.rel)}">')
     out.append("<thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in table.header) + "</tr></thead><tbody>")
@@ -446,7 +467,7 @@ def _table_html(table: Table, pick: Any, level: int) -> list[str]:
         cells = []
         for j, raw in enumerate(row):
             shown = format_cell(raw)
-            attrs = ' class="num"' if _as_number(raw) is not None else ""
+            attrs = ' class="num"' if _as_number(raw) is not None else (' class="short"' if len(raw) <= 40 else "")
             if shown != raw:
                 attrs += f' title="{_e(raw)}"'
             if j == score_col and lo is not None:
@@ -521,7 +542,10 @@ def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
     lines = [f"{hashes} {section.title}", ""]
     meta = f"kind `{m.get('kind', '')}`" + (f", folder `{section.rel}/`" if section.rel else "")
     lines += [meta, ""]
-    if m.get("summary"):
+    if section.children:
+        lines += ["**What to pick:**", ""]
+        lines += [f"- **{c.title}**: {c.manifest.get('summary', '')}" for c in section.children] + [""]
+    elif m.get("summary"):
         lines += [f"**What to pick:** {m['summary']}", ""]
     extra = m.get("extra") or {}
     extra = extra if isinstance(extra, Mapping) else {"extra": extra}

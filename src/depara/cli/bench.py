@@ -17,7 +17,7 @@ def taskbank(
     seed: int = typer.Option(0, "--seed", help="Seed of scenes, training and probe crops."),
     cache: Optional[Path] = typer.Option(None, "--cache",
                                          help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0 = torch's default)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads during the run (0 = torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
 ) -> None:
     """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
@@ -26,11 +26,7 @@ def taskbank(
     from ..taskbank.bench import run_bench
 
     if threads < 0:
-        raise DeparaError(f"--threads {threads}: expected 0 (default) or a positive count")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet)
+        raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
     typer.echo(result["summary"])
     typer.echo(f"results: {out}")

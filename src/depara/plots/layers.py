@@ -15,7 +15,8 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
                          accuracy_names: Sequence[str] = (), title: str = "DEPARA per layer") -> Path:
     """Three stacked panels sharing the x axis (layer #k): node/edge similarity (V, E); V+λE for each λ, with
     the top-scored layer marked; and, if given, target accuracy (%) after transferring layers 1..k, with the best
-    layer marked. ``rows``: dicts with ``depth``, ``kind``, ``V``, ``E``, ``S_lam<λ>`` and ``acc_<name>``."""
+    layer marked (± one standard deviation shaded when ``acc_<name>_std`` is given). ``rows``: dicts with ``depth``,
+    ``kind``, ``V``, ``E``, ``S_lam<λ>`` and ``acc_<name>``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,6 +46,9 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
         for name in accuracy_names:
             acc = np.array([100 * float(r.get(f"acc_{name}", np.nan)) for r in rows])
             line, = ax.plot(depth, acc, "o-", label=f"target {name} of train data")
+            if all(f"acc_{name}_std" in r for r in rows):
+                sd = np.array([100 * float(r[f"acc_{name}_std"]) for r in rows])
+                ax.fill_between(depth, acc - sd, acc + sd, color=line.get_color(), alpha=0.2)
             if np.isfinite(acc).any():
                 k = int(np.nanargmax(acc))
                 ax.plot(depth[k], acc[k], "*", ms=14, color=line.get_color(), markeredgecolor="k")

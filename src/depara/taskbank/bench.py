@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -188,13 +189,28 @@ def read_paper_hits() -> dict[str, dict[int, float]]:
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
-def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:
+def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True,
+              threads: int | None = 1) -> dict:
     """Run the task-bank benchmark at ``scale`` ("tiny" | "default") into folder ``out``; returns the summary.
 
     Expensive steps (task networks, ground-truth transfers) are cached under ``cache_dir`` (default
     ``$DEPARA_CACHE`` or ``~/.cache/depara``); a second run reuses them, an interrupted run resumes, a corrupt
-    entry is rebuilt.
+    entry is rebuilt. ``threads``: torch CPU threads during the run (restored afterwards; None = leave as is).
+    The bank's networks are a few channels wide, so one thread loses little, and on shared cores extra torch
+    threads mostly spin.
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise DeparaError(f"threads={threads!r}: expected a positive integer or None")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_bench(scale, out, seed=seed, cache_dir=cache_dir, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict:
     from ..evaluate import write_matrix_csv
     from ..results import write_manifest
 
@@ -209,7 +225,8 @@ def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool 
     gt = measure_affinities(cfg, cache_root, encoders, data, progress=say)
     names, truth, rel = list(cfg.tasks), gt["affinity"], cfg.relevant
     tables = write_affinity_csvs(gt, out)
-    write_csv(out / "task_networks.csv", [{"task": n, **{k: v for k, v in infos[n].items() if k != "task"}}
+    write_csv(out / "task_networks.csv", [{"task": n, **{k: infos[n].get(k, "") for k in
+                                                         ("train_loss", "test_loss", "test_accuracy", "seconds")}}
                                           for n in names])
     tables["task_networks"] = "task_networks.csv"
 
@@ -343,8 +360,12 @@ def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool 
     compare_rows = []
     for k in range(1, min(len(names) - 1, 18) + 1):
         row = {"K": k}
-        for label, method in (("bank_DEPARA", main_method), ("bank_DEPARA-V", f"DEPARA-V (node {best_node})"),
-                              ("bank_DEPARA-E", "DEPARA-E"), ("bank_RSA", "RSA")):
+        for label, method in (("bank_DEPARA", main_method),
+                              ("bank_DEPARA_paper_node", f"DEPARA (λ={PAPER_LAMBDA:g}, node {PAPER_NODE}, paper)"),
+                              ("bank_DEPARA-V", f"DEPARA-V (node {best_node})"),
+                              ("bank_DEPARA-V_paper_node", f"DEPARA-V (node {PAPER_NODE}, paper)"),
+                              ("bank_DEPARA-E", "DEPARA-E"), ("bank_RSA", "RSA"), ("bank_CKA", "linear CKA"),
+                              ("bank_LogME", "LogME (labels)")):
             row[f"{label}_P@K"] = float(curves_in[method].at(k)[1])
         row["bank_random_P@K"] = rel / (len(names) - 1)
         for method, hits in paper.items():
@@ -422,9 +443,14 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
         rp.plot_tree(names, sc["V"][best_node] + PAPER_LAMBDA * sc["E"], out / "tree.png",
                      title="Task bank: DEPARA task similarity tree (in-domain probes)")
         figs["tree"] = "tree.png"
-        rp.plot_heatmap(names, truth, out / "heatmap_ground_truth.png", order_by_tree=False,
-                        title="Measured transfer affinity log(scratch loss / transfer loss)",
-                        colorbar_label="affinity")
+        # Rows standardised: only the order of sources within a target matters for ranking, and the count /
+        # shape rows (scratch nets overfit their 200 scenes) would otherwise own the colour scale.
+        with warnings.catch_warnings():  # all-NaN rows of source-only tasks stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            z = (truth - np.nanmean(truth, axis=1, keepdims=True)) / np.nanstd(truth, axis=1, keepdims=True)
+        rp.plot_heatmap(names, z, out / "heatmap_ground_truth.png", order_by_tree=False,
+                        title="Measured transfer affinity, standardised per target row",
+                        colorbar_label="affinity (z-score within the target's row)")
         figs["heatmap_ground_truth"] = "heatmap_ground_truth.png"
         rp.plot_heatmap(names, sc["V"][best_node] + PAPER_LAMBDA * sc["E"], out / "heatmap_depara.png",
                         title=f"DEPARA similarity (node {best_node}, λ={PAPER_LAMBDA:g})", colorbar_label="S")

@@ -22,13 +22,15 @@ from ..results import read_manifest, write_manifest
 SCALES: dict[str, dict] = {
     # the whole chain in well under a minute on one core: checks that everything runs, not a result to read
     "tiny": dict(synthetic_per_class=30, real_per_class=30, size=32, arch="narrow_vgg11_bn", width=0.125,
-                 source_epochs=4, target_epochs=4, transfer_epochs=3, fractions=("tenth",), batch_size=32,
-                 lr=0.05, eval_every=1, lams=(1.0, 10.0)),
+                 source_epochs=4, target_epochs=4, transfer_epochs={"tenth": 3}, fractions=("tenth",),
+                 batch_size=32, lr=0.05, eval_every={"tenth": 1}, transfer_seeds=1, lams=(1.0, 10.0)),
     # about 20-30 min on one core: results worth reading
     # VGG19-bn at 1/4 width: 16 conv + 3 FC layers, transfer depths #1..#18 as in the paper
     "small": dict(synthetic_per_class=400, real_per_class=None, size=32, arch="narrow_vgg19_bn", width=0.25,
-                  source_epochs=20, target_epochs=20, transfer_epochs=30, fractions=("tenth", "hundredth"),
-                  batch_size=64, lr=0.02, eval_every=3, lams=(1.0, 10.0)),
+                  source_epochs=20, target_epochs=20, fractions=("tenth", "hundredth"),
+                  # ~80 and 150 SGD steps (126 and 10 train images); accuracies averaged over 3 transfer seeds
+                  transfer_epochs={"tenth": 40, "hundredth": 150}, eval_every={"tenth": 4, "hundredth": 15},
+                  transfer_seeds=3, batch_size=64, lr=0.02, lams=(1.0, 10.0)),
 }
 CACHE_VERSION = "v1"
 
@@ -68,12 +70,30 @@ def prepare_digits_data(root: Path, cfg: dict, seed: int, progress: bool) -> Pat
     return data
 
 
+def average_over_seeds(runs: list[list[dict]], first_seed: int) -> list[dict]:
+    """One row per depth: mean and standard deviation over transfer seeds of val/test accuracy, and each seed's."""
+    import numpy as np
+
+    out = []
+    for rows in zip(*[sorted(r, key=lambda x: int(x["depth"])) for r in runs]):
+        test = np.array([float(r["test_acc"]) for r in rows])
+        val = np.array([float(r["val_acc"]) for r in rows])
+        row = {"depth": int(rows[0]["depth"]), "layer": rows[0]["layer"], "kind": rows[0]["kind"],
+               "val_acc": val.mean(), "test_acc": test.mean(), "test_acc_std": test.std(ddof=1) if len(rows) > 1
+               else 0.0, "n_seeds": len(rows)}
+        for i, r in enumerate(rows):
+            row[f"test_acc_seed{first_seed + i}"] = float(r["test_acc"])
+        out.append(row)
+    return out
+
+
 def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                     progress: bool = True) -> dict:
     """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``small``) into ``out``.
 
     Returns ``{"out", "summary", "pick", "correlations", "seconds"}``; ``out`` holds ``layer_scores.csv``,
-    ``correlations.csv``, ``transfer_<fraction>.csv``, the training logs, ``layers.png`` and ``manifest.json``
+    ``correlations.csv``, ``transfer_<fraction>.csv`` (accuracy per depth, mean over the transfer seeds), the training
+    logs, ``layers.png`` and ``manifest.json``
     (kind ``layers-select``).
     """
     import torch
@@ -96,22 +116,23 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
         run = root / f"run_{domain}"
         runs[domain] = _cached(run, lambda d=domain, r=run, e=epochs: train_domain(data, d, r, epochs=e, **common),
                                f"{domain} model")
-    transfer_dirs = {}
+    transfer_csvs = {}
     for fraction in cfg["fractions"]:
-        tdir = root / f"transfer_{fraction}"
-        _cached(tdir, lambda f=fraction, t=tdir: transfer_layers(
-            data, root / "run_synthetic", t, target="real", fraction=f, epochs=cfg["transfer_epochs"],
-            batch_size=cfg["batch_size"], lr=cfg["lr"], eval_every=cfg["eval_every"], seed=seed,
-            progress=progress), f"transfer to real_{fraction}")
-        transfer_dirs[fraction] = tdir
+        per_seed = []
+        for s in range(seed, seed + cfg["transfer_seeds"]):
+            tdir = root / f"transfer_{fraction}_seed{s}"
+            per_seed.append(_cached(tdir, lambda f=fraction, t=tdir, s=s: transfer_layers(
+                data, root / "run_synthetic", t, target="real", fraction=f, epochs=cfg["transfer_epochs"][f],
+                batch_size=cfg["batch_size"], lr=cfg["lr"], eval_every=cfg["eval_every"][f], seed=s,
+                progress=progress), f"transfer to real_{fraction}, seed {s}"))
+        transfer_csvs[fraction] = write_csv(out / f"transfer_{fraction}.csv", average_over_seeds(per_seed, seed))
     result = layers_select(root / "run_synthetic", root / "run_real", data / "real" / "test", out,
-                           lams=cfg["lams"], transfer=transfer_dirs, progress=progress,
+                           lams=cfg["lams"], transfer=transfer_csvs, progress=progress,
                            title=f"synth-digits ({scale}): synthetic source → real target, DEPARA per layer")
     tables = {"layer_scores": "layer_scores.csv"}
     if result["correlations"]:
         tables["correlations"] = "correlations.csv"
-    for fraction, tdir in transfer_dirs.items():
-        write_csv(out / f"transfer_{fraction}.csv", read_csv(tdir / "transfer.csv"))
+    for fraction in transfer_csvs:
         tables[f"transfer_{fraction}"] = f"transfer_{fraction}.csv"
     for domain in runs:
         write_csv(out / f"train_{domain}_log.csv", read_csv(root / f"run_{domain}" / "log.csv"))

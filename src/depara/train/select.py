@@ -99,12 +99,18 @@ def correlate(rows: Sequence[Mapping], accuracies: Mapping[int, float], score_ke
     return out
 
 
-def read_transfer_accuracies(path: str | os.PathLike, column: str = "test_acc") -> dict[int, float]:
-    """``{depth: accuracy}`` from a ``transfer.csv`` written by ``depara transfer`` (depth 0 = no transfer, skipped)."""
+def read_transfer_accuracies(path: str | os.PathLike, column: str = "test_acc", *, required: bool = True
+                             ) -> dict[int, float]:
+    """``{depth: accuracy}`` from a ``transfer.csv`` written by ``depara transfer`` (depth 0 = no transfer, skipped).
+
+    With ``required=False`` a missing column gives ``{}``.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "transfer.csv"
     rows = read_csv(p)
+    if not required and rows and column not in rows[0]:
+        return {}
     if not rows or "depth" not in rows[0] or column not in rows[0]:
         raise DeparaError(f"{p}: expected a transfer.csv with columns depth and {column}")
     return {int(r["depth"]): float(r[column]) for r in rows if int(r["depth"]) > 0}
@@ -136,9 +142,12 @@ def layers_select(source: str | os.PathLike, target: str | os.PathLike, probes, 
                         progress=progress)
     score_keys = ["V", "E"] + [_lam_label(float(l)) for l in lams]
     accuracies = {name: read_transfer_accuracies(p) for name, p in (transfer or {}).items()}
+    spreads = {name: read_transfer_accuracies(p, "test_acc_std", required=False) for name, p in (transfer or {}).items()}
     for name, acc in accuracies.items():
         for r in rows:
             r[f"acc_{name}"] = acc.get(int(r["depth"]), float("nan"))
+            if spreads[name]:
+                r[f"acc_{name}_std"] = spreads[name].get(int(r["depth"]), float("nan"))
     correlations = []
     for name, acc in accuracies.items():
         for c in correlate(rows, acc, score_keys):

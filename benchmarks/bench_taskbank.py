@@ -32,8 +32,9 @@ def main() -> None:
     res = run_bench(args.scale, args.out, seed=args.seed, cache_dir=args.cache)
     c = res["costs"]
     print(f"ranking (DEPARA graphs + similarity, {c['n_graphs']} encoders): {c['ranking_seconds_depara']:.2f} s")
-    print(f"ground truth ({c['n_transfers']} transfers + scratch references): {c['ground_truth_transfer_seconds']:.1f} s"
-          f" (+ {c['task_network_training_seconds']:.1f} s training the task networks)")
+    print(f"ground truth ({c['n_transfers']} transfers + scratch references): "
+          f"{c['ground_truth_transfer_seconds']:.1f} s (+ {c['task_network_training_seconds']:.1f} s training the "
+          "task networks)")
     print(f"ratio ground truth / ranking: {c['ratio_ground_truth_to_depara']:.0f}x")
     with open(f"{args.out}/summary.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["probe_set"] == "in-domain"]

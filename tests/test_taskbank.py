@@ -296,3 +296,48 @@ def test_cli_bad_scale_and_threads(tmp_path, capsys):
     assert "error: scale 'huge'" in capsys.readouterr().err
     assert main(["bench", "taskbank", "--threads", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "error: --threads -1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- scoring pieces
+def test_dense_targets_pooled_for_logme_match_block_means():
+    from depara.taskbank.bench import _dense_regression_targets
+
+    s = generate_scenes(3, seed=2)
+    depth = get_task("depth").targets(s)  # 3×1×32×32
+    pooled = _dense_regression_targets(get_task("depth"), depth)
+    assert pooled.shape == (3, 16)
+    assert pooled[1, 4 * 2 + 3] == pytest.approx(depth[1, 0, 16:24, 24:32].mean(), rel=1e-5)
+    sem = get_task("segmentsemantic").targets(s)  # labels -> class shares per cell, summing to 1
+    shares = _dense_regression_targets(get_task("segmentsemantic"), sem).reshape(3, 5, 16)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-6)
+    assert shares[0, 0, 0] == pytest.approx(np.mean(sem[0, :8, :8] == 0))
+
+
+def test_node_similarity_per_option_matches_direct_autograd(one_thread):
+    from depara.taskbank.bench import NODE_OPTIONS, graph_scores
+
+    torch.manual_seed(0)
+    encoders = {n: TaskNet(get_task(n), 32, 4).encoder.eval() for n in ("depth", "normal", "light")}
+    probes = task_inputs(get_task("autoencoding"), generate_scenes(10, seed=5))
+    sc = graph_scores(encoders, probes)
+    assert set(sc["V"]) == set(NODE_OPTIONS)
+
+    def maps(enc, scalar, reduce):
+        x = torch.from_numpy(probes).requires_grad_(True)
+        f = enc(x).flatten(1)
+        s = {"sum": f.sum(1), "mean": f.mean(1), "l2": f.norm(dim=1)}[scalar]
+        (g,) = torch.autograd.grad(s.sum(), x)
+        a = (x * g).detach()
+        a = a.abs().mean(1) if reduce == "abs_mean" else a.mean(1)
+        return a.flatten(1).double().numpy()
+
+    for option in ("sum/mean", "l2/mean", "l2/abs_mean"):
+        scalar, reduce = option.split("/")
+        m = {n: maps(e, scalar, reduce) for n, e in encoders.items()}
+        a, b = m["depth"], m["light"]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert sc["V"][option][0, 2] == pytest.approx(cos.mean(), abs=1e-5), option
+    np.testing.assert_allclose(sc["V"]["sum/mean"], sc["V"]["mean/mean"], atol=1e-6)
+    # RSA and CKA are symmetric with a unit diagonal.
+    for key in ("RSA", "CKA", "E"):
+        np.testing.assert_allclose(sc[key], sc[key].T, atol=1e-9)

@@ -30,15 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exits (e.g. --help)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # usage errors of click, or of the click that newer typer bundles (typer._click)
+        name = type(exc).__name__
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # ClickException / UsageError / BadParameter
             exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+            return int(exc.exit_code)
+        if name == "Exit" and hasattr(exc, "exit_code"):
+            return int(exc.exit_code)
+        if name == "Abort":
             print("aborted", file=sys.stderr)
             return 1
         raise

@@ -382,7 +382,7 @@ def _finite(t: torch.Tensor, what: str, layer: str, ids: Sequence[str], start: i
 
 
 def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str], *,
-                 method: str = "input_x_gradient", scalar: str = "sum", channel_reduction: str = "mean",
+                 method: str = "input_x_gradient", scalar: str = "l2", channel_reduction: str = "mean",
                  center: bool = True, edge: str = "cosine", batch_size: int = 32, device: Any = None,
                  node_size: Any = None, progress: bool = False, probe_ids: Sequence[str] | None = None,
                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None) -> dict:
@@ -473,7 +473,7 @@ def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str, *
 
 
 def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, method: str = "input_x_gradient",
-                     scalar: str = "sum") -> torch.Tensor:
+                     scalar: str = "l2") -> torch.Tensor:
     """Raw attribution maps B×C×H×W of one batch for one layer (no channel reduction, no resampling).
 
     Like :func:`build_graphs`: eval mode and frozen parameters during the call, on the model's device.

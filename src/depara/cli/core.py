@@ -103,7 +103,7 @@ def extract(
     preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
     weights: Optional[str] = typer.Option(None, "--weights", help="None, DEFAULT, a weights name or a file."),
     method: Method = typer.Option(Method.input_x_gradient, "--method", help="Attribution method."),
-    scalar: Scalar = typer.Option(Scalar.sum, "--scalar", help="Per-image scalar of the layer output."),
+    scalar: Scalar = typer.Option(Scalar.l2, "--scalar", help="Per-image scalar of the layer output (default l2: the node definition that carried signal on the task bank)."),
     channel_reduction: Reduction = typer.Option(Reduction.mean, "--channel-reduction",
                                                 help="Colour-channel reduction of the maps."),
     edge: Edge = typer.Option(Edge.cosine, "--edge", help="Edge metric (correlation = RSA variant)."),

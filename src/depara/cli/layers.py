@@ -185,14 +185,30 @@ def layers_select_cmd(
     center: bool = typer.Option(False, "--center/--no-center", help="Centre features before cosine edges."),
     edge: str = typer.Option("cosine", "--edge", help="cosine | correlation."),
     batch_size: int = typer.Option(32, "--batch-size"),
+    peers: bool = typer.Option(False, "--peers/--no-peers",
+                               help="Also score each layer with LogME, H-score, TransRate, RSA, CKA; write OUT/peers/."),
 ) -> None:
     """Per layer k: DEPARA between the source at layer k and the target-domain model's logits."""
     from ..train import layers_select
 
-    r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=_parse_transfer(transfer or []),
+    transfers = _parse_transfer(transfer or [])
+    if peers:  # check the peers' inputs before the DEPARA work
+        from ..train.peers import resolve_target_data
+
+        if not transfers:
+            raise DeparaError("--peers: needs --transfer NAME=FOLDER (the accuracies to compare the scores against)")
+        target_data = resolve_target_data(transfers)
+    r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
                       source_arch=source_arch, method=method, scalar=scalar, channel_reduction=channel_reduction,
                       center=center, edge=edge, batch_size=batch_size)
     _echo(r["summary"])
+    if peers:
+        from ..train.peers import score_layers_with_peers
+
+        p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
+                                    layer_scores=Path(out) / "layer_scores.csv", out=Path(out) / "peers",
+                                    source_arch=source_arch, progress=True)
+        _echo(f"{p['out']}: {p['summary']}")
 
 
 # ------------------------------------------------------------------------------------------------- demo
@@ -204,10 +220,15 @@ def demo_layers_cmd(
     seed: int = typer.Option(0, "--seed"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default $DEPARA_CACHE or ~/.cache/depara."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    peers_out: Optional[Path] = typer.Option(None, "--peers-out",
+                                             help="Also compare LogME, H-score, TransRate, RSA, CKA per layer here."),
 ) -> None:
     """The whole layer-selection experiment on synth-digits: data, training, transfer, DEPARA per layer."""
     from ..train import run_layers_demo
 
     parent_quiet = bool(ctx.parent is not None and ctx.parent.params.get("quiet"))
-    r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet))
+    r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet),
+                        peers_out=peers_out)
+    if "peers" in r:
+        _echo(f"{peers_out}: {r['peers']}")
     _echo(f"{r['out']}: {r['summary']} ({r['seconds']:.0f} s)")

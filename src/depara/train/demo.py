@@ -88,13 +88,15 @@ def average_over_seeds(runs: list[list[dict]], first_seed: int) -> list[dict]:
 
 
 def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, peers_out: str | os.PathLike | None = None) -> dict:
     """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``small``) into ``out``.
 
     Returns ``{"out", "summary", "pick", "correlations", "seconds"}``; ``out`` holds ``layer_scores.csv``,
     ``correlations.csv``, ``transfer_<fraction>.csv`` (accuracy per depth, mean over the transfer seeds), the training
     logs, ``layers.png`` and ``manifest.json``
-    (kind ``layers-select``).
+    (kind ``layers-select``). With ``peers_out``, LogME, H-score, TransRate, RSA and CKA also score every layer
+    beside DEPARA (:func:`depara.train.peers.score_layers_with_peers`) into that folder (manifest kind ``score``);
+    the result then has ``"peers"`` (its summary line).
     """
     import torch
 
@@ -137,6 +139,15 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
     for domain in runs:
         write_csv(out / f"train_{domain}_log.csv", read_csv(root / f"run_{domain}" / "log.csv"))
         tables[f"train_{domain}_log"] = f"train_{domain}_log.csv"
+    peers = None
+    if peers_out is not None:
+        from .peers import score_layers_with_peers
+
+        peers = score_layers_with_peers(
+            root / "run_synthetic", root / "run_real", data / "real" / "test", transfer_csvs,
+            target_data={f: data / f"real_{f}" for f in transfer_csvs}, layer_scores=out / "layer_scores.csv",
+            out=peers_out, progress=progress, settings={"scale": scale, "seed": seed, "cache": str(root)},
+            title=f"synth-digits ({scale}): peer estimators vs DEPARA per layer")["summary"]
     seconds = time.perf_counter() - t0
     manifest = read_manifest(out)
     write_manifest(out, "layers-select", title=manifest["title"], summary=manifest["summary"],
@@ -146,5 +157,8 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
                    extra={**manifest["extra"], "seconds": seconds,
                           "source_val_acc": runs["synthetic"]["best_val_acc"],
                           "target_val_acc": runs["real"]["best_val_acc"]})
-    return {"out": str(out), "summary": result["summary"], "pick": result["pick"],
-            "correlations": result["correlations"], "seconds": seconds}
+    res = {"out": str(out), "summary": result["summary"], "pick": result["pick"],
+           "correlations": result["correlations"], "seconds": seconds}
+    if peers is not None:
+        res["peers"] = peers
+    return res

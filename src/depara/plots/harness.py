@@ -14,21 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .._io import atomic_path  # noqa: E402
+from ._common import save_figure  # noqa: E402
 from ..errors import DeparaError  # noqa: E402
 
 _AGREEMENT = (("kendall", "Kendall τ"), ("weighted_tau", "weighted τ"), ("pearson", "Pearson r"),
               ("relative_accuracy", "top-1 relative accuracy"))
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    p = Path(path)
-    try:
-        with atomic_path(p, "figure") as tmp:
-            fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return p
+_save = save_figure  # PNG, written atomically, figure closed
 
 
 def plot_method_agreement(evaluation: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .._io import atomic_path
+from ._common import save_figure
 
 
 def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, lams: Sequence[float] = (1.0, 10.0),
@@ -60,10 +60,7 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
     axes[-1].set_xticklabels([f"#{d}\n{'fc' if k == 'fc' else ''}" for d, k in zip(depth, kinds)], fontsize=8)
     axes[-1].set_xlabel("transferred layers 1..#k (conv layers, then fully-connected)")
     fig.tight_layout()
-    with atomic_path(path, "figure") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def plot_transfer_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, *, title: str = "layer-wise transfer"
@@ -86,7 +83,4 @@ def plot_transfer_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, *, 
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path, "figure") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120, tight=False)

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .._io import atomic_path  # noqa: E402
+from ._common import save_figure  # noqa: E402
 from ..errors import DeparaError  # noqa: E402
 
 
@@ -46,10 +46,4 @@ def plot_ranking_bars(rows: Sequence, out: str | os.PathLike, *, lam: float = 1.
     ax.set_title(f"{title}" + (f" for target '{target}'" if target else ""))
     ax.legend(loc="best", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    p = Path(out)
-    try:
-        with atomic_path(p, "figure") as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return p
+    return save_figure(fig, out, dpi=120)

@@ -12,18 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .._io import atomic_path  # noqa: E402
+from ._common import save_figure  # noqa: E402
 from ..errors import DeparaError  # noqa: E402
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    p = Path(path)
-    try:
-        with atomic_path(p, "figure") as tmp:
-            fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return p
+_save = save_figure  # PNG, written atomically, figure closed
 
 
 def plot_node_options(rows: Sequence[Mapping], out: str | os.PathLike, *, relevant: int = 5) -> Path:

@@ -401,5 +401,7 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
     write_manifest(out_dir, "score", title=title, summary=peers_summary(evaluations), settings=dict(settings or {}),
                    tables=tables_written, figures=figures,
                    extra={"evaluation": {k: list(v) for k, v in evaluations.items()},
-                          "families": families, **first.meta})
+                          "families": families,
+                          **{k: v for k, v in first.meta.items() if k not in ("n_train", "constant_scores")},
+                          "constant_scores": {k: list(t.meta.get("constant_scores", [])) for k, t in tables.items()}})
     return out_dir

@@ -73,6 +73,7 @@ def test_evaluation_equals_scipy_and_reads_the_accuracy_lost_off_the_table():
     assert (v["pick_depth"], v["acc_lost"]) == (2, 0.0)
     e = rows["DEPARA E"]  # E picks #3 (0.6) while #2 (0.8) is best: 0.2 lost
     assert e["kendall"] == pytest.approx(stats.kendalltau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).statistic)
+    assert e["kendall_p"] == pytest.approx(stats.kendalltau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).pvalue)
     assert e["weighted_tau"] == pytest.approx(stats.weightedtau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).statistic)
     assert (e["pick_depth"], e["best_depth"]) == (3, 2) and e["acc_lost"] == pytest.approx(0.2)
     assert e["relative_accuracy"] == pytest.approx(0.6 / 0.8) and e["family"] == "depara"
@@ -95,6 +96,7 @@ def test_label_free_scores_use_the_target_outputs_and_constant_scores_cannot_pic
         and table.scores["hscore"][0] == pytest.approx(2.0)
     rows = {r["method"]: r for r in evaluate_layers(table, ACCS)}
     assert np.isnan(rows["hscore"]["kendall"]) and np.isnan(rows["hscore"]["spearman"])
+    assert np.isnan(rows["hscore"]["kendall_p"])
     assert rows["hscore"]["pick_depth"] == 3 and rows["hscore"]["acc_lost"] == pytest.approx(0.6)  # pessimistic
     assert rows["cka"]["pick_depth"] == 2 and rows["cka"]["family"] == "label-free"
 
@@ -194,3 +196,17 @@ def test_layers_select_peers_bad_inputs(tiny_runs, tmp_path, capsys):
     with pytest.raises(DeparaError, match="target data folder .* not found"):
         write_json(bare / "transfer.json", {"data": str(tmp_path / "gone")})
         resolve_target_data({"x": bare})
+
+
+@pytest.mark.slow
+def test_demo_layers_tiny_writes_the_peer_comparison(depara_cache, tmp_path):
+    from depara.train import run_layers_demo
+
+    torch.set_num_threads(1)
+    r = run_layers_demo("tiny", tmp_path / "demo", progress=False, peers_out=tmp_path / "peers")
+    manifest = json.loads((tmp_path / "peers" / "manifest.json").read_text())
+    assert manifest["kind"] == "score" and r["peers"] == manifest["summary"]
+    scores = read_csv(tmp_path / "peers" / "peer_scores_tenth.csv")
+    transfer = read_csv(tmp_path / "demo" / "transfer_tenth.csv")
+    assert [float(s["acc_tenth"]) for s in scores] == pytest.approx([float(t["test_acc"]) for t in transfer])
+    assert (tmp_path / "peers" / "peer_layers.png").stat().st_size > 10_000

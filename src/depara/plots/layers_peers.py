@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..errors import DeparaError  # noqa: E402
-from .harness import _save  # noqa: E402
+from ._common import save_figure  # noqa: E402
 
 _STYLE = {"label-based": "--", "label-free": ":", "depara": "-", "trivial": "-."}
 
@@ -51,7 +51,7 @@ def plot_layer_peers(panels: Mapping[str, Mapping[str, object]], out: str | os.P
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def panel_from_rows(rows: Sequence[Mapping[str, object]], accuracy_key: str, methods: Sequence[str]) -> dict:

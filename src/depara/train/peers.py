@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 from .._io import ensure_dir, read_csv, read_json, write_csv, write_json
 from ..errors import DeparaError
@@ -205,7 +206,7 @@ def evaluate_layers(table: ScoreTable, accuracies: Mapping[int, float], *, ks: S
     """Each method's agreement with the per-layer transfer accuracy ``{depth: accuracy}``.
 
     Rows of :func:`depara.harness.evaluate_scores` (kendall, weighted_tau, pearson, spearman, p_at_K, top1 ...)
-    with ``family``, ``pick_depth``/``pick_layer``/``pick_acc`` (the top-scored layer; ties → the worse one),
+    with ``family``, ``kendall_p`` (two-sided p-value of τ, scipy), ``pick_depth``/``pick_layer``/``pick_acc`` (the top-scored layer; ties → the worse one),
     ``best_depth``/``best_layer``/``best_acc`` and ``acc_lost`` = best_acc − pick_acc.
     """
     depth_of = {k: int(k.split(" ", 1)[0][1:]) for k in table.sources}
@@ -214,10 +215,15 @@ def evaluate_layers(table: ScoreTable, accuracies: Mapping[int, float], *, ks: S
         raise DeparaError(f"accuracies: no transfer accuracy for depth {missing[0]}")
     truth = {k: float(accuracies[d]) for k, d in depth_of.items()}
     best_key = max(table.sources, key=lambda k: (truth[k], -depth_of[k]))
+    y = np.array([truth[k] for k in table.sources])
     rows = []
     for r in evaluate_scores(table, truth, ks=ks):
         pick = r["top1"]
+        x = table.scores[r["method"]]
+        # 18 layers is a small sample: say how likely the τ is under no association
+        p = float("nan") if math.isnan(r["kendall"]) else float(stats.kendalltau(x, y).pvalue)
         rows.append({"method": r["method"], "family": method_family(r["method"]), "kendall": r["kendall"],
+                     "kendall_p": p,
                      "weighted_tau": r["weighted_tau"], "spearman": r["spearman"], "pearson": r["pearson"],
                      "pick_depth": depth_of[pick], "pick_layer": pick.split(" ", 1)[1], "pick_acc": r["top1_truth"],
                      "best_depth": depth_of[best_key], "best_layer": best_key.split(" ", 1)[1],

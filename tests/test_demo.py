@@ -1,13 +1,15 @@
-"""`depara demo`: both tiny pipelines, a top manifest, one report over both.
+"""`depara demo`: both pipelines at their ``demo`` scale, a top manifest, one report over both.
 
 The first tests replace the two pipelines by fakes that write results folders (fast: they check the wiring, the
-manifest and the report). The last one runs the real tiny pipelines; it skips while they are not importable.
+manifest and the report). The last one runs the real demo at its default size, fresh and then cached (about 3 min on
+2 shared cores, the suite's one such run); it skips while the pipelines are not importable.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -56,13 +58,13 @@ def fakes(monkeypatch) -> FakePipelines:
 def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
     out, cache = tmp_path / "demo", tmp_path / "cache"
     assert main(["demo", "--out", str(out), "--cache", str(cache), "--seed", "3", "--quiet"]) == 0
-    assert [(n, s, o) for n, s, o, _ in fakes.calls] == [("bench", "tiny", out / "taskbank"),
-                                                         ("layers", "tiny", out / "layers")]
+    assert [(n, s, o) for n, s, o, _ in fakes.calls] == [("bench", "demo", out / "taskbank"),
+                                                         ("layers", "demo", out / "layers")]
     assert all(kw == {"seed": 3, "cache_dir": cache, "progress": False} for *_, kw in fakes.calls)
     manifest = read_manifest(out)
     assert manifest["kind"] == "demo"
     assert manifest["summary"] == ("source: pick source normals (S = 0.812) | layer: pick source conv3 (S = 0.812)")
-    assert manifest["settings"] == {"scale": "tiny", "seed": 3, "cache_dir": str(cache)}
+    assert manifest["settings"] == {"scale": "demo", "seed": 3, "cache_dir": str(cache)}
     assert manifest["extra"]["sections"] == ["taskbank", "layers"]
     assert manifest["extra"]["picks"] == {"taskbank": {"pick": "normals", "truth_best": "normals"},
                                           "layers": {"pick": "conv3", "truth_best": "conv4"}}
@@ -115,9 +117,14 @@ def _pipelines_missing() -> str | None:
 @pytest.mark.skipif(_pipelines_missing() is not None, reason=f"demo pipelines: {_pipelines_missing()}")
 def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
+    start = time.perf_counter()
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    fresh = time.perf_counter() - start
     manifest = read_manifest(out)
     assert manifest["kind"] == "demo" and manifest["settings"]["cache_dir"] == str(depara_cache)
+    assert manifest["settings"]["scale"] == "demo"
+    assert read_manifest(out / "taskbank")["settings"]["scale"] == "demo"
+    assert read_manifest(out / "layers")["settings"]["scale"] == "demo"
     page = parse_page(out / "report.html")
     assert_self_contained(page)
     assert assert_every_figure_embedded(page, out) >= 2
@@ -128,8 +135,11 @@ def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
                 assert_table_matches_csv(page, folder / rel, out)
                 tables += 1
     assert tables >= 2
-    # a second run reuses the cache and gives the same picks (summaries may quote timings: left out)
+    # a second run reuses the cache (seconds, not minutes) and gives the same picks (summaries may quote timings)
+    start = time.perf_counter()
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    cached = time.perf_counter() - start
+    assert cached < 60 and cached < fresh / 4, f"cached demo run took {cached:.1f} s (fresh {fresh:.1f} s)"
     again = read_manifest(out)
     assert _without_timings(again["summary"]) == _without_timings(manifest["summary"])
     assert {k: v for k, v in again["extra"].items() if k != "seconds"} == {

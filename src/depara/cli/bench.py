@@ -14,7 +14,8 @@ from .app import bench_app
 def taskbank(
     out: Path = typer.Option(..., "--out", help="Results folder (created; CSV tables, PNG figures, manifest.json)."),
     scale: str = typer.Option("tiny", "--scale",
-                              help="tiny (8 tasks, < 1 min) or default (15 tasks, 5-20 min on 2 shared cores)."),
+                              help="tiny (8 tasks, < 1 min, CI), demo (12 tasks, ~2 min, `depara demo`) or "
+                                   "default (15 tasks, 5-20 min on 2 shared cores)."),
     seed: int = typer.Option(0, "--seed", help="Seed of scenes, training and probe crops."),
     cache: Optional[Path] = typer.Option(None, "--cache",
                                          help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),

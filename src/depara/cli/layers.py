@@ -23,6 +23,7 @@ class Mode(str, Enum):
 
 class Scale(str, Enum):
     tiny = "tiny"
+    demo = "demo"
     small = "small"
 
 
@@ -215,7 +216,8 @@ def layers_select_cmd(
 @demo_app.command("layers")
 def demo_layers_cmd(
     ctx: typer.Context,
-    scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny: a minute, checks the chain; small: ~30 min, results."),
+    scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny: seconds, checks the chain; demo: ~1 min "
+                                "(`depara demo`'s size); small: ~30 min, results."),
     out: Path = typer.Option(..., "--out"),
     seed: int = typer.Option(0, "--seed"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default $DEPARA_CACHE or ~/.cache/depara."),

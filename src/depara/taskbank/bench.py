@@ -193,7 +193,7 @@ def read_paper_hits() -> dict[str, dict[int, float]]:
 # ---------------------------------------------------------------------------------------------- pipeline
 def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True,
               threads: int | None = 1) -> dict:
-    """Run the task-bank benchmark at ``scale`` ("tiny" | "default") into folder ``out``; returns the summary.
+    """Run the task-bank benchmark at ``scale`` ("tiny" | "demo" | "default") into folder ``out``; returns the summary.
 
     Expensive steps (task networks, ground-truth transfers) are cached under ``cache_dir`` (default
     ``$DEPARA_CACHE`` or ``~/.cache/depara``); a second run reuses them, an interrupted run resumes, a corrupt

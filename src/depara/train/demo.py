@@ -24,6 +24,12 @@ SCALES: dict[str, dict] = {
     "tiny": dict(synthetic_per_class=30, real_per_class=30, size=32, arch="narrow_vgg11_bn", width=0.125,
                  source_epochs=4, target_epochs=4, transfer_epochs={"tenth": 3}, fractions=("tenth",),
                  batch_size=32, lr=0.05, eval_every={"tenth": 1}, transfer_seeds=1, lams=(1.0, 10.0)),
+    # depara demo: about a minute on 2 cores; VGG11-bn at 1/4 width (8 conv + 3 FC, depths #1..#10), a source
+    # trained to ~95 % val accuracy, the 1/10 fraction only (127 real train images, 120 SGD steps per depth),
+    # accuracies averaged over 2 transfer seeds
+    "demo": dict(synthetic_per_class=300, real_per_class=None, size=32, arch="narrow_vgg11_bn", width=0.25,
+                 source_epochs=15, target_epochs=8, transfer_epochs={"tenth": 30}, fractions=("tenth",),
+                 batch_size=32, lr=0.05, eval_every={"tenth": 3}, transfer_seeds=2, lams=(1.0, 10.0)),
     # about 20-30 min on one core: results worth reading
     # VGG19-bn at 1/4 width: 16 conv + 3 FC layers, transfer depths #1..#18 as in the paper
     "small": dict(synthetic_per_class=400, real_per_class=None, size=32, arch="narrow_vgg19_bn", width=0.25,
@@ -89,7 +95,7 @@ def average_over_seeds(runs: list[list[dict]], first_seed: int) -> list[dict]:
 
 def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                     progress: bool = True, peers_out: str | os.PathLike | None = None) -> dict:
-    """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``small``) into ``out``.
+    """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``demo`` | ``small``) into ``out``.
 
     Returns ``{"out", "summary", "pick", "correlations", "seconds"}``; ``out`` holds ``layer_scores.csv``,
     ``correlations.csv``, ``transfer_<fraction>.csv`` (accuracy per depth, mean over the transfer seeds), the training

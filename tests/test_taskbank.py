@@ -278,6 +278,93 @@ def test_tiny_bench_hits_match_independent_count(tiny_run):
 
 
 @pytest.mark.slow
+def test_tiny_bench_headline_is_library_default_similarity(tiny_run):
+    """The headline row is V(l2/mean) + 1·E, evaluated independently from the written matrices."""
+    from depara.evaluate import precision_recall_at_k
+    from depara.results import read_manifest
+    from depara.taskbank.bench import HEADLINE
+
+    names, truth = _matrix(tiny_run / "gt_affinity.csv")
+    _, v = _matrix(tiny_run / "matrices" / "in-domain__V__l2-mean.csv")
+    _, e = _matrix(tiny_run / "matrices" / "in-domain__E.csv")
+    s = v + 1.0 * e
+    rel = 3
+    row = next(r for r in _read(tiny_run / "summary.csv") if r["method"] == HEADLINE and r["probe_set"] == "in-domain")
+    hits = 0
+    for t in range(len(names)):
+        if np.all(np.isnan(truth[t])):
+            continue
+        cand = [j for j in range(len(names)) if j != t]
+        top_true = set(sorted(cand, key=lambda j: -truth[t, j])[:rel])
+        hits += len(top_true & set(sorted(cand, key=lambda j: -s[t, j])[:rel]))
+    assert float(row[f"hits@{rel}"]) == hits
+    assert float(row[f"P@{rel}"]) == pytest.approx(precision_recall_at_k(s, truth, rel, names=names).at(rel)[1])
+    # The top-k lists, the manifest and the summary line name the headline method.
+    top = _read(tiny_run / "top_sets.csv")
+    for r in top:
+        t = names.index(r["target"])
+        cand = [j for j in range(len(names)) if j != t]
+        assert r["DEPARA_top3"].split() == [names[j] for j in sorted(cand, key=lambda j: (-s[t, j], names[j]))[:rel]]
+    man = read_manifest(tiny_run)
+    assert man["extra"]["headline_method"] == HEADLINE and man["settings"]["lambda"] == 1.0
+    assert man["extra"]["headline_P@3"] == pytest.approx(float(row["P@3"]))
+    assert "in-sample" in man["extra"]["best_node_selection"] and "depara's defaults" in man["summary"]
+    assert {r["method"] for r in _read(tiny_run / "summary.csv")} >= {
+        HEADLINE, "DEPARA (λ=0.25, node sum/mean, paper)", "DEPARA-E"}
+
+
+@pytest.mark.slow
+def test_tiny_bench_label_scores_equal_direct_baselines(tiny_run, depara_cache, one_thread):
+    """LogME / H-score / TransRate come through the harness; they equal direct depara.baselines calls."""
+    from depara import baselines
+    from depara.taskbank.affinity import encode
+    from depara.taskbank.bench import _dense_regression_targets, cache_root_for
+
+    cfg = make_config("tiny")
+    data = SceneData(cfg)
+    encoders, _ = load_or_train_encoders(cfg, cache_root_for(cfg, depara_cache), data, progress=lambda _m: None)
+    names = list(cfg.tasks)
+    mats = {k: _matrix(tiny_run / "matrices" / f"label__{k}.csv")[1] for k in ("LogME", "H-score", "TransRate")}
+    checked = set()
+    for tname in ("count", "light", "depth"):  # classification, global regression, dense regression
+        target = get_task(tname)
+        x, y = data.xy(target, "limited")
+        ti = names.index(tname)
+        for sname in ("autoencoding", "normal"):
+            f = encode(encoders[sname], x).reshape(len(x), -1).astype(np.float64)
+            si = names.index(sname)
+            if tname == "count":
+                labels = np.unique(y, return_inverse=True)[1]
+                direct = {"LogME": baselines.logme(f, labels), "H-score": baselines.h_score(f, labels),
+                          "TransRate": baselines.transrate(f, labels)}
+            elif tname == "light":
+                direct = {"LogME": baselines.logme(f, y.astype(np.float64), regression=True)}
+            else:
+                yr = _dense_regression_targets(target, y).astype(np.float64)
+                direct = {"LogME": baselines.logme(f, yr[:, yr.std(axis=0) > 1e-8], regression=True)}
+            for key, value in direct.items():
+                assert mats[key][ti, si] == pytest.approx(value, rel=1e-9, abs=1e-12), (tname, sname, key)
+                checked.add(key)
+            if tname != "count":
+                assert np.isnan(mats["H-score"][ti, si]) and np.isnan(mats["TransRate"][ti, si])
+    assert checked == {"LogME", "H-score", "TransRate"}
+
+
+def test_headline_constants_are_the_library_defaults():
+    import inspect
+
+    from depara.extract import build_graph, build_graphs
+    from depara.similarity import rank_sources, similarity, similarity_matrix
+    from depara.taskbank.bench import HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
+
+    params = inspect.signature(build_graphs).parameters
+    assert LIBRARY_NODE == f"{params['scalar'].default}/{params['channel_reduction'].default}"
+    for fn in (similarity_matrix, similarity, rank_sources):
+        assert inspect.signature(fn).parameters["lam"].default == LIBRARY_LAMBDA, fn.__name__
+    assert LIBRARY_NODE in HEADLINE and f"λ={LIBRARY_LAMBDA:g}" in HEADLINE
+
+
+@pytest.mark.slow
 def test_tiny_bench_second_run_reuses_cache(tiny_run, depara_cache, tmp_path):
     from depara.cli.main import main
 

@@ -135,11 +135,16 @@ def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
                 assert_table_matches_csv(page, folder / rel, out)
                 tables += 1
     assert tables >= 2
-    # a second run reuses the cache (seconds, not minutes) and gives the same picks (summaries may quote timings)
-    start = time.perf_counter()
+    # A second run reuses the cache: no cached entry (trained networks, transfers) is rewritten, and the picks are
+    # the same (summaries may quote timings). How long it takes is measured by benchmarks/demo_time.py, not here.
+    def cache_entries():
+        return {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*") if p.is_file()
+                and "demo" in p.relative_to(depara_cache).parts[1]}
+
+    entries = cache_entries()
+    assert len(entries) >= 10, sorted(entries)
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
-    cached = time.perf_counter() - start
-    assert cached < 60 and cached < fresh / 4, f"cached demo run took {cached:.1f} s (fresh {fresh:.1f} s)"
+    assert cache_entries() == entries
     again = read_manifest(out)
     assert _without_timings(again["summary"]) == _without_timings(manifest["summary"])
     assert {k: v for k, v in again["extra"].items() if k != "seconds"} == {

@@ -368,12 +368,14 @@ def test_headline_constants_are_the_library_defaults():
 def test_tiny_bench_second_run_reuses_cache(tiny_run, depara_cache, tmp_path):
     from depara.cli.main import main
 
-    # Only the task bank's entries: other tiny pipelines (the layers demo) share the session cache.
-    bank_cache = depara_cache / "taskbank"
-    stamps = {p: p.stat().st_mtime_ns for p in bank_cache.rglob("*.safetensors")}
+    # Only the tiny task bank's entries: other pipelines (`depara demo`, the layers demo) share the session cache.
+    def tiny_entries():
+        return {p: p.stat().st_mtime_ns for p in (depara_cache / "taskbank").glob("tiny-*/**/*.safetensors")}
+
+    stamps = tiny_entries()
     assert len(stamps) == 8
     assert main(["bench", "taskbank", "--scale", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
-    assert {p: p.stat().st_mtime_ns for p in bank_cache.rglob("*.safetensors")} == stamps
+    assert tiny_entries() == stamps
     a, b = _read(tiny_run / "summary.csv"), _read(tmp_path / "summary.csv")
     assert a == b  # deterministic under the same seed
 

@@ -31,6 +31,7 @@ has been read, so early layers are cheap.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -381,11 +382,94 @@ def _finite(t: torch.Tensor, what: str, layer: str, ids: Sequence[str], start: i
         raise DeparaError(f"layer {layer!r}: {what} contain NaN/Inf (first at probe {ids[start + i]!r})")
 
 
+class _FeatureStore:
+    """Per-layer N×... float32 feature arrays, filled batch by batch, in RAM while they fit ``budget_bytes``.
+
+    Once the first batch gives every layer's feature shape, layers are kept in RAM from the smallest up while
+    the running total stays within the budget; the rest spill to raw float32 files in a
+    ``tempfile.TemporaryDirectory``. Spilled batches are written with plain file writes (they go to the page
+    cache, not into this process's memory) and read back as a read-only ``np.memmap`` one layer at a time, so
+    at most one spilled layer is mapped at once. :meth:`close` (always called: the store is a context manager)
+    deletes the directory, also on errors and KeyboardInterrupt.
+    """
+
+    def __init__(self, n_probes: int, budget_bytes: int):
+        self.n = n_probes
+        self.budget = budget_bytes
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.ram: dict[str, np.ndarray] = {}
+        self.files: dict[str, Any] = {}  # layer -> open binary file of a spilled layer
+        self._tmp: Any = None
+
+    def allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Decide RAM or disk for each layer from its per-probe feature shape (no batch axis)."""
+        import tempfile
+
+        sizes = {name: 4 * self.n * int(np.prod(shape, dtype=np.int64)) for name, shape in shapes.items()}
+        used = 0
+        for name in sorted(sizes, key=sizes.get):
+            self.shapes[name] = (self.n, *shapes[name])
+            if used + sizes[name] <= self.budget:
+                self.ram[name] = np.empty(self.shapes[name], dtype=np.float32)
+                used += sizes[name]
+                continue
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="depara-features-")
+            path = os.path.join(self._tmp.name, f"layer{len(self.files)}.f32")
+            fh = open(path, "w+b")
+            fh.truncate(sizes[name])
+            self.files[name] = fh
+
+    def write(self, name: str, start: int, block: np.ndarray) -> None:
+        """Store features of probes ``start:start+B`` (B×..., cast to float32)."""
+        if name in self.ram:
+            self.ram[name][start:start + block.shape[0]] = block
+            return
+        fh = self.files[name]
+        fh.seek(start * (int(np.prod(self.shapes[name][1:], dtype=np.int64)) * 4))
+        np.ascontiguousarray(block, dtype=np.float32).tofile(fh)
+
+    def take(self, name: str) -> np.ndarray:
+        """The layer's full N×... features (an array, or a read-only memmap of its file); the store lets go."""
+        if name in self.ram:
+            return self.ram.pop(name)
+        fh = self.files.pop(name)
+        fh.flush()
+        mm = np.memmap(fh.name, dtype=np.float32, mode="r", shape=self.shapes[name])
+        fh.close()
+        return mm
+
+    def close(self) -> None:
+        self.ram.clear()
+        for fh in self.files.values():
+            fh.close()
+        self.files.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "_FeatureStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _memory_budget(feature_memory_mb: Any) -> int:
+    if isinstance(feature_memory_mb, bool) or not isinstance(feature_memory_mb, (int, float, np.integer,
+                                                                                 np.floating)) \
+            or not np.isfinite(feature_memory_mb) or feature_memory_mb < 0:
+        raise DeparaError(f"feature_memory_mb: expected a number of megabytes >= 0 (0 = keep features on disk), "
+                          f"got {feature_memory_mb!r}")
+    return int(feature_memory_mb * 2**20)
+
+
 def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str], *,
                  method: str = "input_x_gradient", scalar: str = "l2", channel_reduction: str = "mean",
                  center: bool = True, edge: str = "cosine", batch_size: int = 32, device: Any = None,
                  node_size: Any = None, progress: bool = False, probe_ids: Sequence[str] | None = None,
-                 preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None) -> dict:
+                 preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
+                 feature_memory_mb: float = 2048) -> dict:
     """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}.
 
     probes: a :class:`~depara.probes.ProbeSet` (preprocessed with ``preprocess``, default the set's own) or a
@@ -395,6 +479,10 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     node_size: None keeps the input's H×W grid; an int or (h, w) resamples every map to that grid (use the same
         value for models with different input sizes; the CLI defaults to 56).
     meta: extra metadata recorded in every graph (e.g. ``{"model": "torchvision:vgg11_bn"}``).
+    feature_memory_mb: RAM budget (MiB) for the N×D float32 features of all layers, held until their graphs
+        are built; layers beyond it (largest first) are kept in a temporary file (memory-mapped when read,
+        deleted afterwards, also on error). 0 = every layer on disk. The graphs are identical either way.
+        E.g. VGG conv1 at 224 px: 64×224×224×4 B ≈ 12.8 MB per probe, 2.6 GB for 200 probes.
 
     One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
@@ -421,47 +509,60 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     if len(ids) != n:
         raise DeparaError(f"probe_ids: {len(ids)} ids for {n} probes")
     dev = _resolve_device(model, device)
+    budget = _memory_budget(feature_memory_mb)
 
-    feats: dict[str, np.ndarray] = {}
+    with _FeatureStore(n, budget) as feats:
+        attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
+                         channel_reduction=channel_reduction, grid=grid, batch_size=int(batch_size), dev=dev,
+                         progress=progress)
+        base_meta = dict(meta or {})
+        prep = None
+        if isinstance(probes, ProbeSet):
+            prep = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
+        graphs = {}
+        for name in layers:
+            info = {**base_meta, "layer": name, "method": method, "scalar": scalar,
+                    "node_grid": list(attrs[name].shape[1:]), "input_size": None}
+            if prep is not None:
+                info["preprocess"] = prep
+            info["input_size"] = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])
+            if method == "lrp":
+                info["lrp_epsilon"] = LRP_EPSILON
+            if method == "integrated_gradients":
+                info["ig_steps"] = IG_STEPS
+            g = Graph.from_arrays(attrs.pop(name), feats.take(name), center=center, edge=edge, probe_ids=ids,
+                                  channel_reduction=None, meta=info)
+            g.meta["channel_reduction"] = channel_reduction
+            graphs[name] = g
+    return graphs
+
+
+def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int, ids: Sequence[str],
+             layers: Sequence[str], feats: _FeatureStore, *, method: str, scalar: str, channel_reduction: str,
+             grid: tuple[int, int] | None, batch_size: int, dev: torch.device, progress: bool
+             ) -> dict[str, np.ndarray]:
+    """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32."""
     attrs: dict[str, np.ndarray] = {}
     with _ModelState(model, dev), _progress(n, progress, f"depara {method}") as bar:
-        for start in range(0, n, int(batch_size)):
-            x = load(start, min(n, start + int(batch_size))).to(dev, torch.float32)
+        for start in range(0, n, batch_size):
+            x = load(start, min(n, start + batch_size)).to(dev, torch.float32)
             if x.ndim != 4:
                 raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
             f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+            reduced = {}
             for name in layers:
-                f = f_batch[name]
-                a = _reduce_and_resample(a_batch[name], channel_reduction, grid)
-                _finite(f, "features", name, ids, start)
-                _finite(a, "attributions", name, ids, start)
-                if name not in feats:
-                    feats[name] = np.empty((n, *f.shape[1:]), dtype=np.float32)
-                    attrs[name] = np.empty((n, *a.shape[1:]), dtype=np.float32)
-                feats[name][start:start + f.shape[0]] = f.float().cpu().numpy()
-                attrs[name][start:start + a.shape[0]] = a.float().cpu().numpy()
+                reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid)
+                _finite(f_batch[name], "features", name, ids, start)
+                _finite(reduced[name], "attributions", name, ids, start)
+            if not attrs:
+                feats.allocate({name: tuple(f_batch[name].shape[1:]) for name in layers})
+                attrs = {name: np.empty((n, *reduced[name].shape[1:]), dtype=np.float32) for name in layers}
+            for name in layers:
+                feats.write(name, start, f_batch[name].float().cpu().numpy())
+                attrs[name][start:start + x.shape[0]] = reduced[name].float().cpu().numpy()
+            del f_batch, a_batch, reduced
             bar.update(x.shape[0])
-
-    base_meta = dict(meta or {})
-    prep = None
-    if isinstance(probes, ProbeSet):
-        prep = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
-    graphs = {}
-    for name in layers:
-        info = {**base_meta, "layer": name, "method": method, "scalar": scalar,
-                "node_grid": list(attrs[name].shape[1:]), "input_size": None}
-        if prep is not None:
-            info["preprocess"] = prep
-        info["input_size"] = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])
-        if method == "lrp":
-            info["lrp_epsilon"] = LRP_EPSILON
-        if method == "integrated_gradients":
-            info["ig_steps"] = IG_STEPS
-        g = Graph.from_arrays(attrs.pop(name), feats.pop(name), center=center, edge=edge, probe_ids=ids,
-                              channel_reduction=None, meta=info)
-        g.meta["channel_reduction"] = channel_reduction
-        graphs[name] = g
-    return graphs
+    return attrs
 
 
 def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str, **options: Any):

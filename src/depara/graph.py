@@ -34,8 +34,9 @@ FORMAT_VERSION = "1"
 EDGE_METRICS = ("cosine", "correlation")
 CHANNEL_REDUCTIONS = (None, "none", "mean", "abs_mean")
 
-# Probes per chunk when reducing/validating large (possibly memory-mapped) attribution arrays, so a
-# 1000×256×256×8 float32 Taskonomy array (2 GB) never needs a second full-size temporary.
+# Bytes per chunk when reducing/validating large (possibly memory-mapped) attribution arrays (chunks of probes)
+# and when accumulating the edge Gram matrix (chunks of float64 feature columns), so a 1000×256×256×8 float32
+# Taskonomy array (2 GB) or 200 VGG conv1 feature maps (200×64×224×224) never need a full-size temporary.
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -106,20 +107,52 @@ def _reduce_channels(attributions: np.ndarray, reduction: str | None, channel_ax
     return out
 
 
+def _column_chunks(n_probes: int, n_columns: int):
+    """Column slices of an N×D matrix holding at most ``_CHUNK_BYTES`` of float64 each."""
+    width = max(1, _CHUNK_BYTES // (8 * n_probes))
+    return [slice(c, min(n_columns, c + width)) for c in range(0, n_columns, width)]
+
+
 def _edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np.ndarray:
     """N×D features → condensed N(N−1)/2 float32 cosine similarities (or Pearson correlations) of rows.
 
-    Computed as one Gram matrix of the features in float64, divided by the products of the row norms.
+    Computed as one N×N Gram matrix accumulated in float64 over column chunks of the features (at most
+    ``_CHUNK_BYTES`` of float64 each), divided by the products of the row norms. Centring over probes subtracts
+    each column's own mean, so it is exact chunk by chunk; no full-size float64 copy is ever made, and a
+    memory-mapped input is only read (twice for ``edge="correlation"``: once more for the row means).
     """
-    f = np.array(features, dtype=np.float64, copy=True).reshape(features.shape[0], -1)  # never alter the input
+    flat = features.reshape(features.shape[0], -1)  # a view for contiguous arrays (and memmaps)
+    n, d = flat.shape
+    chunks = _column_chunks(n, d)
+
+    abs_max = 0.0
+
+    def chunk(cols: slice) -> np.ndarray:
+        nonlocal abs_max
+        block = np.array(flat[:, cols], dtype=np.float64, copy=True)  # never alter the input
+        abs_max = max(abs_max, float(block.max()), -float(block.min()))
+        if center:
+            block -= block.mean(axis=0, keepdims=True)
+        return block
+
+    row_means = None
+    if edge == "correlation":
+        row_sums = np.zeros(n)
+        for cols in chunks:
+            row_sums += chunk(cols).sum(axis=1)
+        row_means = (row_sums / d)[:, None]
+    gram = np.zeros((n, n))
+    squares = np.zeros(n)
+    for cols in chunks:
+        block = chunk(cols)
+        if row_means is not None:
+            block -= row_means
+        gram += block @ block.T
+        squares += np.einsum("ij,ij->i", block, block)
+    norms = np.sqrt(squares)
     # A row counts as zero when its norm vanishes relative to the features' own magnitude, so rows that are
     # zero only up to the rounding of the centring are caught too.
-    tol = 1e-12 * max(float(np.abs(f).max(initial=0.0)), np.finfo(float).tiny) * np.sqrt(f.shape[1])
-    if center:
-        f = f - f.mean(axis=0, keepdims=True)
-    if edge == "correlation":
-        f = f - f.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(f, axis=1)
+    tol = 1e-12 * max(abs_max, np.finfo(float).tiny) * np.sqrt(d)
     zero = norms <= tol
     if zero.any():
         idx = np.flatnonzero(zero)
@@ -128,9 +161,10 @@ def _edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np
         raise DeparaError(f"features: {idx.size} probe row(s) are {why}, e.g. probe index {int(idx[0])}; "
                           "cosine/correlation edges are undefined for them")
     # Dot products of the raw rows, divided by the norms afterwards (as scipy's pdist does): exactly orthogonal
-    # or identical pairs then give exactly equal values, so ties are not split by normalisation rounding.
-    iu = np.triu_indices(f.shape[0], k=1)
-    dots = (f @ f.T)[iu]
+    # or identical pairs then give exactly equal values, so ties are not split by normalisation rounding. Every
+    # chunk adds its block in the same order for every pair, which keeps those ties exact.
+    iu = np.triu_indices(n, k=1)
+    dots = gram[iu]
     dots /= norms[iu[0]] * norms[iu[1]]
     return np.clip(dots, -1.0, 1.0).astype(np.float32)
 

@@ -228,17 +228,26 @@ def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool 
 
     Expensive steps (task networks, ground-truth transfers) are cached under ``cache_dir`` (default
     ``$DEPARA_CACHE`` or ``~/.cache/depara``); a second run reuses them, an interrupted run resumes, a corrupt
-    entry is rebuilt. ``threads``: torch CPU threads during the run (restored afterwards; None = leave as is).
+    entry is rebuilt. ``threads``: torch and BLAS CPU threads during the run (restored afterwards; None = leave as
+    is).
     The bank's networks are a few channels wide, so one thread loses little, and on shared cores extra torch
     threads mostly spin.
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise DeparaError(f"threads={threads!r}: expected a positive integer or None")
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    # numpy's BLAS too (LogME's eigh, rank correlations): on shared cores its busy-waiting threads can make the
+    # scoring an order of magnitude slower.
+    blas = threadpool_limits(limits=threads, user_api="blas") if threads is not None else contextlib.nullcontext()
     try:
-        return _run_bench(scale, out, seed=seed, cache_dir=cache_dir, progress=progress)
+        with blas:
+            return _run_bench(scale, out, seed=seed, cache_dir=cache_dir, progress=progress)
     finally:
         torch.set_num_threads(before)
 

@@ -73,13 +73,20 @@ def test_extract_several_layers_to_a_folder_with_a_list(state_file, probe_dir, t
     out = tmp_path / "graphs"
     code = main(["extract", f"file:{state_file}?arch=squeezenet1_1", "--probes", str(lst), "--root", str(probe_dir),
                  "--layer", "features.2", "--layer", "classifier", "--method", "saliency", "--scalar", "l2",
-                 "--channel-reduction", "abs_mean", "--preprocess", "32x32", "--node-size", "0", "--out", str(out)])
+                 "--channel-reduction", "abs_mean", "--preprocess", "32x32", "--node-size", "0",
+                 "--feature-memory-mb", "0", "--out", str(out)])  # features through the on-disk store
     assert code == 0
     a = Graph.load(out / "features.2.safetensors")
     b = Graph.load(out / "classifier.safetensors")
     assert a.probe_ids == b.probe_ids == ("c1/img3.png", "c0/img0.png", "c1/img1.png")
     assert a.nodes.shape == (3, 32 * 32) and a.meta["method"] == "saliency" and a.meta["scalar"] == "l2"
     assert (a.nodes >= 0).all()
+    from depara.models import load_model
+
+    expected = build_graph(load_model(f"file:{state_file}?arch=squeezenet1_1"),
+                           ProbeSet.from_list(lst, root=probe_dir, preprocess="32x32"), "features.2",
+                           method="saliency", scalar="l2", channel_reduction="abs_mean")
+    np.testing.assert_allclose(a.edges, expected.edges, atol=1e-6)
 
 
 def test_extract_torchscript_output(model_file, probe_dir, tmp_path):

@@ -110,6 +110,9 @@ def extract(
     center: bool = typer.Option(True, "--center/--no-center", help="Centre features over the probes."),
     node_size: int = typer.Option(DEFAULT_NODE_SIZE, "--node-size", help="Node grid (square); 0 = input size."),
     batch_size: int = typer.Option(32, "--batch-size", help="Probes per batch."),
+    feature_memory_mb: int = typer.Option(2048, "--feature-memory-mb",
+                                          help="Features kept in RAM until the graphs are built; larger layers "
+                                               "spill to a temporary file (0 = all on disk)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default cpu)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
@@ -137,7 +140,7 @@ def extract(
     graphs = build_graphs(
         net, probe_set, layers, method=method.value, scalar=scalar.value, channel_reduction=channel_reduction.value,
         center=center, edge=edge.value, batch_size=batch_size, device=device or "cpu",
-        node_size=node_size or None, progress=True,
+        node_size=node_size or None, progress=True, feature_memory_mb=feature_memory_mb,
         meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
     if len(layers) > 1 or out.is_dir():
         ensure_dir(out)

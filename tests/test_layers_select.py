@@ -123,6 +123,13 @@ def test_layers_select_cli_writes_a_results_folder(runs, tmp_path, capsys):
         assert float(r["acc_lost"]) == pytest.approx(0.6 - float(top["acc_tenth"]))
     assert (out / "layers.png").stat().st_size > 10_000
     assert manifest["extra"]["pick_layer"] == int(max(scores, key=lambda s: float(s["S_lam1"]))["depth"])
+    # On screen: a table of the layers best first by V+1·E, then the pick in one line.
+    screen = capsys.readouterr().out
+    assert "Layers by DEPARA (S λ=1)" in screen and "tenth %" in screen
+    best = max(scores, key=lambda s: float(s["S_lam1"]))
+    first_row = next(line for line in screen.splitlines() if line.lstrip("│ ").startswith("1 "))
+    assert f"#{best['depth']}" in first_row
+    assert f"→ {manifest['summary'][:30]}" in " ".join(screen.split())
 
 
 def test_layers_select_bad_inputs(runs, tmp_path, capsys):

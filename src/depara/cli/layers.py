@@ -170,6 +170,23 @@ def transfer_cmd(
     _echo(f"{out}/transfer.csv: {summary}")
 
 
+def _print_layer_table(result: dict) -> None:
+    """The layers best first by the primary score (the first λ), accuracies where known, then the pick in one line."""
+    from ._table import print_ranking
+
+    rows = result["rows"]
+    scores = [k for k in rows[0] if k.startswith("S_lam")]
+    accs = [k for k in rows[0] if k.startswith("acc_") and not k.endswith("_std")]
+    ranked = sorted(rows, key=lambda r: -float(r[scores[0]]))
+    # Short headers so the table fits an 80-column terminal: "S λ=1", accuracies in % by fraction name.
+    names = {k: k.replace("S_lam", "S λ=") for k in scores} | {k: f"{k[4:]} %" for k in accs}
+    table = [{"k": f"#{r['depth']}", "layer": r["layer"], "V": r["V"], "E": r["E"],
+              **{names[k]: r[k] for k in scores}, **{names[k]: 100 * float(r[k]) for k in accs}} for r in ranked]
+    columns = ["k", "layer", "V", "E", *(names[k] for k in scores), *(names[k] for k in accs)]
+    title = f"Layers by DEPARA ({names[scores[0]]})" + (", transfer test accuracy %" if accs else "")
+    print_ranking(table, columns, title=title, pick_line=result["summary"])
+
+
 @app.command("layers-select")
 def layers_select_cmd(
     source: str = typer.Option(..., "--source", help="Source run folder / checkpoint, or 'imagenet'."),
@@ -202,7 +219,7 @@ def layers_select_cmd(
     r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
                       source_arch=source_arch, method=method, scalar=scalar, channel_reduction=channel_reduction,
                       center=center, edge=edge, batch_size=batch_size)
-    _echo(r["summary"])
+    _print_layer_table(r)
     if peers:
         from ..train.peers import score_layers_with_peers
 

@@ -121,6 +121,12 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+def default_cache_dir() -> Path:
+    """Where pipelines cache expensive steps: ``$DEPARA_CACHE`` or ``~/.cache/depara``."""
+    env = os.environ.get("DEPARA_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "depara"
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and (when imported) torch, for deterministic runs under ``--seed``."""
     random.seed(seed)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ._io import ensure_dir
+from ._io import default_cache_dir, ensure_dir
 from .errors import DeparaError
 from .report import pick_and_truth, render_report
 from .results import read_manifest, write_manifest
@@ -25,12 +25,6 @@ __all__ = ["run_demo", "DEMO_SCALE"]
 #: real split), 2-3 minutes on 2 shared CPU cores when nothing is cached. ``tiny`` (the CI smoke size) is noise.
 DEMO_SCALE = "demo"
 SECTIONS = ("taskbank", "layers")
-
-
-def default_cache_dir() -> Path:
-    """``$DEPARA_CACHE`` or ``~/.cache/depara``."""
-    env = os.environ.get("DEPARA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "depara"
 
 
 def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:

@@ -435,18 +435,12 @@ def write_matrix_csv(path, names: Sequence[str], matrix, corner: str = "target\\
 
     This is the layout of the Taskonomy affinity CSVs (rows = targets, columns = sources). Written atomically.
     """
-    import csv
-
-    from ._io import atomic_path
+    from ._io import write_csv
 
     arr = _as_square(matrix, str(path))
     names = _check_names(names, arr.shape[0], str(path))
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow([corner, *names])
-            for name, row in zip(names, arr):
-                writer.writerow([name, *("" if np.isnan(v) else repr(float(v)) for v in row)])
+    write_csv(path, [[name, *("" if np.isnan(v) else float(v) for v in row)] for name, row in zip(names, arr)],
+              header=[corner, *names])
 
 
 def read_matrix_csv(path) -> tuple[tuple[str, ...], np.ndarray]:

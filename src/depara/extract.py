@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from .errors import DeparaError
-from .probes import Preprocess, ProbeSet
+from .graph import _check_probe_ids
+from .probes import Preprocess, ProbeSet, pair_of_sizes
 
 METHODS = ("input_x_gradient", "saliency", "integrated_gradients", "deeplift", "lrp")
 SCALARS = ("sum", "mean", "l2")
@@ -85,9 +86,9 @@ class _LayerCapture:
         self.outputs: dict[str, torch.Tensor] = {}
         self.stop_early = stop_early
         self._handles: list[Any] = []
-        self._root_layers = [name for name in self.layers if resolve_layer(model, name) is model]
-        for name in dict.fromkeys(self.layers):
-            module = resolve_layer(model, name)
+        modules = {name: resolve_layer(model, name) for name in dict.fromkeys(self.layers)}
+        self._root_layers = [name for name in self.layers if modules[name] is model]
+        for name, module in modules.items():
             if module is model:
                 continue
             try:
@@ -309,15 +310,7 @@ def _check_option(value: Any, allowed: Sequence[str], what: str) -> str:
 def _node_grid(node_size: Any) -> tuple[int, int] | None:
     if node_size is None or node_size == 0:
         return None
-    if isinstance(node_size, (int, np.integer)):
-        node_size = (int(node_size), int(node_size))
-    try:
-        h, w = (int(v) for v in node_size)
-    except (TypeError, ValueError):
-        raise DeparaError(f"node_size: expected None, an int or (H, W), got {node_size!r}") from None
-    if h <= 0 or w <= 0:
-        raise DeparaError(f"node_size: expected positive sizes, got {(h, w)}")
-    return (h, w)
+    return pair_of_sizes(node_size, "node_size")
 
 
 def _resolve_device(model: nn.Module, device: Any) -> torch.device:
@@ -505,9 +498,8 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     for name in layers:
         resolve_layer(model, name)
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
-    ids = tuple(str(i) for i in probe_ids) if probe_ids is not None else set_ids or tuple(map(str, range(n)))
-    if len(ids) != n:
-        raise DeparaError(f"probe_ids: {len(ids)} ids for {n} probes")
+    # Validated before the (possibly long) extraction, with the same rules Graph applies.
+    ids = _check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
     dev = _resolve_device(model, device)
     budget = _memory_budget(feature_memory_mb)
 

@@ -386,7 +386,7 @@ def last_linear(model: "nn.Module") -> str | None:
     return name
 
 
-def _pool(t: "torch.Tensor") -> "torch.Tensor":
+def pool_features(t: "torch.Tensor") -> "torch.Tensor":
     """B×C×H×W (or B×C×L) → B×C by global average pooling; B×D stays; anything else is flattened."""
     if t.ndim >= 3:
         return t.flatten(2).mean(dim=2)
@@ -432,7 +432,7 @@ def _extract_one(name: str, model: "nn.Module", images: "torch.Tensor", layer: s
     captured: list = []
 
     def hook(_m, inputs, output):
-        captured.append(_pool((inputs[0] if use_input else output).detach()).float().cpu())
+        captured.append(pool_features((inputs[0] if use_input else output).detach()).float().cpu())
 
     dev = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))

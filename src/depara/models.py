@@ -20,6 +20,7 @@ Files are never unpickled beyond ``torch.load(weights_only=True)``. Set ``DEPARA
 from __future__ import annotations
 
 import contextlib
+import io
 import difflib
 import os
 import warnings
@@ -138,7 +139,8 @@ def _torchvision(name: str, weights: Any, num_classes: int | None) -> nn.Module:
         raise DeparaError(f"weights {w.name} of torchvision:{name}: not in the torch hub cache, missing file "
                           f"{cached} (DEPARA_OFFLINE is set; copy the file there or unset it to download)")
     try:
-        with _quiet_stdout():
+        # torch.hub prints 'Downloading: ...' to stdout; keep stdout clean for the CLI's tables.
+        with contextlib.redirect_stdout(io.StringIO()):
             return tvm.get_model(name, weights=w)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a partial download a RuntimeError
         if cached.is_file():
@@ -146,20 +148,6 @@ def _torchvision(name: str, weights: Any, num_classes: int | None) -> nn.Module:
                               f"({str(exc).splitlines()[0][:160]})") from None
         raise DeparaError(f"weights {w.name} of torchvision:{name}: not in the torch hub cache and cannot be "
                           f"downloaded; missing file {cached} ({type(exc).__name__})") from None
-
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    """torch.hub prints 'Downloading: ...' to stdout; keep stdout clean for the CLI's tables."""
-    import io
-    import sys
-
-    saved = sys.stdout
-    sys.stdout = io.StringIO()
-    try:
-        yield
-    finally:
-        sys.stdout = saved
 
 
 # ------------------------------------------------------------------------------------------------- timm

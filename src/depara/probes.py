@@ -53,7 +53,7 @@ class Preprocess:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        size = _pair(self.size, "preprocess size")
+        size = pair_of_sizes(self.size, "preprocess size")
         object.__setattr__(self, "size", size)
         mean = tuple(float(m) for m in np.atleast_1d(self.mean))
         std = tuple(float(s) for s in np.atleast_1d(self.std))
@@ -68,7 +68,7 @@ class Preprocess:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
         if self.resize is not None and not isinstance(self.resize, int):
-            object.__setattr__(self, "resize", _pair(self.resize, "preprocess resize"))
+            object.__setattr__(self, "resize", pair_of_sizes(self.resize, "preprocess resize"))
 
     @classmethod
     def parse(cls, spec: "str | Preprocess") -> "Preprocess":
@@ -119,7 +119,7 @@ class Preprocess:
                 "center_crop": self.center_crop}
 
 
-def _pair(value: Any, what: str) -> tuple[int, int]:
+def pair_of_sizes(value: Any, what: str) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)):
         value = (int(value), int(value))
     try:

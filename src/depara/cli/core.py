@@ -124,11 +124,10 @@ def extract(
     if node_size < 0:
         raise DeparaError(f"--node-size: expected 0 (input size) or a positive integer, got {node_size}")
     # Check the destination before spending minutes on extraction.
+    check_out_path(out, "--out")
     if len(layers) == 1 and not out.is_dir():
-        check_out_path(out, "--out")
         targets = {layers[0]: out}
     else:
-        check_out_path(out, "--out")
         if out.exists() and not out.is_dir():
             raise DeparaError(f"--out {out}: several layers need a folder, but {out} is a file")
         targets = {name: out / _layer_file(name) for name in layers}

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .._io import check_out_path, write_csv, write_json
+from .._io import check_out_path, ensure_dir, write_csv, write_json
 from ..errors import DeparaError
 from ..graph import Graph
 from .app import app
@@ -132,7 +132,7 @@ def rank(
     if out is not None:
         from ..plots.ranking_bars import plot_ranking_bars
 
-        out.mkdir(exist_ok=True)
+        ensure_dir(out)
         write_csv(out / "ranking.csv", table_rows)
         plot_ranking_bars(rows, out / "ranking.png", lam=lam, title="DEPARA source ranking", target=target_name)
         write_manifest(out, "rank", title=f"Sources ranked for target '{target_name}'", summary=pick,

@@ -89,7 +89,7 @@ def verify_images(paths: Sequence[Path]) -> None:
             raise DeparaError(f"{p}: image failed to decode ({type(exc).__name__})") from None
 
 
-def load_image(path: Path, size: int, *, grayscale_to_rgb: bool = True) -> np.ndarray:
+def load_image(path: Path, size: int) -> np.ndarray:
     """Decode one image, convert to RGB and resize to ``size``×``size``; returns H×W×3 uint8."""
     from PIL import Image
 

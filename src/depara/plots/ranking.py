@@ -44,6 +44,22 @@ def _published(ax, published, colours: dict, x: str, n_curves: int) -> None:
                    edgecolors=colour, linewidths=1.4, label=label, zorder=3)
 
 
+def _draw_curves(ax, curves: Mapping[str, Any], x: str, published, references: bool) -> None:
+    """Precision against ``x`` ("recall" or "K") for each curve, the oracle/random references and the published
+    points (in the colour of the curve they match)."""
+    ref_index = {"K": 0, "recall": 2}[x]
+    colours = {}
+    for i, (label, c) in enumerate(curves.items()):
+        xs = c.recall if x == "recall" else c.k
+        (line,) = ax.plot(xs, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
+        colours[label] = line.get_color()
+    if references:
+        ref = _reference_curves(next(iter(curves.values())))
+        ax.plot(ref["oracle"][ref_index], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
+        ax.plot(ref["random"][ref_index], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
+    _published(ax, published, colours, x, len(curves))
+
+
 def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
                   published: Mapping[str, Mapping[str, np.ndarray]] | None = None, references: bool = True,
                   title: str = "Precision-recall of source-task selection") -> Path:
@@ -59,15 +75,7 @@ def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
     if not curves:
         raise DeparaError("plot_pr_curve: no curves given")
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    colours = {}
-    for i, (label, c) in enumerate(curves.items()):
-        (line,) = ax.plot(c.recall, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
-        colours[label] = line.get_color()
-    if references:
-        ref = _reference_curves(next(iter(curves.values())))
-        ax.plot(ref["oracle"][2], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
-        ax.plot(ref["random"][2], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
-    _published(ax, published, colours, "recall", len(curves))
+    _draw_curves(ax, curves, "recall", published, references)
     ax.set_xlabel("recall (hits / (targets × relevant))")
     ax.set_ylabel("precision (hits / (targets × K))")
     ax.set_xlim(0, 1.02)
@@ -85,15 +93,7 @@ def plot_precision_at_k(curves: Mapping[str, Any], out: str | os.PathLike, *,
     if not curves:
         raise DeparaError("plot_precision_at_k: no curves given")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    colours = {}
-    for i, (label, c) in enumerate(curves.items()):
-        (line,) = ax.plot(c.k, c.precision, marker=_MARKERS[i % len(_MARKERS)], ms=4, lw=1.6, label=label)
-        colours[label] = line.get_color()
-    if references:
-        ref = _reference_curves(next(iter(curves.values())))
-        ax.plot(ref["oracle"][0], ref["oracle"][1], color="0.2", ls="--", lw=1.2, label="oracle")
-        ax.plot(ref["random"][0], ref["random"][1], color="0.5", ls=":", lw=1.4, label="random")
-    _published(ax, published, colours, "K", len(curves))
+    _draw_curves(ax, curves, "K", published, references)
     k_max = int(max(int(c.k.max()) for c in curves.values()))
     ax.set_xlabel("K (top-K predicted sources)")
     ax.set_ylabel("precision P@K")

@@ -38,7 +38,7 @@ import torch
 from .._io import ensure_dir, write_csv, write_json
 from ..errors import DeparaError
 from .affinity import encode, measure_affinities, write_affinity_csvs
-from .cache import default_cache_dir
+from .._io import default_cache_dir
 from .networks import REP_LAYER
 from .probesets import out_of_domain_probes, shared_data_dir
 from .tasks import get_task
@@ -145,6 +145,15 @@ def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) ->
     names = list(cfg.tasks)
     t_count = len(names)
     mats = {m: np.full((t_count, t_count), np.nan) for m in ("LogME", "H-score", "TransRate")}
+    # Most targets share one input type (clean scenes): encode each (source, input) pair once, not per target.
+    features: dict[tuple[str, str], np.ndarray] = {}
+
+    def source_features(sname: str, target, x: np.ndarray) -> np.ndarray:
+        key = (sname, target.input)
+        if key not in features:
+            features[key] = encode(encoders[sname], x).reshape(len(x), -1).astype(np.float64)
+        return features[key]
+
     t0 = time.perf_counter()
     for ti, tname in enumerate(names):
         target = get_task(tname)
@@ -152,7 +161,7 @@ def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) ->
             continue
         say(f"label-based scores for target {tname}")
         x, y = data.xy(target, "limited")
-        sources = {sname: SourceInputs(features=encode(encoders[sname], x).reshape(len(x), -1).astype(np.float64))
+        sources = {sname: SourceInputs(features=source_features(sname, target, x))
                    for si, sname in enumerate(names) if si != ti}
         labels, regression = label_targets(target, y)
         methods = ["logme"] if regression else ["logme", "hscore", "transrate"]
@@ -214,11 +223,9 @@ def read_paper_hits() -> dict[str, dict[int, float]]:
     path = shared_data_dir() / "paper_numbers" / "taskonomy_pr_hits.csv"
     if not path.is_file():
         return {}
-    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
-    import csv
+    from ..taskonomy import read_published_hits  # the one parser (and validator) of that file
 
-    rows = list(csv.DictReader(lines))
-    return {r["method"]: {int(k[1:]): float(v) for k, v in r.items() if k.startswith("K") and v} for r in rows}
+    return {method: dict(zip(ks.tolist(), hits.tolist())) for method, (ks, hits) in read_published_hits(path).items()}
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
@@ -401,7 +408,6 @@ def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict
 
     # Paper's Taskonomy numbers beside ours.
     paper = read_paper_hits()
-    n_t = len(gt["targets"])
     main_method = HEADLINE
     compare_rows = []
     for k in range(1, min(len(names) - 1, 18) + 1):

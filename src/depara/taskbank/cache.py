@@ -13,18 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from .._io import atomic_path, ensure_dir, write_json
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """``$DEPARA_CACHE`` or ``~/.cache/depara``."""
-    return Path(os.environ.get("DEPARA_CACHE") or Path.home() / ".cache" / "depara")
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from ..errors import DeparaError
 from .cache import fingerprint, load_tensors_entry, save_tensors_entry
 from .networks import Encoder, TaskNet
 from .scenes import SceneBatch, generate_scenes
-from .tasks import TASK_NAMES, Task, get_task, task_inputs
+from .tasks import TASK_NAMES, Task, get_task, resolve_tasks, task_inputs
 
 TINY_TASKS = ("autoencoding", "colorization", "edge2d", "depth", "normal", "segment2d", "count", "light")
 #: ``depara demo``'s bank: the tiny bank plus the first four other tasks in bank order (denoising, inpainting, edge3d,
@@ -79,9 +79,7 @@ def make_config(scale: str, *, seed: int = 0, **overrides) -> BankConfig:
     if scale not in SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
     cfg = BankConfig(scale=scale, seed=int(seed), **{**SCALES[scale], **overrides})
-    tasks = [get_task(t) for t in cfg.tasks]
-    if len(set(cfg.tasks)) != len(cfg.tasks):
-        raise DeparaError(f"scale {scale}: task list has duplicates")
+    tasks = resolve_tasks(cfg.tasks)
     n_targets = sum(t.is_target for t in tasks)
     if n_targets < 1:
         raise DeparaError(f"scale {scale}: no task can be a target")

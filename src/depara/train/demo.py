@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .._io import ensure_dir, read_csv, write_csv
+from .._io import default_cache_dir, ensure_dir, read_csv, write_csv
 from ..errors import DeparaError
 from ..results import read_manifest, write_manifest
 
@@ -39,10 +39,6 @@ SCALES: dict[str, dict] = {
                   transfer_seeds=3, batch_size=64, lr=0.02, lams=(1.0, 10.0)),
 }
 CACHE_VERSION = "v1"
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("DEPARA_CACHE") or Path.home() / ".cache" / "depara")
 
 
 def _cached(path: Path, build: Callable[[], object], what: str):

@@ -9,7 +9,6 @@ or a fully-connected layer. Depth k transfers units 1..k.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -234,7 +233,3 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     load_state_checked(model, read_weights(weights), str(weights), info.arch)
     model.eval()
     return model, info
-
-
-def info_json_text(info: ModelInfo) -> str:
-    return json.dumps(info.to_json(), indent=2)

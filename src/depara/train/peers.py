@@ -32,7 +32,7 @@ from scipy import stats
 
 from .._io import ensure_dir, read_csv, read_json, write_csv, write_json
 from ..errors import DeparaError
-from ..harness import ScoreTable, SourceInputs, evaluate_scores, score_sources
+from ..harness import ScoreTable, SourceInputs, evaluate_scores, pool_features, score_sources
 
 #: Label-based peers: scored on the shrunk target training images with their labels.
 LABEL_METHODS: tuple[str, ...] = ("logme", "hscore", "transrate")
@@ -99,7 +99,7 @@ def pooled_layer_features(model, images, layers: Sequence[str], *, batch_size: i
             outs = capture_features(model, images[start:start + batch_size].float(), layers)
             for name in layers:
                 t = outs[name]
-                pooled = t.flatten(2).mean(dim=2) if t.ndim >= 3 else t.reshape(t.shape[0], -1)
+                pooled = pool_features(t)  # the harness pools conv maps the same way
                 chunks[name].append(pooled.double().cpu().numpy())
     finally:
         model.train(was_training)

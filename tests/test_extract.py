@@ -302,6 +302,15 @@ def test_probe_ids_from_probe_set_and_override():
         build_graph(net, x, "12", probe_ids=["a"])
 
 
+def test_duplicate_probe_ids_fail_before_any_forward_pass():
+    net = tiny_vgg()
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    with pytest.raises(DeparaError, match="probe_ids: ids must be unique, 'w' occurs 2 times"):
+        build_graph(net, random_images(4), "12", probe_ids=list("wxyw"))
+    assert calls == []
+
+
 def test_deeplift_handles_in_place_relu_and_refuses_a_shared_relu():
     torch.manual_seed(5)
     plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1), nn.ReLU())

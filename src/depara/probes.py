@@ -19,6 +19,7 @@ Preprocessing presets (:class:`Preprocess`):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -229,6 +230,26 @@ class ProbeSet:
             ids = [str(i) for i in range(len(images))]
         return cls(images, list(ids), preprocess, origin="in-memory images")
 
+    # ------------------------------------------------------------------------------------------- identity
+    def probe_digests(self) -> tuple[str, ...]:
+        """SHA-256 (hex) of each probe's content: the file's bytes, or an in-memory image's pixels and shape.
+
+        Two probe sets with the same ids but different images differ here; graphs record :meth:`content_hash`
+        so that comparisons can name the first differing probe, and caches key their entries by it.
+        """
+        cached = getattr(self, "_digests", None)
+        if cached is None:
+            cached = tuple(_digest(src, pid) for src, pid in zip(self._sources, self.ids))
+            self._digests = cached
+        return cached
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) over the ordered ids and :meth:`probe_digests` (not the preprocessing)."""
+        h = hashlib.sha256()
+        for pid, digest in zip(self.ids, self.probe_digests()):
+            h.update(pid.encode("utf-8") + b"\0" + digest.encode("ascii") + b"\n")
+        return h.hexdigest()
+
     # ------------------------------------------------------------------------------------------- access
     def __len__(self) -> int:
         return len(self.ids)
@@ -316,3 +337,25 @@ def _to_pil(source: Any, pid: str):
             raise DeparaError(f"probe {pid}: image array has NaN/Inf values")
         arr = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
     return Image.fromarray(arr[..., :3]).convert("RGB")
+
+
+def _digest(source: Any, pid: str) -> str:
+    """SHA-256 of one probe's content (file bytes, PIL pixels + mode + size, or array bytes + dtype + shape)."""
+    from PIL import Image
+
+    h = hashlib.sha256()
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as exc:
+            raise DeparaError(f"probe {pid}: cannot read file {source} ({exc.strerror or exc})") from None
+    elif isinstance(source, Image.Image):
+        h.update(f"pil:{source.mode}:{source.size}".encode())
+        h.update(source.tobytes())
+    else:
+        arr = np.ascontiguousarray(np.asarray(source))
+        h.update(f"array:{arr.dtype.str}:{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()

@@ -468,7 +468,7 @@ def pactran_gaussian(features, labels, *, lda_factor: float = 1.0, s2_factor: fl
     tol : float
         L-BFGS-B tolerance (reference: 1e-6). At 1e-6 the optimiser stops on the relative decrease of L before
         the optimum, so the value depends on the start point (on the reference's own code, over seeds 0–4, by
-        up to 3.6e-4 relative on a 300×24, 5-class input; see the JSON); ``tol=1e-12`` reaches the optimum
+        up to 3.5e-4 relative on a 300×24, 5-class input; see the JSON); ``tol=1e-12`` reaches the optimum
         (equal to scikit-learn's ``LogisticRegression(C=lda_factor)`` head to 1e-6 in the tests).
     seed : int or None
         Seed of the legacy NumPy stream that draws the start point; seed s reproduces the reference run after
@@ -623,7 +623,8 @@ def etran(features, labels, *, energy_percent: float = 0.5, whiten: bool = False
     The authors do not add the raw terms: ``tw.py`` min–max scales each term over the candidate models of one
     target and scores 0.15·S_en + 0.85·S_lda, so a model's score depends on the other candidates. That set-level
     score is :func:`etran_combine` applied to :func:`etran_components` of every candidate; this per-pair value
-    is the unscaled sum of the two terms (the paper's T = S_en + S_cls, without its regression term).
+    is the unscaled sum of the two terms (the paper's overall score combines S_en, S_cls and, for detection
+    only, a regression score S_reg).
     Cost O(N·D·C) (``whiten=False``), memory O(N·C + C·D).
     """
     parts = etran_components(features, labels, energy_percent=energy_percent, whiten=whiten)

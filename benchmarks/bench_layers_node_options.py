@@ -32,9 +32,9 @@ from depara.train.select import layers_select
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS_SMALL = ROOT / "benchmarks" / "results" / "layers_small"
 # (scalar, channel reduction, centre the features): layers-select's default (the original layer-selection code),
-# the task bank's library default without and with centring, l2 with |.| channels, and the paper's Taskonomy node
-OPTIONS = [("mean", "abs_mean", False), ("l2", "mean", False), ("l2", "mean", True), ("l2", "abs_mean", False),
-           ("sum", "mean", True)]
+# the task bank's library default without and with centring, the paper's Taskonomy node, and l2 with |.| channels
+OPTIONS = [("mean", "abs_mean", False), ("l2", "mean", False), ("l2", "mean", True), ("sum", "mean", True),
+           ("l2", "abs_mean", False)]
 
 
 def main() -> None:

@@ -73,11 +73,29 @@ def check_out_dir(path: str | os.PathLike, what: str = "output") -> Path:
     return check_out_path(path, what, kind="dir")
 
 
-def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
-    """Create an output folder (and parents) and return it; a file in the way is a one-line DeparaError."""
+def check_out_tree(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Check an output FOLDER that will be created with its parents: ``path`` (if it exists) or else the nearest
+    existing ancestor must be a writable folder. Call it before any work starts."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise DeparaError(f"{what} {p}: exists and is not a folder")
+    if p.exists() or p.is_symlink():
+        if not p.is_dir():
+            raise DeparaError(f"{what} {p}: exists and is not a folder")
+        _probe_writable(p, what, p)
+        return p
+    ancestor = p.parent if str(p.parent) else Path(".")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists():
+        if not ancestor.is_dir():
+            raise DeparaError(f"{what} {p}: cannot be created, {ancestor} is a file")
+        _probe_writable(ancestor, what, p)
+    return p
+
+
+def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create an output folder (and parents) and return it, after :func:`check_out_tree`: a file in the way or a
+    folder that cannot be written is a one-line DeparaError (before anything is written into it)."""
+    p = check_out_tree(path, what)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

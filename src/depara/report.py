@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._io import check_out_dir, ensure_dir, write_text
+from ._io import check_out_tree, ensure_dir, write_text
 from .errors import DeparaError
 from .readers import loads_json
 from .results import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
@@ -735,14 +735,9 @@ def render_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     ``out_dir`` defaults to ``results_dir``. Everything is read and checked before anything is written, and each
     file is written atomically, so a bad folder leaves no half-written report.
     """
-    target = Path(out_dir if out_dir is not None else results_dir)
-    existing = target
-    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
-        existing = existing.parent  # the folder is created with its parents: check the first that exists
-    if existing.exists() or existing.is_symlink():
-        check_out_dir(existing, "report output folder")
+    target = check_out_tree(out_dir if out_dir is not None else results_dir, "out_dir")
     section = load_results(results_dir)
-    out = ensure_dir(target, "report output folder")
+    out = ensure_dir(target, "out_dir")
     page = render_html(section)
     summary = render_markdown(section, out)
     html_path = write_text(out / f"{name}.html", page)

@@ -27,8 +27,13 @@ def taskbank(
     from ..errors import DeparaError
     from ..taskbank.bench import run_bench
 
+    from .._io import check_out_tree
+
     if threads < 0:
         raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    check_out_tree(out, "--out")  # before minutes of training
+    if cache is not None:
+        check_out_tree(cache, "--cache")
     result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
     typer.echo(result["summary"])
     typer.echo(f"results: {out}")

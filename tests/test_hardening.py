@@ -623,17 +623,30 @@ def test_markdown_summary_escapes_html(results_dir):
     assert "<script>" not in files.html.read_text()
 
 
-def test_results_tree_nested_1000_deep_renders_with_a_note(tmp_path):
-    root = tmp_path / "deep"
-    root.mkdir()
-    write_manifest(root, "top", title="top")
-    folder = root
-    for _ in range(1000):
-        folder = folder / "a"
-        folder.mkdir()
-        write_manifest(folder, "level")
-    files = render_report(root)
-    assert "not rendered: results nested more than 8 levels deep" in files.html.read_text()
+def test_results_tree_nested_1000_deep_renders_with_a_note():
+    # Outside pytest's tmp_path: its rotation deletes old folders with the recursive shutil.rmtree, which a
+    # 1000-deep tree would overflow. Removed here level by level, deepest first.
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="depara-deep-")) / "deep"
+    chain = [root]
+    try:
+        root.mkdir()
+        write_manifest(root, "top", title="top")
+        for _ in range(1000):
+            chain.append(chain[-1] / "a")
+            chain[-1].mkdir()
+            (chain[-1] / "manifest.json").write_text('{"kind": "level"}')
+        files = render_report(root)
+        assert "not rendered: results nested more than 8 levels deep" in files.html.read_text()
+    finally:
+        for folder in reversed(chain):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if not entry.is_dir():
+                        entry.unlink()
+                folder.rmdir()
+        root.parent.rmdir()
 
 
 def test_bad_manifests_are_one_line_errors(tmp_path, capsys):

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from .errors import DeparaError
+from .readers import real_path as _real
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +259,13 @@ class ProbeSet:
         if not entries:
             raise DeparaError(f"probe list {list_file}: no entries (empty probe set)")
         paths = []
-        root_real = root_dir.resolve()
+        root_real = _real(root_dir)
         for lineno, entry in entries:
             path = _resolve_entry(entry, root_dir)
             if path is None:
                 raise DeparaError(f"probe list {list_file} line {lineno}: image {entry} not found "
                                   f"under root {root_dir}")
-            real = path.resolve()
+            real = _real(path)
             if not real.is_relative_to(root_real):
                 raise DeparaError(f"probe list {list_file} line {lineno}: image {entry} resolves to {real}, outside "
                                   f"the probe root {root_dir} (give a root that holds the images)")
@@ -340,8 +341,8 @@ def _resolve_entry(entry: str, root: Path) -> Path | None:
     if not p.is_absolute():
         candidate = root / p
         return candidate if candidate.exists() and not candidate.is_dir() else None
-    root_real = root.resolve()
-    if p.exists() and not p.is_dir() and p.resolve().is_relative_to(root_real):
+    root_real = _real(root)
+    if p.exists() and not p.is_dir() and _real(p).is_relative_to(root_real):
         return p
     parts = PurePath(entry).parts[1:]
     for k in range(len(parts)):  # longest trailing part first
@@ -353,7 +354,7 @@ def _resolve_entry(entry: str, root: Path) -> Path | None:
 
 def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """(id, path) of the image files under ``root`` and notes on skipped special files; see from_folder."""
-    root_real = root.resolve()
+    root_real = _real(root)
     visited = {root_real}
     found: list[tuple[str, Path]] = []
     notes: list[str] = []
@@ -374,7 +375,7 @@ def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
             except OSError:
                 is_dir = False
             if is_dir:
-                real = path.resolve()
+                real = _real(path)
                 if not real.is_relative_to(root_real):
                     raise DeparaError(f"probe folder {root}: {rel} links to {real}, outside the probe folder "
                                       "(copy the images in, or give the folder that holds them)")
@@ -386,7 +387,7 @@ def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            real = path.resolve()
+            real = _real(path)
             if not real.is_relative_to(root_real):
                 raise DeparaError(f"probe {rel}: links to {real}, outside the probe folder {root} (copy the image "
                                   "in, or give the folder that holds it)")

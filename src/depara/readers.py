@@ -79,6 +79,12 @@ def loads_json(text: str | bytes, what: str, *, max_bytes: int = MAX_JSON_BYTES,
     return value
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """``path`` with every link resolved (``os.path.realpath``: never raises, also on a symlink loop, where it
+    stops; the following ``stat`` then fails with ELOOP and becomes a one-line error)."""
+    return Path(os.path.realpath(path))
+
+
 def regular_file(path: str | os.PathLike, what: str) -> os.stat_result:
     """``os.stat`` of ``path`` (links followed) after checking that it is a regular file; never opens it."""
     p = Path(path)
@@ -120,4 +126,4 @@ def read_json_file(path: str | os.PathLike, what: str = "JSON file", *, max_byte
 
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "json_depth", "loads_json", "read_json_file", "read_bytes_limited",
-           "regular_file"]
+           "real_path", "regular_file"]

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from ._io import check_out_tree, ensure_dir, write_text
 from .errors import DeparaError
-from .readers import loads_json
+from .readers import loads_json, real_path as _real
 from .results import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
 __all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "render_html",
@@ -136,7 +136,7 @@ def load_results(results_dir: str | os.PathLike) -> Section:
     root = Path(results_dir)
     if not root.is_dir():
         raise DeparaError(f"results folder {root}: not found (expected a folder with a {MANIFEST})")
-    return _load_section(root, root, root.resolve(), 1)
+    return _load_section(root, root, _real(root), 1)
 
 
 class _Refused(Exception):
@@ -151,7 +151,7 @@ def read_member(root_real: Path, path: Path, what: str, max_bytes: int = MAX_MEM
     """
     if not path.exists():
         raise DeparaError(f"{what} file {path} is missing")
-    real = path.resolve()
+    real = _real(path)
     if not real.is_relative_to(root_real):
         raise _Refused(f"{what} file {path} links outside the results folder; not read")
     try:
@@ -590,7 +590,8 @@ def _figure_html(name: str, path: Path, root_real: Path | None = None) -> str:
     if mime is None:
         return f'<p class="note">figure {caption}: not an embeddable image type, see the file.</p>'
     try:
-        data = read_member(root_real if root_real is not None else path.parent.resolve(), path, f"figure {name!r}")
+        root = root_real if root_real is not None else _real(path.parent)
+        data = read_member(root, path, f"figure {name!r}")
     except _Refused as exc:
         return f'<p class="note">figure {caption}: not shown ({_e(exc)}).</p>'
     _check_magic(name, path, data)
@@ -722,7 +723,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 
 def _rel_link(path: Path, out_dir: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+    return Path(os.path.relpath(_real(path), _real(out_dir))).as_posix()
 
 
 # --------------------------------------------------------------------------------------------- entry point

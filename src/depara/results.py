@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from ._io import write_json
 from .errors import DeparaError
-from .readers import loads_json, read_bytes_limited
+from .readers import loads_json, read_bytes_limited, real_path as _real
 
 MANIFEST = "manifest.json"
 #: Limits of the one manifest reader (:func:`read_manifest`): size in bytes and nesting depth of the JSON.
@@ -62,6 +62,6 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.exists():
         raise DeparaError(f"{out_dir}: no {MANIFEST} (not a depara results folder)")
-    if not path.resolve().is_relative_to(folder.resolve()):
+    if not _real(path).is_relative_to(_real(folder)):
         raise DeparaError(f"{path}: links outside the results folder; refusing to read it")
     return read_manifest_bytes(read_bytes_limited(path, "manifest", MAX_MANIFEST_BYTES), path)

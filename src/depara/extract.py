@@ -554,7 +554,8 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
                 # e.g. a classifier head that needs another input size, or half-precision weights
                 lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
                 # TorchScript puts a generic header first and the reason last
-                first = (lines[-1] if "TorchScript interpreter" in lines[0] else lines[0])[:200]
+                first = lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
+                first = first.removeprefix(f"{type(exc).__name__}: ")[:200]
                 raise DeparaError(f"model {model_name}: cannot run on float32 probes of preprocess size "
                                   f"{x.shape[-2]}x{x.shape[-1]} ({type(exc).__name__}: {first})") from None
             reduced = {}

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     * click usage errors → click's own message and exit code;
     * anything else is a bug: ``error: internal error (<type>: <message>)``, exit 1; set ``DEPARA_DEBUG=1`` for
       the traceback.
-    Stale temporary files of earlier, killed runs are removed by the writers themselves
-    (:func:`depara._io.clean_stale_parts`, :func:`depara._io.clean_stale_temp_dirs`).
+    Stale temporary files of earlier, killed runs are removed: ``depara-features-<PID>-*`` folders in the temp dir
+    at every start (:func:`depara._io.clean_stale_temp_dirs`), ``.<name>.<PID>-*.part`` files by the next write
+    into their folder (:func:`depara._io.clean_stale_parts`).
     """
     import os
     import signal
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
+    from .._io import clean_stale_temp_dirs
+
+    clean_stale_temp_dirs()  # feature folders of earlier runs that were killed (SIGKILL) before cleaning up
     try:
         # In non-standalone mode click/typer *return* the exit code of Exit/Abort (e.g. 130 on Ctrl-C).
         rv = app(args=argv, standalone_mode=False, prog_name="depara")

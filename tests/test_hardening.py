@@ -114,7 +114,7 @@ def test_links_out_of_the_probe_root_are_refused(tmp_path):
     os.symlink(root / "a.png", root / "d.png")
     assert ProbeSet.from_folder(root).ids == ("a.png", "b.png", "c.png", "d.png")
     # a list may not leave its root either: ../x and absolute paths elsewhere
-    (root / "list.txt").write_text(f"a.png\n../private/secret.png\n")
+    (root / "list.txt").write_text("a.png\n../private/secret.png\n")
     with pytest.raises(DeparaError, match=r"line 2: image ../private/secret.png resolves to .*outside the probe root"):
         ProbeSet.from_list(root / "list.txt")
     (root / "list.txt").write_text(f"a.png\n{outside}\n")
@@ -537,6 +537,10 @@ def test_stale_feature_folders_of_dead_runs_are_removed(tmp_path, monkeypatch):
         assert Path(made).name.startswith(f"depara-features-{os.getpid()}-")
         assert not stale.exists() and not old.exists() and mine.exists() and young.exists()
     assert clean_stale_temp_dirs(tmp_path) == []
+    # every CLI start cleans too (a later run that never spills features still removes the leftovers)
+    stale.mkdir()
+    assert main(["--help"]) == 0
+    assert not stale.exists() and mine.exists()
 
 
 SLEEPY = """
@@ -612,7 +616,8 @@ def test_report_fifo_table_is_not_opened(results_dir):
 
 def test_markdown_summary_escapes_html(results_dir):
     (results_dir / "ranking.csv").write_text("source,S\n<img src=x onerror=alert(1)>,1.0\n")
-    write_manifest(results_dir, "rank", title="<script>alert('t')</script>", summary="pick <b>a</b> & [x](javascript:y)",
+    write_manifest(results_dir, "rank", title="<script>alert('t')</script>",
+                   summary="pick <b>a</b> & [x](javascript:y)",
                    tables={"ranking": "ranking.csv"}, settings={"note": "</td><script>"})
     files = render_report(results_dir)
     md = files.markdown.read_text()

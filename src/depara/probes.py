@@ -440,7 +440,8 @@ def _open_image(path: Any, pid: str, *, decode: bool):
         except DeparaError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise DeparaError(f"probe {pid}: file {path} is too large to decode safely ({_first_line(exc).rstrip('.')}; "
+            why = _first_line(exc).rstrip(".")
+            raise DeparaError(f"probe {pid}: file {path} is too large to decode safely ({why}; "
                               "Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
         except FileNotFoundError:
             raise DeparaError(f"probe {pid}: file {path} not found") from None

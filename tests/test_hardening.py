@@ -382,6 +382,9 @@ def test_edge_metric_and_node_options_are_checked(tmp_path):
     with pytest.raises(DeparaError, match=r"different method \('saliency' vs 'input_x_gradient'\), so their nodes"):
         node_similarity(cos, ixg)
     assert np.isfinite(edge_similarity(cos, ixg))
+    # a label graph (fixed construction) is not held to the sources' options
+    label_like = Graph(corr.nodes, corr.edges, corr.probe_ids, {"kind": "labels", "edge": "cosine"})
+    assert np.isfinite(edge_similarity(corr, label_like))
     # graphs that record no hash / no option (older files, from_arrays) still compare
     old = Graph(cos.nodes, cos.edges, cos.probe_ids, {})
     hashed = Graph(cos.nodes, cos.edges, cos.probe_ids, {"probe_hash": "ab" * 32})

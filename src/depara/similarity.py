@@ -103,7 +103,8 @@ def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bo
       reduction). None counts as not recorded: :meth:`Graph.from_arrays` stores ``channel_reduction=None`` when
       it reduced nothing itself, the maps may have been reduced before;
     * for edges (``edges=True``): for each key of :data:`EDGE_OPTION_KEYS` that both record (not None), the same
-      value (edge metric cosine/correlation, centring over probes).
+      value (edge metric cosine/correlation, centring over probes). Option checks are skipped when either graph
+      is a label graph (``meta["kind"] == "labels"``, :meth:`Graph.from_labels`).
     """
     if g1.probe_ids != g2.probe_ids:
         if len(g1.probe_ids) != len(g2.probe_ids):
@@ -120,7 +121,10 @@ def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bo
         raise DeparaError(f"graphs {name1} and {name2} are over different probe images with the same ids (probe "
                           f"content hash {str(h1)[:12]}… vs {str(h2)[:12]}…{_first_differing_probe(g1, g2)}); "
                           "build both on one probe set")
-    keys = (NODE_OPTION_KEYS if nodes else ()) + (EDGE_OPTION_KEYS if edges else ())
+    # A label graph (Graph.from_labels, meta kind "labels") has a fixed construction of its own; the sources'
+    # options are the user's choice against it, so only graphs built from models are held to each other's options.
+    labels = "labels" in (g1.meta.get("kind"), g2.meta.get("kind"))
+    keys = () if labels else (NODE_OPTION_KEYS if nodes else ()) + (EDGE_OPTION_KEYS if edges else ())
     for key in keys:
         a, b = g1.meta.get(key), g2.meta.get(key)
         if a is not None and b is not None and a != b:

@@ -237,6 +237,27 @@ def test_in_memory_arrays_follow_the_same_rules():
         ProbeSet.from_images([np.array([[0.0, np.inf]])]).image(0)
 
 
+def test_extremely_elongated_image_is_refused_before_resizing(tmp_path):
+    _save(tmp_path / "e" / "long.png", Image.fromarray(np.zeros((1, 100_000, 3), np.uint8)))
+    probes = ProbeSet.from_folder(tmp_path / "e")  # imagenet: short side to 256 → 256 × 25,600,000
+    with time_limit(20), pytest.raises(DeparaError, match=r"probe long.png: image 100000×1 is too elongated for "
+                                                          r"preprocess 'imagenet' \(resizing its short side to 256 "
+                                                          r"gives 256×25600000 pixels"):
+        probes.tensor()
+    assert probes.tensor("8x8").shape == (1, 3, 8, 8)  # a fixed-size resize is fine
+
+
+def test_names_the_os_refuses_are_one_line(tmp_path):
+    write_images(tmp_path, ["a.png"])
+    (tmp_path / "list.txt").write_text("a.png\n" + "x" * 300 + ".png\n")
+    with pytest.raises(DeparaError, match=r"line 2: image x+\.png not found"):
+        ProbeSet.from_list(tmp_path / "list.txt")
+    with pytest.raises(DeparaError, match=r"not a usable path \(File name too long\)"):
+        check_out_path(tmp_path / ("y" * 300) / "g.csv", "--out")
+    with pytest.raises(DeparaError, match="graph file not found"):
+        Graph.load(tmp_path / ("z" * 300))
+
+
 # ============================================================================================ graph files
 def _graph(meta=None, seed=0, n=5) -> Graph:
     rng = np.random.default_rng(seed)

@@ -41,6 +41,17 @@ def check_out_path(path: str | os.PathLike, what: str = "output", kind: str = "a
     (or anything else that is not a regular file); ``kind="dir"``: ``path``, if it exists, must be a writable
     folder; ``kind="any"``: either.
     """
+    try:
+        return _check_out_path(path, what, kind)
+    except (OSError, ValueError) as exc:  # a name the OS refuses (too long, NUL byte)
+        if isinstance(exc, DeparaError):
+            raise
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
+
+
+def _check_out_path(path: str | os.PathLike, what: str = "output", kind: str = "any") -> Path:
+    """See :func:`check_out_path`."""
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if kind not in ("any", "file", "dir"):  # pragma: no cover - programming error
@@ -76,6 +87,16 @@ def check_out_dir(path: str | os.PathLike, what: str = "output") -> Path:
 def check_out_tree(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Check an output FOLDER that will be created with its parents: ``path`` (if it exists) or else the nearest
     existing ancestor must be a writable folder. Call it before any work starts."""
+    try:
+        return _check_out_tree(path, what)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DeparaError):
+            raise
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
+
+
+def _check_out_tree(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if p.exists() or p.is_symlink():
         if not p.is_dir():

@@ -420,10 +420,10 @@ class Graph:
         JSON strings go through :func:`depara.readers.loads_json` (size and depth limits). FIFOs and other
         special files are refused without being opened. Nothing is ever unpickled.
         """
-        from .readers import loads_json, regular_file
+        from .readers import exists, loads_json, regular_file
 
         p = Path(path)
-        if not p.exists():
+        if not exists(p):
             raise DeparaError(f"{p}: graph file not found")
         if not p.is_file():
             if p.is_dir():

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from .errors import DeparaError
-from .readers import real_path as _real
+from .readers import exists as _exists, file_entry as _file_entry, real_path as _real
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class ProbeSet:
         from .readers import read_bytes_limited
 
         list_file = Path(list_file)
-        if not list_file.exists():
+        if not _exists(list_file):
             raise DeparaError(f"probe list {list_file}: file not found")
         root_dir = Path(root) if root is not None else list_file.parent
         if not root_dir.is_dir():
@@ -324,8 +324,30 @@ class ProbeSet:
             idx = range(len(self))[indices]
         else:
             idx = list(indices)
-        return torch.stack([transform(self.image(i)) for i in idx]) if len(idx) else \
+        return torch.stack([_apply(prep, transform, self.image(i), self.ids[i]) for i in idx]) if len(idx) else \
             torch.empty((0, 3, *prep.size))
+
+
+#: Largest intermediate image the preprocessing may make (a short-side resize of a 1×100000 image would make
+#: 256×25.6M pixels): beyond it the probe is refused with a one-line error.
+MAX_RESIZED_PIXELS = 64 * 2**20
+
+
+def _apply(prep: Preprocess, transform: Any, image: Any, pid: str) -> torch.Tensor:
+    """``transform(image)`` after checking the size the resize step would produce; failures named."""
+    w, h = image.size
+    if isinstance(prep.resize, int):
+        short, long_ = min(w, h), max(w, h)
+        long_new = int(prep.resize * long_ / short)
+        if prep.resize * long_new > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"probe {pid}: image {w}×{h} is too elongated for preprocess {prep.name!r} (resizing "
+                              f"its short side to {prep.resize} gives {prep.resize}×{long_new} pixels, more than "
+                              f"{MAX_RESIZED_PIXELS}); crop or pad it first")
+    try:
+        return transform(image)
+    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+        raise DeparaError(f"probe {pid}: preprocessing {prep.name!r} failed on a {w}×{h} image "
+                          f"({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _list_entry(line: str) -> str:
@@ -340,16 +362,16 @@ def _resolve_entry(entry: str, root: Path) -> Path | None:
     p = Path(entry)
     if not p.is_absolute():
         candidate = root / p
-        return candidate if candidate.exists() and not candidate.is_dir() else None
+        return candidate if _file_entry(candidate) else None
     root_real = _real(root)
-    if p.exists() and not p.is_dir() and _real(p).is_relative_to(root_real):
+    if _file_entry(p) and _real(p).is_relative_to(root_real):
         return p
     parts = PurePath(entry).parts[1:]
     for k in range(len(parts)):  # longest trailing part first
         candidate = root.joinpath(*parts[k:])
-        if candidate.exists() and not candidate.is_dir():
+        if _file_entry(candidate):
             return candidate
-    return p if p.exists() and not p.is_dir() else None  # outside the root: refused by the caller
+    return p if _file_entry(p) else None  # outside the root: refused by the caller
 
 
 def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:

@@ -85,6 +85,23 @@ def real_path(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(path))
 
 
+def exists(path: str | os.PathLike) -> bool:
+    """``Path.exists`` that answers False instead of raising for names the OS refuses (too long, NUL byte)."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def file_entry(path: str | os.PathLike) -> bool:
+    """True when ``path`` exists and is not a folder (links followed); False for names the OS refuses."""
+    try:
+        p = Path(path)
+        return p.exists() and not p.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def regular_file(path: str | os.PathLike, what: str) -> os.stat_result:
     """``os.stat`` of ``path`` (links followed) after checking that it is a regular file; never opens it."""
     p = Path(path)
@@ -126,4 +143,4 @@ def read_json_file(path: str | os.PathLike, what: str = "JSON file", *, max_byte
 
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "json_depth", "loads_json", "read_json_file", "read_bytes_limited",
-           "real_path", "regular_file"]
+           "real_path", "regular_file", "exists", "file_entry"]

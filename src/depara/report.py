@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from ._io import check_out_tree, ensure_dir, write_text
 from .errors import DeparaError
-from .readers import loads_json, real_path as _real
+from .readers import exists as _exists, loads_json, real_path as _real
 from .results import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
 __all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "render_html",
@@ -149,7 +149,7 @@ def read_member(root_real: Path, path: Path, what: str, max_bytes: int = MAX_MEM
     Raises :class:`DeparaError` when the file is missing or too large, and ``_Refused`` (a note, not an error)
     when it resolves outside ``root_real`` or is a FIFO/device/socket — such files are never opened.
     """
-    if not path.exists():
+    if not _exists(path):
         raise DeparaError(f"{what} file {path} is missing")
     real = _real(path)
     if not real.is_relative_to(root_real):
@@ -171,7 +171,7 @@ def read_member(root_real: Path, path: Path, what: str, max_bytes: int = MAX_MEM
 
 def _load_section(folder: Path, root: Path, root_real: Path, level: int) -> Section:
     where = folder / MANIFEST
-    if not where.exists() and not where.is_symlink():
+    if not _exists(where) and not where.is_symlink():
         raise DeparaError(f"{folder}: no {MANIFEST} (not a depara results folder)")
     try:
         manifest = read_manifest_bytes(read_member(root_real, where, "manifest", MAX_MANIFEST_BYTES), where)
@@ -189,7 +189,7 @@ def _load_section(folder: Path, root: Path, root_real: Path, level: int) -> Sect
     figures = []
     for name, rel in _entries(manifest, "figures", where):
         path = _member(folder, rel, f"figure {name!r}", where)
-        if not path.exists():
+        if not _exists(path):
             raise DeparaError(f"{where}: figure {name!r} file {path} is missing")
         try:
             data = read_member(root_real, path, f"figure {name!r}")

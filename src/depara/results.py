@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from ._io import write_json
 from .errors import DeparaError
-from .readers import loads_json, read_bytes_limited, real_path as _real
+from .readers import exists as _exists, loads_json, read_bytes_limited, real_path as _real
 
 MANIFEST = "manifest.json"
 #: Limits of the one manifest reader (:func:`read_manifest`): size in bytes and nesting depth of the JSON.
@@ -60,7 +60,7 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     """Read ``out_dir/manifest.json`` through the validated reader; it must resolve inside ``out_dir``."""
     folder = Path(out_dir)
     path = folder / MANIFEST
-    if not path.exists():
+    if not _exists(path):
         raise DeparaError(f"{out_dir}: no {MANIFEST} (not a depara results folder)")
     if not _real(path).is_relative_to(_real(folder)):
         raise DeparaError(f"{path}: links outside the results folder; refusing to read it")

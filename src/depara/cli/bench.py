@@ -24,10 +24,9 @@ def taskbank(
 ) -> None:
     """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
     RSA, CKA and LogME against them (P@K, PR curve, rank correlations, node definitions, λ sweep, tree)."""
+    from .._io import check_out_tree
     from ..errors import DeparaError
     from ..taskbank.bench import run_bench
-
-    from .._io import check_out_tree
 
     if threads < 0:
         raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")

@@ -245,6 +245,8 @@ def test_extremely_elongated_image_is_refused_before_resizing(tmp_path):
                                                           r"gives 256×25600000 pixels"):
         probes.tensor()
     assert probes.tensor("8x8").shape == (1, 3, 8, 8)  # a fixed-size resize is fine
+    with pytest.raises(DeparaError, match=r"preprocess size 100000×100000: 10000000000 pixels per image, more than"):
+        probes.tensor("100000x100000")
 
 
 def test_names_the_os_refuses_are_one_line(tmp_path):

@@ -70,6 +70,9 @@ from .readers import exists as _exists, file_entry as _file_entry, real_path as 
 
 log = logging.getLogger(__name__)
 
+#: Largest intermediate image the preprocessing may make (a short-side resize of a 1×100000 image would make
+#: 256×25.6M pixels): beyond it the probe is refused with a one-line error.
+MAX_RESIZED_PIXELS = 64 * 2**20
 #: Largest probe-list file read (bytes).
 MAX_LIST_BYTES = 64 * 2**20
 
@@ -98,6 +101,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         size = pair_of_sizes(self.size, "preprocess size")
+        if size[0] * size[1] > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"preprocess size {size[0]}×{size[1]}: {size[0] * size[1]} pixels per image, more than "
+                              f"the limit of {MAX_RESIZED_PIXELS}")
         object.__setattr__(self, "size", size)
         mean = tuple(float(m) for m in np.atleast_1d(self.mean))
         std = tuple(float(s) for s in np.atleast_1d(self.std))
@@ -113,6 +119,9 @@ class Preprocess:
         object.__setattr__(self, "std", std)
         if self.resize is not None and not isinstance(self.resize, int):
             object.__setattr__(self, "resize", pair_of_sizes(self.resize, "preprocess resize"))
+        if isinstance(self.resize, tuple) and self.resize[0] * self.resize[1] > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"preprocess resize {self.resize[0]}×{self.resize[1]}: more than the limit of "
+                              f"{MAX_RESIZED_PIXELS} pixels")
 
     @classmethod
     def parse(cls, spec: "str | Preprocess") -> "Preprocess":
@@ -326,11 +335,6 @@ class ProbeSet:
             idx = list(indices)
         return torch.stack([_apply(prep, transform, self.image(i), self.ids[i]) for i in idx]) if len(idx) else \
             torch.empty((0, 3, *prep.size))
-
-
-#: Largest intermediate image the preprocessing may make (a short-side resize of a 1×100000 image would make
-#: 256×25.6M pixels): beyond it the probe is refused with a one-line error.
-MAX_RESIZED_PIXELS = 64 * 2**20
 
 
 def _apply(prep: Preprocess, transform: Any, image: Any, pid: str) -> torch.Tensor:

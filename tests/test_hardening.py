@@ -96,6 +96,10 @@ def test_symlink_loop_in_probe_folder_is_refused_not_multiplied(tmp_path):
     os.symlink(root / "sub", root / "alias")  # a second path to the same images would count them twice
     with pytest.raises(DeparaError, match=r"reached a second time"):
         ProbeSet.from_folder(root)
+    (root / "alias").unlink()
+    os.symlink("self.png", root / "self.png")  # a file link loop
+    with pytest.raises(DeparaError, match=r"probe self.png: file .*self.png cannot be read \(Too many levels"):
+        ProbeSet.from_folder(root)
 
 
 def test_links_out_of_the_probe_root_are_refused(tmp_path):
@@ -438,6 +442,20 @@ def test_model_that_cannot_run_at_the_preprocess_size_is_one_line(tmp_path):
         build_graph(FixedHead(), ProbeSet.from_folder(root, preprocess="16x16"), "fc", meta={"model": "fixed"})
     one_line(info)
     assert build_graph(FixedHead(), ProbeSet.from_folder(root, preprocess="8x8"), "fc").n_probes == 3
+
+
+def test_cli_extract_skips_a_fifo_with_a_note(tmp_path, capsys):
+    root = tmp_path / "probes"
+    write_images(root, ["a.png", "b.png", "c.png"])
+    os.mkfifo(root / "pipe.png")
+    model = tmp_path / "fixed.ts"
+    torch.jit.save(torch.jit.trace(FixedHead(), torch.zeros(1, 3, 8, 8)), str(model))
+    with time_limit(60):
+        code = main(["extract", f"file:{model}", "--probes", str(root), "--layer", "output", "--preprocess", "8x8",
+                     "--node-size", "4", "--out", str(tmp_path / "g.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 0 and "skipped pipe.png (not a regular file: a FIFO, device or socket)" in err
+    assert Graph.load(tmp_path / "g.safetensors").probe_ids == ("a.png", "b.png", "c.png")
 
 
 def test_cli_half_precision_torchscript_and_wrong_size_are_one_line(tmp_path, capsys):

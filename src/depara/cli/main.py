@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from ..errors import DeparaError
@@ -22,6 +23,29 @@ def _os_error(exc: OSError) -> str:
     what = exc.strerror or type(exc).__name__
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
     return f"{what}: {where}" if where else f"{what} ({exc})" if str(exc) and str(exc) != what else what
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Notes of the library (``depara.*`` loggers, WARNING and up) as plain lines on the *current* stderr."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+        self.setLevel(logging.WARNING)
+
+    @property
+    def stream(self):  # resolved at each message, so a replaced sys.stderr (tests, redirections) is honoured
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; ignored
+        pass
+
+
+def _show_library_notes() -> None:
+    logger = logging.getLogger("depara")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
 
 
 def _one_line(text: object) -> str:
@@ -59,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from .._io import clean_stale_temp_dirs
 
     clean_stale_temp_dirs()  # feature folders of earlier runs that were killed (SIGKILL) before cleaning up
+    _show_library_notes()  # e.g. "probe folder P: skipped pipe.png (not a regular file ...)"
     try:
         # In non-standalone mode click/typer *return* the exit code of Exit/Abort (e.g. 130 on Ctrl-C).
         rv = app(args=argv, standalone_mode=False, prog_name="depara")

@@ -216,14 +216,14 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
-    import safetensors.numpy
+    import depara.graph
 
     def explode(tensors, filename, metadata=None):
         with open(filename, "wb") as fh:
             fh.write(b"half written")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", explode)
+    monkeypatch.setattr(depara.graph, "_write_safetensors", explode)
     with pytest.raises(KeyboardInterrupt):
         _graph().save(tmp_path / "g.safetensors")
     assert os.listdir(tmp_path) == []

@@ -49,6 +49,8 @@ SCALARS = ("sum", "mean", "l2")
 CHANNEL_REDUCTIONS = ("mean", "abs_mean", "none")
 LRP_EPSILON = 1e-4
 IG_STEPS = 32
+#: Hex characters of each probe's SHA-256 kept in ``meta["probe_digests_short"]`` (to name a differing probe).
+PROBE_DIGEST_CHARS = 12
 #: The name that means "the model's own output" when no module carries it.
 OUTPUT_LAYER = "output"
 
@@ -396,7 +398,7 @@ class _FeatureStore:
 
     def allocate(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
         """Decide RAM or disk for each layer from its per-probe feature shape (no batch axis)."""
-        import tempfile
+        from ._io import temp_dir
 
         sizes = {name: 4 * self.n * int(np.prod(shape, dtype=np.int64)) for name, shape in shapes.items()}
         used = 0
@@ -406,8 +408,8 @@ class _FeatureStore:
                 self.ram[name] = np.empty(self.shapes[name], dtype=np.float32)
                 used += sizes[name]
                 continue
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="depara-features-")
+            if self._tmp is None:  # named by PID: a later run removes it if this process dies (SIGKILL)
+                self._tmp = temp_dir()
             path = os.path.join(self._tmp.name, f"layer{len(self.files)}.f32")
             fh = open(path, "w+b")
             fh.truncate(sizes[name])
@@ -504,13 +506,17 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     budget = _memory_budget(feature_memory_mb)
 
     with _FeatureStore(n, budget) as feats:
+        model_name = str((meta or {}).get("model") or type(model).__name__)
         attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
                          channel_reduction=channel_reduction, grid=grid, batch_size=int(batch_size), dev=dev,
-                         progress=progress)
+                         progress=progress, model_name=model_name)
         base_meta = dict(meta or {})
         prep = None
         if isinstance(probes, ProbeSet):
             prep = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
+            # What the probes ARE (not only their ids): comparisons refuse graphs over different images.
+            base_meta["probe_hash"] = probes.content_hash()
+            base_meta["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
         graphs = {}
         for name in layers:
             info = {**base_meta, "layer": name, "method": method, "scalar": scalar,
@@ -531,8 +537,8 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
 
 def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int, ids: Sequence[str],
              layers: Sequence[str], feats: _FeatureStore, *, method: str, scalar: str, channel_reduction: str,
-             grid: tuple[int, int] | None, batch_size: int, dev: torch.device, progress: bool
-             ) -> dict[str, np.ndarray]:
+             grid: tuple[int, int] | None, batch_size: int, dev: torch.device, progress: bool,
+             model_name: str = "model") -> dict[str, np.ndarray]:
     """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32."""
     attrs: dict[str, np.ndarray] = {}
     with _ModelState(model, dev), _progress(n, progress, f"depara {method}") as bar:
@@ -540,7 +546,18 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
             x = load(start, min(n, start + batch_size)).to(dev, torch.float32)
             if x.ndim != 4:
                 raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
-            f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+            try:
+                f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+            except DeparaError:
+                raise
+            except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, NotImplementedError) as exc:
+                # e.g. a classifier head that needs another input size, or half-precision weights
+                lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+                # TorchScript puts a generic header first and the reason last
+                first = lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
+                first = first.removeprefix(f"{type(exc).__name__}: ")[:200]
+                raise DeparaError(f"model {model_name}: cannot run on float32 probes of preprocess size "
+                                  f"{x.shape[-2]}x{x.shape[-1]} ({type(exc).__name__}: {first})") from None
             reduced = {}
             for name in layers:
                 reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid)

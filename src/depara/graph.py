@@ -12,7 +12,10 @@ A graph over N probe images holds
 * ``meta``: a JSON-serialisable dict (model, layer, method, edge, center, channel_reduction, ...).
 
 Graphs are stored as safetensors files (tensors ``nodes``, ``edges``) with JSON metadata in the safetensors
-header, written atomically and validated on load. Nothing is ever pickled.
+header, written atomically and validated on load (:meth:`Graph.load`, the one reader: dtypes, shapes, byte ranges,
+JSON size/depth). depara writes the header itself with sorted keys, so a graph's file is byte-reproducible.
+Nothing is ever pickled. Graphs built from a probe set record ``meta["probe_hash"]`` (the content hash of the
+probe images), and :mod:`depara.similarity` refuses to compare graphs over different images.
 
 This module is numpy only; the torch layer (:mod:`depara.extract`) builds graphs through :meth:`Graph.from_arrays`.
 """
@@ -191,10 +194,86 @@ def _check_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
         raise DeparaError(f"meta: expected a dict, got {type(meta).__name__}")
     meta = dict(meta)
     try:
-        json.dumps(meta, allow_nan=False)
+        json.dumps(meta, allow_nan=False, sort_keys=True)  # sorted when saved: keys must be comparable
     except (TypeError, ValueError) as exc:
         raise DeparaError(f"meta: must be JSON-serialisable ({exc})") from None
     return meta
+
+
+#: Largest safetensors header accepted by :meth:`Graph.load` (the safetensors library's own limit is 100 MB).
+MAX_HEADER_BYTES = 100 * 2**20
+#: safetensors dtypes a graph file may hold (converted to float32 on load); anything else is refused.
+_FILE_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8")}
+
+
+def _safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file in bytes with a deterministic header (sorted keys, compact JSON, space padding)."""
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        blob = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # the data starts 8-byte aligned, as the safetensors writer does
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
+def _write_safetensors(tensors: Mapping[str, np.ndarray], filename: str, metadata: Mapping[str, str]) -> None:
+    with open(filename, "wb") as fh:
+        fh.write(_safetensors_bytes(tensors, metadata))
+
+
+def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dtype, tuple[int, ...], int, int]]:
+    """Validate a parsed safetensors header of a graph file: {name: (dtype, shape, begin, end)} of nodes/edges."""
+    if not isinstance(header, dict):
+        raise DeparaError(f"{p}: not a readable depara graph file (corrupt safetensors: the header is not an object)")
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        if metadata is None:
+            raise DeparaError(f"{p}: a safetensors file without the '{FORMAT_TAG}' format tag (not a depara graph)")
+        raise DeparaError(f"{p}: corrupt depara graph metadata (the safetensors metadata is not a string map)")
+    if metadata.get("format") != FORMAT_TAG:
+        raise DeparaError(f"{p}: a safetensors file without the '{FORMAT_TAG}' format tag (not a depara graph)")
+    if metadata.get("version") != FORMAT_VERSION:
+        raise DeparaError(f"{p}: depara graph format version {metadata.get('version')!r} is not "
+                          f"supported (expected {FORMAT_VERSION!r})")
+    keys = set(header) - {"__metadata__"}
+    if keys != {"nodes", "edges"}:
+        raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges', found {sorted(keys)}")
+    out = {}
+    spans = []
+    for name in ("nodes", "edges"):
+        info = header[name]
+        if not isinstance(info, dict):
+            raise DeparaError(f"{p}: corrupt safetensors header (tensor {name!r} is not described by an object)")
+        code = info.get("dtype")
+        if code not in _FILE_DTYPES:
+            raise DeparaError(f"{p}: tensor {name!r} has dtype {str(code)[:20]}; expected F32 (F16/F64 are "
+                              "converted), a depara graph holds float32 nodes/edges")
+        shape = info.get("shape")
+        offsets = info.get("data_offsets")
+        if (not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**40 for d in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+            raise DeparaError(f"{p}: corrupt safetensors header (bad shape or data_offsets of tensor {name!r})")
+        expected = int(np.prod(shape, dtype=object)) * _FILE_DTYPES[code].itemsize
+        if offsets[1] - offsets[0] != expected:
+            raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: tensor "
+                              f"{name!r} of shape {shape} needs {expected} bytes, the header gives "
+                              f"{offsets[1] - offsets[0]})")
+        if offsets[1] > data_len:
+            raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: tensor "
+                              f"{name!r} ends at byte {offsets[1]} of a {data_len}-byte data section)")
+        spans.append(tuple(offsets))
+        out[name] = (_FILE_DTYPES[code], tuple(shape), offsets[0], offsets[1])
+    (a0, a1), (b0, b1) = sorted(spans)
+    if a1 > b0:
+        raise DeparaError(f"{p}: corrupt safetensors header (the byte ranges of nodes and edges overlap)")
+    return out
 
 
 class Graph:
@@ -314,73 +393,84 @@ class Graph:
 
     # ------------------------------------------------------------------ storage
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the graph to ``path`` as safetensors (+ JSON metadata in the header), atomically."""
-        from safetensors.numpy import save_file
+        """Write the graph to ``path`` as safetensors (+ JSON metadata in the header), atomically.
 
+        The file is byte-reproducible: the header is written by depara itself with sorted keys (the safetensors
+        library keeps metadata in a hash map whose order changes between processes), so the same graph always
+        gives the same bytes. It stays a standard safetensors file (``safetensors.safe_open`` reads it).
+        """
         header = {
             "format": FORMAT_TAG,
             "version": FORMAT_VERSION,
-            "probe_ids": json.dumps(list(self.probe_ids)),
-            "meta": json.dumps(self.meta, allow_nan=False),
+            "probe_ids": json.dumps(list(self.probe_ids), ensure_ascii=False),
+            "meta": json.dumps(self.meta, allow_nan=False, sort_keys=True, ensure_ascii=False),
         }
         with atomic_path(path, "graph") as tmp:
-            save_file({"nodes": self.nodes, "edges": self.edges}, str(tmp), metadata=header)
+            _write_safetensors({"nodes": self.nodes, "edges": self.edges}, str(tmp), header)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Graph":
-        """Read a graph written by :meth:`save`; any other content raises a one-line DeparaError naming the file."""
+        """Read a graph written by :meth:`save`; any other content raises a one-line DeparaError naming the file.
+
+        The one validated reader of graph files: the safetensors header is parsed by depara (at most
+        :data:`MAX_HEADER_BYTES`, UTF-8 JSON nested at most a few levels), tensors must be exactly ``nodes`` and
+        ``edges`` with dtype F32 (F16 and F64 are accepted and converted to float32; anything else, e.g. BF16 or
+        integers, is refused), their shapes and byte ranges must match the file, and the ``probe_ids``/``meta``
+        JSON strings go through :func:`depara.readers.loads_json` (size and depth limits). FIFOs and other
+        special files are refused without being opened. Nothing is ever unpickled.
+        """
+        from .readers import exists, loads_json, regular_file
+
         p = Path(path)
-        if not p.exists():
+        if not exists(p):
             raise DeparaError(f"{p}: graph file not found")
         if not p.is_file():
-            raise DeparaError(f"{p}: not a file (expected a depara graph .safetensors file)")
-        with open(p, "rb") as fh:
-            head = fh.read(8)
-        if head[:4] == b"PK\x03\x04":
-            raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
-        if head[:6] == b"\x93NUMPY":
-            raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
-        if len(head) < 8:
-            raise DeparaError(f"{p}: truncated or empty ({p.stat().st_size} bytes), not a depara graph file")
-        header_len = int.from_bytes(head, "little")
-        if header_len > p.stat().st_size - 8:
-            raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
-                              f"{header_len} exceeds the file size)")
-        from safetensors import SafetensorError, safe_open
-
+            if p.is_dir():
+                raise DeparaError(f"{p}: not a file (expected a depara graph .safetensors file)")
+            raise DeparaError(f"{p}: not a regular file (expected a depara graph .safetensors file)")
+        size = regular_file(p, "graph file").st_size
         try:
-            with safe_open(str(p), framework="np") as fh:
-                header = fh.metadata() or {}
-                keys = set(fh.keys())
-                if header.get("format") != FORMAT_TAG:
-                    raise DeparaError(f"{p}: a safetensors file without the '{FORMAT_TAG}' format tag "
-                                      "(not a depara graph)")
-                if header.get("version") != FORMAT_VERSION:
-                    raise DeparaError(f"{p}: depara graph format version {header.get('version')!r} is not "
-                                      f"supported (expected {FORMAT_VERSION!r})")
-                if keys != {"nodes", "edges"}:
-                    raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges', found {sorted(keys)}")
-                nodes = fh.get_tensor("nodes")
-                edges = fh.get_tensor("edges")
-        except DeparaError:
-            raise
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
-                              f"{msg})") from None
+            with open(p, "rb") as fh:
+                head = fh.read(8)
+                if head[:4] == b"PK\x03\x04":
+                    raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
+                if head[:6] == b"\x93NUMPY":
+                    raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
+                if len(head) < 8:
+                    raise DeparaError(f"{p}: truncated or empty ({size} bytes), not a depara graph file")
+                header_len = int.from_bytes(head, "little")
+                if header_len > size - 8 or header_len > MAX_HEADER_BYTES or header_len < 2:
+                    raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
+                                      f"{header_len} exceeds the file size or the limit of {MAX_HEADER_BYTES})")
+                raw_header = fh.read(header_len)
+                data_start = 8 + header_len
+                if raw_header[:1] != b"{":
+                    raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
+                                      "the header is not a JSON object)")
+                header = loads_json(raw_header, f"{p}: safetensors header", max_depth=4)
+                tensors = _check_header(header, p, size - data_start)
+                arrays = {}
+                for name, (dtype, shape, begin, end) in tensors.items():
+                    fh.seek(data_start + begin)
+                    buf = fh.read(end - begin)
+                    if len(buf) != end - begin:
+                        raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
+                                          f"tensor {name!r} is cut short)")
+                    arrays[name] = np.frombuffer(bytearray(buf), dtype=dtype).reshape(shape)
+        except OSError as exc:
+            raise DeparaError(f"{p}: cannot read the graph file ({exc.strerror or type(exc).__name__})") from None
+        metadata = header.get("__metadata__")
         try:
-            probe_ids = json.loads(header.get("probe_ids", ""))
-            meta = json.loads(header.get("meta", ""))
-        except json.JSONDecodeError:
-            raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids/meta are not valid JSON)") from None
+            probe_ids = loads_json(metadata.get("probe_ids", ""), "probe_ids")
+            meta = loads_json(metadata.get("meta", ""), "meta")
+        except DeparaError as exc:
+            raise DeparaError(f"{p}: corrupt depara graph metadata ({exc})") from None
         if not isinstance(probe_ids, list) or not all(isinstance(x, str) for x in probe_ids):
             raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids is not a list of strings)")
         if not isinstance(meta, dict):
             raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")
-        if nodes.dtype != np.float32 or edges.dtype != np.float32:
-            raise DeparaError(f"{p}: expected float32 nodes/edges, found {nodes.dtype}/{edges.dtype}")
         try:
-            return cls(nodes, edges, probe_ids, meta)
+            return cls(arrays["nodes"], arrays["edges"], probe_ids, meta)
         except DeparaError as exc:
             raise DeparaError(f"{p}: inconsistent depara graph ({exc})") from None

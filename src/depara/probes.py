@@ -9,6 +9,40 @@ Probe ids:
 * folder: the path of each image relative to the folder, POSIX style (``"cat/001.jpg"``), sorted;
 * image-list file (the original ``imlist_200.txt`` format, one image per line): the entry as written in the list.
 
+Reading probe files (one door, :func:`_open_image`, for folders and lists alike):
+
+* symlinks are resolved first: a file or folder that resolves **outside the probe root** (the folder, or the
+  list's ``root``) is refused with a one-line error, and so is a folder reached twice (a **symlink loop** or a
+  second link to the same folder), so links can never multiply the probes or read another folder;
+* **special files** (FIFOs, devices, sockets) are never opened (``stat`` first): in a folder they are skipped
+  with a note (logged on ``depara.probes`` and kept in :attr:`ProbeSet.notes`); named in a list they are an error;
+* images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` ≈ 89.5 Mpx) are refused with a
+  one-line error before any pixel is decoded; a file Pillow cannot decode is a one-line error naming it;
+* the first frame of a multi-frame file (GIF, TIFF) is used; pixels are converted to 8-bit RGB **by mode**:
+
+  ====================  ==================================================================================
+  mode                  conversion
+  ====================  ==================================================================================
+  RGB, L, 1, P, CMYK,   Pillow's ``convert("RGB")`` (P without transparency; CMYK by Pillow's formula)
+  YCbCr
+  RGBA, LA, PA, P or    alpha composited over **black** (each channel × alpha / 255), then RGB
+  L/RGB with a
+  transparency key
+  I;16, I;16B, I;16L    16-bit: value / 65535 → [0, 1] (so 65535 is white, not every value above 255)
+  I (32-bit integers)   values in 0..255 as 8-bit; else values in 0..65535 as 16-bit (/ 65535); else the
+                        image's min–max range mapped to [0, 1]
+  F (32-bit float)      values in [0, 1] as they are (×255); else the image's min–max range mapped to [0, 1];
+                        NaN/Inf is an error
+  others (LAB, HSV, …)  Pillow's ``convert("RGB")`` when it has one, else a one-line error
+  ====================  ==================================================================================
+
+  In-memory arrays follow the same rules by dtype: uint8 as is, bool ×255, uint16 / 65535, other integers like
+  mode I, floats like mode F (within 1e-6 of [0, 1] counts as [0, 1] and is clipped); a 4th channel is alpha.
+  Min–max of a constant image gives black.
+
+Every graph built from a ProbeSet records :meth:`ProbeSet.content_hash` (``meta["probe_hash"]``) and the
+preprocessing, and comparisons refuse graphs over different images with the same ids.
+
 Preprocessing presets (:class:`Preprocess`):
 
 * ``"imagenet"``: resize the short side to 256, centre-crop 224×224, ImageNet mean/std normalisation;
@@ -20,7 +54,10 @@ Preprocessing presets (:class:`Preprocess`):
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Iterable, Sequence
@@ -29,6 +66,15 @@ import numpy as np
 import torch
 
 from .errors import DeparaError
+from .readers import exists as _exists, file_entry as _file_entry, real_path as _real
+
+log = logging.getLogger(__name__)
+
+#: Largest intermediate image the preprocessing may make (a short-side resize of a 1×100000 image would make
+#: 256×25.6M pixels): beyond it the probe is refused with a one-line error.
+MAX_RESIZED_PIXELS = 64 * 2**20
+#: Largest probe-list file read (bytes).
+MAX_LIST_BYTES = 64 * 2**20
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
@@ -55,6 +101,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         size = pair_of_sizes(self.size, "preprocess size")
+        if size[0] * size[1] > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"preprocess size {size[0]}×{size[1]}: {size[0] * size[1]} pixels per image, more than "
+                              f"the limit of {MAX_RESIZED_PIXELS}")
         object.__setattr__(self, "size", size)
         mean = tuple(float(m) for m in np.atleast_1d(self.mean))
         std = tuple(float(s) for s in np.atleast_1d(self.std))
@@ -70,6 +119,9 @@ class Preprocess:
         object.__setattr__(self, "std", std)
         if self.resize is not None and not isinstance(self.resize, int):
             object.__setattr__(self, "resize", pair_of_sizes(self.resize, "preprocess resize"))
+        if isinstance(self.resize, tuple) and self.resize[0] * self.resize[1] > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"preprocess resize {self.resize[0]}×{self.resize[1]}: more than the limit of "
+                              f"{MAX_RESIZED_PIXELS} pixels")
 
     @classmethod
     def parse(cls, spec: "str | Preprocess") -> "Preprocess":
@@ -141,7 +193,7 @@ class ProbeSet:
     """
 
     def __init__(self, sources: Sequence[Any], ids: Sequence[str], preprocess: "str | Preprocess" = "imagenet",
-                 *, origin: str = "images"):
+                 *, origin: str = "images", notes: Sequence[str] = ()):
         if len(sources) == 0:
             raise DeparaError(f"probe set {origin}: no images found (empty probe set)")
         if len(sources) != len(ids):
@@ -155,22 +207,21 @@ class ProbeSet:
         self.ids: tuple[str, ...] = tuple(str(i) for i in ids)
         self.preprocess = Preprocess.parse(preprocess)
         self.origin = origin
+        #: What reading the probes skipped (special files), one line each; also logged on ``depara.probes``.
+        self.notes: tuple[str, ...] = tuple(notes)
 
     # ----------------------------------------------------------------------------------------- constructors
     @classmethod
     def from_folder(cls, root: str | os.PathLike, preprocess: "str | Preprocess" = "imagenet") -> "ProbeSet":
-        """All image files under ``root`` (recursive; by extension; hidden files skipped), sorted by id."""
+        """All image files under ``root`` (recursive; by extension; hidden files skipped), sorted by id.
+
+        Links are followed only within ``root`` (after resolving them); a loop, a second path to one folder or a
+        link leaving ``root`` is a DeparaError; FIFOs/devices/sockets are skipped with a note (:attr:`notes`).
+        """
         root = Path(root)
         if not root.is_dir():
             raise DeparaError(f"probe folder {root}: not found or not a folder")
-        found: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for fn in filenames:
-                if fn.startswith(".") or Path(fn).suffix.lower() not in IMAGE_EXTENSIONS:
-                    continue
-                path = Path(dirpath) / fn
-                found.append((path.relative_to(root).as_posix(), path))
+        found, notes = _walk_probe_folder(root)
         if not found:
             raise DeparaError(f"probe folder {root}: no image files found (empty probe set; "
                               f"extensions {', '.join(sorted(IMAGE_EXTENSIONS))})")
@@ -178,7 +229,7 @@ class ProbeSet:
         paths = [p for _, p in found]
         for pid, path in found:
             _check_image_header(path, pid)
-        return cls(paths, [pid for pid, _ in found], preprocess, origin=str(root))
+        return cls(paths, [pid for pid, _ in found], preprocess, origin=str(root), notes=notes)
 
     @classmethod
     def from_list(cls, list_file: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -190,16 +241,21 @@ class ProbeSet:
         whose whole text is not (``"cat/1.jpg 3"``) keeps only the first column, so label columns are
         tolerated while names with spaces (``"Waiting Room.JPG"``) are kept whole. An absolute entry that does
         not exist is looked up under ``root`` by its trailing path components (lists written on another machine,
-        e.g. ``/disk2/.../collierville_rgb/point_14.png``). The id of a probe is its entry as written.
+        e.g. ``/disk2/.../collierville_rgb/point_14.png``). The id of a probe is its entry as written. Every image
+        must resolve (links followed) inside ``root``: an entry leading elsewhere (``../x.png``, an absolute path
+        outside ``root``, a link) is a DeparaError, and so is an entry that is a FIFO, device or socket.
         """
+        from .readers import read_bytes_limited
+
         list_file = Path(list_file)
-        if not list_file.is_file():
+        if not _exists(list_file):
             raise DeparaError(f"probe list {list_file}: file not found")
         root_dir = Path(root) if root is not None else list_file.parent
         if not root_dir.is_dir():
             raise DeparaError(f"probe root {root_dir}: not found or not a folder")
+        data = read_bytes_limited(list_file, "probe list", MAX_LIST_BYTES)
         try:
-            text = list_file.read_text(encoding="utf-8-sig")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise DeparaError(f"probe list {list_file}: not a text file (expected one image path per line)") \
                 from None
@@ -212,11 +268,16 @@ class ProbeSet:
         if not entries:
             raise DeparaError(f"probe list {list_file}: no entries (empty probe set)")
         paths = []
+        root_real = _real(root_dir)
         for lineno, entry in entries:
             path = _resolve_entry(entry, root_dir)
             if path is None:
                 raise DeparaError(f"probe list {list_file} line {lineno}: image {entry} not found "
                                   f"under root {root_dir}")
+            real = _real(path)
+            if not real.is_relative_to(root_real):
+                raise DeparaError(f"probe list {list_file} line {lineno}: image {entry} resolves to {real}, outside "
+                                  f"the probe root {root_dir} (give a root that holds the images)")
             _check_image_header(path, entry)
             paths.append(path)
         return cls(paths, [e for _, e in entries], preprocess, origin=str(list_file))
@@ -272,8 +333,25 @@ class ProbeSet:
             idx = range(len(self))[indices]
         else:
             idx = list(indices)
-        return torch.stack([transform(self.image(i)) for i in idx]) if len(idx) else \
+        return torch.stack([_apply(prep, transform, self.image(i), self.ids[i]) for i in idx]) if len(idx) else \
             torch.empty((0, 3, *prep.size))
+
+
+def _apply(prep: Preprocess, transform: Any, image: Any, pid: str) -> torch.Tensor:
+    """``transform(image)`` after checking the size the resize step would produce; failures named."""
+    w, h = image.size
+    if isinstance(prep.resize, int):
+        short, long_ = min(w, h), max(w, h)
+        long_new = int(prep.resize * long_ / short)
+        if prep.resize * long_new > MAX_RESIZED_PIXELS:
+            raise DeparaError(f"probe {pid}: image {w}×{h} is too elongated for preprocess {prep.name!r} (resizing "
+                              f"its short side to {prep.resize} gives {prep.resize}×{long_new} pixels, more than "
+                              f"{MAX_RESIZED_PIXELS}); crop or pad it first")
+    try:
+        return transform(image)
+    except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+        raise DeparaError(f"probe {pid}: preprocessing {prep.name!r} failed on a {w}×{h} image "
+                          f"({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _list_entry(line: str) -> str:
@@ -288,55 +366,222 @@ def _resolve_entry(entry: str, root: Path) -> Path | None:
     p = Path(entry)
     if not p.is_absolute():
         candidate = root / p
-        return candidate if candidate.is_file() else None
-    if p.is_file():
+        return candidate if _file_entry(candidate) else None
+    root_real = _real(root)
+    if _file_entry(p) and _real(p).is_relative_to(root_real):
         return p
     parts = PurePath(entry).parts[1:]
     for k in range(len(parts)):  # longest trailing part first
         candidate = root.joinpath(*parts[k:])
-        if candidate.is_file():
+        if _file_entry(candidate):
             return candidate
-    return None
+    return p if _file_entry(p) else None  # outside the root: refused by the caller
+
+
+def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(id, path) of the image files under ``root`` and notes on skipped special files; see from_folder."""
+    root_real = _real(root)
+    visited = {root_real}
+    found: list[tuple[str, Path]] = []
+    notes: list[str] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DeparaError(f"probe folder {folder}: cannot be listed ({exc.strerror or exc})") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            rel = path.relative_to(root).as_posix()
+            try:
+                is_dir = entry.is_dir()  # links followed
+            except OSError:
+                is_dir = False
+            if is_dir:
+                real = _real(path)
+                if not real.is_relative_to(root_real):
+                    raise DeparaError(f"probe folder {root}: {rel} links to {real}, outside the probe folder "
+                                      "(copy the images in, or give the folder that holds them)")
+                if real in visited:
+                    raise DeparaError(f"probe folder {root}: folder {rel} is reached a second time through a link "
+                                      f"(a symlink loop or a second path to {real}); remove the link")
+                visited.add(real)
+                stack.append(path)
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            real = _real(path)
+            if not real.is_relative_to(root_real):
+                raise DeparaError(f"probe {rel}: links to {real}, outside the probe folder {root} (copy the image "
+                                  "in, or give the folder that holds it)")
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                raise DeparaError(f"probe {rel}: file {path} not found (a broken link?)") from None
+            except OSError as exc:
+                raise DeparaError(f"probe {rel}: file {path} cannot be read ({exc.strerror or exc})") from None
+            if not stat.S_ISREG(mode):
+                note = f"probe folder {root}: skipped {rel} (not a regular file: a FIFO, device or socket)"
+                log.warning(note)
+                notes.append(note)
+                continue
+            found.append((rel, path))
+    return found, notes
+
+
+def _regular(path: Any, pid: str) -> None:
+    """Refuse (without opening it) a probe path that is missing or not a regular file (a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DeparaError(f"probe {pid}: file {path} not found") from None
+    except OSError as exc:
+        raise DeparaError(f"probe {pid}: file {path} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise DeparaError(f"probe {pid}: {path} is not a regular file (a folder, FIFO, device or socket)")
+
+
+def _open_image(path: Any, pid: str, *, decode: bool):
+    """THE door for probe files: regular-file check, Pillow's bomb guard as an error, decoding errors named.
+
+    ``decode=False`` reads the header only (cheap: ``from_folder``/``from_list`` check every file up front);
+    ``decode=True`` returns the first frame converted to RGB by :func:`_to_rgb` (see the module docstring).
+    """
+    from PIL import Image
+
+    _regular(path, pid)
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those as well.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as im:
+                if not decode:
+                    im.size  # noqa: B018 - touching the header
+                    return None
+                im.seek(0)
+                return _to_rgb(im, pid, path)
+        except DeparaError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            why = _first_line(exc).rstrip(".")
+            raise DeparaError(f"probe {pid}: file {path} is too large to decode safely ({why}; "
+                              "Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
+        except FileNotFoundError:
+            raise DeparaError(f"probe {pid}: file {path} not found") from None
+        except MemoryError:
+            raise DeparaError(f"probe {pid}: file {path} needs more memory to decode than is available") from None
+        except Exception as exc:  # noqa: BLE001 - a hostile file can make Pillow raise almost anything
+            if not decode:
+                raise DeparaError(f"probe {pid}: file {path} is not a readable image ({type(exc).__name__})") \
+                    from None
+            raise DeparaError(f"probe {pid}: file {path} is corrupt or not an image ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _check_image_header(path: Path, pid: str) -> None:
     """Open the header only (cheap): names files that are not images; full decoding happens in tensor()."""
-    from PIL import Image, UnidentifiedImageError
+    _open_image(path, pid, decode=False)
 
+
+def _scale_to_uint8(arr: np.ndarray, pid: str) -> np.ndarray:
+    """Pixel values of any dtype → uint8 by the documented rules (module docstring), one image at a time."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.size == 0:
+        raise DeparaError(f"probe {pid}: empty image (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if arr.dtype == np.uint16:
+            unit = arr.astype(np.float64) / 65535.0
+        elif lo >= 0 and hi <= 255:
+            return arr.astype(np.uint8)
+        elif lo >= 0 and hi <= 65535:
+            unit = arr.astype(np.float64) / 65535.0
+        else:
+            unit = _min_max(arr.astype(np.float64))
+    elif np.issubdtype(arr.dtype, np.floating):
+        x = arr.astype(np.float64)
+        if not np.isfinite(x).all():
+            raise DeparaError(f"probe {pid}: image has NaN/Inf values")
+        lo, hi = float(x.min()), float(x.max())
+        unit = np.clip(x, 0.0, 1.0) if lo >= -1e-6 and hi <= 1.0 + 1e-6 else _min_max(x)
+    else:
+        raise DeparaError(f"probe {pid}: image values of dtype {arr.dtype}, expected integers or floats")
+    return np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
+
+
+def _min_max(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def _composite(rgba: np.ndarray) -> np.ndarray:
+    """H×W×4 uint8 → H×W×3 uint8: alpha composited over black."""
+    rgb = rgba[..., :3].astype(np.float64) * (rgba[..., 3:4].astype(np.float64) / 255.0)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _to_rgb(im: Any, pid: str, source: Any):
+    """A PIL image of any mode → RGB PIL image by the documented per-mode rules (module docstring)."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB" and "transparency" not in im.info:
+        return im.convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "L", "RGB", "1") and "transparency" in im.info):
+        return Image.fromarray(_composite(np.asarray(im.convert("RGBA"))), "RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(im)
+        if mode.startswith("I;16"):
+            arr = arr.astype(np.uint16)
+        gray = _scale_to_uint8(arr, pid)
+        return Image.fromarray(np.stack([gray] * 3, axis=-1), "RGB")
     try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - touching the header
-    except FileNotFoundError:
-        raise DeparaError(f"probe {pid}: file {path} not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DeparaError(f"probe {pid}: file {path} is not a readable image ({type(exc).__name__})") from None
+        return im.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise DeparaError(f"probe {pid}: image {source} has mode {mode}, which cannot be converted to RGB "
+                          f"({_first_line(exc)})") from None
 
 
 def _to_pil(source: Any, pid: str):
     from PIL import Image
 
     if isinstance(source, (str, os.PathLike)):
-        try:
-            with Image.open(source) as im:
-                return im.convert("RGB")
-        except FileNotFoundError:
-            raise DeparaError(f"probe {pid}: file {source} not found") from None
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DeparaError(f"probe {pid}: file {source} is corrupt or not an image ({exc})") from None
+        return _open_image(source, pid, decode=True)
     if isinstance(source, Image.Image):
-        return source.convert("RGB")
+        try:
+            return _to_rgb(source, pid, "in memory")
+        except DeparaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. an image whose pixels were never loaded
+            raise DeparaError(f"probe {pid}: in-memory image cannot be read ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from None
     arr = np.asarray(source)
     if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
+        arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
         raise DeparaError(f"probe {pid}: expected an H×W or H×W×C image array, got shape {arr.shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    if arr.dtype != np.uint8:
-        if not np.isfinite(arr).all():
-            raise DeparaError(f"probe {pid}: image array has NaN/Inf values")
-        arr = np.clip(np.rint(arr.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-    return Image.fromarray(arr[..., :3]).convert("RGB")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DeparaError(f"probe {pid}: empty image array (shape {arr.shape})")
+    alpha = None
+    if arr.shape[-1] == 4:
+        alpha, arr = arr[..., 3:], arr[..., :3]
+    values = _scale_to_uint8(arr, pid)
+    if values.shape[-1] == 1:
+        values = np.repeat(values, 3, axis=-1)
+    if alpha is not None:
+        values = _composite(np.concatenate([values, _scale_to_uint8(alpha, pid)], axis=-1))
+    return Image.fromarray(np.ascontiguousarray(values), "RGB")
 
 
 def _digest(source: Any, pid: str) -> str:
@@ -345,6 +590,7 @@ def _digest(source: Any, pid: str) -> str:
 
     h = hashlib.sha256()
     if isinstance(source, (str, os.PathLike)):
+        _regular(source, pid)
         try:
             with open(source, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):

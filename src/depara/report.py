@@ -18,6 +18,13 @@ Conventions read from ``extra`` (all optional; owners of the pipelines write the
   :data:`COMPARISON_KEYS` is shown in the same box;
 - ``sections``: an ordered list of sub-folder names to render first (others follow, sorted by name).
 
+Every file is read through one function, :func:`read_member`, which resolves links and confines the read to the
+results folder: a table, figure or manifest that resolves outside it (a symlinked ``ranking.csv`` pointing at a
+system file, an ``.svg`` pointing at a private file) or that is not a regular file (a FIFO) is **not read**; the
+page and the summary carry a note saying so instead. Sub-folders are followed at most :data:`MAX_SECTION_LEVELS`
+sections deep (deeper ones get a note), manifests and JSON tables go through the validated JSON reader
+(:mod:`depara.readers`), and the Markdown summary escapes HTML in every text taken from the folder.
+
 Rows of a table whose first cell equals the pick are highlighted; in a table whose name starts with ``ranking``
 (best first), the first row is highlighted when there is no pick, and the score column gets a bar.
 """
@@ -27,16 +34,20 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
 import math
 import os
+import stat
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ._io import ensure_dir, read_json, write_text
+from ._io import check_out_tree, ensure_dir, write_text
 from .errors import DeparaError
-from .results import MANIFEST, read_manifest
+from .readers import exists as _exists, loads_json, real_path as _real
+from .results import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
 __all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "render_html",
            "render_markdown", "format_cell", "pick_and_truth"]
@@ -48,6 +59,10 @@ MAX_MARKDOWN_ROWS = 30
 FOLD_ROWS = 25
 #: How deep below a results folder sub-folders are searched for manifests.
 MAX_DEPTH = 3
+#: How many levels of nested sections (results folders inside results folders) are rendered.
+MAX_SECTION_LEVELS = 8
+#: Largest table or figure file read (bytes).
+MAX_MEMBER_BYTES = 64 * 2**20
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml", ".webp": "image/webp"}
@@ -88,6 +103,10 @@ class Section:
     tables: list[Table]
     figures: list[tuple[str, Path]]
     children: list["Section"] = field(default_factory=list)
+    #: Files not rendered and why (outside the results folder, not a regular file, nesting too deep).
+    notes: list[str] = field(default_factory=list)
+    #: The resolved results folder every file of the report is confined to.
+    root: Path | None = None
 
     @property
     def anchor(self) -> str:
@@ -111,28 +130,82 @@ def load_results(results_dir: str | os.PathLike) -> Section:
     """Read a results folder, its tables and figure paths, and its sub-folders with manifests.
 
     Everything is checked here, before anything is written: a table or figure that the manifest lists but that
-    is missing raises a one-line :class:`DeparaError` naming the file.
+    is missing raises a one-line :class:`DeparaError` naming the file; one that resolves outside the folder (or
+    is not a regular file) is left out with a note (:attr:`Section.notes`).
     """
     root = Path(results_dir)
     if not root.is_dir():
         raise DeparaError(f"results folder {root}: not found (expected a folder with a {MANIFEST})")
-    return _load_section(root, root)
+    return _load_section(root, root, _real(root), 1)
 
 
-def _load_section(folder: Path, root: Path) -> Section:
-    manifest = read_manifest(folder)
+class _Refused(Exception):
+    """A member file that exists but must not be read (outside the results folder, not a regular file)."""
+
+
+def read_member(root_real: Path, path: Path, what: str, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
+    """THE way the report reads a file: ``path`` after resolving links, only inside ``root_real``, only regular.
+
+    Raises :class:`DeparaError` when the file is missing or too large, and ``_Refused`` (a note, not an error)
+    when it resolves outside ``root_real`` or is a FIFO/device/socket — such files are never opened.
+    """
+    if not _exists(path):
+        raise DeparaError(f"{what} file {path} is missing")
+    real = _real(path)
+    if not real.is_relative_to(root_real):
+        raise _Refused(f"{what} file {path} links outside the results folder; not read")
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise DeparaError(f"{what} file {path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _Refused(f"{what} file {path} is not a regular file (a folder, FIFO, device or socket); not read")
+    if st.st_size > max_bytes:
+        raise DeparaError(f"{what} file {path}: {st.st_size} bytes, more than the limit of {max_bytes}")
+    try:
+        with open(real, "rb") as fh:
+            return fh.read(max_bytes + 1)[:max_bytes]
+    except OSError as exc:
+        raise DeparaError(f"{what} file {path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _load_section(folder: Path, root: Path, root_real: Path, level: int) -> Section:
     where = folder / MANIFEST
-    tables = [_read_table(name, _member(folder, rel, f"table {name!r}", where), root)
-              for name, rel in _entries(manifest, "tables", where)]
+    if not _exists(where) and not where.is_symlink():
+        raise DeparaError(f"{folder}: no {MANIFEST} (not a depara results folder)")
+    try:
+        manifest = read_manifest_bytes(read_member(root_real, where, "manifest", MAX_MANIFEST_BYTES), where)
+    except _Refused as exc:
+        raise DeparaError(f"{where}: the manifest links outside the results folder or is not a regular file; "
+                          f"refusing to read it ({exc})") from None
+    notes: list[str] = []
+    tables = []
+    for name, rel in _entries(manifest, "tables", where):
+        path = _member(folder, rel, f"table {name!r}", where)
+        try:
+            tables.append(_read_table(name, path, root, root_real))
+        except _Refused as exc:
+            notes.append(f"table {name!r} not shown: {exc}")
     figures = []
     for name, rel in _entries(manifest, "figures", where):
         path = _member(folder, rel, f"figure {name!r}", where)
-        if not path.is_file():
+        if not _exists(path):
             raise DeparaError(f"{where}: figure {name!r} file {path} is missing")
+        try:
+            data = read_member(root_real, path, f"figure {name!r}")
+        except _Refused as exc:
+            notes.append(f"figure {name!r} not shown: {exc}")
+            continue
+        _check_magic(name, path, data)
         figures.append((name, path))
     rel = folder.relative_to(root).as_posix() if folder != root else ""
-    children = [_load_section(sub, root) for sub in _child_folders(folder, manifest.get("extra", {}))]
-    return Section(folder, rel, manifest, tables, figures, children)
+    subs = _child_folders(folder, manifest.get("extra", {}))
+    if subs and level >= MAX_SECTION_LEVELS:
+        notes.append(f"{len(subs)} sub-folder(s) with a manifest below {rel or '.'}/ not rendered: results nested "
+                     f"more than {MAX_SECTION_LEVELS} levels deep")
+        subs = []
+    children = [_load_section(sub, root, root_real, level + 1) for sub in subs]
+    return Section(folder, rel, manifest, tables, figures, children, notes, root_real)
 
 
 def _entries(manifest: Mapping[str, Any], key: str, where: Path) -> list[tuple[str, str]]:
@@ -145,7 +218,7 @@ def _entries(manifest: Mapping[str, Any], key: str, where: Path) -> list[tuple[s
 def _member(folder: Path, rel: str, what: str, where: Path) -> Path:
     """``folder/rel``, refusing absolute paths and paths that leave the results folder."""
     path = Path(rel)
-    if path.is_absolute() or ".." in path.parts:
+    if path.is_absolute() or ".." in path.parts or "\0" in rel or not rel.strip():
         raise DeparaError(f"{where}: {what} path {rel!r} must be relative to the results folder")
     return folder / path
 
@@ -154,30 +227,36 @@ def _child_folders(folder: Path, extra: Any, depth: int = 1) -> list[Path]:
     """Sub-folders holding a manifest: those named in ``extra['sections']`` first, then the rest by name."""
     found: list[Path] = []
     if depth <= MAX_DEPTH:
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
-                          and not p.name.startswith((".", "_"))):
-            if (sub / MANIFEST).is_file():
+        try:
+            subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()
+                          and not p.name.startswith((".", "_")))
+        except OSError:
+            subs = []
+        for sub in subs:
+            if (sub / MANIFEST).is_file() or (sub / MANIFEST).is_symlink():
                 found.append(sub)
             else:
                 found.extend(_child_folders(sub, {}, depth + 1))
     order = extra.get("sections") if isinstance(extra, Mapping) else None
     if isinstance(order, Sequence) and not isinstance(order, str):
-        rank = {(folder / str(name)).resolve(): i for i, name in enumerate(order)}
-        found.sort(key=lambda p: rank.get(p.resolve(), len(rank)))
+        rank = {folder / str(name): i for i, name in enumerate(order)}
+        found.sort(key=lambda p: rank.get(p, len(rank)))
     return found
 
 
-def _read_table(name: str, path: Path, root: Path) -> Table:
-    if not path.is_file():
-        raise DeparaError(f"table {name!r} file {path} is missing")
+def _read_table(name: str, path: Path, root: Path, root_real: Path) -> Table:
+    data = read_member(root_real, path, f"table {name!r}")
     rel = path.relative_to(root).as_posix()
     if path.suffix.lower() == ".json":
-        header, rows = _json_table(read_json(path))
+        header, rows = _json_table(loads_json(data, str(path)))
         return Table(name, path, header, rows, rel)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            records = list(csv.reader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeparaError(f"table {name!r} file {path}: not a readable CSV (not UTF-8 text)") from None
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
         raise DeparaError(f"table {name!r} file {path}: not a readable CSV ({exc})") from None
     if not records:
         return Table(name, path, [], [], rel)
@@ -394,7 +473,9 @@ def _section_html(section: Section, level: int) -> list[str]:
     for table in headline:
         out.extend(_table_html(table, pick, sub, score_name))
     for name, path in section.figures:
-        out.append(_figure_html(name, path))
+        out.append(_figure_html(name, path, section.root))
+    for note in section.notes:
+        out.append(f'<p class="note refused">{_e(note)}</p>')
     for table in others:
         lines = _table_html(table, pick, sub, score_name)
         if len(table.rows) > FOLD_ROWS:  # long secondary tables (logs, per-K curves): one click away
@@ -497,15 +578,23 @@ def _bar_style(raw: str, lo: float, hi: float) -> str:
     return (f' style="background: linear-gradient(90deg, #c9dcfb {pct}%, transparent {pct}%)"')
 
 
-def _figure_html(name: str, path: Path) -> str:
+def _check_magic(name: str, path: Path, data: bytes) -> None:
+    magic = _MAGIC.get(path.suffix.lower())
+    if magic and not data.startswith(magic):
+        raise DeparaError(f"figure {name!r} file {path}: not a {path.suffix.lstrip('.').upper()} image")
+
+
+def _figure_html(name: str, path: Path, root_real: Path | None = None) -> str:
     caption = f'{_e(name.replace("_", " "))} <code>{_e(path.name)}</code>'
     mime = IMAGE_TYPES.get(path.suffix.lower())
     if mime is None:
         return f'<p class="note">figure {caption}: not an embeddable image type, see the file.</p>'
-    data = path.read_bytes()
-    magic = _MAGIC.get(path.suffix.lower())
-    if magic and not data.startswith(magic):
-        raise DeparaError(f"figure {name!r} file {path}: not a {path.suffix.lstrip('.').upper()} image")
+    try:
+        root = root_real if root_real is not None else _real(path.parent)
+        data = read_member(root, path, f"figure {name!r}")
+    except _Refused as exc:
+        return f'<p class="note">figure {caption}: not shown ({_e(exc)}).</p>'
+    _check_magic(name, path, data)
     uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     return f'<figure><img alt="{_e(name)}" src="{uri}"><figcaption>{caption}</figcaption></figure>'
 
@@ -539,14 +628,15 @@ def render_markdown(section: Section, out_dir: str | os.PathLike) -> str:
 def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
     m = section.manifest
     hashes = "#" * min(level, 6)
-    lines = [f"{hashes} {section.title}", ""]
-    meta = f"kind `{m.get('kind', '')}`" + (f", folder `{section.rel}/`" if section.rel else "")
+    lines = [f"{hashes} {_md_text(section.title)}", ""]
+    meta = f"kind {_md_code(m.get('kind', ''))}" + (f", folder {_md_code(section.rel + '/')}" if section.rel else "")
     lines += [meta, ""]
     if section.children:
         lines += ["**What to pick:**", ""]
-        lines += [f"- **{c.title}**: {c.manifest.get('summary', '')}" for c in section.children] + [""]
+        lines += [f"- **{_md_text(c.title)}**: {_md_text(c.manifest.get('summary', ''))}"
+                  for c in section.children] + [""]
     elif m.get("summary"):
-        lines += [f"**What to pick:** {m['summary']}", ""]
+        lines += [f"**What to pick:** {_md_text(m['summary'])}", ""]
     extra = m.get("extra") or {}
     extra = extra if isinstance(extra, Mapping) else {"extra": extra}
     pick, truth, comparison = _pick_and_truth(extra)
@@ -567,7 +657,9 @@ def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
     if section.figures:
         lines += [f"{sub} Figures", ""]
         for name, path in section.figures:
-            lines += [f"![{name}]({_rel_link(path, out_dir)})", ""]
+            lines += [f"![{_md_text(name)}]({_md_link(_rel_link(path, out_dir))})", ""]
+    for note in section.notes:
+        lines += [f"> {_md_text(note)}", ""]
     for table in others:
         lines += _table_md(table, sub, out_dir)
     remaining = _remaining_extra(extra)
@@ -584,8 +676,8 @@ def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
 
 
 def _table_md(table: Table, hashes: str, out_dir: Path) -> list[str]:
-    lines = [f"{hashes} {table.name.replace('_', ' ')}", "",
-             f"From `{_rel_link(table.path, out_dir)}` ({len(table.rows)} rows).", ""]
+    lines = [f"{hashes} {_md_text(table.name.replace('_', ' '))}", "",
+             f"From {_md_code(_rel_link(table.path, out_dir))} ({len(table.rows)} rows).", ""]
     if table.header:
         shown = [[format_cell(c) for c in r] for r in table.rows[:MAX_MARKDOWN_ROWS]]
         lines += _md_table(table.header, shown)
@@ -602,12 +694,28 @@ def _md_value(value: Any) -> str:
         return ", ".join(format_cell(v) for v in value)
     if _is_scalar(value):
         return format_cell(value)
-    return "`" + json.dumps(value, default=str) + "`"
+    return json.dumps(value, default=str)
+
+
+def _md_text(text: Any) -> str:
+    """Text from a results folder made inert in Markdown: one line, HTML escaped, link brackets escaped."""
+    flat = " ".join(str(text).split())
+    return html.escape(flat, quote=False).replace("[", "\\[").replace("]", "\\]")
+
+
+def _md_code(text: Any) -> str:
+    """A code span (its content is literal in Markdown: no HTML); backticks in the text are replaced."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
+def _md_link(target: str) -> str:
+    """A relative link target, percent-encoded so no character of a file name can end the link or add HTML."""
+    return urllib.parse.quote(target, safe="/._-~")
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def cell(text: Any) -> str:
-        return " ".join(str(text).split()).replace("|", "\\|")
+        return _md_text(text).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
@@ -615,7 +723,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 
 def _rel_link(path: Path, out_dir: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+    return Path(os.path.relpath(_real(path), _real(out_dir))).as_posix()
 
 
 # --------------------------------------------------------------------------------------------- entry point
@@ -628,8 +736,9 @@ def render_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     ``out_dir`` defaults to ``results_dir``. Everything is read and checked before anything is written, and each
     file is written atomically, so a bad folder leaves no half-written report.
     """
+    target = check_out_tree(out_dir if out_dir is not None else results_dir, "out_dir")
     section = load_results(results_dir)
-    out = ensure_dir(out_dir if out_dir is not None else results_dir)
+    out = ensure_dir(target, "out_dir")
     page = render_html(section)
     summary = render_markdown(section, out)
     html_path = write_text(out / f"{name}.html", page)

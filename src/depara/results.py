@@ -20,10 +20,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._io import read_json, write_json
+from ._io import write_json
 from .errors import DeparaError
+from .readers import exists as _exists, loads_json, read_bytes_limited, real_path as _real
 
 MANIFEST = "manifest.json"
+#: Limits of the one manifest reader (:func:`read_manifest`): size in bytes and nesting depth of the JSON.
+MAX_MANIFEST_BYTES = 16 * 2**20
+MAX_MANIFEST_DEPTH = 32
 
 
 def write_manifest(out_dir: str | os.PathLike, kind: str, *, title: str = "", summary: str = "",
@@ -43,11 +47,21 @@ def write_manifest(out_dir: str | os.PathLike, kind: str, *, title: str = "", su
     return write_json(out / MANIFEST, data)
 
 
-def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        raise DeparaError(f"{out_dir}: no {MANIFEST} (not a depara results folder)")
-    data = read_json(path)
-    if not isinstance(data, dict) or "kind" not in data:
+def read_manifest_bytes(data: bytes, path: str | os.PathLike) -> dict[str, Any]:
+    """Parse and validate manifest bytes read from ``path``: strict UTF-8 JSON, size/depth limits, an object
+    with a ``kind``. The one manifest reader; :func:`read_manifest` and ``depara report`` use it."""
+    data_ = loads_json(data, str(path), max_bytes=MAX_MANIFEST_BYTES, max_depth=MAX_MANIFEST_DEPTH)
+    if not isinstance(data_, dict) or "kind" not in data_:
         raise DeparaError(f"{path}: not a depara manifest (no 'kind')")
-    return data
+    return data_
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read ``out_dir/manifest.json`` through the validated reader; it must resolve inside ``out_dir``."""
+    folder = Path(out_dir)
+    path = folder / MANIFEST
+    if not _exists(path):
+        raise DeparaError(f"{out_dir}: no {MANIFEST} (not a depara results folder)")
+    if not _real(path).is_relative_to(_real(folder)):
+        raise DeparaError(f"{path}: links outside the results folder; refusing to read it")
+    return read_manifest_bytes(read_bytes_limited(path, "manifest", MAX_MANIFEST_BYTES), path)

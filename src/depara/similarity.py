@@ -71,8 +71,41 @@ def _check_graph(graph: Any, what: str) -> Graph:
     return graph
 
 
-def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bool = True) -> None:
-    """Same probe ids in the same order (and, for nodes, the same node size)."""
+#: Metadata keys that define how a graph's nodes were computed: graphs that both record a key must agree on it.
+NODE_OPTION_KEYS = ("method", "scalar", "channel_reduction")
+#: Metadata keys that define how a graph's edges were computed (the edge metric and the centring over probes).
+EDGE_OPTION_KEYS = ("edge", "center")
+
+
+def _first_differing_probe(g1: Graph, g2: Graph) -> str:
+    """' (first differing probe: ID)' from the short per-probe digests in meta, or '' when not recorded."""
+    d1, d2 = g1.meta.get("probe_digests_short"), g2.meta.get("probe_digests_short")
+    if not (isinstance(d1, list) and isinstance(d2, list) and len(d1) == len(d2) == len(g1.probe_ids)):
+        return ""
+    for pid, a, b in zip(g1.probe_ids, d1, d2):
+        if a != b:
+            return f"; first differing probe: {pid!r}"
+    return ""
+
+
+def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bool = True,
+                      edges: bool = True) -> None:
+    """Refuse to compare graphs that are not over the same probes or not built the same way.
+
+    * the same probe ids in the same order (always);
+    * the same probe **content**: when both graphs record ``meta["probe_hash"]`` (the SHA-256 of the probe images,
+      :meth:`depara.probes.ProbeSet.content_hash`, written by :func:`depara.build_graphs`), the hashes must be
+      equal; the first differing probe is named when both also record ``meta["probe_digests_short"]``. Graphs
+      without a recorded hash (files written before it was recorded, :meth:`Graph.from_arrays` without one) are
+      compared on their ids only;
+    * for nodes (``nodes=True``): the same node size and, for each key of :data:`NODE_OPTION_KEYS` that both
+      record as a value other than None, the same value (attribution method, per-image scalar, channel
+      reduction). None counts as not recorded: :meth:`Graph.from_arrays` stores ``channel_reduction=None`` when
+      it reduced nothing itself, the maps may have been reduced before;
+    * for edges (``edges=True``): for each key of :data:`EDGE_OPTION_KEYS` that both record (not None), the same
+      value (edge metric cosine/correlation, centring over probes). Option checks are skipped when either graph
+      is a label graph (``meta["kind"] == "labels"``, :meth:`Graph.from_labels`).
+    """
     if g1.probe_ids != g2.probe_ids:
         if len(g1.probe_ids) != len(g2.probe_ids):
             why = f"{len(g1.probe_ids)} vs {len(g2.probe_ids)} probes"
@@ -83,6 +116,21 @@ def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bo
             why = f"probe {i} is {g1.probe_ids[i]!r} vs {g2.probe_ids[i]!r}"
         raise DeparaError(f"graphs {name1} and {name2} are over different probes ({why}); build both on one "
                           "probe set")
+    h1, h2 = g1.meta.get("probe_hash"), g2.meta.get("probe_hash")
+    if h1 is not None and h2 is not None and h1 != h2:
+        raise DeparaError(f"graphs {name1} and {name2} are over different probe images with the same ids (probe "
+                          f"content hash {str(h1)[:12]}… vs {str(h2)[:12]}…{_first_differing_probe(g1, g2)}); "
+                          "build both on one probe set")
+    # A label graph (Graph.from_labels, meta kind "labels") has a fixed construction of its own; the sources'
+    # options are the user's choice against it, so only graphs built from models are held to each other's options.
+    labels = "labels" in (g1.meta.get("kind"), g2.meta.get("kind"))
+    keys = () if labels else (NODE_OPTION_KEYS if nodes else ()) + (EDGE_OPTION_KEYS if edges else ())
+    for key in keys:
+        a, b = g1.meta.get(key), g2.meta.get(key)
+        if a is not None and b is not None and a != b:
+            part = "nodes" if key in NODE_OPTION_KEYS else "edges"
+            raise DeparaError(f"graphs {name1} and {name2} were built with different {key} ({a!r} vs {b!r}), "
+                              f"so their {part} are not comparable; build both with one {key}")
     if nodes and g1.node_size != g2.node_size:
         raise DeparaError(f"graphs {name1} and {name2} have different node sizes ({g1.node_size} vs "
                           f"{g2.node_size} values per attribution map); resample the maps to one node grid "
@@ -122,7 +170,7 @@ def _spearman_from_standardized(r1: np.ndarray, r2: np.ndarray) -> float:
 def node_similarity(g1: Graph, g2: Graph) -> float:
     """V = mean over probes of the cosine similarity of the two graphs' attribution maps (all-zero map → 0)."""
     g1, g2 = _check_graph(g1, "g1"), _check_graph(g2, "g2")
-    _check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"))
+    _check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"), edges=False)
     x1, x2 = normalized_nodes(g1.nodes), normalized_nodes(g2.nodes)
     return float(np.clip(np.einsum("ij,ij->i", x1, x2).mean(), -1.0, 1.0))
 

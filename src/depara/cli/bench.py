@@ -24,11 +24,15 @@ def taskbank(
 ) -> None:
     """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
     RSA, CKA and LogME against them (P@K, PR curve, rank correlations, node definitions, λ sweep, tree)."""
+    from .._io import check_out_tree
     from ..errors import DeparaError
     from ..taskbank.bench import run_bench
 
     if threads < 0:
         raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    check_out_tree(out, "--out")  # before minutes of training
+    if cache is not None:
+        check_out_tree(cache, "--cache")
     result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
     typer.echo(result["summary"])
     typer.echo(f"results: {out}")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .._io import check_out_path, ensure_dir, write_csv, write_json
+from .._io import check_out_dir, check_out_file, ensure_dir, write_csv, write_json
 from ..errors import DeparaError
 from ..graph import Graph
 from .app import app
@@ -34,7 +34,7 @@ def _load_all(paths: list[Path], what: str) -> list[Graph]:
 
 def _check_optional_out(path: Optional[Path], option: str) -> None:
     if path is not None:
-        check_out_path(path, option)
+        check_out_file(path, option)
 
 
 @app.command("compare")
@@ -107,9 +107,7 @@ def rank(
     _check_optional_out(csv, "--csv")
     _check_optional_out(json, "--json")
     if out is not None:
-        check_out_path(out, "--out")
-        if out.exists() and not out.is_dir():
-            raise DeparaError(f"--out {out}: exists and is not a folder")
+        check_out_dir(out, "--out")
     files = _source_files(sources, target)
     target_graph = Graph.load(target)
     names = _graph_names(files)

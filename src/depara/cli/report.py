@@ -19,8 +19,10 @@ def report(
                                        help="Where to write report.html and report.md (default: RESULTS_DIR)."),
 ) -> None:
     """Render a results folder into one self-contained HTML page (figures embedded) and a Markdown summary."""
+    from .._io import check_out_tree
     from ..report import render_report
 
+    check_out_tree(out if out is not None else results_dir, "--out")
     files = render_report(results_dir, out)
     console = Console()
     if files.summary:

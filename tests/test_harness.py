@@ -169,7 +169,7 @@ def test_extract_inputs_penultimate_and_probs():
 
 
 def test_run_harness_end_to_end_with_depara(tmp_path):
-    pytest.importorskip("depara.similarity")
+    pytest.importorskip("depara.graph_similarity")
     torch.manual_seed(0)
     images = torch.randn(24, 3, 16, 16)
     labels = np.arange(24) % 3
@@ -179,7 +179,7 @@ def test_run_harness_end_to_end_with_depara(tmp_path):
     assert res.table.methods == H.METHODS
     assert res.table.meta["rsa_cka_reference"] == "target features"
     from depara.extract import build_graph
-    from depara.similarity import similarity
+    from depara.graph_similarity import similarity
 
     g_t = build_graph(_tiny_net(4, n_out=3), images[:10], "6")
     want = similarity(build_graph(models["s2"], images[:10], "6"), g_t, lam=1.0)
@@ -264,7 +264,7 @@ def test_cli_score_image_folder(tmp_path, monkeypatch, capsys):
 
 def test_cli_score_npz_with_saved_graphs(tmp_path):
     from depara.graph import Graph
-    from depara.similarity import similarity
+    from depara.graph_similarity import similarity
 
     rng = np.random.default_rng(0)
     sources, labels = _arrays()

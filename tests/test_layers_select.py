@@ -13,7 +13,7 @@ from depara._io import read_csv, write_csv
 from depara.cli.main import main
 from depara.errors import DeparaError
 from depara.extract import build_graph, build_graphs
-from depara.similarity import edge_similarity, node_similarity
+from depara.graph_similarity import edge_similarity, node_similarity
 from depara.train import build_model, load_checkpoint, score_layers, train_domain, transfer_units
 from depara.train.select import correlate, read_transfer_accuracies
 

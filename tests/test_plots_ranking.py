@@ -10,7 +10,7 @@ from scipy.cluster.hierarchy import fcluster
 from depara import evaluate as ev
 from depara.errors import DeparaError
 from depara.plots import ranking as rp
-from depara.similarity import RankRow
+from depara.graph_similarity import RankRow
 
 
 @pytest.fixture

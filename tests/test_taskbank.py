@@ -354,7 +354,7 @@ def test_headline_constants_are_the_library_defaults():
     import inspect
 
     from depara.extract import build_graph, build_graphs
-    from depara.similarity import rank_sources, similarity, similarity_matrix
+    from depara.graph_similarity import rank_sources, similarity, similarity_matrix
     from depara.taskbank.bench import HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
 
     params = inspect.signature(build_graphs).parameters

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import DeparaError
 from .graph import Graph
-from .similarity import (
+from .graph_similarity import (
     RankRow,
     SimilarityMatrices,
     edge_similarity,

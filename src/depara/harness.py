@@ -231,7 +231,7 @@ def _check_method_inputs(method: str, srcs: Mapping[str, SourceInputs], regressi
 
 
 def _depara_score(graph, target_graph, lam: float) -> float:
-    from .similarity import similarity
+    from .graph_similarity import similarity
 
     return float(similarity(graph, target_graph, lam=lam))
 

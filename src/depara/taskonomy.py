@@ -35,7 +35,7 @@ from . import evaluate as ev
 from ._io import ensure_dir, write_csv, write_json
 from .errors import DeparaError
 from .graph import Graph
-from .similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
+from .graph_similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
 
 FEATURE_FILE = "task_feature.npy"
 ATTRIBUTION_FILE = "gradXinput.npy"
@@ -257,8 +257,8 @@ def compute_matrices(features_root: str | os.PathLike, *, attributions_root: str
     """Build (or read from ``cache_dir``) every task's graphs and compute V, E, RSA and DEPARA(λ).
 
     When all tasks' nodes together fit in ``max_node_bytes`` the graphs are held and compared with
-    :func:`depara.similarity.similarity_matrix`; otherwise each graph is dropped once built and V is computed
-    by :func:`depara.similarity.node_similarity_matrix` over the nodes memory-mapped from the cached graph files
+    :func:`depara.graph_similarity.similarity_matrix`; otherwise each graph is dropped once built and V is computed
+    by :func:`depara.graph_similarity.node_similarity_matrix` over the nodes memory-mapped from the cached graph files
     (probe chunks), so memory stays at about one task's graph whatever the number of tasks. Same numbers.
     """
     if not np.isfinite(lam):

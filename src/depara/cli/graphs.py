@@ -1,6 +1,6 @@
 """`depara compare` (V/E/S matrices of several graph files) and `depara rank` (sources ranked for a target).
 
-Both only parse arguments, load graphs and call :mod:`depara.similarity`.
+Both only parse arguments, load graphs and call :mod:`depara.graph_similarity`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from ..similarity import similarity_matrix
+    from ..graph_similarity import similarity_matrix
 
     if len(graphs) < 2:
         raise DeparaError(f"compare: give at least two graph files, got {len(graphs)}")
@@ -101,7 +101,7 @@ def rank(
 ) -> None:
     """Rank source graphs by DEPARA similarity S = V + λE to a target graph, best first."""
     from ..results import write_manifest
-    from ..similarity import rank_sources
+    from ..graph_similarity import rank_sources
     from ._table import print_ranking
 
     _check_optional_out(csv, "--csv")

@@ -219,7 +219,7 @@ def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "S
     """Horizontal bars of each source's score, best on top.
 
     ``rows``: objects or mappings with ``name`` and ``S`` (optionally ``V`` and ``E``, e.g.
-    :class:`depara.similarity.RankRow`); with V and E the bar is split into V and λ·E (λ = ``lam``).
+    :class:`depara.graph_similarity.RankRow`); with V and E the bar is split into V and λ·E (λ = ``lam``).
     """
     def get(r, k):
         return r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)

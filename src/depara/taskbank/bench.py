@@ -50,7 +50,7 @@ NODE_OPTIONS = tuple(f"{s}/{r}" for s in SCALARS for r in REDUCTIONS)
 PAPER_NODE = "sum/mean"  # Taskonomy code: gradient x input of the summed output, signed channel mean
 PAPER_LAMBDA = 0.25  # the paper's λ for Taskonomy probes
 #: depara's library defaults (``depara.extract.build_graphs``: scalar ``l2``, channel reduction signed ``mean``;
-#: ``depara.similarity.similarity_matrix`` / ``similarity`` / ``rank_sources``: λ = 1.0). A test checks them
+#: ``depara.graph_similarity.similarity_matrix`` / ``similarity`` / ``rank_sources``: λ = 1.0). A test checks them
 #: against the library's signatures, so the headline row is what a user of the library gets.
 LIBRARY_NODE = "l2/mean"
 LIBRARY_LAMBDA = 1.0
@@ -96,7 +96,7 @@ def graph_scores(encoders: dict, probes: np.ndarray) -> dict:
     """
     from ..baselines import linear_cka, rsa
     from ..extract import build_graphs
-    from ..similarity import node_similarity_matrix, similarity_matrix
+    from ..graph_similarity import node_similarity_matrix, similarity_matrix
 
     names = list(encoders)
     x = torch.from_numpy(probes)

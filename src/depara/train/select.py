@@ -49,7 +49,7 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
     """
     from ..extract import build_graph, build_graphs
     from ..probes import ProbeSet
-    from ..similarity import edge_similarity, node_similarity
+    from ..graph_similarity import edge_similarity, node_similarity
 
     lams = [float(v) for v in lams]
     if not lams:

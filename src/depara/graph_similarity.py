@@ -32,12 +32,15 @@ _NODE_BLOCK_BYTES = 256 * 2**20
 
 
 class SimilarityMatrices(NamedTuple):
-    """G×G float64 matrices of node (V), edge (E) and total (S = V + λE) similarity; ``names[i]`` labels row i."""
+    """G×G float64 matrices of total (S = V + λE), node (V) and edge (E) similarity; ``names[i]`` labels row i.
+
+    Field order (names, S, V, E) is that of :class:`RankRow` (name, S, V, E).
+    """
 
     names: tuple[str, ...]
+    S: np.ndarray
     V: np.ndarray
     E: np.ndarray
-    S: np.ndarray
 
 
 class RankRow(NamedTuple):
@@ -200,7 +203,10 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
                            dtype: Any = np.float64) -> np.ndarray:
     """G×G float64 Spearman correlations of G edge vectors (same length): rank each once, one matrix product.
 
-    ``dtype=np.float32`` halves memory and time of the product; the benchmark reports its error (~1e-6).
+    ``dtype=np.float32`` halves the memory of the stacked ranks (G×M values) at an error of about 1e-6
+    (``benchmarks/bench_similarity.py`` reports it); it is not faster: ranking dominates the time, and in the
+    committed run (``benchmarks/results/bench_similarity.txt``) the float32 edge matrix took longer than the
+    float64 one.
     """
     arrays = [np.asarray(e) for e in edges_list]
     names = list(names) if names is not None else [str(i) for i in range(len(arrays))]
@@ -225,7 +231,7 @@ def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float 
     quoted = [repr(n) for n in names]
     v = node_similarity_matrix([g.nodes for g in items], quoted)
     e = edge_similarity_matrix([g.edges for g in items], quoted)
-    return SimilarityMatrices(tuple(names), v, e, v + lam * e)
+    return SimilarityMatrices(tuple(names), S=v + lam * e, V=v, E=e)
 
 
 def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = 1.0) -> list[RankRow]:

@@ -28,7 +28,7 @@ from .errors import DeparaError
 
 __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
-    "DEFAULT_GRAPH_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
+    "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
 ]
 
@@ -186,3 +186,9 @@ class GraphOptions:
 
 #: THE defaults, shared by ``build_graph(s)``, the CLI and the benchmarks.
 DEFAULT_GRAPH_OPTIONS = GraphOptions()
+
+#: The preset of layer selection (``depara layers-select``, :func:`depara.train.select.score_layers`): the original
+#: layer-selection code's node (scalar = mean of the layer output, channel reduction = mean of absolute values) and
+#: uncentred features; ``node_size`` None there means the smaller of the two models' input sizes.
+LAYER_SELECTION_OPTIONS = GraphOptions(scalar=Scalar.mean, channel_reduction=ChannelReduction.abs_mean, center=False,
+                                       node_size=None)

@@ -12,7 +12,12 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
+from ..options import (DEFAULT_BATCH_SIZE, LAYER_SELECTION_OPTIONS, AttributionMethod, ChannelReduction, EdgeMetric,
+                       Scalar)
+from ._flags import flags
 from .app import app, data_app, demo_app
+
+_LS = LAYER_SELECTION_OPTIONS
 
 
 class Mode(str, Enum):
@@ -172,14 +177,15 @@ def transfer_cmd(
 
 def _print_layer_table(result: dict) -> None:
     """The layers best first by the primary score (the first λ), accuracies where known, then the pick in one line."""
+    from ..train.select import score_lam
     from ._table import print_ranking
 
     rows = result["rows"]
-    scores = [k for k in rows[0] if k.startswith("S_lam")]
+    scores = [k for k in rows[0] if score_lam(k) is not None]
     accs = [k for k in rows[0] if k.startswith("acc_") and not k.endswith("_std")]
     ranked = sorted(rows, key=lambda r: -float(r[scores[0]]))
     # Short headers so the table fits an 80-column terminal: "S λ=1", accuracies in % by fraction name.
-    names = {k: k.replace("S_lam", "S λ=") for k in scores} | {k: f"{k[4:]} %" for k in accs}
+    names = {k: f"S λ={score_lam(k):g}" for k in scores} | {k: f"{k[4:]} %" for k in accs}
     table = [{"k": f"#{r['depth']}", "layer": r["layer"], "V": r["V"], "E": r["E"],
               **{names[k]: r[k] for k in scores}, **{names[k]: 100 * float(r[k]) for k in accs}} for r in ranked]
     columns = ["k", "layer", "V", "E", *(names[k] for k in scores), *(names[k] for k in accs)]
@@ -197,12 +203,12 @@ def layers_select_cmd(
     transfer: Optional[list[str]] = typer.Option(None, "--transfer",
                                                  help="[NAME=]transfer folder/CSV with accuracies (repeat)."),
     source_arch: str = typer.Option("vgg19_bn", "--source-arch", help="Architecture of an ImageNet source."),
-    method: str = typer.Option("input_x_gradient", "--method"),
-    scalar: str = typer.Option("mean", "--scalar", help="sum | mean | l2 (original layer selection: mean)."),
-    channel_reduction: str = typer.Option("abs_mean", "--channel-reduction", help="mean | abs_mean | none."),
-    center: bool = typer.Option(False, "--center/--no-center", help="Centre features before cosine edges."),
-    edge: str = typer.Option("cosine", "--edge", help="cosine | correlation."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    method: AttributionMethod = typer.Option(_LS.method, "--method"),
+    scalar: Scalar = typer.Option(_LS.scalar, "--scalar", help="Original layer selection: mean."),
+    channel_reduction: ChannelReduction = typer.Option(_LS.channel_reduction, "--channel-reduction"),
+    center: bool = typer.Option(_LS.center, "--center/--no-center", help="Centre features before cosine edges."),
+    edge: EdgeMetric = typer.Option(_LS.edge, "--edge"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size"),
     peers: bool = typer.Option(False, "--peers/--no-peers",
                                help="Also score each layer with LogME, H-score, TransRate, RSA, CKA; write OUT/peers/."),
 ) -> None:
@@ -215,10 +221,13 @@ def layers_select_cmd(
 
         if not transfers:
             raise DeparaError("--peers: needs --transfer NAME=FOLDER (the accuracies to compare the scores against)")
-        target_data = resolve_target_data(transfers)
-    r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
-                      source_arch=source_arch, method=method, scalar=scalar, channel_reduction=channel_reduction,
-                      center=center, edge=edge, batch_size=batch_size)
+        with flags(transfer="--transfer"):
+            target_data = resolve_target_data(transfers)
+    options = LAYER_SELECTION_OPTIONS.replace(method=method, scalar=scalar, channel_reduction=channel_reduction,
+                                              center=center, edge=edge)
+    with flags(lams="--lam", transfer="--transfer", accuracies="--transfer"):
+        r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
+                          source_arch=source_arch, options=options, batch_size=batch_size)
     _print_layer_table(r)
     if peers:
         from ..train.peers import score_layers_with_peers

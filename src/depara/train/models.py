@@ -233,3 +233,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     load_state_checked(model, read_weights(weights), str(weights), info.arch)
     model.eval()
     return model, info
+
+
+def model_preprocess(info: ModelInfo, size: int | None = None):
+    """The :class:`~depara.probes.Preprocess` a trained model expects: its image size (or ``size``), mean and std."""
+    from ..probes import Preprocess
+
+    s = int(size or info.image_size)
+    return Preprocess(size=(s, s), mean=tuple(info.mean), std=tuple(info.std), name=f"{info.arch}-{s}px")

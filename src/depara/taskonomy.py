@@ -35,6 +35,7 @@ from . import evaluate as ev
 from ._io import ensure_dir, write_csv, write_json
 from .errors import DeparaError
 from .graph import Graph
+from .published import read_published_hits  # noqa: F401 - re-exported
 from .graph_similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
 
 FEATURE_FILE = "task_feature.npy"
@@ -409,38 +410,6 @@ def load_truth(path: str | os.PathLike) -> tuple[tuple[str, ...], np.ndarray]:
             except DeparaError as exc:
                 raise DeparaError(f"{f}: {exc}") from None
     raise DeparaError(f"{p}: no sort_gt file ({', '.join(SORT_GT_FILES)})")
-
-
-def read_published_hits(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Published hits(K) per method from a CSV ``method,K1,K2,...`` (``#`` comments; blank = not read).
-
-    Returns method → (K values, hits) with the blanks left out.
-    """
-    import csv
-
-    p = Path(path)
-    if not p.is_file():
-        raise DeparaError(f"{p}: published numbers file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
-    if not rows or rows[0][0].strip().lower() != "method":
-        raise DeparaError(f"{p}: expected a header 'method,K1,K2,...'")
-    try:
-        ks = [int(c.strip().lstrip("Kk")) for c in rows[0][1:]]
-    except ValueError:
-        raise DeparaError(f"{p}: header columns must be K1, K2, ...") from None
-    out = {}
-    for r in rows[1:]:
-        k_vals, hits = [], []
-        for k, c in zip(ks, r[1:]):
-            if c.strip():
-                try:
-                    hits.append(float(c))
-                except ValueError:
-                    raise DeparaError(f"{p}: method {r[0]}, K{k}: {c!r} is not a number") from None
-                k_vals.append(k)
-        out[r[0].strip()] = (np.array(k_vals, dtype=np.int64), np.array(hits))
-    return out
 
 
 def published_method_key(label: str) -> str | None:

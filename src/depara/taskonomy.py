@@ -35,7 +35,6 @@ from . import evaluate as ev
 from ._io import ensure_dir, write_csv, write_json
 from .errors import DeparaError
 from .graph import Graph
-from .published import read_published_hits  # noqa: F401 - re-exported
 from .graph_similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
 
 FEATURE_FILE = "task_feature.npy"
@@ -353,6 +352,31 @@ def write_matrices(m: TaskonomyMatrices, out_dir: str | os.PathLike) -> dict[str
     return files
 
 
+def write_matrices_results(m: TaskonomyMatrices, out_dir: str | os.PathLike, *,
+                           settings: Mapping[str, object] | None = None) -> dict[str, object]:
+    """A ``taskonomy`` results folder of computed matrices: the CSVs (:func:`write_matrices`), the similarity
+    heatmap and task tree of DEPARA (E when there are no attributions), and ``manifest.json``.
+
+    Returns ``{"files": key → CSV, "summary": one line, "note": why V/DEPARA are missing (or "")}``.
+    """
+    from .results import write_manifest
+    from .tree import draw_tree
+
+    out = ensure_dir(out_dir)
+    files = write_matrices(m, out)
+    key = "DEPARA" if m.V is not None else "E"
+    draw_tree(m.names, m.methods()[key], out / "task_tree.png",
+              title=f"Task similarity tree ({METHOD_LABELS[key]}, average linkage)",
+              heatmap=out / "similarity_heatmap.png", heatmap_title=f"Task similarity ({METHOD_LABELS[key]})")
+    note = "" if m.V is not None else " (no attributions: V and DEPARA not computed)"
+    summary = f"{len(m.names)} tasks, {m.n_probes} probes: wrote {', '.join(files.values())}{note}"
+    write_manifest(out, "taskonomy", title="Taskonomy task similarity matrices", summary=summary,
+                   settings=dict(settings or {}), tables=dict(files),
+                   figures={"similarity_heatmap": "similarity_heatmap.png", "task_tree": "task_tree.png"},
+                   extra={"tasks": list(m.names), "lam": m.lam, "n_probes": m.n_probes})
+    return {"files": files, "summary": summary, "note": note}
+
+
 def read_matrices(matrices_dir: str | os.PathLike) -> TaskonomyMatrices:
     """Read what :func:`write_matrices` wrote (E and RSA required; V optional; λ from ``matrices.json``)."""
     d = Path(matrices_dir)
@@ -444,8 +468,9 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     from .plots import ranking as plots
     from .results import write_manifest
 
-    if tree_method not in plots.LINKAGE_METHODS:
-        raise DeparaError(f"linkage method {tree_method!r}: expected one of {', '.join(plots.LINKAGE_METHODS)}")
+    from .tree import check_linkage_method, draw_tree
+
+    check_linkage_method(tree_method)
     names = matrices.names
     truth = ev.align_matrix(truth, truth_names, names, "truth")
     out = ensure_dir(out_dir)
@@ -496,10 +521,9 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
                                 title=f"{pre}DEPARA score V + λE: sensitivity to λ")
         figures["lambda_sweep"] = "lambda_sweep.png"
     tree_key = "DEPARA" if "DEPARA" in curves else "E"
-    plots.plot_tree(names, matrices.methods()[tree_key], out / "task_tree.png", method=tree_method,
-                    title=f"{pre}Task similarity tree ({METHOD_LABELS[tree_key]}, {tree_method} linkage)")
-    plots.plot_heatmap(names, matrices.methods()[tree_key], out / "similarity_heatmap.png",
-                       title=f"{pre}Task similarity ({METHOD_LABELS[tree_key]})")
+    draw_tree(names, matrices.methods()[tree_key], out / "task_tree.png", method=tree_method,
+              title=f"{pre}Task similarity tree ({METHOD_LABELS[tree_key]}, {tree_method} linkage)",
+              heatmap=out / "similarity_heatmap.png", heatmap_title=f"{pre}Task similarity ({METHOD_LABELS[tree_key]})")
     figures.update(task_tree="task_tree.png", similarity_heatmap="similarity_heatmap.png")
     best = max(summary_rows, key=lambda r: (r.get("P@5", 0.0), r.get("P@1", 0.0)))
     main = summary_rows[0]

@@ -555,6 +555,7 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
              main_method, say) -> dict[str, str]:
     from ..plots import ranking as rp
     from ..plots import taskbank as tp
+    from ..tree import draw_tree, leaf_order
 
     figs = {}
     keep = [main_method, PAPER_SETTING, V_LIBRARY, "DEPARA-E", "RSA", "linear CKA", "LogME (labels)"]
@@ -574,19 +575,19 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
                              title=f"Task bank: DEPARA V + λE (node {LIBRARY_NODE}, depara's default)")
         figs["lambda_sweep"] = "lambda_sweep.png"
         sc = scores[IN_DOMAIN]
-        rp.plot_tree(names, _headline(sc), out / "tree.png",
-                     title="Task bank: DEPARA task similarity tree (depara defaults, in-domain probes)")
+        draw_tree(names, _headline(sc), out / "tree.png",
+                  title="Task bank: DEPARA task similarity tree (depara defaults, in-domain probes)")
         figs["tree"] = "tree.png"
         # Rows standardised: only the order of sources within a target matters for ranking, and the count /
         # shape rows (scratch nets overfit their 200 scenes) would otherwise own the colour scale.
         with warnings.catch_warnings():  # all-NaN rows of source-only tasks stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             z = (truth - np.nanmean(truth, axis=1, keepdims=True)) / np.nanstd(truth, axis=1, keepdims=True)
-        rp.plot_heatmap(names, z, out / "heatmap_ground_truth.png", order_by_tree=False,
+        rp.plot_heatmap(names, z, out / "heatmap_ground_truth.png",
                         title="Measured transfer affinity, standardised per target row",
                         colorbar_label="affinity (z-score within the target's row)")
         figs["heatmap_ground_truth"] = "heatmap_ground_truth.png"
-        rp.plot_heatmap(names, _headline(sc), out / "heatmap_depara.png",
+        rp.plot_heatmap(names, _headline(sc), out / "heatmap_depara.png", order=leaf_order(_headline(sc)),
                         title=f"DEPARA similarity (depara defaults: node {LIBRARY_NODE}, λ={LIBRARY_LAMBDA:g})",
                         colorbar_label="S")
         figs["heatmap_depara"] = "heatmap_depara.png"

@@ -74,8 +74,9 @@ def split_cmd(
     """Split a domain folder per class into train/val/test, deterministically."""
     from ..data import split_domain
 
-    r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
-                     verify=verify)
+    with flags(ratios="--ratios"):
+        r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
+                         verify=verify)
     totals = [sum(c[i] for c in r["counts"].values()) for i in range(3)]
     _echo(f"{r['path']}: {len(r['counts'])} classes, train {totals[0]}, val {totals[1]}, test {totals[2]}")
 
@@ -91,7 +92,8 @@ def shrink_cmd(
     """Keep 1/RATIO of each class's train images; val and test unchanged."""
     from ..data import shrink_domain
 
-    r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
+    with flags(ratio="--ratio"):
+        r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
     _echo(f"{r['path']}: train keeps {sum(r['counts'].values())} images over {len(r['counts'])} classes")
 
 
@@ -107,8 +109,9 @@ def synth_digits_cmd(
     """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
     from ..data import make_synth_digits
 
-    r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,
-                          seed=seed, progress=True)
+    with flags(synthetic_per_class="--synthetic-per-class", real_per_class="--real-per-class", size="--size"):
+        r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,
+                              seed=seed, progress=True)
     _echo(f"{r['synthetic']}: {r['counts']['synthetic']} images; {r['real']}: {r['counts']['real']} images")
 
 
@@ -132,9 +135,10 @@ def train_cmd(
     """Train a VGG-bn on one domain: log.csv per epoch, best/last checkpoints, resumable."""
     from ..train import train_domain
 
-    r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
-                     batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
-                     seed=seed)
+    with flags(arch="--arch", width="--width", epochs="--epochs"):
+        r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
+                         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
+                         seed=seed)
     _echo(f"{r['run']}: best val accuracy {100 * r['best_val_acc']:.1f}% at epoch {r['best_epoch']}/{r['epochs']}")
 
 
@@ -158,20 +162,17 @@ def transfer_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """For every depth k: a fresh model, layers 1..k copied (with batch norm) and frozen, the rest fine-tuned."""
-    from ..plots.layers import plot_transfer_accuracy
-    from ..results import write_manifest
-    from ..train import transfer_layers
+    from ..train import transfer_layers, write_transfer_results
 
-    rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
-                           image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, augment=augment, eval_every=eval_every, seed=seed)
-    plot_transfer_accuracy(rows, Path(out) / "transfer.png", title=f"{source} → {target}_{fraction}")
-    best = max(rows, key=lambda r: float(r["test_acc"]))
-    summary = f"best depth #{best['depth']} ({best['layer']}): test accuracy {100 * float(best['test_acc']):.1f}%"
-    write_manifest(out, "transfer", title=f"Layer-wise transfer {source} → {target}_{fraction}", summary=summary,
-                   settings={"data": str(data), "source": source, "fraction": fraction, "target": target,
-                             "arch": arch, "epochs": epochs, "lr": lr, "seed": seed},
-                   tables={"transfer": "transfer.csv"}, figures={"transfer": "transfer.png"})
+    with flags(arch="--arch", fraction="--fraction", epochs="--epochs"):
+        rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
+                               image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                               momentum=momentum, weight_decay=weight_decay, augment=augment,
+                               eval_every=eval_every, seed=seed)
+    summary = write_transfer_results(rows, out, title=f"{source} → {target}_{fraction}",
+                                     settings={"data": str(data), "source": source, "fraction": fraction,
+                                               "target": target, "arch": arch, "epochs": epochs, "lr": lr,
+                                               "seed": seed})
     _echo(f"{out}/transfer.csv: {summary}")
 
 
@@ -225,16 +226,17 @@ def layers_select_cmd(
             target_data = resolve_target_data(transfers)
     options = LAYER_SELECTION_OPTIONS.replace(method=method, scalar=scalar, channel_reduction=channel_reduction,
                                               center=center, edge=edge)
-    with flags(lams="--lam", transfer="--transfer", accuracies="--transfer"):
+    with flags(lams="--lam", transfer="--transfer", accuracies="--transfer", arch="--source-arch"):
         r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
                           source_arch=source_arch, options=options, batch_size=batch_size)
     _print_layer_table(r)
     if peers:
         from ..train.peers import score_layers_with_peers
 
-        p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
-                                    layer_scores=Path(out) / "layer_scores.csv", out=Path(out) / "peers",
-                                    source_arch=source_arch, progress=True)
+        with flags(accuracies="--transfer", transfer="--transfer", arch="--source-arch"):
+            p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
+                                        layer_scores=Path(out) / "layer_scores.csv", out=Path(out) / "peers",
+                                        source_arch=source_arch, progress=True)
         _echo(f"{p['out']}: {p['summary']}")
 
 
@@ -255,8 +257,9 @@ def demo_layers_cmd(
     from ..train import run_layers_demo
 
     parent_quiet = bool(ctx.parent is not None and ctx.parent.params.get("quiet"))
-    r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet),
-                        peers_out=peers_out)
+    with flags(scale="--scale"):
+        r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet),
+                            peers_out=peers_out)
     if "peers" in r:
         _echo(f"{peers_out}: {r['peers']}")
     _echo(f"{r['out']}: {r['summary']} ({r['seconds']:.0f} s)")

@@ -72,7 +72,7 @@ def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.Module
     from torchvision.models import vgg as tv_vgg
 
     if arch not in ARCHS:
-        raise DeparaError(f"--arch '{arch}': expected one of {', '.join(ARCHS)}")
+        raise DeparaError(f"arch '{arch}': expected one of {', '.join(ARCHS)}")
     if num_classes < 2:
         raise DeparaError(f"num_classes {num_classes}: expected at least 2 classes")
     base = arch.removeprefix("narrow_")
@@ -80,7 +80,7 @@ def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.Module
         model = getattr(tv_vgg, base)(weights=None, num_classes=num_classes)
     else:
         if not 0 < width <= 1:
-            raise DeparaError(f"--width {width}: expected 0 < width <= 1")
+            raise DeparaError(f"width {width}: expected 0 < width <= 1")
         cfg = _narrow_cfg(tv_vgg.cfgs[_CFG_KEY[base]], width)
         model = NarrowVGG(tv_vgg.make_layers(cfg, batch_norm=True), [v for v in cfg if v != "M"][-1], num_classes)
     for m in model.modules():

@@ -260,32 +260,32 @@ _LABELS = dict(needs_labels=True, needs_features=True)
 
 register_estimator(Estimator(
     "logme", baselines.logme, supports_regression=True, label="LogME",
-    description=baselines.METHODS["logme"], reference="You et al., LogME, ICML 2021", **_LABELS,
+    description="log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)", reference="You et al., LogME, ICML 2021", **_LABELS,
     adapter=lambda s, t: baselines.logme(s.features, t.labels, regression=t.regression)))
 register_estimator(Estimator(
     "leep", baselines.leep, needs_labels=True, needs_source_probs=True, label="LEEP",
-    description=baselines.METHODS["leep"], reference="Nguyen et al., LEEP, ICML 2020",
+    description="mean log expected empirical prediction of the source head"s probabilities", reference="Nguyen et al., LEEP, ICML 2020",
     adapter=lambda s, t: baselines.leep(s.probs, t.labels)))
 register_estimator(Estimator(
     "nce", baselines.nce, needs_labels=True, needs_source_probs=True, label="NCE",
-    description=baselines.METHODS["nce"], reference="Tran et al., NCE, ICCV 2019",
+    description="negative conditional entropy H(Y | Z) of target labels given source argmax labels", reference="Tran et al., NCE, ICCV 2019",
     adapter=lambda s, t: baselines.nce(np.asarray(s.probs).argmax(axis=1), t.labels)))
 register_estimator(Estimator(
     "hscore", baselines.h_score, label="H-score", aliases=("h_score", "h-score"),
-    description=baselines.METHODS["hscore"], reference="Bao et al., H-score, ICIP 2019", **_LABELS,
+    description="tr(cov(f)^+ cov(E[f|y])): class separability of the features", reference="Bao et al., H-score, ICIP 2019", **_LABELS,
     adapter=lambda s, t: baselines.h_score(s.features, t.labels)))
 register_estimator(Estimator(
     "transrate", baselines.transrate, label="TransRate",
-    description=baselines.METHODS["transrate"], reference="Huang et al., TransRate, ICML 2022", **_LABELS,
+    description="coding rate R(Z) minus the mean class-conditional coding rate (nats)", reference="Huang et al., TransRate, ICML 2022", **_LABELS,
     adapter=lambda s, t: baselines.transrate(s.features, t.labels, eps=t.transrate_eps)))
 register_estimator(Estimator(
     "rsa", baselines.rsa, needs_labels=False, needs_features=True, uses_target_features=True,
-    supports_regression=True, label="RSA", description=baselines.METHODS["rsa"],
+    supports_regression=True, label="RSA", description="Spearman between correlation-distance RDMs of two representations",
     reference="Dwivedi & Roig, RSA, CVPR 2019",
     adapter=lambda s, t: baselines.rsa(s.features, t.reference()[0])))
 register_estimator(Estimator(
     "cka", baselines.linear_cka, needs_labels=False, needs_features=True, uses_target_features=True,
-    supports_regression=True, label="CKA", aliases=("linear_cka", "lcka"), description=baselines.METHODS["cka"],
+    supports_regression=True, label="CKA", aliases=("linear_cka", "lcka"), description="linear centred kernel alignment of two representations",
     reference="Kornblith et al., CKA, ICML 2019",
     adapter=lambda s, t: baselines.linear_cka(s.features, t.reference()[0])))
 register_estimator(Estimator(

@@ -256,52 +256,59 @@ def _depara_e(graph, target_graph) -> float:
     return float(edge_similarity(graph, target_graph))
 
 
+#: What each peer's value measures (one line; every one is higher = better).
+_DESCRIPTIONS = {
+    "logme": "log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)",
+    "leep": "mean log expected empirical prediction of the source head's probabilities",
+    "nce": "negative conditional entropy H(Y | Z) of target labels given source argmax labels",
+    "hscore": "tr(cov(f)^+ cov(E[f|y])): class separability of the features",
+    "transrate": "coding rate R(Z) minus the mean class-conditional coding rate (nats)",
+    "rsa": "Spearman between correlation-distance RDMs of two representations",
+    "cka": "linear centred kernel alignment of two representations",
+}
 _LABELS = dict(needs_labels=True, needs_features=True)
+_REFERENCE = dict(needs_labels=False, needs_features=True, uses_target_features=True, supports_regression=True)
+_GRAPHS = dict(needs_labels=False, needs_target_model=True, needs_graph=True, supports_regression=True,
+               reference="Song et al., DEPARA, CVPR 2020")
 
 register_estimator(Estimator(
-    "logme", baselines.logme, supports_regression=True, label="LogME",
-    description="log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)", reference="You et al., LogME, ICML 2021", **_LABELS,
+    "logme", baselines.logme, supports_regression=True, label="LogME", description=_DESCRIPTIONS["logme"],
+    reference="You et al., LogME, ICML 2021", **_LABELS,
     adapter=lambda s, t: baselines.logme(s.features, t.labels, regression=t.regression)))
 register_estimator(Estimator(
     "leep", baselines.leep, needs_labels=True, needs_source_probs=True, label="LEEP",
-    description="mean log expected empirical prediction of the source head"s probabilities", reference="Nguyen et al., LEEP, ICML 2020",
+    description=_DESCRIPTIONS["leep"], reference="Nguyen et al., LEEP, ICML 2020",
     adapter=lambda s, t: baselines.leep(s.probs, t.labels)))
 register_estimator(Estimator(
     "nce", baselines.nce, needs_labels=True, needs_source_probs=True, label="NCE",
-    description="negative conditional entropy H(Y | Z) of target labels given source argmax labels", reference="Tran et al., NCE, ICCV 2019",
+    description=_DESCRIPTIONS["nce"], reference="Tran et al., NCE, ICCV 2019",
     adapter=lambda s, t: baselines.nce(np.asarray(s.probs).argmax(axis=1), t.labels)))
 register_estimator(Estimator(
     "hscore", baselines.h_score, label="H-score", aliases=("h_score", "h-score"),
-    description="tr(cov(f)^+ cov(E[f|y])): class separability of the features", reference="Bao et al., H-score, ICIP 2019", **_LABELS,
+    description=_DESCRIPTIONS["hscore"], reference="Bao et al., H-score, ICIP 2019", **_LABELS,
     adapter=lambda s, t: baselines.h_score(s.features, t.labels)))
 register_estimator(Estimator(
-    "transrate", baselines.transrate, label="TransRate",
-    description="coding rate R(Z) minus the mean class-conditional coding rate (nats)", reference="Huang et al., TransRate, ICML 2022", **_LABELS,
+    "transrate", baselines.transrate, label="TransRate", description=_DESCRIPTIONS["transrate"],
+    reference="Huang et al., TransRate, ICML 2022", **_LABELS,
     adapter=lambda s, t: baselines.transrate(s.features, t.labels, eps=t.transrate_eps)))
 register_estimator(Estimator(
-    "rsa", baselines.rsa, needs_labels=False, needs_features=True, uses_target_features=True,
-    supports_regression=True, label="RSA", description="Spearman between correlation-distance RDMs of two representations",
-    reference="Dwivedi & Roig, RSA, CVPR 2019",
+    "rsa", baselines.rsa, label="RSA", description=_DESCRIPTIONS["rsa"],
+    reference="Dwivedi & Roig, RSA, CVPR 2019", **_REFERENCE,
     adapter=lambda s, t: baselines.rsa(s.features, t.reference()[0])))
 register_estimator(Estimator(
-    "cka", baselines.linear_cka, needs_labels=False, needs_features=True, uses_target_features=True,
-    supports_regression=True, label="CKA", aliases=("linear_cka", "lcka"), description="linear centred kernel alignment of two representations",
-    reference="Kornblith et al., CKA, ICML 2019",
+    "cka", baselines.linear_cka, label="CKA", aliases=("linear_cka", "lcka"), description=_DESCRIPTIONS["cka"],
+    reference="Kornblith et al., CKA, ICML 2019", **_REFERENCE,
     adapter=lambda s, t: baselines.linear_cka(s.features, t.reference()[0])))
 register_estimator(Estimator(
-    "depara", _depara_parts, needs_labels=False, needs_target_model=True, needs_graph=True,
-    supports_regression=True, label="DEPARA",
+    "depara", _depara_parts, label="DEPARA", **_GRAPHS,
     description="S = V + λE: node (attribution map) plus λ times edge (probe-similarity rank) agreement of "
                 "the source's and the target model's DEPARA graphs",
-    reference="Song et al., DEPARA, CVPR 2020",
     adapter=lambda s, t: _depara_parts(s.graph, t.graph, t.lam)))
 register_estimator(Estimator(
-    "depara_v", _depara_v, needs_labels=False, needs_target_model=True, needs_graph=True,
-    supports_regression=True, label="DEPARA-V", default=False,
+    "depara_v", _depara_v, label="DEPARA-V", default=False, **_GRAPHS,
     description="node similarity V alone (mean cosine of the probes' attribution maps)",
-    reference="Song et al., DEPARA, CVPR 2020", adapter=lambda s, t: _depara_v(s.graph, t.graph)))
+    adapter=lambda s, t: _depara_v(s.graph, t.graph)))
 register_estimator(Estimator(
-    "depara_e", _depara_e, needs_labels=False, needs_target_model=True, needs_graph=True,
-    supports_regression=True, label="DEPARA-E", default=False,
+    "depara_e", _depara_e, label="DEPARA-E", default=False, **_GRAPHS,
     description="edge similarity E alone (Spearman of the probe-by-probe feature similarities)",
-    reference="Song et al., DEPARA, CVPR 2020", adapter=lambda s, t: _depara_e(s.graph, t.graph)))
+    adapter=lambda s, t: _depara_e(s.graph, t.graph)))

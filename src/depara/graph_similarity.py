@@ -18,7 +18,6 @@ numpy/scipy only: nothing here knows about torch.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -26,6 +25,7 @@ from scipy.stats import rankdata
 
 from .errors import DeparaError
 from .graph import Graph
+from .options import DEFAULT_LAMBDA, check_lam
 
 # Upper bound of the float64 block of normalised node maps multiplied at once in node_similarity_matrix.
 _NODE_BLOCK_BYTES = 256 * 2**20
@@ -53,14 +53,7 @@ class RankRow(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _check_lam(lam: Any) -> float:
-    try:
-        value = float(lam)
-    except (TypeError, ValueError):
-        raise DeparaError(f"lam: expected a number, got {lam!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise DeparaError(f"lam: expected a finite number >= 0, got {lam!r}")
-    return value
+_check_lam = check_lam  # the one λ validation (depara.options)
 
 
 def _label(graph: Graph, fallback: str) -> str:
@@ -139,7 +132,7 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
                                        standardized_ranks(g2.edges, f"graph {n2}"))
 
 
-def similarity(g1: Graph, g2: Graph, lam: float = 1.0) -> float:
+def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
     """DEPARA score S = V + λE of two graphs over the same probes."""
     lam = _check_lam(lam)
     return node_similarity(g1, g2) + lam * edge_similarity(g1, g2)
@@ -222,7 +215,7 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
     return np.clip((stacked @ stacked.T).astype(np.float64), -1.0, 1.0)
 
 
-def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = 1.0) -> SimilarityMatrices:
+def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = DEFAULT_LAMBDA) -> SimilarityMatrices:
     """V, E and S = V + λE for every pair of ``graphs`` (a dict name → Graph, or a list), computed in batch."""
     lam = _check_lam(lam)
     names, items = _names_and_graphs(graphs, "graphs")
@@ -234,7 +227,7 @@ def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float 
     return SimilarityMatrices(tuple(names), S=v + lam * e, V=v, E=e)
 
 
-def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = 1.0) -> list[RankRow]:
+def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = DEFAULT_LAMBDA) -> list[RankRow]:
     """Score every source graph against ``target``; rows (name, S, V, E) best first (ties: by name).
 
     The target's edge ranks and normalised maps are computed once; each source's once.

@@ -56,3 +56,25 @@ def test_graph_options_defaults_and_validation():
             GraphOptions(**bad)
     with pytest.raises(DeparaError, match="lam: not a graph option"):
         o.replace(lam=2)
+
+
+def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
+    import inspect
+
+    from depara.cli.core import extract
+    from depara.extract import build_graph
+    from depara.options import DEFAULT_BATCH_SIZE, DEFAULT_NODE_SIZE
+
+    from _core_torch_helpers import random_images, tiny_vgg
+
+    p = {k: v.default.default for k, v in inspect.signature(extract).parameters.items()}
+    d = DEFAULT_GRAPH_OPTIONS
+    assert (p["method"], p["scalar"], p["channel_reduction"], p["edge"], p["center"]) == (
+        d.method, d.scalar, d.channel_reduction, d.edge, d.center)
+    assert (p["node_size"], p["batch_size"]) == (DEFAULT_NODE_SIZE, DEFAULT_BATCH_SIZE) and d.node_size == (56, 56)
+    g = build_graph(tiny_vgg(), random_images(4), "2")
+    assert {k: g.meta[k] for k in d.to_meta()} == d.to_meta() and g.nodes.shape == (4, 56 * 56)
+    g2 = build_graph(tiny_vgg(), random_images(4), "2", GraphOptions(scalar="sum", node_size=None))
+    assert g2.meta["scalar"] == "sum" and g2.meta["node_size"] is None and g2.meta["node_grid"] == [32, 32]
+    with pytest.raises(DeparaError, match="lam: not a graph option"):
+        build_graph(tiny_vgg(), random_images(4), "2", lam=2.0)

@@ -328,3 +328,19 @@ def test_sources_with_different_input_sizes_get_their_own_preprocessing():
     graphs = H.build_depara_graphs(models, images, preprocess={"large": "12x12"})
     assert graphs["small"].meta["input_size"] == [8, 8] and graphs["large"].meta["input_size"] == [12, 12]
     assert graphs["small"].nodes.shape == graphs["large"].nodes.shape == (12, 56 * 56)
+
+
+def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
+    import depara.cli.score as score_cli
+
+    nets = {"torchvision:small": _FixedSize(8, 0), "torchvision:large": _FixedSize(12, 1)}
+    monkeypatch.setattr(score_cli, "_load_model", lambda spec: nets[spec])
+    data = _image_folder(tmp_path / "data")
+    args = ["score", "-s", "torchvision:small,torchvision:large", "--target-data", str(data), "--preprocess", "8x8",
+            "--method", "logme,cka"]
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # not the bars
+    assert len(err) == 1 and err[0].startswith("error: source large: the model cannot run on 8×8 inputs")
+    assert err[0].endswith("(--source-preprocess large=WxH)")
+    assert main([*args, "--source-preprocess", "large=12x12", "--out", str(tmp_path / "o")]) == 0
+    assert read_manifest(tmp_path / "o")["settings"]["source_preprocess"] == {"large": "12x12"}

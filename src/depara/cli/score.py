@@ -4,6 +4,8 @@ DEPARA) on the same sources and target data, with an optional ground-truth evalu
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,7 +64,14 @@ def score(
                                                 "feature (default: input of the last nn.Linear)."),
     graph_layer: Optional[str] = typer.Option(None, "--graph-layer", help="Module of the DEPARA graphs "
                                               "(default: each model's last nn.Linear)."),
-    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
+    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]: how "
+                                   "models without their own preprocessing see the images."),
+    source_preprocess: Optional[list[str]] = typer.Option(None, "--source-preprocess", help="NAME=SPEC (repeatable): "
+                                                          "one source's own preprocessing, e.g. a 256 px model beside "
+                                                          "224 px ones (default: the model's declared one, else "
+                                                          "--preprocess)."),
+    target_preprocess: Optional[str] = typer.Option(None, "--target-preprocess", help="The target model's own "
+                                                    "preprocessing (default as a source)."),
     max_probes: int = typer.Option(500, "--max-probes", min=2, help="Without --probes: DEPARA probes are this "
                                    "many target images drawn with --seed."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
@@ -122,12 +131,23 @@ def score(
                 with flags(max_probes="--max-probes"):
                     probe_set = targets.probe_subset(images, max_probes, seed)
                 settings["probes"] = f"{len(probe_set)} target images (seed {seed})"
-        # Each model sees the images through its own declared preprocessing, else --preprocess.
-        res = harness.run_harness(models, images, labels,
-                                  methods=methods, regression=regression, target_model=tgt, probes=probe_set,
-                                  truth=truth_values, out=out, feature_layer=feature_layer, graph_layer=graph_layer,
-                                  lam=lam, ks=k_values, batch_size=batch_size, device=device, settings=settings,
-                                  progress=True)
+        # Each model sees the images through its own preprocessing: --source-preprocess, else the model's
+        # declared one, else --preprocess.
+        per_source = {}
+        for item in _split(source_preprocess):
+            name, sep, spec = item.partition("=")
+            if not sep or name not in models:
+                raise DeparaError(f"--source-preprocess {item!r}: expected NAME=SPEC with NAME one of "
+                                  f"{', '.join(models)}")
+            per_source[name] = spec
+        settings.update(source_preprocess=per_source, target_preprocess=target_preprocess)
+        with flags(preprocess="--source-preprocess"), _own_preprocessing_hint():
+            res = harness.run_harness(models, images, labels,
+                                      methods=methods, regression=regression, target_model=tgt, probes=probe_set,
+                                      truth=truth_values, out=out, feature_layer=feature_layer,
+                                      graph_layer=graph_layer, lam=lam, ks=k_values, batch_size=batch_size,
+                                      device=device, settings=settings, progress=True,
+                                      preprocess=per_source or None, target_preprocess=target_preprocess)
         result_table, evaluation = res.table, res.evaluation
 
     console = Console()
@@ -147,6 +167,16 @@ def score(
             ev.add_row(*[r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in cols])
         console.print(ev)
     console.print(harness.summary_line(result_table, evaluation) + f"; results in {out}")
+
+
+@contextmanager
+def _own_preprocessing_hint():
+    """A model that cannot run at its size: name the flag that gives it its own preprocessing."""
+    try:
+        yield
+    except DeparaError as exc:
+        msg = re.sub(r"\(preprocess=\{'([^']+)': \.\.\.\}\)", r"(--source-preprocess \1=WxH)", str(exc))
+        raise DeparaError(msg) from None
 
 
 def _load_model(spec: str):

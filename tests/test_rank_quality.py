@@ -71,3 +71,19 @@ def test_shares_the_tie_rule_with_the_paper_curve():
 def test_bad_input_names_the_argument(truth, scores, match):
     with pytest.raises(DeparaError, match=match):
         rank_quality(truth, scores)
+
+
+def test_task_matrix_correlations_are_rank_quality_per_target():
+    from depara.evaluate import rank_correlations
+
+    rng = np.random.default_rng(1)
+    scores, truth = rng.random((6, 6)), rng.random((6, 6))
+    scores[2, :] = 0.5  # a constant row: NaN correlations, pessimistic pick
+    rc = rank_correlations(scores, truth, names=list("abcdef"))
+    assert len(rc.per_target) == 6
+    for i, q in enumerate(rc.per_target):
+        cand = [j for j in range(6) if j != i]
+        want = rank_quality(truth[i, cand], scores[i, cand], ks=())
+        assert (q.pick_truth, q.regret) == (want.pick_truth, want.regret) == (rc.top1_truth[i], rc.regret[i])
+        assert q.pick_name == "abcdef"[cand[want.pick]]
+        np.testing.assert_equal(q.kendall, rc.kendall[i])

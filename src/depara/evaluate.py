@@ -102,7 +102,8 @@ class RankCorrelations:
     target whose score row is constant. ``top1_truth``: truth value of the source the scores rank first;
     ``best_truth``: best truth value available; ``relative_accuracy = top1_truth / best_truth`` (meaningful for
     positive truths such as accuracies or affinities); ``regret = best_truth − top1_truth`` (≥ 0);
-    ``top1_hit``: whether the pick is a best source.
+    ``top1_hit``: whether the pick is a best source. ``per_target``: each target's :class:`RankQuality` (the one
+    result type of a ranking; these arrays are its fields gathered over targets).
     """
 
     targets: tuple[str, ...]
@@ -116,6 +117,7 @@ class RankCorrelations:
     top1_hit: np.ndarray
     ties: str = "pessimistic"
     mean: dict = field(default_factory=dict)
+    per_target: tuple = ()  # the RankQuality of each target (pessimistic ties), in the order of ``targets``
 
     def rows(self, method: str | None = None) -> list[dict]:
         """One dict per target, for CSV output."""
@@ -466,10 +468,12 @@ def rank_correlations(scores, truth, *, names: Sequence[str] | None = None,
     n = s.shape[0]
     cols = {name: np.empty(len(targets)) for name in
             ("spearman", "kendall", "weighted_tau", "top1_truth", "best_truth")}
+    per_target = []
     for row, i in enumerate(targets):
         cand = np.delete(np.arange(n), i)
         x, y = s[i, cand], t[i, cand]
-        q = rank_quality(y, x, ks=())
+        q = rank_quality(y, x, ks=(), names=[label[c] for c in cand])
+        per_target.append(q)
         cols["spearman"][row], cols["kendall"][row], cols["weighted_tau"][row] = q.spearman, q.kendall, q.weighted_tau
         cols["top1_truth"][row] = q.pick_truth if ties == "pessimistic" else y[x == x.max()].mean()
         cols["best_truth"][row] = q.best_truth
@@ -484,7 +488,7 @@ def rank_correlations(scores, truth, *, names: Sequence[str] | None = None,
     return RankCorrelations(targets=tuple(label[i] for i in targets), spearman=cols["spearman"],
                             kendall=cols["kendall"], weighted_tau=cols["weighted_tau"],
                             top1_truth=cols["top1_truth"], best_truth=best, relative_accuracy=relative,
-                            regret=regret, top1_hit=hit, ties=ties, mean=mean)
+                            regret=regret, top1_hit=hit, ties=ties, mean=mean, per_target=tuple(per_target))
 
 
 def _nanmean(v: np.ndarray) -> float:

@@ -8,15 +8,17 @@
    (scalar ``sum``/``mean``/``l2`` × channel reduction ``mean`` (signed)/``abs_mean``), and scores every
    (target, source) pair by DEPARA ``V + λE``, DEPARA-V, DEPARA-E, RSA and linear CKA;
 3. scores the label-based estimators (LogME on every target; H-score and TransRate on the classification
-   targets) through :func:`depara.harness.score_sources`, from the source representation of the target's
-   limited labelled training set;
+   targets), taken from the estimator registry and scored through :func:`depara.scoring.score_sources`, from
+   the source representation of the target's limited labelled training set;
 4. evaluates every score matrix with the paper's protocol (top-``relevant`` truth, P@K/R@K, PR curve) and rank
    correlations, sweeps λ, compares node definitions, draws the task similarity tree, and records the cost of
    ranking against the cost of the ground-truth training.
 
 The headline method is DEPARA exactly as a user gets it: ``depara.build_graph(s)`` and
-``depara.similarity_matrix`` with their default options (node = grad×input of the representation's L2 norm,
-signed channel mean; λ = 1; :data:`LIBRARY_NODE`, :data:`LIBRARY_LAMBDA`). Those defaults were fixed once from an
+``depara.similarity_matrix`` with their default options (:data:`depara.options.DEFAULT_GRAPH_OPTIONS`: node =
+grad×input of the representation's L2 norm, signed channel mean; λ = 1; :data:`LIBRARY_NODE`,
+:data:`LIBRARY_LAMBDA`), the nodes kept on the probes' own grid (:data:`BANK_OPTIONS`: every encoder of the bank
+takes the same input size, so there is nothing to resample). Those defaults were fixed once from an
 earlier run of this bank, so they are not re-chosen here; the node definition that scores best on the bank being
 evaluated (``best_node``) is reported as an in-sample analysis only. The paper's setting (node ``sum/mean``,
 λ = 0.25) is scored beside it.
@@ -600,6 +602,7 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
     return figs
 
 
-__all__ = ["run_bench", "graph_scores", "label_based_scores", "label_targets", "NODE_OPTIONS", "PAPER_NODE",
+__all__ = ["run_bench", "graph_scores", "label_based_scores", "label_targets", "NODE_OPTIONS", "NODE_CHOICES",
+           "BANK_OPTIONS", "GRAPH_BATCH", "PAPER_NODE",
            "PAPER_LAMBDA", "LIBRARY_NODE", "LIBRARY_LAMBDA", "HEADLINE", "LAMBDAS", "cache_root_for",
            "read_paper_hits"]

@@ -35,6 +35,7 @@ from . import evaluate as ev
 from ._io import ensure_dir, write_csv, write_json
 from .errors import DeparaError
 from .graph import Graph
+from .published import read_published_hits  # noqa: F401 - its documented place (tx.read_published_hits)
 from .graph_similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
 
 FEATURE_FILE = "task_feature.npy"

@@ -25,8 +25,8 @@ import numpy as np
 
 from ..errors import DeparaError
 
-__all__ = ["labelled_images", "probe_subset", "load_npz", "NpzTarget", "load_target_npz", "load_source_npz", "read_truth",
-           "TRUTH_COLUMNS"]
+__all__ = ["labelled_images", "probe_subset", "load_npz", "NpzTarget", "load_target_npz", "load_source_npz",
+           "read_truth", "TRUTH_COLUMNS"]
 
 #: Preferred value columns of a truth CSV, in order.
 TRUTH_COLUMNS = ("accuracy", "truth", "value")

@@ -208,7 +208,7 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
             first = str(exc).strip().split(". ")[0].splitlines()[0][:160]
             raise DeparaError(f"method deeplift: Captum cannot run DeepLift on this model at layer {layer!r} "
                               f"({first}; DeepLift needs each activation module to be called once per forward, "
-                              "e.g. not ResNet's shared ReLU); use another --method") from None
+                              "e.g. not ResNet's shared ReLU); use another method") from None
     if method == "lrp":
         from captum.attr._utils.lrp_rules import EpsilonRule
 
@@ -223,10 +223,10 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
             found = re.search(r"type <class '([\w.]+)'>", str(exc))
             what = found.group(1) if found else str(exc).splitlines()[0][:120]
             raise DeparaError(f"method lrp: Captum has no LRP rule for module type {what} in this model; "
-                              "use another --method") from None
+                              "use another method") from None
         except RuntimeError as exc:
             raise DeparaError(f"method lrp: Captum cannot run LRP on this model at layer {layer!r} "
-                              f"({str(exc).splitlines()[0][:160]}); use another --method") from None
+                              f"({str(exc).splitlines()[0][:160]}); use another method") from None
         finally:
             for module in fn.modules():
                 if hasattr(module, "rule"):

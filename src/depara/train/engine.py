@@ -176,7 +176,7 @@ def train_domain(data: str | os.PathLike, domain: str, out: str | os.PathLike, *
         start, best_acc, best_epoch, rows = _resume(out, config, info, model, optimizer)
     else:
         if (out / MODEL_INFO).exists():
-            raise DeparaError(f"{out}: holds a model but no {RESUME_FILE}; choose a new --out")
+            raise DeparaError(f"{out}: holds a model but no {RESUME_FILE}; choose a new out folder")
         save_info(info, out)
         write_json(out / "train_config.json", config)
     iterator = range(start, epochs)
@@ -212,7 +212,7 @@ def _resume(out: Path, config: dict, info: ModelInfo, model: nn.Module, optimize
     for key in ("arch", "width", "domain", "image_size", "seed"):
         if saved.get(key) != config[key]:
             raise DeparaError(f"{out}: holds a run with {key}={saved.get(key)!r}, not {config[key]!r} "
-                              f"(resume only the same run; choose a new --out)")
+                              f"(resume only the same run; choose a new out folder)")
     saved_info = read_json(out / MODEL_INFO)
     if saved_info.get("classes") != info.classes:
         raise DeparaError(f"{out}: holds a run trained on other classes than {config['data']}/{config['domain']}")

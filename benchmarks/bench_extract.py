@@ -104,7 +104,8 @@ def main() -> None:
 
     model = narrow_vgg().to(dev)
     x = torch.randn(args.probes, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(dev)
-    opts = dict(batch_size=args.batch_size, device=dev, channel_reduction="mean")
+    # maps on the input grid (node_size=None), as the bare loop computes them
+    opts = dict(batch_size=args.batch_size, device=dev, channel_reduction="mean", node_size=None)
     results: dict[str, float] = {}
 
     # 1a. the last layer: both run the whole network

@@ -11,7 +11,7 @@ import pytest
 from depara.cli.main import main
 from depara.graph import Graph
 from depara.results import read_manifest
-from depara.similarity import rank_sources, similarity_matrix
+from depara.graph_similarity import rank_sources, similarity_matrix
 
 N = 12
 IDS = [f"probe_{i:02d}.png" for i in range(N)]

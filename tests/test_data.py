@@ -169,7 +169,7 @@ def test_bad_shrink_inputs(tmp_path):
     with pytest.raises(DeparaError, match="no train/ folder"):
         shrink_domain(src, tmp_path / "o")
     split_domain(src, tmp_path / "o")
-    with pytest.raises(DeparaError, match="--ratio 0"):
+    with pytest.raises(DeparaError, match="ratio 0"):
         shrink_domain(tmp_path / "o" / "real", tmp_path / "o", ratio=0)
 
 
@@ -203,10 +203,10 @@ def test_synth_digits(tmp_path):
 
 
 def test_synth_digits_bad_sizes(tmp_path):
-    with pytest.raises(DeparaError, match="--real-per-class 500"):
+    with pytest.raises(DeparaError, match="real_per_class 500"):
         make_synth_digits(tmp_path / "x", synthetic_per_class=1, real_per_class=500, size=16)
     assert not (tmp_path / "x" / "real").exists()
-    with pytest.raises(DeparaError, match="--size 4"):
+    with pytest.raises(DeparaError, match="size 4"):
         make_synth_digits(tmp_path / "y", size=4)
 
 

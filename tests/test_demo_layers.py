@@ -46,5 +46,5 @@ def test_demo_layers_tiny_end_to_end(depara_cache, tmp_path, capsys):
     from depara.errors import DeparaError
     from depara.train import run_layers_demo
 
-    with pytest.raises(DeparaError, match="--scale 'huge'"):
+    with pytest.raises(DeparaError, match="scale 'huge'"):
         run_layers_demo("huge", tmp_path / "x")

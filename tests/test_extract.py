@@ -42,7 +42,7 @@ def _reduce(a: np.ndarray, reduction: str) -> np.ndarray:
 def test_input_x_gradient_equals_hand_computation(scalar, reduction):
     net = tiny_vgg()
     x = random_images(6)
-    g = build_graph(net, x, "5", scalar=scalar, channel_reduction=reduction, batch_size=4)
+    g = build_graph(net, x, "5", scalar=scalar, channel_reduction=reduction, batch_size=4, node_size=None)
     grad = _hand_gradient(net, x, 5, scalar)
     expected = _reduce((grad * x).detach().numpy(), reduction)
     np.testing.assert_allclose(g.nodes, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
@@ -54,7 +54,7 @@ def test_input_x_gradient_equals_hand_computation(scalar, reduction):
 def test_saliency_is_absolute_gradient(scalar):
     net = tiny_vgg()
     x = random_images(5)
-    g = build_graph(net, x, "8", method="saliency", scalar=scalar, channel_reduction="mean")
+    g = build_graph(net, x, "8", method="saliency", scalar=scalar, channel_reduction="mean", node_size=None)
     grad = _hand_gradient(net, x, 8, scalar)
     expected = grad.abs().mean(dim=1).flatten(1).numpy()
     np.testing.assert_allclose(g.nodes, expected, rtol=1e-4, atol=1e-7)
@@ -207,7 +207,7 @@ def test_node_grid_resampling_makes_different_input_sizes_comparable():
     assert g32.probe_ids == g48.probe_ids == tuple("01234")
     assert g48.meta["input_size"] == [48, 48] and g48.meta["node_grid"] == [16, 16]
     # shrinking is an area average: 32 → 16 = mean of 2×2 blocks of the native map
-    native = build_graph(net, probes, "8").nodes.reshape(5, 16, 2, 16, 2).mean(axis=(2, 4)).reshape(5, -1)
+    native = build_graph(net, probes, "8", node_size=None).nodes.reshape(5, 16, 2, 16, 2).mean(axis=(2, 4)).reshape(5, -1)
     np.testing.assert_allclose(g32.nodes, native, rtol=1e-5, atol=1e-8)
     # enlarging is bilinear
     up = build_graph(net, probes, "8", node_size=(40, 36))

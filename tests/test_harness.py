@@ -88,11 +88,11 @@ def test_evaluate_scores_by_hand():
     assert rows["m1"]["pearson"] == pytest.approx(stats.pearsonr([4, 3, 2, 1], y).statistic)
     assert rows["m1"]["weighted_tau"] == pytest.approx(stats.weightedtau([4, 3, 2, 1], y).statistic)
     # m1 picks a (the best): relative accuracy 1; P@1 = 1; P@2: {a, b} vs {a, c} -> 1/2; P@3: {a,b,c} = {a,c,b}
-    assert (rows["m1"]["top1"], rows["m1"]["relative_accuracy"], rows["m1"]["regret"]) == ("a", 1.0, 0.0)
+    assert (rows["m1"]["pick"], rows["m1"]["relative_accuracy"], rows["m1"]["regret"]) == ("a", 1.0, 0.0)
     assert (rows["m1"]["p_at_1"], rows["m1"]["p_at_2"], rows["m1"]["p_at_3"]) == (1.0, 0.5, 1.0)
     assert "p_at_9" not in rows["m1"]
     # m2 picks d: 0.5 / 0.9
-    assert rows["m2"]["top1"] == "d"
+    assert rows["m2"]["pick"] == "d"
     assert rows["m2"]["relative_accuracy"] == pytest.approx(0.5 / 0.9)
     assert rows["m2"]["regret"] == pytest.approx(0.4)
     assert rows["m2"]["p_at_1"] == 0.0
@@ -102,8 +102,10 @@ def test_evaluate_scores_ties_are_pessimistic_and_constant_is_nan():
     table = H.ScoreTable(sources=("a", "b", "c"), methods=("flat",), scores={"flat": np.zeros(3)})
     row = H.evaluate_scores(table, [0.9, 0.5, 0.7])[0]
     assert np.isnan(row["kendall"]) and np.isnan(row["pearson"])
-    assert row["top1"] == "b" and row["p_at_1"] == 0.0  # worst of the tied sources
-    assert H.precision_at_k(np.array([1.0, 1.0, 0.0]), np.array([0.1, 0.9, 0.5]), 1) == 0.0
+    assert row["pick"] == "b" and row["p_at_1"] == 0.0  # worst of the tied sources
+    # the one P@K (depara.evaluate.rank_quality, sklearn order: truth first): tied top scores, relevant ranked last
+    from depara.evaluate import rank_quality
+    assert rank_quality(np.array([0.1, 0.9, 0.5]), np.array([1.0, 1.0, 0.0]), ks=[1]).p_at_k[1] == 0.0
 
 
 def test_harness_bad_input():
@@ -169,22 +171,22 @@ def test_extract_inputs_penultimate_and_probs():
 
 
 def test_run_harness_end_to_end_with_depara(tmp_path):
-    pytest.importorskip("depara.similarity")
+    pytest.importorskip("depara.graph_similarity")
     torch.manual_seed(0)
     images = torch.randn(24, 3, 16, 16)
     labels = np.arange(24) % 3
     models = {"s1": _tiny_net(1), "s2": _tiny_net(2), "s3": _tiny_net(3)}
     res = H.run_harness(models, images, labels, target_model=_tiny_net(4, n_out=3), probes=images[:10],
                         truth={"s1": 0.5, "s2": 0.7, "s3": 0.6}, out=tmp_path / "out", ks=(1, 2))
-    assert res.table.methods == H.METHODS
+    assert res.table.methods == H.estimator_names(default=True)
     assert res.table.meta["rsa_cka_reference"] == "target features"
     from depara.extract import build_graph
-    from depara.similarity import similarity
+    from depara.graph_similarity import similarity
 
     g_t = build_graph(_tiny_net(4, n_out=3), images[:10], "6")
     want = similarity(build_graph(models["s2"], images[:10], "6"), g_t, lam=1.0)
     assert res.table.scores["depara"][1] == pytest.approx(want, rel=1e-6)
-    assert len(res.evaluation) == len(H.METHODS)
+    assert len(res.evaluation) == len(H.estimator_names(default=True))
     assert read_manifest(tmp_path / "out")["kind"] == "score"
     with pytest.raises(DeparaError, match="method depara: needs a target model and a probe set"):
         H.run_harness(models, images, labels, methods="depara")
@@ -264,7 +266,7 @@ def test_cli_score_image_folder(tmp_path, monkeypatch, capsys):
 
 def test_cli_score_npz_with_saved_graphs(tmp_path):
     from depara.graph import Graph
-    from depara.similarity import similarity
+    from depara.graph_similarity import similarity
 
     rng = np.random.default_rng(0)
     sources, labels = _arrays()
@@ -284,3 +286,61 @@ def test_cli_score_npz_with_saved_graphs(tmp_path):
     assert data["scores"]["depara"]["fair"] == pytest.approx(similarity(graphs["fair"], graphs["target"], lam=0.5))
     assert data["scores"]["cka"]["good"] == pytest.approx(B.linear_cka(sources["good"].features, target_feats))
     assert data["meta"]["rsa_cka_reference"] == "target features"
+
+
+# ------------------------------------------------------------------------------- sources of different input sizes
+class _FixedSize(nn.Module):
+    """A tiny classifier that only runs at ``size``×``size`` (its head is a Linear on the flattened map)."""
+
+    def __init__(self, size: int, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(2 * size * size, 4)
+
+    def forward(self, x):
+        return self.fc(self.flat(torch.relu(self.conv(x))))
+
+
+def test_sources_with_different_input_sizes_get_their_own_preprocessing():
+    from depara.probes import Preprocess, ProbeSet
+
+    rng = np.random.default_rng(0)
+    images = ProbeSet.from_images([rng.integers(0, 255, (20, 20, 3), dtype=np.uint8) for _ in range(12)],
+                                  preprocess="8x8")
+    labels = np.arange(12) % 3
+    models = {"small": _FixedSize(8, 0), "large": _FixedSize(12, 1)}
+    # one size for all: the 12-px model cannot run on 8×8 inputs -> one line naming the model and the size
+    with pytest.raises(DeparaError, match=r"^source large: the model cannot run on 8×8 inputs \(.*\); give it its "
+                                          r"own preprocessing"):
+        H.run_harness(models, images, labels, methods="logme")
+    res = H.run_harness(models, images, labels, methods="logme,cka", target_model=_FixedSize(12, 2),
+                        target_preprocess="12x12", preprocess={"large": Preprocess(size=12)})
+    # each model's features equal a run on the images preprocessed at its own size
+    for name, size in (("small", 8), ("large", 12)):
+        want = H.extract_inputs({name: models[name]}, images.tensor(f"{size}x{size}"))[name].features
+        np.testing.assert_allclose(res.inputs[name].features, want, rtol=1e-6)
+        assert res.inputs[name].features.shape == (12, 2 * size * size)
+    with pytest.raises(DeparaError, match="preprocess: 'nope' is not a model name"):
+        H.extract_inputs(models, images, preprocess={"nope": "8x8"})
+    # DEPARA graphs: each source on its own size, one node grid, so the two are comparable
+    graphs = H.build_depara_graphs(models, images, preprocess={"large": "12x12"})
+    assert graphs["small"].meta["input_size"] == [8, 8] and graphs["large"].meta["input_size"] == [12, 12]
+    assert graphs["small"].nodes.shape == graphs["large"].nodes.shape == (12, 56 * 56)
+
+
+def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
+    import depara.cli.score as score_cli
+
+    nets = {"torchvision:small": _FixedSize(8, 0), "torchvision:large": _FixedSize(12, 1)}
+    monkeypatch.setattr(score_cli, "_load_model", lambda spec: nets[spec])
+    data = _image_folder(tmp_path / "data")
+    args = ["score", "-s", "torchvision:small,torchvision:large", "--target-data", str(data), "--preprocess", "8x8",
+            "--method", "logme,cka"]
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # not the bars
+    assert len(err) == 1 and err[0].startswith("error: source large: the model cannot run on 8×8 inputs")
+    assert err[0].endswith("(--source-preprocess large=WxH)")
+    assert main([*args, "--source-preprocess", "large=12x12", "--out", str(tmp_path / "o")]) == 0
+    assert read_manifest(tmp_path / "o")["settings"]["source_preprocess"] == {"large": "12x12"}

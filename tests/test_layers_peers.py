@@ -53,7 +53,7 @@ def test_label_based_scores_equal_the_baselines_and_rank_the_separable_layer_fir
     logme = rows["logme"]
     assert logme["kendall"] == pytest.approx(1.0) and logme["spearman"] == pytest.approx(1.0)
     assert logme["pearson"] == pytest.approx(stats.pearsonr(expected, [0.9, 0.6, 0.3]).statistic)
-    assert (logme["pick_depth"], logme["pick_layer"], logme["best_depth"], logme["acc_lost"]) == (1, "conv.a", 1, 0.0)
+    assert (logme["pick_depth"], logme["pick_layer"], logme["best_depth"], logme["regret"]) == (1, "conv.a", 1, 0.0)
     assert logme["family"] == "label-based"
 
 
@@ -70,14 +70,14 @@ def test_evaluation_equals_scipy_and_reads_the_accuracy_lost_off_the_table():
     rows = {r["method"]: r for r in evaluate_layers(table, accs)}
     v = rows["DEPARA V"]  # V ranks #2 > #3 > #1, as the accuracy does
     assert v["kendall"] == pytest.approx(stats.kendalltau([0.5, 0.7, 0.6], [0.5, 0.8, 0.6]).statistic) == 1.0
-    assert (v["pick_depth"], v["acc_lost"]) == (2, 0.0)
+    assert (v["pick_depth"], v["regret"]) == (2, 0.0)
     e = rows["DEPARA E"]  # E picks #3 (0.6) while #2 (0.8) is best: 0.2 lost
     assert e["kendall"] == pytest.approx(stats.kendalltau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).statistic)
     assert e["kendall_p"] == pytest.approx(stats.kendalltau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).pvalue)
     assert e["weighted_tau"] == pytest.approx(stats.weightedtau([0.1, 0.2, 0.3], [0.5, 0.8, 0.6]).statistic)
-    assert (e["pick_depth"], e["best_depth"]) == (3, 2) and e["acc_lost"] == pytest.approx(0.2)
+    assert (e["pick_depth"], e["best_depth"]) == (3, 2) and e["regret"] == pytest.approx(0.2)
     assert e["relative_accuracy"] == pytest.approx(0.6 / 0.8) and e["family"] == "depara"
-    assert rows["shallower"]["pick_depth"] == 1 and rows["shallower"]["acc_lost"] == pytest.approx(0.3)
+    assert rows["shallower"]["pick_depth"] == 1 and rows["shallower"]["regret"] == pytest.approx(0.3)
 
 
 def test_label_free_scores_use_the_target_outputs_and_constant_scores_cannot_pick():
@@ -97,7 +97,7 @@ def test_label_free_scores_use_the_target_outputs_and_constant_scores_cannot_pic
     rows = {r["method"]: r for r in evaluate_layers(table, ACCS)}
     assert np.isnan(rows["hscore"]["kendall"]) and np.isnan(rows["hscore"]["spearman"])
     assert np.isnan(rows["hscore"]["kendall_p"])
-    assert rows["hscore"]["pick_depth"] == 3 and rows["hscore"]["acc_lost"] == pytest.approx(0.6)  # pessimistic
+    assert rows["hscore"]["pick_depth"] == 3 and rows["hscore"]["regret"] == pytest.approx(0.6)  # pessimistic
     assert rows["cka"]["pick_depth"] == 2 and rows["cka"]["family"] == "label-free"
 
 
@@ -177,7 +177,7 @@ def test_layers_select_cli_with_peers_writes_a_score_folder(tiny_runs, tmp_path,
     for r in evaluation:  # accuracy lost = best minus the accuracy at the top-scored layer, read off the table
         top = max(scores, key=lambda s: float(s[r["method"]]))
         if r["method"] != "hscore":  # (H-score may be constant, then the pick is the worst tied layer)
-            assert float(r["acc_lost"]) == pytest.approx(0.6 - float(top["acc_half"]))
+            assert float(r["regret"]) == pytest.approx(0.6 - float(top["acc_half"]))
 
 
 def test_layers_select_peers_bad_inputs(tiny_runs, tmp_path, capsys):

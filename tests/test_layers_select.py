@@ -13,9 +13,10 @@ from depara._io import read_csv, write_csv
 from depara.cli.main import main
 from depara.errors import DeparaError
 from depara.extract import build_graph, build_graphs
-from depara.similarity import edge_similarity, node_similarity
+from depara.graph_similarity import edge_similarity, node_similarity
 from depara.train import build_model, load_checkpoint, score_layers, train_domain, transfer_units
 from depara.train.select import correlate, read_transfer_accuracies
+from depara.options import LAYER_SELECTION_OPTIONS
 
 from _layers_helpers import make_tiny_digits
 
@@ -40,8 +41,8 @@ def test_correlate_hand_computed():
     # ranks of S (1,3,2) vs accuracy (1,2,3): sum d^2 = 2 -> rho = 1 - 6*2/(3*8) = 0.5; 2 concordant, 1 discordant
     assert c["spearman"] == pytest.approx(0.5)
     assert c["kendall"] == pytest.approx(1 / 3)
-    assert (c["top_layer"], c["best_layer"]) == (2, 3)
-    assert c["acc_lost"] == pytest.approx(0.2)
+    assert (c["pick_depth"], c["best_depth"]) == (2, 3)
+    assert c["regret"] == pytest.approx(0.2)
     with pytest.raises(DeparaError, match="cover 1 of the scored layers"):
         correlate(rows, {1: 0.5}, ["S"])
 
@@ -63,7 +64,7 @@ def test_gradients_not_accumulated_across_layers():
     model = build_model("narrow_vgg11_bn", 10, width=0.125).eval()
     x = torch.randn(5, 3, 32, 32)
     layers = [u.output for u in transfer_units(model)[:4]]
-    opts = dict(scalar="mean", channel_reduction="abs_mean", center=False)
+    opts = dict(scalar="mean", channel_reduction="abs_mean", center=False, node_size=None)
     together = build_graphs(model, x, layers, **opts)
     for layer in layers:
         alone = build_graph(model, x, layer, **opts)
@@ -96,8 +97,8 @@ def test_score_layers_equals_similarity_of_separately_built_graphs(runs):
         assert r["E"] == pytest.approx(edge_similarity(g, tgt_graph), abs=1e-6)
         assert r["S_lam10"] == pytest.approx(r["V"] + 10 * r["E"])
     # other reductions are options
-    rows_sum = score_layers(src, src_info, tgt, tgt_info, probes, lams=(1.0,), scalar="sum", channel_reduction="mean",
-                            center=True)
+    rows_sum = score_layers(src, src_info, tgt, tgt_info, probes, lams=(1.0,),
+                            options=LAYER_SELECTION_OPTIONS.replace(scalar="sum", channel_reduction="mean", center=True))
     assert rows_sum[0]["V"] != pytest.approx(rows[0]["V"])
 
 
@@ -120,7 +121,7 @@ def test_layers_select_cli_writes_a_results_folder(runs, tmp_path, capsys):
     assert [r["score"] for r in corr] == ["V", "E", "S_lam1", "S_lam10"]
     for r in corr:  # the lost accuracy is read off the table: best minus the accuracy at the top-scored layer
         top = max(scores, key=lambda s: float(s[r["score"]]))
-        assert float(r["acc_lost"]) == pytest.approx(0.6 - float(top["acc_tenth"]))
+        assert float(r["regret"]) == pytest.approx(0.6 - float(top["acc_tenth"]))
     assert (out / "layers.png").stat().st_size > 10_000
     assert manifest["extra"]["pick_layer"] == int(max(scores, key=lambda s: float(s["S_lam1"]))["depth"])
     # On screen: a table of the layers best first by V+1·E, then the pick in one line.

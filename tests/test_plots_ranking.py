@@ -10,7 +10,8 @@ from scipy.cluster.hierarchy import fcluster
 from depara import evaluate as ev
 from depara.errors import DeparaError
 from depara.plots import ranking as rp
-from depara.similarity import RankRow
+from depara.graph_similarity import RankRow
+from depara.tree import draw_tree, similarity_to_distance, task_linkage
 
 
 @pytest.fixture
@@ -92,9 +93,9 @@ def _two_clusters():
 def test_tree_clusters_and_is_labelled(tmp_path, captured):
     names, s = _two_clusters()
     for method in ("average", "complete", "single"):
-        z = rp.task_linkage(s, method)
+        z = task_linkage(s, method)
         np.testing.assert_array_equal(fcluster(z, 2, "maxclust"), [1, 1, 1, 2, 2])
-    rp.plot_tree(names, s, tmp_path / "t.png", method="average")
+    rp.plot_tree(names, task_linkage(s, "average"), tmp_path / "t.png", method="average")
     _png(tmp_path / "t.png")
     _, xl, yl, _, ticks = captured[0]
     assert "dissimilarity" in xl[0] and sorted(ticks) == sorted(names)
@@ -102,12 +103,12 @@ def test_tree_clusters_and_is_labelled(tmp_path, captured):
 
 def test_similarity_to_distance():
     names, s = _two_clusters()
-    d = rp.similarity_to_distance(s)
+    d = similarity_to_distance(s)
     np.testing.assert_allclose(d, d.T)
     assert np.all(np.diag(d) == 0) and d.min() == 0 and d.max() == 1
     # most similar pair -> 0, least similar -> 1 (after symmetrisation: (0.1 + 0.2)/2 = 0.15 is not the min)
     assert d[0, 1] == 0 and d[0, 3] == 1 and 0 < d[0, 4] < 1
-    np.testing.assert_array_equal(rp.similarity_to_distance(np.ones((3, 3))), np.zeros((3, 3)))
+    np.testing.assert_array_equal(similarity_to_distance(np.ones((3, 3))), np.zeros((3, 3)))
 
 
 def test_heatmap_and_ranking_bars(tmp_path, captured):
@@ -121,7 +122,7 @@ def test_heatmap_and_ranking_bars(tmp_path, captured):
     fig, xl, yl, legend, ticks = captured[1]
     y_of = dict(zip(ticks, fig.axes[0].get_yticks()))
     assert y_of["m2"] > y_of["m1"] > y_of["m3"]  # best at the top
-    assert "score" in xl[0] and len(legend) == 2
+    assert "score" in xl[0] and len(legend) == 3  # S, V, λ·E (the one ranking bar chart marks both parts)
     rp.plot_ranking([{"name": "x", "S": 1.0}, {"name": "y", "S": -0.5}], tmp_path / "r2.png")
     _png(tmp_path / "r2.png")
 
@@ -129,17 +130,17 @@ def test_heatmap_and_ranking_bars(tmp_path, captured):
 def test_bad_input(tmp_path):
     names, s = _two_clusters()
     with pytest.raises(DeparaError, match="linkage method 'fancy'"):
-        rp.plot_tree(names, s, tmp_path / "t.png", method="fancy")
+        draw_tree(names, s, tmp_path / "t.png", method="fancy")
     bad = s.copy()
     bad[1, 3] = np.nan
     with pytest.raises(DeparaError, match="non-finite value at row 1, column 3"):
-        rp.plot_tree(names, bad, tmp_path / "t.png")
+        draw_tree(names, bad, tmp_path / "t.png")
     with pytest.raises(DeparaError, match="4 names"):
-        rp.plot_tree(names[:4], s, tmp_path / "t.png")
+        draw_tree(names[:4], s, tmp_path / "t.png")
     with pytest.raises(DeparaError, match="does not match 4 task names"):
         rp.plot_heatmap(names[:4], s, tmp_path / "h.png")
     with pytest.raises(DeparaError, match="folder .* does not exist"):
-        rp.plot_tree(names, s, tmp_path / "no" / "t.png")
+        draw_tree(names, s, tmp_path / "no" / "t.png")
     assert not (tmp_path / "no").exists()
     with pytest.raises(DeparaError, match="no curves"):
         rp.plot_pr_curve({}, tmp_path / "p.png")

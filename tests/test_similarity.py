@@ -14,7 +14,7 @@ import importlib
 import depara
 from depara.errors import DeparaError
 from depara.graph import Graph
-from depara.similarity import (
+from depara.graph_similarity import (
     edge_similarity,
     edge_similarity_matrix,
     node_similarity,
@@ -24,8 +24,8 @@ from depara.similarity import (
     similarity_matrix,
 )
 
-# `depara.similarity` is the function (public API); the module is reached through importlib.
-sim = importlib.import_module("depara.similarity")
+# `depara.similarity` is the function (public API); its module is `depara.graph_similarity`.
+sim = importlib.import_module("depara.graph_similarity")
 
 
 def _tied_graph(rng, n=8, p=5, levels=4, ids=None, meta=None):

@@ -353,12 +353,15 @@ def test_tiny_bench_label_scores_equal_direct_baselines(tiny_run, depara_cache, 
 def test_headline_constants_are_the_library_defaults():
     import inspect
 
-    from depara.extract import build_graph, build_graphs
-    from depara.similarity import rank_sources, similarity, similarity_matrix
-    from depara.taskbank.bench import HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
+    from depara.extract import build_graphs
+    from depara.graph_similarity import rank_sources, similarity, similarity_matrix
+    from depara.options import DEFAULT_GRAPH_OPTIONS
+    from depara.taskbank.bench import BANK_OPTIONS, HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
 
-    params = inspect.signature(build_graphs).parameters
-    assert LIBRARY_NODE == f"{params['scalar'].default}/{params['channel_reduction'].default}"
+    # build_graphs' default options are THE defaults; the bank changes only the node grid (its probes' own)
+    assert inspect.signature(build_graphs).parameters["options"].default is None
+    assert LIBRARY_NODE == f"{DEFAULT_GRAPH_OPTIONS.scalar}/{DEFAULT_GRAPH_OPTIONS.channel_reduction}"
+    assert BANK_OPTIONS == DEFAULT_GRAPH_OPTIONS.replace(node_size=None)
     for fn in (similarity_matrix, similarity, rank_sources):
         assert inspect.signature(fn).parameters["lam"].default == LIBRARY_LAMBDA, fn.__name__
     assert LIBRARY_NODE in HEADLINE and f"λ={LIBRARY_LAMBDA:g}" in HEADLINE

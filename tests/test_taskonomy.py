@@ -18,6 +18,7 @@ from depara import taskonomy as tx
 from depara.cli.main import main
 from depara.errors import DeparaError
 from depara.graph import Graph
+from depara.published import read_published_hits
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_load_truth_and_published(shared_data):
     anames, aff = tx.load_truth(shared_data / "taskonomy" / "affinity_16k_target_by_source.csv")
     assert names == anames and len(names) == 20
     assert ev.relevant_sets(truth, names=names) == ev.relevant_sets(aff, names=anames)
-    pub = tx.read_published_hits(shared_data / "paper_numbers" / "taskonomy_pr_hits.csv")
+    pub = read_published_hits(shared_data / "paper_numbers" / "taskonomy_pr_hits.csv")
     ks, hits = pub["DEPARA(V+0.25E)"]
     assert ks[0] == 1 and hits[0] == 16 and 6 not in ks.tolist()
     assert tx.published_method_key("DEPARA-V(grad*input nodes)") == "V"
@@ -286,7 +287,7 @@ def test_read_tasks_errors(tmp_path):
         tx.read_tasks(tmp_path / "none.txt")
     (tmp_path / "p.csv").write_text("method,K1\nA,x\n")
     with pytest.raises(DeparaError, match="'x' is not a number"):
-        tx.read_published_hits(tmp_path / "p.csv")
+        read_published_hits(tmp_path / "p.csv")
 
 
 def test_streaming_path_gives_the_same_matrices(tdata, matrices):

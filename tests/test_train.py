@@ -48,7 +48,7 @@ def test_architectures_and_units():
     assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert len(transfer_units(build_model("narrow_vgg19_bn", 3, width=0.0625))) == 19  # 16 conv + 3 FC, as the paper
     assert not any(isinstance(x, nn.ReLU) and x.inplace for x in m.modules())
-    with pytest.raises(DeparaError, match="--arch 'resnet18'"):
+    with pytest.raises(DeparaError, match="arch 'resnet18'"):
         build_model("resnet18", 10)
 
 
@@ -167,7 +167,7 @@ def test_transfer_layers_writes_a_row_per_depth_and_resumes(tiny_data, source_ru
 def test_transfer_bad_inputs(tiny_data, source_run, tmp_path):
     with pytest.raises(DeparaError, match="real_tenth: target fraction folder missing"):
         transfer_layers(tiny_data, source_run, tmp_path / "t", fraction="tenth", progress=False)
-    with pytest.raises(DeparaError, match="--fraction 'half'"):
+    with pytest.raises(DeparaError, match="fraction 'half'"):
         transfer_layers(tiny_data, source_run, tmp_path / "t", fraction="half", progress=False)
     import shutil
 

@@ -7,6 +7,13 @@ The public API. ``import depara`` stays light (numpy/scipy only): the torch laye
     >>> g = depara.Graph.from_arrays(attributions, features)          # numpy arrays, N×...
     >>> depara.similarity(g_source, g_target, lam=1.0)               # S = V + λE
     >>> depara.rank_sources({"a": g_a, "b": g_b}, g_target)          # rows (name, S, V, E), best first
+    >>> depara.build_graph(model, probes, "layer4", depara.GraphOptions(scalar="mean"))   # options: depara.options
+    >>> depara.list_estimators(needs_labels=False)                   # DEPARA and its peers: depara.estimators
+    >>> depara.rank_quality(truth, scores)                           # Kendall τ, P@K, pick, regret: depara.evaluate
+
+Modules by layer (docs/architecture.md): numpy core (graph, graph_similarity, baselines, estimators, scoring,
+evaluate, options, tree), one torch layer (extract, source_features, models, probes), experiments
+(harness, taskbank, taskonomy, train), outputs (plots, *_results, report), and the CLI (cli/).
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import DeparaError
+from .estimators import Estimator, get_estimator, list_estimators, register_estimator
+from .evaluate import RankQuality, rank_quality
 from .graph import Graph
-from .similarity import (
+from .graph_similarity import (
     RankRow,
     SimilarityMatrices,
     edge_similarity,
@@ -24,6 +33,7 @@ from .similarity import (
     similarity,
     similarity_matrix,
 )
+from .options import DEFAULT_GRAPH_OPTIONS, GraphOptions
 
 __version__ = "0.1.0"
 
@@ -35,16 +45,24 @@ _LAZY = {
 }
 
 __all__ = [
+    "DEFAULT_GRAPH_OPTIONS",
     "DeparaError",
+    "Estimator",
     "Graph",
+    "GraphOptions",
+    "RankQuality",
     "RankRow",
     "SimilarityMatrices",
     "build_graph",
     "build_graphs",
     "edge_similarity",
+    "get_estimator",
+    "list_estimators",
     "load_model",
     "node_similarity",
+    "rank_quality",
     "rank_sources",
+    "register_estimator",
     "similarity",
     "similarity_matrix",
 ]

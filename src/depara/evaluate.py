@@ -1,7 +1,12 @@
-"""Model-selection evaluation: P@K / R@K as the DEPARA paper counts them, rank correlations, top-1 regret.
+"""Model-selection evaluation: one ranking's quality, P@K / R@K as the DEPARA paper counts them, top-1 regret.
 
-Everything here takes plain square *task × task* matrices (numpy in, numbers out) so the same code scores the
-Taskonomy reproduction, the procedural task bank and the peer-metric harness:
+:func:`rank_quality` is THE evaluation of one method's ranking of candidates (sources, layers, models) for ONE
+target: Kendall τ-b, weighted τ, Spearman, Pearson, P@K (relevant set = the top-K by truth), the pick and its
+regret. The harness, the layer-selection experiments and the benchmarks all call it.
+
+The paper's Taskonomy protocol is a different quantity, kept beside it: hits / P@K / R@K summed over targets with a
+FIXED relevant set (the best 5 sources by truth) per target. It takes plain square *task × task* matrices (numpy
+in, numbers out), so the same code scores the Taskonomy reproduction and the procedural task bank:
 
 * ``scores[t, s]``: a method's score for transferring source ``s`` to target ``t`` (rows = targets,
   columns = sources, **higher = better**);
@@ -14,8 +19,9 @@ The diagonal (a task as its own source) is never a candidate. For a target ``t``
 
 Ties, decided deterministically and independently of the task order:
 
-* in ``scores``: ``ties="pessimistic"`` (default) ranks, inside a group of equal scores, the non-relevant sources
-  first, so a method never gains from ties (a constant score matrix scores no better than the worst ordering);
+* in ``scores``: ``ties="pessimistic"`` (default; the rule of :func:`pessimistic_order`, shared with
+  :func:`rank_quality`) ranks, inside a group of equal scores, the non-relevant sources first, so a method never
+  gains from ties (a constant score matrix scores no better than the worst ordering);
   ``ties="expected"`` gives the expected hits under a uniformly random order inside each tied group (fractional).
   The paper's code sorted with ``argsort`` (arbitrary among ties); without ties all three agree.
 * in ``truth`` (which sources are relevant when the ``relevant``-th and the next have equal truth): the task
@@ -96,7 +102,8 @@ class RankCorrelations:
     target whose score row is constant. ``top1_truth``: truth value of the source the scores rank first;
     ``best_truth``: best truth value available; ``relative_accuracy = top1_truth / best_truth`` (meaningful for
     positive truths such as accuracies or affinities); ``regret = best_truth − top1_truth`` (≥ 0);
-    ``top1_hit``: whether the pick is a best source.
+    ``top1_hit``: whether the pick is a best source. ``per_target``: each target's :class:`RankQuality` (the one
+    result type of a ranking; these arrays are its fields gathered over targets).
     """
 
     targets: tuple[str, ...]
@@ -110,6 +117,7 @@ class RankCorrelations:
     top1_hit: np.ndarray
     ties: str = "pessimistic"
     mean: dict = field(default_factory=dict)
+    per_target: tuple = ()  # the RankQuality of each target (pessimistic ties), in the order of ``targets``
 
     def rows(self, method: str | None = None) -> list[dict]:
         """One dict per target, for CSV output."""
@@ -224,11 +232,26 @@ def _relevant_mask(truth_row: np.ndarray, cand: np.ndarray, relevant: int, key: 
     return mask
 
 
+def pessimistic_order(scores: np.ndarray, goodness: np.ndarray) -> np.ndarray:
+    """THE tie rule of every ranking evaluation in depara: candidates by descending score, and inside a group of
+    equal scores the WORSE candidate first (ascending ``goodness``), so a method never gains from a tie.
+
+    Args:
+        scores: (S,) scores of S candidates, higher = better.
+        goodness: (S,) how good each candidate truly is (truth values, or relevance 0/1), higher = better.
+
+    Returns:
+        (S,) candidate indices, best-scored first. A constant ``scores`` vector therefore ranks the candidates
+        worst-first: it scores no better than the worst ordering.
+    """
+    return np.lexsort((np.asarray(goodness), -np.asarray(scores)))
+
+
 def _cumulative_hits(score_row: np.ndarray, rel: np.ndarray, ties: str) -> np.ndarray:
     """(S−1,) hits among the top-K sources by score, K = 1..S−1, under the tie rule."""
     if ties == "pessimistic":
         # Sort by descending score; inside a tied group the relevant ones go last.
-        order = np.lexsort((rel.astype(np.int8), -score_row))
+        order = pessimistic_order(score_row, rel.astype(np.int8))
         return np.cumsum(rel[order]).astype(np.float64)
     # expected: each position in a tied group holds a relevant source with probability r_group / g_group.
     order = np.argsort(-score_row, kind="stable")
@@ -313,13 +336,124 @@ def oracle_curve(n_targets: int, n_candidates: int, relevant: int = 5,
                         relevant=relevant, n_candidates=n_candidates, ties="pessimistic")
 
 
-# ------------------------------------------------------------------------------------------ rank correlation
-def _nan_if_constant(fn, x: np.ndarray, y: np.ndarray) -> float:
-    if np.all(x == x[0]) or np.all(y == y[0]):
+
+# ---------------------------------------------------------------------------------------- one target's ranking
+@dataclass(frozen=True)
+class RankQuality:
+    """How well one method's scores of S candidates (sources, layers, models) rank them for ONE target.
+
+    Attributes:
+        n: number of candidates S.
+        kendall: Kendall τ-b between scores and truth (``scipy.stats.kendalltau``).
+        weighted_tau: ``scipy.stats.weightedtau`` (hyperbolic rank weights: the top matters most; averaged over
+            the ranking by score and by truth).
+        spearman, pearson: ``scipy.stats.spearmanr`` / ``pearsonr``.
+        p_at_k: {K: P@K} with the relevant set = the top-K candidates by truth, for each requested K ≤ S.
+        pick: index of the candidate the scores rank first, ties broken pessimistically
+            (:func:`pessimistic_order`: the worst truth among tied top scores).
+        pick_name: its name when ``names`` were given, else None.
+        best: index of the best candidate by truth (first of tied best); best_name likewise.
+        pick_truth, best_truth: truth of the pick and of the best candidate.
+        regret: best_truth − pick_truth (≥ 0).
+        relative_accuracy: pick_truth / best_truth (NaN when best_truth is 0; meaningful for positive truths
+            such as accuracies).
+
+    Correlations are NaN when the scores or the truth are constant (or S < 2).
+    """
+
+    n: int
+    kendall: float
+    weighted_tau: float
+    spearman: float
+    pearson: float
+    p_at_k: dict
+    pick: int
+    pick_name: str | None
+    best: int
+    best_name: str | None
+    pick_truth: float
+    best_truth: float
+    regret: float
+    relative_accuracy: float
+
+    def as_row(self) -> dict:
+        """Flat dict for tables: kendall, weighted_tau, pearson, spearman, p_at_<K>..., pick (name, else index),
+        pick_truth, best (name, else index), best_truth, relative_accuracy, regret."""
+        row = {"kendall": self.kendall, "weighted_tau": self.weighted_tau, "pearson": self.pearson,
+               "spearman": self.spearman}
+        row.update({f"p_at_{k}": v for k, v in self.p_at_k.items()})
+        row.update({"pick": self.pick if self.pick_name is None else self.pick_name, "pick_truth": self.pick_truth,
+                    "best": self.best if self.best_name is None else self.best_name, "best_truth": self.best_truth,
+                    "relative_accuracy": self.relative_accuracy, "regret": self.regret})
+        return row
+
+
+def _as_vector(values, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DeparaError(f"{what}: expected a vector of numbers") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise DeparaError(f"{what}: expected a non-empty 1-D vector (one value per candidate), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DeparaError(f"{what}: contains NaN or inf (candidate {int(np.flatnonzero(~np.isfinite(arr))[0])})")
+    return arr
+
+
+def _correlation(fn, x: np.ndarray, y: np.ndarray) -> float:
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    return float(fn(x, y))
+    return float(fn(x, y).statistic)
 
 
+def rank_quality(truth, scores, *, ks: Sequence[int] = (1, 3, 5), names: Sequence[str] | None = None
+                 ) -> RankQuality:
+    """THE evaluation of one method's ranking of S candidates for one target against the ground truth.
+
+    Argument order is scikit-learn's (``y_true`` first, then the scores), e.g. ``sklearn.metrics.ndcg_score``.
+
+    Args:
+        truth: (S,) ground truth per candidate, higher = better (fine-tuned accuracy, transfer affinity, ...).
+        scores: (S,) the method's scores of the same candidates, higher = better.
+        ks: the K of P@K; values outside 1..S are dropped.
+        names: optional (S,) candidate names (reported as ``pick_name`` / ``best_name``).
+
+    Returns:
+        A :class:`RankQuality`. Ties: inside a group of equal scores the candidate with the worse truth ranks first
+        (:func:`pessimistic_order`), for the pick and for P@K alike; in the truth, the relevant top-K set takes
+        the earlier candidate among equal truths.
+    """
+    y = _as_vector(truth, "truth")
+    x = _as_vector(scores, "scores")
+    if x.shape != y.shape:
+        raise DeparaError(f"scores: {x.shape[0]} values for {y.shape[0]} truth values (one per candidate)")
+    if names is not None:
+        names = tuple(str(n) for n in names)
+        if len(names) != y.shape[0]:
+            raise DeparaError(f"names: {len(names)} names for {y.shape[0]} candidates")
+    n = int(y.shape[0])
+    # position of each candidate in the truth order (best first; equal truths: earlier candidate first)
+    truth_order = np.lexsort((np.arange(n), -y))
+    position = np.empty(n, dtype=np.int64)
+    position[truth_order] = np.arange(n)
+    order = pessimistic_order(x, -position)
+    p_at_k = {}
+    for k in ks:
+        k = int(k)
+        if 1 <= k <= n:
+            p_at_k[k] = float(np.count_nonzero(position[order[:k]] < k) / k)
+    pick, best = int(order[0]), int(truth_order[0])
+    pick_truth, best_truth = float(y[pick]), float(y[best])
+    return RankQuality(
+        n=n, kendall=_correlation(stats.kendalltau, x, y), weighted_tau=_correlation(stats.weightedtau, x, y),
+        spearman=_correlation(stats.spearmanr, x, y), pearson=_correlation(stats.pearsonr, x, y), p_at_k=p_at_k,
+        pick=pick, pick_name=None if names is None else names[pick], best=best,
+        best_name=None if names is None else names[best], pick_truth=pick_truth, best_truth=best_truth,
+        regret=best_truth - pick_truth,
+        relative_accuracy=pick_truth / best_truth if best_truth != 0 else float("nan"))
+
+
+# ------------------------------------------------------------------------------------------ rank correlation
 def rank_correlations(scores, truth, *, names: Sequence[str] | None = None,
                       truth_names: Sequence[str] | None = None, ties: Ties = "pessimistic") -> RankCorrelations:
     """Per-target Spearman, Kendall τ-b, weighted τ and top-1 relative accuracy / regret, with their means.
@@ -334,15 +468,15 @@ def rank_correlations(scores, truth, *, names: Sequence[str] | None = None,
     n = s.shape[0]
     cols = {name: np.empty(len(targets)) for name in
             ("spearman", "kendall", "weighted_tau", "top1_truth", "best_truth")}
+    per_target = []
     for row, i in enumerate(targets):
         cand = np.delete(np.arange(n), i)
         x, y = s[i, cand], t[i, cand]
-        cols["spearman"][row] = _nan_if_constant(lambda a, b: stats.spearmanr(a, b).statistic, x, y)
-        cols["kendall"][row] = _nan_if_constant(lambda a, b: stats.kendalltau(a, b).statistic, x, y)
-        cols["weighted_tau"][row] = _nan_if_constant(lambda a, b: stats.weightedtau(a, b).statistic, x, y)
-        top = y[x == x.max()]
-        cols["top1_truth"][row] = top.min() if ties == "pessimistic" else top.mean()
-        cols["best_truth"][row] = y.max()
+        q = rank_quality(y, x, ks=(), names=[label[c] for c in cand])
+        per_target.append(q)
+        cols["spearman"][row], cols["kendall"][row], cols["weighted_tau"][row] = q.spearman, q.kendall, q.weighted_tau
+        cols["top1_truth"][row] = q.pick_truth if ties == "pessimistic" else y[x == x.max()].mean()
+        cols["best_truth"][row] = q.best_truth
     best = cols["best_truth"]
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(best != 0, cols["top1_truth"] / best, np.nan)
@@ -354,7 +488,7 @@ def rank_correlations(scores, truth, *, names: Sequence[str] | None = None,
     return RankCorrelations(targets=tuple(label[i] for i in targets), spearman=cols["spearman"],
                             kendall=cols["kendall"], weighted_tau=cols["weighted_tau"],
                             top1_truth=cols["top1_truth"], best_truth=best, relative_accuracy=relative,
-                            regret=regret, top1_hit=hit, ties=ties, mean=mean)
+                            regret=regret, top1_hit=hit, ties=ties, mean=mean, per_target=tuple(per_target))
 
 
 def _nanmean(v: np.ndarray) -> float:
@@ -481,6 +615,7 @@ def read_matrix_csv(path) -> tuple[tuple[str, ...], np.ndarray]:
 
 
 __all__ = [
+    "RankQuality", "rank_quality", "pessimistic_order",
     "RankingCurve", "RankCorrelations", "precision_recall_at_k", "random_curve", "oracle_curve",
     "rank_correlations", "truth_from_sort_gt", "relevant_sets", "align_matrix", "combine",
     "read_matrix_csv", "write_matrix_csv",

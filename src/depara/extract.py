@@ -41,14 +41,11 @@ import torch
 from torch import nn
 
 from .errors import DeparaError
-from .graph import _check_probe_ids
-from .probes import Preprocess, ProbeSet, pair_of_sizes
-
-METHODS = ("input_x_gradient", "saliency", "integrated_gradients", "deeplift", "lrp")
-SCALARS = ("sum", "mean", "l2")
-CHANNEL_REDUCTIONS = ("mean", "abs_mean", "none")
-LRP_EPSILON = 1e-4
-IG_STEPS = 32
+from .graph import Graph
+from .ids import check_probe_ids
+from .options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
+                      GraphOptions, Scalar)
+from .probes import Preprocess, ProbeSet
 #: Hex characters of each probe's SHA-256 kept in ``meta["probe_digests_short"]`` (to name a differing probe).
 PROBE_DIGEST_CHARS = 12
 #: The name that means "the model's own output" when no module carries it.
@@ -213,7 +210,7 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
             first = str(exc).strip().split(". ")[0].splitlines()[0][:160]
             raise DeparaError(f"method deeplift: Captum cannot run DeepLift on this model at layer {layer!r} "
                               f"({first}; DeepLift needs each activation module to be called once per forward, "
-                              "e.g. not ResNet's shared ReLU); use another --method") from None
+                              "e.g. not ResNet's shared ReLU); use another method") from None
     if method == "lrp":
         from captum.attr._utils.lrp_rules import EpsilonRule
 
@@ -228,10 +225,10 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
             found = re.search(r"type <class '([\w.]+)'>", str(exc))
             what = found.group(1) if found else str(exc).splitlines()[0][:120]
             raise DeparaError(f"method lrp: Captum has no LRP rule for module type {what} in this model; "
-                              "use another --method") from None
+                              "use another method") from None
         except RuntimeError as exc:
             raise DeparaError(f"method lrp: Captum cannot run LRP on this model at layer {layer!r} "
-                              f"({str(exc).splitlines()[0][:160]}); use another --method") from None
+                              f"({str(exc).splitlines()[0][:160]}); use another method") from None
         finally:
             for module in fn.modules():
                 if hasattr(module, "rule"):
@@ -303,18 +300,6 @@ def _reduce_and_resample(attr: torch.Tensor, channel_reduction: str, node_size: 
 
 
 # ---------------------------------------------------------------------------------------------- graphs
-def _check_option(value: Any, allowed: Sequence[str], what: str) -> str:
-    if value not in allowed:
-        raise DeparaError(f"{what}: expected one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _node_grid(node_size: Any) -> tuple[int, int] | None:
-    if node_size is None or node_size == 0:
-        return None
-    return pair_of_sizes(node_size, "node_size")
-
-
 def _resolve_device(model: nn.Module, device: Any) -> torch.device:
     if device is None:
         p = next(model.parameters(), None)
@@ -459,21 +444,31 @@ def _memory_budget(feature_memory_mb: Any) -> int:
     return int(feature_memory_mb * 2**20)
 
 
-def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str], *,
-                 method: str = "input_x_gradient", scalar: str = "l2", channel_reduction: str = "mean",
-                 center: bool = True, edge: str = "cosine", batch_size: int = 32, device: Any = None,
-                 node_size: Any = None, progress: bool = False, probe_ids: Sequence[str] | None = None,
+def graph_options(options: GraphOptions | None = None, **changes: Any) -> GraphOptions:
+    """``options`` (default :data:`depara.options.DEFAULT_GRAPH_OPTIONS`) with ``changes`` applied (field names of
+    :class:`~depara.options.GraphOptions`; anything else raises DeparaError naming it)."""
+    if options is not None and not isinstance(options, GraphOptions):
+        raise DeparaError(f"options: expected a depara.options.GraphOptions, got {type(options).__name__}")
+    base = options if options is not None else GraphOptions()
+    return base.replace(**changes) if changes else base
+
+
+def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str],
+                 options: GraphOptions | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, device: Any = None,
+                 progress: bool = False, probe_ids: Sequence[str] | None = None,
                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
-                 feature_memory_mb: float = 2048) -> dict:
-    """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}.
+                 feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB, **option_changes: Any) -> dict[str, Graph]:
+    """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}, in the order of ``layers``.
 
     probes: a :class:`~depara.probes.ProbeSet` (preprocessed with ``preprocess``, default the set's own) or a
         float tensor N×C×H×W of already preprocessed images (ids from ``probe_ids``, default "0".."N−1").
-    method: one of ``METHODS``; scalar: ``sum`` | ``mean`` | ``l2``; channel_reduction: ``mean`` (signed) |
-        ``abs_mean`` | ``none``; center/edge: see :meth:`depara.graph.Graph.from_arrays`.
-    node_size: None keeps the input's H×W grid; an int or (h, w) resamples every map to that grid (use the same
-        value for models with different input sizes; the CLI defaults to 56).
-    meta: extra metadata recorded in every graph (e.g. ``{"model": "torchvision:vgg11_bn"}``).
+    options: how the graph is built (:class:`~depara.options.GraphOptions`: method, scalar, channel_reduction,
+        node_size, center, edge); default THE defaults shared with the CLI. ``option_changes`` are shorthand for
+        ``options.replace(...)`` (e.g. ``scalar="mean", node_size=None``); other names raise DeparaError.
+        ``node_size`` (default 56×56) resamples every map to one grid so models with different input sizes
+        give comparable nodes; None keeps the input's H×W grid.
+    meta: extra metadata recorded in every graph (e.g. ``{"model": "torchvision:vgg11_bn"}``); the options are
+        recorded too (``options.to_meta()``: method, scalar, channel_reduction, node_size, center, edge).
     feature_memory_mb: RAM budget (MiB) for the N×D float32 features of all layers, held until their graphs
         are built; layers beyond it (largest first) are kept in a temporary file (memory-mapped when read,
         deleted afterwards, also on error). 0 = every layer on disk. The graphs are identical either way.
@@ -482,34 +477,30 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
     """
-    from .graph import Graph
-
+    opts = graph_options(options, **option_changes)
     if isinstance(layers, str):
         layers = [layers]
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise DeparaError("layers: expected at least one layer name")
-    _check_option(method, METHODS, "method")
-    _check_option(scalar, SCALARS, "scalar")
-    _check_option(channel_reduction, CHANNEL_REDUCTIONS, "channel_reduction")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    grid = _node_grid(node_size)
     if not isinstance(model, nn.Module):
         raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     for name in layers:
         resolve_layer(model, name)
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     # Validated before the (possibly long) extraction, with the same rules Graph applies.
-    ids = _check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
+    ids = check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
     dev = _resolve_device(model, device)
     budget = _memory_budget(feature_memory_mb)
+    method, scalar = opts.method.value, opts.scalar.value
 
     with _FeatureStore(n, budget) as feats:
         model_name = str((meta or {}).get("model") or type(model).__name__)
         attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
-                         channel_reduction=channel_reduction, grid=grid, batch_size=int(batch_size), dev=dev,
-                         progress=progress, model_name=model_name)
+                         channel_reduction=opts.channel_reduction.value, grid=opts.node_size,
+                         batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name)
         base_meta = dict(meta or {})
         prep = None
         if isinstance(probes, ProbeSet):
@@ -519,18 +510,17 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
             base_meta["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
         graphs = {}
         for name in layers:
-            info = {**base_meta, "layer": name, "method": method, "scalar": scalar,
-                    "node_grid": list(attrs[name].shape[1:]), "input_size": None}
+            info = {**base_meta, "layer": name, **opts.to_meta(), "node_grid": list(attrs[name].shape[1:]),
+                    "input_size": list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])}
             if prep is not None:
                 info["preprocess"] = prep
-            info["input_size"] = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])
             if method == "lrp":
                 info["lrp_epsilon"] = LRP_EPSILON
             if method == "integrated_gradients":
                 info["ig_steps"] = IG_STEPS
-            g = Graph.from_arrays(attrs.pop(name), feats.take(name), center=center, edge=edge, probe_ids=ids,
-                                  channel_reduction=None, meta=info)
-            g.meta["channel_reduction"] = channel_reduction
+            g = Graph.from_arrays(attrs.pop(name), feats.take(name), center=opts.center, edge=opts.edge.value,
+                                  probe_ids=ids, channel_reduction=None, meta=info)
+            g.meta["channel_reduction"] = opts.channel_reduction.value
             graphs[name] = g
     return graphs
 
@@ -574,12 +564,13 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
     return attrs
 
 
-def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str, **options: Any):
-    """The DEPARA graph of ``model`` at one ``layer``; options as :func:`build_graphs`."""
+def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str,
+                options: GraphOptions | None = None, **kwargs: Any) -> Graph:
+    """The DEPARA graph of ``model`` at one ``layer``; ``options`` and keyword arguments as :func:`build_graphs`."""
     if not isinstance(layer, str):
         raise DeparaError(f"layer: expected one module name (str), got {type(layer).__name__}; "
                           "use build_graphs for several layers")
-    return build_graphs(model, probes, [layer], **options)[layer]
+    return build_graphs(model, probes, [layer], options, **kwargs)[layer]
 
 
 def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, method: str = "input_x_gradient",
@@ -588,14 +579,14 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
 
     Like :func:`build_graphs`: eval mode and frozen parameters during the call, on the model's device.
     """
-    _check_option(method, METHODS, "method")
-    _check_option(scalar, SCALARS, "scalar")
+    method = AttributionMethod.parse(method, "method").value
+    scalar = Scalar.parse(scalar, "scalar").value
     resolve_layer(model, layer)
     dev = _resolve_device(model, None)
     with _ModelState(model, dev):
         return _attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
 
 
-__all__ = ["METHODS", "SCALARS", "CHANNEL_REDUCTIONS", "LRP_EPSILON", "build_graph", "build_graphs",
+__all__ = ["LRP_EPSILON", "IG_STEPS", "GraphOptions", "graph_options", "build_graph", "build_graphs",
            "capture_features", "attribution_maps", "resolve_layer"]
 

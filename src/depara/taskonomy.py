@@ -35,7 +35,8 @@ from . import evaluate as ev
 from ._io import ensure_dir, write_csv, write_json
 from .errors import DeparaError
 from .graph import Graph
-from .similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
+from .published import read_published_hits  # noqa: F401 - its documented place (tx.read_published_hits)
+from .graph_similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
 
 FEATURE_FILE = "task_feature.npy"
 ATTRIBUTION_FILE = "gradXinput.npy"
@@ -257,8 +258,8 @@ def compute_matrices(features_root: str | os.PathLike, *, attributions_root: str
     """Build (or read from ``cache_dir``) every task's graphs and compute V, E, RSA and DEPARA(λ).
 
     When all tasks' nodes together fit in ``max_node_bytes`` the graphs are held and compared with
-    :func:`depara.similarity.similarity_matrix`; otherwise each graph is dropped once built and V is computed
-    by :func:`depara.similarity.node_similarity_matrix` over the nodes memory-mapped from the cached graph files
+    :func:`depara.graph_similarity.similarity_matrix`; otherwise each graph is dropped once built and V is computed
+    by :func:`depara.graph_similarity.node_similarity_matrix` over the nodes memory-mapped from the cached graph files
     (probe chunks), so memory stays at about one task's graph whatever the number of tasks. Same numbers.
     """
     if not np.isfinite(lam):
@@ -352,6 +353,31 @@ def write_matrices(m: TaskonomyMatrices, out_dir: str | os.PathLike) -> dict[str
     return files
 
 
+def write_matrices_results(m: TaskonomyMatrices, out_dir: str | os.PathLike, *,
+                           settings: Mapping[str, object] | None = None) -> dict[str, object]:
+    """A ``taskonomy`` results folder of computed matrices: the CSVs (:func:`write_matrices`), the similarity
+    heatmap and task tree of DEPARA (E when there are no attributions), and ``manifest.json``.
+
+    Returns ``{"files": key → CSV, "summary": one line, "note": why V/DEPARA are missing (or "")}``.
+    """
+    from .results import write_manifest
+    from .tree import draw_tree
+
+    out = ensure_dir(out_dir)
+    files = write_matrices(m, out)
+    key = "DEPARA" if m.V is not None else "E"
+    draw_tree(m.names, m.methods()[key], out / "task_tree.png",
+              title=f"Task similarity tree ({METHOD_LABELS[key]}, average linkage)",
+              heatmap=out / "similarity_heatmap.png", heatmap_title=f"Task similarity ({METHOD_LABELS[key]})")
+    note = "" if m.V is not None else " (no attributions: V and DEPARA not computed)"
+    summary = f"{len(m.names)} tasks, {m.n_probes} probes: wrote {', '.join(files.values())}{note}"
+    write_manifest(out, "taskonomy", title="Taskonomy task similarity matrices", summary=summary,
+                   settings=dict(settings or {}), tables=dict(files),
+                   figures={"similarity_heatmap": "similarity_heatmap.png", "task_tree": "task_tree.png"},
+                   extra={"tasks": list(m.names), "lam": m.lam, "n_probes": m.n_probes})
+    return {"files": files, "summary": summary, "note": note}
+
+
 def read_matrices(matrices_dir: str | os.PathLike) -> TaskonomyMatrices:
     """Read what :func:`write_matrices` wrote (E and RSA required; V optional; λ from ``matrices.json``)."""
     d = Path(matrices_dir)
@@ -411,38 +437,6 @@ def load_truth(path: str | os.PathLike) -> tuple[tuple[str, ...], np.ndarray]:
     raise DeparaError(f"{p}: no sort_gt file ({', '.join(SORT_GT_FILES)})")
 
 
-def read_published_hits(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Published hits(K) per method from a CSV ``method,K1,K2,...`` (``#`` comments; blank = not read).
-
-    Returns method → (K values, hits) with the blanks left out.
-    """
-    import csv
-
-    p = Path(path)
-    if not p.is_file():
-        raise DeparaError(f"{p}: published numbers file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
-    if not rows or rows[0][0].strip().lower() != "method":
-        raise DeparaError(f"{p}: expected a header 'method,K1,K2,...'")
-    try:
-        ks = [int(c.strip().lstrip("Kk")) for c in rows[0][1:]]
-    except ValueError:
-        raise DeparaError(f"{p}: header columns must be K1, K2, ...") from None
-    out = {}
-    for r in rows[1:]:
-        k_vals, hits = [], []
-        for k, c in zip(ks, r[1:]):
-            if c.strip():
-                try:
-                    hits.append(float(c))
-                except ValueError:
-                    raise DeparaError(f"{p}: method {r[0]}, K{k}: {c!r} is not a number") from None
-                k_vals.append(k)
-        out[r[0].strip()] = (np.array(k_vals, dtype=np.int64), np.array(hits))
-    return out
-
-
 def published_method_key(label: str) -> str | None:
     """Map a published method label (e.g. ``DEPARA(V+0.25E)``, ``DEPARA-V(...)``) to DEPARA / V / E / RSA."""
     low = label.lower().replace(" ", "")
@@ -475,8 +469,9 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     from .plots import ranking as plots
     from .results import write_manifest
 
-    if tree_method not in plots.LINKAGE_METHODS:
-        raise DeparaError(f"linkage method {tree_method!r}: expected one of {', '.join(plots.LINKAGE_METHODS)}")
+    from .tree import check_linkage_method, draw_tree
+
+    check_linkage_method(tree_method)
     names = matrices.names
     truth = ev.align_matrix(truth, truth_names, names, "truth")
     out = ensure_dir(out_dir)
@@ -527,10 +522,9 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
                                 title=f"{pre}DEPARA score V + λE: sensitivity to λ")
         figures["lambda_sweep"] = "lambda_sweep.png"
     tree_key = "DEPARA" if "DEPARA" in curves else "E"
-    plots.plot_tree(names, matrices.methods()[tree_key], out / "task_tree.png", method=tree_method,
-                    title=f"{pre}Task similarity tree ({METHOD_LABELS[tree_key]}, {tree_method} linkage)")
-    plots.plot_heatmap(names, matrices.methods()[tree_key], out / "similarity_heatmap.png",
-                       title=f"{pre}Task similarity ({METHOD_LABELS[tree_key]})")
+    draw_tree(names, matrices.methods()[tree_key], out / "task_tree.png", method=tree_method,
+              title=f"{pre}Task similarity tree ({METHOD_LABELS[tree_key]}, {tree_method} linkage)",
+              heatmap=out / "similarity_heatmap.png", heatmap_title=f"{pre}Task similarity ({METHOD_LABELS[tree_key]})")
     figures.update(task_tree="task_tree.png", similarity_heatmap="similarity_heatmap.png")
     best = max(summary_rows, key=lambda r: (r.get("P@5", 0.0), r.get("P@1", 0.0)))
     main = summary_rows[0]

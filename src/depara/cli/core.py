@@ -6,7 +6,6 @@ Both only parse arguments and call :mod:`depara.models`, :mod:`depara.probes` an
 from __future__ import annotations
 
 import re
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -14,36 +13,14 @@ import typer
 
 from .._io import check_out_path, ensure_dir, seed_everything
 from ..errors import DeparaError
+from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_GRAPH_OPTIONS, DEFAULT_NODE_SIZE,
+                       AttributionMethod, ChannelReduction, EdgeMetric, GraphOptions)
+from ..options import Scalar as OptScalar
 from .app import app
 
-#: Default node grid of `depara extract`: attribution maps are resampled to 56×56 so graphs of models with
-#: different input sizes (224 ImageNet, 256 Taskonomy, ...) are comparable and files stay small.
-DEFAULT_NODE_SIZE = 56
-
-
-class Method(str, Enum):
-    input_x_gradient = "input_x_gradient"
-    saliency = "saliency"
-    integrated_gradients = "integrated_gradients"
-    deeplift = "deeplift"
-    lrp = "lrp"
-
-
-class Scalar(str, Enum):
-    sum = "sum"
-    mean = "mean"
-    l2 = "l2"
-
-
-class Reduction(str, Enum):
-    mean = "mean"
-    abs_mean = "abs_mean"
-    none = "none"
-
-
-class Edge(str, Enum):
-    cosine = "cosine"
-    correlation = "correlation"
+# The option enums and THE defaults shared with the Python API (depara.options).
+Method, Scalar, Reduction, Edge = AttributionMethod, OptScalar, ChannelReduction, EdgeMetric
+_D = DEFAULT_GRAPH_OPTIONS
 
 
 def _weights(value: Optional[str]) -> Optional[str]:
@@ -102,15 +79,16 @@ def extract(
                                         "(default: the list file's folder)."),
     preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
     weights: Optional[str] = typer.Option(None, "--weights", help="None, DEFAULT, a weights name or a file."),
-    method: Method = typer.Option(Method.input_x_gradient, "--method", help="Attribution method."),
-    scalar: Scalar = typer.Option(Scalar.l2, "--scalar", help="Per-image scalar of the layer output (default l2: the node definition that carried signal on the task bank)."),
-    channel_reduction: Reduction = typer.Option(Reduction.mean, "--channel-reduction",
+    method: Method = typer.Option(_D.method, "--method", help="Attribution method."),
+    scalar: Scalar = typer.Option(_D.scalar, "--scalar", help="Per-image scalar of the layer output (default "
+                                  "l2: the node definition that carried signal on the task bank)."),
+    channel_reduction: Reduction = typer.Option(_D.channel_reduction, "--channel-reduction",
                                                 help="Colour-channel reduction of the maps."),
-    edge: Edge = typer.Option(Edge.cosine, "--edge", help="Edge metric (correlation = RSA variant)."),
-    center: bool = typer.Option(True, "--center/--no-center", help="Centre features over the probes."),
+    edge: Edge = typer.Option(_D.edge, "--edge", help="Edge metric (correlation = RSA variant)."),
+    center: bool = typer.Option(_D.center, "--center/--no-center", help="Centre features over the probes."),
     node_size: int = typer.Option(DEFAULT_NODE_SIZE, "--node-size", help="Node grid (square); 0 = input size."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Probes per batch."),
-    feature_memory_mb: int = typer.Option(2048, "--feature-memory-mb",
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Probes per batch."),
+    feature_memory_mb: int = typer.Option(int(DEFAULT_FEATURE_MEMORY_MB), "--feature-memory-mb",
                                           help="Features kept in RAM until the graphs are built; larger layers "
                                                "spill to a temporary file (0 = all on disk)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default cpu)."),
@@ -123,6 +101,8 @@ def extract(
     layers = list(dict.fromkeys(layer))
     if node_size < 0:
         raise DeparaError(f"--node-size: expected 0 (input size) or a positive integer, got {node_size}")
+    options = GraphOptions(method=method, scalar=scalar, channel_reduction=channel_reduction, node_size=node_size,
+                           center=center, edge=edge)
     # Check the destination before spending minutes on extraction.
     check_out_path(out, "--out")
     if len(layers) == 1 and not out.is_dir():
@@ -137,9 +117,8 @@ def extract(
     probe_set = _probe_set(probes, root, preprocess)
     net = load_model(model, weights=_weights(weights))
     graphs = build_graphs(
-        net, probe_set, layers, method=method.value, scalar=scalar.value, channel_reduction=channel_reduction.value,
-        center=center, edge=edge.value, batch_size=batch_size, device=device or "cpu",
-        node_size=node_size or None, progress=True, feature_memory_mb=feature_memory_mb,
+        net, probe_set, layers, options, batch_size=batch_size, device=device or "cpu", progress=True,
+        feature_memory_mb=feature_memory_mb,
         meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
     if len(layers) > 1 or out.is_dir():
         ensure_dir(out)

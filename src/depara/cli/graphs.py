@@ -1,6 +1,6 @@
 """`depara compare` (V/E/S matrices of several graph files) and `depara rank` (sources ranked for a target).
 
-Both only parse arguments, load graphs and call :mod:`depara.similarity`.
+Both only parse arguments, load graphs and call :mod:`depara.graph_similarity` and :mod:`depara.graph_results`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Optional
 
 import typer
 
-from .._io import check_out_dir, check_out_file, ensure_dir, write_csv, write_json
+from .._io import check_out_dir, check_out_file, write_csv, write_json
 from ..errors import DeparaError
 from ..graph import Graph
+from ..options import DEFAULT_LAMBDA
 from .app import app
 
 GRAPH_SUFFIX = ".safetensors"
@@ -40,7 +41,7 @@ def _check_optional_out(path: Optional[Path], option: str) -> None:
 @app.command("compare")
 def compare(
     graphs: list[Path] = typer.Argument(..., help="Graph files (.safetensors) built on the same probe set."),
-    lam: float = typer.Option(1.0, "--lam", help="λ in S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE."),
     out: Optional[Path] = typer.Option(None, "--out", help="CSV with the S, V and E matrices (columns: matrix, "
                                        "name, one column per graph)."),
 ) -> None:
@@ -48,7 +49,8 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from ..similarity import similarity_matrix
+    from ..graph_results import most_similar_pair, write_similarity_csv
+    from ..graph_similarity import similarity_matrix
 
     if len(graphs) < 2:
         raise DeparaError(f"compare: give at least two graph files, got {len(graphs)}")
@@ -56,9 +58,7 @@ def compare(
     names = _graph_names(graphs)
     mats = similarity_matrix(dict(zip(names, _load_all(graphs, "graphs"))), lam=lam)
     if out is not None:
-        rows = [[key, name, *getattr(mats, key)[i].tolist()] for key in ("S", "V", "E")
-                for i, name in enumerate(names)]
-        write_csv(out, rows, header=["matrix", "name", *names])
+        write_similarity_csv(out, mats)
 
     console = Console()
     table = Table(title=f"S = V + {lam:g}·E", header_style="bold cyan")
@@ -68,10 +68,7 @@ def compare(
     for i, name in enumerate(names):
         table.add_row(name, *[f"{x:.4f}" for x in mats.S[i]])
     console.print(table)
-    s = mats.S.copy()
-    for i in range(len(names)):
-        s[i, i] = -float("inf")
-    i, j = divmod(int(s.argmax()), len(names))
+    i, j = most_similar_pair(mats)
     console.print(f"most similar pair: {names[i]} ~ {names[j]} (S = {mats.S[i, j]:.4f}, V = {mats.V[i, j]:.4f}, "
                   f"E = {mats.E[i, j]:.4f})" + (f"; matrices written to {out}" if out is not None else ""))
 
@@ -93,15 +90,15 @@ def _source_files(sources: Path, target: Path) -> list[Path]:
 def rank(
     target: Path = typer.Option(..., "--target", help="Graph file of the target model/task."),
     sources: Path = typer.Option(..., "--sources", help=f"Folder of source graph files (*{GRAPH_SUFFIX})."),
-    lam: float = typer.Option(1.0, "--lam", help="λ in S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the ranking as CSV (rank, source, S, V, E)."),
     json: Optional[Path] = typer.Option(None, "--json", help="Write the ranking as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results folder: ranking.csv, ranking.png, "
                                        "manifest.json (created; its parent must exist)."),
 ) -> None:
     """Rank source graphs by DEPARA similarity S = V + λE to a target graph, best first."""
-    from ..results import write_manifest
-    from ..similarity import rank_sources
+    from ..graph_results import pick_line, ranking_document, ranking_table, write_rank_results
+    from ..graph_similarity import rank_sources
     from ._table import print_ranking
 
     _check_optional_out(csv, "--csv")
@@ -114,28 +111,16 @@ def rank(
     rows = rank_sources(dict(zip(names, _load_all(files, "sources"))), target_graph, lam=lam)
 
     target_name = _graph_names([target])[0]
-    best = rows[0]
-    pick = (f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f} = V {best.V:.4f} "
-            f"+ {lam:g}·E {best.E:.4f})")
-    table_rows = [{"rank": k + 1, "source": r.name, "S": r.S, "V": r.V, "E": r.E} for k, r in enumerate(rows)]
+    table_rows = ranking_table(rows)
     print_ranking(table_rows, ["source", "S", "V", "E"], title=f"Sources for target '{target_name}' (λ = {lam:g})",
-                  pick_line=pick)
-
+                  pick_line=pick_line(rows, target_name, lam))
     if csv is not None:
         write_csv(csv, table_rows)
-    document = {"target": str(target), "target_name": target_name, "lam": lam,
-                "n_probes": target_graph.n_probes, "pick": best.name, "summary": pick, "ranking": table_rows}
     if json is not None:
-        write_json(json, document)
+        write_json(json, ranking_document(rows, target=str(target), target_name=target_name, lam=lam,
+                                          n_probes=target_graph.n_probes))
     if out is not None:
-        from ..plots.ranking_bars import plot_ranking_bars
-
-        ensure_dir(out)
-        write_csv(out / "ranking.csv", table_rows)
-        plot_ranking_bars(rows, out / "ranking.png", lam=lam, title="DEPARA source ranking", target=target_name)
-        write_manifest(out, "rank", title=f"Sources ranked for target '{target_name}'", summary=pick,
-                       settings={"target": str(target), "sources": str(sources), "lam": lam,
-                                 "n_sources": len(rows), "n_probes": target_graph.n_probes,
-                                 "edge": target_graph.meta.get("edge")},
-                       tables={"ranking": "ranking.csv"}, figures={"ranking": "ranking.png"},
-                       extra={"pick": best.name, "target": target_name})
+        write_rank_results(out, rows, target_name=target_name, lam=lam,
+                           settings={"target": str(target), "sources": str(sources), "lam": lam,
+                                     "n_sources": len(rows), "n_probes": target_graph.n_probes,
+                                     "edge": target_graph.meta.get("edge")})

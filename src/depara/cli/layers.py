@@ -12,7 +12,12 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
+from ..options import (DEFAULT_BATCH_SIZE, LAYER_SELECTION_OPTIONS, AttributionMethod, ChannelReduction, EdgeMetric,
+                       Scalar)
+from ._flags import flags
 from .app import app, data_app, demo_app
+
+_LS = LAYER_SELECTION_OPTIONS
 
 
 class Mode(str, Enum):
@@ -69,8 +74,9 @@ def split_cmd(
     """Split a domain folder per class into train/val/test, deterministically."""
     from ..data import split_domain
 
-    r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
-                     verify=verify)
+    with flags(ratios="--ratios"):
+        r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
+                         verify=verify)
     totals = [sum(c[i] for c in r["counts"].values()) for i in range(3)]
     _echo(f"{r['path']}: {len(r['counts'])} classes, train {totals[0]}, val {totals[1]}, test {totals[2]}")
 
@@ -86,7 +92,8 @@ def shrink_cmd(
     """Keep 1/RATIO of each class's train images; val and test unchanged."""
     from ..data import shrink_domain
 
-    r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
+    with flags(ratio="--ratio"):
+        r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
     _echo(f"{r['path']}: train keeps {sum(r['counts'].values())} images over {len(r['counts'])} classes")
 
 
@@ -102,8 +109,9 @@ def synth_digits_cmd(
     """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
     from ..data import make_synth_digits
 
-    r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,
-                          seed=seed, progress=True)
+    with flags(synthetic_per_class="--synthetic-per-class", real_per_class="--real-per-class", size="--size"):
+        r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,
+                              seed=seed, progress=True)
     _echo(f"{r['synthetic']}: {r['counts']['synthetic']} images; {r['real']}: {r['counts']['real']} images")
 
 
@@ -127,9 +135,10 @@ def train_cmd(
     """Train a VGG-bn on one domain: log.csv per epoch, best/last checkpoints, resumable."""
     from ..train import train_domain
 
-    r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
-                     batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
-                     seed=seed)
+    with flags(arch="--arch", width="--width", epochs="--epochs"):
+        r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
+                         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
+                         seed=seed)
     _echo(f"{r['run']}: best val accuracy {100 * r['best_val_acc']:.1f}% at epoch {r['best_epoch']}/{r['epochs']}")
 
 
@@ -153,33 +162,31 @@ def transfer_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """For every depth k: a fresh model, layers 1..k copied (with batch norm) and frozen, the rest fine-tuned."""
-    from ..plots.layers import plot_transfer_accuracy
-    from ..results import write_manifest
-    from ..train import transfer_layers
+    from ..train import transfer_layers, write_transfer_results
 
-    rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
-                           image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                           weight_decay=weight_decay, augment=augment, eval_every=eval_every, seed=seed)
-    plot_transfer_accuracy(rows, Path(out) / "transfer.png", title=f"{source} → {target}_{fraction}")
-    best = max(rows, key=lambda r: float(r["test_acc"]))
-    summary = f"best depth #{best['depth']} ({best['layer']}): test accuracy {100 * float(best['test_acc']):.1f}%"
-    write_manifest(out, "transfer", title=f"Layer-wise transfer {source} → {target}_{fraction}", summary=summary,
-                   settings={"data": str(data), "source": source, "fraction": fraction, "target": target,
-                             "arch": arch, "epochs": epochs, "lr": lr, "seed": seed},
-                   tables={"transfer": "transfer.csv"}, figures={"transfer": "transfer.png"})
+    with flags(arch="--arch", fraction="--fraction", epochs="--epochs"):
+        rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
+                               image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
+                               momentum=momentum, weight_decay=weight_decay, augment=augment,
+                               eval_every=eval_every, seed=seed)
+    summary = write_transfer_results(rows, out, title=f"{source} → {target}_{fraction}",
+                                     settings={"data": str(data), "source": source, "fraction": fraction,
+                                               "target": target, "arch": arch, "epochs": epochs, "lr": lr,
+                                               "seed": seed})
     _echo(f"{out}/transfer.csv: {summary}")
 
 
 def _print_layer_table(result: dict) -> None:
     """The layers best first by the primary score (the first λ), accuracies where known, then the pick in one line."""
+    from ..train.select import score_lam
     from ._table import print_ranking
 
     rows = result["rows"]
-    scores = [k for k in rows[0] if k.startswith("S_lam")]
+    scores = [k for k in rows[0] if score_lam(k) is not None]
     accs = [k for k in rows[0] if k.startswith("acc_") and not k.endswith("_std")]
     ranked = sorted(rows, key=lambda r: -float(r[scores[0]]))
     # Short headers so the table fits an 80-column terminal: "S λ=1", accuracies in % by fraction name.
-    names = {k: k.replace("S_lam", "S λ=") for k in scores} | {k: f"{k[4:]} %" for k in accs}
+    names = {k: f"S λ={score_lam(k):g}" for k in scores} | {k: f"{k[4:]} %" for k in accs}
     table = [{"k": f"#{r['depth']}", "layer": r["layer"], "V": r["V"], "E": r["E"],
               **{names[k]: r[k] for k in scores}, **{names[k]: 100 * float(r[k]) for k in accs}} for r in ranked]
     columns = ["k", "layer", "V", "E", *(names[k] for k in scores), *(names[k] for k in accs)]
@@ -197,12 +204,12 @@ def layers_select_cmd(
     transfer: Optional[list[str]] = typer.Option(None, "--transfer",
                                                  help="[NAME=]transfer folder/CSV with accuracies (repeat)."),
     source_arch: str = typer.Option("vgg19_bn", "--source-arch", help="Architecture of an ImageNet source."),
-    method: str = typer.Option("input_x_gradient", "--method"),
-    scalar: str = typer.Option("mean", "--scalar", help="sum | mean | l2 (original layer selection: mean)."),
-    channel_reduction: str = typer.Option("abs_mean", "--channel-reduction", help="mean | abs_mean | none."),
-    center: bool = typer.Option(False, "--center/--no-center", help="Centre features before cosine edges."),
-    edge: str = typer.Option("cosine", "--edge", help="cosine | correlation."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    method: AttributionMethod = typer.Option(_LS.method, "--method"),
+    scalar: Scalar = typer.Option(_LS.scalar, "--scalar", help="Original layer selection: mean."),
+    channel_reduction: ChannelReduction = typer.Option(_LS.channel_reduction, "--channel-reduction"),
+    center: bool = typer.Option(_LS.center, "--center/--no-center", help="Centre features before cosine edges."),
+    edge: EdgeMetric = typer.Option(_LS.edge, "--edge"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size"),
     peers: bool = typer.Option(False, "--peers/--no-peers",
                                help="Also score each layer with LogME, H-score, TransRate, RSA, CKA; write OUT/peers/."),
 ) -> None:
@@ -215,17 +222,21 @@ def layers_select_cmd(
 
         if not transfers:
             raise DeparaError("--peers: needs --transfer NAME=FOLDER (the accuracies to compare the scores against)")
-        target_data = resolve_target_data(transfers)
-    r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
-                      source_arch=source_arch, method=method, scalar=scalar, channel_reduction=channel_reduction,
-                      center=center, edge=edge, batch_size=batch_size)
+        with flags(transfer="--transfer"):
+            target_data = resolve_target_data(transfers)
+    options = LAYER_SELECTION_OPTIONS.replace(method=method, scalar=scalar, channel_reduction=channel_reduction,
+                                              center=center, edge=edge)
+    with flags(lams="--lam", transfer="--transfer", accuracies="--transfer", arch="--source-arch"):
+        r = layers_select(source, target, probes, out, lams=_parse_lams(lam), transfer=transfers,
+                          source_arch=source_arch, options=options, batch_size=batch_size)
     _print_layer_table(r)
     if peers:
         from ..train.peers import score_layers_with_peers
 
-        p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
-                                    layer_scores=Path(out) / "layer_scores.csv", out=Path(out) / "peers",
-                                    source_arch=source_arch, progress=True)
+        with flags(accuracies="--transfer", transfer="--transfer", arch="--source-arch"):
+            p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
+                                        layer_scores=Path(out) / "layer_scores.csv", out=Path(out) / "peers",
+                                        source_arch=source_arch, progress=True)
         _echo(f"{p['out']}: {p['summary']}")
 
 
@@ -246,8 +257,9 @@ def demo_layers_cmd(
     from ..train import run_layers_demo
 
     parent_quiet = bool(ctx.parent is not None and ctx.parent.params.get("quiet"))
-    r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet),
-                        peers_out=peers_out)
+    with flags(scale="--scale"):
+        r = run_layers_demo(scale.value, out, seed=seed, cache_dir=cache_dir, progress=not (quiet or parent_quiet),
+                            peers_out=peers_out)
     if "peers" in r:
         _echo(f"{peers_out}: {r['peers']}")
     _echo(f"{r['out']}: {r['summary']} ({r['seconds']:.0f} s)")

@@ -1,20 +1,25 @@
-"""`depara score`: every transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA, DEPARA)
-on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
-:mod:`depara.harness` only."""
+"""`depara score`: every registered transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA,
+DEPARA) on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
+:mod:`depara.harness` and :mod:`depara.data.targets` only; library errors name arguments, mapped here to flags."""
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import typer
 
-from .._io import read_csv, read_json, seed_everything
+from .._io import seed_everything
 from ..errors import DeparaError
+from ..estimators import estimator_names
+from ..options import DEFAULT_LAMBDA
+from ._flags import flags
 from .app import app
 
-METHOD_HELP = "logme|leep|nce|hscore|transrate|rsa|cka|depara|all (repeatable or a comma list; default all possible)"
+METHOD_HELP = (f"{'|'.join(estimator_names())}|all (repeatable or a comma list; default every default estimator "
+               "the inputs allow)")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -30,52 +35,6 @@ def _named(spec: str) -> tuple[str, str]:
         raise DeparaError(f"--sources: empty name in {spec!r}")
     kind, _, value = spec.rpartition(":") if spec.startswith(("torchvision:", "timm:", "file:")) else ("", "", spec)
     return (Path(value).stem if kind in ("file", "") else value), spec
-
-
-def _load_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    p = Path(path)
-    if not p.is_file():
-        raise DeparaError(f"{what} {p}: file not found")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DeparaError(f"{what} {p}: not a readable .npz ({exc})") from None
-
-
-def _read_truth(path: Path) -> dict[str, float]:
-    """JSON {source: value} or CSV with a ``source`` column and one numeric column (``accuracy``/``truth``/...)."""
-    if path.suffix.lower() == ".json":
-        data = read_json(path)
-        if not isinstance(data, dict):
-            raise DeparaError(f"--truth {path}: expected a JSON object {{source: value}}")
-        items = data.items()
-    else:
-        rows = read_csv(path)
-        if not rows or "source" not in rows[0]:
-            raise DeparaError(f"--truth {path}: expected a CSV with a 'source' column and a value column")
-        cols = [c for c in rows[0] if c != "source"]
-        col = next((c for c in ("accuracy", "truth", "value") if c in cols), cols[0] if cols else None)
-        if col is None:
-            raise DeparaError(f"--truth {path}: no value column besides 'source'")
-        items = [(r["source"], r[col]) for r in rows]
-    out = {}
-    for name, value in items:
-        try:
-            out[str(name)] = float(value)
-        except (TypeError, ValueError):
-            raise DeparaError(f"--truth {path}: value for {name!r} is not a number ({value!r})") from None
-    return out
-
-
-def _target_labels(data: dict[str, np.ndarray], path: str, regression: bool) -> np.ndarray:
-    key = "targets" if regression else "labels"
-    if key not in data:
-        alt = "labels" if regression else "targets"
-        if alt in data:
-            return data[alt]
-        raise DeparaError(f"--target-data {path}: no '{key}' array (keys: {', '.join(sorted(data)) or 'none'})")
-    return data[key]
 
 
 @app.command("score")
@@ -100,12 +59,19 @@ def score(
                                               "per source (npz mode)."),
     target_graph: Optional[Path] = typer.Option(None, "--target-graph", help="Precomputed target graph (npz mode)."),
     regression: bool = typer.Option(False, "--regression", help="Targets are real-valued (logme, rsa, cka)."),
-    lam: float = typer.Option(1.0, "--lam", help="λ of DEPARA's S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ of DEPARA's S = V + λE."),
     feature_layer: Optional[str] = typer.Option(None, "--feature-layer", help="Module whose output is the "
                                                 "feature (default: input of the last nn.Linear)."),
     graph_layer: Optional[str] = typer.Option(None, "--graph-layer", help="Module of the DEPARA graphs "
                                               "(default: each model's last nn.Linear)."),
-    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]."),
+    preprocess: str = typer.Option("imagenet", "--preprocess", help="imagenet | taskonomy | WxH[:mean:std]: how "
+                                   "models without their own preprocessing see the images."),
+    source_preprocess: Optional[list[str]] = typer.Option(None, "--source-preprocess", help="NAME=SPEC (repeatable): "
+                                                          "one source's own preprocessing, e.g. a 256 px model beside "
+                                                          "224 px ones (default: the model's declared one, else "
+                                                          "--preprocess)."),
+    target_preprocess: Optional[str] = typer.Option(None, "--target-preprocess", help="The target model's own "
+                                                    "preprocessing (default as a source)."),
     max_probes: int = typer.Option(500, "--max-probes", min=2, help="Without --probes: DEPARA probes are this "
                                    "many target images drawn with --seed."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
@@ -119,9 +85,11 @@ def score(
 
     from .. import harness
     from .._io import check_out_path
+    from ..data import targets
 
     seed_everything(seed)
-    methods = harness.parse_methods(_split(method)) if method else None
+    with flags(methods="--method"):
+        methods = harness.parse_methods(_split(method)) if method else None
     check_out_path(out, "--out")
     specs = [_named(s) for s in _split(sources)]
     if not specs:
@@ -129,7 +97,8 @@ def score(
     names = [n for n, _ in specs]
     if len(set(names)) != len(names):
         raise DeparaError(f"--sources: duplicate source name among {', '.join(names)} (use NAME=SPEC)")
-    truth_values = _read_truth(truth) if truth is not None else None
+    with flags(path="--truth"):
+        truth_values = targets.read_truth(truth) if truth is not None else None
     try:
         k_values = [int(k) for k in ks.split(",") if k.strip()]
     except ValueError:
@@ -147,7 +116,8 @@ def score(
         bad = [s for _, s in specs if s.endswith(".npz")]
         if bad:
             raise DeparaError(f"--sources {bad[0]}: precomputed .npz sources need an .npz --target-data")
-        images, labels, class_names = harness.labelled_images(target_data, preprocess)
+        with flags(root="--target-data"):
+            images, labels, class_names = targets.labelled_images(target_data, preprocess)
         settings.update(preprocess=preprocess, classes=class_names, n_images=int(len(labels)))
         models = {name: _load_model(spec) for name, spec in specs}
         tgt = _load_model(target_model) if target_model else None
@@ -157,16 +127,27 @@ def score(
 
             if probes is not None:
                 probe_set = ProbeSet.from_folder(probes, preprocess)
-        tensor = images.tensor()
-        if tgt is not None and probe_set is None:  # probes: a seeded subset of the target images
-            pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:max_probes])
-            probe_set = tensor[torch_index(pick)]
-            settings["probes"] = f"{len(pick)} target images (seed {seed})"
-        res = harness.run_harness(models, tensor, labels,
-                                  methods=methods, regression=regression, target_model=tgt, probes=probe_set,
-                                  truth=truth_values, out=out, feature_layer=feature_layer, graph_layer=graph_layer,
-                                  lam=lam, ks=k_values, batch_size=batch_size, device=device, settings=settings,
-                                  progress=True)
+            else:  # probes: a seeded subset of the target images
+                with flags(max_probes="--max-probes"):
+                    probe_set = targets.probe_subset(images, max_probes, seed)
+                settings["probes"] = f"{len(probe_set)} target images (seed {seed})"
+        # Each model sees the images through its own preprocessing: --source-preprocess, else the model's
+        # declared one, else --preprocess.
+        per_source = {}
+        for item in _split(source_preprocess):
+            name, sep, spec = item.partition("=")
+            if not sep or name not in models:
+                raise DeparaError(f"--source-preprocess {item!r}: expected NAME=SPEC with NAME one of "
+                                  f"{', '.join(models)}")
+            per_source[name] = spec
+        settings.update(source_preprocess=per_source, target_preprocess=target_preprocess)
+        with flags(preprocess="--source-preprocess"), _own_preprocessing_hint():
+            res = harness.run_harness(models, images, labels,
+                                      methods=methods, regression=regression, target_model=tgt, probes=probe_set,
+                                      truth=truth_values, out=out, feature_layer=feature_layer,
+                                      graph_layer=graph_layer, lam=lam, ks=k_values, batch_size=batch_size,
+                                      device=device, settings=settings, progress=True,
+                                      preprocess=per_source or None, target_preprocess=target_preprocess)
         result_table, evaluation = res.table, res.evaluation
 
     console = Console()
@@ -179,19 +160,23 @@ def score(
     console.print(tab)
     if evaluation:
         ev = Table(title="agreement with --truth", header_style="bold cyan")
-        cols = ["method", "kendall", "weighted_tau", "pearson", "relative_accuracy", "top1"]
+        cols = ["method", "kendall", "weighted_tau", "pearson", "relative_accuracy", "pick"]
         for c in cols:
-            ev.add_column(c, justify="left" if c in ("method", "top1") else "right")
+            ev.add_column(c, justify="left" if c in ("method", "pick") else "right")
         for r in evaluation:
             ev.add_row(*[r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in cols])
         console.print(ev)
     console.print(harness.summary_line(result_table, evaluation) + f"; results in {out}")
 
 
-def torch_index(pick: np.ndarray):
-    import torch
-
-    return torch.as_tensor(pick, dtype=torch.long)
+@contextmanager
+def _own_preprocessing_hint():
+    """A model that cannot run at its size: name the flag that gives it its own preprocessing."""
+    try:
+        yield
+    except DeparaError as exc:
+        msg = re.sub(r"\(preprocess=\{'([^']+)': \.\.\.\}\)", r"(--source-preprocess \1=WxH)", str(exc))
+        raise DeparaError(msg) from None
 
 
 def _load_model(spec: str):
@@ -205,26 +190,26 @@ def _load_model(spec: str):
 def _score_npz(specs, target_data: Path, methods, regression: bool, lam: float, graph, target_graph,
                truth_values, ks):
     from .. import harness
+    from ..data import targets
     from ..graph import Graph
 
-    data = _load_npz(str(target_data), "--target-data")
-    labels = _target_labels(data, str(target_data), regression)
+    with flags(path="--target-data"):
+        target = targets.load_target_npz(target_data, regression)
     graphs = dict(_named(g) for g in _split(graph))
     inputs = {}
     for name, path in specs:
         if not path.endswith(".npz"):
             raise DeparaError(f"--sources {path}: with an .npz --target-data every source must be an .npz of "
                               "precomputed arrays")
-        arrays = _load_npz(path, f"--sources {name}")
-        if "features" not in arrays and "probs" not in arrays:
-            raise DeparaError(f"--sources {path}: no 'features' or 'probs' array")
-        inputs[name] = harness.SourceInputs(features=arrays.get("features"), probs=arrays.get("probs"),
-                                            graph=Graph.load(graphs[name]) if name in graphs else None)
+        with flags(path="--sources"):
+            inputs[name] = targets.load_source_npz(path)
+        if name in graphs:
+            inputs[name].graph = Graph.load(graphs[name])
     unknown = set(graphs) - set(inputs)
     if unknown:
         raise DeparaError(f"--graph: {sorted(unknown)[0]!r} is not a source name")
     tg = Graph.load(target_graph) if target_graph is not None else None
-    table = harness.score_sources(inputs, labels, methods=methods, regression=regression,
-                                  target_features=data.get("features"), target_graph=tg, lam=lam, progress=True)
+    table = harness.score_sources(inputs, target.labels, methods=methods, regression=regression,
+                                  target_features=target.features, target_graph=tg, lam=lam, progress=True)
     evaluation = harness.evaluate_scores(table, truth_values, ks=ks) if truth_values is not None else None
     return table, evaluation

@@ -1,4 +1,4 @@
-"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.taskonomy / depara.plots."""
+"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.taskonomy / depara.tree."""
 
 from __future__ import annotations
 
@@ -35,29 +35,16 @@ def matrices(
     """Build each task's graph once (cached) and write the task-by-task V, E, RSA and DEPARA(λ) matrices."""
     from .. import taskonomy
     from .._io import ensure_dir
-    from ..plots import ranking as plots
-    from ..results import write_manifest
 
     ensure_dir(out)
     m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
                                    tasks_file=tasks, lam=lam, cache_dir=_cache_dir(cache, out),
                                    channel_reduction=channel_reduction, progress=progress)
-    files = taskonomy.write_matrices(m, out)
-    key = "DEPARA" if m.V is not None else "E"
-    plots.plot_heatmap(m.names, m.methods()[key], out / "similarity_heatmap.png",
-                       title=f"Task similarity ({taskonomy.METHOD_LABELS[key]})")
-    plots.plot_tree(m.names, m.methods()[key], out / "task_tree.png",
-                    title=f"Task similarity tree ({taskonomy.METHOD_LABELS[key]}, average linkage)")
-    note = "" if m.V is not None else " (no attributions: V and DEPARA not computed)"
-    write_manifest(out, "taskonomy", title="Taskonomy task similarity matrices",
-                   summary=f"{len(m.names)} tasks, {m.n_probes} probes: wrote {', '.join(files.values())}{note}",
-                   settings={"features": str(features), "attributions": str(attributions or features),
-                             "attribution_file": attribution_file, "lam": lam,
-                             "channel_reduction": channel_reduction, "tasks": str(tasks) if tasks else None},
-                   tables={k: v for k, v in files.items()},
-                   figures={"similarity_heatmap": "similarity_heatmap.png", "task_tree": "task_tree.png"},
-                   extra={"tasks": list(m.names), "lam": m.lam, "n_probes": m.n_probes})
-    typer.echo(f"wrote {len(files)} matrices for {len(m.names)} tasks to {out}{note}")
+    res = taskonomy.write_matrices_results(
+        m, out, settings={"features": str(features), "attributions": str(attributions or features),
+                          "attribution_file": attribution_file, "lam": lam, "channel_reduction": channel_reduction,
+                          "tasks": str(tasks) if tasks else None})
+    typer.echo(f"wrote {len(res['files'])} matrices for {len(m.names)} tasks to {out}{res['note']}")
 
 
 @taskonomy_app.command("plot")
@@ -79,7 +66,9 @@ def plot(
 
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)
-    pub = taskonomy.read_published_hits(published) if published is not None else None
+    from ..published import read_published_hits
+
+    pub = read_published_hits(published) if published is not None else None
     ensure_dir(out)
     res = taskonomy.evaluate_matrices(m, names, t, out, relevant=relevant, published=pub, tree_method=tree_method,
                                       label=label,
@@ -98,11 +87,9 @@ def tree(
 ) -> None:
     """Task similarity tree: hierarchical clustering of the symmetrised similarity matrix (scipy)."""
     from ..evaluate import read_matrix_csv
-    from ..plots import ranking as plots
+    from ..tree import draw_tree
 
     names, m = read_matrix_csv(matrix)
-    title = f"Task similarity tree: {os.path.basename(str(matrix))} ({method} linkage)"
-    plots.plot_tree(names, m, out, method=method, title=title)
-    if heatmap is not None:
-        plots.plot_heatmap(names, m, heatmap, method=method, title=f"Task similarity: {os.path.basename(str(matrix))}")
+    draw_tree(names, m, out, method=method, title=f"Task similarity tree: {os.path.basename(str(matrix))} ({method} "
+              "linkage)", heatmap=heatmap, heatmap_title=f"Task similarity: {os.path.basename(str(matrix))}")
     typer.echo(f"wrote {out}" + (f" and {heatmap}" if heatmap is not None else ""))

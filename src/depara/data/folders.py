@@ -141,7 +141,7 @@ class staged_folder:
 
     def __enter__(self) -> Path:
         if self.final.exists():
-            raise DeparaError(f"{self.what} {self.final}: already exists (remove it or choose another --out)")
+            raise DeparaError(f"{self.what} {self.final}: already exists (remove it or choose another out folder)")
         self.final.parent.mkdir(parents=True, exist_ok=True)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)

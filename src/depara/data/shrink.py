@@ -25,7 +25,7 @@ def fraction_ratio(name: str) -> int:
             return r
     if name.startswith("1of") and name[3:].isdigit() and int(name[3:]) >= 1:
         return int(name[3:])
-    raise DeparaError(f"--fraction '{name}': expected tenth, hundredth or 1of<N>")
+    raise DeparaError(f"fraction '{name}': expected tenth, hundredth or 1of<N>")
 
 
 def shrink_count(n: int, ratio: int) -> int:
@@ -42,7 +42,7 @@ def shrink_domain(data: str | os.PathLike, out: str | os.PathLike, *, ratio: int
     """
     data = Path(data)
     if int(ratio) != ratio or ratio < 1:
-        raise DeparaError(f"--ratio {ratio}: expected an integer >= 1")
+        raise DeparaError(f"ratio {ratio}: expected an integer >= 1")
     ratio = int(ratio)
     for split in SPLITS:
         if not (data / split).is_dir():

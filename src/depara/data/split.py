@@ -23,16 +23,16 @@ def parse_ratios(ratios: str | Sequence[float]) -> tuple[float, float, float]:
         try:
             values = [float(v) for v in ratios.replace(",", ":").split(":")]
         except ValueError:
-            raise DeparaError(f"--ratios '{ratios}': expected three numbers like 7:2:1") from None
+            raise DeparaError(f"ratios '{ratios}': expected three numbers like 7:2:1") from None
     else:
         values = [float(v) for v in ratios]
     if len(values) != 3 or any(v < 0 for v in values) or values[0] <= 0:
-        raise DeparaError(f"--ratios {ratios}: expected three non-negative numbers train:val:test with train > 0")
+        raise DeparaError(f"ratios {ratios}: expected three non-negative numbers train:val:test with train > 0")
     total = sum(values)
     for scale in (1.0, 10.0, 100.0):
         if abs(total - scale) < 1e-6 * scale:
             return tuple(v / scale for v in values)  # type: ignore[return-value]
-    raise DeparaError(f"--ratios {ratios}: sum to {total:g}; expected fractions summing to 1 "
+    raise DeparaError(f"ratios {ratios}: sum to {total:g}; expected fractions summing to 1 "
                       f"or parts summing to 10 or 100 (e.g. 7:2:1)")
 
 

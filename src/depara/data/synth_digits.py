@@ -89,7 +89,7 @@ def real_digits(size: int, per_class: int | None, seed: int) -> dict[str, list[n
         idx = np.flatnonzero(bunch.target == d)
         if per_class is not None:
             if per_class > len(idx):
-                raise DeparaError(f"--real-per-class {per_class}: digit {d} has only {len(idx)} real images")
+                raise DeparaError(f"real_per_class {per_class}: digit {d} has only {len(idx)} real images")
             idx = np.sort(rng.choice(idx, size=per_class, replace=False))
         out[str(d)] = [np.repeat(np.asarray(Image.fromarray(images[i]).resize((size, size), Image.BICUBIC))[..., None],
                                  3, axis=2) for i in idx]
@@ -107,11 +107,11 @@ def make_synth_digits(out: str | os.PathLike, *, synthetic_per_class: int = 200,
     from PIL import Image
 
     if size < 8:
-        raise DeparaError(f"--size {size}: expected at least 8 pixels")
+        raise DeparaError(f"size {size}: expected at least 8 pixels")
     if synthetic_per_class < 1:
-        raise DeparaError(f"--synthetic-per-class {synthetic_per_class}: expected at least 1")
+        raise DeparaError(f"synthetic_per_class {synthetic_per_class}: expected at least 1")
     if real_per_class is not None and real_per_class < 1:
-        raise DeparaError(f"--real-per-class {real_per_class}: expected at least 1")
+        raise DeparaError(f"real_per_class {real_per_class}: expected at least 1")
     out = Path(out)
     fonts = digit_fonts()
     rng = np.random.default_rng(seed)

@@ -22,6 +22,8 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..train.select import score_column
+
     depth = np.array([int(r["depth"]) for r in rows])
     n_panels = 3 if accuracy_names else 2
     fig, axes = plt.subplots(n_panels, 1, figsize=(max(6.0, 0.45 * len(depth) + 2), 2.6 * n_panels), sharex=True)
@@ -34,7 +36,7 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
     ax.grid(alpha=0.3)
     ax = axes[1]
     for lam in lams:
-        s = np.array([float(r[f"S_lam{lam:g}"]) for r in rows])
+        s = np.array([float(r[score_column(lam)]) for r in rows])
         line, = ax.plot(depth, s, "o-", label=f"$S_V + {lam:g}\\,S_E$")
         k = int(np.argmax(s))
         ax.plot(depth[k], s[k], "*", ms=14, color=line.get_color(), markeredgecolor="k")

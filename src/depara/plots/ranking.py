@@ -1,8 +1,8 @@
 """Figures of model-selection results: PR curve, P@K curve, λ sweep, task similarity tree, heatmap, ranking bars.
 
 matplotlib with the Agg backend; every figure has labelled axes, a legend where it has several series, readable
-task names, and is saved atomically (PNG). Plots draw what they are given: they compute no scores (the one
-exception is the tree, whose clustering of a given similarity matrix *is* the figure).
+task names, and is saved atomically (PNG). Plots draw what they are given: they compute no scores and no
+clustering (the tree's linkage comes from :mod:`depara.tree`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np  # noqa: E402
 from ._common import save_figure  # noqa: E402
 from ..errors import DeparaError  # noqa: E402
 
-LINKAGE_METHODS = ("average", "single", "complete", "weighted", "centroid", "median", "ward")
 _MARKERS = "os^Dvp*hX<>"
 
 
@@ -135,48 +134,16 @@ def plot_lambda_sweep(rows: Sequence[Mapping[str, float]], out: str | os.PathLik
     return _save(fig, out)
 
 
-def similarity_to_distance(similarity) -> np.ndarray:
-    """Symmetrise a square similarity matrix and turn it into a distance matrix in [0, 1] (diagonal 0).
-
-    ``d = (max − s) / (max − min)`` over the off-diagonal values of ``s = (M + Mᵀ)/2``; the diagonal (often NaN
-    or self-similarity) is ignored.
-    """
-    m = np.asarray(similarity, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
-        raise DeparaError(f"similarity matrix: expected a square matrix of at least 2 tasks, got shape {m.shape}")
-    off = ~np.eye(m.shape[0], dtype=bool)
-    if not np.all(np.isfinite(m[off])):
-        i, j = np.argwhere(~np.isfinite(m) & off)[0]
-        raise DeparaError(f"similarity matrix: non-finite value at row {i}, column {j}")
-    s = (m + m.T) / 2
-    lo, hi = s[off].min(), s[off].max()
-    d = np.zeros_like(s) if hi == lo else (hi - s) / (hi - lo)
-    np.fill_diagonal(d, 0.0)
-    return d
-
-
-def task_linkage(similarity, method: str = "average") -> np.ndarray:
-    """scipy linkage matrix of the tasks, from :func:`similarity_to_distance` of a similarity matrix."""
-    from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import squareform
-
-    if method not in LINKAGE_METHODS:
-        raise DeparaError(f"linkage method {method!r}: expected one of {', '.join(LINKAGE_METHODS)}")
-    d = similarity_to_distance(similarity)
-    return linkage(squareform(d, checks=False), method=method)
-
-
-def plot_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, method: str = "average",
+def plot_tree(names: Sequence[str], linkage, out: str | os.PathLike, *, method: str = "average",
               title: str = "Task similarity tree") -> Path:
-    """Dendrogram of hierarchical clustering of the symmetrised task similarity (scipy.cluster.hierarchy).
-
-    ``names``: G task names for the G×G ``similarity`` (higher = more similar). The distance axis is the
-    normalised dissimilarity of :func:`similarity_to_distance`.
-    """
+    """Dendrogram of a given hierarchical clustering (``linkage``: scipy's (G−1)×4 matrix, e.g.
+    :func:`depara.tree.task_linkage`; ``method`` only labels the axis). ``names``: the G leaves."""
     from scipy.cluster.hierarchy import dendrogram
 
     names = [str(n) for n in names]
-    z = task_linkage(similarity, method)
+    z = np.asarray(linkage, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != 4:
+        raise DeparaError(f"plot_tree: expected a scipy linkage matrix (G−1)×4, got shape {z.shape}")
     if len(names) != z.shape[0] + 1:
         raise DeparaError(f"plot_tree: {len(names)} names for a {z.shape[0] + 1}-task similarity matrix")
     fig, ax = plt.subplots(figsize=(6.4, max(3.0, 0.28 * len(names) + 1.0)))
@@ -189,16 +156,15 @@ def plot_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, metho
 
 
 def plot_heatmap(names: Sequence[str], matrix, out: str | os.PathLike, *, title: str = "Task similarity",
-                 order_by_tree: bool = True, method: str = "average", colorbar_label: str = "similarity",
+                 order: Sequence[int] | None = None, colorbar_label: str = "similarity",
                  xlabel: str = "source task", ylabel: str = "target task") -> Path:
-    """Heatmap of a task-by-task matrix (rows = targets, columns = sources), optionally in dendrogram leaf order."""
-    from scipy.cluster.hierarchy import leaves_list
-
+    """Heatmap of a task-by-task matrix (rows = targets, columns = sources), its tasks in ``order`` (e.g. the tree's
+    leaf order, :func:`depara.tree.leaf_order`; default as given)."""
     names = [str(n) for n in names]
     m = np.array(matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape != (len(names), len(names)):
         raise DeparaError(f"plot_heatmap: matrix shape {m.shape} does not match {len(names)} task names")
-    order = leaves_list(task_linkage(m, method)) if order_by_tree else np.arange(len(names))
+    order = np.arange(len(names)) if order is None else np.asarray(order, dtype=np.int64)
     m = m[np.ix_(order, order)]
     np.fill_diagonal(m, np.nan)  # self-similarity would dominate the colour scale
     size = max(4.0, 0.32 * len(names) + 2.0)
@@ -215,11 +181,13 @@ def plot_heatmap(names: Sequence[str], matrix, out: str | os.PathLike, *, title:
 
 
 def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "Source ranking",
-                 lam: float | None = None) -> Path:
-    """Horizontal bars of each source's score, best on top.
+                 lam: float | None = None, target: str | None = None) -> Path:
+    """Horizontal bars of each source's score S, best on top (the one ranking bar chart: `depara rank --out`, ...).
 
     ``rows``: objects or mappings with ``name`` and ``S`` (optionally ``V`` and ``E``, e.g.
-    :class:`depara.similarity.RankRow`); with V and E the bar is split into V and λ·E (λ = ``lam``).
+    :class:`depara.graph_similarity.RankRow`). With V, E and ``lam`` the two parts of S = V + λE are marked on each
+    bar (V as a dot, λ·E as a diamond), so one sees whether nodes or edges decide the ranking; the best bar is
+    green. ``target`` names the target in the title.
     """
     def get(r, k):
         return r.get(k) if isinstance(r, Mapping) else getattr(r, k, None)
@@ -230,24 +198,27 @@ def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "S
     names = [str(get(r, "name")) for r in rows]
     s = np.array([float(get(r, "S")) for r in rows])
     y = np.arange(len(rows))[::-1]
-    fig, ax = plt.subplots(figsize=(6.4, max(2.5, 0.35 * len(rows) + 1.2)))
+    fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.38 * len(rows) + 1.2)))
     v = [get(r, "V") for r in rows]
     e = [get(r, "E") for r in rows]
-    if lam is not None and all(x is not None for x in v + e):
-        v = np.array(v, dtype=float)
-        le = lam * np.array(e, dtype=float)
-        ax.barh(y, v, color="C0", label="V (node similarity)")
-        ax.barh(y, le, left=v, color="C1", label=f"λ·E (edge similarity, λ = {lam:g})")
-        ax.legend(fontsize=7)
-    else:
-        ax.barh(y, s, color="C0", label="S")
+    parts = lam is not None and all(x is not None for x in v + e)
+    colours = ["tab:green"] + ["tab:gray"] * (len(rows) - 1)
+    ax.barh(y, s, color=colours, alpha=0.8, label=f"S = V + {lam:g}·E" if parts else "S")
+    if parts:
+        ax.scatter(np.array(v, dtype=float), y, marker="o", color="tab:blue", zorder=3, label="V (node similarity)")
+        ax.scatter(lam * np.array(e, dtype=float), y, marker="D", color="tab:orange", zorder=3,
+                   label=f"λ·E (edge similarity, λ = {lam:g})")
+    for yi, si in zip(y, s):
+        ax.annotate(f"{si:.3f}", (si, yi), xytext=(4 if si >= 0 else -4, 0), textcoords="offset points",
+                    va="center", ha="left" if si >= 0 else "right", fontsize=8)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlabel("transferability score S (higher = better)")
+    ax.set_xlabel("transferability score S (higher transfers better)")
     ax.set_ylabel("source")
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title + (f" for target '{target}'" if target else ""), fontsize=10)
     return _save(fig, out)
 
 
 __all__ = ["plot_pr_curve", "plot_precision_at_k", "plot_lambda_sweep", "plot_tree", "plot_heatmap",
-           "plot_ranking", "task_linkage", "similarity_to_distance", "LINKAGE_METHODS"]
+           "plot_ranking"]

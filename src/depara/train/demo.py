@@ -106,7 +106,7 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
     from .select import layers_select
 
     if scale not in SCALES:
-        raise DeparaError(f"--scale '{scale}': expected one of {', '.join(SCALES)}")
+        raise DeparaError(f"scale '{scale}': expected one of {', '.join(SCALES)}")
     cfg = SCALES[scale]
     t0 = time.perf_counter()
     out = ensure_dir(out)

@@ -158,7 +158,7 @@ def train_domain(data: str | os.PathLike, domain: str, out: str | os.PathLike, *
     if not domain_root.is_dir():
         raise DeparaError(f"{domain_root}: domain folder not found (expected DATA/<domain>/train, from `depara data split`)")
     if epochs < 1:
-        raise DeparaError(f"--epochs {epochs}: expected at least 1")
+        raise DeparaError(f"epochs {epochs}: expected at least 1")
     out = ensure_dir(out)
     train = load_split(domain_root, "train", image_size)
     val = load_split(domain_root, "val", image_size, classes=train.classes)
@@ -176,7 +176,7 @@ def train_domain(data: str | os.PathLike, domain: str, out: str | os.PathLike, *
         start, best_acc, best_epoch, rows = _resume(out, config, info, model, optimizer)
     else:
         if (out / MODEL_INFO).exists():
-            raise DeparaError(f"{out}: holds a model but no {RESUME_FILE}; choose a new --out")
+            raise DeparaError(f"{out}: holds a model but no {RESUME_FILE}; choose a new out folder")
         save_info(info, out)
         write_json(out / "train_config.json", config)
     iterator = range(start, epochs)
@@ -212,7 +212,7 @@ def _resume(out: Path, config: dict, info: ModelInfo, model: nn.Module, optimize
     for key in ("arch", "width", "domain", "image_size", "seed"):
         if saved.get(key) != config[key]:
             raise DeparaError(f"{out}: holds a run with {key}={saved.get(key)!r}, not {config[key]!r} "
-                              f"(resume only the same run; choose a new --out)")
+                              f"(resume only the same run; choose a new out folder)")
     saved_info = read_json(out / MODEL_INFO)
     if saved_info.get("classes") != info.classes:
         raise DeparaError(f"{out}: holds a run trained on other classes than {config['data']}/{config['domain']}")
@@ -244,7 +244,7 @@ def load_imagenet_source(arch: str = "vgg19_bn") -> tuple[nn.Module, ModelInfo]:
     from torchvision.models import get_model_weights
 
     if arch not in ("vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"):
-        raise DeparaError(f"--arch '{arch}': an ImageNet source must be one of vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn")
+        raise DeparaError(f"arch '{arch}': an ImageNet source must be one of vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn")
     weights = get_model_weights(arch).DEFAULT
     path = imagenet_weights_path(arch)
     if not path.is_file():
@@ -370,6 +370,24 @@ def transfer_layers(data: str | os.PathLike, source: str | os.PathLike, out: str
         rows.sort(key=lambda r: int(r["depth"]))
         write_csv(out / TRANSFER_CSV, rows)
     return rows
+
+
+def write_transfer_results(rows: Sequence[dict], out: str | os.PathLike, *, title: str,
+                           settings: dict | None = None) -> str:
+    """Complete a ``transfer`` results folder written by :func:`transfer_layers`: ``transfer.png`` (accuracy per
+    depth) and ``manifest.json``. Returns the one-line summary (the most accurate depth)."""
+    from ..plots.layers import plot_transfer_accuracy
+    from ..results import write_manifest
+
+    if not rows:
+        raise DeparaError("rows: no transfer rows to report")
+    plot_transfer_accuracy(rows, Path(out) / "transfer.png", title=title)
+    best = max(rows, key=lambda r: float(r["test_acc"]))
+    summary = f"best depth #{best['depth']} ({best['layer']}): test accuracy {100 * float(best['test_acc']):.1f}%"
+    write_manifest(out, "transfer", title=f"Layer-wise transfer {title}", summary=summary,
+                   settings=dict(settings or {}), tables={"transfer": TRANSFER_CSV},
+                   figures={"transfer": "transfer.png"})
+    return summary
 
 
 def _previous_rows(out: Path, settings: dict) -> list[dict]:

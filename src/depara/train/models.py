@@ -72,7 +72,7 @@ def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.Module
     from torchvision.models import vgg as tv_vgg
 
     if arch not in ARCHS:
-        raise DeparaError(f"--arch '{arch}': expected one of {', '.join(ARCHS)}")
+        raise DeparaError(f"arch '{arch}': expected one of {', '.join(ARCHS)}")
     if num_classes < 2:
         raise DeparaError(f"num_classes {num_classes}: expected at least 2 classes")
     base = arch.removeprefix("narrow_")
@@ -80,7 +80,7 @@ def build_model(arch: str, num_classes: int, *, width: float = 1.0) -> nn.Module
         model = getattr(tv_vgg, base)(weights=None, num_classes=num_classes)
     else:
         if not 0 < width <= 1:
-            raise DeparaError(f"--width {width}: expected 0 < width <= 1")
+            raise DeparaError(f"width {width}: expected 0 < width <= 1")
         cfg = _narrow_cfg(tv_vgg.cfgs[_CFG_KEY[base]], width)
         model = NarrowVGG(tv_vgg.make_layers(cfg, batch_norm=True), [v for v in cfg if v != "M"][-1], num_classes)
     for m in model.modules():
@@ -233,3 +233,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     load_state_checked(model, read_weights(weights), str(weights), info.arch)
     model.eval()
     return model, info
+
+
+def model_preprocess(info: ModelInfo, size: int | None = None):
+    """The :class:`~depara.probes.Preprocess` a trained model expects: its image size (or ``size``), mean and std."""
+    from ..probes import Preprocess
+
+    s = int(size or info.image_size)
+    return Preprocess(size=(s, s), mean=tuple(info.mean), std=tuple(info.std), name=f"{info.arch}-{s}px")

@@ -15,9 +15,9 @@ never transferred), the candidate "source" is the source model cut at layer k:
 LEEP and NCE do not apply per layer: both read the source model's own classifier head (its probabilities over
 the SOURCE classes), which exists only after the last layer, so every depth would get the same value.
 
-Every method is scored through :func:`depara.harness.score_sources` and evaluated with
-:func:`depara.harness.evaluate_scores` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick), plus
-the accuracy lost by transferring up to the picked layer instead of the best one.
+Every method is scored through :func:`depara.scoring.score_sources` and evaluated with
+:func:`depara.evaluate.rank_quality` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick), whose
+``regret`` is the accuracy lost by transferring up to the picked layer instead of the best one.
 """
 
 from __future__ import annotations
@@ -32,18 +32,23 @@ from scipy import stats
 
 from .._io import ensure_dir, read_csv, read_json, write_csv, write_json
 from ..errors import DeparaError
-from ..harness import ScoreTable, SourceInputs, evaluate_scores, pool_features, score_sources
+from ..estimators import estimator_names
+from ..evaluate import rank_quality
+from ..scoring import ScoreTable, SourceInputs, score_sources
+from ..source_features import pool_features
+from .models import model_preprocess
+from .select import depara_method_name, score_lam
 
-#: Label-based peers: scored on the shrunk target training images with their labels.
-LABEL_METHODS: tuple[str, ...] = ("logme", "hscore", "transrate")
-#: Label-free peers: scored on the probes against the target-domain model's logits.
-PROBE_METHODS: tuple[str, ...] = ("rsa", "cka")
+#: Label-based peers (from the estimator registry): scored on the shrunk target training images with their labels.
+LABEL_METHODS: tuple[str, ...] = estimator_names(needs_labels=True, needs_source_probs=False, default=True)
+#: Label-free peers (the registry's estimators with a reference representation): scored on the probes against the
+#: target-domain model's logits.
+PROBE_METHODS: tuple[str, ...] = estimator_names(uses_target_features=True)
 PEER_METHODS: tuple[str, ...] = LABEL_METHODS + PROBE_METHODS
-#: Why the harness's other methods are left out of a per-layer comparison.
+#: Why the registry's estimators that read the source head are left out of a per-layer comparison.
 NOT_PER_LAYER: dict[str, str] = {
-    "leep": "needs the source head's probabilities, which exist only after the last layer (same value at every depth)",
-    "nce": "needs the source head's predicted labels, which exist only after the last layer (same value at every depth)",
-}
+    name: "needs the source head's outputs, which exist only after the last layer (same value at every depth)"
+    for name in estimator_names(needs_source_probs=True)}
 SHALLOWER = "shallower"
 
 
@@ -56,14 +61,6 @@ def method_family(method: str) -> str:
     if method.startswith("DEPARA"):
         return "depara"
     return "trivial"
-
-
-def depara_method_name(column: str) -> str:
-    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv`` column)."""
-    if column.startswith("S_lam"):
-        lam = column[len("S_lam"):]
-        return f"DEPARA V+{'' if lam == '1' else lam}E"
-    return f"DEPARA {column}"
 
 
 def layer_key(depth: int, layer: str) -> str:
@@ -120,7 +117,7 @@ def depara_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return []
     keys = list(rows[0])
-    return [k for k in keys if k in ("V", "E") or k.startswith("S_lam")]
+    return [k for k in keys if k in ("V", "E") or score_lam(k) is not None]
 
 
 def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[str, np.ndarray], labels, *,
@@ -153,7 +150,8 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
         raise DeparaError(f"method {unknown[0]}: not a per-layer method ({why})")
     keys = [layer_key(d, n) for d, n in layers]
     scores: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"layers": keys, "not_per_layer": dict(NOT_PER_LAYER)}
+    meta: dict[str, Any] = {"layers": keys, "depths": [d for d, _ in layers], "modules": [n for _, n in layers],
+                            "not_per_layer": dict(NOT_PER_LAYER)}
     label_methods = [m for m in methods if m in LABEL_METHODS]
     probe_methods = [m for m in methods if m in PROBE_METHODS]
     if label_methods:
@@ -201,35 +199,40 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
     return ScoreTable(sources=tuple(keys), methods=tuple(scores), scores=scores, meta=meta)
 
 
+def _layers_of(table: ScoreTable) -> list[tuple[int, str]]:
+    """(depth, module) of each candidate of a :func:`peer_layer_table` table, from its meta (never parsed)."""
+    if "depths" not in table.meta or "modules" not in table.meta:
+        raise DeparaError("table: expected a table from peer_layer_table (meta 'depths' and 'modules')")
+    return list(zip((int(d) for d in table.meta["depths"]), table.meta["modules"]))
+
+
 def evaluate_layers(table: ScoreTable, accuracies: Mapping[int, float], *, ks: Sequence[int] = (1, 3, 5)
                     ) -> list[dict[str, Any]]:
     """Each method's agreement with the per-layer transfer accuracy ``{depth: accuracy}``.
 
-    Rows of :func:`depara.harness.evaluate_scores` (kendall, weighted_tau, pearson, spearman, p_at_K, top1 ...)
-    with ``family``, ``kendall_p`` (two-sided p-value of τ, scipy), ``pick_depth``/``pick_layer``/``pick_acc`` (the top-scored layer; ties → the worse one),
-    ``best_depth``/``best_layer``/``best_acc`` and ``acc_lost`` = best_acc − pick_acc.
+    One :func:`depara.evaluate.rank_quality` per method (truth = accuracy; its field names: kendall,
+    weighted_tau, spearman, pearson, p_at_K, pick_truth, best_truth, regret = best_truth − pick_truth,
+    relative_accuracy; ties → the worse layer), with ``family``, ``kendall_p`` (two-sided p-value of τ, scipy),
+    ``pick_depth``/``pick_layer`` (the top-scored layer) and ``best_depth``/``best_layer`` (the most accurate,
+    shallowest among equals).
     """
-    depth_of = {k: int(k.split(" ", 1)[0][1:]) for k in table.sources}
-    missing = [d for d in depth_of.values() if d not in accuracies]
+    layers = _layers_of(table)
+    missing = [d for d, _ in layers if d not in accuracies]
     if missing:
         raise DeparaError(f"accuracies: no transfer accuracy for depth {missing[0]}")
-    truth = {k: float(accuracies[d]) for k, d in depth_of.items()}
-    best_key = max(table.sources, key=lambda k: (truth[k], -depth_of[k]))
-    y = np.array([truth[k] for k in table.sources])
+    y = np.array([float(accuracies[d]) for d, _ in layers])
     rows = []
-    for r in evaluate_scores(table, truth, ks=ks):
-        pick = r["top1"]
-        x = table.scores[r["method"]]
+    for method in table.methods:
+        x = table.scores[method]
+        q = rank_quality(y, x, ks=ks)
         # 18 layers is a small sample: say how likely the τ is under no association
-        p = float("nan") if math.isnan(r["kendall"]) else float(stats.kendalltau(x, y).pvalue)
-        rows.append({"method": r["method"], "family": method_family(r["method"]), "kendall": r["kendall"],
-                     "kendall_p": p,
-                     "weighted_tau": r["weighted_tau"], "spearman": r["spearman"], "pearson": r["pearson"],
-                     "pick_depth": depth_of[pick], "pick_layer": pick.split(" ", 1)[1], "pick_acc": r["top1_truth"],
-                     "best_depth": depth_of[best_key], "best_layer": best_key.split(" ", 1)[1],
-                     "best_acc": r["best_truth"], "acc_lost": r["regret"],
-                     "relative_accuracy": r["relative_accuracy"],
-                     **{k: v for k, v in r.items() if k.startswith("p_at_")}})
+        p = float("nan") if math.isnan(q.kendall) else float(stats.kendalltau(x, y).pvalue)
+        rows.append({"method": method, "family": method_family(method), "kendall": q.kendall, "kendall_p": p,
+                     "weighted_tau": q.weighted_tau, "spearman": q.spearman, "pearson": q.pearson,
+                     "pick_depth": layers[q.pick][0], "pick_layer": layers[q.pick][1], "pick_truth": q.pick_truth,
+                     "best_depth": layers[q.best][0], "best_layer": layers[q.best][1], "best_truth": q.best_truth,
+                     "regret": q.regret, "relative_accuracy": q.relative_accuracy,
+                     **{f"p_at_{k}": v for k, v in q.p_at_k.items()}})
     return rows
 
 
@@ -243,7 +246,7 @@ def resolve_target_data(transfer: Mapping[str, str | os.PathLike]) -> dict[str, 
         folder = p if p.is_dir() else p.parent
         settings = folder / "transfer.json"
         if not settings.is_file():
-            raise DeparaError(f"--transfer {name}={p}: no transfer.json beside it naming the target data "
+            raise DeparaError(f"transfer {name}={p}: no transfer.json beside it naming the target data "
                               f"(give the folder written by `depara transfer`)")
         data = read_json(settings).get("data")
         if not data or not Path(data).is_dir():
@@ -274,7 +277,7 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
         best = max(scored, key=lambda r: float(r["kendall"]))
         by = {r["method"]: r for r in rows}
         line = f"{name}: best agreement {best['method']} (Kendall τ {_fmt(best['kendall'])}, picks #{best['pick_depth']}"
-        line += f", loses {100 * best['acc_lost']:.1f} pts)"
+        line += f", loses {100 * best['regret']:.1f} pts)"
         for m in (primary, "logme"):
             if m in by and m != best["method"]:
                 line += f"; {m} τ {_fmt(by[m]['kendall'])}"
@@ -310,10 +313,9 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     """
     from .engine import load_source, load_split, normalise
     from .models import load_checkpoint, transfer_units
-    from .select import _preprocess
 
     if not accuracies:
-        raise DeparaError("--peers: needs the measured transfer accuracies (--transfer NAME=FOLDER)")
+        raise DeparaError("accuracies: needs the measured transfer accuracies per fraction")
     accs = {str(name): _accuracies(v) for name, v in accuracies.items()}
     if target_data is None:
         target_data = resolve_target_data({k: v for k, v in accuracies.items() if not isinstance(v, Mapping)})
@@ -332,11 +334,11 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
 
     from ..probes import ProbeSet
 
-    probe_set = probes if isinstance(probes, ProbeSet) else ProbeSet.from_folder(probes, _preprocess(src_info))
-    probe_features = pooled_layer_features(src_model, probe_set.tensor(preprocess=_preprocess(src_info)), names,
+    probe_set = probes if isinstance(probes, ProbeSet) else ProbeSet.from_folder(probes, model_preprocess(src_info))
+    probe_features = pooled_layer_features(src_model, probe_set.tensor(preprocess=model_preprocess(src_info)), names,
                                            batch_size=batch_size, progress=progress)
     tgt_layer = transfer_units(tgt_model)[-1].output  # the target-domain model's logits, as in layers-select
-    tgt_images = probe_set.tensor(preprocess=_preprocess(tgt_info))
+    tgt_images = probe_set.tensor(preprocess=model_preprocess(tgt_info))
     target_outputs = pooled_layer_features(tgt_model, tgt_images, [tgt_layer], batch_size=batch_size)[tgt_layer]
 
     tables, evaluations, n_train = {}, {}, {}
@@ -383,9 +385,8 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
     panels: dict[str, dict] = {}
     for name, table in tables.items():
         rows = []
-        for i, key in enumerate(table.sources):
-            depth = int(key.split(" ", 1)[0][1:])
-            rows.append({"depth": depth, "layer": key.split(" ", 1)[1], f"acc_{name}": accuracies[name][depth],
+        for i, (depth, layer) in enumerate(_layers_of(table)):
+            rows.append({"depth": depth, "layer": layer, f"acc_{name}": accuracies[name][depth],
                          **{m: float(table.scores[m][i]) for m in table.methods}})
         write_csv(out_dir / f"peer_scores_{name}.csv", rows)
         write_csv(out_dir / f"peer_evaluation_{name}.csv", list(evaluations[name]))

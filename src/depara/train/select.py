@@ -18,84 +18,102 @@ import numpy as np
 from .._io import ensure_dir, read_csv, write_csv
 from ..errors import DeparaError
 from ..results import write_manifest
-from .models import ModelInfo, transfer_units
+from ..options import LAYER_SELECTION_OPTIONS, GraphOptions
+from .models import ModelInfo, model_preprocess, transfer_units
 
 SCORES_CSV = "layer_scores.csv"
 CORRELATIONS_CSV = "correlations.csv"
 FIGURE = "layers.png"
+#: Prefix of the ``layer_scores.csv`` column holding S = V + λE for one λ (``S_lam10`` for λ = 10).
+SCORE_PREFIX = "S_lam"
 
 
-def _lam_label(lam: float) -> str:
-    return f"S_lam{lam:g}"
+def score_column(lam: float) -> str:
+    """The ``layer_scores.csv`` column of S = V + λE: ``S_lam<λ>`` (``S_lam1``, ``S_lam10``, ``S_lam0.25``)."""
+    return f"{SCORE_PREFIX}{float(lam):g}"
 
 
-def _preprocess(info: ModelInfo, size: int | None = None):
-    from ..probes import Preprocess
+def score_lam(column: str) -> float | None:
+    """λ of a :func:`score_column` name, or None for any other column (the one parser of those names)."""
+    if not column.startswith(SCORE_PREFIX):
+        return None
+    try:
+        return float(column[len(SCORE_PREFIX):])
+    except ValueError:
+        return None
 
-    s = int(size or info.image_size)
-    return Preprocess(size=(s, s), mean=tuple(info.mean), std=tuple(info.std), name=f"{info.arch}-{s}px")
+
+def depara_method_name(column: str) -> str:
+    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv`` column)."""
+    lam = score_lam(column)
+    if lam is not None:
+        return f"DEPARA V+{'' if lam == 1 else f'{lam:g}'}E"
+    return f"DEPARA {column}"
 
 
 def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo, probes, *,
-                 lams: Sequence[float] = (1.0, 10.0), method: str = "input_x_gradient", scalar: str = "mean",
-                 channel_reduction: str = "abs_mean", center: bool = False, edge: str = "cosine",
-                 batch_size: int = 32, node_size: int | None = None, progress: bool = False) -> list[dict]:
+                 lams: Sequence[float] = (1.0, 10.0), options: GraphOptions = LAYER_SELECTION_OPTIONS,
+                 batch_size: int = 32, progress: bool = False) -> list[dict]:
     """Per transferable layer of ``source``: ``{depth, layer, kind, V, E, S_lam<λ>...}``.
 
     ``probes``: a folder of images (read recursively) or a :class:`depara.probes.ProbeSet`; each model sees them
-    through its own preprocessing. Defaults follow the original layer-selection code (scalar = mean of the
-    layer, channel reduction = mean of absolute values, features not centred). All source layers come from ONE
-    forward pass per batch (``depara.extract.build_graphs``).
+    through its own preprocessing. ``options``: default :data:`depara.options.LAYER_SELECTION_OPTIONS`; a ``node_size`` of None
+    means the smaller of the two models' input sizes. All source layers come from ONE forward pass per batch
+    (``depara.extract.build_graphs``).
     """
     from ..extract import build_graph, build_graphs
+    from ..graph_similarity import edge_similarity, node_similarity
     from ..probes import ProbeSet
-    from ..similarity import edge_similarity, node_similarity
 
     lams = [float(v) for v in lams]
     if not lams:
-        raise DeparaError("--lam: expected at least one value")
+        raise DeparaError("lams: expected at least one value")
     if not isinstance(probes, ProbeSet):
-        probes = ProbeSet.from_folder(probes, preprocess=_preprocess(source_info))
-    grid = node_size or min(source_info.image_size, target_info.image_size)
-    options = dict(method=method, scalar=scalar, channel_reduction=channel_reduction, center=center, edge=edge,
-                   batch_size=batch_size, node_size=grid, progress=progress)
+        probes = ProbeSet.from_folder(probes, preprocess=model_preprocess(source_info))
+    if options.node_size is None:
+        options = options.replace(node_size=min(source_info.image_size, target_info.image_size))
     units = transfer_units(source)[:-1]  # the last layer (the classifier) is never transferred
-    src_graphs = build_graphs(source, probes, [u.output for u in units], preprocess=_preprocess(source_info),
-                              meta={"model": source_info.arch, "domain": source_info.domain}, **options)
+    src_graphs = build_graphs(source, probes, [u.output for u in units], options,
+                              preprocess=model_preprocess(source_info), batch_size=batch_size, progress=progress,
+                              meta={"model": source_info.arch, "domain": source_info.domain})
     tgt_layer = transfer_units(target)[-1].output  # the target-domain model's logits
-    tgt_graph = build_graph(target, probes, tgt_layer, preprocess=_preprocess(target_info),
-                            meta={"model": target_info.arch, "domain": target_info.domain}, **options)
+    tgt_graph = build_graph(target, probes, tgt_layer, options, preprocess=model_preprocess(target_info),
+                            batch_size=batch_size, progress=progress,
+                            meta={"model": target_info.arch, "domain": target_info.domain})
     rows = []
     for unit in units:
         g = src_graphs[unit.output]
         v, e = node_similarity(g, tgt_graph), edge_similarity(g, tgt_graph)
         row = {"depth": unit.index, "layer": unit.output, "kind": unit.kind, "V": v, "E": e}
         for lam in lams:
-            row[_lam_label(lam)] = v + lam * e
+            row[score_column(lam)] = v + lam * e
         rows.append(row)
     return rows
 
 
 def correlate(rows: Sequence[Mapping], accuracies: Mapping[int, float], score_keys: Sequence[str]) -> list[dict]:
-    """For each score column: Spearman and Kendall τ with accuracy over the layers that have an accuracy, the
-    top-scored layer, the best layer by accuracy, and the accuracy lost by picking the top-scored one."""
+    """For each score column, :func:`depara.evaluate.rank_quality` of the layers that have an accuracy (truth =
+    accuracy): ``spearman``, ``kendall`` with their p-values (scipy), the top-scored layer ``pick_depth`` (ties →
+    the worse layer, the one tie rule), its ``pick_truth``, the most accurate layer ``best_depth`` and
+    ``best_truth``, and ``regret`` = best_truth − pick_truth (the accuracy lost by the pick)."""
     from scipy.stats import kendalltau, spearmanr
+
+    from ..evaluate import rank_quality
 
     depths = [int(r["depth"]) for r in rows if int(r["depth"]) in accuracies]
     if len(depths) < 2:
-        raise DeparaError(f"transfer accuracies cover {len(depths)} of the scored layers; expected at least 2")
+        raise DeparaError(f"accuracies: transfer accuracies cover {len(depths)} of the scored layers; expected at "
+                          "least 2")
     acc = np.array([accuracies[d] for d in depths], dtype=float)
     by_depth = {int(r["depth"]): r for r in rows}
     out = []
     for key in score_keys:
         s = np.array([float(by_depth[d][key]) for d in depths], dtype=float)
-        rho, rho_p = spearmanr(s, acc)
-        tau, tau_p = kendalltau(s, acc)
-        top, best = depths[int(np.argmax(s))], depths[int(np.argmax(acc))]
-        out.append({"score": key, "spearman": float(rho), "spearman_p": float(rho_p), "kendall": float(tau),
-                    "kendall_p": float(tau_p), "top_layer": top, "top_acc": accuracies[top], "best_layer": best,
-                    "best_acc": accuracies[best], "acc_lost": accuracies[best] - accuracies[top],
-                    "n_layers": len(depths)})
+        q = rank_quality(acc, s, ks=())
+        out.append({"score": key, "spearman": q.spearman, "spearman_p": float(spearmanr(s, acc).pvalue),
+                    "kendall": q.kendall, "kendall_p": float(kendalltau(s, acc).pvalue),
+                    "pick_depth": depths[q.pick], "pick_truth": q.pick_truth, "best_depth": depths[q.best],
+                    "best_truth": q.best_truth, "regret": q.regret, "n_layers": len(depths)})
     return out
 
 
@@ -118,8 +136,7 @@ def read_transfer_accuracies(path: str | os.PathLike, column: str = "test_acc", 
 
 def layers_select(source: str | os.PathLike, target: str | os.PathLike, probes, out: str | os.PathLike, *,
                   lams: Sequence[float] = (1.0, 10.0), transfer: Mapping[str, str | os.PathLike] | None = None,
-                  source_arch: str = "vgg19_bn", method: str = "input_x_gradient", scalar: str = "mean",
-                  channel_reduction: str = "abs_mean", center: bool = False, edge: str = "cosine",
+                  source_arch: str = "vgg19_bn", options: GraphOptions = LAYER_SELECTION_OPTIONS,
                   batch_size: int = 32, progress: bool = True, title: str = "") -> dict:
     """Score every transferable layer of ``source`` for the target domain of ``target`` and write a results folder.
 
@@ -137,10 +154,9 @@ def layers_select(source: str | os.PathLike, target: str | os.PathLike, probes, 
     out = ensure_dir(out)
     src_model, src_info = load_source(source, source_arch)
     tgt_model, tgt_info = load_checkpoint(target)
-    rows = score_layers(src_model, src_info, tgt_model, tgt_info, probes, lams=lams, method=method, scalar=scalar,
-                        channel_reduction=channel_reduction, center=center, edge=edge, batch_size=batch_size,
-                        progress=progress)
-    score_keys = ["V", "E"] + [_lam_label(float(l)) for l in lams]
+    rows = score_layers(src_model, src_info, tgt_model, tgt_info, probes, lams=lams, options=options,
+                        batch_size=batch_size, progress=progress)
+    score_keys = ["V", "E"] + [score_column(lam) for lam in lams]
     accuracies = {name: read_transfer_accuracies(p) for name, p in (transfer or {}).items()}
     spreads = {name: read_transfer_accuracies(p, "test_acc_std", required=False) for name, p in (transfer or {}).items()}
     for name, acc in accuracies.items():
@@ -159,18 +175,17 @@ def layers_select(source: str | os.PathLike, target: str | os.PathLike, probes, 
         tables["correlations"] = CORRELATIONS_CSV
     primary = score_keys[2]
     pick = max(rows, key=lambda r: r[primary])
-    summary = f"transfer layers 1..#{pick['depth']} ({pick['layer']}): highest {primary.replace('S_lam', 'V+λE, λ=')} " \
+    summary = f"transfer layers 1..#{pick['depth']} ({pick['layer']}): highest V+λE, λ={score_lam(primary):g} " \
               f"= {pick[primary]:.3f}"
     for c in correlations:
         if c["score"] == primary:
-            summary += (f"; {c['accuracy']}: best by accuracy #{c['best_layer']} ({100 * c['best_acc']:.1f}%), "
-                        f"pick loses {100 * c['acc_lost']:.1f} pts, Spearman {c['spearman']:.2f}")
+            summary += (f"; {c['accuracy']}: best by accuracy #{c['best_depth']} ({100 * c['best_truth']:.1f}%), "
+                        f"pick loses {100 * c['regret']:.1f} pts, Spearman {c['spearman']:.2f}")
     plot_layer_selection(rows, out / FIGURE, lams=[float(l) for l in lams],
                          accuracy_names=list(accuracies), title=title or f"{src_info.domain or source} → "
                          f"{tgt_info.domain or 'target'}: DEPARA per layer")
     settings = {"source": str(source), "target": str(target), "probes": str(getattr(probes, "origin", probes)),
-                "lams": [float(l) for l in lams], "method": method, "scalar": scalar,
-                "channel_reduction": channel_reduction, "center": center, "edge": edge,
+                "lams": [float(l) for l in lams], **options.to_meta(),
                 "transfer": {k: str(v) for k, v in (transfer or {}).items()}}
     write_manifest(out, "layers-select", title=title or "Layer selection with DEPARA", summary=summary,
                    settings=settings, tables=tables, figures={"layers": FIGURE},

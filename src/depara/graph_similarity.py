@@ -18,7 +18,6 @@ numpy/scipy only: nothing here knows about torch.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -26,18 +25,22 @@ from scipy.stats import rankdata
 
 from .errors import DeparaError
 from .graph import Graph
+from .options import DEFAULT_LAMBDA, check_lam
 
 # Upper bound of the float64 block of normalised node maps multiplied at once in node_similarity_matrix.
 _NODE_BLOCK_BYTES = 256 * 2**20
 
 
 class SimilarityMatrices(NamedTuple):
-    """G×G float64 matrices of node (V), edge (E) and total (S = V + λE) similarity; ``names[i]`` labels row i."""
+    """G×G float64 matrices of total (S = V + λE), node (V) and edge (E) similarity; ``names[i]`` labels row i.
+
+    Field order (names, S, V, E) is that of :class:`RankRow` (name, S, V, E).
+    """
 
     names: tuple[str, ...]
+    S: np.ndarray
     V: np.ndarray
     E: np.ndarray
-    S: np.ndarray
 
 
 class RankRow(NamedTuple):
@@ -50,14 +53,7 @@ class RankRow(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _check_lam(lam: Any) -> float:
-    try:
-        value = float(lam)
-    except (TypeError, ValueError):
-        raise DeparaError(f"lam: expected a number, got {lam!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise DeparaError(f"lam: expected a finite number >= 0, got {lam!r}")
-    return value
+_check_lam = check_lam  # the one λ validation (depara.options)
 
 
 def _label(graph: Graph, fallback: str) -> str:
@@ -184,7 +180,7 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
                                        standardized_ranks(g2.edges, f"graph {n2}"))
 
 
-def similarity(g1: Graph, g2: Graph, lam: float = 1.0) -> float:
+def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
     """DEPARA score S = V + λE of two graphs over the same probes."""
     lam = _check_lam(lam)
     return node_similarity(g1, g2) + lam * edge_similarity(g1, g2)
@@ -248,7 +244,10 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
                            dtype: Any = np.float64) -> np.ndarray:
     """G×G float64 Spearman correlations of G edge vectors (same length): rank each once, one matrix product.
 
-    ``dtype=np.float32`` halves memory and time of the product; the benchmark reports its error (~1e-6).
+    ``dtype=np.float32`` halves the memory of the stacked ranks (G×M values) at an error of about 1e-6
+    (``benchmarks/bench_similarity.py`` reports it); it is not faster: ranking dominates the time, and in the
+    committed run (``benchmarks/results/bench_similarity.txt``) the float32 edge matrix took longer than the
+    float64 one.
     """
     arrays = [np.asarray(e) for e in edges_list]
     names = list(names) if names is not None else [str(i) for i in range(len(arrays))]
@@ -264,7 +263,7 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
     return np.clip((stacked @ stacked.T).astype(np.float64), -1.0, 1.0)
 
 
-def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = 1.0) -> SimilarityMatrices:
+def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = DEFAULT_LAMBDA) -> SimilarityMatrices:
     """V, E and S = V + λE for every pair of ``graphs`` (a dict name → Graph, or a list), computed in batch."""
     lam = _check_lam(lam)
     names, items = _names_and_graphs(graphs, "graphs")
@@ -273,10 +272,10 @@ def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float 
     quoted = [repr(n) for n in names]
     v = node_similarity_matrix([g.nodes for g in items], quoted)
     e = edge_similarity_matrix([g.edges for g in items], quoted)
-    return SimilarityMatrices(tuple(names), v, e, v + lam * e)
+    return SimilarityMatrices(tuple(names), S=v + lam * e, V=v, E=e)
 
 
-def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = 1.0) -> list[RankRow]:
+def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = DEFAULT_LAMBDA) -> list[RankRow]:
     """Score every source graph against ``target``; rows (name, S, V, E) best first (ties: by name).
 
     The target's edge ranks and normalised maps are computed once; each source's once.

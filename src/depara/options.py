@@ -1,0 +1,194 @@
+"""The options of a DEPARA graph, and THE defaults used by the Python API and the CLI alike.
+
+One frozen :class:`GraphOptions` describes how a graph is built (METHOD.md §1): the attribution ``method``, the
+per-image ``scalar`` of the layer output whose attribution is taken, the colour-channel reduction of the maps, the
+node grid they are resampled to, and how edges are made from the features (``center``, ``edge``). Every option is
+an :class:`~enum.Enum` of strings (``str`` subclasses, so ``Scalar.l2 == "l2"``); plain strings are accepted and
+converted on construction, with a one-line :class:`~depara.errors.DeparaError` naming the option otherwise.
+
+``build_graph(s)`` (:mod:`depara.extract`), the CLI (``depara extract``, ``depara score``) and the benchmarks read
+their defaults from here, so a graph built with the API and one built with the CLI are comparable. Every graph
+records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
+``edge``; :meth:`GraphOptions.to_meta`), so comparing graphs built differently can be refused.
+
+Defaults (``DEFAULT_*``): node = grad×input of the L2 norm of the layer output, signed channel mean, maps on a
+56×56 grid (so models with different input sizes, 224 px ImageNet and 256 px Taskonomy, give comparable nodes),
+features centred over the probes, cosine edges, λ = 1. numpy-free and torch-free: importable everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping
+
+from .errors import DeparaError
+
+__all__ = [
+    "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
+    "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
+    "DEFAULT_FEATURE_MEMORY_MB", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+]
+
+
+class _StrEnum(str, Enum):
+    """A string enum whose ``str()`` is its value (``f"{Scalar.l2}" == "l2"``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: Any, what: str):
+        """``value`` (a member or its string) as a member; DeparaError naming ``what`` otherwise."""
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise DeparaError(f"{what}: expected one of {', '.join(choices(cls))}, got {value!r}") from None
+
+
+class AttributionMethod(_StrEnum):
+    """How the attribution map of a probe is computed (METHOD.md §1)."""
+
+    input_x_gradient = "input_x_gradient"  #: x ⊙ ∂s/∂x (the paper's choice)
+    saliency = "saliency"  #: |∂s/∂x|
+    integrated_gradients = "integrated_gradients"  #: Captum, zero baseline, IG_STEPS steps
+    deeplift = "deeplift"  #: Captum, zero baseline
+    lrp = "lrp"  #: Captum LRP, ε-rule with ε = LRP_EPSILON
+
+
+class Scalar(_StrEnum):
+    """The per-image scalar of a layer output whose attribution is the node."""
+
+    sum = "sum"
+    mean = "mean"
+    l2 = "l2"
+
+
+class ChannelReduction(_StrEnum):
+    """How the colour channels of an attribution map are reduced (``none`` keeps them)."""
+
+    mean = "mean"  #: signed mean
+    abs_mean = "abs_mean"  #: mean of absolute values
+    none = "none"
+
+
+class EdgeMetric(_StrEnum):
+    """Similarity of two probes' features: ``cosine`` (DEPARA) or Pearson ``correlation`` (the RSA variant)."""
+
+    cosine = "cosine"
+    correlation = "correlation"
+
+
+def choices(enum: type[Enum]) -> tuple[str, ...]:
+    """The string values of an options enum, in declaration order."""
+    return tuple(str(m.value) for m in enum)
+
+
+LRP_EPSILON = 1e-4
+IG_STEPS = 32
+DEFAULT_NODE_SIZE = 56
+DEFAULT_LAMBDA = 1.0
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_FEATURE_MEMORY_MB = 2048.0
+
+
+def _node_size(value: Any) -> tuple[int, int] | None:
+    """``None`` / 0 → None (input grid); an int n → (n, n); a pair → (h, w); positive ints only."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0):
+        return None
+    if isinstance(value, bool):
+        raise DeparaError(f"node_size: expected None, 0, an int or (h, w), got {value!r}")
+    if isinstance(value, (int,)) or (hasattr(value, "__index__") and not hasattr(value, "__len__")):
+        value = (int(value), int(value))
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise DeparaError(f"node_size: expected None, 0, an int or (h, w), got {value!r}") from None
+    if h <= 0 or w <= 0:
+        raise DeparaError(f"node_size: expected positive sizes (or 0 for the input grid), got {(h, w)}")
+    return (h, w)
+
+
+def check_lam(lam: Any, what: str = "lam") -> float:
+    """λ of S = V + λE as a finite float ≥ 0; DeparaError naming ``what`` otherwise."""
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise DeparaError(f"{what}: expected a number, got {lam!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise DeparaError(f"{what}: expected a finite number >= 0, got {lam!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """How a DEPARA graph is built. Frozen and hashable; fields are validated and normalised on construction.
+
+    Attributes:
+        method: attribution method (:class:`AttributionMethod`).
+        scalar: per-image scalar s of the layer output whose attribution is taken (:class:`Scalar`).
+        channel_reduction: colour-channel reduction of the maps (:class:`ChannelReduction`).
+        node_size: (h, w) grid every map is resampled to (area averaging when shrinking, bilinear when
+            enlarging), or None to keep the input's grid. An int n means (n, n); 0 means None.
+        center: centre the features over the probes before the edge similarity.
+        edge: edge metric (:class:`EdgeMetric`).
+
+    Build-time knobs that do not change the graph (batch size, device, memory budget, progress bars) are NOT
+    options: they are arguments of :func:`depara.extract.build_graphs`.
+    """
+
+    method: AttributionMethod = AttributionMethod.input_x_gradient
+    scalar: Scalar = Scalar.l2
+    channel_reduction: ChannelReduction = ChannelReduction.mean
+    node_size: tuple[int, int] | None = (DEFAULT_NODE_SIZE, DEFAULT_NODE_SIZE)
+    center: bool = True
+    edge: EdgeMetric = EdgeMetric.cosine
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "method", AttributionMethod.parse(self.method, "method"))
+        set_(self, "scalar", Scalar.parse(self.scalar, "scalar"))
+        set_(self, "channel_reduction", ChannelReduction.parse(self.channel_reduction, "channel_reduction"))
+        set_(self, "edge", EdgeMetric.parse(self.edge, "edge"))
+        set_(self, "node_size", _node_size(self.node_size))
+        if not isinstance(self.center, bool):
+            raise DeparaError(f"center: expected True or False, got {self.center!r}")
+
+    def replace(self, **changes: Any) -> "GraphOptions":
+        """A copy with some fields changed (validated like the constructor); unknown names raise DeparaError."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise DeparaError(f"{unknown[0]}: not a graph option; expected one of "
+                              f"{', '.join(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None = None, **changes: Any) -> "GraphOptions":
+        """Defaults updated by ``values`` and ``changes`` (keys = field names)."""
+        return cls().replace(**{**dict(values or {}), **changes})
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-ready record stored in every graph's ``meta`` (``node_size`` None = the input grid)."""
+        return {"method": self.method.value, "scalar": self.scalar.value,
+                "channel_reduction": self.channel_reduction.value,
+                "node_size": None if self.node_size is None else list(self.node_size),
+                "center": self.center, "edge": self.edge.value}
+
+    @property
+    def node(self) -> str:
+        """Short label of the node definition, ``"<scalar>/<channel_reduction>"`` (tables and figures)."""
+        return f"{self.scalar.value}/{self.channel_reduction.value}"
+
+
+#: THE defaults, shared by ``build_graph(s)``, the CLI and the benchmarks.
+DEFAULT_GRAPH_OPTIONS = GraphOptions()
+
+#: The preset of layer selection (``depara layers-select``, :func:`depara.train.select.score_layers`): the original
+#: layer-selection code's node (scalar = mean of the layer output, channel reduction = mean of absolute values) and
+#: uncentred features; ``node_size`` None there means the smaller of the two models' input sizes.
+LAYER_SELECTION_OPTIONS = GraphOptions(scalar=Scalar.mean, channel_reduction=ChannelReduction.abs_mean, center=False,
+                                       node_size=None)

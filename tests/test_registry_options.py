@@ -1,0 +1,80 @@
+"""The estimator registry and the graph options: one list of estimators, one set of defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depara import baselines
+from depara.errors import DeparaError
+from depara.estimators import (Estimator, SourceInputs, TargetInputs, get_estimator, list_estimators,
+                               parse_estimators, register_estimator)
+from depara.options import DEFAULT_GRAPH_OPTIONS, ChannelReduction, GraphOptions, Scalar
+
+
+def test_registry_lists_every_estimator_with_its_needs():
+    names = [e.name for e in list_estimators()]
+    assert names[:8] == ["logme", "leep", "nce", "hscore", "transrate", "rsa", "cka", "depara"]
+    assert {e.name for e in list_estimators(needs_source_probs=True)} == {"leep", "nce"}
+    assert {e.name for e in list_estimators(needs_labels=False, needs_graph=False)} == {"rsa", "cka"}
+    assert {e.name for e in list_estimators(supports_regression=True, needs_graph=False)} == {"logme", "rsa", "cka"}
+    assert get_estimator("H-Score") is get_estimator("hscore") and get_estimator("linear_cka").fn is baselines.linear_cka
+    assert parse_estimators(None) == names[:8] and parse_estimators("cka, logme,all")[:2] == ["cka", "logme"]
+    with pytest.raises(DeparaError, match="methods: unknown method 'nope'"):
+        parse_estimators("logme,nope")
+    with pytest.raises(DeparaError, match="already registered"):
+        register_estimator(Estimator("logme", baselines.logme, needs_labels=True))
+
+
+def test_adapters_call_the_plain_functions():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(30, 4))
+    y = np.arange(30) % 3
+    p = rng.dirichlet(np.ones(5), size=30)
+    src, tgt = SourceInputs(features=f, probs=p), TargetInputs(labels=y)
+    assert get_estimator("logme").score(src, tgt) == baselines.logme(f, y)
+    assert get_estimator("leep").score(src, tgt) == baselines.leep(p, y)
+    assert get_estimator("nce").score(src, tgt) == baselines.nce(p.argmax(1), y)
+    assert get_estimator("cka").score(src, tgt) == baselines.linear_cka(f, np.eye(3)[y])
+    with pytest.raises(DeparaError, match="method leep: source s has no source-head probabilities"):
+        get_estimator("leep").check({"s": SourceInputs(features=f)}, tgt)
+    with pytest.raises(DeparaError, match="method hscore: needs class labels"):
+        get_estimator("hscore").check({"s": src}, TargetInputs(labels=f[:, 0], regression=True))
+
+
+def test_graph_options_defaults_and_validation():
+    o = GraphOptions()
+    assert o == DEFAULT_GRAPH_OPTIONS and o.scalar == "l2" and o.node_size == (56, 56) and o.center is True
+    assert GraphOptions(scalar="sum", channel_reduction="abs_mean", node_size=0).to_meta() == {
+        "method": "input_x_gradient", "scalar": "sum", "channel_reduction": "abs_mean", "node_size": None,
+        "center": True, "edge": "cosine"}
+    assert GraphOptions(node_size=12).node_size == (12, 12) and GraphOptions(node_size=(4, 6)).node_size == (4, 6)
+    assert o.replace(scalar=Scalar.mean).node == "mean/mean" and ChannelReduction("none") == "none"
+    for bad, match in [(dict(scalar="max"), "scalar: expected one of sum, mean, l2"),
+                       (dict(node_size=-1), "node_size"), (dict(edge="l1"), "edge"), (dict(center="yes"), "center")]:
+        with pytest.raises(DeparaError, match=match):
+            GraphOptions(**bad)
+    with pytest.raises(DeparaError, match="lam: not a graph option"):
+        o.replace(lam=2)
+
+
+def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
+    import inspect
+
+    from depara.cli.core import extract
+    from depara.extract import build_graph
+    from depara.options import DEFAULT_BATCH_SIZE, DEFAULT_NODE_SIZE
+
+    from _core_torch_helpers import random_images, tiny_vgg
+
+    p = {k: v.default.default for k, v in inspect.signature(extract).parameters.items()}
+    d = DEFAULT_GRAPH_OPTIONS
+    assert (p["method"], p["scalar"], p["channel_reduction"], p["edge"], p["center"]) == (
+        d.method, d.scalar, d.channel_reduction, d.edge, d.center)
+    assert (p["node_size"], p["batch_size"]) == (DEFAULT_NODE_SIZE, DEFAULT_BATCH_SIZE) and d.node_size == (56, 56)
+    g = build_graph(tiny_vgg(), random_images(4), "2")
+    assert {k: g.meta[k] for k in d.to_meta()} == d.to_meta() and g.nodes.shape == (4, 56 * 56)
+    g2 = build_graph(tiny_vgg(), random_images(4), "2", GraphOptions(scalar="sum", node_size=None))
+    assert g2.meta["scalar"] == "sum" and g2.meta["node_size"] is None and g2.meta["node_grid"] == [32, 32]
+    with pytest.raises(DeparaError, match="lam: not a graph option"):
+        build_graph(tiny_vgg(), random_images(4), "2", lam=2.0)

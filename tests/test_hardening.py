@@ -32,7 +32,7 @@ from depara.probes import ProbeSet
 from depara.readers import loads_json, read_json_file
 from depara.report import render_report
 from depara.results import read_manifest, write_manifest
-from depara.similarity import edge_similarity, node_similarity, rank_sources, similarity
+from depara.graph_similarity import edge_similarity, node_similarity, rank_sources, similarity
 
 from _core_torch_helpers import tiny_vgg, write_images
 

@@ -15,7 +15,7 @@ Graphs are stored as safetensors files (tensors ``nodes``, ``edges``) with JSON 
 header, written atomically and validated on load (:meth:`Graph.load`, the one reader: dtypes, shapes, byte ranges,
 JSON size/depth). depara writes the header itself with sorted keys, so a graph's file is byte-reproducible.
 Nothing is ever pickled. Graphs built from a probe set record ``meta["probe_hash"]`` (the content hash of the
-probe images), and :mod:`depara.similarity` refuses to compare graphs over different images.
+probe images), and :mod:`depara.graph_similarity` refuses to compare graphs over different images.
 
 This module is numpy only; the torch layer (:mod:`depara.extract`) builds graphs through :meth:`Graph.from_arrays`.
 """

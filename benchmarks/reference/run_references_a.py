@@ -76,6 +76,12 @@ def make_case(name: str) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
+def case_sha256(features: np.ndarray, labels: np.ndarray) -> str:
+    """Fingerprint of one input (float64 features, int64 labels, C order), so a test can prove it rebuilt it."""
+    return hashlib.sha256(np.ascontiguousarray(features, dtype=np.float64).tobytes()
+                          + np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+
+
 def _git_tree(git_dir: Path, dest: Path) -> str:
     commit = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"], check=True,
                             capture_output=True, text=True).stdout.strip()
@@ -274,7 +280,8 @@ def main() -> None:
         "about": "Expected values of the authors' code on the inputs of benchmarks/reference/run_references_a.py "
                  "(make_case); written by that script. NLEEP values depend on the seed; values_by_seed and "
                  "spread give the reference's own run-to-run spread over seeds 0..9.",
-        "cases": {k: dict(zip(("seed", "n", "d", "n_classes", "shift"), v)) for k, v in CASES.items()},
+        "cases": {k: {**dict(zip(("seed", "n", "d", "n_classes", "shift"), v)),
+                      "input_sha256": case_sha256(*make_case(k))} for k, v in CASES.items()},
         "environment": {"python": platform.python_version(), "numpy": np.__version__,
                         "sklearn": sklearn.__version__, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         **record,

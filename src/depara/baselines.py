@@ -1,4 +1,6 @@
-"""Peer transferability estimators: LogME, LEEP, NCE, H-score, TransRate, RSA, linear CKA (numpy/scipy only).
+"""Peer transferability estimators: LogME, LEEP, NCE, H-score, TransRate, RSA, linear CKA (numpy/scipy only),
+and the recent SFDA, NLEEP, PARC, GBC (section "Recent estimators (A)"; NLEEP and PARC also use scikit-learn's
+PCA / GaussianMixture / StandardScaler, as their authors' code does).
 
 Every function takes numpy arrays and returns one Python float; for every one of them **higher = better**
 (the source is predicted to transfer better to the target). Inputs are validated at the door: a bad input

@@ -1,8 +1,8 @@
 """Time every estimator in ``depara.baselines`` on one synthetic task, as a ratio to LogME's time in the same run.
 
 Default task: N = 5,000 samples, D = 2,048 features, C = 100 classes (seeded). The features are a 64-dimensional
-class-structured latent (class centres plus within-class noise of twice their spread, variance ∝ 1/k along latent axis k) mapped to D
-dimensions by a fixed random matrix, plus isotropic noise of standard deviation 0.05, so that the spectrum decays
+class-structured latent (class centres plus within-class noise of five times their spread, variance ∝ 1/k along
+latent axis k) mapped to D dimensions by a fixed random matrix, plus isotropic noise of standard deviation 0.05, so that the spectrum decays
 as real penultimate-layer features do (a PCA keeping 80 % of the variance, as NLEEP does, keeps a few dozen
 dimensions, printed as ``nleep_pca_dims``; NLEEP's cost grows with its square). LEEP gets softmax probabilities of
 a 1,000-class "source head" (a fixed random linear map of the latent), NCE their argmax; RSA and linear CKA
@@ -44,7 +44,7 @@ def make_task(n: int, d: int, n_classes: int, seed: int = 0) -> dict[str, np.nda
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % n_classes)
     scale = np.arange(1, LATENT + 1) ** -0.5
-    latent = (rng.standard_normal((n_classes, LATENT)) * scale)[labels] + 2.0 * rng.standard_normal((n, LATENT)) * scale
+    latent = (rng.standard_normal((n_classes, LATENT)) * scale)[labels] + 5.0 * rng.standard_normal((n, LATENT)) * scale
     features = latent @ (rng.standard_normal((LATENT, d)) / np.sqrt(LATENT)) + 0.05 * rng.standard_normal((n, d))
     logits = latent @ rng.standard_normal((LATENT, SOURCE_CLASSES))
     logits -= logits.max(axis=1, keepdims=True)

@@ -249,6 +249,10 @@ def test_nleep_needs_a_sample_per_component():
         B.nleep(x, y, components_per_class=0)
     with pytest.raises(DeparaError, match="^pca_energy: "):
         B.nleep(x, y, pca_energy=1.5)
+    with pytest.raises(DeparaError, match="^covariance_type: "):
+        B.nleep(x, y, components_per_class=1, covariance_type="banded")
+    with pytest.raises(DeparaError, match="^max_iter: "):
+        B.nleep(x, y, components_per_class=1, max_iter=0)
 
 
 def test_wide_features_documented_behaviour():

@@ -153,7 +153,8 @@ def run_sfda_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
                 values.append(float(_quiet(metrics.NLEEP, x.copy(), y.copy(), component_ratio=5)))
             values = np.asarray(values)
             record["nleep"].append({
-                "case": case, "variant": "sfda_repo", "values_by_seed": dict(zip(map(str, NLEEP_SEEDS), values.tolist())),
+                "case": case, "variant": "sfda_repo",
+                "values_by_seed": dict(zip(map(str, NLEEP_SEEDS), values.tolist())),
                 "spread": {"std": float(values.std(ddof=1)), "min": float(values.min()), "max": float(values.max()),
                            "mean": float(values.mean())},
                 "depara_call": {"log": False, "pca_energy": 0.8, "components_per_class": 5},
@@ -246,7 +247,8 @@ def run_google(folder: Path, tf_path: str | None, record: dict, compare: dict) -
             compare.setdefault(f"gbc_{kind}(reference_spherical)", []).append(
                 (case, value, B.gbc(x, y, gaussian_type=kind, reference_spherical=True)))
         if case in ("tall", "two"):  # GMM on raw features: keep to the small-D cases
-            value = float(nleep_mod.get_nleep_score(x, tf.constant(y, dtype=tf.int32), 5 * (int(y.max()) + 1), random_state=123))
+            value = float(nleep_mod.get_nleep_score(x, tf.constant(y, dtype=tf.int32), 5 * (int(y.max()) + 1),
+                                                    random_state=123))
             record["nleep"].append({
                 "case": case, "variant": "google_stable_transfer", "value": value,
                 "depara_call": {"log": True, "pca_energy": None, "components_per_class": 5, "random_state": 123},

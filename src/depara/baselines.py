@@ -534,6 +534,10 @@ def nleep(features, labels, *, components_per_class: int = 5, pca_energy: float 
         raise DeparaError(f"components_per_class: expected a positive integer, got {components_per_class!r}")
     if pca_energy is not None and not 0.0 < pca_energy < 1.0:
         raise DeparaError(f"pca_energy: expected a fraction of variance in (0, 1) or None, got {pca_energy}")
+    if covariance_type not in ("full", "tied", "diag", "spherical"):
+        raise DeparaError(f"covariance_type: expected 'full', 'tied', 'diag' or 'spherical', got {covariance_type!r}")
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise DeparaError(f"max_iter: expected a positive integer, got {max_iter!r}")
     n = f.shape[0]
     n_components = int(components_per_class) * n_classes
     if n < n_components:

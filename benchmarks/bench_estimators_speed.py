@@ -2,9 +2,9 @@
 
 Default task: N = 5,000 samples, D = 2,048 features, C = 100 classes (seeded). The features are a 64-dimensional
 class-structured latent (class centres plus within-class noise of five times their spread, variance ∝ 1/k along
-latent axis k) mapped to D dimensions by a fixed random matrix, plus isotropic noise of standard deviation 0.05, so that the spectrum decays
-as real penultimate-layer features do (a PCA keeping 80 % of the variance, as NLEEP does, keeps a few dozen
-dimensions, printed as ``nleep_pca_dims``; NLEEP's cost grows with its square). LEEP gets softmax probabilities of
+latent axis k) mapped to D dimensions by a fixed random matrix, plus isotropic noise of standard deviation 0.05,
+so that the spectrum decays as real penultimate-layer features do (a PCA keeping 80 % of the variance, as NLEEP
+does, keeps a few dozen dimensions, printed as ``nleep_pca_dims``; NLEEP's cost grows with its square). LEEP gets softmax probabilities of
 a 1,000-class "source head" (a fixed random linear map of the latent), NCE their argmax; RSA and linear CKA
 compare the features with a second representation of the same samples (another random map of the latent).
 

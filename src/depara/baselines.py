@@ -584,8 +584,8 @@ def parc(features, labels, *, n_dims: int | None = 32, random_state: int = 1919,
     in the reference script). ``reference_ties=True`` reproduces the reference by building that matrix the
     same way (its value then depends on the BLAS's rounding).
 
-    Cost: O(N² D') time and O(N²) memory for the N×N correlation (N = 5,000: 200 MB), plus sorting the
-    N(N − 1)/2 pairs, O(N² log N).
+    Cost: O(N² D') time for the N×N correlation, plus sorting the N(N − 1)/2 pairs, O(N² log N); O(N²) memory
+    (N = 5,000: about 0.8 GB at the peak, mostly the ranking of the 12.5 M pairs).
     """
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -605,15 +605,18 @@ def parc(features, labels, *, n_dims: int | None = 32, random_state: int = 1919,
         raise DeparaError(f"features: row {int(np.flatnonzero(norms == 0)[0])} is constant after standardisation, "
                           "its correlation distance is undefined")
     unit = centred / norms[:, None]
-    iu = np.triu_indices(n, k=1)
-    rdm_features = 1.0 - (unit @ unit.T)[iu]
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)  # row-major order of the pairs, as np.triu_indices
+    ranks = rankdata(1.0 - (unit @ unit.T)[upper])
     if reference_ties:
-        rdm_labels = (1.0 - np.corrcoef(_one_hot(idx, n_classes)))[iu]
-        rho = _pearson(rankdata(rdm_features), rankdata(rdm_labels))
+        rho = _pearson(ranks, rankdata((1.0 - np.corrcoef(_one_hot(idx, n_classes)))[upper]))
     else:
         # Ranks of a two-valued variable are an increasing affine map of it: Pearson with the indicator is ρ.
-        rho = _pearson(rankdata(rdm_features), (idx[iu[0]] != idx[iu[1]]).astype(np.float64))
+        rho = _pearson_indicator(ranks, (idx[:, None] != idx[None, :])[upper])
     return float(100.0 * rho)
+
+
+def _spearman_undefined() -> DeparaError:
+    return DeparaError("features/labels: an RDM is constant (all pairs equally dissimilar), Spearman is undefined")
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -621,8 +624,18 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     den = np.sqrt((a @ a) * (b @ b))
     if den == 0:
-        raise DeparaError("features: the RDM is constant (all samples equally dissimilar), Spearman is undefined")
+        raise _spearman_undefined()
     return float((a @ b) / den)
+
+
+def _pearson_indicator(a: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of ``a`` with the 0/1 variable ``mask``, without forming it as floats."""
+    m, size = int(mask.sum()), a.shape[0]
+    centred = a - a.mean()
+    den = np.sqrt((centred @ centred) * m * (1.0 - m / size))
+    if den == 0:
+        raise _spearman_undefined()
+    return float(centred[mask].sum() / den)
 
 
 def _pairwise_class_blocks(n_classes: int, d: int, budget: int = 1 << 22):

@@ -653,8 +653,8 @@ def gbc(features, labels, *, gaussian_type: str = "spherical", min_variance: flo
     ``stable_transfer/transferability/gbc.py`` (TensorFlow).
 
     Args:
-        features: N×D features of the source model on the target samples (the paper first reduces them with
-            PCA to 64 dimensions; that is left to the caller, as in the reference function).
+        features: N×D features of the source model on the target samples, used as given (any dimension
+            reduction is left to the caller, as in the reference function).
         labels: N target class indices 0..C−1, every class present (C ≥ 2; a class with one sample gets the
             variance floor).
         gaussian_type: "spherical" (the reference's default: σ²_c I with σ²_c the mean of the per-dimension

@@ -27,8 +27,7 @@ from scipy.stats import rankdata
 
 from .errors import DeparaError
 
-__all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka", "sfda", "nleep", "parc", "gbc",
-           "METHODS"]
+__all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka", "METHODS"]
 
 #: Method name (as in `depara score --method`) -> what its value measures; every one is higher = better.
 METHODS: dict[str, str] = {
@@ -39,11 +38,6 @@ METHODS: dict[str, str] = {
     "transrate": "coding rate R(Z) minus the mean class-conditional coding rate (nats)",
     "rsa": "Spearman between correlation-distance RDMs of two representations",
     "cka": "linear centred kernel alignment of two representations",
-    # --- recent estimators, part A (see the section "Recent estimators (A)" below)
-    "sfda": "self-challenging Fisher discriminant analysis: mean probability of the true class after ConfMix",
-    "nleep": "LEEP on the posteriors of a Gaussian mixture fitted to the (PCA-reduced) features",
-    "parc": "100 x Spearman between the feature RDM and the label RDM (pairwise annotation correlation)",
-    "gbc": "minus the summed Bhattacharyya coefficients between per-class Gaussians (class overlap)",
 }
 
 
@@ -704,3 +698,12 @@ def gbc(features, labels, *, gaussian_type: str = "spherical", min_variance: flo
     coefficient = np.exp(-distance)
     np.fill_diagonal(coefficient, 0.0)
     return float(-coefficient.sum())
+
+
+__all__ += ["sfda", "nleep", "parc", "gbc"]
+METHODS.update({
+    "sfda": "self-challenging Fisher discriminant analysis: mean probability of the true class after ConfMix",
+    "nleep": "LEEP on the posteriors of a Gaussian mixture fitted to the (PCA-reduced) features",
+    "parc": "100 x Spearman between the feature RDM and the label RDM (pairwise annotation correlation)",
+    "gbc": "minus the summed Bhattacharyya coefficients between per-class Gaussians (class overlap)",
+})

@@ -11,7 +11,8 @@ compare the features with a second representation of the same samples (another r
 Estimators are discovered by name from ``depara.baselines.__all__`` (every callable there: the existing ones, SFDA,
 NLEEP, PARC, GBC and those another helper adds, e.g. PACTran, ETran, NCTI, PED), and called with arguments chosen
 by the name of their first two parameters (``features``/``labels``, ``source_probs``, ``source_labels``,
-``features_a``/``features_b``); one with another signature is reported as skipped. Each runs once; one that took
+``features_a``/``features_b``); one with another signature, or one that returns something other than a number (a components dict, moved
+features), is reported as skipped. Each runs once; one that took
 under 2 s is rerun up to 3 times and its best time kept. LogME is timed first and last; the ratio divides by the
 best of those LogME times. Prints a table and writes ``benchmarks/results/estimators_speed.json``.
 
@@ -68,10 +69,17 @@ def call_for(fn: Callable, task: dict[str, np.ndarray]) -> Callable[[], float] |
     return lambda: fn(a, b)
 
 
+class NotAScore(Exception):
+    """The function returned something other than one number (a components dict, moved features, ...)."""
+
+
 def timed(call: Callable[[], float], quick: float = 2.0, repeat: int = 3) -> tuple[float, float]:
     t0 = time.perf_counter()
-    value = float(call())
+    out = call()
     best = time.perf_counter() - t0
+    if isinstance(out, bool) or not isinstance(out, (int, float, np.integer, np.floating)):
+        raise NotAScore(type(out).__name__)
+    value = float(out)
     if best < quick:
         for _ in range(repeat - 1):
             t0 = time.perf_counter()
@@ -109,7 +117,12 @@ def main() -> None:
             rows.append({"name": name, "skipped": "signature not recognised"})
             print(f"{name:12s} skipped (signature)", flush=True)
             continue
-        seconds, value = timed(call)
+        try:
+            seconds, value = timed(call)
+        except NotAScore as exc:  # e.g. etran_components (dict), ped_features (array): helpers, not scores
+            rows.append({"name": name, "skipped": f"returns {exc}, not a score"})
+            print(f"{name:12s} skipped (returns {exc})", flush=True)
+            continue
         rows.append({"name": name, "seconds": seconds, "value": value})
         print(f"{name:12s} {seconds:9.3f} s  value {value: .6g}", flush=True)
     t, _ = timed(logme_call)

@@ -9,7 +9,7 @@
    ``build_graph`` per layer.
 
 Usage: ``nice -n 10 python benchmarks/bench_extract.py [--probes 128] [--size 64] [--device cpu] [--threads 1]``.
-Prints the ratios; the numbers quoted in the README come from one such run (`benchmarks/results/bench_extract.*`).
+Prints the ratios; the numbers quoted in docs/extraction.md come from one such run (`benchmarks/results/bench_extract.*`).
 """
 
 from __future__ import annotations

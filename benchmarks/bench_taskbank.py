@@ -15,21 +15,21 @@ from __future__ import annotations
 import argparse
 import csv
 
-import torch
-
 from depara.taskbank import run_bench
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", default="tiny", choices=["tiny", "default"])
+    ap.add_argument("--scale", default="tiny", choices=["tiny", "demo", "default"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch and BLAS threads during the run (default 1; 0 = leave torch's default)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    res = run_bench(args.scale, args.out, seed=args.seed, cache_dir=args.cache)
+    if args.threads < 0:
+        ap.error(f"--threads {args.threads}: expected 0 (torch's default) or a positive count")
+    res = run_bench(args.scale, args.out, seed=args.seed, cache_dir=args.cache, threads=args.threads or None)
     c = res["costs"]
     print(f"ranking (DEPARA graphs + similarity, {c['n_graphs']} encoders): {c['ranking_seconds_depara']:.2f} s")
     print(f"ground truth ({c['n_transfers']} transfers + scratch references): "

@@ -1,8 +1,9 @@
 """Time `depara demo`: a fresh run (empty cache) and a second run (cache reused), in one process.
 
-    python benchmarks/demo_time.py [--out DIR] [--keep]
+    python benchmarks/demo_time.py [--out DIR] [--seed N]
 
-Prints the wall time of each pipeline step for both runs and the fresh/cached ratio. Targets (issue 7): the fresh
+Prints the wall time of each pipeline step for both runs and the fresh/cached ratio. The cache is a temporary
+folder, removed at the end; the results folder is too unless --out names one (then it is kept). Targets (issue 7): the fresh
 run within ~5 minutes on 2 CPU cores, the cached run within seconds.
 """
 

@@ -391,6 +391,495 @@ def linear_cka(features_a, features_b) -> float:
     return float(cross / (norm_a * norm_b))
 
 
+# --- recent estimators (b): PACTran-Gaussian, ETran, NCTI, PED
+# Four estimators published in 2022–2023, each checked against its authors' code by
+# benchmarks/reference/run_references_b.py (expected values in tests/data/estimator_references_b.json).
+# ETran and NCTI are defined by their authors over a *set* of candidate models (each term is min–max scaled
+# across the candidates before the terms are added); the per-pair functions return the unscaled sum and
+# ``etran_combine`` / ``ncti_combine`` reproduce the candidate-set score. Private helpers carry a ``_b_`` prefix.
+import scipy.optimize as _b_optimize  # noqa: E402  (kept inside this section: it is self-contained)
+from scipy.spatial.distance import cdist as _b_cdist  # noqa: E402
+from scipy.special import logsumexp as _b_logsumexp, softmax as _b_softmax  # noqa: E402
+
+
+def _b_positive(value, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise DeparaError(f"{name}: expected a positive number, got {value!r}") from None
+    if not (np.isfinite(out) and out > 0):
+        raise DeparaError(f"{name}: expected a positive number, got {value!r}")
+    return out
+
+
+def _b_count(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DeparaError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _b_minmax(values, name: str) -> np.ndarray:
+    """Min–max scale a vector over candidates to [0, 1], as the ETran/NCTI references do (constant → 0)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size < 1 or not np.all(np.isfinite(v)):
+        raise DeparaError(f"{name}: expected a non-empty finite vector of one value per candidate, got shape "
+                          f"{v.shape}")
+    span = v.max() - v.min()
+    # The references divide by the span unguarded (NaN for a constant term); a constant term carries no
+    # ranking information, so it is scored 0 for every candidate here.
+    return (v - v.min()) / span if span > 0 else np.zeros_like(v)
+
+
+# ---------------------------------------------------------------------------------------- PACTran-Gaussian
+def pactran_gaussian(features, labels, *, lda_factor: float = 1.0, s2_factor: float | None = None,
+                     max_iter: int = 100, tol: float = 1e-6, seed: int | None = 0) -> float:
+    """PACTran-Gaussian: a PAC-Bayesian bound on the target risk of a linear softmax head on the features.
+
+    Ding, Chen, Levinboim, Goodman, Soricut, *PACTran: PAC-Bayesian Metrics for Estimating the Transferability
+    of Pretrained Models to Classification Tasks*, ECCV 2022; ``calculate_pac_gauss`` of
+    google-research/pactran_metrics (``compute_metrics.py``), the "PAC_Gauss with diagonal variance" metric.
+
+    With F̃ the column-centred N×D features, Y the N×C one-hot labels, θ = (W ∈ R^{D×C}, b ∈ R^C) and
+    λN = ``lda_factor``·N, the MAP head minimises
+
+        L(θ) = (1/N) Σ_i −log softmax(f̃_i W + b)_{y_i} + ‖W‖²_F / (2 λN)
+
+    by L-BFGS-B (at most ``max_iter`` iterations, tolerance ``tol``, start W ~ N(0, 0.03²) from
+    ``np.random.RandomState(seed)``, b = 0). With p = softmax at θ*, the summed diagonal Hessian is
+    H = Σ_i ‖f̃_i‖² Σ_c p_ic(1 − p_ic) + DC/(λN) + Σ_ic p_ic(1 − p_ic), σ⁻² = H·λN/(DC) + 1e-10, and
+
+        PAC_Gauss = L(θ*) + (DC / (2 λN)) · (s2_factor / D) · log σ⁻²,
+
+    a bound (lower = better). **Returned: −PAC_Gauss, so higher = more transferable**, as the ETran authors
+    use it (``-pg[0][1]`` in mgholamikn/ETran ``evaluate_metric.py``).
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model (centred here; the caller's array is not modified,
+        unlike the reference, which subtracts the mean in place).
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2.
+    lda_factor : float
+        λ, the prior precision scale (the reference's ``lda_factor``; the ETran authors use 1).
+    s2_factor : float, optional
+        Prior variance factor, s² = ``s2_factor``/D. None → 100·``lda_factor``, the first (reported) of the
+        two values the reference computes for λ ∈ {10, 1, 0.1}; any positive λ and s2 are accepted here (the
+        reference raises NameError for other λ).
+    max_iter : int
+        L-BFGS-B iteration cap (reference: 100).
+    tol : float
+        L-BFGS-B tolerance (reference: 1e-6). At 1e-6 the optimiser stops on the relative decrease of L before
+        the optimum, so the value depends on the start point (on the reference's own code, over seeds 0–4, by
+        up to 3.5e-4 relative on a 300×24, 5-class input; see the JSON); ``tol=1e-12`` reaches the optimum
+        (equal to scikit-learn's ``LogisticRegression(C=lda_factor)`` head to 1e-6 in the tests).
+    seed : int or None
+        Seed of the legacy NumPy stream that draws the start point; seed s reproduces the reference run after
+        ``np.random.seed(s)`` (its ``main`` seeds 0). When the optimiser converges the value does not depend
+        on it (see ``tol``).
+
+    Returns
+    -------
+    float
+        −PAC_Gauss (nats per sample plus the complexity term); higher = more transferable.
+
+    Notes
+    -----
+    Cost O(I·N·D·C) for I ≤ ``max_iter`` L-BFGS iterations, memory O(N·(D + C) + D·C). The cross-entropy is
+    computed without the reference's ``label·log(label + 1e-10)`` term, a constant 1e-10 per sample.
+    """
+    lam = _b_positive(lda_factor, "lda_factor")
+    s2f = 100.0 * lam if s2_factor is None else _b_positive(s2_factor, "s2_factor")
+    max_iter = _b_count(max_iter, "max_iter")
+    tol = _b_positive(tol, "tol")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise DeparaError(f"seed: expected a non-negative integer or None, got {seed!r}")
+    f = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", f.shape[0])
+    x = f - f.mean(axis=0, keepdims=True)
+    n, d = x.shape
+    one_hot = _one_hot(idx, n_classes)
+    ldas2 = lam * n
+    rows = np.arange(n)
+
+    def logits_of(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = theta.reshape(d + 1, n_classes)
+        return x @ t[:d] + t[d:], t[:d]
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        logits, w = logits_of(theta)
+        log_q = logits - _b_logsumexp(logits, axis=1, keepdims=True)
+        loss = -log_q[rows, idx].sum() / n + 0.5 * np.sum(w * w) / ldas2
+        grad_f = (np.exp(log_q) - one_hot) / n
+        grad = np.concatenate([x.T @ grad_f + w / ldas2, grad_f.sum(axis=0, keepdims=True)], axis=0)
+        return float(loss), grad.ravel()
+
+    rng = np.random.RandomState(seed)  # the legacy stream: same draws as np.random.seed(seed); np.random.normal
+    theta0 = np.concatenate([rng.normal(size=(d, n_classes)) * 0.03, np.zeros((1, n_classes))], axis=0).ravel()
+    theta = _b_optimize.minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
+                                 options=dict(maxiter=max_iter), tol=tol).x
+    pac_opt, _ = loss_and_grad(theta)
+    prob = _b_softmax(logits_of(theta)[0], axis=1)
+    h_f = prob - prob**2
+    # Σ_{d,c} (x²)ᵀ h_f = Σ_i ‖x_i‖² Σ_c h_ic, without forming the D×C matrix.
+    h_sum = np.sum((x**2).sum(axis=1) * h_f.sum(axis=1)) + d * n_classes / ldas2 + h_f.sum()
+    kd = d * n_classes
+    sigma2_inv = h_sum * ldas2 / kd + 1e-10
+    pac_gauss = pac_opt + 0.5 * kd / ldas2 * (s2f / d) * np.log(sigma2_inv)
+    return float(-pac_gauss)
+
+
+# --------------------------------------------------------------------------------------------------- ETran
+def _b_energy_score(f: np.ndarray, energy_percent: float) -> float:
+    """Mean of the lowest log-sum-exp energies (the reference's ``Energy_Score(f, percent, 'bot')``)."""
+    energy = _b_logsumexp(f, axis=1)
+    n = energy.shape[0]
+    # The reference keeps int(percent·10)·N // 1000 samples (percent in steps of 0.1 %) and averages an empty
+    # set (NaN) when that is 0, i.e. for N < 200 at 0.5 %; at least one sample is kept here.
+    k = max(1, int(round(energy_percent * 10)) * n // 1000)
+    return float(np.partition(energy, k - 1)[:k].mean())
+
+
+def _b_power_top_eig(a: np.ndarray, iters: int = 3) -> float:
+    """The reference's 3-step power estimate of the largest eigenvalue (``iterative_A``), used for shrinkage."""
+    x = a.sum(axis=1)
+    y = x
+    for _ in range(iters):
+        t = a @ x
+        y = t / np.linalg.norm(t)
+        t = a @ y
+        x = t / np.linalg.norm(t)
+    return float(x @ a @ y)
+
+
+def _b_lda_score(f: np.ndarray, idx: np.ndarray, n_classes: int, whiten: bool) -> float:
+    """Mean posterior of the true class under the ETran reference's LDA classifier (see :func:`etran`)."""
+    n, d = f.shape
+    counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
+    priors = counts / n
+    means = (_one_hot(idx, n_classes).T @ f) / counts[:, None]  # C×D
+    if whiten:
+        resid = f - means[idx]
+        sw = resid.T @ resid / n  # Σ_c π_c cov_c (biased), the reference's within-class scatter
+        top = _b_power_top_eig(sw)
+        shrink = max(np.exp(-5.0 * top), 1e-10)
+        sw_shrunk = (1.0 - shrink) * sw
+        sw_shrunk.flat[:: d + 1] += shrink * np.trace(sw) / d
+        coef = np.linalg.solve(sw_shrunk, means.T).T  # Σ⁻¹μ_c, C×D
+    else:
+        coef = means
+    logits = f @ coef.T - 0.5 * np.einsum("cd,cd->c", means, coef) + np.log(priors)
+    prob = _b_softmax(logits, axis=1)
+    return float(np.mean(prob[np.arange(n), idx]))
+
+
+def etran_components(features, labels, *, energy_percent: float = 0.5, whiten: bool = False) -> dict[str, float]:
+    """The two terms of ETran for classification: energy S_en and LDA classification score S_lda.
+
+    See :func:`etran`. Returns ``{"energy": S_en, "lda": S_lda}``; both are higher = more transferable.
+    """
+    pct = _b_positive(energy_percent, "energy_percent")
+    if pct > 100:
+        raise DeparaError(f"energy_percent: expected a percentage in (0, 100], got {energy_percent!r}")
+    f = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", f.shape[0])
+    return {"energy": _b_energy_score(f, pct), "lda": _b_lda_score(f, idx, n_classes, bool(whiten))}
+
+
+def etran(features, labels, *, energy_percent: float = 0.5, whiten: bool = False) -> float:
+    """ETran: energy-based transferability, S_en + S_lda (classification).
+
+    Gholami, Akbari, Wang, Kamranian, Zhang, *ETran: Energy-Based Transferability Estimation*, ICCV 2023;
+    ``Energy_Score`` and ``LDA_Score`` of mgholamikn/ETran ``metrics.py``, combined in ``tw.py``.
+
+    * Energy score: E_i = log Σ_d exp(f_id) (the log-sum-exp of the sample's features, read as logits: the
+      negative free energy, large = in-distribution for the source model); S_en = the mean of E_i over the
+      lowest ``energy_percent`` % of samples (0.5 % in the reference).
+    * LDA score: S_lda = (1/N) Σ_i p(y_i | f_i) with p(c | f) = softmax_c(f·a_c − ½ μ_c·a_c + log π_c), μ_c the
+      class means, π_c the class frequencies and a_c = μ_c (``whiten=False``, the reference) or
+      a_c = Σ_w⁻¹ μ_c (``whiten=True``, Fisher's LDA as described in the paper).
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model (penultimate layer in the reference).
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2.
+    energy_percent : float
+        Percentage of lowest-energy samples averaged (rounded to 0.1 %; at least one sample is used).
+    whiten : bool
+        False reproduces the reference. Its ``LDA._solve_eigen`` passes the non-symmetric matrix Σ_w⁻¹S_b to
+        the symmetric solver ``np.linalg.eigh``, which reads one triangle and returns an orthonormal basis V of
+        all D directions, so ``coef_ = μ V Vᵀ = μ``: the projection and the shrunk within-class covariance
+        cancel, leaving the identity-covariance classifier above. True uses Σ_w⁻¹ with the reference's own
+        shrinkage (s = max(e^{−5 λ̂}, 1e-10), λ̂ its 3-step power estimate of the top eigenvalue of Σ_w), the
+        classifier the paper intends (equal to scikit-learn's ``LinearDiscriminantAnalysis(solver="lsqr",
+        shrinkage=s)``). It costs O(N·D² + D³).
+
+    Returns
+    -------
+    float
+        S_en + S_lda; higher = more transferable. S_lda is in (0, 1]; S_en has the scale of the features.
+
+    Notes
+    -----
+    The authors do not add the raw terms: ``tw.py`` min–max scales each term over the candidate models of one
+    target and scores 0.15·S_en + 0.85·S_lda, so a model's score depends on the other candidates. That set-level
+    score is :func:`etran_combine` applied to :func:`etran_components` of every candidate; this per-pair value
+    is the unscaled sum of the two terms (the paper's overall score combines S_en, S_cls and, for detection
+    only, a regression score S_reg).
+    Cost O(N·D·C) (``whiten=False``), memory O(N·C + C·D).
+    """
+    parts = etran_components(features, labels, energy_percent=energy_percent, whiten=whiten)
+    return float(parts["energy"] + parts["lda"])
+
+
+def etran_combine(energy, lda, *, energy_weight: float = 0.15) -> np.ndarray:
+    """ETran's candidate-set score: w·minmax(S_en) + (1 − w)·minmax(S_lda) over the candidate models.
+
+    Parameters
+    ----------
+    energy, lda : array_like, shape (M,)
+        S_en and S_lda of M candidate models on one target (from :func:`etran_components`).
+    energy_weight : float
+        w in [0, 1]; 0.15 in mgholamikn/ETran ``tw.py``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M,)
+        One score per candidate in [0, 1]; higher = more transferable. A term that is constant over the
+        candidates is scored 0 (the reference divides by zero there).
+    """
+    if not (isinstance(energy_weight, (int, float, np.floating)) and 0.0 <= float(energy_weight) <= 1.0):
+        raise DeparaError(f"energy_weight: expected a weight in [0, 1], got {energy_weight!r}")
+    e, l_ = _b_minmax(energy, "energy"), _b_minmax(lda, "lda")
+    if e.shape != l_.shape:
+        raise DeparaError(f"lda: has {l_.shape[0]} candidates but energy has {e.shape[0]}")
+    return float(energy_weight) * e + (1.0 - float(energy_weight)) * l_
+
+
+# ---------------------------------------------------------------------------------------------------- NCTI
+def _b_pca(f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact PCA: (N×k scores, all explained variances with ddof 1, descending) via the smaller Gram matrix."""
+    x = f - f.mean(axis=0, keepdims=True)
+    w, vec, on_features = _gram_eigh(x)
+    k = min(k, w.shape[0])
+    scores = x @ vec[:, :k] if on_features else vec[:, :k] * np.sqrt(w[:k])
+    return scores, w / (f.shape[0] - 1)
+
+
+def ncti_components(features, labels, *, n_components: int = 64) -> dict[str, float]:
+    """The three terms of NCTI: ``seli``, ``ncc`` and ``vc`` (see :func:`ncti`)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    n_components = _b_count(n_components, "n_components", minimum=2)
+    f = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", f.shape[0])
+    n = f.shape[0]
+    if n <= n_classes:
+        raise DeparaError(f"labels: NCTI's LDA needs more samples than classes, got N={n} and C={n_classes}")
+    z, explained = _b_pca(f, n_components)
+    shrink = max(np.exp(-explained[: n_components // 2].sum()), 1e-10)
+    # The reference picks the solver by comparing the clipped value with 1e-10 exactly; kept as is.
+    clf = (LinearDiscriminantAnalysis(solver="svd") if shrink == 1e-10
+           else LinearDiscriminantAnalysis(solver="eigen", shrinkage=float(shrink)))
+    low = clf.fit_transform(z, idx)
+    low = low - low.mean(axis=0, keepdims=True)
+    seli = float(np.linalg.svd(low, compute_uv=False).sum())
+    prob = clf.predict_proba(z)
+    ncc = float(np.mean(prob[np.arange(n), idx]))
+    order = np.argsort(idx, kind="stable")
+    bounds = np.cumsum(np.bincount(idx, minlength=n_classes))[:-1]
+    # One small SVD per class (n_c × C), not per sample.
+    class_nuc = sum(float(np.linalg.svd(block, compute_uv=False).sum()) for block in np.split(prob[order], bounds))
+    return {"seli": seli, "ncc": ncc, "vc": float(np.log(class_nuc))}
+
+
+def ncti(features, labels, *, n_components: int = 64) -> float:
+    """NCTI: how far the features are from neural collapse on the target, seli + ncc − vc.
+
+    Wang, Luo, Zheng, Huang, Baktashmotlagh, *How Far Pre-trained Models Are from Neural Collapse on the Target
+    Dataset Informs their Transferability*, ICCV 2023; ``NCTI_Score`` of BUserName/NCTI ``metrics.py`` with the
+    combination in ``evaluate_metric_group1_cpu.py``.
+
+    Z = the first ``n_components`` principal-component scores of the features; s = max(exp(−Σ_{k≤K/2} λ_k),
+    1e-10) from the PCA variances λ_k; an LDA is fitted on (Z, y): scikit-learn's ``solver="svd"`` when
+    s = 1e-10, else ``solver="eigen", shrinkage=s``. With L the centred N×min(C−1, K) LDA projection and P the
+    N×C LDA posteriors:
+
+    * seli = ‖L‖_* (nuclear norm: the spread of the projected features, "singularity"; higher = better),
+    * ncc = (1/N) Σ_i P_{i, y_i} (nearest-centre classifier accuracy in probability; higher = better),
+    * vc = log Σ_c ‖P_c‖_* over the rows P_c of class c (within-class variability; lower = better).
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model.
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2, N > C.
+    n_components : int
+        PCA dimension K (reference: 64, with K/2 = 32 variances for the shrinkage). Clipped to the rank of the
+        centred features (the reference raises when min(N, D) < 64).
+
+    Returns
+    -------
+    float
+        seli + ncc − vc; higher = more transferable.
+
+    Notes
+    -----
+    The authors score a *set* of candidates: each term is min–max scaled over the candidate models and the score
+    is ncc + seli − vc of the scaled terms (:func:`ncti_combine` on :func:`ncti_components` of every
+    candidate); this per-pair value is the unscaled sum, dominated by seli, which grows with N and the feature
+    scale. The PCA here is exact; the reference's scikit-learn ``PCA(64)`` (scikit-learn 1.9) switches to its
+    randomized solver, seeded by the global NumPy state, when max(N, D) > 500, 64 < 0.8·min(N, D) and not
+    (D ≤ 1000 and N ≥ 10·D): at N = 800, D = 128 its seli varies by 2.3e-3 relative over seeds (the JSON
+    records the runs).
+    Cost O(N·D·min(N, D) + min(N, D)³) for the PCA, O(N·K² + N·C²) after it; memory O(N·D).
+    """
+    parts = ncti_components(features, labels, n_components=n_components)
+    return float(parts["seli"] + parts["ncc"] - parts["vc"])
+
+
+def ncti_combine(seli, ncc, vc) -> np.ndarray:
+    """NCTI's candidate-set score: minmax(ncc) + minmax(seli) − minmax(vc) over the candidate models.
+
+    Parameters
+    ----------
+    seli, ncc, vc : array_like, shape (M,)
+        The terms of M candidate models on one target (from :func:`ncti_components`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (M,)
+        One score per candidate in [−1, 2]; higher = more transferable (as in BUserName/NCTI
+        ``evaluate_metric_group1_cpu.py``; a term constant over the candidates is scored 0).
+    """
+    s, c, v = _b_minmax(seli, "seli"), _b_minmax(ncc, "ncc"), _b_minmax(vc, "vc")
+    if not (s.shape == c.shape == v.shape):
+        raise DeparaError(f"ncc/vc: expected one value per candidate like seli ({s.shape[0]}), got {c.shape[0]} "
+                          f"and {v.shape[0]}")
+    return c + s - v
+
+
+# ----------------------------------------------------------------------------------------------------- PED
+def _b_ped_step(x: np.ndarray, idx: np.ndarray, one_hot: np.ndarray, counts: np.ndarray, centre: np.ndarray,
+                scale: np.ndarray, time_step: float, nsigma: float, constant: float) -> tuple[np.ndarray, float]:
+    """One step of potential-energy descent (the reference's ``One_Step_PED``); returns (moved x, Σ|shift|)."""
+    z = (x - centre) / scale
+    means = one_hot.T @ z / counts[:, None]  # C×D
+    resid = z - means[idx]
+    radius = np.sqrt((one_hot.T @ resid**2).sum(axis=1) / counts)  # √(Σ_d var_cd), ddof 0
+    dist = _b_cdist(means, means)
+    overlap = np.maximum(nsigma * (radius[:, None] + radius[None, :]) - dist, 0.0)
+    np.fill_diagonal(overlap, 0.0)
+    move = np.minimum(0.5 * time_step**2 * constant * overlap, overlap)
+    # Class a moves by Σ_b move_ab (μ_a − μ_b)/d_ab, away from every class it overlaps. Coincident means have no
+    # direction: no move (the reference divides by zero and returns NaN features).
+    weight = np.divide(move, dist, out=np.zeros_like(move), where=dist > 0)
+    shift = weight.sum(axis=1)[:, None] * means - weight @ means
+    return (z + shift[idx]) * scale + centre, float(np.abs(shift).sum())
+
+
+def ped_features(features, labels, *, general_features=None, time_step: float = 0.1, nsigma: float = 0.6,
+                 constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6,
+                 eps: float = 1e-3) -> tuple[np.ndarray, int]:
+    """The features after PED's potential-energy descent, and the number of steps taken (see :func:`ped`).
+
+    Returns
+    -------
+    (numpy.ndarray of shape (N, D), int)
+        Moved float64 features (a new array) and the number of accepted steps.
+    """
+    time_step = _b_positive(time_step, "time_step")
+    nsigma = _b_positive(nsigma, "nsigma")
+    constant = _b_positive(constant, "constant")
+    exit_ratio = _b_positive(exit_ratio, "exit_ratio")
+    eps = _b_positive(eps, "eps")
+    max_steps = _b_count(max_steps, "max_steps", minimum=0)
+    x = _as_features(features, "features")
+    idx, n_classes = _as_class_indices(labels, "labels", x.shape[0])
+    ref = x if general_features is None else _as_features(general_features, "general_features")
+    if ref.shape[1] != x.shape[1]:
+        raise DeparaError(f"general_features: has {ref.shape[1]} columns but the features have {x.shape[1]}")
+    centre = ref.mean(axis=0)
+    scale = np.maximum(ref.std(axis=0), eps)
+    one_hot = _one_hot(idx, n_classes)
+    counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
+    first = None
+    steps = 0
+    while steps < max_steps:
+        moved, change = _b_ped_step(x, idx, one_hot, counts, centre, scale, time_step, nsigma, constant)
+        if first is None:
+            first = change
+        # Stop once a step moves less than exit_ratio of the first; no motion at all (first = 0) stops at once
+        # (the reference computes 0/0 = NaN there, which also stops it).
+        if first == 0 or not change / first > exit_ratio:
+            break
+        x = moved
+        steps += 1
+    return x.copy() if steps == 0 else x, steps
+
+
+def ped(features, labels, *, estimator=None, general_features=None, time_step: float = 0.1, nsigma: float = 0.6,
+        constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> float:
+    """PED: score the features after simulating the fine-tuning dynamics as potential-energy descent.
+
+    Li, Hu, Ge, Shan, Duan, *Exploring Model Transferability through the Lens of Potential Energy*, ICCV 2023;
+    ``PED_Score`` / ``One_Step_PED`` of lixiaotong97/PED ``metrics.py`` with the defaults of its
+    ``evaluate_metric_cpu.py`` (time step 0.1, nsigma 0.6, exit ratio 0.5, constant 1, at most 6 steps).
+
+    Each class c is a ball centred at its mean μ_c with radius R_c = √(Σ_d Var(z_d | c)) in features z
+    standardised by a reference distribution's mean/std (std floored at ``eps``). Two classes repel with force
+    F_ab = max(nsigma·(R_a + R_b) − ‖μ_a − μ_b‖, 0); in one step every sample of class a moves by
+    Σ_b min(½·t²·k·F_ab, F_ab)·(μ_a − μ_b)/‖μ_a − μ_b‖ (t = ``time_step``, k = ``constant``). Steps repeat while the
+    total displacement Σ|shift| exceeds ``exit_ratio`` times the first step's; the moved features (mapped back
+    to the original scale) are scored by ``estimator``.
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model.
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2.
+    estimator : callable, optional
+        ``estimator(moved_features, labels) -> float``, higher = better; default :func:`logme`. The paper
+        plugs PED into LogME, SFDA and NLEEP; the reference script's default is SFDA.
+    general_features : array_like, shape (M, D), optional
+        Features of the same source model on a general dataset, whose mean/std standardise the dynamics (the
+        reference uses ImageNet-val features and raises without them). None → the target features' own
+        mean/std (a documented substitute; the value then needs no second dataset).
+    time_step, nsigma, constant, exit_ratio, max_steps, eps : float / int
+        The dynamics' parameters, as above.
+
+    Returns
+    -------
+    float
+        ``estimator`` on the moved features; higher = more transferable.
+
+    Notes
+    -----
+    One step costs O(N·D + C²·D) time and O(N·D + C²) memory (the reference builds a C×C×D force tensor);
+    at most ``max_steps`` steps, plus the inner estimator's cost.
+    """
+    moved, _ = ped_features(features, labels, general_features=general_features, time_step=time_step,
+                            nsigma=nsigma, constant=constant, exit_ratio=exit_ratio, max_steps=max_steps, eps=eps)
+    fn = logme if estimator is None else estimator
+    if not callable(fn):
+        raise DeparaError(f"estimator: expected a callable estimator(features, labels) -> float, got {fn!r}")
+    return float(fn(moved, labels))
+
+
+__all__ += ["pactran_gaussian", "etran", "etran_components", "etran_combine", "ncti", "ncti_components",
+            "ncti_combine", "ped", "ped_features"]
+METHODS.update({
+    "pactran": "minus the PAC-Bayes Gaussian bound of a linear softmax head on the features (PACTran-Gaussian)",
+    "etran": "energy of the lowest-energy samples plus the LDA posterior of the true class (ETran, unscaled sum)",
+    "ncti": "neural-collapse distance: LDA spread + NCC posterior − log class-wise nuclear norm (NCTI, unscaled)",
+    "ped": "the inner estimator (LogME) on features moved by potential-energy descent (PED)",
+})
+
+
 # =================================================================================== Recent estimators (A)
 # SFDA (ECCV 2022), NLEEP (CVPR 2021), PARC (NeurIPS 2021), GBC (CVPR 2022). Each is checked against its
 # authors' code by benchmarks/reference/run_references_a.py (expected values in

@@ -115,16 +115,16 @@ def main() -> None:
         call = call_for(getattr(B, name), task)
         if call is None:
             rows.append({"name": name, "skipped": "signature not recognised"})
-            print(f"{name:12s} skipped (signature)", flush=True)
+            print(f"{name:16s} skipped (signature)", flush=True)
             continue
         try:
             seconds, value = timed(call)
         except NotAScore as exc:  # e.g. etran_components (dict), ped_features (array): helpers, not scores
             rows.append({"name": name, "skipped": f"returns {exc}, not a score"})
-            print(f"{name:12s} skipped (returns {exc})", flush=True)
+            print(f"{name:16s} skipped (returns {exc})", flush=True)
             continue
         rows.append({"name": name, "seconds": seconds, "value": value})
-        print(f"{name:12s} {seconds:9.3f} s  value {value: .6g}", flush=True)
+        print(f"{name:16s} {seconds:9.3f} s  value {value: .6g}", flush=True)
     t, _ = timed(logme_call)
     logme_times.append(t)
     ref = min(logme_times)
@@ -144,12 +144,12 @@ def main() -> None:
           f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     if pca_dims is not None:
         print(f"NLEEP's PCA (80 % energy) keeps {pca_dims} dimensions; its mixture has {5 * args.classes} components")
-    print(f"{'estimator':12s} {'seconds':>10s} {'x LogME':>9s}")
+    print(f"{'estimator':16s} {'seconds':>10s} {'x LogME':>9s}")
     for row in sorted(rows, key=lambda r: r.get("seconds", float("inf"))):
         if "seconds" in row:
-            print(f"{row['name']:12s} {row['seconds']:10.3f} {row['ratio_to_logme']:9.2f}")
+            print(f"{row['name']:16s} {row['seconds']:10.3f} {row['ratio_to_logme']:9.2f}")
         else:
-            print(f"{row['name']:12s} {'-':>10s} {'-':>9s}  ({row['skipped']})")
+            print(f"{row['name']:16s} {'-':>10s} {'-':>9s}  ({row['skipped']})")
 
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     write_json(args.out, {

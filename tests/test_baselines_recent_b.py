@@ -337,4 +337,6 @@ def test_registered_in_module_tables():
     for name in ("pactran_gaussian", "etran", "etran_components", "etran_combine", "ncti", "ncti_components",
                  "ncti_combine", "ped", "ped_features"):
         assert name in B.__all__ and callable(getattr(B, name))
-    assert {"pactran", "etran", "ncti", "ped"} <= set(B.METHODS)
+    from depara.estimators import get_estimator
+
+    assert get_estimator("pactran").fn is B.pactran_gaussian and get_estimator("ped").fn is B.ped

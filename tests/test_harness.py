@@ -59,7 +59,9 @@ def test_score_sources_target_features_and_defaults():
     assert table.meta["rsa_cka_reference"] == "target features"
     assert table.scores["cka"][0] == pytest.approx(B.linear_cka(sources["good"].features, target))
     # methods=None: every method the inputs allow (no graphs -> no depara)
-    assert H.score_sources(sources, labels).methods == ("logme", "leep", "nce", "hscore", "transrate", "rsa", "cka")
+    assert H.score_sources(sources, labels).methods == ("logme", "leep", "nce", "hscore", "transrate", "rsa", "cka",
+                                                        "sfda", "nleep", "parc", "gbc", "pactran", "etran",
+                                                        "ncti", "ped")
     # bare arrays are features
     bare = H.score_sources({k: v.features for k, v in sources.items()}, labels, methods="logme")
     assert bare.scores["logme"][0] == B.logme(sources["good"].features, labels)

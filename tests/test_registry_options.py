@@ -19,7 +19,10 @@ def test_registry_lists_every_estimator_with_its_needs():
     assert {e.name for e in list_estimators(needs_labels=False, needs_graph=False)} == {"rsa", "cka"}
     assert {e.name for e in list_estimators(supports_regression=True, needs_graph=False)} == {"logme", "rsa", "cka"}
     assert get_estimator("H-Score") is get_estimator("hscore") and get_estimator("linear_cka").fn is baselines.linear_cka
-    assert parse_estimators(None) == names[:8] and parse_estimators("cka, logme,all")[:2] == ["cka", "logme"]
+    recent = ["sfda", "nleep", "parc", "gbc", "pactran", "etran", "ncti", "ped"]
+    assert [n for n in names if n in recent] == recent  # issue 12's peers, registered after DEPARA's variants
+    assert all(get_estimator(n).needs_labels and not get_estimator(n).supports_regression for n in recent)
+    assert parse_estimators(None) == names[:8] + recent and parse_estimators("cka, logme,all")[:2] == ["cka", "logme"]
     with pytest.raises(DeparaError, match="methods: unknown method 'nope'"):
         parse_estimators("logme,nope")
     with pytest.raises(DeparaError, match="already registered"):

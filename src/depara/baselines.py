@@ -27,18 +27,7 @@ from scipy.stats import rankdata
 
 from .errors import DeparaError
 
-__all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka", "METHODS"]
-
-#: Method name (as in `depara score --method`) -> what its value measures; every one is higher = better.
-METHODS: dict[str, str] = {
-    "logme": "log marginal evidence of a Bayesian linear model on the features (per sample, averaged over classes)",
-    "leep": "mean log expected empirical prediction of the source head's probabilities",
-    "nce": "negative conditional entropy H(Y | Z) of target labels given source argmax labels",
-    "hscore": "tr(cov(f)^+ cov(E[f|y])): class separability of the features",
-    "transrate": "coding rate R(Z) minus the mean class-conditional coding rate (nats)",
-    "rsa": "Spearman between correlation-distance RDMs of two representations",
-    "cka": "linear centred kernel alignment of two representations",
-}
+__all__ = ["logme", "leep", "nce", "h_score", "transrate", "rsa", "linear_cka"]
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -540,18 +529,6 @@ def _b_energy_score(f: np.ndarray, energy_percent: float) -> float:
     return float(np.partition(energy, k - 1)[:k].mean())
 
 
-def _b_power_top_eig(a: np.ndarray, iters: int = 3) -> float:
-    """The reference's 3-step power estimate of the largest eigenvalue (``iterative_A``), used for shrinkage."""
-    x = a.sum(axis=1)
-    y = x
-    for _ in range(iters):
-        t = a @ x
-        y = t / np.linalg.norm(t)
-        t = a @ y
-        x = t / np.linalg.norm(t)
-    return float(x @ a @ y)
-
-
 def _b_lda_score(f: np.ndarray, idx: np.ndarray, n_classes: int, whiten: bool) -> float:
     """Mean posterior of the true class under the ETran reference's LDA classifier (see :func:`etran`)."""
     n, d = f.shape
@@ -561,7 +538,7 @@ def _b_lda_score(f: np.ndarray, idx: np.ndarray, n_classes: int, whiten: bool) -
     if whiten:
         resid = f - means[idx]
         sw = resid.T @ resid / n  # Σ_c π_c cov_c (biased), the reference's within-class scatter
-        top = _b_power_top_eig(sw)
+        top = _power_top_eigenvalue(sw)
         shrink = max(np.exp(-5.0 * top), 1e-10)
         sw_shrunk = (1.0 - shrink) * sw
         sw_shrunk.flat[:: d + 1] += shrink * np.trace(sw) / d
@@ -872,12 +849,6 @@ def ped(features, labels, *, estimator=None, general_features=None, time_step: f
 
 __all__ += ["pactran_gaussian", "etran", "etran_components", "etran_combine", "ncti", "ncti_components",
             "ncti_combine", "ped", "ped_features"]
-METHODS.update({
-    "pactran": "minus the PAC-Bayes Gaussian bound of a linear softmax head on the features (PACTran-Gaussian)",
-    "etran": "energy of the lowest-energy samples plus the LDA posterior of the true class (ETran, unscaled sum)",
-    "ncti": "neural-collapse distance: LDA spread + NCC posterior − log class-wise nuclear norm (NCTI, unscaled)",
-    "ped": "the inner estimator (LogME) on features moved by potential-energy descent (PED)",
-})
 
 
 # =================================================================================== Recent estimators (A)
@@ -1190,9 +1161,3 @@ def gbc(features, labels, *, gaussian_type: str = "spherical", min_variance: flo
 
 
 __all__ += ["sfda", "nleep", "parc", "gbc"]
-METHODS.update({
-    "sfda": "self-challenging Fisher discriminant analysis: mean probability of the true class after ConfMix",
-    "nleep": "LEEP on the posteriors of a Gaussian mixture fitted to the (PCA-reduced) features",
-    "parc": "100 x Spearman between the feature RDM and the label RDM (pairwise annotation correlation)",
-    "gbc": "minus the summed Bhattacharyya coefficients between per-class Gaussians (class overlap)",
-})

@@ -265,6 +265,14 @@ _DESCRIPTIONS = {
     "transrate": "coding rate R(Z) minus the mean class-conditional coding rate (nats)",
     "rsa": "Spearman between correlation-distance RDMs of two representations",
     "cka": "linear centred kernel alignment of two representations",
+    "sfda": "self-challenging Fisher discriminant analysis: mean probability of the true class after ConfMix",
+    "nleep": "LEEP on the posteriors of a Gaussian mixture fitted to the (PCA-reduced) features",
+    "parc": "100 x Spearman between the feature RDM and the label RDM (pairwise annotation correlation)",
+    "gbc": "minus the summed Bhattacharyya coefficients between per-class Gaussians (class overlap)",
+    "pactran": "minus the PAC-Bayes Gaussian bound of a linear softmax head on the features (PACTran-Gaussian)",
+    "etran": "energy of the lowest-energy samples plus the LDA posterior of the true class (ETran, unscaled sum)",
+    "ncti": "neural-collapse distance: LDA spread + NCC posterior − log class-wise nuclear norm (NCTI, unscaled)",
+    "ped": "LogME on features moved by potential-energy descent (PED)",
 }
 _LABELS = dict(needs_labels=True, needs_features=True)
 _REFERENCE = dict(needs_labels=False, needs_features=True, uses_target_features=True, supports_regression=True)
@@ -312,3 +320,19 @@ register_estimator(Estimator(
     "depara_e", _depara_e, label="DEPARA-E", default=False, **_GRAPHS,
     description="edge similarity E alone (Spearman of the probe-by-probe feature similarities)",
     adapter=lambda s, t: _depara_e(s.graph, t.graph)))
+
+
+# The recent label-based peers (numpy/scipy; see docs/estimators-recent.md and docs/estimators-recent-b.md).
+# Each is a function of (features, labels) only; none supports regression.
+for _name, _fn, _label, _ref in (
+        ("sfda", baselines.sfda, "SFDA", "Shao et al., SFDA, ECCV 2022"),
+        ("nleep", baselines.nleep, "NLEEP", "Li et al., NLEEP, CVPR 2021"),
+        ("parc", baselines.parc, "PARC", "Bolya et al., PARC, NeurIPS 2021"),
+        ("gbc", baselines.gbc, "GBC", "Pándy et al., GBC, CVPR 2022"),
+        ("pactran", baselines.pactran_gaussian, "PACTran-G", "Ding et al., PACTran, ECCV 2022"),
+        ("etran", baselines.etran, "ETran", "Gholami et al., ETran, ICCV 2023"),
+        ("ncti", baselines.ncti, "NCTI", "Wang et al., NCTI, ICCV 2023"),
+        ("ped", baselines.ped, "PED", "Li et al., PED, ICCV 2023")):
+    register_estimator(Estimator(
+        _name, _fn, label=_label, description=_DESCRIPTIONS[_name], reference=_ref, **_LABELS,
+        adapter=lambda s, t, _fn=_fn: _fn(s.features, t.labels)))

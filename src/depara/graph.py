@@ -204,7 +204,7 @@ class Graph:
     model); the constructor takes already computed arrays and validates them.
     """
 
-    __slots__ = ("nodes", "edges", "probe_ids", "meta")
+    __slots__ = ("nodes", "edges", "probe_ids", "meta", "edge_ranks")
 
     def __init__(self, nodes: Any, edges: Any, probe_ids: Sequence[Any] | None = None,
                  meta: Mapping[str, Any] | None = None):
@@ -226,6 +226,8 @@ class Graph:
         self.edges: np.ndarray = np.ascontiguousarray(edges_arr, dtype=np.float32)
         self.probe_ids: tuple[str, ...] = _check_probe_ids(probe_ids, n)
         self.meta: dict[str, Any] = _check_meta(meta)
+        # Optional doubled average ranks of the edges (int32), set once by depara.edge_ranks.attach_edge_ranks.
+        self.edge_ranks: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -323,8 +325,11 @@ class Graph:
             "probe_ids": json.dumps(list(self.probe_ids)),
             "meta": json.dumps(self.meta, allow_nan=False),
         }
+        tensors = {"nodes": self.nodes, "edges": self.edges}
+        if self.edge_ranks is not None:  # optional, see depara.edge_ranks
+            tensors["edge_ranks"] = self.edge_ranks
         with atomic_path(path, "graph") as tmp:
-            save_file({"nodes": self.nodes, "edges": self.edges}, str(tmp), metadata=header)
+            save_file(tensors, str(tmp), metadata=header)
         return Path(path)
 
     @classmethod
@@ -359,10 +364,11 @@ class Graph:
                 if header.get("version") != FORMAT_VERSION:
                     raise DeparaError(f"{p}: depara graph format version {header.get('version')!r} is not "
                                       f"supported (expected {FORMAT_VERSION!r})")
-                if keys != {"nodes", "edges"}:
+                if keys - {"edge_ranks"} != {"nodes", "edges"}:
                     raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges', found {sorted(keys)}")
                 nodes = fh.get_tensor("nodes")
                 edges = fh.get_tensor("edges")
+                edge_ranks = fh.get_tensor("edge_ranks") if "edge_ranks" in keys else None
         except DeparaError:
             raise
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -381,6 +387,11 @@ class Graph:
         if nodes.dtype != np.float32 or edges.dtype != np.float32:
             raise DeparaError(f"{p}: expected float32 nodes/edges, found {nodes.dtype}/{edges.dtype}")
         try:
-            return cls(nodes, edges, probe_ids, meta)
+            graph = cls(nodes, edges, probe_ids, meta)
         except DeparaError as exc:
             raise DeparaError(f"{p}: inconsistent depara graph ({exc})") from None
+        if edge_ranks is not None:
+            from .edge_ranks import check_edge_ranks
+
+            graph.edge_ranks = check_edge_ranks(edge_ranks, graph.edges, str(p))
+        return graph

@@ -110,3 +110,19 @@ def test_unreachable_address_is_one_line_and_fast():
     for bad in ("localhost", "host:port", "1.2.3.4:0", ""):
         with pytest.raises(DeparaError, match="expected 'auto' or HOST:PORT"):
             _check_address(bad)
+
+
+def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, probes, tmp_path, capsys):
+    from depara.cli.main import main
+    from depara.graph import Graph
+
+    args = ["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--preprocess", "32x32",
+            "--node-size", "8"]
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main([*args, "--out", str(tmp_path / "r.safetensors"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: engine='ray': Ray is not installed") and 'pip install -e ".[ray]"' in err
+    assert "\n" not in err and not (tmp_path / "r.safetensors").exists()
+    assert main([*args, "--out", str(tmp_path / "l.safetensors")]) == 0
+    g = Graph.load(tmp_path / "l.safetensors")
+    np.testing.assert_array_equal(g.edge_ranks, (2 * rankdata(g.edges)).astype(np.int32))

@@ -133,6 +133,21 @@ def test_store_not_visible_on_a_node_is_one_line(local_ray, tmp_path):
     assert "\n" not in str(cause)
 
 
+def test_cli_extract_engine_ray_equals_local(local_ray, probes, tmp_path):
+    from depara.cli.main import main
+    from depara.graph import Graph
+
+    args = ["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--preprocess", "32x32",
+            "--node-size", "8"]
+    assert main([*args, "--out", str(tmp_path / "l.safetensors")]) == 0
+    assert main([*args, "--out", str(tmp_path / "r.safetensors"), "--engine", "ray", "--store",
+                 str(tmp_path / "store")]) == 0
+    local, remote = Graph.load(tmp_path / "l.safetensors"), Graph.load(tmp_path / "r.safetensors")
+    np.testing.assert_array_equal(local.nodes, remote.nodes)
+    np.testing.assert_array_equal(local.edges, remote.edges)
+    np.testing.assert_array_equal(local.edge_ranks, remote.edge_ranks)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -148,6 +148,21 @@ def test_cli_extract_engine_ray_equals_local(local_ray, probes, tmp_path):
     np.testing.assert_array_equal(local.edge_ranks, remote.edge_ranks)
 
 
+def test_blocked_similarity_blocks_as_ray_tasks(local_ray, tmp_path):
+    from depara.edge_ranks import attach_edge_ranks
+    from depara.graph import Graph
+    from depara.similarity import similarity_matrix
+    from depara.similarity_blocked import similarity_matrix_blocked
+
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(10)]
+    graphs = [attach_edge_ranks(Graph(rng.standard_normal((10, 4)), np.tanh(rng.standard_normal(45)), ids))
+              for _ in range(5)]
+    got = similarity_matrix_blocked(graphs, workdir=tmp_path, memory_mb=0.001, dtype=np.float64, engine="ray")
+    ref = similarity_matrix(graphs)
+    np.testing.assert_allclose(got.S, ref.S, atol=1e-12, rtol=0)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

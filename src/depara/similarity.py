@@ -217,8 +217,12 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
         if e.ndim != 1 or e.shape != m:
             raise DeparaError(f"edges of {name}: shape {e.shape}, expected {m} like {names[0]} (same probes)")
     stacked = np.empty((len(arrays), m[0]), dtype=dtype)
+    direct = stacked.dtype == np.float64  # standardise in place in the stack's rows (no temporary)
     for k, (name, e, r) in enumerate(zip(names, arrays, stored)):
-        stacked[k] = standardized_edge_ranks(e, None if r is None else np.asarray(r), f"graph {name}")
+        row = standardized_edge_ranks(e, None if r is None else np.asarray(r), f"graph {name}",
+                                      out=stacked[k] if direct else None)
+        if not direct:
+            stacked[k] = row
     return np.clip((stacked @ stacked.T).astype(np.float64), -1.0, 1.0)
 
 

@@ -96,7 +96,7 @@ def test_worker_killed_mid_task_is_retried_without_partial_graphs(local_ray, pro
     def killer():
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            pids = _task_pids("ray::_run_reported")
+            pids = _task_pids("ray::_ray_job")
             if pids:
                 time.sleep(1.0)  # mid-task: the worker is importing torch / extracting
                 os.kill(pids[0], signal.SIGKILL)  # a process Ray started for this test's task

@@ -196,6 +196,16 @@ def _run_reported(job: Job, store: Any) -> Result:
         return Result(job.key, False, {}, _one_line(exc), (), _where(), time.perf_counter() - start)
 
 
+def _ray_job(job: Job, store: Any) -> Result:
+    """The Ray task: torch gets as many threads as the task has CPUs (one by default), then :func:`_run_reported`."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return _run_reported(job, store)
+
+
 # ------------------------------------------------------------------------------------------------ engines
 def _check_jobs(jobs: Iterable[Job]) -> list[Job]:
     if isinstance(jobs, Job):
@@ -374,7 +384,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
     started = connect(address, num_workers)
     try:
         check_shared_store(store.root)
-        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_run_reported)
+        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
         refs = {task.remote(job, store): job for job in jobs}
         results: dict[str, Result] = {}
         pending = list(refs)

@@ -79,9 +79,10 @@ class Job:
         if not layers or not all(isinstance(x, str) for x in layers):
             raise DeparaError(f"layers of job {self.key!r}: expected one or more layer names, got {self.layers!r}")
         object.__setattr__(self, "layers", tuple(dict.fromkeys(layers)))
-        object.__setattr__(self, "probes", str(self.probes))
+        # Absolute paths, resolved where the job is made: a task may run in another working directory or node.
+        object.__setattr__(self, "probes", str(Path(self.probes).expanduser().resolve()))
         if self.probe_root is not None:
-            object.__setattr__(self, "probe_root", str(self.probe_root))
+            object.__setattr__(self, "probe_root", str(Path(self.probe_root).expanduser().resolve()))
 
     @property
     def key(self) -> str:
@@ -117,7 +118,7 @@ def _open_store(store: Any):
     from .store import GraphStore
 
     if isinstance(store, GraphStore):
-        return store
+        return store if store.root.is_absolute() else GraphStore(store.root.resolve())
     if store is None or isinstance(store, (str, os.PathLike)):
         return GraphStore(Path(store).expanduser().resolve() if store is not None else None)
     raise DeparaError(f"store: expected a GraphStore or a folder path, got {type(store).__name__}")

@@ -43,6 +43,33 @@ def doubled_ranks(edges: np.ndarray) -> np.ndarray:
     return ranks.astype(np.int32)
 
 
+def constant_edges_error(name: str, m: int) -> DeparaError:
+    """The one error for an edge vector without a ranking (all values equal)."""
+    return DeparaError(f"edge vector of {name} is constant ({m} equal values): Spearman correlation is undefined "
+                       "(are the features constant across probes?)")
+
+
+def centred_doubled_ranks(edges: np.ndarray, doubled: np.ndarray | None, out: np.ndarray,
+                          name: str = "graph") -> np.ndarray:
+    """``out[:] = 2·rank − (M+1)`` (integers; exact in float64, and in float32 below 2**24 edges), in one pass.
+
+    These are the standardised ranks times a per-vector constant, so a stack of them multiplied by its transpose
+    and divided by the outer product of the square roots of its diagonal is the Spearman matrix — with the
+    stack written once, from the stored ranks with no sort. ``doubled``: stored ranks, or None to rank now.
+    """
+    m = np.shape(edges)[0]
+    if doubled is None:
+        ranks = rankdata(np.asarray(edges), method="average")
+        ranks *= 2.0
+        np.subtract(ranks, m + 1, out=out, casting="unsafe")
+    else:
+        if doubled.shape != np.shape(edges):
+            raise DeparaError(f"edge_ranks of {name}: shape {doubled.shape}, expected {np.shape(edges)} like its "
+                              "edges")
+        np.subtract(doubled, m + 1, out=out, dtype=out.dtype, casting="unsafe")
+    return out
+
+
 def standardize(ranks: np.ndarray, name: str) -> np.ndarray:
     """Average ranks (M,) float64 → centred, unit-norm float64 (in place); DeparaError naming ``name`` if constant.
 
@@ -52,8 +79,7 @@ def standardize(ranks: np.ndarray, name: str) -> np.ndarray:
     ranks -= (ranks.shape[0] + 1) / 2.0
     norm = float(np.linalg.norm(ranks))
     if norm == 0.0 or ranks.shape[0] < 2:
-        raise DeparaError(f"edge vector of {name} is constant ({ranks.shape[0]} equal values): Spearman "
-                          "correlation is undefined (are the features constant across probes?)")
+        raise constant_edges_error(name, ranks.shape[0])
     ranks /= norm
     return ranks
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from .edge_ranks import standardize, standardized_edge_ranks
+from .edge_ranks import centred_doubled_ranks, constant_edges_error, standardize, standardized_edge_ranks
 from .errors import DeparaError
 from .graph import Graph
 
@@ -188,7 +188,12 @@ def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str
         stop = min(n, start + step)
         width = (stop - start) * p
         for k, a in enumerate(arrays):
-            block[k, :width] = normalized_nodes(a[start:stop]).reshape(-1)
+            # Normalise straight into the block row: one read for the norms, one divide-and-write.
+            chunk = a[start:stop]
+            dest = block[k, :width].reshape(stop - start, p)
+            norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))[:, None]
+            np.divide(chunk, norms, out=dest, where=norms > 0, casting="unsafe")
+            dest[(norms == 0)[:, 0]] = 0.0  # all-zero maps: cosine 0
         view = block[:, :width]
         total += view @ view.T
     return np.clip(total / n, -1.0, 1.0)
@@ -200,8 +205,9 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
     """G×G float64 Spearman correlations of G edge vectors (same length): rank each once, one matrix product.
 
     ranks_list: optional stored ranks of each edge vector (``Graph.edge_ranks``, doubled average ranks, see
-        :mod:`depara.edge_ranks`; ``None`` entries are ranked here). With stored ranks no sort is done: the
-        matrix is one affine map per vector and one matrix product, with bit-identical results.
+        :mod:`depara.edge_ranks`; ``None`` entries are ranked here). With stored ranks no sort is done: each
+        row of the stack is written once (``2·rank − (M+1)``, integers) and the matrix is one product divided by
+        the outer product of its diagonal's square roots — identical results whether ranks are stored or not.
     dtype: of the stacked ranks and the product; ``np.float32`` halves memory and time of the product
         (max error ~1e-6, see ``benchmarks/bench_similarity_scale.py``).
     """
@@ -216,14 +222,20 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
     for name, e in zip(names, arrays):
         if e.ndim != 1 or e.shape != m:
             raise DeparaError(f"edges of {name}: shape {e.shape}, expected {m} like {names[0]} (same probes)")
+    # Each row is written once: 2·rank − (M+1), the standardised ranks up to a per-row scale; the scales come
+    # from the product's own diagonal (the rows' squared norms), so no separate normalising pass is needed.
     stacked = np.empty((len(arrays), m[0]), dtype=dtype)
-    direct = stacked.dtype == np.float64  # standardise in place in the stack's rows (no temporary)
     for k, (name, e, r) in enumerate(zip(names, arrays, stored)):
-        row = standardized_edge_ranks(e, None if r is None else np.asarray(r), f"graph {name}",
-                                      out=stacked[k] if direct else None)
-        if not direct:
-            stacked[k] = row
-    return np.clip((stacked @ stacked.T).astype(np.float64), -1.0, 1.0)
+        centred_doubled_ranks(e, None if r is None else np.asarray(r), stacked[k], f"graph {name}")
+    gram = (stacked @ stacked.T).astype(np.float64)
+    del stacked
+    norms = np.sqrt(np.diag(gram).copy())
+    if m[0] < 2 or not norms.all():
+        k = 0 if m[0] < 2 else int(np.flatnonzero(norms == 0)[0])
+        raise constant_edges_error(f"graph {names[k]}", m[0])
+    gram /= norms[:, None]
+    gram /= norms[None, :]
+    return np.clip(gram, -1.0, 1.0)
 
 
 def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = 1.0,

@@ -113,18 +113,16 @@ def build_stack(graphs: Mapping[str, Any] | Sequence[Any], workdir: str | os.Pat
     dupes = {x for x in names if names.count(x) > 1}
     names = [f"{x}#{i}" if x in dupes else x for i, x in enumerate(names)]
     stack = Stack(str(folder), tuple(names), n, m, n * p, dt.name)
-    # Written under temporary names and renamed when complete: an interrupted build leaves no valid-looking stack.
-    ranks, nodes = stack.open("ranks", "w+", ".part"), stack.open("nodes", "w+", ".part")
-    try:
+    # Rows are appended with plain writes (never mapped while written, so resident memory stays one graph),
+    # under temporary names renamed when complete: an interrupted build leaves no valid-looking stack.
+    with open(stack._path("ranks", ".part"), "wb") as ranks, open(stack._path("nodes", ".part"), "wb") as nodes:
         for k, (name, (label, item)) in enumerate(zip(names, items)):
             g = first if k == 0 else _load(item, label)
             _check_comparable(first, g, repr(names[0]), repr(name))
-            ranks[k] = standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"graph {name!r}")
-            nodes[k] = normalized_nodes(g.nodes).reshape(-1)
-        ranks.flush()
-        nodes.flush()
-    finally:
-        del ranks, nodes
+            row = standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"graph {name!r}")
+            ranks.write(row.astype(dt, copy=False).tobytes())
+            nodes.write(normalized_nodes(g.nodes).astype(dt, copy=False).tobytes())
+            del g, row
     for what in ("ranks", "nodes"):
         os.replace(stack._path(what, ".part"), stack._path(what))
     return stack
@@ -195,7 +193,7 @@ def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: fl
     e = np.empty((g, g))
     v = np.empty((g, g))
     if engine == "local":
-        blocks = [block_product(stack, ri, rj) for ri, rj in pairs]
+        blocks = _blocks_local(stack, pairs)
     else:
         blocks = _blocks_on_ray(stack, pairs, address)
     for ((i0, i1), (j0, j1)), (eb, vb) in zip(pairs, blocks):
@@ -204,6 +202,23 @@ def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: fl
     np.clip(e, -1.0, 1.0, out=e)
     np.clip(v, -1.0, 1.0, out=v)
     return SimilarityMatrices(stack.names, v, e, v + lam * e)
+
+
+def _blocks_local(stack: Stack, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Block pairs in order, keeping row block I in RAM while it meets every J ≥ I (half the reads)."""
+    out = []
+    held: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
+    for ri, rj in pairs:
+        res = []
+        for what in ("ranks", "nodes"):
+            if what not in held or held[what][0] != ri:
+                held.pop(what, None)
+                held[what] = (ri, stack.rows(what, *ri))
+            a = held[what][1]
+            prod = a @ a.T if rj == ri else a @ stack.rows(what, *rj).T
+            res.append(prod.astype(np.float64))
+        out.append((res[0], res[1] / stack.n_probes))
+    return out
 
 
 def _blocks_on_ray(stack: Stack, pairs: list, address: str | None) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -204,6 +204,8 @@ def _check_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 MAX_HEADER_BYTES = 100 * 2**20
 #: safetensors dtypes a graph file may hold (converted to float32 on load); anything else is refused.
 _FILE_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8")}
+#: dtype of each tensor depara writes; the optional ``edge_ranks`` tensor must be I32 (see depara.edge_ranks).
+_TENSOR_DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4")}
 
 
 def _safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
@@ -212,8 +214,9 @@ def _safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str,
     blobs = []
     offset = 0
     for name in sorted(tensors):
-        blob = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
+        code = "I32" if name == "edge_ranks" else "F32"  # stored ranks are exact integers (depara.edge_ranks)
+        blob = np.ascontiguousarray(tensors[name], dtype=_TENSOR_DTYPES[code]).tobytes()
+        header[name] = {"dtype": code, "shape": list(tensors[name].shape),
                         "data_offsets": [offset, offset + len(blob)]}
         offset += len(blob)
         blobs.append(blob)
@@ -242,16 +245,20 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
         raise DeparaError(f"{p}: depara graph format version {metadata.get('version')!r} is not "
                           f"supported (expected {FORMAT_VERSION!r})")
     keys = set(header) - {"__metadata__"}
-    if keys != {"nodes", "edges"}:
-        raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges', found {sorted(keys)}")
+    if keys - {"edge_ranks"} != {"nodes", "edges"}:
+        raise DeparaError(f"{p}: expected tensors 'nodes' and 'edges' (and optionally 'edge_ranks'), found "
+                          f"{sorted(keys)[:5]}")
     out = {}
     spans = []
-    for name in ("nodes", "edges"):
+    for name in sorted(keys):
         info = header[name]
         if not isinstance(info, dict):
             raise DeparaError(f"{p}: corrupt safetensors header (tensor {name!r} is not described by an object)")
         code = info.get("dtype")
-        if code not in _FILE_DTYPES:
+        allowed = {"I32": _TENSOR_DTYPES["I32"]} if name == "edge_ranks" else _FILE_DTYPES
+        if code not in allowed:
+            if name == "edge_ranks":
+                raise DeparaError(f"{p}: tensor 'edge_ranks' has dtype {str(code)[:20]}; expected I32")
             raise DeparaError(f"{p}: tensor {name!r} has dtype {str(code)[:20]}; expected F32 (F16/F64 are "
                               "converted), a depara graph holds float32 nodes/edges")
         shape = info.get("shape")
@@ -260,7 +267,7 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
                 or not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
             raise DeparaError(f"{p}: corrupt safetensors header (bad shape or data_offsets of tensor {name!r})")
-        expected = int(np.prod(shape, dtype=object)) * _FILE_DTYPES[code].itemsize
+        expected = int(np.prod(shape, dtype=object)) * allowed[code].itemsize
         if offsets[1] - offsets[0] != expected:
             raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: tensor "
                               f"{name!r} of shape {shape} needs {expected} bytes, the header gives "
@@ -269,10 +276,10 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
             raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: tensor "
                               f"{name!r} ends at byte {offsets[1]} of a {data_len}-byte data section)")
         spans.append(tuple(offsets))
-        out[name] = (_FILE_DTYPES[code], tuple(shape), offsets[0], offsets[1])
-    (a0, a1), (b0, b1) = sorted(spans)
-    if a1 > b0:
-        raise DeparaError(f"{p}: corrupt safetensors header (the byte ranges of nodes and edges overlap)")
+        out[name] = (allowed[code], tuple(shape), offsets[0], offsets[1])
+    spans.sort()
+    if any(prev[1] > nxt[0] for prev, nxt in zip(spans, spans[1:])):
+        raise DeparaError(f"{p}: corrupt safetensors header (the byte ranges of the tensors overlap)")
     return out
 
 
@@ -283,7 +290,7 @@ class Graph:
     model); the constructor takes already computed arrays and validates them.
     """
 
-    __slots__ = ("nodes", "edges", "probe_ids", "meta")
+    __slots__ = ("nodes", "edges", "probe_ids", "meta", "edge_ranks")
 
     def __init__(self, nodes: Any, edges: Any, probe_ids: Sequence[Any] | None = None,
                  meta: Mapping[str, Any] | None = None):
@@ -305,6 +312,8 @@ class Graph:
         self.edges: np.ndarray = np.ascontiguousarray(edges_arr, dtype=np.float32)
         self.probe_ids: tuple[str, ...] = _check_probe_ids(probe_ids, n)
         self.meta: dict[str, Any] = _check_meta(meta)
+        # Optional doubled average ranks of the edges (int32), set once by depara.edge_ranks.attach_edge_ranks.
+        self.edge_ranks: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -405,8 +414,11 @@ class Graph:
             "probe_ids": json.dumps(list(self.probe_ids), ensure_ascii=False),
             "meta": json.dumps(self.meta, allow_nan=False, sort_keys=True, ensure_ascii=False),
         }
+        tensors = {"nodes": self.nodes, "edges": self.edges}
+        if self.edge_ranks is not None:  # optional, see depara.edge_ranks
+            tensors["edge_ranks"] = self.edge_ranks
         with atomic_path(path, "graph") as tmp:
-            _write_safetensors({"nodes": self.nodes, "edges": self.edges}, str(tmp), header)
+            _write_safetensors(tensors, str(tmp), header)
         return Path(path)
 
     @classmethod
@@ -471,6 +483,11 @@ class Graph:
         if not isinstance(meta, dict):
             raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")
         try:
-            return cls(arrays["nodes"], arrays["edges"], probe_ids, meta)
+            graph = cls(arrays["nodes"], arrays["edges"], probe_ids, meta)
         except DeparaError as exc:
             raise DeparaError(f"{p}: inconsistent depara graph ({exc})") from None
+        if "edge_ranks" in arrays:  # optional, see depara.edge_ranks
+            from .edge_ranks import check_edge_ranks
+
+            graph.edge_ranks = check_edge_ranks(arrays["edge_ranks"], graph.edges, str(p))
+        return graph

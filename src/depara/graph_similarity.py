@@ -23,6 +23,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from .edge_ranks import centred_doubled_ranks, constant_edges_error, standardize, standardized_edge_ranks
 from .errors import DeparaError
 from .graph import Graph
 from .options import DEFAULT_LAMBDA, check_lam
@@ -139,15 +140,7 @@ def standardized_ranks(edges: np.ndarray, name: str = "edges") -> np.ndarray:
     The dot product of two such vectors is their Spearman correlation (ties: average ranks).
     Raises DeparaError naming ``name`` when the vector is constant (Spearman undefined).
     """
-    ranks = rankdata(np.asarray(edges), method="average")
-    # Average ranks always sum to M(M+1)/2, so their mean is exactly (M+1)/2 for every vector.
-    ranks -= (ranks.shape[0] + 1) / 2.0
-    norm = float(np.linalg.norm(ranks))
-    if norm == 0.0 or ranks.shape[0] < 2:
-        raise DeparaError(f"edge vector of {name} is constant ({ranks.shape[0]} equal values): Spearman "
-                          "correlation is undefined (are the features constant across probes?)")
-    ranks /= norm
-    return ranks
+    return standardize(rankdata(np.asarray(edges), method="average"), name)
 
 
 def normalized_nodes(nodes: np.ndarray) -> np.ndarray:
@@ -214,8 +207,12 @@ def _names_and_graphs(graphs: Mapping[str, Graph] | Sequence[Graph], what: str) 
     return names, items
 
 
-def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str] | None = None) -> np.ndarray:
-    """G×G float64 node similarities of G node arrays (each N×P, same shape): one batched product per chunk."""
+def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                           dtype: Any = np.float64) -> np.ndarray:
+    """G×G float64 node similarities of G node arrays (each N×P, same shape): one batched product per chunk.
+
+    dtype: of the normalised maps and the products (``np.float32``: half the memory and time, error ~1e-6).
+    """
     arrays = [np.asarray(a) for a in nodes_list]
     names = list(names) if names is not None else [str(i) for i in range(len(arrays))]
     if not arrays:
@@ -227,51 +224,82 @@ def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str
                               "probes and node grid)")
     n, p = shape
     g = len(arrays)
-    step = max(1, _NODE_BLOCK_BYTES // max(1, g * p * 8))
+    itemsize = np.dtype(dtype).itemsize
+    step = max(1, _NODE_BLOCK_BYTES // max(1, g * p * itemsize))
     total = np.zeros((g, g))
-    block = np.empty((g, min(step, n) * p))
+    block = np.empty((g, min(step, n) * p), dtype=dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         width = (stop - start) * p
         for k, a in enumerate(arrays):
-            block[k, :width] = normalized_nodes(a[start:stop]).reshape(-1)
+            # Normalise straight into the block row: one read for the norms, one divide-and-write.
+            chunk = a[start:stop]
+            dest = block[k, :width].reshape(stop - start, p)
+            norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))[:, None]
+            np.divide(chunk, norms, out=dest, where=norms > 0, casting="unsafe")
+            dest[(norms == 0)[:, 0]] = 0.0  # all-zero maps: cosine 0
         view = block[:, :width]
         total += view @ view.T
     return np.clip(total / n, -1.0, 1.0)
 
 
 def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str] | None = None,
-                           dtype: Any = np.float64) -> np.ndarray:
+                           dtype: Any = np.float64, ranks_list: Sequence[np.ndarray | None] | None = None
+                           ) -> np.ndarray:
     """G×G float64 Spearman correlations of G edge vectors (same length): rank each once, one matrix product.
 
-    ``dtype=np.float32`` halves the memory of the stacked ranks (G×M values) at an error of about 1e-6
-    (``benchmarks/bench_similarity.py`` reports it); it is not faster: ranking dominates the time, and in the
-    committed run (``benchmarks/results/bench_similarity.txt``) the float32 edge matrix took longer than the
-    float64 one.
+    ranks_list: optional stored ranks of each edge vector (``Graph.edge_ranks``, doubled average ranks, see
+        :mod:`depara.edge_ranks`; ``None`` entries are ranked here). With stored ranks no sort is done: each
+        row of the stack is written once (``2·rank − (M+1)``, integers) and the matrix is one product divided by
+        the outer product of its diagonal's square roots — identical results whether ranks are stored or not.
+    dtype: of the stacked ranks and the product; ``np.float32`` halves memory and time of the product
+        (max error ~1e-6, see ``benchmarks/bench_similarity_scale.py``).
     """
     arrays = [np.asarray(e) for e in edges_list]
     names = list(names) if names is not None else [str(i) for i in range(len(arrays))]
     if not arrays:
         raise DeparaError("edges_list: no edge vectors given")
+    stored = list(ranks_list) if ranks_list is not None else [None] * len(arrays)
+    if len(stored) != len(arrays):
+        raise DeparaError(f"ranks_list: {len(stored)} entries for {len(arrays)} edge vectors")
     m = arrays[0].shape
     for name, e in zip(names, arrays):
         if e.ndim != 1 or e.shape != m:
             raise DeparaError(f"edges of {name}: shape {e.shape}, expected {m} like {names[0]} (same probes)")
+    # Each row is written once: 2·rank − (M+1), the standardised ranks up to a per-row scale; the scales come
+    # from the product's own diagonal (the rows' squared norms), so no separate normalising pass is needed.
     stacked = np.empty((len(arrays), m[0]), dtype=dtype)
-    for k, (name, e) in enumerate(zip(names, arrays)):
-        stacked[k] = standardized_ranks(e, f"graph {name}")
-    return np.clip((stacked @ stacked.T).astype(np.float64), -1.0, 1.0)
+    for k, (name, e, r) in enumerate(zip(names, arrays, stored)):
+        centred_doubled_ranks(e, None if r is None else np.asarray(r), stacked[k], f"graph {name}")
+    gram = (stacked @ stacked.T).astype(np.float64)
+    del stacked
+    norms = np.sqrt(np.diag(gram).copy())
+    if m[0] < 2 or not norms.all():
+        k = 0 if m[0] < 2 else int(np.flatnonzero(norms == 0)[0])
+        raise constant_edges_error(f"graph {names[k]}", m[0])
+    gram /= norms[:, None]
+    gram /= norms[None, :]
+    return np.clip(gram, -1.0, 1.0)
 
 
-def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = DEFAULT_LAMBDA) -> SimilarityMatrices:
-    """V, E and S = V + λE for every pair of ``graphs`` (a dict name → Graph, or a list), computed in batch."""
+def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = DEFAULT_LAMBDA,
+                      dtype: Any = np.float64) -> SimilarityMatrices:
+    """V, E and S = V + λE for every pair of ``graphs`` (a dict name → Graph, or a list), computed in batch.
+
+    Graphs that carry stored edge ranks (``Graph.edge_ranks``, :mod:`depara.edge_ranks`) are not re-ranked, so
+    the whole computation is two matrix products (results bit-identical). ``dtype=np.float32`` runs both
+    products in single precision (≈1.7× faster, half the memory, max error ~1e-6: see
+    ``benchmarks/bench_similarity_scale.py``). For more graphs than fit in RAM see
+    :func:`depara.similarity_blocked.similarity_matrix_blocked`.
+    """
     lam = _check_lam(lam)
     names, items = _names_and_graphs(graphs, "graphs")
     for name, g in zip(names[1:], items[1:]):
         _check_comparable(items[0], g, repr(names[0]), repr(name))
     quoted = [repr(n) for n in names]
-    v = node_similarity_matrix([g.nodes for g in items], quoted)
-    e = edge_similarity_matrix([g.edges for g in items], quoted)
+    v = node_similarity_matrix([g.nodes for g in items], quoted, dtype=dtype)
+    e = edge_similarity_matrix([g.edges for g in items], quoted, dtype=dtype,
+                               ranks_list=[getattr(g, "edge_ranks", None) for g in items])
     return SimilarityMatrices(tuple(names), S=v + lam * e, V=v, E=e)
 
 
@@ -285,12 +313,13 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
     names, items = _names_and_graphs(sources, "sources")
     for name, g in zip(names, items):
         _check_comparable(target, g, "target", f"source {name!r}")
-    target_ranks = standardized_ranks(target.edges, "the target graph")
+    target_ranks = standardized_edge_ranks(target.edges, getattr(target, "edge_ranks", None), "the target graph")
     target_nodes = normalized_nodes(target.nodes)
     rows = []
     for name, g in zip(names, items):
         v = float(np.clip(np.einsum("ij,ij->i", normalized_nodes(g.nodes), target_nodes).mean(), -1.0, 1.0))
-        e = _spearman_from_standardized(standardized_ranks(g.edges, f"source {name!r}"), target_ranks)
+        e = _spearman_from_standardized(
+            standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"source {name!r}"), target_ranks)
         rows.append(RankRow(name, v + lam * e, v, e))
     rows.sort(key=lambda r: (-r.S, r.name))
     return rows

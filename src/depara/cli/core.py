@@ -93,6 +93,12 @@ def extract(
                                                "spill to a temporary file (0 = all on disk)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default cpu)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray task; graphs go "
+                               "through the --store; see docs/ray.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: auto or HOST:PORT of a Ray "
+                                          "cluster (default: a private local Ray runtime)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="With --engine ray: the graph store folder, on a "
+                                         "filesystem every node mounts (default $DEPARA_CACHE/store)."),
 ) -> None:
     """Build the DEPARA graph(s) of MODEL at --layer on a probe set and save them."""
     from ..extract import build_graphs
@@ -113,6 +119,13 @@ def extract(
         targets = {name: out / _layer_file(name) for name in layers}
         if len(set(targets.values())) < len(targets):
             raise DeparaError("--layer: two layer names map to the same file name in --out")
+    if engine != "local":
+        _extract_on_engine(model, probes, root, layers, targets, out, preprocess=preprocess, weights=weights,
+                           method=method.value, scalar=scalar.value, channel_reduction=channel_reduction.value,
+                           edge=edge.value, center=center, node_size=node_size, batch_size=batch_size,
+                           feature_memory_mb=feature_memory_mb, device=device, seed=seed, engine=engine,
+                           address=address, store=store)
+        return
     seed_everything(seed)
     probe_set = _probe_set(probes, root, preprocess)
     net = load_model(model, weights=_weights(weights))
@@ -122,6 +135,31 @@ def extract(
         meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
     if len(layers) > 1 or out.is_dir():
         ensure_dir(out)
+    from ..edge_ranks import attach_edge_ranks
+
     for name, g in graphs.items():
-        g.save(targets[name])
+        attach_edge_ranks(g).save(targets[name])
         typer.echo(f"{targets[name]}: {len(g)} probes, {g.nodes.shape[1]} node values, layer {name}")
+
+
+def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: list[str], targets: dict, out: Path,
+                       *, engine: str, address: Optional[str], store: Optional[Path], weights: Optional[str],
+                       node_size: int, device: Optional[str], **options) -> None:
+    """`depara extract --engine ray`: one job through depara.engine; the graphs are read back from the store."""
+    from ..engine import Job, extract_graphs
+    from ..store import GraphStore
+
+    job = Job(model, tuple(layers), str(probes.resolve()), weights=_weights(weights),
+              probe_root=str(root.resolve()) if root is not None else None, node_size=node_size or None,
+              device=device or "cpu", **options)
+    graph_store = GraphStore(store.expanduser().resolve() if store is not None else None)
+    result = extract_graphs([job], graph_store, engine=engine, address=address)[job.key]
+    if not result.ok:
+        raise DeparaError(f"model {model}: {result.error}")
+    if len(layers) > 1 or out.is_dir():
+        ensure_dir(out)
+    for name, key in result.graphs.items():
+        g = graph_store.get(key)
+        g.save(targets[name])
+        typer.echo(f"{targets[name]}: {len(g)} probes, {g.nodes.shape[1]} node values, layer {name} "
+                   f"(store key {key})")

@@ -1,0 +1,418 @@
+"""Extraction engines: build the graphs of many (model, layer set) jobs locally or as Ray tasks.
+
+One **job** (:class:`Job`) = one model, a set of its layers, one probe set and the graph options. It is the unit
+of work of both engines, and of retries under Ray: ``extract_graphs(jobs, store, engine="ray")`` submits one
+Ray task per job; the task loads the model and the probes on its node, builds the graphs of all the job's
+layers in one pass (:func:`depara.extract.build_graphs`), computes each graph's edge ranks once
+(:func:`depara.edge_ranks.attach_edge_ranks`) and writes every graph to the content-addressed store
+(:class:`depara.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
+of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
+run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
+after another, so both engines write identical graphs under identical keys.
+
+What happens when something goes wrong:
+
+* a job whose model, probes or layers are bad (any exception inside the job) is reported as failed with its
+  error (:class:`Result` ``ok=False``); the other jobs complete. Such errors are deterministic, so they are not
+  retried;
+* a Ray worker that dies mid-task (killed, out of memory, node lost) is retried by Ray up to ``max_retries``
+  times. Graphs reach the store by an atomic rename, so a killed task never leaves a partial graph under a key;
+  graphs already written by the dead attempt are reused by the retry (it only builds missing layers);
+* a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
+  the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
+
+numpy/torch through :mod:`depara.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only for
+``engine="ray"``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import DeparaError
+
+ENGINES = ("local", "ray")
+RAY_INSTALL = 'pip install -e ".[ray]"'
+#: Seconds allowed for a TCP connection to a HOST:PORT Ray address before it is reported unreachable.
+CONNECT_TIMEOUT_S = 5.0
+_MARKER_PREFIX = ".depara-shared-"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of extraction work: the graphs of ``model`` at ``layers`` on one probe set.
+
+    model: a model spec (:func:`depara.models.load_model`: ``torchvision:<name>``, ``timm:<name>``,
+        ``file:<path>``); weights: its weights (None = the architecture's random init under ``seed``).
+    probes: a probe image folder or image-list file (``probe_root``: the list entries' root), on a path every
+        node sees; preprocess: ``imagenet`` | ``taskonomy`` | ``WxH[:mean:std]``.
+    name: how the job is named in the results (default ``model``); unique among the jobs.
+    The other fields are :func:`depara.extract.build_graphs`'s options.
+    """
+
+    model: str
+    layers: tuple[str, ...]
+    probes: str
+    name: str | None = None
+    weights: str | None = None
+    probe_root: str | None = None
+    preprocess: str = "imagenet"
+    method: str = "input_x_gradient"
+    scalar: str = "l2"
+    channel_reduction: str = "mean"
+    edge: str = "cosine"
+    center: bool = True
+    node_size: int | None = 56
+    batch_size: int = 32
+    feature_memory_mb: float = 2048
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
+        if not layers or not all(isinstance(x, str) for x in layers):
+            raise DeparaError(f"layers of job {self.key!r}: expected one or more layer names, got {self.layers!r}")
+        object.__setattr__(self, "layers", tuple(dict.fromkeys(layers)))
+        # Absolute paths, resolved where the job is made: a task may run in another working directory or node.
+        object.__setattr__(self, "probes", str(Path(self.probes).expanduser().resolve()))
+        if self.probe_root is not None:
+            object.__setattr__(self, "probe_root", str(Path(self.probe_root).expanduser().resolve()))
+
+    @property
+    def key(self) -> str:
+        """The job's name in the results: ``name``, else the model spec."""
+        return self.name or self.model
+
+    def graph_options(self) -> dict[str, Any]:
+        """The options that determine a graph's content (part of its store key; batch size and device are not)."""
+        return {"method": self.method, "scalar": self.scalar, "channel_reduction": self.channel_reduction,
+                "edge": self.edge, "center": bool(self.center), "node_size": self.node_size,
+                "preprocess": self.preprocess}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one job: ``graphs`` {layer: store key} when ``ok``, else ``error`` (one line).
+
+    ``cached``: layers found in the store (not rebuilt); ``node``: where it ran (the Ray node id under Ray, else
+    the host name); ``seconds``: its time.
+    """
+
+    job: str
+    ok: bool
+    graphs: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+    cached: tuple[str, ...] = ()
+    node: str = ""
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------------ one job
+def _open_store(store: Any):
+    from .store import GraphStore
+
+    if isinstance(store, GraphStore):
+        return store if store.root.is_absolute() else GraphStore(store.root.resolve())
+    if store is None or isinstance(store, (str, os.PathLike)):
+        return GraphStore(Path(store).expanduser().resolve() if store is not None else None)
+    raise DeparaError(f"store: expected a GraphStore or a folder path, got {type(store).__name__}")
+
+
+def _probe_set(job: Job):
+    from .probes import ProbeSet
+
+    path = Path(job.probes)
+    if path.is_dir():
+        return ProbeSet.from_folder(path, preprocess=job.preprocess)
+    if path.is_file():
+        return ProbeSet.from_list(path, job.probe_root, preprocess=job.preprocess)
+    raise DeparaError(f"probes {job.probes}: no such folder or image-list file on node {socket.gethostname()}")
+
+
+def run_job(job: Job, store: Any) -> Result:
+    """Build (or find in ``store``) the graphs of one job and put them in the store; errors propagate.
+
+    The graphs already in the store are not rebuilt (a retried or repeated job costs only the model load).
+    """
+    from ._io import seed_everything
+    from .edge_ranks import attach_edge_ranks
+    from .extract import build_graphs, resolve_layer
+    from .models import load_model
+    from .store import weights_hash
+
+    start = time.perf_counter()
+    store = _open_store(store)
+    seed_everything(job.seed)
+    probe_set = _probe_set(job)
+    net = load_model(job.model, weights=job.weights)
+    for name in job.layers:  # bad names fail before any work
+        resolve_layer(net, name)
+    model_hash, probe_hash, options = weights_hash(net), probe_set.content_hash(), job.graph_options()
+    keys = {name: store.key(model_hash, name, probe_hash, options) for name in job.layers}
+    cached = tuple(name for name, k in keys.items() if store.get(k) is not None)
+    todo = [name for name in job.layers if name not in cached]
+    if todo:
+        graphs = build_graphs(
+            net, probe_set, todo, method=job.method, scalar=job.scalar, channel_reduction=job.channel_reduction,
+            center=job.center, edge=job.edge, batch_size=job.batch_size, device=job.device,
+            node_size=job.node_size, feature_memory_mb=job.feature_memory_mb,
+            meta={"model": job.model, "weights": job.weights, "probes": job.probes, "seed": job.seed,
+                  "probe_hash": probe_hash, "weights_hash": model_hash})
+        for name, g in graphs.items():
+            store.put(keys[name], attach_edge_ranks(g))
+    return Result(job.key, True, keys, None, cached, _where(), time.perf_counter() - start)
+
+
+def _where() -> str:
+    """The Ray node id when running inside a Ray worker, else the host name."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            return ray.get_runtime_context().get_node_id()
+        except Exception:  # noqa: BLE001 - only a label
+            pass
+    return socket.gethostname()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return msg if isinstance(exc, DeparaError) else f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _run_reported(job: Job, store: Any) -> Result:
+    """:func:`run_job`, with any exception turned into a failed Result (not retried: it would fail again)."""
+    start = time.perf_counter()
+    try:
+        return run_job(job, store)
+    except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
+        return Result(job.key, False, {}, _one_line(exc), (), _where(), time.perf_counter() - start)
+
+
+def _ray_job(job: Job, store: Any) -> Result:
+    """The Ray task: torch gets as many threads as the task has CPUs (one by default), then :func:`_run_reported`."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return _run_reported(job, store)
+
+
+# ------------------------------------------------------------------------------------------------ engines
+def _check_jobs(jobs: Iterable[Job]) -> list[Job]:
+    if isinstance(jobs, Job):
+        jobs = [jobs]
+    jobs = list(jobs)
+    if not jobs:
+        raise DeparaError("jobs: no jobs given")
+    seen: set[str] = set()
+    for j in jobs:
+        if not isinstance(j, Job):
+            raise DeparaError(f"jobs: expected depara.engine.Job items, got {type(j).__name__}")
+        if j.key in seen:
+            raise DeparaError(f"jobs: two jobs are named {j.key!r}; give each a unique name")
+        seen.add(j.key)
+    return jobs
+
+
+def extract_graphs(jobs: Sequence[Job], store: Any = None, *, engine: str = "local", address: str | None = None,
+                   num_workers: int | None = None, max_retries: int = 3, progress: bool = True
+                   ) -> dict[str, Result]:
+    """Run extraction ``jobs`` on ``engine`` and write their graphs to ``store``: {job key: Result}.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+        One per (model, layer set); names unique.
+    store : GraphStore or path, optional
+        The content-addressed graph store (default ``$DEPARA_CACHE/store``). Under Ray it must be on a
+        filesystem that every node mounts at the same path (checked).
+    engine : {"local", "ray"}
+        ``local``: one job after another in this process. ``ray``: one Ray task per job.
+    address : str, optional
+        Ray only: ``None`` starts a private local Ray runtime with ``num_workers`` CPUs (default: all);
+        ``"auto"`` joins the cluster started on this machine by ``ray start``; ``"HOST:PORT"`` (or
+        ``ray://HOST:PORT``) joins that cluster. If Ray is already initialised in this process it is used as is.
+    num_workers : int, optional
+        Ray only, private runtime only: CPUs (= concurrent single-CPU tasks) of the runtime it starts.
+    max_retries : int
+        Ray only: times a task is re-run after its worker process or node dies.
+    progress : bool
+        A tqdm bar over finished jobs.
+
+    Returns
+    -------
+    dict
+        {job key: :class:`Result`} in the order of ``jobs``; a failed job has ``ok=False`` and its error.
+        Graphs: ``store.get(result.graphs[layer])``.
+    """
+    jobs = _check_jobs(jobs)
+    if engine not in ENGINES:
+        raise DeparaError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise DeparaError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
+    store = _open_store(store)
+    if engine == "local":
+        if address is not None:
+            raise DeparaError("address: only used with engine='ray'")
+        return _run_local(jobs, store, progress)
+    return _run_ray(jobs, store, address, num_workers, max_retries, progress)
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="job")
+
+
+def _run_local(jobs: list[Job], store: Any, progress: bool) -> dict[str, Result]:
+    results = {}
+    with _bar(len(jobs), progress, "depara extract (local)") as bar:
+        for job in jobs:
+            results[job.key] = _run_reported(job, store)
+            bar.update(1)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+def import_ray():
+    """The ``ray`` module, or a DeparaError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise DeparaError(f"engine='ray': Ray is not installed; install the extra with {RAY_INSTALL} "
+                          "(or pip install 'ray[default]')") from None
+    return ray
+
+
+def _check_address(address: str) -> None:
+    """Fail fast (one line) when a HOST:PORT address does not answer, instead of Ray's long connect loop."""
+    if address == "auto":
+        return
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DeparaError(f"address: expected 'auto' or HOST:PORT of a Ray cluster (e.g. 10.0.0.5:6379), got "
+                          f"{address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise DeparaError(f"address {address!r}: no Ray cluster reachable at {host}:{port} "
+                          f"({exc.strerror or type(exc).__name__}); start one with `ray start --head` there, or "
+                          "check the host and port") from None
+
+
+def connect(address: str | None = None, num_workers: int | None = None) -> bool:
+    """Initialise Ray for the engine; True when this call started it (the caller then shuts it down).
+
+    See :func:`extract_graphs` for ``address`` and ``num_workers``.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address is None:
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+            raise DeparaError(f"num_workers: expected a positive integer, got {num_workers!r}")
+        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return True
+    if not isinstance(address, str) or not address:
+        raise DeparaError(f"address: expected 'auto' or HOST:PORT, got {address!r}")
+    if num_workers is not None:
+        raise DeparaError("num_workers: only for the private runtime (address=None); a cluster has its own CPUs")
+    _check_address(address)
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DeparaError(f"address {address!r}: cannot connect to a Ray cluster ({first})") from None
+    return True
+
+
+def _check_marker(root: Path, token: str) -> None:
+    if not (Path(root) / f"{_MARKER_PREFIX}{token}").is_file():
+        raise DeparaError(f"store {root}: not visible from Ray node {socket.gethostname()} "
+                          f"({_node_ip()}); put the store on a filesystem every node mounts at the same path")
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
+def check_shared_store(root: Path, token: str | None = None) -> None:
+    """Check that every alive Ray node sees ``root``: write a marker, look for it with one task per node.
+
+    Raises a one-line DeparaError naming the first node that does not see it.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    token = token or secrets.token_hex(8)
+    marker = root / f"{_MARKER_PREFIX}{token}"
+    marker.write_text("depara engine: shared-store check\n")
+    try:
+        probe = ray.remote(num_cpus=0, max_retries=0)(_check_marker)
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(root, token) for n in ray.nodes() if n.get("Alive")]
+        try:
+            ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), DeparaError) else None
+            raise DeparaError(str(cause) if cause else _one_line(exc)) from None
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int | None, max_retries: int,
+             progress: bool) -> dict[str, Result]:
+    ray = import_ray()
+    started = connect(address, num_workers)
+    try:
+        check_shared_store(store.root)
+        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
+        refs = {task.remote(job, store): job for job in jobs}
+        results: dict[str, Result] = {}
+        pending = list(refs)
+        with _bar(len(jobs), progress, "depara extract (ray)") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    job = refs[ref]
+                    try:
+                        results[job.key] = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - e.g. the worker died more than max_retries times
+                        why = _one_line(exc)
+                        if isinstance(exc, ray.exceptions.WorkerCrashedError):
+                            why = f"the Ray worker died {max_retries + 1} times (retries exhausted): {why}"
+                        results[job.key] = Result(job.key, False, {}, why)
+                    bar.update(1)
+        return {job.key: results[job.key] for job in jobs}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def summary(results: Mapping[str, Result]) -> list[dict[str, Any]]:
+    """Rows (job, ok, layers, cached, error, node, seconds) of a results dict, for tables and CSV."""
+    return [{**{k: v for k, v in asdict(r).items() if k != "graphs"}, "layers": ",".join(r.graphs),
+             "cached": ",".join(r.cached)} for r in results.values()]
+
+
+__all__ = ["ENGINES", "Job", "Result", "extract_graphs", "run_job", "connect", "check_shared_store",
+           "import_ray", "summary"]

@@ -1,0 +1,128 @@
+"""depara.engine without Ray: jobs through the graph store, failures per job, the bad-input messages."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from depara.engine import Job, _check_address, extract_graphs, import_ray, summary
+from depara.errors import DeparaError
+from depara.extract import build_graphs
+from depara.models import load_model
+from depara.probes import ProbeSet
+from depara.store import GraphStore, weights_hash
+
+from _core_torch_helpers import write_images
+
+SPEC = "torchvision:squeezenet1_1"
+LAYERS = ("features.3", "features.5")
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("probes")
+    write_images(folder, [f"p{i:02d}.png" for i in range(6)], size=(32, 32))
+    return folder
+
+
+def _job(probes, **kw):
+    return Job(kw.pop("model", SPEC), kw.pop("layers", LAYERS), str(probes), preprocess="32x32", node_size=8, **kw)
+
+
+def test_local_engine_matches_build_graphs_and_stores_ranks(probes, tmp_path):
+    res = extract_graphs([_job(probes)], tmp_path / "store", progress=False)
+    r = res[SPEC]
+    assert r.ok and r.error is None and set(r.graphs) == set(LAYERS) and r.cached == ()
+    # Independent computation: the same model (seed 0, random init) and probes through build_graphs directly.
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = load_model(SPEC)
+    ps = ProbeSet.from_folder(probes, preprocess="32x32")
+    direct = build_graphs(net, ps, list(LAYERS), node_size=8)
+    store = GraphStore(tmp_path / "store")
+    for layer in LAYERS:
+        key = store.key(weights_hash(net), layer, ps.content_hash(), _job(probes).graph_options())
+        assert r.graphs[layer] == key
+        g = store.get(key)
+        np.testing.assert_array_equal(g.nodes, direct[layer].nodes)
+        np.testing.assert_array_equal(g.edges, direct[layer].edges)
+        # Stored ranks: twice scipy's average ranks, exactly.
+        np.testing.assert_array_equal(g.edge_ranks, (2 * rankdata(g.edges)).astype(np.int32))
+
+
+def test_failed_job_reported_rest_complete_and_rerun_is_cached(probes, tmp_path):
+    jobs = [_job(probes, name="good"), _job(probes, name="bad-layer", layers=("no_such_layer",)),
+            _job(probes, name="bad-model", model="torchvision:not_a_model")]
+    res = extract_graphs(jobs, tmp_path, progress=False)
+    assert list(res) == ["good", "bad-layer", "bad-model"]
+    assert res["good"].ok
+    assert not res["bad-layer"].ok and "no_such_layer" in res["bad-layer"].error
+    assert not res["bad-model"].ok and "not_a_model" in res["bad-model"].error
+    assert "\n" not in res["bad-layer"].error
+    files = {p: p.stat().st_mtime_ns for p in GraphStore(tmp_path).entries()}
+    assert len(files) == 2
+    again = extract_graphs(jobs[:1], tmp_path, progress=False)["good"]
+    assert again.ok and set(again.cached) == set(LAYERS) and again.graphs == res["good"].graphs
+    assert {p: p.stat().st_mtime_ns for p in GraphStore(tmp_path).entries()} == files  # nothing rewritten
+    rows = summary(res)
+    assert [row["ok"] for row in rows] == [True, False, False]
+
+
+def test_bad_jobs_and_engine(probes, tmp_path):
+    with pytest.raises(DeparaError, match="two jobs are named 'x'"):
+        extract_graphs([_job(probes, name="x"), _job(probes, name="x")], tmp_path, progress=False)
+    with pytest.raises(DeparaError, match="engine: expected one of local, ray"):
+        extract_graphs([_job(probes)], tmp_path, engine="spark", progress=False)
+    with pytest.raises(DeparaError, match="no jobs"):
+        extract_graphs([], tmp_path)
+    with pytest.raises(DeparaError, match="address: only used with engine='ray'"):
+        extract_graphs([_job(probes)], tmp_path, address="auto", progress=False)
+    with pytest.raises(DeparaError, match="layers of job"):
+        Job(SPEC, (), str(probes))
+    # A job whose probe folder does not exist fails alone.
+    res = extract_graphs([_job(probes, name="p"), Job(SPEC, LAYERS, str(tmp_path / "nowhere"), name="m")],
+                         tmp_path, progress=False)
+    assert res["p"].ok and not res["m"].ok and "no such folder" in res["m"].error
+
+
+def test_ray_missing_says_how_to_install(monkeypatch, probes, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    with pytest.raises(DeparaError, match=r'pip install -e "\.\[ray\]"'):
+        import_ray()
+    with pytest.raises(DeparaError, match="Ray is not installed"):
+        extract_graphs([_job(probes)], tmp_path, engine="ray", progress=False)
+
+
+def test_unreachable_address_is_one_line_and_fast():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: bind, then close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(DeparaError, match=rf"address '127.0.0.1:{port}': no Ray cluster reachable"):
+        _check_address(f"127.0.0.1:{port}")
+    assert time.perf_counter() - t0 < 10
+    for bad in ("localhost", "host:port", "1.2.3.4:0", ""):
+        with pytest.raises(DeparaError, match="expected 'auto' or HOST:PORT"):
+            _check_address(bad)
+
+
+def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, probes, tmp_path, capsys):
+    from depara.cli.main import main
+    from depara.graph import Graph
+
+    args = ["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--preprocess", "32x32",
+            "--node-size", "8"]
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main([*args, "--out", str(tmp_path / "r.safetensors"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: engine='ray': Ray is not installed") and 'pip install -e ".[ray]"' in err
+    assert "\n" not in err and not (tmp_path / "r.safetensors").exists()
+    assert main([*args, "--out", str(tmp_path / "l.safetensors")]) == 0
+    g = Graph.load(tmp_path / "l.safetensors")
+    np.testing.assert_array_equal(g.edge_ranks, (2 * rankdata(g.edges)).astype(np.int32))

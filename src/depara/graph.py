@@ -214,7 +214,8 @@ def _safetensors_bytes(tensors: Mapping[str, np.ndarray], metadata: Mapping[str,
     blobs = []
     offset = 0
     for name in sorted(tensors):
-        code = "I32" if name == "edge_ranks" else "F32"  # stored ranks are exact integers (depara.edge_ranks)
+        # Stored ranks are exact integers (depara.edge_ranks); anything else is written as float32.
+        code = "I32" if np.issubdtype(np.asarray(tensors[name]).dtype, np.integer) else "F32"
         blob = np.ascontiguousarray(tensors[name], dtype=_TENSOR_DTYPES[code]).tobytes()
         header[name] = {"dtype": code, "shape": list(tensors[name].shape),
                         "data_offsets": [offset, offset + len(blob)]}
@@ -250,7 +251,7 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
                           f"{sorted(keys)[:5]}")
     out = {}
     spans = []
-    for name in sorted(keys):
+    for name in [k for k in ("nodes", "edges", "edge_ranks") if k in keys]:
         info = header[name]
         if not isinstance(info, dict):
             raise DeparaError(f"{p}: corrupt safetensors header (tensor {name!r} is not described by an object)")
@@ -258,7 +259,7 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
         allowed = {"I32": _TENSOR_DTYPES["I32"]} if name == "edge_ranks" else _FILE_DTYPES
         if code not in allowed:
             if name == "edge_ranks":
-                raise DeparaError(f"{p}: tensor 'edge_ranks' has dtype {str(code)[:20]}; expected I32")
+                raise DeparaError(f"{p}: stored edge ranks must be int32 (dtype I32), found dtype {str(code)[:20]}")
             raise DeparaError(f"{p}: tensor {name!r} has dtype {str(code)[:20]}; expected F32 (F16/F64 are "
                               "converted), a depara graph holds float32 nodes/edges")
         shape = info.get("shape")

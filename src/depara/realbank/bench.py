@@ -60,7 +60,7 @@ SCALES = {
     "demo": Scale(("digits10", "digits-parity@10", "fmnist10", "fmnist-shoes@10", "lfw-face", "photo-patch",
                    "visda-vehicle"), DEMO_ZOO, seeds=2, pool=600, n_train=200, n_test=200, ft_steps=30,
                   n_probe=100, quick_steps=60),
-    "default": Scale(ALL_TARGETS, DEFAULT_ZOO, seeds=3, pool=800, n_train=200, n_test=300, ft_steps=40,
+    "default": Scale(ALL_TARGETS, DEFAULT_ZOO, seeds=3, pool=800, n_train=200, n_test=250, ft_steps=30,
                      n_probe=120, quick_steps=100),
 }
 
@@ -132,6 +132,30 @@ def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bo
         torch.set_num_threads(before)
 
 
+def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:
+    """Train the zoo and measure the ground truth of ``scale`` into the cache, nothing else (no scoring, no
+    evaluation, no results): lets the expensive, defaults-independent part run while the defaults are chosen."""
+    sc = SCALES[scale]
+    cache_root = Path(cache_dir or default_cache_dir()) / "realbank"
+    cfg = TruthConfig(ft_steps=sc.ft_steps)
+    seeds = [seed + k for k in range(sc.seeds)]
+    nets, infos, _ = load_or_train_zoo(sc.zoo, cache_root, seed, progress=_printer(progress))
+    n_done = 0
+    for t in sc.targets:
+        try:
+            pool = D.load_target(t, sc.pool)
+        except D.Unavailable:
+            continue
+        shots = D.FEW_SHOT if "@" in t else None
+        splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+        for n in nets:
+            measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
+                         cache_root=cache_root)
+            n_done += 1
+        _printer(progress)(f"ground truth of {t} measured")
+    return {"pairs": n_done}
+
+
 def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, defaults_path) -> dict:
     from ..results import write_manifest
     from .figures import plot_intervals, plot_picks
@@ -164,7 +188,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     sources = list(nets)
     if len(sources) < 3:
         raise DeparaError(f"scale {scale}: fewer than 3 sources available")
-    zoo_key = fingerprint({n: infos[n]["file_sha256"] if "file_sha256" in infos[n] else n for n in sources})
+    zoo_key = fingerprint({n: infos[n]["file_sha256"] for n in sources})
 
     # 3. ground truth, 4. scores
     truth = {p: {} for p in PROTOCOLS}
@@ -179,7 +203,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
             splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
             acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
             for j, n in enumerate(sources):
-                r = measure_pair(nets[n], infos[n].get("file_sha256", n), t, pool, splits, seeds, cfg=cfg,
+                r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
                                  cache_root=cache_root)
                 for p in PROTOCOLS:
                     acc[p][:, j] = r[p]

@@ -297,7 +297,8 @@ def _figure(grid_rows, chosen, path):
 def _write_config(path: Path, choice: dict, ref_rows) -> None:
     d = choice["defaults"]
     lines = ["# depara's frozen DEPARA defaults, chosen on the PROCEDURAL task bank only",
-             f"# (python benchmarks/choose_defaults.py --scale {choice['scale']} --write-config {path.name};",
+             f"# (python benchmarks/choose_defaults.py --scale {choice['scale']} --cache DIR "
+             f"--write-config configs/defaults.toml;",
              "#  evidence in benchmarks/results/defaults_choice/). Frozen before the real-image bank's default run.",
              "#",
              "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",

@@ -80,6 +80,8 @@ def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
         d = doc["depara"]
+        if str(d.get("layer", "representation")) not in ("representation", "below-representation"):
+            raise ValueError(f"layer {d.get('layer')!r} is not 'representation' or 'below-representation'")
         return Defaults(node_scalar=str(d["node_scalar"]), node_reduction=str(d["node_reduction"]),
                         node_weight=float(d["node_weight"]), label_weight=float(d["label_weight"]),
                         layer=str(d.get("layer", "representation"))), doc, p

@@ -89,12 +89,18 @@ def _node_maps(body, x: torch.Tensor, scalar: str, reduction: str) -> np.ndarray
     return raw.mean(dim=1).flatten(1).double().numpy()
 
 
-def _edges(body, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(DEPARA edges = centred cosine of the flattened representation, the flattened representation)."""
+#: ``Defaults.layer`` → the stage of the zoo's models whose features give the edges
+LAYERS = {"representation": REP_LAYER, "below-representation": "stage2"}
+
+
+def _edges(body, x: torch.Tensor, layer: str = REP_LAYER) -> tuple[np.ndarray, np.ndarray]:
+    """(DEPARA edges = centred cosine of the flattened features at ``layer``, those features)."""
     from ..graph import _edges_from_features
 
+    stages = list(dict(body.named_children()))
+    upto = body[:stages.index(layer) + 1]
     with torch.no_grad():
-        f = torch.cat([body(x[i:i + 256]) for i in range(0, len(x), 256)]).flatten(1).double().numpy()
+        f = torch.cat([upto(x[i:i + 256]) for i in range(0, len(x), 256)]).flatten(1).double().numpy()
     return _edges_from_features(f, center=True, edge="cosine"), f
 
 
@@ -136,7 +142,14 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
     src_edges, src_feats = {}, {}
     for n in names:
         src_edges[n], src_feats[n] = _edges(nets[n].body, probes)
-    e_label = edge_similarities([src_edges[n] for n in names], label_edges(y_probe))
+    lab = label_edges(y_probe)
+    e_label = edge_similarities([src_edges[n] for n in names], lab)
+    layer = LAYERS[defaults.layer]
+    if layer != REP_LAYER:  # the frozen default reads another layer's edges
+        src_edges_d = {n: _edges(nets[n].body, probes, layer)[0] for n in names}
+        e_label_d = edge_similarities([src_edges_d[n] for n in names], lab)
+    else:
+        src_edges_d, e_label_d = src_edges, e_label
     t_graphs = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -146,13 +159,15 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
     tgt_nodes = {o: _node_maps(tgt.body, probes, *o) for o in node_opts}
     tgt_edges, tgt_feats = _edges(tgt.body, probes)
     e_model = edge_similarities([src_edges[n] for n in names], tgt_edges)
+    e_model_d = (e_model if layer == REP_LAYER else
+                 edge_similarities([src_edges_d[n] for n in names], _edges(tgt.body, probes, layer)[0]))
     v = {o: np.array([_v(src_nodes[n][o], tgt_nodes[o]) for n in names]) for o in node_opts}
     scores["RSA (target model)"] = np.array([rsa(src_feats[n], tgt_feats) for n in names])
     scores["CKA (target model)"] = np.array([linear_cka(src_feats[n], tgt_feats) for n in names])
     t_target_graph = time.perf_counter() - t3
 
     dflt = (defaults.node_scalar, defaults.node_reduction)
-    scores[FROZEN] = depara_score(v[dflt], hybrid_edge_similarity(e_model, e_label, defaults.label_weight),
+    scores[FROZEN] = depara_score(v[dflt], hybrid_edge_similarity(e_model_d, e_label_d, defaults.label_weight),
                                   defaults.node_weight)
     scores[LABEL] = e_label
     scores[HYBRID] = v[("l2", "mean")] + hybrid_edge_similarity(e_model, e_label, 0.5)

@@ -219,7 +219,7 @@ def _main(args) -> int:
             "previous default (l2/mean, λ=1), full": ("full", "rep", "l2/mean", 1.0, 0.0),
             "paper (sum/mean, λ=0.25), full": ("full", "rep", "sum/mean", 4.0, 0.0),
             "E only, full target model": ("full", "rep", "-", 0.0, 0.0),
-            "V only (l2/mean) ~ α large": ("quick", "rep", "l2/mean", 4.0, 0.0)}
+            "4·V + E (l2/mean), quick": ("quick", "rep", "l2/mean", 4.0, 0.0)}
     ref_rows = []
     for label, key in refs.items():
         m, lo, hi = interval(key)

@@ -63,8 +63,9 @@ def plot_picks(truth: dict[str, np.ndarray], sources, picks: dict[str, dict[str,
         xs = [list(sources).index(per_target[t]) for t in targets]
         off = (k - (len(picks) - 1) / 2) * 0.18
         ax.scatter(np.array(xs) + off, np.arange(len(targets)), marker=markers[k % len(markers)], s=38,
-                   facecolors="none" if k else "white", edgecolors=["white", "red", "orange", "cyan", "magenta",
-                                                                    "yellow"][k % 6], linewidths=1.4, label=scorer)
+                   facecolors="white" if k == 0 else "none",
+                   edgecolors=["black", "red", "orange", "cyan", "magenta", "yellow"][k % 6], linewidths=1.4,
+                   label=scorer)
     best = m.argmax(axis=1)
     ax.scatter(best, np.arange(len(targets)), marker="*", s=90, color="white", edgecolors="black", label="best (truth)")
     ax.set_xticks(range(len(sources)))

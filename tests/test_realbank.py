@@ -42,6 +42,7 @@ def runs(tmp_path_factory):
     D.fashion.cache_clear()
 
 
+@pytest.mark.slow
 def test_results_folder(runs):
     root, first, *_ = runs
     out = root / "a"
@@ -59,6 +60,7 @@ def test_results_folder(runs):
     assert 0 < costs["scoring_over_gt"] < np.inf
 
 
+@pytest.mark.slow
 def test_reference_lines_and_metrics_against_scipy(runs):
     root, *_ = runs
     out = root / "a"
@@ -87,6 +89,7 @@ def test_reference_lines_and_metrics_against_scipy(runs):
     assert len(noise) == 2 * 3 and all(np.isfinite(float(r["seed_std_mean_over_sources"])) for r in noise)
 
 
+@pytest.mark.slow
 def test_cached_rerun_and_rebuilt_entry_are_identical(runs):
     root, first, second, third, entry = runs
     a = (root / "a" / "per_target.csv").read_text()
@@ -111,3 +114,22 @@ def test_split_is_stratified_and_disjoint():
     assert np.bincount(y[sp.train]).tolist() == [20, 20, 20, 20]
     few = D.make_split(y, seed=3, n_train=80, n_test=40, shots=10)
     assert np.bincount(y[few.train]).tolist() == [10] * 4 and np.array_equal(few.test, sp.test)
+
+
+def test_frozen_config_is_the_procedural_choice():
+    """configs/defaults.toml holds exactly what benchmarks/choose_defaults.py chose on the procedural bank."""
+    defaults, _, path = B.load_defaults()
+    chosen = json.loads((path.parents[1] / "benchmarks" / "results" / "defaults_choice" / "chosen.json").read_text())
+    assert dataclasses.asdict(defaults) == chosen["defaults"]
+
+
+def test_bad_defaults_file_and_cli_errors(tmp_path, capsys):
+    from depara.cli.main import main
+
+    bad = tmp_path / "d.toml"
+    bad.write_text("[depara]\nnode_scalar = 'l2'\n", encoding="utf-8")
+    with pytest.raises(DeparaError, match="node_weight"):
+        B.load_defaults(bad)
+    code = main(["bench", "realbank", "--scale", "huge", "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2 and "scale 'huge'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -68,7 +68,6 @@ def _edges(f: np.ndarray) -> np.ndarray:
 
 def quick_target(cfg, task, data, steps: int, seed: int):
     """The target's task network trained from scratch on its limited split (Adam, batch 32, ``steps`` steps)."""
-    import torch.nn.functional as F  # noqa: F401
 
     from depara.taskbank.networks import TaskNet
     from depara.taskbank.train import per_sample_loss, task_seed

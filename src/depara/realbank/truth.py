@@ -5,9 +5,10 @@ For every (target, seed, source), on the seed's stratified split of the target p
 - **linear probe**: the frozen source's pooled representation (``stage3``, global average pool) of the train
   images, standardised, fits a multinomial logistic regression (scikit-learn, L2, C = 1); the truth is its
   accuracy on the test images;
-- **fine-tuning**: the upper part of the network (``stage3``) and a fresh linear head are trained together
-  (Adam, lr 1e-3 for stage3 and 1e-2 for the head, batch 32, BatchNorm statistics frozen, a fixed budget of ``ft_steps`` steps, BatchNorm in training mode), on top of the
-  frozen lower stages (their output is computed once); the truth is the test accuracy.
+- **fine-tuning**: the upper part of the network (``stage3``) and a fresh head (BatchNorm-standardised linear
+  layer) are trained together (Adam, lr 1e-3 for stage3 and 1e-2 for the head, batch 32, a fixed budget of
+  ``ft_steps`` steps, stage3's BatchNorm statistics frozen), on top of the frozen lower stages (their output is
+  computed once per (target, source)); the truth is the test accuracy.
 
 Each measurement is one checksummed JSON cache entry keyed by everything that changes it; a corrupt entry is
 re-measured. The seed changes the split, the head's initialisation and the batch order.
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..taskbank.cache import fingerprint, load_json_entry, save_json_entry
-from .models import Net, pooled_features
+from .models import Net
 
 
 @dataclass(frozen=True)

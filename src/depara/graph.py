@@ -492,3 +492,17 @@ class Graph:
 
             graph.edge_ranks = check_edge_ranks(arrays["edge_ranks"], graph.edges, str(p))
         return graph
+
+    # ------------------------------------------------------------------ label graphs
+    @classmethod
+    def from_labels(cls, labels: Any, probe_ids: Sequence[Any] | None = None,
+                    meta: Mapping[str, Any] | None = None) -> "Graph":
+        """A target graph from the probes' class labels: edges from class identity, no nodes (N×0).
+
+        Edge (i, j) = cosine of the centred one-hot labels of probes i and j (1 within a class, negative across);
+        the math is in :mod:`depara.labels`. Comparisons with it use the edge term only
+        (:func:`depara.similarity`).
+        """
+        from .labels import label_graph
+
+        return label_graph(labels, probe_ids, meta)

@@ -7,6 +7,9 @@
   (``scipy.stats.rankdata``): the Pearson correlation of the ranks. A constant edge vector has no ranking, so
   Spearman is undefined and a :class:`~depara.errors.DeparaError` names the graph.
 * ``S = V + λE`` with λ ≥ 0.
+* A graph without nodes (N×0 nodes, e.g. the label graph of :meth:`Graph.from_labels`) has no node term: its
+  ``V`` with anything is undefined — :func:`node_similarity` raises, matrices hold NaN, ranking rows hold NaN —
+  and its ``S`` is ``λE`` alone (the node term is absent, not zero; with λ = 0 every such S is 0).
 
 Many graphs at once (:func:`similarity_matrix`): each edge vector is ranked and standardised (zero mean, unit
 norm) exactly once, then all Spearman values are one matrix product of the stacked standardised ranks; all node
@@ -156,9 +159,18 @@ def _spearman_from_standardized(r1: np.ndarray, r2: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- pairs
+def _nodeless(g: Graph) -> bool:
+    """True for a graph without nodes (N×0, e.g. a label graph): its node term is undefined."""
+    return g.node_size == 0
+
+
 def node_similarity(g1: Graph, g2: Graph) -> float:
     """V = mean over probes of the cosine similarity of the two graphs' attribution maps (all-zero map → 0)."""
     g1, g2 = _check_graph(g1, "g1"), _check_graph(g2, "g2")
+    for what, g in (("g1", g1), ("g2", g2)):
+        if _nodeless(g):
+            raise DeparaError(f"{what}: graph {_label(g, what)} has no nodes (a label graph): the node similarity "
+                              "is undefined; compare its edges (edge_similarity)")
     _check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"), edges=False)
     x1, x2 = normalized_nodes(g1.nodes), normalized_nodes(g2.nodes)
     return float(np.clip(np.einsum("ij,ij->i", x1, x2).mean(), -1.0, 1.0))
@@ -176,6 +188,8 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
 def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
     """DEPARA score S = V + λE of two graphs over the same probes."""
     lam = _check_lam(lam)
+    if _nodeless(_check_graph(g1, "g1")) or _nodeless(_check_graph(g2, "g2")):
+        return lam * edge_similarity(g1, g2)  # no node term (label graph): S = λE
     return node_similarity(g1, g2) + lam * edge_similarity(g1, g2)
 
 
@@ -294,13 +308,20 @@ def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float 
     """
     lam = _check_lam(lam)
     names, items = _names_and_graphs(graphs, "graphs")
+    with_nodes = [k for k, g in enumerate(items) if not _nodeless(g)]
     for name, g in zip(names[1:], items[1:]):
-        _check_comparable(items[0], g, repr(names[0]), repr(name))
+        _check_comparable(items[0], g, repr(names[0]), repr(name), nodes=False)
+    for k in with_nodes[1:]:
+        _check_comparable(items[with_nodes[0]], items[k], repr(names[with_nodes[0]]), repr(names[k]))
     quoted = [repr(n) for n in names]
-    v = node_similarity_matrix([g.nodes for g in items], quoted, dtype=dtype)
     e = edge_similarity_matrix([g.edges for g in items], quoted, dtype=dtype,
                                ranks_list=[getattr(g, "edge_ranks", None) for g in items])
-    return SimilarityMatrices(tuple(names), S=v + lam * e, V=v, E=e)
+    v = np.full_like(e, np.nan)  # NaN wherever a nodeless graph (label graph) is involved
+    if with_nodes:
+        v[np.ix_(with_nodes, with_nodes)] = node_similarity_matrix([items[k].nodes for k in with_nodes],
+                                                                   [quoted[k] for k in with_nodes], dtype=dtype)
+    s = np.where(np.isnan(v), lam * e, v + lam * e)
+    return SimilarityMatrices(tuple(names), S=s, V=v, E=e)
 
 
 def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = DEFAULT_LAMBDA) -> list[RankRow]:
@@ -312,14 +333,18 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
     target = _check_graph(target, "target")
     names, items = _names_and_graphs(sources, "sources")
     for name, g in zip(names, items):
-        _check_comparable(target, g, "target", f"source {name!r}")
+        _check_comparable(target, g, "target", f"source {name!r}",
+                          nodes=not (_nodeless(target) or _nodeless(g)))
     target_ranks = standardized_edge_ranks(target.edges, getattr(target, "edge_ranks", None), "the target graph")
-    target_nodes = normalized_nodes(target.nodes)
+    target_nodes = None if _nodeless(target) else normalized_nodes(target.nodes)
     rows = []
     for name, g in zip(names, items):
-        v = float(np.clip(np.einsum("ij,ij->i", normalized_nodes(g.nodes), target_nodes).mean(), -1.0, 1.0))
         e = _spearman_from_standardized(
             standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"source {name!r}"), target_ranks)
+        if target_nodes is None or _nodeless(g):  # no node term (label graph): S = λE, V undefined
+            rows.append(RankRow(name, lam * e, float("nan"), e))
+            continue
+        v = float(np.clip(np.einsum("ij,ij->i", normalized_nodes(g.nodes), target_nodes).mean(), -1.0, 1.0))
         rows.append(RankRow(name, v + lam * e, v, e))
     rows.sort(key=lambda r: (-r.S, r.name))
     return rows

@@ -36,3 +36,33 @@ def taskbank(
     result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
     typer.echo(result["summary"])
     typer.echo(f"results: {out}")
+
+
+@bench_app.command("realbank")
+def realbank(
+    out: Path = typer.Option(..., "--out", help="Results folder (created; CSV tables, PNG figures, manifest.json)."),
+    scale: str = typer.Option("tiny", "--scale",
+                              help="tiny (3 targets, 4 sources, tests), demo (7 targets, 8 sources) or default "
+                                   "(16 targets, 12 sources, 3 seeds)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of splits, training and fine-tuning (ground-truth seeds "
+                                               "are seed, seed+1, ...)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", "--cache",
+                                             help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),
+    defaults: Optional[Path] = typer.Option(None, "--defaults",
+                                            help="Frozen defaults TOML (default the repository's "
+                                                 "configs/defaults.toml)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads during the run (0 = torch's default)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Real-image transfer bench: measure linear-probe and fine-tuning accuracy of a zoo of small sources on
+    real-image targets (cached), score every peer and DEPARA variant from the labelled target set, and report rank
+    quality with bootstrap intervals (the out-of-sample test of the frozen defaults)."""
+    from ..errors import DeparaError
+    from ..realbank.bench import run_realbank
+
+    if threads < 0:
+        raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    result = run_realbank(scale, out, seed=seed, cache_dir=cache_dir, progress=not quiet, threads=threads or None,
+                          defaults_path=defaults)
+    typer.echo(result["summary"])
+    typer.echo(f"results: {out}")

@@ -1,0 +1,319 @@
+"""Choose depara's DEPARA defaults on the PROCEDURAL task bank only, and freeze them in configs/defaults.toml.
+
+    python benchmarks/choose_defaults.py --scale default --cache DIR --out benchmarks/results/defaults_choice \\
+        --write-config configs/defaults.toml
+
+Nothing here reads a real image: the candidates are scored against the procedural bank's measured transfer
+affinities (``depara.taskbank``: its task networks and ground truth, cached), on its in-domain probe scenes.
+
+The DEPARA family scored for each (target, source):
+
+    score = α·V(source, target model) + (1 − w)·E(source, target model) + w·E(source, label graph)
+
+- V: node similarity for each node definition (grad×input of the representation's ``sum`` / ``mean`` / ``l2``;
+  channels reduced by signed ``mean`` or ``abs_mean``);
+- E: Spearman of the edge vectors (centred cosine edges) with the source graph at ``rep`` (representation) or
+  ``conv3`` (the layer below), the *layer candidate*;
+- the **target model** is either a *quick* model (the target's task network trained from scratch for
+  ``--quick-steps`` steps on the target's limited labelled split: what the real-image bank can afford, and what a
+  practitioner without a target model could train) or the bank's *full* target network;
+- the **label graph** is built from the target's labels on the probes (:func:`depara.labels.label_edges` for class
+  labels; :func:`depara.labels.target_edges` of the 4×4-pooled targets for regression and dense tasks).
+
+Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer.
+
+Rule, fixed before the run: maximise the mean weighted τ over targets with the QUICK target model (the setting the
+defaults will be used in); among the candidates within ``--tolerance`` (0.01) of the best, take the simplest, in
+this order: no node term (α = 0) first, then no target model needed (w = 1), then the smallest α, then the largest
+w, then the representation layer, then node l2/mean. The chosen candidate's per-target rows, the grid and the peers
+(LogME, RSA/CKA against each target model) are written beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from depara._io import ensure_dir, write_csv, write_json  # noqa: E402
+from depara.evaluate import rank_quality  # noqa: E402
+from depara.labels import edge_similarities, label_edges, target_edges  # noqa: E402
+
+ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+LAYERS = ("rep", "conv3")
+QUICK_STEPS = 100
+
+
+def _features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
+    from depara.extract import capture_features
+
+    with torch.no_grad():
+        outs = [capture_features(encoder, x[i:i + 128], [layer])[layer] for i in range(0, len(x), 128)]
+    return torch.cat(outs).flatten(1).double().numpy()
+
+
+def _edges(f: np.ndarray) -> np.ndarray:
+    from depara.graph import _edges_from_features
+
+    return _edges_from_features(f, center=True, edge="cosine")
+
+
+def quick_target(cfg, task, data, steps: int, seed: int):
+    """The target's task network trained from scratch on its limited split (Adam, batch 32, ``steps`` steps)."""
+
+    from depara.taskbank.networks import TaskNet
+    from depara.taskbank.train import per_sample_loss, task_seed
+
+    torch.manual_seed(task_seed(cfg, "quick", task.name, str(seed)))
+    net = TaskNet(task, cfg.image_size, cfg.width)
+    x, y = data.xy(task, "limited")
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(task_seed(cfg, "quick-order", task.name))
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(x), size=32))
+        loss = per_sample_loss(task, net(xt[idx]), yt[idx]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.encoder
+
+
+def target_label_edges(task, y: np.ndarray) -> np.ndarray:
+    from depara.taskbank.bench import label_targets
+
+    labels, regression = label_targets(task, y)
+    return target_edges(labels) if regression else label_edges(labels)
+
+
+def metrics(score: np.ndarray, truth: np.ndarray, names) -> dict:
+    row = rank_quality(truth, score, ks=(1, 5), names=names).as_row()
+    return {k: row[k] for k in ("weighted_tau", "kendall", "spearman", "p_at_1", "p_at_5", "regret")}
+
+
+def bootstrap(v, seed=0, reps=2000):
+    v = np.asarray(v, float)
+    rng = np.random.default_rng(seed)
+    m = v[rng.integers(0, len(v), size=(reps, len(v)))].mean(axis=1)
+    return float(v.mean()), float(np.percentile(m, 2.5)), float(np.percentile(m, 97.5))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scale", default="default")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "defaults_choice"))
+    ap.add_argument("--quick-steps", type=int, default=QUICK_STEPS)
+    ap.add_argument("--tolerance", type=float, default=0.01)
+    ap.add_argument("--write-config", default=None, help="write the chosen defaults to this TOML file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _main(args)
+
+
+def _main(args) -> int:
+    from depara.baselines import linear_cka, rsa
+    from depara.taskbank.affinity import measure_affinities
+    from depara.taskbank.bench import NODE_OPTIONS, _node_maps, cache_root_for, label_based_scores
+    from depara.taskbank.tasks import get_task
+    from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
+    from depara.graph_similarity import normalized_nodes
+
+    t0 = time.perf_counter()
+    say = lambda m: print(f"[choose {time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr, flush=True)  # noqa
+    cfg = make_config(args.scale, seed=args.seed)
+    root = cache_root_for(cfg, args.cache)
+    data = SceneData(cfg)
+    encoders, _ = load_or_train_encoders(cfg, root, data, progress=say)
+    gt = measure_affinities(cfg, root, encoders, data, progress=say)
+    names = list(cfg.tasks)
+    truth = gt["affinity"]
+    x = data.probe_tensor()
+    say(f"{len(names)} tasks, {len(x)} probes; source graphs")
+    maps = {s: {n: _node_maps(encoders[n], x, s) for n in names} for s in ("sum", "mean", "l2")}
+    nodes = {o: {n: normalized_nodes(maps[o.split('/')[0]][n][o.split('/')[1]]) for n in names} for o in NODE_OPTIONS}
+    feats = {layer: {n: _features(encoders[n], x, layer) for n in names} for layer in LAYERS}
+    edges = {layer: {n: _edges(feats[layer][n]) for n in names} for layer in LAYERS}
+    label_mats, _ = label_based_scores(cfg, encoders, data, lambda m: None)
+
+    grid_rows, per_target = [], {}
+    peer_rows = []
+    targets = [n for n in names if get_task(n).is_target]
+    for t in targets:
+        task = get_task(t)
+        ti = names.index(t)
+        src = [n for n in names if n != t]
+        tr = truth[ti, [names.index(n) for n in src]]
+        say(f"target {t}: quick target model, label graph")
+        e_lab = target_label_edges(task, data.xy(task, "probe")[1])
+        tmodels = {"quick": quick_target(cfg, task, data, args.quick_steps, args.seed), "full": encoders[t]}
+        for tm, enc in tmodels.items():
+            t_maps = {s: _node_maps(enc, x, s) for s in ("sum", "mean", "l2")}
+            t_nodes = {o: normalized_nodes(t_maps[o.split('/')[0]][o.split('/')[1]]) for o in NODE_OPTIONS}
+            t_feat = {layer: _features(enc, x, layer) for layer in LAYERS}
+            for layer in LAYERS:
+                e_model = edge_similarities([edges[layer][n] for n in src], _edges(t_feat[layer]))
+                e_label = edge_similarities([edges[layer][n] for n in src], e_lab)
+                for o in NODE_OPTIONS:
+                    v = np.array([float(np.einsum("ij,ij->i", nodes[o][n], t_nodes[o]).mean()) for n in src])
+                    for a in ALPHAS:
+                        for w in WEIGHTS:
+                            if a == 0 and o != "l2/mean":
+                                continue  # the node definition does not matter without a node term
+                            s = a * v + (1 - w) * e_model + w * e_label
+                            key = (tm, layer, o if a > 0 else "-", a, w)
+                            per_target.setdefault(key, {})[t] = metrics(s, tr, src)
+            f_rep = _features(enc, x, "rep")
+            for label, fn in (("RSA", rsa), ("CKA", linear_cka)):
+                sc = np.array([fn(feats["rep"][n], f_rep) for n in src])
+                peer_rows.append({"peer": f"{label} (vs {tm} target model)", "target": t, **metrics(sc, tr, src)})
+        sc = label_mats["LogME"][ti, [names.index(n) for n in src]]
+        peer_rows.append({"peer": "LogME (labels)", "target": t, **metrics(sc, tr, src)})
+
+    for key, rows in per_target.items():
+        tm, layer, o, a, w = key
+        vals = {m: [rows[t][m] for t in targets] for m in ("weighted_tau", "kendall", "p_at_5", "regret")}
+        grid_rows.append({"target_model": tm, "layer": layer, "node": o, "alpha": a, "label_weight": w,
+                          **{f"mean_{m}": float(np.nanmean(v)) for m, v in vals.items()}})
+    peers = sorted({r["peer"] for r in peer_rows})
+    peer_summary = []
+    for p in peers:
+        rows = [r for r in peer_rows if r["peer"] == p]
+        peer_summary.append({"peer": p, **{f"mean_{m}": float(np.nanmean([r[m] for r in rows]))
+                                           for m in ("weighted_tau", "kendall", "p_at_5", "regret")}})
+
+    # The rule (see the module docstring).
+    quick = [r for r in grid_rows if r["target_model"] == "quick"]
+    best = max(r["mean_weighted_tau"] for r in quick)
+    near = [r for r in quick if r["mean_weighted_tau"] >= best - args.tolerance]
+    near.sort(key=lambda r: (r["alpha"] > 0, r["label_weight"] < 1, r["alpha"], -r["label_weight"],
+                             r["layer"] != "rep", r["node"] not in ("-", "l2/mean"), -r["mean_weighted_tau"]))
+    chosen = near[0]
+    ckey = (chosen["target_model"], chosen["layer"], chosen["node"], chosen["alpha"], chosen["label_weight"])
+    node = "l2/mean" if chosen["node"] == "-" else chosen["node"]
+    say(f"best mean weighted τ (quick) {best:.3f}; chosen {chosen}")
+
+    def interval(key):
+        return bootstrap([per_target[key][t]["weighted_tau"] for t in targets], args.seed)
+
+    refs = {"chosen": ckey, "E only, quick target model": ("quick", "rep", "-", 0.0, 0.0),
+            "label graph only (E)": ("quick", "rep", "-", 0.0, 1.0),
+            "previous default (l2/mean, λ=1), quick": ("quick", "rep", "l2/mean", 1.0, 0.0),
+            "paper (sum/mean, λ=0.25), quick": ("quick", "rep", "sum/mean", 4.0, 0.0),
+            "previous default (l2/mean, λ=1), full": ("full", "rep", "l2/mean", 1.0, 0.0),
+            "paper (sum/mean, λ=0.25), full": ("full", "rep", "sum/mean", 4.0, 0.0),
+            "E only, full target model": ("full", "rep", "-", 0.0, 0.0),
+            "4·V + E (l2/mean), quick": ("quick", "rep", "l2/mean", 4.0, 0.0)}
+    ref_rows = []
+    for label, key in refs.items():
+        m, lo, hi = interval(key)
+        ref_rows.append({"candidate": label, "target_model": key[0], "layer": key[1], "node": key[2], "alpha": key[3],
+                         "label_weight": key[4], "mean_weighted_tau": m, "wtau_lo": lo, "wtau_hi": hi,
+                         **{f"mean_{k}": float(np.nanmean([per_target[key][t][k] for t in targets]))
+                            for k in ("kendall", "p_at_5", "regret")}})
+    for p in peer_summary:
+        m, lo, hi = bootstrap([r["weighted_tau"] for r in peer_rows if r["peer"] == p["peer"]], args.seed)
+        ref_rows.append({"candidate": p["peer"], "mean_weighted_tau": m, "wtau_lo": lo, "wtau_hi": hi,
+                         **{k: p[k] for k in ("mean_kendall", "mean_p_at_5", "mean_regret")}})
+
+    out = ensure_dir(Path(args.out))
+    grid_rows.sort(key=lambda r: -r["mean_weighted_tau"])
+    write_csv(out / "grid.csv", grid_rows)
+    write_csv(out / "reference_candidates.csv", ref_rows)
+    write_csv(out / "chosen_per_target.csv", [{"target": t, **per_target[ckey][t]} for t in targets])
+    write_csv(out / "peers_per_target.csv", peer_rows)
+    choice = {"scale": args.scale, "seed": args.seed, "quick_steps": args.quick_steps, "tolerance": args.tolerance,
+              "n_targets": len(targets), "n_sources_per_target": len(names) - 1, "probes": int(len(x)),
+              "best_mean_weighted_tau_quick": best, "chosen": chosen,
+              "defaults": {"node_scalar": node.split("/")[0], "node_reduction": node.split("/")[1],
+                           "node_weight": chosen["alpha"], "label_weight": chosen["label_weight"],
+                           "layer": "representation" if chosen["layer"] == "rep" else "below-representation"},
+              "seconds": time.perf_counter() - t0}
+    write_json(out / "chosen.json", choice)
+    _figure(grid_rows, chosen, out / "alpha_weight.png")
+    from depara.results import write_manifest
+
+    write_manifest(out, "defaults_choice", title=f"Choosing DEPARA defaults on the procedural task bank ({args.scale})",
+                   summary=(f"chosen α={chosen['alpha']:g}, w={chosen['label_weight']:g}, layer {chosen['layer']}, "
+                            f"node {chosen['node']}: mean weighted τ {chosen['mean_weighted_tau']:.3f} "
+                            f"(best {best:.3f}) over {len(targets)} procedural targets"),
+                   settings={k: v for k, v in choice.items() if k not in ("chosen", "defaults")},
+                   tables={"grid": "grid.csv", "reference_candidates": "reference_candidates.csv",
+                           "chosen_per_target": "chosen_per_target.csv", "peers_per_target": "peers_per_target.csv"},
+                   figures={"alpha_weight": "alpha_weight.png"}, extra={"defaults": choice["defaults"]})
+    if args.write_config:
+        _write_config(Path(args.write_config), choice, ref_rows)
+    print(choice["defaults"])
+    return 0
+
+
+def _figure(grid_rows, chosen, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from depara.plots._common import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, tm in zip(axes, ("quick", "full")):
+        node = "l2/mean" if chosen["node"] == "-" else chosen["node"]
+        m = np.full((len(ALPHAS), len(WEIGHTS)), np.nan)
+        for r in grid_rows:
+            if r["target_model"] == tm and r["layer"] == chosen["layer"] and r["node"] in (node, "-"):
+                if (r["alpha"] == 0) == (r["node"] == "-"):
+                    m[ALPHAS.index(r["alpha"]), WEIGHTS.index(r["label_weight"])] = r["mean_weighted_tau"]
+        im = ax.imshow(m, cmap="viridis", aspect="auto")
+        for i in range(len(ALPHAS)):
+            for j in range(len(WEIGHTS)):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white")
+        ax.set_xticks(range(len(WEIGHTS)))
+        ax.set_xticklabels([f"{w:g}" for w in WEIGHTS])
+        ax.set_yticks(range(len(ALPHAS)))
+        ax.set_yticklabels([f"{a:g}" for a in ALPHAS])
+        ax.set_xlabel("label weight w")
+        ax.set_ylabel("node weight α")
+        ax.set_title(f"{tm} target model, layer {chosen['layer']}, node {node}: mean weighted τ", fontsize=9)
+        fig.colorbar(im, ax=ax)
+    save_figure(fig, path)
+
+
+def _write_config(path: Path, choice: dict, ref_rows) -> None:
+    d = choice["defaults"]
+    lines = ["# depara's frozen DEPARA defaults, chosen on the PROCEDURAL task bank only",
+             f"# (python benchmarks/choose_defaults.py --scale {choice['scale']} --cache DIR "
+             f"--write-config configs/defaults.toml;",
+             "#  evidence in benchmarks/results/defaults_choice/). Frozen before the real-image bank's default run.",
+             "#",
+             "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",
+             "#         + label_weight·E(source, label graph)     (node_weight = α = 1/λ of S = V + λE)",
+             "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
+             "#",
+             f"# Procedural bank ({choice['n_targets']} targets × {choice['n_sources_per_target']} sources, "
+             f"{choice['probes']} probes), mean weighted τ [95% bootstrap interval over targets]:"]
+    for r in ref_rows:
+        lines.append(f"#   {r['candidate']}: {r['mean_weighted_tau']:.3f} [{r['wtau_lo']:.3f}, {r['wtau_hi']:.3f}]")
+    lines += ["", "[depara]", f'node_scalar = "{d["node_scalar"]}"', f'node_reduction = "{d["node_reduction"]}"',
+              f"node_weight = {float(d['node_weight'])}", f"label_weight = {float(d['label_weight'])}",
+              f'layer = "{d["layer"]}"', ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,13 +25,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..estimators import estimator_names, get_estimator
 from ..labels import depara_score, edge_similarities, hybrid_edge_similarity, label_edges
 from .models import REP_LAYER, Net, logits, pooled_features
 
-PEERS = ("LogME", "LEEP", "NCE", "H-score", "TransRate", "RSA (labels)", "CKA (labels)", "RSA (target model)",
-         "CKA (target model)")
-_HARNESS = {"logme": "LogME", "leep": "LEEP", "nce": "NCE", "hscore": "H-score", "transrate": "TransRate",
-            "rsa": "RSA", "cka": "CKA"}
+#: The peer estimators scored on every target: every registered estimator that needs no graph (issue 12's recent
+#: ones included), by their registry labels; RSA/CKA against the labels and against a quick target model.
+PEER_METHODS = estimator_names(default=True, needs_graph=False)
+_HARNESS = {m: get_estimator(m).label for m in PEER_METHODS}
+PEERS = tuple(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m] for m in PEER_METHODS) \
+    + ("RSA (target model)", "CKA (target model)")
 FROZEN = "DEPARA (frozen default)"
 LABEL = "DEPARA-label (E vs label graph)"
 HYBRID = "DEPARA hybrid (V+E model, E labels, w=0.5)"
@@ -130,7 +133,7 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
         z = logits(nets[n], x_train)
         p = np.exp(z - z.max(axis=1, keepdims=True))
         sources[n] = SourceInputs(features=f, probs=p / p.sum(axis=1, keepdims=True))
-    table = score_sources(sources, y, methods=["logme", "leep", "nce", "hscore", "transrate", "rsa", "cka"])
+    table = score_sources(sources, y, methods=list(PEER_METHODS))
     scores = {(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m]): table.scores[m]
               for m in table.methods}
     t_peers = time.perf_counter() - t0

@@ -81,3 +81,16 @@ def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
     assert g2.meta["scalar"] == "sum" and g2.meta["node_size"] is None and g2.meta["node_grid"] == [32, 32]
     with pytest.raises(DeparaError, match="lam: not a graph option"):
         build_graph(tiny_vgg(), random_images(4), "2", lam=2.0)
+
+
+def test_frozen_scorer_defaults_equal_the_committed_config():
+    """depara.options carries the defaults frozen in configs/defaults.toml (chosen on the procedural bank only)."""
+    import tomllib
+    from pathlib import Path
+
+    from depara.options import DEFAULT_LABEL_WEIGHT, DEFAULT_NODE_WEIGHT
+
+    frozen = tomllib.loads((Path(__file__).resolve().parents[1] / "configs" / "defaults.toml").read_text())["depara"]
+    assert (DEFAULT_NODE_WEIGHT, DEFAULT_LABEL_WEIGHT) == (frozen["node_weight"], frozen["label_weight"])
+    assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
+        frozen["node_scalar"], frozen["node_reduction"])

@@ -29,7 +29,7 @@ from .errors import DeparaError
 __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
-    "DEFAULT_FEATURE_MEMORY_MB", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
 ]
 
 
@@ -94,6 +94,13 @@ DEFAULT_NODE_SIZE = 56
 DEFAULT_LAMBDA = 1.0
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
+
+# The frozen scorer defaults, chosen on the procedural task bank only (benchmarks/choose_defaults.py) and frozen in
+# configs/defaults.toml before the real-image bank's out-of-sample run (tests/test_registry_options.py checks that
+# these constants equal that file). score = α·V(source, target model) + (1 − w)·E(source, target model)
+# + w·E(source, label graph): with α = 0 and w = 1 the default is the label graph's edge term alone (no target model).
+DEFAULT_NODE_WEIGHT = 0.0  #: α, the weight of the node term V (0: the node term is not used by default)
+DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

@@ -75,6 +75,10 @@ def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
     import tomllib
 
     p = Path(path) if path is not None else repo_defaults_path()
+    if path is None and not p.is_file():  # an installed package: the same values, carried by depara.options
+        from ..options import DEFAULT_LABEL_WEIGHT, DEFAULT_NODE_WEIGHT
+
+        return Defaults(node_weight=DEFAULT_NODE_WEIGHT, label_weight=DEFAULT_LABEL_WEIGHT), {}, p
     if not p.is_file():
         raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
     try:

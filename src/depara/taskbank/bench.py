@@ -7,8 +7,8 @@
    builds each task encoder's DEPARA graph at its representation layer for every node definition
    (scalar ``sum``/``mean``/``l2`` × channel reduction ``mean`` (signed)/``abs_mean``), and scores every
    (target, source) pair by DEPARA ``V + λE``, DEPARA-V, DEPARA-E, RSA and linear CKA;
-3. scores the label-based estimators (LogME on every target; H-score and TransRate on the classification
-   targets), taken from the estimator registry and scored through :func:`depara.scoring.score_sources`, from
+3. scores the label-based estimators (LogME on every target; H-score, TransRate and the recent label-based peers
+   on the classification targets, NaN with a note where one is undefined), taken from the estimator registry and scored through :func:`depara.scoring.score_sources`, from
    the source representation of the target's limited labelled training set;
 4. evaluates every score matrix with the paper's protocol (top-``relevant`` truth, P@K/R@K, PR curve) and rank
    correlations, sweeps λ, compares node definitions, draws the task similarity tree, and records the cost of
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from .._io import default_cache_dir, ensure_dir, write_csv, write_json
 from ..errors import DeparaError
-from ..estimators import get_estimator
+from ..estimators import get_estimator, list_estimators
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar
 from ..published import TASKONOMY_RELEVANT, TASKONOMY_TARGETS, published_curves, read_published_hits
 from .affinity import encode, measure_affinities, write_affinity_csvs
@@ -145,8 +145,10 @@ def _dense_regression_targets(task, y: np.ndarray, grid: int = 4) -> np.ndarray:
     return y.reshape(n, c, grid, h // grid, grid, w // grid).mean(axis=(3, 5)).reshape(n, -1)
 
 
-#: The label-based estimators of the registry scored on the bank (display label = the matrix name).
-LABEL_METHODS = {name: get_estimator(name).label for name in ("logme", "hscore", "transrate")}
+#: The label-based estimators of the registry scored on the bank (display label = the matrix name): every default
+#: estimator that needs labels and features only (LogME, H-score, TransRate and issue 12's recent peers).
+LABEL_METHODS = {e.name: e.label for e in list_estimators(default=True, needs_labels=True, needs_features=True,
+                                                          needs_source_probs=False)}
 
 
 def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) -> tuple[dict, float]:
@@ -181,8 +183,12 @@ def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) ->
                    for si, sname in enumerate(names) if si != ti}
         labels, regression = label_targets(target, y)
         methods = [m for m in LABEL_METHODS if not regression or get_estimator(m).supports_regression]
-        table = score_sources(sources, labels, methods=methods, regression=regression)
         for method in methods:
+            try:
+                table = score_sources(sources, labels, methods=[method], regression=regression)
+            except DeparaError as exc:  # e.g. a method undefined on this target's labels: NaN, with a note
+                say(f"{LABEL_METHODS[method]} not scored for target {tname}: {exc}")
+                continue
             for sname, value in zip(table.sources, table.scores[method]):
                 mats[LABEL_METHODS[method]][ti, names.index(sname)] = value
     return mats, time.perf_counter() - t0
@@ -494,7 +500,7 @@ def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict
                                            ("train_loss", "test_loss", "test_accuracy", "seconds")}} for n in names])
     probe_sets, skipped = _probe_sets(cfg, data, say)
     scores = _graph_step(ground.encoders, probe_sets, names, out, say)
-    say("label-based estimators (LogME, H-score, TransRate)")
+    say(f"label-based estimators ({', '.join(LABEL_METHODS.values())})")
     label_mats, label_seconds = label_based_scores(cfg, ground.encoders, data, say)
     for key, m in label_mats.items():
         write_matrix_csv(out / "matrices" / f"label__{key}.csv", names, m)

@@ -32,12 +32,15 @@ _LAZY = {
     "build_graph": "depara.extract",
     "build_graphs": "depara.extract",
     "load_model": "depara.models",
+    "select": "depara.selection",
+    "Selection": "depara.selection",
 }
 
 __all__ = [
     "DeparaError",
     "Graph",
     "RankRow",
+    "Selection",
     "SimilarityMatrices",
     "build_graph",
     "build_graphs",
@@ -45,6 +48,7 @@ __all__ = [
     "load_model",
     "node_similarity",
     "rank_sources",
+    "select",
     "similarity",
     "similarity_matrix",
 ]

@@ -508,7 +508,8 @@ class Selection:
                 "p_best": self.p_best, "too_close": [list(t) for t in self.too_close], "summary": self.summary,
                 "scorers": self.scorers, "ranking": self.table, "settings": self.settings, "models": self.models}
 
-    def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+    def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
+              tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
         """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``."""
         from ._io import ensure_dir, write_csv, write_json
         from .results import write_manifest
@@ -517,7 +518,10 @@ class Selection:
         if out.exists() and not out.is_dir():
             raise DeparaError(f"out {out}: exists and is not a folder")
         out = ensure_dir(out)
-        rows = self.table
+        s = self.scorer
+        rows = [{"candidate": f"{r['model']}:{r['layer']}", "rank": r["rank"], "model": r["model"],
+                 "layer": r["layer"], s: r[s], "95% interval": f"[{_f(r[f'{s}_lo'])}, {_f(r[f'{s}_hi'])}]",
+                 **{k: v for k, v in r.items() if k not in ("rank", "model", "layer", s)}} for r in self.table]
         write_csv(out / "ranking.csv", rows)
         write_json(out / "ranking.json", self.to_dict())
         layer_rows = [{"model": m, "depth": i + 1, "layer": layer,
@@ -529,21 +533,23 @@ class Selection:
         figures = _figures(self, out)
         pick = f"{self.best[0]}:{self.best[1]}"
         write_manifest(out, "select", title="depara select: which model and which layer to transfer",
-                       summary=self.summary, settings=self.settings,
-                       tables={"ranking": "ranking.csv", "layers": "layers.csv"}, figures=figures,
-                       extra={"pick": self.best[0], "chosen_layer": self.best[1], "pick_candidate": pick,
-                              "pick_p_best": round(self.p_best, 4), "scorer": self.scorer, "case": self.case,
+                       summary=summary or self.summary, settings=self.settings,
+                       tables={"ranking": "ranking.csv", "layers": "layers.csv", **(tables or {})},
+                       figures=figures,
+                       extra={"pick": pick, "pick_model": self.best[0], "pick_layer": self.best[1],
+                              "pick_interval": rows[0]["95% interval"], "pick_p_best": round(self.p_best, 4),
+                              "score_column": s, "scorer": s, "case": self.case,
                               "too_close_to_call": [f"{a}:{b}" for a, b in self.too_close],
                               "interval": f"{int(LEVEL * 100)}% bootstrap over probes "
-                                          f"({self.settings.get('n_boot')} resamples)"})
+                                          f"({self.settings.get('n_boot')} resamples)", **(extra or {})})
         return {"ranking": out / "ranking.csv", "json": out / "ranking.json", "layers": out / "layers.csv",
                 **{k: out / v for k, v in figures.items()}}
 
-    def report(self, out_dir: str | os.PathLike):
+    def report(self, out_dir: str | os.PathLike, **write_options: Any):
         """Write the results folder (:meth:`write`) and render ``report.html`` / ``report.md`` in it."""
         from .report import render_report
 
-        self.write(out_dir)
+        self.write(out_dir, **write_options)
         return render_report(out_dir)
 
 

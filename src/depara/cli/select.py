@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
-from .app import app
+from .app import app, demo_app
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -75,3 +75,25 @@ def select_cmd(
     if out is not None:
         files = sel.report(out)
         typer.echo(f"wrote {out}/ranking.csv, ranking.json, layers.csv and {files.html}")
+
+
+@demo_app.command("benchmarks")
+def demo_benchmarks(
+    out: Path = typer.Option(Path("depara-demo-benchmarks"), "--out", help="Folder for the results and report.html."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random step."),
+    cache: Optional[Path] = typer.Option(None, "--cache",
+                                         help="Cache folder (default: $DEPARA_CACHE, else ~/.cache/depara)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The two benchmarks at demo size: which source (procedural task bank) and which layer (synthetic→real
+    digits), against measured transfer, in one report."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from ..demo import run_benchmark_demo
+
+    result = run_benchmark_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
+    console = Console()
+    for name, line in result["summaries"].items():
+        console.print(f"[bold green]→[/bold green] [bold]{escape(name)}:[/bold] {escape(line)}")
+    console.print(f"report: {escape(str(result['report']))}")

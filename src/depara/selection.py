@@ -115,14 +115,23 @@ def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
     return n * i - i * (i + 1) // 2 + j - i - 1
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _unit_ranks(x: np.ndarray) -> np.ndarray | None:
+    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
     from scipy.stats import rankdata
 
-    rx, ry = rankdata(x), rankdata(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    den = float(np.sqrt((rx @ rx) * (ry @ ry)))
-    return float(rx @ ry / den) if den > 0 else float("nan")
+    r = rankdata(x)
+    r -= r.mean()
+    norm = float(np.linalg.norm(r))
+    return r / norm if norm > 0 else None
+
+
+def _spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
+    return float(np.clip(rx @ ry, -1.0, 1.0)) if rx is not None and ry is not None else float("nan")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman ρ (average ranks for ties) of two vectors; NaN when one is constant."""
+    return _spearman_units(_unit_ranks(x), _unit_ranks(y))
 
 
 # ===================================================================================================== data
@@ -249,7 +258,9 @@ def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", pr
         with torch.no_grad():
             model.to(dev)(x.to(dev))
     except Exception as exc:  # noqa: BLE001 - any failure here means this input does not fit the model
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+        # TorchScript wraps the cause: its last "...Error: ..." line says what failed
+        first = next((ln for ln in reversed(lines) if "Error:" in ln), lines[0])[:160]
         raise DeparaError(f"model {entry.name}: cannot take the images at its input size 3×{prep.size[0]}×"
                           f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); set its preprocessing in "
                           "the zoo file") from None
@@ -400,8 +411,12 @@ def _peer(name: str, features: np.ndarray, labels: np.ndarray) -> float:
 
 def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list[np.ndarray],
                scorers: list[str], labels: np.ndarray | None, target: "Graph | None", idx_sets: np.ndarray,
-               progress: bool) -> np.ndarray:
-    """values[s, c, r]: scorer s, candidate c, resample r (r = 0 the identity: the point estimate)."""
+               progress: bool, peer_reps: int) -> np.ndarray:
+    """values[s, c, r]: scorer s, candidate c, resample r (r = 0 the identity: the point estimate).
+
+    The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs a
+    fit on the resample (tens of ms), the DEPARA scores a re-ranking of the edges.
+    """
     from .similarity import normalized_nodes
 
     n = graphs[0].n_probes
@@ -420,11 +435,12 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     for r in reps:
         idx = idx_sets[r]
         pairs = _pair_index(idx, n)
-        tgt_e = target.edges[pairs] if target is not None else None
-        lab_e = lab_edges[pairs] if lab_edges is not None else None
+        need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
+        tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
+        lab_r = _unit_ranks(lab_edges[pairs]) if lab_edges is not None else None
         for c, g in enumerate(graphs):
-            e = g.edges[pairs]
-            E = _spearman(e, tgt_e) if tgt_e is not None and ({"depara", "depara_e"} & set(scorers)) else np.nan
+            e_r = _unit_ranks(g.edges[pairs]) if need_e or lab_r is not None else None
+            E = _spearman_units(e_r, tgt_r) if need_e else np.nan
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
             for s, name in enumerate(scorers):
                 if name == "depara":
@@ -434,8 +450,8 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
                 elif name == "depara_e":
                     values[s, c, r] = E
                 elif name == "depara_labels":
-                    values[s, c, r] = _spearman(e, lab_e)
-                else:
+                    values[s, c, r] = _spearman_units(e_r, lab_r)
+                elif r < peer_reps:
                     values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
     return values
 
@@ -620,7 +636,7 @@ def _check_int(value: Any, what: str, low: int) -> int:
 
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
            probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
-           n_boot: int = 200, cache_dir: str | os.PathLike | None = None, device: Any = None,
+           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
            batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
 
@@ -642,6 +658,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
     scorers : which scorers to compute (default: all applicable, see :data:`SCORERS`).
     n_boot : bootstrap resamples (0: no intervals, p_best = nan).
+    peer_boot : resamples for the intervals of the label-based peers (logme, hscore, transrate, rsa, cka),
+        at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
+        ranks).
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
     device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
 
@@ -657,6 +676,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n_probes = _check_int(probes, "probes", 3)
     seed = _check_int(seed, "seed", 0)
     n_boot = _check_int(n_boot, "n_boot", 0)
+    peer_boot = _check_int(peer_boot, "peer_boot", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
     if not (layers in ("auto", "all") or (isinstance(layers, str) and layers) or
             (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
@@ -716,7 +736,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n = len(probe_set)
     idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
         np.arange(n)[None]
-    vals = _score_all(cands, graphs, pooled, chosen, y, target_graph, idx_sets, progress)
+    peer_reps = 1 + (min(n_boot, peer_boot) if default not in _LABEL_PEERS else n_boot)
+    vals = _score_all(cands, graphs, pooled, chosen, y, target_graph, idx_sets, progress, peer_reps)
     values = {s: vals[i, :, 0] for i, s in enumerate(chosen)}
     intervals = {s: np.array([percentile_interval(vals[i, c, 1:]) for c in range(len(cands))])
                  for i, s in enumerate(chosen)}
@@ -734,7 +755,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
                 "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
                 "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": seed, "n_boot": n_boot, "lam": LAM, "graph_options": GRAPH_OPTIONS,
+                "seed": seed, "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}

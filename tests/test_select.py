@@ -276,3 +276,30 @@ def test_mixed_mode_images_are_converted(tmp_path):
         _write_images(root / mode, 3, shift=50 * c, mode=mode)
     sel = select(root, {"a": _entry("a", 0)}, layers=["3"], n_boot=0, cache_dir=tmp_path)
     assert sel.best == ("a", "3")
+
+
+# ---------------------------------------------------------------------------------------------------- demo
+@pytest.mark.slow
+def test_demo_tiny_end_to_end_and_cached(tmp_path):
+    """`depara demo` at its tiny size: select on real digits, the measured truth beside the pick, the report;
+    a second run retrains nothing and rebuilds no graph."""
+    from depara.demo import DEMO_ZOO, run_demo
+    from depara.results import read_manifest
+
+    cache = tmp_path / "cache"
+    first = run_demo(tmp_path / "out", cache_dir=cache, scale="tiny", progress=False)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["kind"] == "select"
+    extra = manifest["extra"]
+    sel, truth = first["selection"], first["truth"]
+    best = max(truth, key=truth.get)
+    assert extra["truth_best"] == f"{best[0]}:{best[1]}"
+    assert extra["pick"] == f"{sel.best[0]}:{sel.best[1]}"
+    assert extra["regret"] == pytest.approx(truth[best] - truth[sel.best], abs=1e-3)
+    assert set(sel.models) == set(DEMO_ZOO) and set(truth) == set(sel.candidates)
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "scorers_vs_truth.csv").is_file()
+    before = _snapshot(cache)
+    second = run_demo(tmp_path / "out", cache_dir=cache, scale="tiny", progress=False)
+    assert _snapshot(cache) == before
+    assert all(not info["extracted"] for info in second["selection"].models.values())
+    assert second["selection"].best == sel.best

@@ -121,9 +121,9 @@ class _Narrator:
 #: Sizes of the select demo. ``demo``: ≤ 4 min from an empty cache on 2 CPU cores; ``tiny``: the test size.
 SELECT_SCALES: dict[str, dict[str, Any]] = {
     "demo": {"select_per_class": 20, "test_per_class": 60, "train_per_class": 150, "weak_per_class": 15,
-             "epochs": 3, "scenes": 1500, "n_boot": 100},
+             "epochs": 3, "scenes": 1500, "n_boot": 100, "peer_boot": 10},
     "tiny": {"select_per_class": 4, "test_per_class": 10, "train_per_class": 10, "weak_per_class": 4,
-             "epochs": 1, "scenes": 60, "n_boot": 10},
+             "epochs": 1, "scenes": 60, "n_boot": 10, "peer_boot": 5},
 }
 DEMO_SIZE = 32
 DEMO_PREPROCESS = "32x32:0.5:0.5"
@@ -186,7 +186,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     from .selection import select
 
     sel = select(data_dir, zoo, protocol="linear", probes=10_000, seed=seed, n_boot=cfg["n_boot"],
-                 cache_dir=cache, progress=progress)
+                 peer_boot=cfg["peer_boot"], cache_dir=cache, progress=progress)
     seconds["select"] = round(time.perf_counter() - start, 2)
 
     start = time.perf_counter()
@@ -284,17 +284,29 @@ def _demo_zoo(zoo_file: Path, net_dir: Path, cfg: dict, seed: int, progress: boo
 
     from ._io import atomic_path, write_text
 
+    import torch
+
     ensure_dir(net_dir)
+    sources: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    threads = torch.get_num_threads()
     lines = ["# The zoo of `depara demo`: torchvision architectures trained by depara on embedded sources.", ""]
     for i, (name, (arch, task, key)) in enumerate(DEMO_ZOO.items()):
         path = net_dir / f"{name}.safetensors"
         if not path.is_file():
             if key:
-                x, y = _source_data(task, cfg, key, seed)
+                if (task, key) not in sources:
+                    sources[(task, key)] = _source_data(task, cfg, key, seed)
+                x, y = sources[(task, key)]
                 epochs = 1 if key == "weak_per_class" else cfg["epochs"]
             else:
                 x, y, epochs = np.zeros((1, DEMO_SIZE, DEMO_SIZE, 3), np.uint8), np.arange(10), 0
-            model = _train_source(arch, x, y, epochs, seed + i, progress, f"training {name}")
+            # One torch thread for these small batches, as the task bank does: on 2 shared cores more threads
+            # mostly wait on each other (measured 7x slower per step under load).
+            torch.set_num_threads(1)
+            try:
+                model = _train_source(arch, x, y, epochs, seed + i, progress, f"training {name}")
+            finally:
+                torch.set_num_threads(threads)
             with atomic_path(path, "demo model") as tmp:
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
         lines += ["[[model]]", f'name = "{name}"', f'spec = "file:{path}?arch={arch}"',

@@ -103,6 +103,36 @@ def test_pair_index_keeps_distinct_probe_pairs_in_condensed_order():
     np.testing.assert_array_equal(_pair_index(np.array([3, 0, 3, 1]), n), [2, 5, 2, 0, 5])
 
 
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 9).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.integers(0, n - 1), min_size=2,
+                                                                           max_size=12))))
+def test_pair_index_equals_brute_force(case):
+    from scipy.spatial.distance import squareform
+
+    n, idx = case
+    idx = np.array(idx)
+    cond = np.arange(n * (n - 1) // 2)
+    full = squareform(cond + 1)  # full[i, j] = condensed index + 1 (0 on the diagonal)
+    expected = [full[idx[a], idx[b]] - 1 for a in range(len(idx)) for b in range(a + 1, len(idx))
+                if idx[a] != idx[b]]
+    np.testing.assert_array_equal(_pair_index(idx, n), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=30))
+def test_spearman_equals_scipy_with_ties(pairs):
+    from depara.selection import _spearman
+
+    x, y = (np.array(v, dtype=float) for v in zip(*pairs))
+    expected = stats.spearmanr(x, y).statistic if x.std() > 0 and y.std() > 0 else np.nan
+    got = _spearman(x, y)
+    assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------- cases
 def test_labels_only_case_scores_against_independent_computations(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}

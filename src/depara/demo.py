@@ -120,8 +120,8 @@ class _Narrator:
 # ================================================================================== `depara demo`: select
 #: Sizes of the select demo. ``demo``: ≤ 4 min from an empty cache on 2 CPU cores; ``tiny``: the test size.
 SELECT_SCALES: dict[str, dict[str, Any]] = {
-    "demo": {"select_per_class": 20, "test_per_class": 60, "train_per_class": 150, "weak_per_class": 15,
-             "epochs": 3, "scenes": 1500, "n_boot": 100, "peer_boot": 10},
+    "demo": {"select_per_class": 15, "test_per_class": 40, "train_per_class": 100, "weak_per_class": 10,
+             "epochs": 2, "scenes": 800, "n_boot": 50, "peer_boot": 5},
     "tiny": {"select_per_class": 4, "test_per_class": 10, "train_per_class": 10, "weak_per_class": 4,
              "epochs": 1, "scenes": 60, "n_boot": 10, "peer_boot": 5},
 }
@@ -144,12 +144,13 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     1. *Your images*: ``select_per_class`` real handwritten digits per class (scikit-learn's digits, 8×8
        upsampled to 32×32 RGB), written as class sub-folders to ``out/data`` — the DATA of `depara select`.
     2. *The zoo*: five torchvision models (ResNet-18, MobileNetV3-small) that depara trains here on embedded
-       sources of deliberately varied quality — synthetic rendered digits (150 or 15 per class), procedural
+       sources of deliberately varied quality — synthetic rendered digits (100 or 10 per class), procedural
        scenes (count the objects), and an untrained one — saved as state dicts and listed in ``out/zoo.toml``.
     3. ``depara.select(out/data, out/zoo.toml, protocol="linear")`` ranks every (model, auto layer) —
        labels only, so label-aware DEPARA ranks, with the label-based peers beside it.
-    4. *Ground truth, measured*: for every (model, layer) a logistic-regression linear probe on the layer's pooled
-       features of the same images, accuracy on ``test_per_class`` held-out real digits per class.
+    4. *Ground truth, measured*: for every (model, layer) a logistic-regression linear probe on the layer's
+       features (average-pooled to a 2×2 grid) of the same images, accuracy on ``test_per_class`` held-out
+       real digits per class.
     5. ``out/report.html``: the ranking with intervals, the layer curves, the pick beside the best by ground
        truth (regret = accuracy points lost), each scorer's rank correlation with the truth, the settings.
 
@@ -315,6 +316,16 @@ def _demo_zoo(zoo_file: Path, net_dir: Path, cfg: dict, seed: int, progress: boo
     return zoo_file
 
 
+def _probe_features(t: Any) -> np.ndarray:
+    """The linear probe's input: B×C×H×W maps average-pooled to a grid of at most 2×2 (global pooling would
+    leave an early layer only its channel means), flattened; other shapes flattened."""
+    import torch
+
+    if t.ndim == 4:
+        t = torch.nn.functional.adaptive_avg_pool2d(t, (min(2, t.shape[2]), min(2, t.shape[3])))
+    return t.reshape(t.shape[0], -1).numpy()
+
+
 def _linear_probe_truth(sel: Any, zoo: Path, data_dir: Path, test: tuple[np.ndarray, np.ndarray],
                         progress: bool) -> dict[tuple[str, str], float]:
     """Held-out accuracy of a logistic-regression probe on each (model, layer)'s pooled features."""
@@ -325,7 +336,6 @@ def _linear_probe_truth(sel: Any, zoo: Path, data_dir: Path, test: tuple[np.ndar
 
     from .extract import capture_features
     from .probes import ProbeSet
-    from .selection import _pool
     from .zoo import read_zoo
 
     train = ProbeSet.from_folder(data_dir, DEMO_PREPROCESS)
@@ -340,9 +350,9 @@ def _linear_probe_truth(sel: Any, zoo: Path, data_dir: Path, test: tuple[np.ndar
         feats = {}
         for split, x in xs.items():
             parts = [capture_features(model, x[i:i + 256], layers) for i in range(0, len(x), 256)]
-            feats[split] = {la: _pool(torch.cat([p[la] for p in parts]).numpy()) for la in layers}
+            feats[split] = {la: _probe_features(torch.cat([p[la] for p in parts])) for la in layers}
         for la in layers:
-            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1))
             clf.fit(feats["train"][la], y_train)
             truth[(entry.name, la)] = float(100.0 * clf.score(feats["test"][la], test_y))
     return truth
@@ -380,8 +390,8 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
                f"{main['spearman']:.2f} over {len(cands)} candidates)")
     sel.settings.update({"demo": {"scale": scale, "seed": seed, **cfg, "zoo": {k: {"arch": a, "source": t}
                                                                               for k, (a, t, _) in DEMO_ZOO.items()},
-                                  "truth": "logistic regression (C=0.1, standardised pooled features) trained on "
-                                           "the select images, accuracy on held-out real digits",
+                                  "truth": "logistic regression (C=0.1, standardised features average-pooled to "
+                                           "2x2) trained on the select images, accuracy on held-out real digits",
                                   "seconds": seconds}})
     files = sel.report(out_dir, extra={"truth_best": best_name, "regret": round(regret, 3),
                                        "spearman": round(main["spearman"], 4), "pick_accuracy": round(pick_acc, 2),

@@ -2,7 +2,7 @@
 
 Prints ratios measured in ONE run (no timed tests):
 
-* ``select / floor``: the wall time of ``select`` over M models (empty cache, ``n_boot=0``) divided by the floor,
+* ``select / floor``: the CPU time of ``select`` over M models (empty cache, ``n_boot=0``) divided by the floor,
   one forward + backward (gradient to the input) per probe per model, timed here on the same batches. Target ≤ 1.2.
 * ``bootstrap``: the extra time of the default ``n_boot`` on the same candidates (reported separately: it is
   numpy work on the cached graphs, O(n_boot × candidates × N²)).
@@ -66,21 +66,22 @@ def floor_seconds(entries, data: Path, size: int, batch_size: int) -> float:
         model = e.load()
         for p in model.parameters():
             p.requires_grad_(False)
-        start = time.perf_counter()
+        start = time.process_time()
         for b in range(0, len(x_all), batch_size):
             x = x_all[b:b + batch_size].clone().requires_grad_(True)
             out = model(x)
             (torch.autograd.grad(torch.linalg.vector_norm(out.flatten(1), dim=1).sum(), x))
-        total += time.perf_counter() - start
+        total += time.process_time() - start
     return total
 
 
 def timed_select(data: Path, entries, cache: Path, **kw) -> tuple[float, object]:
+    """CPU seconds of this process (all threads) for one select call: less sensitive to other jobs than wall."""
     from depara.selection import select
 
-    start = time.perf_counter()
+    start = time.process_time()
     sel = select(data, {e.name: e for e in entries}, cache_dir=cache, **kw)
-    return time.perf_counter() - start, sel
+    return time.process_time() - start, sel
 
 
 def peak_rss_mb(data: Path, arch: str, size: int, budget: float) -> float:
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS in fresh processes")
     args = ap.parse_args()
     import torch
 
@@ -126,6 +128,7 @@ def main() -> None:
         cands = len(sel.candidates)
         print(f"probes {args.probes} at {args.size}px, models {[e.name for e in base]} (+ {added.name}), "
               f"{cands} candidates, torch threads {torch.get_num_threads()}")
+        print("times are CPU seconds of this process (all threads), not wall time")
         print(f"floor (1 fwd+bwd per probe per model): {floor:.2f} s")
         print(f"select, empty cache, n_boot=0:          {t_sel:.2f} s   ratio {t_sel / floor:.2f} (target <= 1.2)")
         print(f"select, cached, n_boot={args.n_boot}:            {t_boot:.2f} s   "
@@ -133,7 +136,7 @@ def main() -> None:
         print(f"added model {added.name}: alone {t_alone:.2f} s, added to the cached run {t_plus:.2f} s   "
               f"ratio {t_plus / t_alone:.2f} (target <= 1.1); reused: "
               f"{all(not sel2.models[e.name]['extracted'] for e in base)}")
-        for budget in (0, 2048):
+        for budget in ((0, 2048) if args.memory else ()):
             peak, grew = peak_rss_mb(data, ARCHS[0], args.size, budget)
             print(f"peak RSS, layers=all, feature_memory_mb={budget}: {peak:.0f} MiB (grew {grew:.0f} MiB in select)")
 

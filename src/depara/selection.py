@@ -348,20 +348,35 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     start = time.perf_counter()
     model = entry.load()
     prep = entry.preprocess(model)
-    _check_input(model, entry, probes, prep, device)
-    names = _resolve_layers(model, entry, layers, prep)
-    if only_last:  # a target model: its first named layer, else its deepest auto layer
-        names = names[:1] if entry.layers not in ("auto", "all") else names[-1:]
+    names = _resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
     whash = weights_hash(model)
     phash = probes.content_hash()
     opts = {**GRAPH_OPTIONS, "preprocess": prep.describe()}
-    keys = {n: (store.key(whash, n, phash, opts), store.key(whash, n, phash, opts, kind="pooled")) for n in names}
     graphs: dict[str, Any] = {}
     pooled: dict[str, np.ndarray] = {}
-    for n, (gk, pk) in keys.items():
-        g, f = store.get(gk), store.get_array(pk)
-        if g is not None and f is not None:
-            graphs[n], pooled[n] = g, f
+    keys: dict[str, tuple[str, str]] = {}
+
+    def lookup(layer_names: list[str]) -> None:
+        for n in layer_names:
+            keys[n] = (store.key(whash, n, phash, opts), store.key(whash, n, phash, opts, kind="pooled"))
+            g, f = store.get(keys[n][0]), store.get_array(keys[n][1])
+            if g is not None and f is not None:
+                graphs[n], pooled[n] = g, f
+
+    if names is not None:
+        if only_last:  # a target model: its first named layer, else its deepest auto layer
+            names = names[:1] if entry.layers not in ("auto", "all") else names[-1:]
+        lookup(names)
+    if names is None or len(graphs) < len(names):
+        # Something to extract (or "all", which needs a forward pass to list): check first that the model
+        # takes the images at its input size. Entries found in the store were built from these very weights,
+        # images and preprocessing, so a fully cached model skips the check.
+        _check_input(model, entry, probes, prep, device)
+        if names is None:
+            names = _resolve_layers(model, entry, layers, prep)
+            if only_last:
+                names = names[-1:]
+            lookup(names)
     missing = [n for n in names if n not in graphs]
     if missing:
         meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}

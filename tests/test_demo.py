@@ -56,7 +56,7 @@ def fakes(monkeypatch) -> FakePipelines:
 
 def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
     out, cache = tmp_path / "demo", tmp_path / "cache"
-    assert main(["demo", "--out", str(out), "--cache", str(cache), "--seed", "3", "--quiet"]) == 0
+    assert main(["demo", "benchmarks", "--out", str(out), "--cache", str(cache), "--seed", "3", "--quiet"]) == 0
     assert [(n, s, o) for n, s, o, _ in fakes.calls] == [("bench", "demo", out / "taskbank"),
                                                          ("layers", "demo", out / "layers")]
     assert all(kw == {"seed": 3, "cache_dir": cache, "progress": False} for *_, kw in fakes.calls)
@@ -79,33 +79,33 @@ def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_pat
 
 def test_second_demo_run_reuses_the_cache(fakes: FakePipelines, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first = demo.run_demo(tmp_path / "a", cache_dir=cache, progress=False)
-    second = demo.run_demo(tmp_path / "a", cache_dir=cache, progress=False)
+    first = demo.run_benchmark_demo(tmp_path / "a", cache_dir=cache, progress=False)
+    second = demo.run_benchmark_demo(tmp_path / "a", cache_dir=cache, progress=False)
     assert fakes.computed == 2 and len(fakes.calls) == 4
     assert first["summary"] == second["summary"]
 
 
 def test_demo_cache_defaults_to_env(fakes: FakePipelines, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DEPARA_CACHE", str(tmp_path / "envcache"))
-    demo.run_demo(tmp_path / "d", progress=False)
+    demo.run_benchmark_demo(tmp_path / "d", progress=False)
     assert {kw["cache_dir"] for *_, kw in fakes.calls} == {tmp_path / "envcache"}
 
 
 def test_demo_bad_input(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
     (tmp_path / "file").write_text("x")
-    assert main(["demo", "--out", str(tmp_path / "file"), "--quiet"]) == 2
+    assert main(["demo", "benchmarks", "--out", str(tmp_path / "file"), "--quiet"]) == 2
     assert "error: --out" in capsys.readouterr().err
-    assert main(["demo", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "file"), "--quiet"]) == 2
+    assert main(["demo", "benchmarks", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "file"), "--quiet"]) == 2
     assert "error: --cache" in capsys.readouterr().err
     with pytest.raises(DeparaError, match="--seed -1: expected a non-negative integer"):
-        demo.run_demo(tmp_path / "o", seed=-1, progress=False)
+        demo.run_benchmark_demo(tmp_path / "o", seed=-1, progress=False)
     assert fakes.calls == []
 
 
 @pytest.mark.slow
 def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "benchmarks", "--out", str(out), "--quiet"]) == 0
     manifest = read_manifest(out)
     assert manifest["kind"] == "demo" and manifest["settings"]["cache_dir"] == str(depara_cache)
     assert manifest["settings"]["scale"] == "demo"
@@ -129,7 +129,7 @@ def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
 
     entries = cache_entries()
     assert len(entries) >= 10, sorted(entries)
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "benchmarks", "--out", str(out), "--quiet"]) == 0
     assert cache_entries() == entries
     again = read_manifest(out)
     assert _without_timings(again["summary"]) == _without_timings(manifest["summary"])

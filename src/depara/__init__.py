@@ -42,6 +42,8 @@ _LAZY = {
     "build_graph": "depara.extract",
     "build_graphs": "depara.extract",
     "load_model": "depara.models",
+    "select": "depara.selection",
+    "Selection": "depara.selection",
 }
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "GraphOptions",
     "RankQuality",
     "RankRow",
+    "Selection",
     "SimilarityMatrices",
     "build_graph",
     "build_graphs",
@@ -63,6 +66,7 @@ __all__ = [
     "rank_quality",
     "rank_sources",
     "register_estimator",
+    "select",
     "similarity",
     "similarity_matrix",
 ]

@@ -16,6 +16,8 @@ from . import score as _score  # noqa: F401,E402  score
 from . import layers as _layers  # noqa: F401,E402  data split/shrink/synth-digits, train, transfer, layers-select, demo layers
 from . import bench as _bench  # noqa: F401,E402  bench taskbank
 from . import report as _report  # noqa: F401,E402  report, demo
+from . import select as _select  # noqa: F401,E402  select
+from . import cache as _cache  # noqa: F401,E402  cache info/clear
 
 
 def _os_error(exc: OSError) -> str:

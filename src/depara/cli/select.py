@@ -1,0 +1,99 @@
+"""`depara select DATA --models ... | --zoo ...`: which model and which layer to transfer. Parses and calls
+:func:`depara.selection.select` only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import DeparaError
+from .app import app, demo_app
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [p.strip() for v in (values or []) for p in v.split(",") if p.strip()]
+
+
+@app.command("select")
+def select_cmd(
+    data: Path = typer.Argument(..., help="Your images: a folder of class sub-folders (labels), a flat folder of "
+                                "images, or an image-list file."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Candidate models SPEC[@WEIGHTS] (comma list or "
+                                               "repeated): torchvision:resnet18@DEFAULT, timm:<name>@DEFAULT, "
+                                               "file:net.pt."),
+    zoo: Optional[Path] = typer.Option(None, "--zoo", help="A zoo file (TOML) listing the candidates instead."),
+    target_model: Optional[str] = typer.Option(None, "--target-model", help="A model trained on your task "
+                                               "(SPEC[@WEIGHTS]): enables DEPARA proper."),
+    layers: Optional[list[str]] = typer.Option(None, "--layers", help="auto (default: each stage's output), all, or "
+                                               "layer names (comma list or repeated)."),
+    protocol: str = typer.Option("finetune", "--protocol", help="finetune|linear: how you will transfer."),
+    probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe draw and the bootstrap."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals (0: none)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default $DEPARA_CACHE, else "
+                                         "~/.cache/depara)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Probes per forward+backward pass."),
+    feature_memory_mb: float = typer.Option(2048, "--feature-memory-mb", help="RAM budget for features (MiB)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
+    from ..selection import select
+
+    if (models is None) == (zoo is None):
+        raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
+                          "(exactly one of them)")
+    if out is not None and out.exists() and not out.is_dir():
+        raise DeparaError(f"out {out}: exists and is not a folder")
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise DeparaError(f"cache {cache}: exists and is not a folder")
+    names = _split(layers)
+    layer_arg: object = "auto" if not names else (names[0] if len(names) == 1 and names[0] in ("auto", "all")
+                                                  else names)
+    candidates = str(zoo) if zoo is not None else _split(models)
+    if zoo is not None and not str(zoo).lower().endswith(".toml"):
+        from ..zoo import read_zoo
+
+        candidates = read_zoo(zoo)  # type: ignore[assignment]
+    sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
+                 seed=seed, n_boot=n_boot, cache_dir=cache, device=device, batch_size=batch_size,
+                 feature_memory_mb=feature_memory_mb, progress=not quiet)
+    from ._table import print_ranking
+
+    s = sel.scorer
+    rows = []
+    for r in sel.table:
+        row = {"model": r["model"], "layer": r["layer"], s: r[s],
+               "95% interval": f"[{r[f'{s}_lo']:.4g}, {r[f'{s}_hi']:.4g}]"}
+        row.update({o: r[o] for o in sel.scorers if o != s})
+        rows.append(row)
+    print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {s} — {sel.case.replace('_', ' ')} case",
+                  pick_line=sel.summary)
+    if out is not None:
+        files = sel.report(out)
+        typer.echo(f"wrote {out}/ranking.csv, ranking.json, layers.csv and {files.html}")
+
+
+@demo_app.command("benchmarks")
+def demo_benchmarks(
+    out: Path = typer.Option(Path("depara-demo-benchmarks"), "--out", help="Folder for the results and report.html."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every random step."),
+    cache: Optional[Path] = typer.Option(None, "--cache",
+                                         help="Cache folder (default: $DEPARA_CACHE, else ~/.cache/depara)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The two benchmarks at demo size: which source (procedural task bank) and which layer (synthetic→real
+    digits), against measured transfer, in one report."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from ..demo import run_benchmark_demo
+
+    result = run_benchmark_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
+    console = Console()
+    for name, line in result["summaries"].items():
+        console.print(f"[bold green]→[/bold green] [bold]{escape(name)}:[/bold] {escape(line)}")
+    console.print(f"report: {escape(str(result['report']))}")

@@ -1,0 +1,782 @@
+"""`depara.select`: which pretrained model, and which of its layers, to transfer to *my* images.
+
+One call does the whole job::
+
+    sel = depara.select("my_images/", ["torchvision:resnet18@DEFAULT", "timm:deit_tiny_patch16_224@DEFAULT"])
+    sel.best            # ("resnet18", "layer4")
+    sel.table           # one row per (model, layer), best first: each scorer's value, 95 % interval, rank
+    sel.report("out/")  # results folder (CSV/JSON/figures/manifest) + report.html / report.md
+
+What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
+
+* **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
+  on the same probes, S = V + λE (``depara``), with its parts ``depara_v`` (V) and ``depara_e`` (E); when the
+  data also has labels, the label-aware score ``depara_labels`` too;
+* **labels only** (a folder of class sub-folders) → label-aware DEPARA, ``depara_labels``: the Spearman
+  correlation of the candidate's edges (probe-by-probe feature similarities) with the *label graph*'s edges
+  (1 for two probes of the same class, 0 otherwise); the node term is undefined for a label graph and is left
+  out. Beside it the label-based peers of :mod:`depara.harness` on the layer's globally pooled features:
+  ``logme``, ``hscore``, ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels). LEEP and NCE score a
+  model's *head*, not a layer, and are not offered here;
+* **neither** → a one-line :class:`~depara.errors.DeparaError` saying what is needed.
+
+The ranking (and the pick) follows one scorer per case, :data:`DEFAULT_SCORER`. Every scorer gets a
+**bootstrap interval over probes**: ``n_boot`` resamples of the N probes with replacement (the same resamples
+for every candidate, so the comparison is paired), each score recomputed on the resample (pairwise terms on the
+pairs of distinct probes drawn), the 2.5 / 97.5 percentiles → a 95 % interval. ``p_best`` is the fraction of
+resamples in which the pick scores highest; candidates whose interval overlaps the pick's are "too close to call".
+
+Graphs and pooled features are cached in a :class:`~depara.store.GraphStore` keyed by content (weights hash,
+layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
+(per model).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import DeparaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from .graph import Graph
+    from .probes import Preprocess, ProbeSet
+    from .zoo import ModelEntry
+
+__all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "bootstrap_indices",
+           "percentile_interval", "PROTOCOLS"]
+
+#: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only), and per
+#: transfer protocol. ONE constant, set from the benchmarks: with a target model DEPARA proper (S = V + λE, the
+#: paper's score); with labels only the label-aware DEPARA edge score, the DEPARA-family candidate that issue 10's
+#: real-image bank is to confirm against LogME (the lead finalises these values from that bank's results).
+DEFAULT_SCORER: dict[tuple[str, str], str] = {
+    ("target_model", "finetune"): "depara",
+    ("target_model", "linear"): "depara",
+    ("labels", "finetune"): "depara_labels",
+    ("labels", "linear"): "depara_labels",
+}
+PROTOCOLS = ("finetune", "linear")
+#: What each scorer needs and what it is.
+SCORERS: dict[str, str] = {
+    "depara": "S = V + λE against the target model's graph (DEPARA)",
+    "depara_v": "V: mean cosine of attribution maps with the target model's",
+    "depara_e": "E: Spearman of edges with the target model's",
+    "depara_labels": "Spearman of edges with the label graph (same class = 1, else 0)",
+    "logme": "LogME evidence of pooled features given labels",
+    "hscore": "H-score of pooled features given labels",
+    "transrate": "TransRate of pooled features given labels",
+    "rsa": "RSA of pooled features vs one-hot labels",
+    "cka": "linear CKA of pooled features vs one-hot labels",
+}
+_LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka")
+LAM = 1.0
+#: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
+#: node grid for all models so models with different input sizes give comparable attribution maps.
+GRAPH_OPTIONS: dict[str, Any] = {"method": "input_x_gradient", "scalar": "l2", "channel_reduction": "mean",
+                                 "center": True, "edge": "cosine", "node_size": 56}
+LEVEL = 0.95
+
+
+# ================================================================================================ bootstrap
+def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` resamples of ``range(n)`` with replacement: int array n_boot × n (``default_rng(seed)``)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap ``values`` (NaNs ignored): ((1−level)/2, (1+level)/2) quantiles
+    with numpy's default (linear) interpolation; (nan, nan) when no value is finite."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(v, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Condensed-edge indices of the pairs (a < b) of a resample whose probes differ: idx[a] ≠ idx[b].
+
+    For the identity resample this is every pair in condensed order, so point estimates equal
+    :func:`depara.similarity.edge_similarity`.
+    """
+    a, b = np.triu_indices(len(idx), k=1)
+    i, j = idx[a], idx[b]
+    keep = i != j
+    i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+    return n * i - i * (i + 1) // 2 + j - i - 1
+
+
+def _unit_ranks(x: np.ndarray) -> np.ndarray | None:
+    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(x)
+    r -= r.mean()
+    norm = float(np.linalg.norm(r))
+    return r / norm if norm > 0 else None
+
+
+def _spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
+    return float(np.clip(rx @ ry, -1.0, 1.0)) if rx is not None and ry is not None else float("nan")
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman ρ (average ranks for ties) of two vectors; NaN when one is constant."""
+    return _spearman_units(_unit_ranks(x), _unit_ranks(y))
+
+
+# ===================================================================================================== data
+def _load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> tuple["ProbeSet", np.ndarray | None,
+                                                                                       list[str], str]:
+    """→ (probe set, integer labels or None, class names, description). See :func:`select` for the forms."""
+    from .probes import ProbeSet
+
+    class_names: list[str] = []
+    if isinstance(data, ProbeSet):
+        probes, desc = data, repr(data)
+    elif isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if path.is_dir():
+            from .probes import IMAGE_EXTENSIONS
+
+            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+            top_images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+            subdirs = [p for p in entries if p.is_dir()]
+            if top_images and subdirs:
+                raise DeparaError(f"data {path}: mixes {len(top_images)} images at the top level with "
+                                  f"{len(subdirs)} sub-folders (expected class sub-folders, or a flat folder of "
+                                  "images)")
+            probes = ProbeSet.from_folder(path, preprocess_default)
+            if subdirs and labels is None:
+                names = [pid.split("/", 1)[0] for pid in probes.ids]
+                class_names = sorted(set(names))
+                labels = np.array([class_names.index(c) for c in names])
+            desc = f"{path} ({'class sub-folders' if subdirs else 'flat folder'})"
+        elif path.is_file():
+            probes = ProbeSet.from_list(path, preprocess=preprocess_default)
+            desc = f"{path} (image list)"
+        else:
+            raise DeparaError(f"data {path}: not found (expected a folder of class sub-folders, a folder of "
+                              "images, or an image-list file)")
+    else:
+        raise DeparaError(f"data: expected a folder, an image-list file or a ProbeSet, got {type(data).__name__}")
+    if len(probes) < 3:
+        raise DeparaError(f"data {desc}: {len(probes)} image(s); at least 3 are needed (graphs compare probe pairs)")
+    if labels is not None:
+        raw = np.asarray(labels)
+        if raw.ndim != 1 or raw.shape[0] != len(probes):
+            raise DeparaError(f"labels: expected {len(probes)} labels (one per image), got shape {raw.shape}")
+        if not class_names:
+            uniq, inv = np.unique(raw, return_inverse=True)
+            class_names = [str(u) for u in uniq]
+            labels = inv
+        labels = np.asarray(labels, dtype=np.int64)
+    return probes, labels, class_names, desc
+
+
+def _subsample(probes: "ProbeSet", labels: np.ndarray | None, n: int, seed: int):
+    """At most ``n`` probes, drawn without replacement under ``seed`` (kept in their original order)."""
+    from .probes import ProbeSet
+
+    if len(probes) <= n:
+        return probes, labels
+    keep = np.sort(np.random.default_rng(seed).choice(len(probes), size=n, replace=False))
+    # ProbeSet has no public subset yet; its constructor takes the same sources (paths / images) and ids.
+    sources = getattr(probes, "_sources")
+    sub = ProbeSet([sources[i] for i in keep], [probes.ids[i] for i in keep], probes.preprocess, origin=probes.origin)
+    return sub, (labels[keep] if labels is not None else None)
+
+
+# =================================================================================================== models
+def _as_entries(models: Any) -> list["ModelEntry"]:
+    """Models in any accepted form → validated, uniquely named entries (nothing is loaded)."""
+    from .zoo import ModelEntry, parse_model_specs, read_zoo
+
+    if isinstance(models, (str, os.PathLike)) and str(models).lower().endswith(".toml"):
+        return read_zoo(models)
+    if isinstance(models, str):
+        return parse_model_specs(models)
+    items: list[Any]
+    if isinstance(models, Mapping):
+        items = []
+        for name, item in models.items():
+            if isinstance(item, ModelEntry):
+                items.append(ModelEntry(name=str(name), spec=item.spec, weights=item.weights,
+                                        preprocessing=item.preprocessing, layers=item.layers, module=item.module))
+            elif isinstance(item, str):
+                e = parse_model_specs(item)[0]
+                items.append(ModelEntry(name=str(name), spec=e.spec, weights=e.weights))
+            else:
+                items.append(ModelEntry(name=str(name), spec=f"module:{name}", module=item))
+    elif isinstance(models, Sequence):
+        items = []
+        for item in models:
+            items.extend([item] if isinstance(item, ModelEntry) else parse_model_specs(str(item)))
+    else:
+        raise DeparaError(f"models: expected model specs, a zoo .toml file, or a dict name -> model, got "
+                          f"{type(models).__name__}")
+    if not items:
+        raise DeparaError("models: no candidate model given")
+    names = [e.name for e in items]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise DeparaError(f"models: duplicate model name {dup!r}")
+    return items
+
+
+def _as_target(target: Any) -> "ModelEntry | None":
+    from .zoo import ModelEntry, parse_model_specs
+
+    if target is None or isinstance(target, ModelEntry):
+        return target
+    if isinstance(target, str):
+        e = parse_model_specs(target)
+        if len(e) != 1:
+            raise DeparaError(f"target_model {target!r}: expected one model spec")
+        return ModelEntry(name=f"target:{e[0].name}", spec=e[0].spec, weights=e[0].weights)
+    return ModelEntry(name="target", spec="module:target", module=target)
+
+
+def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", prep: "Preprocess",
+                 device: Any) -> None:
+    """One probe through the model: a model that cannot take the images at its input size fails here."""
+    import torch
+
+    x = probes.tensor(prep, [0])
+    p = next(model.parameters(), None)
+    dev = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            model.to(dev)(x.to(dev))
+    except Exception as exc:  # noqa: BLE001 - any failure here means this input does not fit the model
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+        # TorchScript wraps the cause: its last "...Error: ..." line says what failed
+        first = next((ln for ln in reversed(lines) if "Error:" in ln), lines[0])[:160]
+        raise DeparaError(f"model {entry.name}: cannot take the images at its input size 3×{prep.size[0]}×"
+                          f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); set its preprocessing in "
+                          "the zoo file") from None
+
+
+def _resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: "Preprocess") -> list[str]:
+    from .extract import resolve_layer
+    from .layers_auto import all_layers, auto_layers
+
+    spec = entry.layers if entry.layers != "auto" else (layers if layers is not None else "auto")
+    if isinstance(spec, str) and spec in ("auto", "all"):
+        names = auto_layers(model) if spec == "auto" else all_layers(model, (3, *prep.size))
+    else:
+        names = [spec] if isinstance(spec, str) else list(spec)
+        for name in names:
+            try:
+                resolve_layer(model, name)
+            except DeparaError as exc:
+                raise DeparaError(f"model {entry.name}: {exc}") from None
+    if not names:
+        raise DeparaError(f"model {entry.name}: no candidate layers")
+    return list(dict.fromkeys(names))
+
+
+def _pool(features: np.ndarray) -> np.ndarray:
+    """N×C×H×W / N×T×D / N×D → N×C: global average over every axis after the second (tokens: over axis 1)."""
+    f = np.asarray(features)
+    if f.ndim == 3:  # transformer tokens N×T×D: mean over tokens
+        return f.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if f.ndim >= 4:
+        return f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64).astype(np.float32)
+    return f.reshape(f.shape[0], -1).astype(np.float32)
+
+
+def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
+             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool
+             ) -> dict[str, tuple["Graph", np.ndarray]]:
+    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch).
+
+    Uses the extraction engine of :func:`depara.extract.build_graphs` (its feature store keeps RAM within
+    ``feature_memory_mb``), taking each layer's features once for both the graph's edges and the pooled features.
+    """
+    from . import extract as ex
+    from .graph import Graph
+
+    grid = ex._node_grid(GRAPH_OPTIONS["node_size"])
+    dev = ex._resolve_device(model, device)
+    n = len(probes)
+    out: dict[str, tuple[Graph, np.ndarray]] = {}
+    with ex._FeatureStore(n, ex._memory_budget(feature_memory_mb)) as feats:
+        attrs = ex._extract(model, lambda a, b: probes.tensor(prep, slice(a, b)), n, probes.ids, list(layers),
+                            feats, method=GRAPH_OPTIONS["method"], scalar=GRAPH_OPTIONS["scalar"],
+                            channel_reduction=GRAPH_OPTIONS["channel_reduction"], grid=grid,
+                            batch_size=batch_size, dev=dev, progress=progress)
+        for name in layers:
+            f = feats.take(name)
+            info = {**meta, "layer": name, "method": GRAPH_OPTIONS["method"], "scalar": GRAPH_OPTIONS["scalar"],
+                    "channel_reduction": GRAPH_OPTIONS["channel_reduction"], "node_grid": list(grid),
+                    "input_size": list(prep.size), "preprocess": prep.describe()}
+            g = Graph.from_arrays(attrs.pop(name), f, center=GRAPH_OPTIONS["center"], edge=GRAPH_OPTIONS["edge"],
+                                  probe_ids=probes.ids, channel_reduction=None, meta=info)
+            out[name] = (g, _pool(f))
+            del f
+    return out
+
+
+@dataclass
+class _ModelResult:
+    name: str
+    layers: list[str]
+    graphs: dict[str, "Graph"]
+    pooled: dict[str, np.ndarray]
+    preprocess: dict
+    weights_hash: str
+    extracted: list[str]  # layers computed in this run (the others came from the store)
+    seconds: float
+
+
+def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
+                  batch_size: int, feature_memory_mb: float, progress: bool,
+                  only_last: bool = False) -> _ModelResult:
+    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features."""
+    from .store import weights_hash
+
+    start = time.perf_counter()
+    model = entry.load()
+    prep = entry.preprocess(model)
+    names = _resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
+    whash = weights_hash(model)
+    phash = probes.content_hash()
+    opts = {**GRAPH_OPTIONS, "preprocess": prep.describe()}
+    graphs: dict[str, Any] = {}
+    pooled: dict[str, np.ndarray] = {}
+    keys: dict[str, tuple[str, str]] = {}
+
+    def lookup(layer_names: list[str]) -> None:
+        for n in layer_names:
+            keys[n] = (store.key(whash, n, phash, opts), store.key(whash, n, phash, opts, kind="pooled"))
+            g, f = store.get(keys[n][0]), store.get_array(keys[n][1])
+            if g is not None and f is not None:
+                graphs[n], pooled[n] = g, f
+
+    if names is not None:
+        if only_last:  # a target model: its first named layer, else its deepest auto layer
+            names = names[:1] if entry.layers not in ("auto", "all") else names[-1:]
+        lookup(names)
+    if names is None or len(graphs) < len(names):
+        # Something to extract (or "all", which needs a forward pass to list): check first that the model
+        # takes the images at its input size. Entries found in the store were built from these very weights,
+        # images and preprocessing, so a fully cached model skips the check.
+        _check_input(model, entry, probes, prep, device)
+        if names is None:
+            names = _resolve_layers(model, entry, layers, prep)
+            if only_last:
+                names = names[-1:]
+            lookup(names)
+    missing = [n for n in names if n not in graphs]
+    if missing:
+        meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
+        built = _extract(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
+                         feature_memory_mb=feature_memory_mb, progress=progress)
+        for n, (g, f) in built.items():
+            store.put(keys[n][0], g)
+            store.put_array(keys[n][1], f)
+            graphs[n], pooled[n] = g, f
+    return _ModelResult(entry.name, names, graphs, pooled, prep.describe(), whash, missing,
+                        time.perf_counter() - start)
+
+
+# ================================================================================================== scoring
+def _label_edges(labels: np.ndarray) -> np.ndarray:
+    """The label graph's condensed edges: 1.0 for a pair of probes of the same class, else 0.0.
+
+    Private on purpose: ``Graph.from_labels`` (issue 10) will supply these edges; only this function changes.
+    """
+    from scipy.spatial.distance import pdist
+
+    return (pdist(np.asarray(labels, dtype=np.float64)[:, None], "cityblock") == 0).astype(np.float32)
+
+
+def _peer(name: str, features: np.ndarray, labels: np.ndarray) -> float:
+    from . import baselines
+
+    uniq, y = np.unique(labels, return_inverse=True)
+    if uniq.size < 2:
+        return float("nan")
+    try:
+        if name == "logme":
+            return baselines.logme(features, y)
+        if name == "hscore":
+            return baselines.h_score(features, y)
+        if name == "transrate":
+            return baselines.transrate(features, y)
+        onehot = baselines._one_hot(y, uniq.size)
+        if name == "rsa":
+            return baselines.rsa(features, onehot)
+        if name == "cka":
+            return baselines.linear_cka(features, onehot)
+    except DeparaError:
+        return float("nan")  # e.g. constant features on a resample
+    raise AssertionError(name)  # pragma: no cover
+
+
+def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list[np.ndarray],
+               scorers: list[str], labels: np.ndarray | None, target: "Graph | None", idx_sets: np.ndarray,
+               progress: bool, peer_reps: int) -> np.ndarray:
+    """values[s, c, r]: scorer s, candidate c, resample r (r = 0 the identity: the point estimate).
+
+    The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs a
+    fit on the resample (tens of ms), the DEPARA scores a re-ranking of the edges.
+    """
+    from .similarity import normalized_nodes
+
+    n = graphs[0].n_probes
+    n_rep = idx_sets.shape[0]
+    values = np.full((len(scorers), len(cands), n_rep), np.nan)
+    cos = None
+    if target is not None and {"depara", "depara_v"} & set(scorers):
+        tn = normalized_nodes(target.nodes)
+        cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
+    lab_edges = _label_edges(labels) if labels is not None and "depara_labels" in scorers else None
+    reps: Any = range(n_rep)
+    if progress:
+        from tqdm.auto import tqdm
+
+        reps = tqdm(reps, desc="bootstrap", leave=False)
+    for r in reps:
+        idx = idx_sets[r]
+        pairs = _pair_index(idx, n)
+        need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
+        tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
+        lab_r = _unit_ranks(lab_edges[pairs]) if lab_edges is not None else None
+        for c, g in enumerate(graphs):
+            e_r = _unit_ranks(g.edges[pairs]) if need_e or lab_r is not None else None
+            E = _spearman_units(e_r, tgt_r) if need_e else np.nan
+            V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
+            for s, name in enumerate(scorers):
+                if name == "depara":
+                    values[s, c, r] = V + LAM * E
+                elif name == "depara_v":
+                    values[s, c, r] = V
+                elif name == "depara_e":
+                    values[s, c, r] = E
+                elif name == "depara_labels":
+                    values[s, c, r] = _spearman_units(e_r, lab_r)
+                elif r < peer_reps:
+                    values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
+    return values
+
+
+# ================================================================================================ selection
+@dataclass
+class Selection:
+    """The answer of :func:`select`: every (model, layer) scored, ranked by :attr:`scorer`, with intervals.
+
+    Attributes
+    ----------
+    candidates : list of (model, layer), in model then depth order.
+    scorers : the scorers computed; ``scorer`` (one of them) ranks.
+    values : scorer → float array (C,) point estimates (all probes).
+    intervals : scorer → float array (C, 2), the bootstrap 95 % percentile interval.
+    order : candidate indices best first by ``scorer`` (stable; NaN last).
+    p_best : fraction of bootstrap resamples in which the pick scores highest by ``scorer``.
+    too_close : candidates (model, layer) whose ``scorer`` interval overlaps the pick's.
+    case : "target_model" or "labels"; settings : every option used; models : per-model details.
+    """
+
+    candidates: list[tuple[str, str]]
+    scorers: list[str]
+    scorer: str
+    values: dict[str, np.ndarray]
+    intervals: dict[str, np.ndarray]
+    order: list[int]
+    p_best: float
+    too_close: list[tuple[str, str]]
+    case: str
+    settings: dict[str, Any]
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    boot: np.ndarray | None = field(default=None, repr=False)  # scorer's resample values C × B
+
+    @property
+    def best(self) -> tuple[str, str]:
+        """The pick: (model name, layer name)."""
+        return self.candidates[self.order[0]]
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One row per candidate, best first: rank, model, layer, then per scorer value, ``_lo``, ``_hi``."""
+        ranks = {c: r for r, c in enumerate(self.order, start=1)}
+        rows = []
+        for c in self.order:
+            model, layer = self.candidates[c]
+            row: dict[str, Any] = {"rank": ranks[c], "model": model, "layer": layer}
+            for s in [self.scorer] + [x for x in self.scorers if x != self.scorer]:
+                row[s] = float(self.values[s][c])
+                row[f"{s}_lo"], row[f"{s}_hi"] = (float(v) for v in self.intervals[s][c])
+            rows.append(row)
+        return rows
+
+    @property
+    def summary(self) -> str:
+        """One line: the pick, its score and interval, P(best), and what is too close to call."""
+        m, layer = self.best
+        c = self.order[0]
+        lo, hi = self.intervals[self.scorer][c]
+        line = (f"pick model {m!r} at layer {layer!r} ({self.scorer} = {_f(self.values[self.scorer][c])}, "
+                f"95% interval [{_f(lo)}, {_f(hi)}], P(best) = {self.p_best:.2f})")
+        if self.too_close:
+            names = ", ".join(f"{a}:{b}" for a, b in self.too_close[:3])
+            more = f" and {len(self.too_close) - 3} more" if len(self.too_close) > 3 else ""
+            line += f"; too close to call with {names}{more}"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best": {"model": self.best[0], "layer": self.best[1]}, "scorer": self.scorer, "case": self.case,
+                "p_best": self.p_best, "too_close": [list(t) for t in self.too_close], "summary": self.summary,
+                "scorers": self.scorers, "ranking": self.table, "settings": self.settings, "models": self.models}
+
+    def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
+              tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
+        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``."""
+        from ._io import ensure_dir, write_csv, write_json
+        from .results import write_manifest
+
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise DeparaError(f"out {out}: exists and is not a folder")
+        out = ensure_dir(out)
+        s = self.scorer
+        rows = [{"candidate": f"{r['model']}:{r['layer']}", "rank": r["rank"], "model": r["model"],
+                 "layer": r["layer"], s: r[s], "95% interval": f"[{_f(r[f'{s}_lo'])}, {_f(r[f'{s}_hi'])}]",
+                 **{k: v for k, v in r.items() if k not in ("rank", "model", "layer", s)}} for r in self.table]
+        write_csv(out / "ranking.csv", rows)
+        write_json(out / "ranking.json", self.to_dict())
+        layer_rows = [{"model": m, "depth": i + 1, "layer": layer,
+                       self.scorer: float(self.values[self.scorer][self.candidates.index((m, layer))]),
+                       "lo": float(self.intervals[self.scorer][self.candidates.index((m, layer))][0]),
+                       "hi": float(self.intervals[self.scorer][self.candidates.index((m, layer))][1])}
+                      for m, info in self.models.items() for i, layer in enumerate(info["layers"])]
+        write_csv(out / "layers.csv", layer_rows)
+        figures = _figures(self, out)
+        pick = f"{self.best[0]}:{self.best[1]}"
+        write_manifest(out, "select", title="depara select: which model and which layer to transfer",
+                       summary=summary or self.summary, settings=self.settings,
+                       tables={"ranking": "ranking.csv", "layers": "layers.csv", **(tables or {})},
+                       figures=figures,
+                       extra={"pick": pick, "pick_model": self.best[0], "pick_layer": self.best[1],
+                              "pick_interval": rows[0]["95% interval"], "pick_p_best": round(self.p_best, 4),
+                              "score_column": s, "scorer": s, "case": self.case,
+                              "too_close_to_call": [f"{a}:{b}" for a, b in self.too_close],
+                              "interval": f"{int(LEVEL * 100)}% bootstrap over probes "
+                                          f"({self.settings.get('n_boot')} resamples)", **(extra or {})})
+        return {"ranking": out / "ranking.csv", "json": out / "ranking.json", "layers": out / "layers.csv",
+                **{k: out / v for k, v in figures.items()}}
+
+    def report(self, out_dir: str | os.PathLike, **write_options: Any):
+        """Write the results folder (:meth:`write`) and render ``report.html`` / ``report.md`` in it."""
+        from .report import render_report
+
+        self.write(out_dir, **write_options)
+        return render_report(out_dir)
+
+
+def _f(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.4g}"
+
+
+def _figures(sel: Selection, out: Path) -> dict[str, str]:
+    """ranking_intervals.png (scores with intervals, best first) and layer_curves.png (score vs depth)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from ._io import atomic_path
+
+    s = sel.scorer
+    figs: dict[str, str] = {}
+    order = sel.order[:25]
+    labels = [f"{sel.candidates[c][0]}:{sel.candidates[c][1]}" for c in order]
+    vals = np.array([sel.values[s][c] for c in order])
+    lo = np.array([sel.intervals[s][c][0] for c in order])
+    hi = np.array([sel.intervals[s][c][1] for c in order])
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.4))
+    y = np.arange(len(order))[::-1]
+    err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
+    colors = ["tab:green" if i == 0 else ("tab:orange" if sel.candidates[c] in sel.too_close else "tab:blue")
+              for i, c in enumerate(order)]
+    ax.errorbar(vals, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="grey", capsize=3)
+    ax.scatter(vals, y, c=colors, zorder=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel(f"{s} (95% bootstrap interval over probes)")
+    ax.set_title(f"ranking by {s}: green = pick, orange = too close to call", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(out / "ranking_intervals.png", "figure") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    figs["ranking_intervals"] = "ranking_intervals.png"
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for m, info in sel.models.items():
+        idx = [sel.candidates.index((m, layer)) for layer in info["layers"]]
+        d = np.arange(1, len(idx) + 1)
+        v = np.array([sel.values[s][i] for i in idx])
+        ax.plot(d, v, marker="o", label=m)
+        ax.fill_between(d, [sel.intervals[s][i][0] for i in idx], [sel.intervals[s][i][1] for i in idx], alpha=0.15)
+    bm, bl = sel.best
+    bi = sel.candidates.index(sel.best)
+    ax.scatter([sel.models[bm]["layers"].index(bl) + 1], [sel.values[s][bi]], s=160, facecolors="none",
+               edgecolors="green", linewidths=2, zorder=4, label="pick")
+    ax.set_xlabel("candidate layer (shallow → deep)")
+    ax.set_ylabel(s)
+    ax.set_title("per-model layer curves (bands: 95% intervals)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(out / "layer_curves.png", "figure") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    figs["layer_curves"] = "layer_curves.png"
+    return figs
+
+
+def _check_int(value: Any, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise DeparaError(f"{what}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
+           probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
+           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
+           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False) -> Selection:
+    """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
+
+    Parameters
+    ----------
+    data : folder of class sub-folders (labels = folder names), flat folder of images (no labels), image-list
+        file, or a :class:`~depara.probes.ProbeSet` (with ``labels`` optional). Images of any mode (grey, RGBA,
+        palette) are converted to RGB; an unreadable file fails with its name.
+    models : spec string(s) ``"torchvision:resnet18@DEFAULT,file:net.pt"``, a list of specs /
+        :class:`~depara.zoo.ModelEntry`, a zoo ``.toml`` file, or a dict name → ``nn.Module`` | spec | entry.
+        Each model gets its own preprocessing (its entry's, else its weights' own, else ``imagenet``).
+    target_model : a model trained on the target task (spec, ``nn.Module`` or entry), or None. Its graph is
+        taken at its deepest auto layer (or the first of its entry's ``layers``).
+    layers : ``"auto"`` (:mod:`depara.layers_auto`), ``"all"``, or layer names; a zoo entry's own ``layers``
+        take precedence over ``"auto"``.
+    protocol : ``finetune`` | ``linear``: the transfer protocol you will use; picks :data:`DEFAULT_SCORER`.
+    probes : at most this many images are used (drawn without replacement under ``seed``).
+    seed : seeds the probe draw and the bootstrap.
+    labels : N labels for a ProbeSet ``data`` (overrides folder labels).
+    scorers : which scorers to compute (default: all applicable, see :data:`SCORERS`).
+    n_boot : bootstrap resamples (0: no intervals, p_best = nan).
+    peer_boot : resamples for the intervals of the label-based peers (logme, hscore, transrate, rsa, cka),
+        at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
+        ranks).
+    cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
+    device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
+
+    Returns
+    -------
+    Selection
+    """
+    from .store import GraphStore
+
+    t0 = time.perf_counter()
+    if protocol not in PROTOCOLS:
+        raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    n_probes = _check_int(probes, "probes", 3)
+    seed = _check_int(seed, "seed", 0)
+    n_boot = _check_int(n_boot, "n_boot", 0)
+    peer_boot = _check_int(peer_boot, "peer_boot", 0)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    if not (layers in ("auto", "all") or (isinstance(layers, str) and layers) or
+            (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
+             and all(isinstance(x, str) and x for x in layers))):
+        raise DeparaError(f"layers: expected 'auto', 'all' or layer names, got {layers!r}")
+    entries = _as_entries(models)
+    target_entry = _as_target(target_model)
+    probe_set, y, class_names, desc = _load_data(data, labels)
+    probe_set, y = _subsample(probe_set, y, n_probes, seed)
+    if target_entry is None and y is None:
+        raise DeparaError(f"data {desc}: has no labels and no target_model was given; give a folder of class "
+                          "sub-folders (labels) or a target model trained on your task")
+    if y is not None and np.unique(y).size < 2:
+        if target_entry is None:
+            raise DeparaError(f"data {desc}: a single class ({class_names[0] if class_names else y[0]!r}); "
+                              "label-based scores need at least 2 classes, or give a target model")
+        y = None  # one class carries no label information: score against the target model only
+    case = "target_model" if target_entry is not None else "labels"
+    applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
+        (["depara_labels", *_LABEL_PEERS] if y is not None else [])
+    if scorers is None:
+        chosen = applicable
+    else:
+        chosen = [scorers] if isinstance(scorers, str) else list(scorers)
+        for s in chosen:
+            if s not in SCORERS:
+                raise DeparaError(f"scorers: unknown scorer {s!r}; expected one of {', '.join(SCORERS)}")
+            if s not in applicable:
+                raise DeparaError(f"scorers: {s} is not available here (needs "
+                                  f"{'a target model' if s.startswith('depara') and s != 'depara_labels' else 'labels'})")
+    default = DEFAULT_SCORER[(case, protocol)]
+    if default not in chosen:
+        chosen = [default, *chosen]
+    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
+    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress)
+
+    results: list[_ModelResult] = []
+    it: Any = entries
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(entries, desc="models", unit="model")
+    for entry in it:
+        results.append(_model_graphs(entry, probe_set, layers, store, **kw))
+    target_graph = None
+    target_info: dict[str, Any] = {}
+    if target_entry is not None:
+        tr = _model_graphs(target_entry, probe_set, "auto", store, only_last=True, **kw)
+        target_graph = tr.graphs[tr.layers[0]]
+        target_info = {"name": target_entry.name, "spec": target_entry.spec, "layer": tr.layers[0],
+                       "extracted": tr.extracted}
+    t_extract = time.perf_counter() - t0
+
+    cands = [(r.name, layer) for r in results for layer in r.layers]
+    graphs = [r.graphs[layer] for r in results for layer in r.layers]
+    pooled = [r.pooled[layer] for r in results for layer in r.layers]
+    n = len(probe_set)
+    idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
+        np.arange(n)[None]
+    peer_reps = 1 + (min(n_boot, peer_boot) if default not in _LABEL_PEERS else n_boot)
+    vals = _score_all(cands, graphs, pooled, chosen, y, target_graph, idx_sets, progress, peer_reps)
+    values = {s: vals[i, :, 0] for i, s in enumerate(chosen)}
+    intervals = {s: np.array([percentile_interval(vals[i, c, 1:]) for c in range(len(cands))])
+                 for i, s in enumerate(chosen)}
+    main = values[default]
+    order = sorted(range(len(cands)), key=lambda c: (not np.isfinite(main[c]), -np.nan_to_num(main[c], nan=0.0)))
+    pick = order[0]
+    boot = vals[chosen.index(default), :, 1:]
+    if n_boot:
+        col_best = np.nanargmax(np.where(np.isfinite(boot), boot, -np.inf), axis=0)
+        p_best = float(np.mean(col_best == pick))
+        lo_p = intervals[default][pick][0]
+        too_close = [cands[c] for c in order[1:] if intervals[default][c][1] >= lo_p]
+    else:
+        p_best, too_close = float("nan"), []
+    settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
+                "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
+                "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
+                "seed": seed, "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
+                "probe_hash": probe_set.content_hash(), "cache": str(store.root),
+                "target_model": target_info or None,
+                "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
+    settings.pop("n_images_given")
+    models_info = {r.name: {"layers": r.layers, "preprocess": r.preprocess, "weights_hash": r.weights_hash,
+                            "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
+    return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,
+                     order=order, p_best=p_best, too_close=too_close, case=case, settings=settings,
+                     models=models_info, boot=boot)

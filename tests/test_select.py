@@ -1,0 +1,335 @@
+"""`depara.select` / `depara select`: each case (target model / labels only / neither), the scores against
+independent computations, the bootstrap against a hand computation, the cache reuse, the bad-input table."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+
+import depara  # noqa: E402
+from depara.cli.main import main  # noqa: E402
+from depara.errors import DeparaError  # noqa: E402
+from depara.selection import _pair_index, bootstrap_indices, percentile_interval, select  # noqa: E402
+from depara.similarity import similarity  # noqa: E402
+from depara.zoo import ModelEntry  # noqa: E402
+
+SIZE = 16
+
+
+def _net(seed: int, width: int = 4) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.ReLU(), torch.nn.Conv2d(width, 8, 3),
+                               torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                               torch.nn.Linear(32, 3))
+
+
+def _entry(name: str, seed: int, size: int = SIZE) -> ModelEntry:
+    return ModelEntry(name, f"module:{name}", preprocessing=f"{size}x{size}", module=_net(seed))
+
+
+def _write_images(folder: Path, n: int, shift: int = 0, mode: str = "RGB", seed: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + shift)
+    for i in range(n):
+        a = (rng.random((SIZE, SIZE, 3)) * 80 + shift).astype(np.uint8)
+        Image.fromarray(a).convert(mode).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("classes")
+    for c in range(3):
+        _write_images(root / f"class{c}", 5, shift=60 * c)
+    return root
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("flat")
+    _write_images(root, 8)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("nets")
+    out = {}
+    for i in range(3):
+        out[f"net{i}"] = d / f"net{i}.pt"
+        torch.jit.script(_net(i)).save(str(out[f"net{i}"]))
+    flat_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 4))
+    out["fixed"] = d / "fixed.pt"
+    torch.jit.script(flat_net).save(str(out["fixed"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ bootstrap
+def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
+    """The percentile interval of bootstrap means converges to the quantiles of the exact bootstrap
+    distribution, enumerated by hand over all n^n equally likely resamples."""
+    x = np.array([0.0, 1.0, 2.0, 7.0])
+    exact = np.sort([np.mean(x[list(r)]) for r in itertools.product(range(4), repeat=4)])  # 256 resamples
+    cdf = np.arange(1, exact.size + 1) / exact.size
+    q_lo = exact[np.searchsorted(cdf, 0.025)]
+    q_hi = exact[np.searchsorted(cdf, 0.975)]
+    # by hand (sums of 4 draws): P(sum ≤ 1) = 5/256 < .025 ≤ P(sum ≤ 2) = 15/256 → 2/4;
+    # P(sum ≥ 23) = 5/256 (28, 7+7+7+2 ×4) < .025 ≤ P(sum ≥ 22) = 9/256 (+ 7+7+7+1 ×4) → 22/4
+    assert (q_lo, q_hi) == (0.5, 5.5)
+    idx = bootstrap_indices(4, 40000, seed=1)
+    lo, hi = percentile_interval(x[idx].mean(axis=1))
+    assert abs(lo - 0.5) <= 0.25 + 1e-9 and abs(hi - 5.5) <= 0.25 + 1e-9
+    # indices are the documented generator's draws
+    np.testing.assert_array_equal(idx[:2], np.random.default_rng(1).integers(0, 4, size=(40000, 4))[:2])
+
+
+def test_percentile_interval_by_hand_and_nan():
+    assert percentile_interval(np.arange(1, 41, dtype=float)) == (pytest.approx(1.975), pytest.approx(39.025))
+    assert percentile_interval([np.nan, 1.0, 3.0]) == (pytest.approx(1.05), pytest.approx(2.95))
+    assert all(np.isnan(percentile_interval([np.nan])))
+
+
+def test_pair_index_keeps_distinct_probe_pairs_in_condensed_order():
+    n = 5
+    np.testing.assert_array_equal(_pair_index(np.arange(n), n), np.arange(10))
+    # resample (3, 0, 3, 1): pairs (3,0), (3,3)✗, (3,1), (0,3), (0,1), (3,1) → condensed (0,3)=2, (1,3)=5, (0,1)=0
+    np.testing.assert_array_equal(_pair_index(np.array([3, 0, 3, 1]), n), [2, 5, 2, 0, 5])
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(3, 9).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.integers(0, n - 1), min_size=2,
+                                                                           max_size=12))))
+def test_pair_index_equals_brute_force(case):
+    from scipy.spatial.distance import squareform
+
+    n, idx = case
+    idx = np.array(idx)
+    cond = np.arange(n * (n - 1) // 2)
+    full = squareform(cond + 1)  # full[i, j] = condensed index + 1 (0 on the diagonal)
+    expected = [full[idx[a], idx[b]] - 1 for a in range(len(idx)) for b in range(a + 1, len(idx))
+                if idx[a] != idx[b]]
+    np.testing.assert_array_equal(_pair_index(idx, n), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=30))
+def test_spearman_equals_scipy_with_ties(pairs):
+    from depara.selection import _spearman
+
+    x, y = (np.array(v, dtype=float) for v in zip(*pairs))
+    expected = stats.spearmanr(x, y).statistic if x.std() > 0 and y.std() > 0 else np.nan
+    got = _spearman(x, y)
+    assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- cases
+def test_labels_only_case_scores_against_independent_computations(classes, tmp_path):
+    models = {"a": _entry("a", 0), "b": _entry("b", 1)}
+    sel = select(classes, models, n_boot=30, cache_dir=tmp_path)
+    assert sel.case == "labels" and sel.scorer == "depara_labels"
+    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka"}
+    assert {m for m, _ in sel.candidates} == {"a", "b"}
+    assert sel.models["a"]["layers"] == ["0", "1", "2", "3", "4"]  # generic family: children minus the head
+    rows = sel.table
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    vals = [r["depara_labels"] for r in rows]
+    assert vals == sorted(vals, reverse=True) and (rows[0]["model"], rows[0]["layer"]) == sel.best
+    # independent: Spearman (scipy) of the stored graph's edges with the same-class indicator
+    from depara.store import GraphStore
+
+    store = GraphStore(tmp_path / "store")
+    labels = np.repeat([0, 1, 2], 5)
+    same = (labels[:, None] == labels[None, :])[np.triu_indices(15, 1)].astype(float)
+    graphs = [depara.Graph.load(p) for p in store.entries() if p.suffix == ".safetensors"]
+    by_key = {(g.meta["model"], g.meta["layer"]): g for g in graphs}
+    for c, (m, layer) in enumerate(sel.candidates):
+        expected = stats.spearmanr(by_key[(m, layer)].edges, same).statistic
+        assert sel.values["depara_labels"][c] == pytest.approx(expected, abs=1e-9)
+    assert 0.0 <= sel.p_best <= 1.0
+    assert "pick model" in sel.summary and str(sel.best[1]) in sel.summary
+
+
+def test_target_model_case_equals_depara_similarity(flat, tmp_path):
+    target = ModelEntry("t", "module:t", preprocessing="16x16", module=_net(7), layers=("2",))
+    sel = select(flat, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1", "3"],
+                 n_boot=20, cache_dir=tmp_path)
+    assert sel.case == "target_model" and sel.scorer == "depara"
+    assert set(sel.scorers) == {"depara", "depara_v", "depara_e"}  # no labels in a flat folder
+    assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
+    assert sel.settings["target_model"]["layer"] == "2"
+    from depara.extract import build_graphs
+    from depara.probes import ProbeSet
+
+    probes = ProbeSet.from_folder(flat, "16x16")
+    tg = build_graphs(_net(7), probes, ["2"], node_size=56)["2"]
+    for c, (m, layer) in enumerate(sel.candidates):
+        g = build_graphs(_net(0 if m == "a" else 1), probes, [layer], node_size=56)[layer]
+        assert sel.values["depara"][c] == pytest.approx(similarity(g, tg, lam=1.0), abs=1e-5)
+        lo, hi = sel.intervals["depara"][c]
+        assert lo <= hi
+
+
+def test_neither_labels_nor_target_is_one_line_error(flat, tmp_path):
+    with pytest.raises(DeparaError, match="no labels and no target_model"):
+        select(flat, {"a": _entry("a", 0)}, cache_dir=tmp_path)
+
+
+def test_models_with_different_input_sizes(classes, tmp_path):
+    sel = select(classes, {"small": _entry("small", 0, 16), "big": _entry("big", 1, 24)}, n_boot=0,
+                 cache_dir=tmp_path)
+    assert {m for m, _ in sel.candidates} == {"small", "big"}
+    assert sel.models["big"]["preprocess"]["size"] == [24, 24]
+    assert np.isnan(sel.p_best) and sel.too_close == []
+
+
+# --------------------------------------------------------------------------------------------------- cache
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
+    models = {"a": _entry("a", 0), "b": _entry("b", 1)}
+    first = select(classes, models, n_boot=5, cache_dir=tmp_path)
+    before = _snapshot(tmp_path / "store")
+    assert len(before) == 2 * 2 * 5  # graph + pooled features per (model, layer)
+    second = select(classes, {**models, "c": _entry("c", 2)}, n_boot=5, cache_dir=tmp_path)
+    after = _snapshot(tmp_path / "store")
+    assert {k: after[k] for k in before} == before  # same files, same bytes, same mtimes
+    assert len(after) == len(before) + 10
+    assert second.models["a"]["extracted"] == [] and second.models["b"]["extracted"] == []
+    assert len(second.models["c"]["extracted"]) == 5
+    for c, cand in enumerate(first.candidates):
+        assert second.values["depara_labels"][second.candidates.index(cand)] == first.values["depara_labels"][c]
+
+
+def test_interrupted_run_resumes(classes, tmp_path):
+    class Boom(torch.nn.Module):
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        select(classes, {"a": _entry("a", 0), "boom": ModelEntry("boom", "m", preprocessing="16x16",
+                                                                 module=Boom(), layers=("output",))},
+               n_boot=0, cache_dir=tmp_path)
+    sel = select(classes, {"a": _entry("a", 0), "b": _entry("b", 1)}, n_boot=0, cache_dir=tmp_path)
+    assert sel.models["a"]["extracted"] == [] and len(sel.models["b"]["extracted"]) == 5
+    assert not list(tmp_path.rglob("*.part"))
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, capsys):
+    out = tmp_path / "out"
+    zoo = tmp_path / "zoo.toml"
+    zoo.write_text("".join(f'[[model]]\nname = "{n}"\nspec = "file:{scripted[n]}"\npreprocessing = "16x16"\n'
+                           for n in ("net0", "net1")))
+    rc = main(["select", str(classes), "--zoo", str(zoo), "--out", str(out), "--cache", str(tmp_path / "c"),
+               "--n-boot", "10", "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "pick model" in text and "95% interval" in text
+    data = json.loads((out / "ranking.json").read_text())
+    assert data["best"]["layer"] == "output" and data["best"]["model"] in ("net0", "net1")
+    assert (out / "report.html").is_file() and (out / "ranking.csv").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "select" and set(manifest["figures"]) == {"ranking_intervals", "layer_curves"}
+    assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
+    assert "entries: 4" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 0
+    assert "removed 4 entries" in capsys.readouterr().out
+
+
+def _bad_cases(root: Path, scripted: dict[str, Path]) -> list[tuple[list[str], str]]:
+    """(arguments, expected message part) of the bad-input table."""
+    few = root / "few"
+    _write_images(few / "a", 1)
+    _write_images(few / "b", 1)
+    one = root / "one"
+    _write_images(one / "only", 4)
+    corrupt = root / "corrupt"
+    _write_images(corrupt / "a", 3)
+    _write_images(corrupt / "b", 3)
+    (corrupt / "b" / "bad.png").write_bytes(b"not an image")
+    mixed = root / "mixed"
+    _write_images(mixed / "a", 3)
+    _write_images(mixed, 2)
+    zoo_missing = root / "missing.toml"
+    zoo_missing.write_text('[[model]]\nname = "x"\n')
+    zoo_dup = root / "dup.toml"
+    zoo_dup.write_text(f'[[model]]\nname = "x"\nspec = "file:{scripted["net0"]}"\n' * 2)
+    good = str(root / "good")
+    _write_images(Path(good) / "a", 3)
+    _write_images(Path(good) / "b", 3, shift=90)
+    net = f"file:{scripted['net0']}"
+    return [
+        ([good, "--models", "resnet:18"], "unknown source 'resnet'"),
+        ([good, "--models", "torchvision:not_a_model"], "unknown torchvision model"),
+        ([good, "--models", "torchvision:squeezenet1_0@NOPE"], "weights 'NOPE'"),
+        ([good, "--models", f"file:{scripted['fixed']}"], "cannot take the images at its input size 3×224×224"),
+        ([good, "--models", "torchvision:squeezenet1_0", "--layers", "features.99"],
+         "layer 'features.99': no module"),
+        ([str(few), "--models", net], "at least 3 are needed"),
+        ([str(one), "--models", net], "a single class"),
+        ([str(corrupt), "--models", net], "bad.png is not a readable image"),
+        ([str(mixed), "--models", net], "mixes 2 images at the top level"),
+        ([good, "--zoo", str(zoo_missing)], "missing field 'spec'"),
+        ([good, "--zoo", str(zoo_dup)], "duplicate name 'x'"),
+        ([good], "give candidate models"),
+        ([good, "--models", net, "--protocol", "zero-shot"], "protocol"),
+    ]
+
+
+def test_cli_bad_input_table(scripted, tmp_path, capsys):
+    cases = _bad_cases(tmp_path / "in", scripted)
+    for args, message in cases:
+        out = tmp_path / "out"
+        rc = main(["select", *args, "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2, (args, err)
+        assert err.startswith("error: ") and message in err and "\n" not in err, (args, err)
+        assert not out.exists(), args  # nothing written
+
+
+def test_mixed_mode_images_are_converted(tmp_path):
+    root = tmp_path / "modes"
+    for c, mode in enumerate(("L", "RGBA", "P")):
+        _write_images(root / mode, 3, shift=50 * c, mode=mode)
+    sel = select(root, {"a": _entry("a", 0)}, layers=["3"], n_boot=0, cache_dir=tmp_path)
+    assert sel.best == ("a", "3")
+
+
+# ---------------------------------------------------------------------------------------------------- demo
+@pytest.mark.slow
+def test_demo_tiny_end_to_end_and_cached(tmp_path):
+    """`depara demo` at its tiny size: select on real digits, the measured truth beside the pick, the report;
+    a second run retrains nothing and rebuilds no graph."""
+    from depara.demo import DEMO_ZOO, run_demo
+    from depara.results import read_manifest
+
+    cache = tmp_path / "cache"
+    first = run_demo(tmp_path / "out", cache_dir=cache, scale="tiny", progress=False)
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["kind"] == "select"
+    extra = manifest["extra"]
+    sel, truth = first["selection"], first["truth"]
+    best = max(truth, key=truth.get)
+    assert extra["truth_best"] == f"{best[0]}:{best[1]}"
+    assert extra["pick"] == f"{sel.best[0]}:{sel.best[1]}"
+    assert extra["regret"] == pytest.approx(truth[best] - truth[sel.best], abs=1e-3)
+    assert set(sel.models) == set(DEMO_ZOO) and set(truth) == set(sel.candidates)
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "scorers_vs_truth.csv").is_file()
+    before = _snapshot(cache)
+    second = run_demo(tmp_path / "out", cache_dir=cache, scale="tiny", progress=False)
+    assert _snapshot(cache) == before
+    assert all(not info["extracted"] for info in second["selection"].models.values())
+    assert second["selection"].best == sel.best

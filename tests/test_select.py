@@ -18,7 +18,7 @@ import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
 from depara.selection import _pair_index, bootstrap_indices, percentile_interval, select  # noqa: E402
-from depara.similarity import similarity  # noqa: E402
+from depara.graph_similarity import similarity  # noqa: E402
 from depara.zoo import ModelEntry  # noqa: E402
 
 SIZE = 16
@@ -138,7 +138,7 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     sel = select(classes, models, n_boot=30, cache_dir=tmp_path)
     assert sel.case == "labels" and sel.scorer == "depara_labels"
-    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka"}
+    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka", "nleep", "gbc", "ped"}
     assert {m for m, _ in sel.candidates} == {"a", "b"}
     assert sel.models["a"]["layers"] == ["0", "1", "2", "3", "4"]  # generic family: children minus the head
     rows = sel.table
@@ -164,7 +164,7 @@ def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     target = ModelEntry("t", "module:t", preprocessing="16x16", module=_net(7), layers=("2",))
     sel = select(flat, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1", "3"],
                  n_boot=20, cache_dir=tmp_path)
-    assert sel.case == "target_model" and sel.scorer == "depara"
+    assert sel.case == "target_model" and sel.scorer == "depara_e"  # frozen default: node weight 0
     assert set(sel.scorers) == {"depara", "depara_v", "depara_e"}  # no labels in a flat folder
     assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
     assert sel.settings["target_model"]["layer"] == "2"

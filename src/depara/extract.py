@@ -457,7 +457,9 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
                  options: GraphOptions | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, device: Any = None,
                  progress: bool = False, probe_ids: Sequence[str] | None = None,
                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
-                 feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB, **option_changes: Any) -> dict[str, Graph]:
+                 feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
+                 on_features: Callable[[str, np.ndarray], None] | None = None,
+                 **option_changes: Any) -> dict[str, Graph]:
     """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}, in the order of ``layers``.
 
     probes: a :class:`~depara.probes.ProbeSet` (preprocessed with ``preprocess``, default the set's own) or a
@@ -473,6 +475,9 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
         are built; layers beyond it (largest first) are kept in a temporary file (memory-mapped when read,
         deleted afterwards, also on error). 0 = every layer on disk. The graphs are identical either way.
         E.g. VGG conv1 at 224 px: 64×224×224×4 B ≈ 12.8 MB per probe, 2.6 GB for 200 probes.
+    on_features: optional ``on_features(layer, features)`` called with each layer's N×... float32 features
+        (possibly memory-mapped) before its graph is built, e.g. to keep pooled features for the label-based
+        peers from the same pass (:func:`depara.select`).
 
     One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
@@ -518,8 +523,12 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
                 info["lrp_epsilon"] = LRP_EPSILON
             if method == "integrated_gradients":
                 info["ig_steps"] = IG_STEPS
-            g = Graph.from_arrays(attrs.pop(name), feats.take(name), center=opts.center, edge=opts.edge.value,
+            features = feats.take(name)
+            if on_features is not None:
+                on_features(name, features)
+            g = Graph.from_arrays(attrs.pop(name), features, center=opts.center, edge=opts.edge.value,
                                   probe_ids=ids, channel_reduction=None, meta=info)
+            del features
             g.meta["channel_reduction"] = opts.channel_reduction.value
             graphs[name] = g
     return graphs

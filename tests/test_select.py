@@ -333,3 +333,28 @@ def test_demo_tiny_end_to_end_and_cached(tmp_path):
     assert _snapshot(cache) == before
     assert all(not info["extracted"] for info in second["selection"].models.values())
     assert second["selection"].best == sel.best
+
+
+@pytest.mark.ray
+def test_engine_ray_equals_local_and_reports_a_failed_model(classes, tmp_path):
+    """select(engine="ray"): one Ray task per model fills the store; same ranking as the local engine; a model
+    whose task fails is left out with its error (the others complete)."""
+    ray = pytest.importorskip("ray")
+    import os
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])
+    models = {"a": _entry("a", 0), "b": _entry("b", 1)}
+    local = select(classes, models, n_boot=10, cache_dir=tmp_path / "local")
+    bad = ModelEntry("bad", "module:bad", preprocessing=f"{SIZE}x{SIZE}", module=_net(2), layers=("no_such",))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        on_ray = select(classes, {**models, "bad": bad}, n_boot=10, cache_dir=tmp_path / "ray", engine="ray")
+    finally:
+        ray.shutdown()
+    assert on_ray.candidates == local.candidates and on_ray.best == local.best
+    for s in local.scorers:
+        np.testing.assert_allclose(on_ray.values[s], local.values[s], rtol=1e-6, equal_nan=True)
+    assert list(on_ray.settings["failed_models"]) == ["bad"] and "no_such" in on_ray.settings["failed_models"]["bad"]
+    with pytest.raises(DeparaError, match="engine: expected 'local' or 'ray'"):
+        select(classes, models, cache_dir=tmp_path / "x", engine="spark")

@@ -182,7 +182,8 @@ def _where() -> str:
     return socket.gethostname()
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: a DeparaError's message, else 'Type: first line'."""
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
     return msg if isinstance(exc, DeparaError) else f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
@@ -194,7 +195,7 @@ def _run_reported(job: Job, store: Any) -> Result:
     try:
         return run_job(job, store)
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
-        return Result(job.key, False, {}, _one_line(exc), (), _where(), time.perf_counter() - start)
+        return Result(job.key, False, {}, one_line(exc), (), _where(), time.perf_counter() - start)
 
 
 def _ray_job(job: Job, store: Any) -> Result:
@@ -374,7 +375,7 @@ def check_shared_store(root: Path, token: str | None = None) -> None:
             ray.get(refs)
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if isinstance(getattr(exc, "cause", None), DeparaError) else None
-            raise DeparaError(str(cause) if cause else _one_line(exc)) from None
+            raise DeparaError(str(cause) if cause else one_line(exc)) from None
     finally:
         marker.unlink(missing_ok=True)
 
@@ -397,7 +398,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
                     try:
                         results[job.key] = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - e.g. the worker died more than max_retries times
-                        why = _one_line(exc)
+                        why = one_line(exc)
                         if isinstance(exc, ray.exceptions.WorkerCrashedError):
                             why = f"the Ray worker died {max_retries + 1} times (retries exhausted): {why}"
                         results[job.key] = Result(job.key, False, {}, why)

@@ -631,10 +631,39 @@ def _check_int(value: Any, what: str, low: int) -> int:
     return int(value)
 
 
+def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layers: Any, store: Any,
+                    address: str | None, kw: dict) -> dict[str, str]:
+    """One Ray task per model: its candidate graphs and pooled features into ``store`` (the only shared state).
+
+    Returns {model name: one-line error} of the models whose task failed; Ray retries a task whose worker died
+    (:mod:`depara.engine`), the store's atomic puts never leave a partial entry.
+    """
+    from .engine import check_shared_store, connect, import_ray, one_line
+
+    ray = import_ray()
+    started = connect(address)
+    try:
+        check_shared_store(store.root)
+        task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_model_graphs)
+        refs = {task.remote(e, probe_set, layers, store, **kw): e.name for e in entries}
+        failed: dict[str, str] = {}
+        for ref, name in refs.items():
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - reported per model, the others complete
+                cause = getattr(exc, "cause", None)
+                failed[name] = one_line(cause if isinstance(cause, BaseException) else exc)
+        return failed
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
            probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
            n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
-           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False) -> Selection:
+           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
+           engine: str = "local", address: str | None = None) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
 
     Parameters
@@ -660,6 +689,10 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         ranks).
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
     device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
+    engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
+        (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
+        whose task fails is left out with its error in ``settings["failed_models"]`` (all failing: an error).
+    address : with ``engine="ray"``: ``auto`` / ``HOST:PORT`` of an existing cluster, None = a private runtime.
 
     Returns
     -------
@@ -708,8 +741,18 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     default = DEFAULT_SCORER[("labels" if y is not None else case, protocol)]
     if default not in chosen:
         chosen = [default, *chosen]
+    if engine not in ("local", "ray"):
+        raise DeparaError(f"engine: expected 'local' or 'ray', got {engine!r}")
+    if address is not None and engine != "ray":
+        raise DeparaError("address: only with engine='ray'")
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
     kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress)
+    failed: dict[str, str] = {}
+    if engine == "ray":  # the tasks fill the store; the loop below then only reads it
+        failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
+        entries = [e for e in entries if e.name not in failed]
+        if not entries:
+            raise DeparaError(f"models: every model failed on Ray (first: {next(iter(failed.items()))})")
 
     results: list[_ModelResult] = []
     it: Any = entries
@@ -755,9 +798,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
                 "seed": seed, "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
-                "target_model": target_info or None,
+                "target_model": target_info or None, "engine": engine, "failed_models": failed,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
     settings.pop("n_images_given")
+    if not failed:
+        settings.pop("failed_models")
     models_info = {r.name: {"layers": r.layers, "preprocess": r.preprocess, "weights_hash": r.weights_hash,
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
     return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,

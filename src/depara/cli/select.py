@@ -39,15 +39,20 @@ def select_cmd(
     batch_size: int = typer.Option(32, "--batch-size", help="Probes per forward+backward pass."),
     feature_memory_mb: float = typer.Option(2048, "--feature-memory-mb", help="RAM budget for features (MiB)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (one Ray task per model; "
+                               "the cache must be on a filesystem every node sees)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: auto or HOST:PORT of a Ray "
+                                          "cluster (default: a private local runtime)."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
+    from .._io import check_out_dir
     from ..selection import select
 
     if (models is None) == (zoo is None):
         raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
                           "(exactly one of them)")
-    if out is not None and out.exists() and not out.is_dir():
-        raise DeparaError(f"out {out}: exists and is not a folder")
+    if out is not None:
+        check_out_dir(out, "out")  # exists-as-a-file / unwritable: refused before any work
     if cache is not None and cache.exists() and not cache.is_dir():
         raise DeparaError(f"cache {cache}: exists and is not a folder")
     names = _split(layers)
@@ -60,7 +65,7 @@ def select_cmd(
         candidates = read_zoo(zoo)  # type: ignore[assignment]
     sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
                  seed=seed, n_boot=n_boot, cache_dir=cache, device=device, batch_size=batch_size,
-                 feature_memory_mb=feature_memory_mb, progress=not quiet)
+                 feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine, address=address)
     from ._table import print_ranking
 
     s = sel.scorer

@@ -31,6 +31,7 @@ import numpy as np
 
 from ._io import atomic_path
 from .errors import DeparaError
+from .ids import check_probe_ids
 
 FORMAT_TAG = "depara-graph"
 FORMAT_VERSION = "1"
@@ -172,21 +173,6 @@ def _edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np
     return np.clip(dots, -1.0, 1.0).astype(np.float32)
 
 
-def _check_probe_ids(probe_ids: Sequence[Any] | None, n: int, what: str = "probe_ids") -> tuple[str, ...]:
-    if probe_ids is None:
-        return tuple(str(i) for i in range(n))
-    if isinstance(probe_ids, (str, bytes)):
-        raise DeparaError(f"{what}: expected a sequence of {n} ids, got a single string")
-    ids = tuple(str(p) for p in probe_ids)
-    if len(ids) != n:
-        raise DeparaError(f"{what}: {len(ids)} ids for {n} probes")
-    if len(set(ids)) != n:
-        seen: set[str] = set()
-        dup = next(p for p in ids if p in seen or seen.add(p))  # type: ignore[func-returns-value]
-        raise DeparaError(f"{what}: ids must be unique, {dup!r} occurs {ids.count(dup)} times")
-    return ids
-
-
 def _check_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -311,7 +297,7 @@ class Graph:
         _check_finite(edges_arr, "edges")
         self.nodes: np.ndarray = np.ascontiguousarray(nodes_arr, dtype=np.float32)
         self.edges: np.ndarray = np.ascontiguousarray(edges_arr, dtype=np.float32)
-        self.probe_ids: tuple[str, ...] = _check_probe_ids(probe_ids, n)
+        self.probe_ids: tuple[str, ...] = check_probe_ids(probe_ids, n)
         self.meta: dict[str, Any] = _check_meta(meta)
         # Optional doubled average ranks of the edges (int32), set once by depara.edge_ranks.attach_edge_ranks.
         self.edge_ranks: np.ndarray | None = None
@@ -349,7 +335,7 @@ class Graph:
         if attr.size == 0 or feat.size == 0:
             raise DeparaError(f"{'attributions' if attr.size == 0 else 'features'}: empty per-probe arrays "
                               f"(shape {attr.shape if attr.size == 0 else feat.shape})")
-        ids = _check_probe_ids(probe_ids, n)
+        ids = check_probe_ids(probe_ids, n)
         _check_finite(attr, "attributions")
         _check_finite(feat, "features")
         nodes = _reduce_channels(attr, channel_reduction, channel_axis)

@@ -2,8 +2,7 @@
 
 Two graphs are comparable only on identical ids in identical order, so ids must be unique strings, one per probe.
 :func:`depara.extract.build_graphs` checks them BEFORE a (possibly long) extraction with this function;
-:class:`depara.graph.Graph` applies the same rule (its private ``_check_probe_ids`` is this function's twin until
-the lead points ``graph.py`` here).
+:class:`depara.graph.Graph` applies it too.
 """
 
 from __future__ import annotations

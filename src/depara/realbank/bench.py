@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .._io import default_cache_dir, ensure_dir, write_csv, write_json
+from .._threads import cpu_threads
 from ..errors import DeparaError
 from ..taskbank.cache import fingerprint, load_json_entry, save_json_entry
 from . import data as D
@@ -122,20 +122,9 @@ def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bo
     """
     if scale not in SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise DeparaError(f"threads={threads!r}: expected a positive integer or None")
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    blas = threadpool_limits(limits=threads, user_api="blas") if threads is not None else contextlib.nullcontext()
-    try:
-        with blas:
-            return _run(scale, Path(out), seed=int(seed), cache_dir=cache_dir, progress=progress,
-                        defaults_path=defaults_path)
-    finally:
-        torch.set_num_threads(before)
+    with cpu_threads(threads):
+        return _run(scale, Path(out), seed=int(seed), cache_dir=cache_dir, progress=progress,
+                    defaults_path=defaults_path)
 
 
 def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:

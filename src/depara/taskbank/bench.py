@@ -40,6 +40,7 @@ import torch
 from dataclasses import dataclass, field
 
 from .._io import default_cache_dir, ensure_dir, write_csv, write_json
+from .._threads import cpu_threads
 from ..errors import DeparaError
 from ..estimators import get_estimator, list_estimators
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar
@@ -260,23 +261,8 @@ def run_bench(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool 
     The bank's networks are a few channels wide, so one thread loses little, and on shared cores extra torch
     threads mostly spin.
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise DeparaError(f"threads={threads!r}: expected a positive integer or None")
-    import contextlib
-
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    # numpy's BLAS too (LogME's eigh, rank correlations): on shared cores its busy-waiting threads can make the
-    # scoring an order of magnitude slower.
-    blas = threadpool_limits(limits=threads, user_api="blas") if threads is not None else contextlib.nullcontext()
-    try:
-        with blas:
-            return _run_bench(scale, out, seed=seed, cache_dir=cache_dir, progress=progress)
-    finally:
-        torch.set_num_threads(before)
+    with cpu_threads(threads):
+        return _run_bench(scale, out, seed=seed, cache_dir=cache_dir, progress=progress)
 
 
 @dataclass

@@ -139,7 +139,9 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
         shallower: add the trivial score −depth.
 
     Returns:
-        A :class:`~depara.harness.ScoreTable` whose sources are :func:`layer_key` names, shallow to deep.
+        A :class:`~depara.harness.ScoreTable` whose sources are :func:`layer_key` names, shallow to deep. A
+        label-based method undefined on the data (e.g. NLEEP with fewer samples than its 5·C Gaussians) is left
+        out, with its one-line reason in ``meta["not_scored"]``.
     """
     layers = [(int(d), str(n)) for d, n in layers]
     if not layers:
@@ -158,10 +160,17 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
         missing = [n for _, n in layers if n not in train_features]
         if missing:
             raise DeparaError(f"train_features: no features for layer {missing[0]!r}")
-        table = score_sources({k: SourceInputs(features=train_features[n]) for k, (_, n) in zip(keys, layers)},
-                              np.asarray(labels), methods=label_methods, transrate_eps=transrate_eps)
-        scores.update(table.scores)
-        meta["n_train"] = table.meta["n_samples"]
+        sources = {k: SourceInputs(features=train_features[n]) for k, (_, n) in zip(keys, layers)}
+        for method in label_methods:
+            try:
+                table = score_sources(sources, np.asarray(labels), methods=[method], transrate_eps=transrate_eps)
+            except DeparaError as exc:
+                # a method undefined on this data (e.g. NLEEP with fewer samples than its Gaussians) is left out
+                # of the table with its reason in meta["not_scored"]; the other estimators still score the layers
+                meta.setdefault("not_scored", {})[method] = str(exc)
+                continue
+            scores.update(table.scores)
+            meta["n_train"] = table.meta["n_samples"]
     if probe_methods:
         if probe_features is None or target_outputs is None:
             raise DeparaError(f"method {probe_methods[0]}: needs probe_features and the target model's outputs")

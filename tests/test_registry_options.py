@@ -94,3 +94,9 @@ def test_frozen_scorer_defaults_equal_the_committed_config():
     assert (DEFAULT_NODE_WEIGHT, DEFAULT_LABEL_WEIGHT) == (frozen["node_weight"], frozen["label_weight"])
     assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
         frozen["node_scalar"], frozen["node_reduction"])
+
+
+def test_absurd_node_grid_is_refused_before_extraction():
+    with pytest.raises(DeparaError, match="node_size: 1000000x1000000 .* exceeds the limit"):
+        GraphOptions(node_size=1000000)
+    assert GraphOptions(node_size=1024).node_size == (1024, 1024)

@@ -91,6 +91,8 @@ def choices(enum: type[Enum]) -> tuple[str, ...]:
 LRP_EPSILON = 1e-4
 IG_STEPS = 32
 DEFAULT_NODE_SIZE = 56
+#: The largest node grid accepted (h·w values per attribution map), so a typo cannot exhaust memory mid-run.
+MAX_NODE_PIXELS = 1024 * 1024
 DEFAULT_LAMBDA = 1.0
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
@@ -117,6 +119,9 @@ def _node_size(value: Any) -> tuple[int, int] | None:
         raise DeparaError(f"node_size: expected None, 0, an int or (h, w), got {value!r}") from None
     if h <= 0 or w <= 0:
         raise DeparaError(f"node_size: expected positive sizes (or 0 for the input grid), got {(h, w)}")
+    if h * w > MAX_NODE_PIXELS:  # a map per probe of this size would not fit in memory: refuse before extracting
+        raise DeparaError(f"node_size: {h}x{w} = {h * w} values per attribution map exceeds the limit of "
+                          f"{MAX_NODE_PIXELS} (e.g. 1024x1024); 56 is the default")
     return (h, w)
 
 

@@ -138,7 +138,7 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     sel = select(classes, models, n_boot=30, cache_dir=tmp_path)
     assert sel.case == "labels" and sel.scorer == "depara_labels"
-    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka", "nleep", "gbc", "ped"}
+    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped"}
     assert {m for m, _ in sel.candidates} == {"a", "b"}
     assert sel.models["a"]["layers"] == ["0", "1", "2", "3", "4"]  # generic family: children minus the head
     rows = sel.table

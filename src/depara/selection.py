@@ -17,7 +17,7 @@ What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 202
   (:meth:`depara.Graph.from_labels`: the cosine of the centred one-hot labels, high within a class, low across);
   the node term is undefined for a label graph and is left out. Beside it label-based peers from the estimator
   registry (:mod:`depara.estimators`) on the layer's globally pooled features: ``logme``, ``hscore``,
-  ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels), ``nleep``, ``gbc``, ``ped``. LEEP and NCE
+  ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels), ``gbc``, ``ped``. LEEP and NCE
   score a model's *head*, not a layer, and are not offered here;
 * **neither** → a one-line :class:`~depara.errors.DeparaError` saying what is needed.
 
@@ -84,14 +84,14 @@ SCORERS: dict[str, str] = {
     "transrate": "TransRate of pooled features given labels",
     "rsa": "RSA of pooled features vs one-hot labels",
     "cka": "linear CKA of pooled features vs one-hot labels",
-    "nleep": "NLEEP of pooled features given labels (Gaussian-mixture LEEP)",
     "gbc": "GBC of pooled features given labels (class overlap)",
     "ped": "PED (LogME after potential-energy descent) of pooled features given labels",
 }
 #: The label-based peers offered beside label-aware DEPARA (registry names, :mod:`depara.estimators`): the
-#: established five and the three recent ones that did best on the real-image bank (the others are in
-#: ``depara score`` and the benchmarks; they cost more or ranked worse there).
-_LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "nleep", "gbc", "ped")
+#: established five and the two recent ones that did best on the real-image bank at low cost (NLEEP did as well
+#: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
+#: and the benchmarks).
+_LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
 LAM = 1.0
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.

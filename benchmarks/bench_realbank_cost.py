@@ -29,8 +29,7 @@ def main(argv=None) -> int:
 
     from depara.baselines import logme
     from depara.labels import edge_similarities, label_edges
-    from depara.realbank import data as D
-    from depara.realbank.bench import SCALES
+    from depara.realbank.bench import SCALES, available_targets, target_splits
     from depara.realbank.models import pooled_features
     from depara.realbank.scoring import _edges
     from depara.realbank.truth import TruthConfig, measure_pair
@@ -48,13 +47,8 @@ def main(argv=None) -> int:
     with threadpool_limits(1):
         nets, infos, _ = load_or_train_zoo(sc.zoo, root, args.seed)
         t_label = t_logme = gt = 0.0
-        for t in sc.targets:
-            try:
-                pool = D.load_target(t, sc.pool)
-            except D.Unavailable:
-                continue
-            shots = D.FEW_SHOT if "@" in t else None
-            splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+        for t, pool in available_targets(sc):
+            splits = target_splits(sc, t, pool, seeds)
             for n in nets:  # cached: only reads the recorded times
                 r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds,
                                  cfg=TruthConfig(ft_steps=sc.ft_steps), cache_root=root)

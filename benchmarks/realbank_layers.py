@@ -46,8 +46,7 @@ def main(argv=None) -> int:
     from depara.baselines import logme
     from depara.graph import _edges_from_features
     from depara.labels import edge_similarities, label_edges
-    from depara.realbank import data as D
-    from depara.realbank.bench import SCALES
+    from depara.realbank.bench import SCALES, available_targets, target_splits
     from depara.realbank.truth import linear_probe
     from depara.realbank.zoo import load_or_train_zoo
 
@@ -68,14 +67,8 @@ def main(argv=None) -> int:
     rows = []
     with threadpool_limits(1):
         nets, _, _ = load_or_train_zoo(sc.zoo, Path(args.cache) / "realbank", args.seed)
-        for t in sc.targets:
-            try:
-                pool = D.load_target(t, sc.pool)
-            except D.Unavailable:
-                continue
-            shots = D.FEW_SHOT if "@" in t else None
-            seeds = [args.seed + k for k in range(sc.seeds)]
-            splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+        for t, pool in available_targets(sc):
+            splits = target_splits(sc, t, pool, [args.seed + k for k in range(sc.seeds)])
             tr0 = splits[0].train
             y0 = np.unique(pool.y[tr0], return_inverse=True)[1]
             pick = np.sort(np.random.default_rng([args.seed, 17]).permutation(len(y0))[:sc.n_probe])

@@ -127,6 +127,21 @@ def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bo
                     defaults_path=defaults_path)
 
 
+def available_targets(sc: "Scale"):
+    """(name, pool) of each target of scale ``sc`` whose data is installed, in order (absent ones skipped)."""
+    for t in sc.targets:
+        try:
+            yield t, D.load_target(t, sc.pool)
+        except D.Unavailable:
+            continue
+
+
+def target_splits(sc: "Scale", t: str, pool, seeds) -> list:
+    """The train/test split of target ``t`` for each seed (few-shot targets, ``name@k``, draw k per class)."""
+    shots = D.FEW_SHOT if "@" in t else None
+    return [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+
+
 def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:
     """Train the zoo and measure the ground truth of ``scale`` into the cache, nothing else (no scoring, no
     evaluation, no results): lets the expensive, defaults-independent part run while the defaults are chosen."""
@@ -136,13 +151,8 @@ def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bo
     seeds = [seed + k for k in range(sc.seeds)]
     nets, infos, _ = load_or_train_zoo(sc.zoo, cache_root, seed, progress=_printer(progress))
     n_done = 0
-    for t in sc.targets:
-        try:
-            pool = D.load_target(t, sc.pool)
-        except D.Unavailable:
-            continue
-        shots = D.FEW_SHOT if "@" in t else None
-        splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+    for t, pool in available_targets(sc):
+        splits = target_splits(sc, t, pool, seeds)
         for n in nets:
             measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
                          cache_root=cache_root)
@@ -194,8 +204,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     score_info = {}
     with _bar(len(pools) * (len(sources) + 1), "targets x sources", progress) as bar:
         for t, pool in pools.items():
-            shots = D.FEW_SHOT if "@" in t else None
-            splits = [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+            splits = target_splits(sc, t, pool, seeds)
             acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
             for j, n in enumerate(sources):
                 r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,

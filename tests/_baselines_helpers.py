@@ -62,3 +62,17 @@ def make(name: str):
     if kind == "reg":
         return regression_case(**kw)
     return source_head_case(**kw)
+
+
+def scaled_case(case: dict) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`classification_case` of ``case``'s kwargs, features times its optional ``scale`` (recent estimators b)."""
+    kw = dict(case)
+    scale = kw.pop("scale", 1.0)
+    f, y = classification_case(**kw)
+    return f * scale, y
+
+
+def general_features(case: dict, general: dict) -> np.ndarray:
+    """PED's "general dataset" features for ``case``: Gaussian, seeded from the case's seed + an offset."""
+    rng = np.random.default_rng(case["seed"] + general["seed_offset"])
+    return general["loc"] + general["scale"] * rng.standard_normal((general["n"], case["d"]))

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from depara import baselines as B
 from depara.errors import DeparaError
 
-from _baselines_helpers import classification_case
+from _baselines_helpers import classification_case, general_features, scaled_case
 
 REFS = json.loads((Path(__file__).parent / "data" / "estimator_references_b.json").read_text())
 CASES = REFS["inputs"]["cases"]
@@ -26,16 +26,11 @@ RTOL = 1e-6
 
 
 def make_case(name: str) -> tuple[np.ndarray, np.ndarray]:
-    kw = dict(CASES[name])
-    scale = kw.pop("scale", 1.0)
-    f, y = classification_case(**kw)
-    return f * scale, y
+    return scaled_case(CASES[name])
 
 
 def make_general(name: str) -> np.ndarray:
-    kw = CASES[name]
-    rng = np.random.default_rng(kw["seed"] + GENERAL["seed_offset"])
-    return GENERAL["loc"] + GENERAL["scale"] * rng.standard_normal((GENERAL["n"], kw["d"]))
+    return general_features(CASES[name], GENERAL)
 
 
 def _values(key: str) -> dict:

@@ -37,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from _baselines_helpers import classification_case  # noqa: E402
+from _baselines_helpers import general_features, scaled_case  # noqa: E402
 
 from depara._io import write_json  # noqa: E402
 
@@ -53,16 +53,11 @@ GENERAL = dict(seed_offset=100, n=200, loc=0.5, scale=1.5)  # PED's "general dat
 
 
 def make_case(name: str) -> tuple[np.ndarray, np.ndarray]:
-    kw = dict(CASES[name])
-    scale = kw.pop("scale", 1.0)
-    f, y = classification_case(**kw)
-    return f * scale, y
+    return scaled_case(CASES[name])
 
 
 def make_general(name: str) -> np.ndarray:
-    kw = CASES[name]
-    rng = np.random.default_rng(kw["seed"] + GENERAL["seed_offset"])
-    return GENERAL["loc"] + GENERAL["scale"] * rng.standard_normal((GENERAL["n"], kw["d"]))
+    return general_features(CASES[name], GENERAL)
 
 
 def _stub(name: str, **attrs) -> types.ModuleType:

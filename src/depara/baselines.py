@@ -1053,14 +1053,8 @@ def parc(features, labels, *, n_dims: int | None = 32, random_state: int = 1919,
         f = PCA(n_components=min(int(n_dims), n, d), svd_solver="randomized", random_state=random_state,
                 iterated_power=1).fit_transform(f)
     f = StandardScaler().fit_transform(f)
-    centred = f - f.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1)
-    if np.any(norms == 0):
-        raise DeparaError(f"features: row {int(np.flatnonzero(norms == 0)[0])} is constant after standardisation, "
-                          "its correlation distance is undefined")
-    unit = centred / norms[:, None]
-    upper = np.triu(np.ones((n, n), dtype=bool), k=1)  # row-major order of the pairs, as np.triu_indices
-    ranks = rankdata(1.0 - (unit @ unit.T)[upper])
+    ranks = rankdata(_correlation_rdm(f, "features"))
+    upper = np.triu_indices(n, k=1)  # the RDMs' pair order (squareform)
     if reference_ties:
         rho = _pearson(ranks, rankdata((1.0 - np.corrcoef(_one_hot(idx, n_classes)))[upper]))
     else:

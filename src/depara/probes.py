@@ -291,6 +291,16 @@ class ProbeSet:
             ids = [str(i) for i in range(len(images))]
         return cls(images, list(ids), preprocess, origin="in-memory images")
 
+    def subset(self, indices: Sequence[int]) -> "ProbeSet":
+        """The probes at ``indices`` (in that order), with the same preprocessing and origin."""
+        idx = [int(i) for i in indices]
+        digests = getattr(self, "_digests", None)
+        sub = ProbeSet([self._sources[i] for i in idx], [self.ids[i] for i in idx], self.preprocess,
+                       origin=self.origin)
+        if digests is not None:  # content already hashed: keep it, files need not be read again
+            sub._digests = tuple(digests[i] for i in idx)
+        return sub
+
     # ------------------------------------------------------------------------------------------- identity
     def probe_digests(self) -> tuple[str, ...]:
         """SHA-256 (hex) of each probe's content: the file's bytes, or an in-memory image's pixels and shape.
@@ -417,13 +427,7 @@ def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
             if not real.is_relative_to(root_real):
                 raise DeparaError(f"probe {rel}: links to {real}, outside the probe folder {root} (copy the image "
                                   "in, or give the folder that holds it)")
-            try:
-                mode = os.stat(path).st_mode
-            except FileNotFoundError:
-                raise DeparaError(f"probe {rel}: file {path} not found (a broken link?)") from None
-            except OSError as exc:
-                raise DeparaError(f"probe {rel}: file {path} cannot be read ({exc.strerror or exc})") from None
-            if not stat.S_ISREG(mode):
+            if not stat.S_ISREG(_mode(path, rel, " (a broken link?)")):
                 note = f"probe folder {root}: skipped {rel} (not a regular file: a FIFO, device or socket)"
                 log.warning(note)
                 notes.append(note)
@@ -432,15 +436,19 @@ def _walk_probe_folder(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     return found, notes
 
 
-def _regular(path: Any, pid: str) -> None:
-    """Refuse (without opening it) a probe path that is missing or not a regular file (a FIFO would block)."""
+def _mode(path: Any, pid: str, missing_hint: str = "") -> int:
+    """``os.stat(path).st_mode`` (links followed) without opening the file; a one-line error naming the probe."""
     try:
-        mode = os.stat(path).st_mode
+        return os.stat(path).st_mode
     except FileNotFoundError:
-        raise DeparaError(f"probe {pid}: file {path} not found") from None
+        raise DeparaError(f"probe {pid}: file {path} not found{missing_hint}") from None
     except OSError as exc:
         raise DeparaError(f"probe {pid}: file {path} cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
+
+
+def _regular(path: Any, pid: str) -> None:
+    """Refuse (without opening it) a probe path that is missing or not a regular file (a FIFO would block)."""
+    if not stat.S_ISREG(_mode(path, pid)):
         raise DeparaError(f"probe {pid}: {path} is not a regular file (a folder, FIFO, device or socket)")
 
 

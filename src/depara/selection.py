@@ -45,7 +45,7 @@ import numpy as np
 
 from .errors import DeparaError
 from .labels import label_edges
-from .options import DEFAULT_NODE_WEIGHT, GraphOptions
+from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -92,11 +92,10 @@ SCORERS: dict[str, str] = {
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 _LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
-LAM = 1.0
+LAM = DEFAULT_LAMBDA
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.
-GRAPH_OPTIONS: dict[str, Any] = {"method": "input_x_gradient", "scalar": "l2", "channel_reduction": "mean",
-                                 "center": True, "edge": "cosine", "node_size": 56}
+GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 LEVEL = 0.95
 
 
@@ -200,15 +199,10 @@ def _load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> 
 
 def _subsample(probes: "ProbeSet", labels: np.ndarray | None, n: int, seed: int):
     """At most ``n`` probes, drawn without replacement under ``seed`` (kept in their original order)."""
-    from .probes import ProbeSet
-
     if len(probes) <= n:
         return probes, labels
     keep = np.sort(np.random.default_rng(seed).choice(len(probes), size=n, replace=False))
-    # ProbeSet has no public subset yet; its constructor takes the same sources (paths / images) and ids.
-    sources = getattr(probes, "_sources")
-    sub = ProbeSet([sources[i] for i in keep], [probes.ids[i] for i in keep], probes.preprocess, origin=probes.origin)
-    return sub, (labels[keep] if labels is not None else None)
+    return probes.subset(keep), (labels[keep] if labels is not None else None)
 
 
 # =================================================================================================== models
@@ -321,7 +315,7 @@ def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep
     from .extract import build_graphs
 
     pooled: dict[str, np.ndarray] = {}
-    graphs = build_graphs(model, probes, list(layers), GraphOptions(**GRAPH_OPTIONS), batch_size=batch_size,
+    graphs = build_graphs(model, probes, list(layers), DEFAULT_GRAPH_OPTIONS, batch_size=batch_size,
                           device=device, progress=progress, preprocess=prep, meta=meta,
                           feature_memory_mb=feature_memory_mb,
                           on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))

@@ -10,6 +10,18 @@ import typer
 from .app import bench_app
 
 
+def _check_run(out: Path, cache: Optional[Path], threads: int) -> None:
+    """What every bench checks before minutes of training: the thread count, the output and cache folders."""
+    from .._io import check_out_tree
+    from ..errors import DeparaError
+
+    if threads < 0:
+        raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    check_out_tree(out, "--out")
+    if cache is not None:
+        check_out_tree(cache, "--cache")
+
+
 @bench_app.command("taskbank")
 def taskbank(
     out: Path = typer.Option(..., "--out", help="Results folder (created; CSV tables, PNG figures, manifest.json)."),
@@ -24,15 +36,9 @@ def taskbank(
 ) -> None:
     """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
     RSA, CKA and LogME against them (P@K, PR curve, rank correlations, node definitions, λ sweep, tree)."""
-    from .._io import check_out_tree
-    from ..errors import DeparaError
     from ..taskbank.bench import run_bench
 
-    if threads < 0:
-        raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
-    check_out_tree(out, "--out")  # before minutes of training
-    if cache is not None:
-        check_out_tree(cache, "--cache")
+    _check_run(out, cache, threads)
     result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
     typer.echo(result["summary"])
     typer.echo(f"results: {out}")
@@ -57,11 +63,9 @@ def realbank(
     """Real-image transfer bench: measure linear-probe and fine-tuning accuracy of a zoo of small sources on
     real-image targets (cached), score every peer and DEPARA variant from the labelled target set, and report rank
     quality with bootstrap intervals (the out-of-sample test of the frozen defaults)."""
-    from ..errors import DeparaError
     from ..realbank.bench import run_realbank
 
-    if threads < 0:
-        raise DeparaError(f"--threads {threads}: expected 0 (torch's default) or a positive count")
+    _check_run(out, cache_dir, threads)
     result = run_realbank(scale, out, seed=seed, cache_dir=cache_dir, progress=not quiet, threads=threads or None,
                           defaults_path=defaults)
     typer.echo(result["summary"])

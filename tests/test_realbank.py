@@ -133,3 +133,16 @@ def test_bad_defaults_file_and_cli_errors(tmp_path, capsys):
     code = main(["bench", "realbank", "--scale", "huge", "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2 and "scale 'huge'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_out_is_checked_before_any_work(tmp_path, capsys):
+    """`--out` naming an existing file is refused in one line before the zoo is trained (nothing written)."""
+    from depara.cli.main import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("x", encoding="utf-8")
+    code = main(["bench", "realbank", "--scale", "tiny", "--out", str(taken), "--cache-dir", str(tmp_path / "c"),
+                 "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "taken" in err
+    assert not (tmp_path / "c").exists() and taken.read_text(encoding="utf-8") == "x"

@@ -358,3 +358,10 @@ def test_engine_ray_equals_local_and_reports_a_failed_model(classes, tmp_path):
     assert list(on_ray.settings["failed_models"]) == ["bad"] and "no_such" in on_ray.settings["failed_models"]["bad"]
     with pytest.raises(DeparaError, match="engine: expected 'local' or 'ray'"):
         select(classes, models, cache_dir=tmp_path / "x", engine="spark")
+
+
+def test_unknown_engine_and_address_without_ray_are_refused(classes, tmp_path):
+    with pytest.raises(DeparaError, match="engine: expected 'local' or 'ray'"):
+        select(classes, {"a": _entry("a", 0)}, cache_dir=tmp_path, engine="spark")
+    with pytest.raises(DeparaError, match="address: only with engine='ray'"):
+        select(classes, {"a": _entry("a", 0)}, cache_dir=tmp_path, address="auto")

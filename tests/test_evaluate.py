@@ -340,5 +340,19 @@ def test_combine():
     np.testing.assert_allclose(ev.combine(v, e, 0.25), v + 0.25)
     with pytest.raises(DeparaError, match="differ"):
         ev.combine(v, e[:2], 1)
-    with pytest.raises(DeparaError, match="lam=nan"):
+    with pytest.raises(DeparaError, match="lam: expected"):
         ev.combine(v, e, float("nan"))
+    # λ = ∞: the edge term alone, whatever V is (even absent); V NaN (node-less graph) → λE
+    np.testing.assert_array_equal(ev.combine(v, e, float("inf")), e)
+    np.testing.assert_array_equal(ev.combine(np.full((3, 3), np.nan), e, float("inf")), e)
+    np.testing.assert_allclose(ev.combine(np.array([np.nan, 0.5]), np.array([0.2, 0.4]), 2.0), [0.4, 1.3])
+    assert ev.combine(0.5, 0.2, 1.0) == pytest.approx(0.7) and isinstance(ev.combine(0.5, 0.2, 1.0), float)
+
+
+def test_default_lambda_follows_the_frozen_node_weight():
+    import math
+
+    from depara.options import DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
+
+    assert DEFAULT_LAMBDA == (math.inf if DEFAULT_NODE_WEIGHT == 0 else 1 / DEFAULT_NODE_WEIGHT)
+    assert format_lam(math.inf) == "∞" and format_lam(0.25) == "0.25"

@@ -415,7 +415,7 @@ def test_edge_metric_and_node_options_are_checked(tmp_path):
     # graphs that record no hash / no option (older files, from_arrays) still compare
     old = Graph(cos.nodes, cos.edges, cos.probe_ids, {})
     hashed = Graph(cos.nodes, cos.edges, cos.probe_ids, {"probe_hash": "ab" * 32})
-    assert similarity(old, hashed) == pytest.approx(2.0)
+    assert similarity(old, hashed) == pytest.approx(1.0)  # S = E (default λ = ∞)
     path = hashed.save(tmp_path / "h.safetensors")
     assert Graph.load(path).meta["probe_hash"] == "ab" * 32
 

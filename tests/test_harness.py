@@ -186,7 +186,7 @@ def test_run_harness_end_to_end_with_depara(tmp_path):
     from depara.graph_similarity import similarity
 
     g_t = build_graph(_tiny_net(4, n_out=3), images[:10], "6")
-    want = similarity(build_graph(models["s2"], images[:10], "6"), g_t, lam=1.0)
+    want = similarity(build_graph(models["s2"], images[:10], "6"), g_t)
     assert res.table.scores["depara"][1] == pytest.approx(want, rel=1e-6)
     assert len(res.evaluation) == len(H.estimator_names(default=True))
     assert read_manifest(tmp_path / "out")["kind"] == "score"

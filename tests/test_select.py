@@ -175,7 +175,7 @@ def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     tg = build_graphs(_net(7), probes, ["2"], node_size=56)["2"]
     for c, (m, layer) in enumerate(sel.candidates):
         g = build_graphs(_net(0 if m == "a" else 1), probes, [layer], node_size=56)[layer]
-        assert sel.values["depara"][c] == pytest.approx(similarity(g, tg, lam=1.0), abs=1e-5)
+        assert sel.values["depara"][c] == pytest.approx(similarity(g, tg), abs=1e-5)
         lo, hi = sel.intervals["depara"][c]
         assert lo <= hi
 

@@ -197,7 +197,19 @@ def test_constant_edges_name_the_graph():
         rank_sources({"ok": good}, flat)
 
 
-@pytest.mark.parametrize("lam", [-1.0, float("nan"), float("inf"), "abc"])
+def test_default_lambda_is_the_edge_term_alone():
+    """λ = ∞ (frozen node weight 0): S = E exactly, for one pair, a matrix and a ranking; a finite λ adds V."""
+    rng = np.random.default_rng(13)
+    g1, g2, g3 = (_tied_graph(rng) for _ in range(3))
+    assert similarity(g1, g2) == edge_similarity(g1, g2)
+    assert similarity(g1, g2, lam=0.5) == pytest.approx(node_similarity(g1, g2) + 0.5 * edge_similarity(g1, g2))
+    m = similarity_matrix({"a": g1, "b": g2, "c": g3})
+    np.testing.assert_array_equal(m.S, m.E)
+    rows = rank_sources({"b": g2, "c": g3}, g1)
+    assert [r.S for r in rows] == [r.E for r in rows] and rows[0].E >= rows[1].E
+
+
+@pytest.mark.parametrize("lam", [-1.0, float("nan"), "abc"])
 def test_bad_lambda(lam):
     rng = np.random.default_rng(11)
     g = _tied_graph(rng)

@@ -364,7 +364,9 @@ def test_headline_constants_are_the_library_defaults():
     assert BANK_OPTIONS == DEFAULT_GRAPH_OPTIONS.replace(node_size=None)
     for fn in (similarity_matrix, similarity, rank_sources):
         assert inspect.signature(fn).parameters["lam"].default == LIBRARY_LAMBDA, fn.__name__
-    assert LIBRARY_NODE in HEADLINE and f"λ={LIBRARY_LAMBDA:g}" in HEADLINE
+    from depara.options import format_lam
+
+    assert f"λ={format_lam(LIBRARY_LAMBDA)}" in HEADLINE
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ The numbers come from :mod:`depara.graph_similarity`; this module only arranges 
 
 from __future__ import annotations
 
+import math
+
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -43,6 +45,8 @@ def ranking_table(rows: Sequence[RankRow]) -> list[dict[str, Any]]:
 def pick_line(rows: Sequence[RankRow], target_name: str, lam: float) -> str:
     """One line: the source to pick for the target and its S = V + λ·E."""
     best = rows[0]
+    if math.isinf(lam) or math.isnan(best.V):  # the edge term alone (λ = ∞) or a node-less graph
+        return f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f}, E {best.E:.4f})"
     return (f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f} = V {best.V:.4f} "
             f"+ {lam:g}·E {best.E:.4f})")
 

@@ -186,11 +186,17 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
 
 
 def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
-    """DEPARA score S = V + λE of two graphs over the same probes."""
+    """DEPARA score S = V + λE of two graphs over the same probes (the rule: :func:`depara.evaluate.combine`).
+
+    The default λ = ∞ (:data:`depara.options.DEFAULT_LAMBDA`, the frozen node weight α = 0) gives S = E: V is
+    then not computed, so node-less graphs compare too. A finite λ (the paper: 0.25) adds the node term.
+    """
+    from .evaluate import combine
+
     lam = _check_lam(lam)
-    if _nodeless(_check_graph(g1, "g1")) or _nodeless(_check_graph(g2, "g2")):
-        return lam * edge_similarity(g1, g2)  # no node term (label graph): S = λE
-    return node_similarity(g1, g2) + lam * edge_similarity(g1, g2)
+    if np.isinf(lam) or _nodeless(_check_graph(g1, "g1")) or _nodeless(_check_graph(g2, "g2")):
+        return combine(np.nan, edge_similarity(g1, g2), lam)  # no node term: E (λ = ∞) or λE (label graph)
+    return combine(node_similarity(g1, g2), edge_similarity(g1, g2), lam)
 
 
 # ---------------------------------------------------------------------------------------------------- batches
@@ -320,8 +326,9 @@ def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float 
     if with_nodes:
         v[np.ix_(with_nodes, with_nodes)] = node_similarity_matrix([items[k].nodes for k in with_nodes],
                                                                    [quoted[k] for k in with_nodes], dtype=dtype)
-    s = np.where(np.isnan(v), lam * e, v + lam * e)
-    return SimilarityMatrices(tuple(names), S=s, V=v, E=e)
+    from .evaluate import combine
+
+    return SimilarityMatrices(tuple(names), S=combine(v, e, lam), V=v, E=e)
 
 
 def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, lam: float = DEFAULT_LAMBDA) -> list[RankRow]:
@@ -329,6 +336,8 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
 
     The target's edge ranks and normalised maps are computed once; each source's once.
     """
+    from .evaluate import combine
+
     lam = _check_lam(lam)
     target = _check_graph(target, "target")
     names, items = _names_and_graphs(sources, "sources")
@@ -341,10 +350,10 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
     for name, g in zip(names, items):
         e = _spearman_from_standardized(
             standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"source {name!r}"), target_ranks)
-        if target_nodes is None or _nodeless(g):  # no node term (label graph): S = λE, V undefined
-            rows.append(RankRow(name, lam * e, float("nan"), e))
+        if target_nodes is None or _nodeless(g):  # no node term (label graph): V undefined
+            rows.append(RankRow(name, combine(np.nan, e, lam), float("nan"), e))
             continue
         v = float(np.clip(np.einsum("ij,ij->i", normalized_nodes(g.nodes), target_nodes).mean(), -1.0, 1.0))
-        rows.append(RankRow(name, v + lam * e, v, e))
+        rows.append(RankRow(name, combine(v, e, lam), v, e))
     rows.sort(key=lambda r: (-r.S, r.name))
     return rows

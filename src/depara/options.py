@@ -30,6 +30,7 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "format_lam",
 ]
 
 
@@ -93,7 +94,6 @@ IG_STEPS = 32
 DEFAULT_NODE_SIZE = 56
 #: The largest node grid accepted (h·w values per attribution map), so a typo cannot exhaust memory mid-run.
 MAX_NODE_PIXELS = 1024 * 1024
-DEFAULT_LAMBDA = 1.0
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
 
@@ -103,6 +103,10 @@ DEFAULT_FEATURE_MEMORY_MB = 2048.0
 # + w·E(source, label graph): with α = 0 and w = 1 the default is the label graph's edge term alone (no target model).
 DEFAULT_NODE_WEIGHT = 0.0  #: α, the weight of the node term V (0: the node term is not used by default)
 DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
+#: λ of the paper's S = V + λE as the API and the CLI use it by default: 1/α of the frozen node weight. With α = 0
+#: λ = ∞, which means S = E, the edge term alone (the limit of S/λ; for every finite λ, S and S/λ rank alike).
+#: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
+DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:
@@ -126,14 +130,19 @@ def _node_size(value: Any) -> tuple[int, int] | None:
 
 
 def check_lam(lam: Any, what: str = "lam") -> float:
-    """λ of S = V + λE as a finite float ≥ 0; DeparaError naming ``what`` otherwise."""
+    """λ of S = V + λE as a float ≥ 0 or ``inf`` (S = E, no node term); DeparaError naming ``what`` otherwise."""
     try:
         value = float(lam)
     except (TypeError, ValueError):
         raise DeparaError(f"{what}: expected a number, got {lam!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise DeparaError(f"{what}: expected a finite number >= 0, got {lam!r}")
+    if math.isnan(value) or value < 0:
+        raise DeparaError(f"{what}: expected a number >= 0 (inf: the edge term alone), got {lam!r}")
     return value
+
+
+def format_lam(lam: float) -> str:
+    """λ for tables and titles: ``"∞"`` for the edge term alone, else ``f"{lam:g}"``."""
+    return "∞" if math.isinf(lam) else f"{lam:g}"
 
 
 @dataclass(frozen=True)

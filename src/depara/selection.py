@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .errors import DeparaError
+from .evaluate import combine
 from .labels import label_edges
 from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT
 
@@ -435,7 +436,7 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
             for s, name in enumerate(scorers):
                 if name == "depara":
-                    values[s, c, r] = V + LAM * E
+                    values[s, c, r] = combine(V, E, LAM)
                 elif name == "depara_v":
                     values[s, c, r] = V
                 elif name == "depara_e":

@@ -36,6 +36,7 @@ from .edge_ranks import standardized_edge_ranks
 from .errors import DeparaError
 from .graph import Graph
 from .graph_similarity import SimilarityMatrices, _check_comparable, _check_lam, normalized_nodes
+from .options import DEFAULT_LAMBDA
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _pairs(g: int, b: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     return [(edges[i], edges[j]) for i in range(len(edges)) for j in range(i, len(edges))]
 
 
-def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: float = 1.0, *,
+def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: float = DEFAULT_LAMBDA, *,
                               workdir: str | os.PathLike, memory_mb: float = 1024, dtype: Any = np.float32,
                               engine: str = "local", address: str | None = None,
                               stack: Stack | None = None) -> SimilarityMatrices:
@@ -201,7 +202,9 @@ def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: fl
         e[j0:j1, i0:i1], v[j0:j1, i0:i1] = eb.T, vb.T
     np.clip(e, -1.0, 1.0, out=e)
     np.clip(v, -1.0, 1.0, out=v)
-    return SimilarityMatrices(stack.names, S=v + lam * e, V=v, E=e)
+    from .evaluate import combine
+
+    return SimilarityMatrices(stack.names, S=combine(v, e, lam), V=v, E=e)
 
 
 def _blocks_local(stack: Stack, pairs: list) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -5,6 +5,8 @@ Both only parse arguments, load graphs and call :mod:`depara.graph_similarity` a
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +15,7 @@ import typer
 from .._io import check_out_dir, check_out_file, write_csv, write_json
 from ..errors import DeparaError
 from ..graph import Graph
-from ..options import DEFAULT_LAMBDA
+from ..options import DEFAULT_LAMBDA, format_lam
 from .app import app
 
 GRAPH_SUFFIX = ".safetensors"
@@ -41,7 +43,7 @@ def _check_optional_out(path: Optional[Path], option: str) -> None:
 @app.command("compare")
 def compare(
     graphs: list[Path] = typer.Argument(..., help="Graph files (.safetensors) built on the same probe set."),
-    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE; inf (the default, frozen node weight 0): S = E, the edge term alone."),
     out: Optional[Path] = typer.Option(None, "--out", help="CSV with the S, V and E matrices (columns: matrix, "
                                        "name, one column per graph)."),
 ) -> None:
@@ -61,7 +63,7 @@ def compare(
         write_similarity_csv(out, mats)
 
     console = Console()
-    table = Table(title=f"S = V + {lam:g}·E", header_style="bold cyan")
+    table = Table(title="S = E (λ = ∞)" if math.isinf(lam) else f"S = V + {lam:g}·E", header_style="bold cyan")
     table.add_column("graph")
     for name in names:
         table.add_column(name, justify="right")
@@ -90,7 +92,7 @@ def _source_files(sources: Path, target: Path) -> list[Path]:
 def rank(
     target: Path = typer.Option(..., "--target", help="Graph file of the target model/task."),
     sources: Path = typer.Option(..., "--sources", help=f"Folder of source graph files (*{GRAPH_SUFFIX})."),
-    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE; inf (the default, frozen node weight 0): S = E, the edge term alone."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Write the ranking as CSV (rank, source, S, V, E)."),
     json: Optional[Path] = typer.Option(None, "--json", help="Write the ranking as JSON."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results folder: ranking.csv, ranking.png, "
@@ -112,7 +114,7 @@ def rank(
 
     target_name = _graph_names([target])[0]
     table_rows = ranking_table(rows)
-    print_ranking(table_rows, ["source", "S", "V", "E"], title=f"Sources for target '{target_name}' (λ = {lam:g})",
+    print_ranking(table_rows, ["source", "S", "V", "E"], title=f"Sources for target '{target_name}' (λ = {format_lam(lam)})",
                   pick_line=pick_line(rows, target_name, lam))
     if csv is not None:
         write_csv(csv, table_rows)

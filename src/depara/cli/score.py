@@ -59,7 +59,7 @@ def score(
                                               "per source (npz mode)."),
     target_graph: Optional[Path] = typer.Option(None, "--target-graph", help="Precomputed target graph (npz mode)."),
     regression: bool = typer.Option(False, "--regression", help="Targets are real-valued (logme, rsa, cka)."),
-    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ of DEPARA's S = V + λE."),
+    lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ of DEPARA's S = V + λE; inf (the default, frozen node weight 0): S = E."),
     feature_layer: Optional[str] = typer.Option(None, "--feature-layer", help="Module whose output is the "
                                                 "feature (default: input of the last nn.Linear)."),
     graph_layer: Optional[str] = typer.Option(None, "--graph-layer", help="Module of the DEPARA graphs "

@@ -201,7 +201,7 @@ def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "S
     fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.38 * len(rows) + 1.2)))
     v = [get(r, "V") for r in rows]
     e = [get(r, "E") for r in rows]
-    parts = lam is not None and all(x is not None for x in v + e)
+    parts = lam is not None and np.isfinite(lam) and all(x is not None for x in v + e)
     colours = ["tab:green"] + ["tab:gray"] * (len(rows) - 1)
     ax.barh(y, s, color=colours, alpha=0.8, label=f"S = V + {lam:g}·E" if parts else "S")
     if parts:

@@ -28,6 +28,7 @@ Everything lands in ``out`` (CSV tables, PNG figures, ``manifest.json`` of kind 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -43,7 +44,8 @@ from .._io import default_cache_dir, ensure_dir, write_csv, write_json
 from .._threads import cpu_threads
 from ..errors import DeparaError
 from ..estimators import get_estimator, list_estimators
-from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar
+from ..evaluate import combine
+from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar, format_lam
 from ..published import TASKONOMY_RELEVANT, TASKONOMY_TARGETS, published_curves, read_published_hits
 from .affinity import encode, measure_affinities, write_affinity_csvs
 from .networks import REP_LAYER
@@ -63,11 +65,14 @@ NODE_OPTIONS = tuple(o.node for o in NODE_CHOICES)
 PAPER_NODE = BANK_OPTIONS.replace(scalar="sum", channel_reduction="mean").node
 PAPER_LAMBDA = 0.25  # the paper's λ for Taskonomy probes
 #: depara's library defaults (:data:`depara.options.DEFAULT_GRAPH_OPTIONS`: scalar ``l2``, channel reduction signed
-#: ``mean``; :data:`depara.options.DEFAULT_LAMBDA` = 1). A test checks them against the library, so the headline row
-#: is what a user of the library gets.
+#: ``mean``; :data:`depara.options.DEFAULT_LAMBDA` = ∞ from the frozen node weight α = 0, i.e. S = E). A test
+#: checks them against the library, so the headline row is what a user of the library gets.
 LIBRARY_NODE = BANK_OPTIONS.node
 LIBRARY_LAMBDA = DEFAULT_LAMBDA
-HEADLINE = f"DEPARA (depara defaults: node {LIBRARY_NODE}, λ={LIBRARY_LAMBDA:g})"
+HEADLINE = (f"DEPARA (depara defaults: E alone, λ={format_lam(LIBRARY_LAMBDA)})" if math.isinf(LIBRARY_LAMBDA) else
+            f"DEPARA (depara defaults: node {LIBRARY_NODE}, λ={format_lam(LIBRARY_LAMBDA)})")
+#: The library default before the frozen defaults (round 1; kept as a row so both are reported).
+PREVIOUS_DEFAULT = f"DEPARA (previous default: node {LIBRARY_NODE}, λ=1)"
 PAPER_SETTING = f"DEPARA (λ={PAPER_LAMBDA:g}, node {PAPER_NODE}, paper)"
 V_LIBRARY = f"DEPARA-V (node {LIBRARY_NODE}, depara default)"
 V_PAPER = f"DEPARA-V (node {PAPER_NODE}, paper)"
@@ -321,9 +326,9 @@ def _graph_step(encoders: dict, probe_sets: dict[str, np.ndarray], names: list[s
         sc = scores[probe] = graph_scores(encoders, x)
         # The library's default graphs must agree with the nodes reduced here, and the headline S with its S.
         if not np.allclose(sc["V_library"], sc["V"][LIBRARY_NODE], atol=1e-5) or \
-                not np.allclose(sc["S_library"], sc["V"][LIBRARY_NODE] + LIBRARY_LAMBDA * sc["E"], atol=1e-5):
+                not np.allclose(sc["S_library"], _headline(sc), atol=1e-5):
             raise DeparaError(f"probe set {probe}: library similarity differs from the {LIBRARY_NODE} nodes "
-                              f"with λ={LIBRARY_LAMBDA:g}")
+                              f"with λ={format_lam(LIBRARY_LAMBDA)}")
         for option, v in sc["V"].items():
             write_matrix_csv(out / "matrices" / f"{probe}__V__{option.replace('/', '-')}.csv", names, v)
         for key in ("E", "RSA", "CKA"):
@@ -360,7 +365,7 @@ def _node_analysis(scores: dict, truth: np.ndarray, names: list[str], rel: int) 
 
 def _graph_methods(sc: dict) -> dict[str, np.ndarray]:
     """The graph-based score matrices compared on every probe set, by display name."""
-    return {HEADLINE: _headline(sc), PAPER_SETTING: sc["V"][PAPER_NODE] + PAPER_LAMBDA * sc["E"],
+    return {HEADLINE: _headline(sc), PREVIOUS_DEFAULT: sc["V"][LIBRARY_NODE] + sc["E"], PAPER_SETTING: sc["V"][PAPER_NODE] + PAPER_LAMBDA * sc["E"],
             V_LIBRARY: sc["V"][LIBRARY_NODE], V_PAPER: sc["V"][PAPER_NODE],
             "DEPARA-E": sc["E"], "RSA": sc["RSA"], "linear CKA": sc["CKA"]}
 
@@ -512,7 +517,7 @@ def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict
 
     best = next(r for r in methods.summary_rows if r["method"] == HEADLINE and r["probe_set"] == IN_DOMAIN)
     rsa_row = next(r for r in methods.summary_rows if r["method"] == "RSA" and r["probe_set"] == IN_DOMAIN)
-    summary = (f"DEPARA with depara's defaults (node {LIBRARY_NODE}, λ={LIBRARY_LAMBDA:g}): top-{rel} matches the "
+    summary = (f"{HEADLINE}: top-{rel} matches the "
                f"measured top-{rel} at P@{rel} = {best[f'P@{rel}']:.2f} (RSA {rsa_row[f'P@{rel}']:.2f}, random "
                f"{rel / (len(names) - 1):.2f}); in-sample best node {nodes.best_node}; ranking "
                f"{costs['ranking_seconds_depara']:.1f} s vs ground truth {costs['ground_truth_transfer_seconds']:.0f} s "
@@ -541,8 +546,8 @@ def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict
 
 
 def _headline(sc: dict) -> np.ndarray:
-    """The headline score matrix: S = V + λE with depara's default node and λ."""
-    return sc["V"][LIBRARY_NODE] + LIBRARY_LAMBDA * sc["E"]
+    """The headline score matrix: S = V + λE with depara's default node and λ (λ = ∞: E; :func:`combine`)."""
+    return combine(sc["V"][LIBRARY_NODE], sc["E"], LIBRARY_LAMBDA)
 
 
 def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summary_rows, rel, paper,
@@ -565,7 +570,7 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
         rp.plot_precision_at_k(curves, out / "precision_at_k.png", published=published or None,
                                title="Task bank: P@K (in-domain probes)")
         figs["precision_at_k"] = "precision_at_k.png"
-        rp.plot_lambda_sweep(lam_rows, out / "lambda_sweep.png", chosen=LIBRARY_LAMBDA,
+        rp.plot_lambda_sweep(lam_rows, out / "lambda_sweep.png", chosen=None if math.isinf(LIBRARY_LAMBDA) else LIBRARY_LAMBDA,
                              title=f"Task bank: DEPARA V + λE (node {LIBRARY_NODE}, depara's default)")
         figs["lambda_sweep"] = "lambda_sweep.png"
         sc = scores[IN_DOMAIN]
@@ -582,7 +587,7 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
                         colorbar_label="affinity (z-score within the target's row)")
         figs["heatmap_ground_truth"] = "heatmap_ground_truth.png"
         rp.plot_heatmap(names, _headline(sc), out / "heatmap_depara.png", order=leaf_order(_headline(sc)),
-                        title=f"DEPARA similarity (depara defaults: node {LIBRARY_NODE}, λ={LIBRARY_LAMBDA:g})",
+                        title=f"DEPARA similarity ({HEADLINE[8:-1]})",
                         colorbar_label="S")
         figs["heatmap_depara"] = "heatmap_depara.png"
     except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose the computed tables

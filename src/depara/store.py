@@ -200,13 +200,16 @@ class GraphStore:
         return graph
 
     # ---------------------------------------------------------------------------------------------- arrays
-    def get_array(self, key: str) -> np.ndarray | None:
-        """The array stored under ``key`` (read with ``allow_pickle=False``), or None; corrupt → deleted, None."""
+    def get_array(self, key: str, mmap: bool = False) -> np.ndarray | None:
+        """The array stored under ``key`` (read with ``allow_pickle=False``), or None; corrupt → deleted, None.
+
+        mmap: a read-only memory map of the file instead of a copy in RAM (large feature arrays).
+        """
         p = self.path(key)
         if not p.is_file():
             return None
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (OSError, ValueError, EOFError):
             _remove(p)
             return None
@@ -223,6 +226,13 @@ class GraphStore:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
         return arr
+
+    def remove(self, key: str) -> bool:
+        """Delete the entry ``key`` (e.g. probe-shard parts once their graph is stored); True if it existed."""
+        p = self.path(key)
+        existed = p.is_file()
+        _remove(p)
+        return existed
 
     # ------------------------------------------------------------------------------------------- upkeep
     def entries(self) -> list[Path]:

@@ -172,3 +172,36 @@ def test_assembly_refuses_missing_parts_and_failed_shards(probes, tmp_path):
         assemble_job(job, tmp_path, [ok, ShardResult(job.key, (2, 4), "", "boom")])
     with pytest.raises(DeparaError, match="different weights"):
         assemble_job(job, tmp_path, [ok, ShardResult(job.key, (2, 4), "0" * 64)])
+
+
+def test_engine_and_select_share_store_entries(probes, tmp_path):
+    """One key derivation (depara.store.graph_key): what one extracts, the other reuses — both directions."""
+    from depara._io import seed_everything
+    from depara.selection import _model_graphs
+    from depara.zoo import ModelEntry
+
+    job = Job(SPEC, LAYERS, str(probes), preprocess="32x32")  # THE default graph options, as select uses
+    entry = ModelEntry("m", SPEC, preprocessing="32x32", layers=LAYERS)
+
+    def select_side(store):
+        seed_everything(0)
+        return _model_graphs(entry, ProbeSet.from_folder(probes, preprocess="32x32"), list(LAYERS), GraphStore(store),
+                             device="cpu", batch_size=32, feature_memory_mb=64, progress=False)
+
+    first = extract_graphs([job], tmp_path / "a", progress=False)[SPEC]
+    reused = select_side(tmp_path / "a")
+    assert first.ok and reused.extracted == []  # select found every layer the engine extracted
+    for layer, key in first.graphs.items():
+        np.testing.assert_array_equal(reused.graphs[layer].edges, GraphStore(tmp_path / "a").get(key).edges)
+    built = select_side(tmp_path / "b")
+    assert built.extracted == list(LAYERS)
+    again = extract_graphs([job], tmp_path / "b", progress=False)[SPEC]
+    assert again.ok and set(again.cached) == set(LAYERS)  # the engine found what select extracted
+
+
+def test_cli_probes_per_task_needs_ray(probes, tmp_path, capsys):
+    from depara.cli.main import main
+
+    code = main(["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--out",
+                 str(tmp_path / "g.safetensors"), "--probes-per-task", "2"])
+    assert code != 0 and "--probes-per-task: only with --engine ray" in capsys.readouterr().err

@@ -73,6 +73,19 @@ def test_ray_matches_local_and_reports_the_failed_job(local_ray, probes, tmp_pat
     assert on_ray["a"].node == ray.get_runtime_context().get_node_id()  # ran as a Ray task
 
 
+def test_probe_shards_on_ray_match_the_unsharded_local_path(local_ray, probes, tmp_path):
+    import dataclasses
+
+    jobs = [dataclasses.replace(j, batch_size=2) for j in _jobs(probes)]
+    local = extract_graphs(jobs, tmp_path / "local", engine="local", progress=False)
+    sharded = extract_graphs(jobs, tmp_path / "ray", engine="ray", progress=False, probes_per_task=2)
+    assert [r.ok for r in sharded.values()] == [True, True, False]
+    assert "missing_layer" in sharded["bad"].error
+    _same_graphs(local, tmp_path / "local", sharded, tmp_path / "ray")
+    kinds = {p.parent.parent.name for p in GraphStore(tmp_path / "ray").entries()}
+    assert kinds == {"graph", "pooled"}  # the shard parts were removed after assembly
+
+
 def _task_pids(title: str) -> list[int]:
     """Pids of this user's processes whose title (set by Ray while a task runs) starts with ``title``."""
     pids = []

@@ -22,6 +22,7 @@ This module is numpy only; the torch layer (:mod:`depara.extract`) builds graphs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -279,7 +280,7 @@ class GraphHeader(NamedTuple):
     """
 
     path: Path
-    probe_ids: list
+    probe_ids: tuple
     meta: dict
     tensors: dict
 
@@ -292,6 +293,21 @@ class GraphHeader(NamedTuple):
             raise DeparaError(f"{self.path}: not a readable depara graph file (corrupt or truncated safetensors: "
                               f"tensor {name!r} is cut short)")
         return np.frombuffer(bytearray(buf), dtype=dtype).reshape(shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_ids_json(text: str) -> tuple[str, ...] | None:
+    """The probe ids of a graph file header (a tuple), or None if they are not a list of strings.
+
+    Cached by the JSON text: every graph over one probe set carries the same text, so reading a thousand such
+    headers (:mod:`depara.graph_rows`) parses and checks its N ids once.
+    """
+    from .readers import loads_json
+
+    ids = loads_json(text, "probe_ids")
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        return None
+    return tuple(ids)
 
 
 def read_graph_header(path: str | os.PathLike) -> GraphHeader:
@@ -331,11 +347,11 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
                for name, (dtype, shape, begin, end) in _check_header(header, p, size - data_start).items()}
     metadata = header.get("__metadata__")
     try:
-        probe_ids = loads_json(metadata.get("probe_ids", ""), "probe_ids")
+        probe_ids = _probe_ids_json(metadata.get("probe_ids", ""))
         meta = loads_json(metadata.get("meta", ""), "meta")
     except DeparaError as exc:
         raise DeparaError(f"{p}: corrupt depara graph metadata ({exc})") from None
-    if not isinstance(probe_ids, list) or not all(isinstance(x, str) for x in probe_ids):
+    if probe_ids is None:
         raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids is not a list of strings)")
     if not isinstance(meta, dict):
         raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")

@@ -21,6 +21,7 @@ numpy/scipy only.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +32,12 @@ from .edge_ranks import centred_doubled_ranks, check_edge_ranks
 from .errors import DeparaError
 from .graph import Graph, GraphHeader, condensed_size, read_graph_header
 from .ids import check_probe_ids
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_ids(ids: tuple[str, ...], n: int) -> tuple[str, ...]:
+    """:func:`depara.ids.check_probe_ids`, once per distinct id tuple (G graphs over one probe set share it)."""
+    return check_probe_ids(ids, n)
 
 
 class Scratch:
@@ -55,7 +62,8 @@ def normalize_rows_into(nodes: np.ndarray, out: np.ndarray, where: str) -> None:
     norms = np.sqrt(np.einsum("ij,ij->i", nodes, nodes, dtype=np.float64))[:, None]
     if not np.isfinite(norms).all():
         raise DeparaError(f"{where}: node maps hold non-finite values (corrupt graph; rebuild it)")
-    np.divide(nodes, norms, out=out, where=norms > 0, casting="unsafe")
+    # Norms in float64, the division in the output's precision (float32 stacks: no float64 round trip).
+    np.divide(nodes, norms.astype(out.dtype), out=out, where=norms > 0, casting="unsafe")
     zero = (norms == 0)[:, 0]
     if zero.any():
         out[zero] = 0.0
@@ -84,7 +92,7 @@ class GraphRows:
                 raise DeparaError(f"{head.path}: inconsistent depara graph (nodes of shape {tuple(nodes)}, edges of "
                                   f"shape {tuple(edges)}; expected N×P nodes, N ≥ 3, and N(N-1)/2 edges)")
             try:
-                self.probe_ids = check_probe_ids(head.probe_ids, nodes[0])
+                self.probe_ids = _checked_ids(head.probe_ids, nodes[0])
             except DeparaError as exc:
                 raise DeparaError(f"{head.path}: inconsistent depara graph ({exc})") from None
             self.meta = head.meta
@@ -107,7 +115,10 @@ class GraphRows:
         head = self._head
         with open(head.path, "rb") as fh:
             if "edge_ranks" in head.tensors:
-                ranks = self._read(fh, "edge_ranks", scratch)
+                # A 4-byte row (float32 stack) takes the int32 ranks in place: read straight into it, converted
+                # where they lie (no scratch copy, one pass less); 8-byte rows go through the scratch buffer.
+                direct = out.dtype.itemsize == 4 and out.flags.c_contiguous
+                ranks = self._read(fh, "edge_ranks", scratch, into=out.view(np.int32) if direct else None)
                 # Only the 2·64 edge values of the order check are read from the edges (through a mapping).
                 edges = np.memmap(fh, dtype=head.tensors["edges"][0], mode="r", offset=head.tensors["edges"][2],
                                   shape=(self.n_edges,))
@@ -132,8 +143,9 @@ class GraphRows:
         head = self._head
         dtype, shape, begin, _ = head.tensors["nodes"]
         row = shape[1] * dtype.itemsize
-        with open(head.path, "rb") as fh:
-            buf = self._read(fh, "nodes", scratch, begin + start * row, (stop - start) * shape[1])
+        with open(head.path, "rb") as fh:  # float32 maps into a float32 row: read in place, normalised there
+            buf = self._read(fh, "nodes", scratch, begin + start * row, (stop - start) * shape[1],
+                             into=out if out.flags.c_contiguous else None)
         # F16/F64 files are read as float32 values, as Graph.load does.
         nodes = buf.reshape(stop - start, shape[1])
         if dtype != np.float32:
@@ -141,12 +153,13 @@ class GraphRows:
         normalize_rows_into(nodes, dest, str(head.path))
 
     def _read(self, fh: Any, name: str, scratch: Scratch, begin: int | None = None,
-              count: int | None = None) -> np.ndarray:
-        """Tensor ``name`` (or ``count`` values from byte ``begin``) read into a scratch buffer with ``readinto``."""
+              count: int | None = None, into: np.ndarray | None = None) -> np.ndarray:
+        """Tensor ``name`` (or ``count`` values from byte ``begin``) read with ``readinto`` into ``into`` (an
+        array of the tensor's dtype and size) or else a scratch buffer."""
         dtype, shape, start, end = self._head.tensors[name]
         begin = start if begin is None else begin
         count = int(np.prod(shape)) if count is None else count
-        buf = scratch.get(dtype, count)
+        buf = scratch.get(dtype, count) if into is None or into.dtype != dtype else into
         fh.seek(begin)
         got = fh.readinto(memoryview(buf).cast("B"))
         if got != count * dtype.itemsize:

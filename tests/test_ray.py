@@ -124,7 +124,8 @@ def test_worker_killed_mid_task_is_retried_without_partial_graphs(local_ray, pro
     assert res.ok, res.error
     store = GraphStore(tmp_path / "store")
     entries = store.entries()
-    assert len(entries) == 2 and all(not p.name.endswith(".part") for p in entries)
+    # Per layer: the graph and its pooled features; never a temporary file.
+    assert len(entries) == 4 and all(not p.name.endswith(".part") for p in entries)
     for key in res.graphs.values():
         assert store.get(key) is not None  # every entry is a complete, loadable graph
     # And a retry budget of 0 reports the job as failed instead.

@@ -8,7 +8,14 @@ layers in one pass (:func:`depara.extract.build_graphs`), computes each graph's 
 (:class:`depara.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
 of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
 run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
-after another, so both engines write identical graphs under identical keys.
+after another, so both engines write identical graphs under identical keys — the keys of ``depara select``
+(:func:`depara.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what the
+other extracted.
+
+**Probe shards** (``probes_per_task``): a job is split into one task per (model, layer set, probe shard), each
+storing its probes' node maps and uncentred features as content-keyed parts (:func:`run_shard`), and one task
+joining them into the graphs (:func:`assemble_job`): bit-identical to the unsharded graphs, because shards are
+whole batches of the unsharded run.
 
 What happens when something goes wrong:
 

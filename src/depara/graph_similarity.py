@@ -11,10 +11,12 @@
   ``V`` with anything is undefined — :func:`node_similarity` raises, matrices hold NaN, ranking rows hold NaN —
   and its ``S`` is ``λE`` alone (the node term is absent, not zero; with λ = 0 every such S is 0).
 
-Many graphs at once (:func:`similarity_matrix`): each edge vector is ranked and standardised (zero mean, unit
-norm) exactly once, then all Spearman values are one matrix product of the stacked standardised ranks; all node
-similarities are one product of the stacked per-probe-normalised maps (Σ_i ⟨â_i, b̂_i⟩ is the dot product of the
-concatenated maps), done in probe chunks to bound memory. Arithmetic is float64.
+Many graphs at once (:func:`similarity_matrix`, from Graphs or straight from graph files): each graph's edge
+ranks (stored at build time, :mod:`depara.edge_ranks`, else ranked once) are written as one row of a stack,
+and all Spearman values are one matrix product of it; all node similarities are one product of the stacked
+per-probe-normalised maps (Σ_i ⟨â_i, b̂_i⟩ is the dot product of the concatenated maps), in probe blocks when
+they do not fit beside the edge stack. Rows are written in place, from the files' byte ranges
+(:mod:`depara.graph_rows`). Results are float64 (``dtype=np.float32`` for the stacks and products).
 
 numpy/scipy only: nothing here knows about torch.
 """

@@ -177,3 +177,14 @@ def test_similarity_matrix_from_corrupt_files_names_the_file(tmp_path, corrupt, 
         similarity_matrix([tmp_path / "a.safetensors", tmp_path / "cut.safetensors"])
     with pytest.raises(DeparaError, match="graphs"):
         similarity_matrix(tmp_path / "a.safetensors")
+
+
+def test_label_graph_file_has_no_node_term(tmp_path):
+    g = _graphs(1, n=8, seed=6)[0]
+    lab = Graph.from_labels([0, 0, 1, 1, 2, 2, 0, 1], g.probe_ids)
+    lab.save(tmp_path / "lab.safetensors")
+    g.save(tmp_path / "g.safetensors")
+    ref = similarity_matrix({"l": lab, "g": g}, lam=0.5)
+    got = similarity_matrix({"l": tmp_path / "lab.safetensors", "g": tmp_path / "g.safetensors"}, lam=0.5)
+    assert np.array_equal(got.E, ref.E) and np.isnan(got.V[0]).all() and got.V[1, 1] == ref.V[1, 1]
+    assert np.array_equal(got.S, ref.S)

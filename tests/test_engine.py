@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from depara.engine import Job, _check_address, extract_graphs, import_ray, summary
+from depara.engine import (Job, ShardResult, _check_address, assemble_job, extract_graphs, import_ray,
+                           run_shard, shard_ranges, summary)
 from depara.errors import DeparaError
 from depara.extract import build_graphs
 from depara.models import load_model
 from depara.probes import ProbeSet
-from depara.store import GraphStore, weights_hash
+from depara.options import GraphOptions
+from depara.store import GraphStore, graph_key, weights_hash
 
 from _core_torch_helpers import write_images
 
@@ -44,9 +46,14 @@ def test_local_engine_matches_build_graphs_and_stores_ranks(probes, tmp_path):
     ps = ProbeSet.from_folder(probes, preprocess="32x32")
     direct = build_graphs(net, ps, list(LAYERS), node_size=8)
     store = GraphStore(tmp_path / "store")
+    # The key as `depara select` has always written it: THE options record plus the probes' preprocessing.
+    record = {**GraphOptions(node_size=8).to_meta(), "preprocess": ps.preprocess.describe()}
     for layer in LAYERS:
-        key = store.key(weights_hash(net), layer, ps.content_hash(), _job(probes).graph_options())
-        assert r.graphs[layer] == key
+        key = store.key(weights_hash(net), layer, ps.content_hash(), record)
+        assert r.graphs[layer] == key == graph_key(weights_hash(net), layer, ps.content_hash(),
+                                                   {"node_size": 8}, "32x32")
+        pooled = store.get_array(store.key(weights_hash(net), layer, ps.content_hash(), record, kind="pooled"))
+        assert pooled is not None and pooled.shape[0] == len(ps)
         g = store.get(key)
         np.testing.assert_array_equal(g.nodes, direct[layer].nodes)
         np.testing.assert_array_equal(g.edges, direct[layer].edges)
@@ -64,7 +71,7 @@ def test_failed_job_reported_rest_complete_and_rerun_is_cached(probes, tmp_path)
     assert not res["bad-model"].ok and "not_a_model" in res["bad-model"].error
     assert "\n" not in res["bad-layer"].error
     files = {p: p.stat().st_mtime_ns for p in GraphStore(tmp_path).entries()}
-    assert len(files) == 2
+    assert len(files) == 4  # per layer: the graph and its pooled features (what `depara select` reads)
     again = extract_graphs(jobs[:1], tmp_path, progress=False)["good"]
     assert again.ok and set(again.cached) == set(LAYERS) and again.graphs == res["good"].graphs
     assert {p: p.stat().st_mtime_ns for p in GraphStore(tmp_path).entries()} == files  # nothing rewritten
@@ -126,3 +133,75 @@ def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, 
     assert main([*args, "--out", str(tmp_path / "l.safetensors")]) == 0
     g = Graph.load(tmp_path / "l.safetensors")
     np.testing.assert_array_equal(g.edge_ranks, (2 * rankdata(g.edges)).astype(np.int32))
+
+
+def test_shard_ranges_are_whole_batches():
+    assert shard_ranges(6, None, 2) == [(0, 6)]
+    assert shard_ranges(6, 2, 2) == [(0, 2), (2, 4), (4, 6)]
+    assert shard_ranges(7, 3, 2) == [(0, 4), (4, 7)]  # 3 rounded up to whole batches of 2
+    assert shard_ranges(5, 99, 4) == [(0, 5)]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(DeparaError, match="probes_per_task"):
+            shard_ranges(6, bad, 2)
+
+
+def test_probe_shards_give_the_unsharded_graphs_and_leave_no_parts(probes, tmp_path):
+    jobs = [_job(probes, batch_size=2, name="j"), _job(probes, name="bad", layers=("no_such_layer",), batch_size=2)]
+    whole = extract_graphs(jobs[:1], tmp_path / "whole", progress=False)["j"]
+    res = extract_graphs(jobs, tmp_path / "sharded", progress=False, probes_per_task=3)  # shards 0:4, 4:6
+    assert res["j"].ok and res["j"].graphs == whole.graphs and res["j"].cached == ()
+    assert not res["bad"].ok and "no_such_layer" in res["bad"].error and "probes 0:4" in res["bad"].error
+    a, b = GraphStore(tmp_path / "whole"), GraphStore(tmp_path / "sharded")
+    for layer, key in whole.graphs.items():
+        ga, gb = a.get(key), b.get(key)
+        assert ga == gb and np.array_equal(ga.edge_ranks, gb.edge_ranks)  # nodes, edges, ids, meta: identical
+    assert sorted(p.relative_to(b.root) for p in b.entries()) == sorted(p.relative_to(a.root) for p in a.entries())
+    for x, y in zip(sorted(a.entries()), sorted(b.entries())):
+        assert x.read_bytes() == y.read_bytes()  # graphs and pooled features byte for byte; no shard parts left
+    again = extract_graphs(jobs[:1], tmp_path / "sharded", progress=False, probes_per_task=3)["j"]
+    assert again.ok and set(again.cached) == set(LAYERS)
+
+
+def test_assembly_refuses_missing_parts_and_failed_shards(probes, tmp_path):
+    job = _job(probes, batch_size=2)
+    ok = run_shard(job, tmp_path, 0, 2)
+    with pytest.raises(DeparaError, match="parts missing"):
+        assemble_job(job, tmp_path, [ok, ShardResult(job.key, (2, 4), ok.model_hash),
+                                     ShardResult(job.key, (4, 6), ok.model_hash)])
+    with pytest.raises(DeparaError, match="probes 2:4: boom"):
+        assemble_job(job, tmp_path, [ok, ShardResult(job.key, (2, 4), "", "boom")])
+    with pytest.raises(DeparaError, match="different weights"):
+        assemble_job(job, tmp_path, [ok, ShardResult(job.key, (2, 4), "0" * 64)])
+
+
+def test_engine_and_select_share_store_entries(probes, tmp_path):
+    """One key derivation (depara.store.graph_key): what one extracts, the other reuses — both directions."""
+    from depara._io import seed_everything
+    from depara.selection import _model_graphs
+    from depara.zoo import ModelEntry
+
+    job = Job(SPEC, LAYERS, str(probes), preprocess="32x32")  # THE default graph options, as select uses
+    entry = ModelEntry("m", SPEC, preprocessing="32x32", layers=LAYERS)
+
+    def select_side(store):
+        seed_everything(0)
+        return _model_graphs(entry, ProbeSet.from_folder(probes, preprocess="32x32"), list(LAYERS), GraphStore(store),
+                             device="cpu", batch_size=32, feature_memory_mb=64, progress=False)
+
+    first = extract_graphs([job], tmp_path / "a", progress=False)[SPEC]
+    reused = select_side(tmp_path / "a")
+    assert first.ok and reused.extracted == []  # select found every layer the engine extracted
+    for layer, key in first.graphs.items():
+        np.testing.assert_array_equal(reused.graphs[layer].edges, GraphStore(tmp_path / "a").get(key).edges)
+    built = select_side(tmp_path / "b")
+    assert built.extracted == list(LAYERS)
+    again = extract_graphs([job], tmp_path / "b", progress=False)[SPEC]
+    assert again.ok and set(again.cached) == set(LAYERS)  # the engine found what select extracted
+
+
+def test_cli_probes_per_task_needs_ray(probes, tmp_path, capsys):
+    from depara.cli.main import main
+
+    code = main(["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--out",
+                 str(tmp_path / "g.safetensors"), "--probes-per-task", "2"])
+    assert code != 0 and "--probes-per-task: only with --engine ray" in capsys.readouterr().err

@@ -73,6 +73,19 @@ def test_ray_matches_local_and_reports_the_failed_job(local_ray, probes, tmp_pat
     assert on_ray["a"].node == ray.get_runtime_context().get_node_id()  # ran as a Ray task
 
 
+def test_probe_shards_on_ray_match_the_unsharded_local_path(local_ray, probes, tmp_path):
+    import dataclasses
+
+    jobs = [dataclasses.replace(j, batch_size=2) for j in _jobs(probes)]
+    local = extract_graphs(jobs, tmp_path / "local", engine="local", progress=False)
+    sharded = extract_graphs(jobs, tmp_path / "ray", engine="ray", progress=False, probes_per_task=2)
+    assert [r.ok for r in sharded.values()] == [True, True, False]
+    assert "missing_layer" in sharded["bad"].error
+    _same_graphs(local, tmp_path / "local", sharded, tmp_path / "ray")
+    kinds = {p.parent.parent.name for p in GraphStore(tmp_path / "ray").entries()}
+    assert kinds == {"graph", "pooled"}  # the shard parts were removed after assembly
+
+
 def _task_pids(title: str) -> list[int]:
     """Pids of this user's processes whose title (set by Ray while a task runs) starts with ``title``."""
     pids = []
@@ -111,7 +124,8 @@ def test_worker_killed_mid_task_is_retried_without_partial_graphs(local_ray, pro
     assert res.ok, res.error
     store = GraphStore(tmp_path / "store")
     entries = store.entries()
-    assert len(entries) == 2 and all(not p.name.endswith(".part") for p in entries)
+    # Per layer: the graph and its pooled features; never a temporary file.
+    assert len(entries) == 4 and all(not p.name.endswith(".part") for p in entries)
     for key in res.graphs.values():
         assert store.get(key) is not None  # every entry is a complete, loadable graph
     # And a retry budget of 0 reports the job as failed instead.

@@ -119,3 +119,72 @@ def test_blocked_bad_input(tmp_path):
         similarity_matrix_blocked([], workdir=tmp_path)
     with pytest.raises(DeparaError, match="dtype"):
         similarity_matrix_blocked([a, b], workdir=tmp_path, dtype=np.int32)
+
+
+def _save_all(graphs, folder, ranks=True, first=0):
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for k, g in enumerate(graphs):
+        paths.append(folder / f"f{first + k}.safetensors")
+        (attach_edge_ranks(g) if ranks else g).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_similarity_matrix_from_files_is_bit_identical_to_loaded_graphs(tmp_path, dtype):
+    graphs = _graphs(g=6, seed=3, ties=True)
+    paths = _save_all(graphs[:4], tmp_path) + _save_all(graphs[4:], tmp_path / "plain", ranks=False, first=4)
+    loaded = [Graph.load(p) for p in paths]
+    ref = similarity_matrix(loaded, lam=0.7, dtype=dtype)
+    got = similarity_matrix(paths, lam=0.7, dtype=dtype)  # read range by range, never loaded as Graphs
+    assert got.names == tuple(p.stem for p in paths)
+    for x, y in ((got.S, ref.S), (got.V, ref.V), (got.E, ref.E)):
+        assert np.array_equal(x, y)
+    mixed = similarity_matrix({"a": paths[0], "b": loaded[1], "c": str(paths[2])}, lam=0.7, dtype=dtype)
+    assert np.array_equal(mixed.E, ref.E[:3, :3]) and mixed.names == ("a", "b", "c")
+    # Independent: scipy's Spearman of the edges, and the per-probe cosine mean by hand.
+    rho = spearmanr(np.stack([g.edges for g in loaded]), axis=1).statistic
+    np.testing.assert_allclose(got.E, rho, atol=1e-12 if dtype == np.float64 else 1e-5)
+    x0, x1 = (g.nodes / np.where(np.linalg.norm(g.nodes, axis=1, keepdims=True) > 0,
+                                 np.linalg.norm(g.nodes, axis=1, keepdims=True), 1) for g in loaded[:2])
+    np.testing.assert_allclose(got.V[0, 1], np.einsum("ij,ij->i", x0, x1).mean(), atol=1e-6)
+
+
+def test_node_blocks_of_probes_equal_one_block(tmp_path, monkeypatch):
+    import depara.graph_similarity as gs
+
+    paths = _save_all(_graphs(g=5, seed=4), tmp_path)
+    whole = similarity_matrix(paths)
+    monkeypatch.setattr(gs, "_node_block_budget", lambda *a: 1)  # one probe per block: byte ranges of each file
+    small = gs.similarity_matrix(paths)
+    np.testing.assert_allclose(small.V, whole.V, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("corrupt, why", [
+    (lambda r: r[::-1].copy(), "do not order the stored edges"),
+    (lambda r: r + 1, "not the doubled average ranks"),
+])
+def test_similarity_matrix_from_corrupt_files_names_the_file(tmp_path, corrupt, why):
+    a, b = _graphs(2, seed=5)
+    attach_edge_ranks(a).save(tmp_path / "a.safetensors")
+    b.edge_ranks = corrupt(doubled_ranks(b.edges))
+    b.save(tmp_path / "bad.safetensors")
+    with pytest.raises(DeparaError, match=why) as info:
+        similarity_matrix([tmp_path / "a.safetensors", tmp_path / "bad.safetensors"])
+    assert "bad.safetensors" in str(info.value)
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "a.safetensors").read_bytes()[:-10])
+    with pytest.raises(DeparaError, match="cut.safetensors"):
+        similarity_matrix([tmp_path / "a.safetensors", tmp_path / "cut.safetensors"])
+    with pytest.raises(DeparaError, match="graphs"):
+        similarity_matrix(tmp_path / "a.safetensors")
+
+
+def test_label_graph_file_has_no_node_term(tmp_path):
+    g = _graphs(1, n=8, seed=6)[0]
+    lab = Graph.from_labels([0, 0, 1, 1, 2, 2, 0, 1], g.probe_ids)
+    lab.save(tmp_path / "lab.safetensors")
+    g.save(tmp_path / "g.safetensors")
+    ref = similarity_matrix({"l": lab, "g": g}, lam=0.5)
+    got = similarity_matrix({"l": tmp_path / "lab.safetensors", "g": tmp_path / "g.safetensors"}, lam=0.5)
+    assert np.array_equal(got.E, ref.E) and np.isnan(got.V[0]).all() and got.V[1, 1] == ref.V[1, 1]
+    assert np.array_equal(got.S, ref.S)

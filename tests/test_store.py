@@ -95,3 +95,36 @@ def test_weights_hash_follows_the_weights_only():
     with torch.no_grad():
         b[1].running_mean[0] += 1e-3  # a buffer counts too
     assert weights_hash(a) != weights_hash(b)
+
+
+def test_graph_key_is_the_options_record_select_always_used():
+    from depara.options import DEFAULT_GRAPH_OPTIONS, GraphOptions
+    from depara.probes import Preprocess
+    from depara.store import graph_key, graph_key_options
+
+    prep = Preprocess.parse("32x32")
+    record = {**DEFAULT_GRAPH_OPTIONS.to_meta(), "preprocess": prep.describe()}  # select's literal record
+    assert graph_key_options(DEFAULT_GRAPH_OPTIONS, prep) == record
+    # Normalised first: an int node size, a mapping of fields, a preset string all give the one record.
+    assert graph_key_options({"node_size": 56}, "32x32") == graph_key_options(GraphOptions(node_size=(56, 56)), prep)
+    text = "\n".join([STORE_VERSION, "graph", "w", "layer3", "p", __import__("json").dumps(
+        record, sort_keys=True, separators=(",", ":"))])
+    assert graph_key("w", "layer3", "p", None, prep) == "graph-" + hashlib.sha256(text.encode()).hexdigest()
+    assert graph_key("w", "l", "p", None, prep, extra={}) == graph_key("w", "l", "p", None, prep)
+    assert graph_key("w", "l", "p", None, prep, extra={"nodes": False}) != graph_key("w", "l", "p", None, prep)
+    assert graph_key("w", "l", "p", None, prep, kind="pooled").startswith("pooled-")
+    with pytest.raises(DeparaError, match="extra: 'edge' is already a graph option"):
+        graph_key_options(None, prep, {"edge": "cosine"})
+    with pytest.raises(DeparaError, match="scalar"):
+        graph_key_options({"scalar": "nope"}, prep)
+
+
+def test_arrays_memory_mapped_and_removed(tmp_path):
+    store = GraphStore(tmp_path)
+    k = store.key("w", "l", "p", kind="shard_features")
+    store.put_array(k, np.arange(12, dtype=np.float32).reshape(3, 4))
+    mm = store.get_array(k, mmap=True)
+    assert isinstance(mm, np.memmap) and not mm.flags.writeable
+    np.testing.assert_array_equal(mm, np.arange(12).reshape(3, 4))
+    del mm
+    assert store.remove(k) and not store.has(k) and not store.remove(k)

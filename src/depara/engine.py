@@ -8,7 +8,14 @@ layers in one pass (:func:`depara.extract.build_graphs`), computes each graph's 
 (:class:`depara.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
 of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
 run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
-after another, so both engines write identical graphs under identical keys.
+after another, so both engines write identical graphs under identical keys — the keys of ``depara select``
+(:func:`depara.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what the
+other extracted.
+
+**Probe shards** (``probes_per_task``): a job is split into one task per (model, layer set, probe shard), each
+storing its probes' node maps and uncentred features as content-keyed parts (:func:`run_shard`), and one task
+joining them into the graphs (:func:`assemble_job`): bit-identical to the unsharded graphs, because shards are
+whole batches of the unsharded run.
 
 What happens when something goes wrong:
 
@@ -33,7 +40,9 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
 
 from .errors import DeparaError
 
@@ -42,6 +51,9 @@ RAY_INSTALL = 'pip install -e ".[ray]"'
 #: Seconds allowed for a TCP connection to a HOST:PORT Ray address before it is reported unreachable.
 CONNECT_TIMEOUT_S = 5.0
 _MARKER_PREFIX = ".depara-shared-"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import GraphOptions
 
 
 @dataclass(frozen=True)
@@ -89,11 +101,18 @@ class Job:
         """The job's name in the results: ``name``, else the model spec."""
         return self.name or self.model
 
-    def graph_options(self) -> dict[str, Any]:
-        """The options that determine a graph's content (part of its store key; batch size and device are not)."""
-        return {"method": self.method, "scalar": self.scalar, "channel_reduction": self.channel_reduction,
-                "edge": self.edge, "center": bool(self.center), "node_size": self.node_size,
-                "preprocess": self.preprocess}
+    def graph_options(self) -> "GraphOptions":
+        """How its graphs are built (:class:`depara.options.GraphOptions`; with the probes' preprocessing, what
+        enters their store key, :func:`depara.store.graph_key`; batch size, device and sharding do not)."""
+        from .options import GraphOptions
+
+        return GraphOptions(method=self.method, scalar=self.scalar, channel_reduction=self.channel_reduction,
+                            node_size=self.node_size, center=self.center, edge=self.edge)
+
+    def meta(self, model_hash: str, probe_hash: str) -> dict[str, Any]:
+        """What every graph of the job records besides :func:`depara.extract.graph_meta`'s fields."""
+        return {"model": self.model, "weights": self.weights, "probes": self.probes, "seed": self.seed,
+                "probe_hash": probe_hash, "weights_hash": model_hash}
 
 
 @dataclass(frozen=True)
@@ -135,38 +154,189 @@ def _probe_set(job: Job):
     raise DeparaError(f"probes {job.probes}: no such folder or image-list file on node {socket.gethostname()}")
 
 
-def run_job(job: Job, store: Any) -> Result:
-    """Build (or find in ``store``) the graphs of one job and put them in the store; errors propagate.
+def _entry_keys(job: Job, model_hash: str, probe_set: Any) -> dict[str, tuple[str, str]]:
+    """{layer: (graph key, pooled-features key)}: :func:`depara.store.graph_key`, exactly as ``depara select``."""
+    from .store import graph_key
 
-    The graphs already in the store are not rebuilt (a retried or repeated job costs only the model load).
-    """
-    from ._io import seed_everything
+    opts, prep, phash = job.graph_options(), probe_set.preprocess, probe_set.content_hash()
+    return {name: (graph_key(model_hash, name, phash, opts, prep),
+                   graph_key(model_hash, name, phash, opts, prep, kind="pooled")) for name in job.layers}
+
+
+def _cached(store: Any, keys: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
+    """Layers whose graph and pooled features are both in the store (what ``depara select`` reuses)."""
+    return tuple(name for name, (kg, kp) in keys.items() if store.has(kp) and store.get(kg) is not None)
+
+
+def _pool(features: Any) -> Any:
+    """Pooled features (N×C) as ``depara select`` keeps them for its label-based peers (the one definition)."""
+    from .selection import _pool as pool
+
+    return pool(features)
+
+
+def _put(store: Any, keys: tuple[str, str], graph: Any, pooled: Any) -> None:
+    """Store one layer's pooled features and graph (with its edge ranks), the two entries ``select`` reads."""
     from .edge_ranks import attach_edge_ranks
-    from .extract import build_graphs, resolve_layer
+
+    store.put_array(keys[1], pooled)
+    store.put(keys[0], attach_edge_ranks(graph))
+
+
+def _load_job(job: Job, store: Any):
+    """(store, probe set, model, model hash, entry keys): what every task of a job starts with."""
+    from ._io import seed_everything
+    from .extract import resolve_layer
     from .models import load_model
     from .store import weights_hash
 
-    start = time.perf_counter()
     store = _open_store(store)
     seed_everything(job.seed)
     probe_set = _probe_set(job)
     net = load_model(job.model, weights=job.weights)
     for name in job.layers:  # bad names fail before any work
         resolve_layer(net, name)
-    model_hash, probe_hash, options = weights_hash(net), probe_set.content_hash(), job.graph_options()
-    keys = {name: store.key(model_hash, name, probe_hash, options) for name in job.layers}
-    cached = tuple(name for name, k in keys.items() if store.get(k) is not None)
+    model_hash = weights_hash(net)
+    return store, probe_set, net, model_hash, _entry_keys(job, model_hash, probe_set)
+
+
+def run_job(job: Job, store: Any) -> Result:
+    """Build (or find in ``store``) the graphs of one job over its whole probe set and store them; errors propagate.
+
+    Each layer's graph (with its edge ranks) and its pooled features go under the keys ``depara select`` uses
+    (:func:`depara.store.graph_key`). Layers already in the store are not rebuilt (a retried or repeated job
+    costs only the model load).
+    """
+    from .extract import build_graphs
+
+    start = time.perf_counter()
+    store, probe_set, net, model_hash, keys = _load_job(job, store)
+    cached = _cached(store, keys)
     todo = [name for name in job.layers if name not in cached]
     if todo:
+        pooled: dict[str, Any] = {}
         graphs = build_graphs(
-            net, probe_set, todo, method=job.method, scalar=job.scalar, channel_reduction=job.channel_reduction,
-            center=job.center, edge=job.edge, batch_size=job.batch_size, device=job.device,
-            node_size=job.node_size, feature_memory_mb=job.feature_memory_mb,
-            meta={"model": job.model, "weights": job.weights, "probes": job.probes, "seed": job.seed,
-                  "probe_hash": probe_hash, "weights_hash": model_hash})
+            net, probe_set, todo, job.graph_options(), batch_size=job.batch_size, device=job.device,
+            feature_memory_mb=job.feature_memory_mb, meta=job.meta(model_hash, probe_set.content_hash()),
+            on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))
         for name, g in graphs.items():
-            store.put(keys[name], attach_edge_ranks(g))
-    return Result(job.key, True, keys, None, cached, _where(), time.perf_counter() - start)
+            _put(store, keys[name], g, pooled.pop(name))
+    return Result(job.key, True, {name: k[0] for name, k in keys.items()}, None, cached, _where(),
+                  time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------ probe shards
+def shard_ranges(n_probes: int, probes_per_task: int | None, batch_size: int) -> list[tuple[int, int]]:
+    """Probe ranges [start, stop) of a job's shards: ``probes_per_task`` rounded **up to a multiple of
+    ``batch_size``**, so every shard runs exactly the batches the unsharded job runs (same inputs per batch,
+    hence the same bits from the same kernels). None, or a size ≥ ``n_probes``: one range, the whole set."""
+    if probes_per_task is None:
+        return [(0, n_probes)]
+    if isinstance(probes_per_task, bool) or not isinstance(probes_per_task, int) or probes_per_task < 1:
+        raise DeparaError(f"probes_per_task: expected a positive integer or None (whole probe set), got "
+                          f"{probes_per_task!r}")
+    size = -(-probes_per_task // batch_size) * batch_size
+    return [(a, min(n_probes, a + size)) for a in range(0, n_probes, size)]
+
+
+def _shard_keys(job: Job, model_hash: str, probe_set: Any, layer: str, rng: tuple[int, int]) -> tuple[str, str]:
+    """Store keys of one shard's parts of one layer: node maps and (uncentred) features of probes ``rng``."""
+    from .store import graph_key
+
+    extra = {"shard": list(rng)}
+    args = (model_hash, layer, probe_set.content_hash(), job.graph_options(), probe_set.preprocess)
+    return (graph_key(*args, extra=extra, kind="shard_maps"), graph_key(*args, extra=extra, kind="shard_features"))
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One probe shard's outcome: the model's weights hash (every shard must agree), or the one-line error."""
+
+    job: str
+    probes: tuple[int, int]
+    model_hash: str = ""
+    error: str | None = None
+
+
+def run_shard(job: Job, store: Any, start: int, stop: int) -> ShardResult:
+    """Compute node maps and features of probes ``start:stop`` for every layer of ``job`` not yet in the store,
+    and store them as shard parts (content-keyed: model hash, layer, probe hash, the range, options); errors
+    propagate. Parts already stored (a retried task) are not recomputed."""
+    from .extract import extract_parts
+
+    store, probe_set, net, model_hash, keys = _load_job(job, store)
+    cached = set(_cached(store, keys))
+    todo = {name: _shard_keys(job, model_hash, probe_set, name, (start, stop)) for name in job.layers
+            if name not in cached}
+    todo = {name: k for name, k in todo.items() if not (store.has(k[0]) and store.has(k[1]))}
+    if todo:
+        def keep(name: str, maps: Any, features: Any, ids: Any) -> None:
+            store.put_array(todo[name][1], features)  # features first: maps present ⇒ both are
+            store.put_array(todo[name][0], maps)
+
+        extract_parts(net, probe_set.subset(range(start, stop)), list(todo), job.graph_options(),
+                      batch_size=job.batch_size, device=job.device, feature_memory_mb=job.feature_memory_mb,
+                      meta={"model": job.model}, on_parts=keep)
+    return ShardResult(job.key, (start, stop), model_hash)
+
+
+def assemble_job(job: Job, store: Any, shards: Sequence[ShardResult]) -> Result:
+    """Join a job's probe shards into its graphs (edges from the joined features, in column blocks) and store
+    them with their pooled features, then delete the shard parts; errors propagate. A failed shard fails the job.
+
+    The graphs are identical to :func:`run_job`'s (``tests/test_ray.py``).
+    """
+    from ._io import temp_dir
+    from .extract import graph_from_parts, graph_meta, layer_meta
+
+    start = time.perf_counter()
+    bad = [s for s in shards if s.error is not None]
+    if bad:
+        raise DeparaError(f"probes {bad[0].probes[0]}:{bad[0].probes[1]}: {bad[0].error}")
+    hashes = {s.model_hash for s in shards}
+    if len(hashes) != 1:
+        raise DeparaError(f"model {job.model}: its probe shards loaded different weights (is the model "
+                          "deterministic under the job's seed?)")
+    model_hash = hashes.pop()
+    store = _open_store(store)
+    probe_set = _probe_set(job)
+    keys = _entry_keys(job, model_hash, probe_set)
+    cached = _cached(store, keys)
+    ranges = sorted(s.probes for s in shards)
+    if ranges != shard_ranges(len(probe_set), ranges[0][1] - ranges[0][0], job.batch_size) \
+            and ranges != [(0, len(probe_set))]:
+        raise DeparaError(f"shards of job {job.key!r}: ranges {ranges} do not cover probes 0:{len(probe_set)}")
+    opts = job.graph_options()
+    base = graph_meta(probe_set, opts, meta=job.meta(model_hash, probe_set.content_hash()))
+    for name in job.layers:
+        if name in cached:
+            continue
+        parts = [_shard_keys(job, model_hash, probe_set, name, r) for r in ranges]
+        got = [(store.get_array(km), store.get_array(kf, mmap=True)) for km, kf in parts]
+        if any(m is None or f is None for m, f in got):
+            raise DeparaError(f"layer {name} of job {job.key!r}: probe-shard parts missing from the store "
+                              f"{store.root}; run the job again")
+        maps = np.concatenate([m for m, _ in got])
+        shape = (len(probe_set), *got[0][1].shape[1:])
+        nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+        with temp_dir() as tmp:
+            # The joined features: in RAM within the job's feature budget, else a temporary file read in blocks.
+            if nbytes <= job.feature_memory_mb * 2**20:
+                features = np.empty(shape, dtype=np.float32)
+            else:
+                features = np.lib.format.open_memmap(os.path.join(tmp, "features.npy"), mode="w+",
+                                                     dtype=np.float32, shape=shape)
+            for (a, b), (_, f) in zip(ranges, got):
+                features[a:b] = f
+            del got
+            g = graph_from_parts(maps, features, opts, probe_set.ids, layer_meta(base, name, maps, probe_set))
+            _put(store, keys[name], g, _pool(features))
+            del features
+        for km, kf in parts:
+            store.remove(km)
+            store.remove(kf)
+    return Result(job.key, True, {name: k[0] for name, k in keys.items()}, None, cached, _where(),
+                  time.perf_counter() - start)
 
 
 def _where() -> str:
@@ -189,23 +359,60 @@ def one_line(exc: BaseException) -> str:
     return msg if isinstance(exc, DeparaError) else f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _run_reported(job: Job, store: Any) -> Result:
-    """:func:`run_job`, with any exception turned into a failed Result (not retried: it would fail again)."""
+def _reported(job: Job, fn: Any, *args: Any) -> Result:
+    """``fn(*args)`` (a Result), with any exception turned into a failed Result (not retried: it would fail again)."""
     start = time.perf_counter()
     try:
-        return run_job(job, store)
+        return fn(*args)
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
         return Result(job.key, False, {}, one_line(exc), (), _where(), time.perf_counter() - start)
 
 
-def _ray_job(job: Job, store: Any) -> Result:
-    """The Ray task: torch gets as many threads as the task has CPUs (one by default), then :func:`_run_reported`."""
+def _run_reported(job: Job, store: Any) -> Result:
+    """:func:`run_job`, a failure reported as a failed Result."""
+    return _reported(job, run_job, job, store)
+
+
+def _shard_reported(job: Job, store: Any, start: int, stop: int) -> ShardResult:
+    """:func:`run_shard`, a failure reported in the ShardResult (the job then fails at assembly, with it)."""
+    try:
+        return run_shard(job, store, start, stop)
+    except Exception as exc:  # noqa: BLE001 - reported by the job
+        return ShardResult(job.key, (start, stop), "", one_line(exc))
+
+
+def _ranges(job: Job, probes_per_task: int | None) -> list[tuple[int, int]]:
+    """The job's probe shards (one range = the unsharded path); the probe set is listed, not read."""
+    if probes_per_task is None:
+        return [(0, 0)]
+    return shard_ranges(len(_probe_set(job)), probes_per_task, job.batch_size)
+
+
+def _threads() -> None:
+    """Inside a Ray task: torch gets as many threads as the task has CPUs (one by default)."""
     import ray
     import torch
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
+
+
+def _ray_job(job: Job, store: Any) -> Result:
+    """The Ray task of an unsharded job."""
+    _threads()
     return _run_reported(job, store)
+
+
+def _ray_shard(job: Job, store: Any, start: int, stop: int) -> ShardResult:
+    """The Ray task of one probe shard."""
+    _threads()
+    return _shard_reported(job, store, start, stop)
+
+
+def _ray_assemble(job: Job, store: Any, *shards: ShardResult) -> Result:
+    """The Ray task joining a job's shards (Ray passes it their results once every shard task has finished)."""
+    _threads()
+    return _reported(job, assemble_job, job, store, shards)
 
 
 # ------------------------------------------------------------------------------------------------ engines
@@ -226,8 +433,8 @@ def _check_jobs(jobs: Iterable[Job]) -> list[Job]:
 
 
 def extract_graphs(jobs: Sequence[Job], store: Any = None, *, engine: str = "local", address: str | None = None,
-                   num_workers: int | None = None, max_retries: int = 3, progress: bool = True
-                   ) -> dict[str, Result]:
+                   num_workers: int | None = None, max_retries: int = 3, progress: bool = True,
+                   probes_per_task: int | None = None) -> dict[str, Result]:
     """Run extraction ``jobs`` on ``engine`` and write their graphs to ``store``: {job key: Result}.
 
     Parameters
@@ -249,6 +456,12 @@ def extract_graphs(jobs: Sequence[Job], store: Any = None, *, engine: str = "loc
         Ray only: times a task is re-run after its worker process or node dies.
     progress : bool
         A tqdm bar over finished jobs.
+    probes_per_task : int, optional
+        Split each job into probe shards of this many probes (rounded up to a multiple of the job's batch size):
+        one task per (model, layer set, probe shard) computes the shard's node maps and features and stores
+        them (content-keyed parts), then one task per job joins them into the graphs — identical to the
+        unsharded graphs. None (default): one task per job over its whole probe set. See docs/ray.md for when
+        sharding pays (the parts hold the layers' full features on the store for a while).
 
     Returns
     -------
@@ -261,12 +474,13 @@ def extract_graphs(jobs: Sequence[Job], store: Any = None, *, engine: str = "loc
         raise DeparaError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise DeparaError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
+    shard_ranges(1, probes_per_task, 1)  # checks the value
     store = _open_store(store)
     if engine == "local":
         if address is not None:
             raise DeparaError("address: only used with engine='ray'")
-        return _run_local(jobs, store, progress)
-    return _run_ray(jobs, store, address, num_workers, max_retries, progress)
+        return _run_local(jobs, store, progress, probes_per_task)
+    return _run_ray(jobs, store, address, num_workers, max_retries, progress, probes_per_task)
 
 
 def _bar(total: int, enabled: bool, desc: str):
@@ -275,13 +489,21 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="job")
 
 
-def _run_local(jobs: list[Job], store: Any, progress: bool) -> dict[str, Result]:
+def _run_local(jobs: list[Job], store: Any, progress: bool, probes_per_task: int | None = None
+               ) -> dict[str, Result]:
     results = {}
     with _bar(len(jobs), progress, "depara extract (local)") as bar:
         for job in jobs:
-            results[job.key] = _run_reported(job, store)
+            results[job.key] = _reported(job, _local_job, job, store, probes_per_task)
             bar.update(1)
     return results
+
+
+def _local_job(job: Job, store: Any, probes_per_task: int | None) -> Result:
+    ranges = _ranges(job, probes_per_task)
+    if len(ranges) == 1:
+        return run_job(job, store)
+    return assemble_job(job, store, [_shard_reported(job, store, a, b) for a, b in ranges])
 
 
 # ------------------------------------------------------------------------------------------------ Ray
@@ -381,16 +603,27 @@ def check_shared_store(root: Path, token: str | None = None) -> None:
 
 
 def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int | None, max_retries: int,
-             progress: bool) -> dict[str, Result]:
+             progress: bool, probes_per_task: int | None = None) -> dict[str, Result]:
     ray = import_ray()
     started = connect(address, num_workers)
     try:
         check_shared_store(store.root)
-        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
-        refs = {task.remote(job, store): job for job in jobs}
+        opts = {"num_cpus": 1, "max_retries": max_retries, "retry_exceptions": False}
+        task, shard, assemble = (ray.remote(**opts)(f) for f in (_ray_job, _ray_shard, _ray_assemble))
         results: dict[str, Result] = {}
+        refs = {}
+        for job in jobs:
+            try:
+                ranges = _ranges(job, probes_per_task)
+            except Exception as exc:  # noqa: BLE001 - e.g. its probes are missing: that job fails
+                results[job.key] = Result(job.key, False, {}, one_line(exc))
+                continue
+            if len(ranges) == 1:
+                refs[task.remote(job, store)] = job
+            else:  # the assembly task starts once every shard task has returned (Ray resolves the refs)
+                refs[assemble.remote(job, store, *(shard.remote(job, store, a, b) for a, b in ranges))] = job
         pending = list(refs)
-        with _bar(len(jobs), progress, "depara extract (ray)") as bar:
+        with _bar(len(refs), progress, "depara extract (ray)") as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
@@ -415,5 +648,5 @@ def summary(results: Mapping[str, Result]) -> list[dict[str, Any]]:
              "cached": ",".join(r.cached)} for r in results.values()]
 
 
-__all__ = ["ENGINES", "Job", "Result", "extract_graphs", "run_job", "connect", "check_shared_store",
-           "import_ray", "summary"]
+__all__ = ["ENGINES", "Job", "Result", "ShardResult", "extract_graphs", "run_job", "run_shard", "assemble_job",
+           "shard_ranges", "connect", "check_shared_store", "import_ray", "summary"]

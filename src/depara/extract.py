@@ -483,6 +483,37 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
     """
     opts = graph_options(options, **option_changes)
+    graphs: dict[str, Graph] = {}
+    base: dict[str, Any] = {}
+
+    def make(name: str, attrs: np.ndarray, features: np.ndarray, ids: tuple[str, ...]) -> None:
+        if not base:
+            base.update(graph_meta(probes, opts, preprocess=preprocess, meta=meta))
+        if on_features is not None:
+            on_features(name, features)
+        graphs[name] = graph_from_parts(attrs, features, opts, ids, layer_meta(base, name, attrs, probes))
+
+    extract_parts(model, probes, layers, opts, batch_size=batch_size, device=device, progress=progress,
+                  probe_ids=probe_ids, preprocess=preprocess, meta=meta, feature_memory_mb=feature_memory_mb,
+                  on_parts=make)
+    return graphs
+
+
+def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str],
+                  options: GraphOptions | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, device: Any = None,
+                  progress: bool = False, probe_ids: Sequence[str] | None = None,
+                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
+                  feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
+                  on_parts: Callable[[str, np.ndarray, np.ndarray, tuple[str, ...]], None]) -> None:
+    """The parts of :func:`build_graphs`' graphs, one pass over the probes: ``on_parts(layer, maps, features, ids)``.
+
+    maps: N×h×w float32 attribution maps (channel-reduced, on the node grid); features: N×… float32 (possibly
+    memory-mapped, valid only during the call). Every per-probe quantity depends on that probe alone (and on
+    its batch: run the same batches to get the same bits), so the parts of consecutive probe ranges, joined,
+    are the parts of the whole set: the Ray engine's probe shards (:mod:`depara.engine`) rest on this.
+    Arguments as :func:`build_graphs`.
+    """
+    opts = graph_options(options)
     if isinstance(layers, str):
         layers = [layers]
     layers = list(dict.fromkeys(layers))
@@ -506,32 +537,45 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
         attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
                          channel_reduction=opts.channel_reduction.value, grid=opts.node_size,
                          batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name)
-        base_meta = dict(meta or {})
-        prep = None
-        if isinstance(probes, ProbeSet):
-            prep = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
-            # What the probes ARE (not only their ids): comparisons refuse graphs over different images.
-            base_meta["probe_hash"] = probes.content_hash()
-            base_meta["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
-        graphs = {}
         for name in layers:
-            info = {**base_meta, "layer": name, **opts.to_meta(), "node_grid": list(attrs[name].shape[1:]),
-                    "input_size": list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])}
-            if prep is not None:
-                info["preprocess"] = prep
-            if method == "lrp":
-                info["lrp_epsilon"] = LRP_EPSILON
-            if method == "integrated_gradients":
-                info["ig_steps"] = IG_STEPS
             features = feats.take(name)
-            if on_features is not None:
-                on_features(name, features)
-            g = Graph.from_arrays(attrs.pop(name), features, center=opts.center, edge=opts.edge.value,
-                                  probe_ids=ids, channel_reduction=None, meta=info)
+            on_parts(name, attrs.pop(name), features, ids)
             del features
-            g.meta["channel_reduction"] = opts.channel_reduction.value
-            graphs[name] = g
-    return graphs
+
+
+def graph_meta(probes: ProbeSet | torch.Tensor, options: GraphOptions | None = None, *,
+               preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """The metadata :func:`build_graphs` records in every graph of one run (before :func:`layer_meta`)."""
+    opts = graph_options(options)
+    base = {**dict(meta or {}), **opts.to_meta()}
+    if isinstance(probes, ProbeSet):
+        base["preprocess"] = (probes.preprocess if preprocess is None else Preprocess.parse(preprocess)).describe()
+        # What the probes ARE (not only their ids): comparisons refuse graphs over different images.
+        base["probe_hash"] = probes.content_hash()
+        base["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
+    if opts.method.value == "lrp":
+        base["lrp_epsilon"] = LRP_EPSILON
+    if opts.method.value == "integrated_gradients":
+        base["ig_steps"] = IG_STEPS
+    return base
+
+
+def layer_meta(base: Mapping[str, Any], layer: str, maps: np.ndarray, probes: ProbeSet | torch.Tensor
+               ) -> dict[str, Any]:
+    """One layer's graph metadata: :func:`graph_meta` plus the layer, its node grid and the input size."""
+    size = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(base["preprocess"]["size"])
+    return {**base, "layer": layer, "node_grid": list(maps.shape[1:]), "input_size": size}
+
+
+def graph_from_parts(maps: np.ndarray, features: np.ndarray, options: GraphOptions | None,
+                     probe_ids: Sequence[str], meta: Mapping[str, Any]) -> Graph:
+    """The graph of one layer from its :func:`extract_parts` (all probes) and :func:`layer_meta`."""
+    opts = graph_options(options)
+    g = Graph.from_arrays(maps, features, center=opts.center, edge=opts.edge.value, probe_ids=probe_ids,
+                          channel_reduction=None, meta=meta)
+    g.meta["channel_reduction"] = opts.channel_reduction.value
+    return g
 
 
 def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int, ids: Sequence[str],
@@ -597,5 +641,6 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
 
 
 __all__ = ["LRP_EPSILON", "IG_STEPS", "GraphOptions", "graph_options", "build_graph", "build_graphs",
+           "extract_parts", "graph_meta", "layer_meta", "graph_from_parts",
            "capture_features", "attribution_maps", "resolve_layer"]
 

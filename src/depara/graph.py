@@ -22,10 +22,11 @@ This module is numpy only; the torch layer (:mod:`depara.extract`) builds graphs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -270,6 +271,93 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
     return out
 
 
+class GraphHeader(NamedTuple):
+    """A validated graph file header (:func:`read_graph_header`): what :meth:`Graph.load` reads before the tensors.
+
+    ``tensors``: {name: (dtype, shape, begin, end)} with ``begin``/``end`` **absolute** byte offsets in the file,
+    so a reader can fetch one tensor (or a byte range of it, e.g. some probes' node maps) straight into its own
+    buffer (:mod:`depara.graph_rows`).
+    """
+
+    path: Path
+    probe_ids: tuple
+    meta: dict
+    tensors: dict
+
+    def read(self, fh: Any, name: str) -> np.ndarray:
+        """Tensor ``name`` read from the open file ``fh`` into a fresh array (the file's dtype)."""
+        dtype, shape, begin, end = self.tensors[name]
+        fh.seek(begin)
+        buf = fh.read(end - begin)
+        if len(buf) != end - begin:
+            raise DeparaError(f"{self.path}: not a readable depara graph file (corrupt or truncated safetensors: "
+                              f"tensor {name!r} is cut short)")
+        return np.frombuffer(bytearray(buf), dtype=dtype).reshape(shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_ids_json(text: str) -> tuple[str, ...] | None:
+    """The probe ids of a graph file header (a tuple), or None if they are not a list of strings.
+
+    Cached by the JSON text: every graph over one probe set carries the same text, so reading a thousand such
+    headers (:mod:`depara.graph_rows`) parses and checks its N ids once.
+    """
+    from .readers import loads_json
+
+    ids = loads_json(text, "probe_ids")
+    if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+        return None
+    return tuple(ids)
+
+
+def read_graph_header(path: str | os.PathLike) -> GraphHeader:
+    """Read and validate the safetensors header of a graph file (see :meth:`Graph.load`), not its tensors."""
+    from .readers import exists, loads_json, regular_file
+
+    p = Path(path)
+    if not exists(p):
+        raise DeparaError(f"{p}: graph file not found")
+    if not p.is_file():
+        if p.is_dir():
+            raise DeparaError(f"{p}: not a file (expected a depara graph .safetensors file)")
+        raise DeparaError(f"{p}: not a regular file (expected a depara graph .safetensors file)")
+    size = regular_file(p, "graph file").st_size
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+            if head[:4] == b"PK\x03\x04":
+                raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
+            if head[:6] == b"\x93NUMPY":
+                raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
+            if len(head) < 8:
+                raise DeparaError(f"{p}: truncated or empty ({size} bytes), not a depara graph file")
+            header_len = int.from_bytes(head, "little")
+            if header_len > size - 8 or header_len > MAX_HEADER_BYTES or header_len < 2:
+                raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
+                                  f"{header_len} exceeds the file size or the limit of {MAX_HEADER_BYTES})")
+            raw_header = fh.read(header_len)
+    except OSError as exc:
+        raise DeparaError(f"{p}: cannot read the graph file ({exc.strerror or type(exc).__name__})") from None
+    data_start = 8 + header_len
+    if raw_header[:1] != b"{":
+        raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
+                          "the header is not a JSON object)")
+    header = loads_json(raw_header, f"{p}: safetensors header", max_depth=4)
+    tensors = {name: (dtype, shape, data_start + begin, data_start + end)
+               for name, (dtype, shape, begin, end) in _check_header(header, p, size - data_start).items()}
+    metadata = header.get("__metadata__")
+    try:
+        probe_ids = _probe_ids_json(metadata.get("probe_ids", ""))
+        meta = loads_json(metadata.get("meta", ""), "meta")
+    except DeparaError as exc:
+        raise DeparaError(f"{p}: corrupt depara graph metadata ({exc})") from None
+    if probe_ids is None:
+        raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids is not a list of strings)")
+    if not isinstance(meta, dict):
+        raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")
+    return GraphHeader(p, probe_ids, meta, tensors)
+
+
 class Graph:
     """DEPARA graph: ``nodes`` (N×P float32), ``edges`` (N(N−1)/2 float32, squareform order), ``probe_ids``, ``meta``.
 
@@ -419,56 +507,14 @@ class Graph:
         JSON strings go through :func:`depara.readers.loads_json` (size and depth limits). FIFOs and other
         special files are refused without being opened. Nothing is ever unpickled.
         """
-        from .readers import exists, loads_json, regular_file
-
-        p = Path(path)
-        if not exists(p):
-            raise DeparaError(f"{p}: graph file not found")
-        if not p.is_file():
-            if p.is_dir():
-                raise DeparaError(f"{p}: not a file (expected a depara graph .safetensors file)")
-            raise DeparaError(f"{p}: not a regular file (expected a depara graph .safetensors file)")
-        size = regular_file(p, "graph file").st_size
+        head = read_graph_header(path)
+        p = head.path
         try:
             with open(p, "rb") as fh:
-                head = fh.read(8)
-                if head[:4] == b"PK\x03\x04":
-                    raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
-                if head[:6] == b"\x93NUMPY":
-                    raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
-                if len(head) < 8:
-                    raise DeparaError(f"{p}: truncated or empty ({size} bytes), not a depara graph file")
-                header_len = int.from_bytes(head, "little")
-                if header_len > size - 8 or header_len > MAX_HEADER_BYTES or header_len < 2:
-                    raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
-                                      f"{header_len} exceeds the file size or the limit of {MAX_HEADER_BYTES})")
-                raw_header = fh.read(header_len)
-                data_start = 8 + header_len
-                if raw_header[:1] != b"{":
-                    raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
-                                      "the header is not a JSON object)")
-                header = loads_json(raw_header, f"{p}: safetensors header", max_depth=4)
-                tensors = _check_header(header, p, size - data_start)
-                arrays = {}
-                for name, (dtype, shape, begin, end) in tensors.items():
-                    fh.seek(data_start + begin)
-                    buf = fh.read(end - begin)
-                    if len(buf) != end - begin:
-                        raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
-                                          f"tensor {name!r} is cut short)")
-                    arrays[name] = np.frombuffer(bytearray(buf), dtype=dtype).reshape(shape)
+                arrays = {name: head.read(fh, name) for name in head.tensors}
         except OSError as exc:
             raise DeparaError(f"{p}: cannot read the graph file ({exc.strerror or type(exc).__name__})") from None
-        metadata = header.get("__metadata__")
-        try:
-            probe_ids = loads_json(metadata.get("probe_ids", ""), "probe_ids")
-            meta = loads_json(metadata.get("meta", ""), "meta")
-        except DeparaError as exc:
-            raise DeparaError(f"{p}: corrupt depara graph metadata ({exc})") from None
-        if not isinstance(probe_ids, list) or not all(isinstance(x, str) for x in probe_ids):
-            raise DeparaError(f"{p}: corrupt depara graph metadata (probe_ids is not a list of strings)")
-        if not isinstance(meta, dict):
-            raise DeparaError(f"{p}: corrupt depara graph metadata (meta is not an object)")
+        probe_ids, meta = head.probe_ids, head.meta
         try:
             graph = cls(arrays["nodes"], arrays["edges"], probe_ids, meta)
         except DeparaError as exc:

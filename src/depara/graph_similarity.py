@@ -11,10 +11,12 @@
   ``V`` with anything is undefined — :func:`node_similarity` raises, matrices hold NaN, ranking rows hold NaN —
   and its ``S`` is ``λE`` alone (the node term is absent, not zero; with λ = 0 every such S is 0).
 
-Many graphs at once (:func:`similarity_matrix`): each edge vector is ranked and standardised (zero mean, unit
-norm) exactly once, then all Spearman values are one matrix product of the stacked standardised ranks; all node
-similarities are one product of the stacked per-probe-normalised maps (Σ_i ⟨â_i, b̂_i⟩ is the dot product of the
-concatenated maps), done in probe chunks to bound memory. Arithmetic is float64.
+Many graphs at once (:func:`similarity_matrix`, from Graphs or straight from graph files): each graph's edge
+ranks (stored at build time, :mod:`depara.edge_ranks`, else ranked once) are written as one row of a stack,
+and all Spearman values are one matrix product of it; all node similarities are one product of the stacked
+per-probe-normalised maps (Σ_i ⟨â_i, b̂_i⟩ is the dot product of the concatenated maps), in probe blocks when
+they do not fit beside the edge stack. Rows are written in place, from the files' byte ranges
+(:mod:`depara.graph_rows`). Results are float64 (``dtype=np.float32`` for the stacks and products).
 
 numpy/scipy only: nothing here knows about torch.
 """
@@ -29,6 +31,7 @@ from scipy.stats import rankdata
 from .edge_ranks import centred_doubled_ranks, constant_edges_error, standardize, standardized_edge_ranks
 from .errors import DeparaError
 from .graph import Graph
+from .graph_rows import Scratch, graph_rows, normalize_rows_into
 from .options import DEFAULT_LAMBDA, check_lam
 
 # Upper bound of the float64 block of normalised node maps multiplied at once in node_similarity_matrix.
@@ -227,6 +230,50 @@ def _names_and_graphs(graphs: Mapping[str, Graph] | Sequence[Graph], what: str) 
     return names, items
 
 
+def _edge_gram(fill, g: int, m: int, dtype: Any, names: Sequence[str]) -> np.ndarray:
+    """G×G Spearman matrix from a stack whose row k ``fill(k, row)`` writes as ``2·rank − (M+1)``.
+
+    Each row is written once, in place; the rows are the standardised ranks up to a per-row scale, and the
+    scales come from the product's own diagonal (the rows' squared norms), so no normalising pass is needed.
+    """
+    stacked = np.empty((g, m), dtype=dtype)
+    for k in range(g):
+        fill(k, stacked[k])
+    gram = (stacked @ stacked.T).astype(np.float64)  # a @ a.T: numpy uses the symmetric rank-k product
+    del stacked
+    norms = np.sqrt(np.diag(gram).copy())
+    if m < 2 or not norms.all():
+        k = 0 if m < 2 else int(np.flatnonzero(norms == 0)[0])
+        raise constant_edges_error(f"graph {names[k]}", m)
+    gram /= norms[:, None]
+    gram /= norms[None, :]
+    return np.clip(gram, -1.0, 1.0)
+
+
+def _node_gram(fill, g: int, n: int, p: int, dtype: Any, block_bytes: int) -> np.ndarray:
+    """G×G mean per-probe cosine from node-map blocks: ``fill(k, row, start, stop)`` writes probes start:stop.
+
+    Σ_i ⟨â_i, b̂_i⟩ is the dot product of the concatenated unit-norm maps, so each block of probes adds one
+    product; blocks hold at most ``block_bytes`` (all probes at once when they fit).
+    """
+    step = max(1, min(n, block_bytes // max(1, g * p * np.dtype(dtype).itemsize)))
+    total = np.zeros((g, g))
+    block = np.empty((g, step * p), dtype=dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        width = (stop - start) * p
+        for k in range(g):
+            fill(k, block[k, :width], start, stop)
+        view = block if width == block.shape[1] else block[:, :width]
+        total += view @ view.T
+    return np.clip(total / n, -1.0, 1.0)
+
+
+def _node_block_budget(g: int, m: int, dtype: Any) -> int:
+    """Bytes of node maps multiplied at once after the G×M edge stack is freed: as much as that stack took."""
+    return max(_NODE_BLOCK_BYTES, g * m * np.dtype(dtype).itemsize)
+
+
 def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str] | None = None,
                            dtype: Any = np.float64) -> np.ndarray:
     """G×G float64 node similarities of G node arrays (each N×P, same shape): one batched product per chunk.
@@ -242,25 +289,11 @@ def node_similarity_matrix(nodes_list: Sequence[np.ndarray], names: Sequence[str
         if a.ndim != 2 or a.shape != shape:
             raise DeparaError(f"nodes of {name}: shape {a.shape}, expected {shape} like {names[0]} (N×P, same "
                               "probes and node grid)")
-    n, p = shape
-    g = len(arrays)
-    itemsize = np.dtype(dtype).itemsize
-    step = max(1, _NODE_BLOCK_BYTES // max(1, g * p * itemsize))
-    total = np.zeros((g, g))
-    block = np.empty((g, min(step, n) * p), dtype=dtype)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        width = (stop - start) * p
-        for k, a in enumerate(arrays):
-            # Normalise straight into the block row: one read for the norms, one divide-and-write.
-            chunk = a[start:stop]
-            dest = block[k, :width].reshape(stop - start, p)
-            norms = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))[:, None]
-            np.divide(chunk, norms, out=dest, where=norms > 0, casting="unsafe")
-            dest[(norms == 0)[:, 0]] = 0.0  # all-zero maps: cosine 0
-        view = block[:, :width]
-        total += view @ view.T
-    return np.clip(total / n, -1.0, 1.0)
+
+    def fill(k, row, start, stop):
+        normalize_rows_into(arrays[k][start:stop], row.reshape(stop - start, shape[1]), f"nodes of {names[k]}")
+
+    return _node_gram(fill, len(arrays), shape[0], shape[1], dtype, _NODE_BLOCK_BYTES)
 
 
 def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str] | None = None,
@@ -286,46 +319,58 @@ def edge_similarity_matrix(edges_list: Sequence[np.ndarray], names: Sequence[str
     for name, e in zip(names, arrays):
         if e.ndim != 1 or e.shape != m:
             raise DeparaError(f"edges of {name}: shape {e.shape}, expected {m} like {names[0]} (same probes)")
-    # Each row is written once: 2·rank − (M+1), the standardised ranks up to a per-row scale; the scales come
-    # from the product's own diagonal (the rows' squared norms), so no separate normalising pass is needed.
-    stacked = np.empty((len(arrays), m[0]), dtype=dtype)
-    for k, (name, e, r) in enumerate(zip(names, arrays, stored)):
-        centred_doubled_ranks(e, None if r is None else np.asarray(r), stacked[k], f"graph {name}")
-    gram = (stacked @ stacked.T).astype(np.float64)
-    del stacked
-    norms = np.sqrt(np.diag(gram).copy())
-    if m[0] < 2 or not norms.all():
-        k = 0 if m[0] < 2 else int(np.flatnonzero(norms == 0)[0])
-        raise constant_edges_error(f"graph {names[k]}", m[0])
-    gram /= norms[:, None]
-    gram /= norms[None, :]
-    return np.clip(gram, -1.0, 1.0)
+
+    def fill(k, row):
+        centred_doubled_ranks(arrays[k], None if stored[k] is None else np.asarray(stored[k]), row,
+                              f"graph {names[k]}")
+
+    return _edge_gram(fill, len(arrays), m[0], dtype, names)
 
 
-def similarity_matrix(graphs: Mapping[str, Graph] | Sequence[Graph], lam: float = DEFAULT_LAMBDA,
+def similarity_matrix(graphs: Mapping[str, Any] | Sequence[Any], lam: float = DEFAULT_LAMBDA,
                       dtype: Any = np.float64) -> SimilarityMatrices:
-    """V, E and S = V + λE for every pair of ``graphs`` (a dict name → Graph, or a list), computed in batch.
+    """V, E and S = V + λE for every pair of ``graphs``, computed in batch as two matrix products.
 
-    Graphs that carry stored edge ranks (``Graph.edge_ranks``, :mod:`depara.edge_ranks`) are not re-ranked, so
-    the whole computation is two matrix products (results bit-identical). ``dtype=np.float32`` runs both
-    products in single precision (≈1.7× faster, half the memory, max error ~1e-6: see
-    ``benchmarks/bench_similarity_scale.py``). For more graphs than fit in RAM see
+    Parameters
+    ----------
+    graphs : dict or list
+        Graphs (:class:`Graph`) or graph **files** (paths, e.g. ``GraphStore.path(key)``), or a mix; a dict maps
+        names to them. Files are never loaded as Graphs: their stored edge ranks and node maps are read straight
+        into the stacks (:mod:`depara.graph_rows`), which is what keeps 1,000 graphs × 1,000 probes bound by the
+        products (``benchmarks/bench_similarity_scale.py``).
+    lam : float
+        λ ≥ 0 of S = V + λE.
+    dtype : float64 (default) or float32
+        Of the stacks and products. ``np.float32``: half the memory, faster products, max error ~1e-6.
+
+    Returns
+    -------
+    SimilarityMatrices
+        G×G float64 ``S``, ``V``, ``E``. Graphs that carry stored edge ranks (``Graph.edge_ranks``,
+        :mod:`depara.edge_ranks`) are not re-ranked; results are bit-identical either way.
+
+    Memory: the edge stack G×M (M = N(N−1)/2) in ``dtype``, freed before the node stack G×N·P is built (in probe
+    blocks no larger than the edge stack). For more graphs than fit in RAM see
     :func:`depara.similarity_blocked.similarity_matrix_blocked`.
     """
     lam = _check_lam(lam)
-    names, items = _names_and_graphs(graphs, "graphs")
+    names, items = graph_rows(graphs, "graphs")
     with_nodes = [k for k, g in enumerate(items) if not _nodeless(g)]
     for name, g in zip(names[1:], items[1:]):
         _check_comparable(items[0], g, repr(names[0]), repr(name), nodes=False)
     for k in with_nodes[1:]:
         _check_comparable(items[with_nodes[0]], items[k], repr(names[with_nodes[0]]), repr(names[k]))
     quoted = [repr(n) for n in names]
-    e = edge_similarity_matrix([g.edges for g in items], quoted, dtype=dtype,
-                               ranks_list=[getattr(g, "edge_ranks", None) for g in items])
+    scratch = Scratch()
+    m = items[0].n_edges
+    e = _edge_gram(lambda k, row: items[k].ranks_into(row, scratch, f"graph {quoted[k]}"), len(items), m, dtype,
+                   quoted)
     v = np.full_like(e, np.nan)  # NaN wherever a nodeless graph (label graph) is involved
     if with_nodes:
-        v[np.ix_(with_nodes, with_nodes)] = node_similarity_matrix([items[k].nodes for k in with_nodes],
-                                                                   [quoted[k] for k in with_nodes], dtype=dtype)
+        first = items[with_nodes[0]]
+        v[np.ix_(with_nodes, with_nodes)] = _node_gram(
+            lambda k, row, start, stop: items[with_nodes[k]].nodes_into(row, scratch, start, stop),
+            len(with_nodes), first.n_probes, first.node_size, dtype, _node_block_budget(len(items), m, dtype))
     from .evaluate import combine
 
     return SimilarityMatrices(tuple(names), S=combine(v, e, lam), V=v, E=e)

@@ -340,7 +340,7 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
                   batch_size: int, feature_memory_mb: float, progress: bool,
                   only_last: bool = False) -> _ModelResult:
     """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features."""
-    from .store import weights_hash
+    from .store import graph_key_options, weights_hash
 
     start = time.perf_counter()
     model = entry.load()
@@ -348,7 +348,7 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     names = _resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
     whash = weights_hash(model)
     phash = probes.content_hash()
-    opts = {**GRAPH_OPTIONS, "preprocess": prep.describe()}
+    opts = graph_key_options(DEFAULT_GRAPH_OPTIONS, prep)  # THE key record, shared with depara.engine
     graphs: dict[str, Any] = {}
     pooled: dict[str, np.ndarray] = {}
     keys: dict[str, tuple[str, str]] = {}

@@ -32,10 +32,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .edge_ranks import standardized_edge_ranks
+from .edge_ranks import constant_edges_error
 from .errors import DeparaError
-from .graph import Graph
-from .graph_similarity import SimilarityMatrices, _check_comparable, _check_lam, normalized_nodes
+from .graph_rows import Scratch, graph_rows
+from .graph_similarity import SimilarityMatrices, _check_comparable, _check_lam
 from .options import DEFAULT_LAMBDA
 
 
@@ -70,26 +70,6 @@ class Stack:
             del mm
 
 
-def _load(item: Any, label: str) -> Graph:
-    if isinstance(item, Graph):
-        return item
-    if isinstance(item, (str, os.PathLike)):
-        return Graph.load(item)
-    raise DeparaError(f"graphs[{label}]: expected a Graph or a graph file path, got {type(item).__name__}")
-
-
-def _named(graphs: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
-    if isinstance(graphs, Mapping):
-        items = [(str(k), v) for k, v in graphs.items()]
-    elif isinstance(graphs, (str, bytes, Graph)) or not isinstance(graphs, Sequence):
-        raise DeparaError("graphs: expected a dict name → Graph/path or a list of Graphs/paths")
-    else:
-        items = [(str(i), v) for i, v in enumerate(graphs)]
-    if not items:
-        raise DeparaError("graphs: no graphs given")
-    return items
-
-
 def build_stack(graphs: Mapping[str, Any] | Sequence[Any], workdir: str | os.PathLike,
                 dtype: Any = np.float32) -> Stack:
     """Write the standardised edge ranks and normalised node maps of ``graphs`` into ``workdir`` (see module doc).
@@ -100,30 +80,29 @@ def build_stack(graphs: Mapping[str, Any] | Sequence[Any], workdir: str | os.Pat
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise DeparaError(f"dtype: expected float32 or float64, got {dtype!r}")
-    items = _named(graphs)
+    names, items = graph_rows(graphs, "graphs")
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
-    first = _load(items[0][1], items[0][0])
-    n, p = first.nodes.shape
-    m = first.edges.shape[0]
-    if isinstance(graphs, Mapping):
-        names = [label for label, _ in items]
-    else:  # a list: a Graph's model:layer, a file's stem, else the index
-        names = [(item.name if isinstance(item, Graph) else Path(item).stem if isinstance(item, (str, os.PathLike))
-                  else "") or label for label, item in items]
-    dupes = {x for x in names if names.count(x) > 1}
-    names = [f"{x}#{i}" if x in dupes else x for i, x in enumerate(names)]
+    first = items[0]
+    n, p, m = first.n_probes, first.node_size, first.n_edges
     stack = Stack(str(folder), tuple(names), n, m, n * p, dt.name)
-    # Rows are appended with plain writes (never mapped while written, so resident memory stays one graph),
-    # under temporary names renamed when complete: an interrupted build leaves no valid-looking stack.
+    ranks_row, nodes_row, scratch = np.empty(m), np.empty(n * p, dtype=dt), Scratch()
+    # Rows are appended with plain writes from two reused row buffers (never mapped while written, so resident
+    # memory stays one row), under temporary names renamed when complete: an interrupted build leaves no
+    # valid-looking stack. Files are read range by range (depara.graph_rows), never loaded as Graphs.
     with open(stack._path("ranks", ".part"), "wb") as ranks, open(stack._path("nodes", ".part"), "wb") as nodes:
-        for k, (name, (label, item)) in enumerate(zip(names, items)):
-            g = first if k == 0 else _load(item, label)
-            _check_comparable(first, g, repr(names[0]), repr(name))
-            row = standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"graph {name!r}")
-            ranks.write(row.astype(dt, copy=False).tobytes())
-            nodes.write(normalized_nodes(g.nodes).astype(dt, copy=False).tobytes())
-            del g, row
+        for name, src in zip(names, items):
+            _check_comparable(first, src, repr(names[0]), repr(name))
+            label = f"graph {name!r}"
+            src.ranks_into(ranks_row, scratch, label)
+            # 2·rank − (M+1) → unit norm: exactly the standardised ranks (the scale is a power of two away).
+            norm = float(np.linalg.norm(ranks_row))
+            if norm == 0.0 or m < 2:
+                raise constant_edges_error(label, m)
+            ranks_row /= norm
+            ranks.write(ranks_row.astype(dt, copy=False).tobytes())
+            src.nodes_into(nodes_row, scratch)
+            nodes.write(nodes_row.tobytes())
     for what in ("ranks", "nodes"):
         os.replace(stack._path(what, ".part"), stack._path(what))
     return stack

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .graph import Graph
 
-__all__ = ["GraphStore", "weights_hash", "STORE_VERSION"]
+__all__ = ["GraphStore", "weights_hash", "graph_key", "graph_key_options", "STORE_VERSION"]
 
 #: Bumped when the meaning of an entry changes, so older entries are never read as current ones.
 STORE_VERSION = "1"
@@ -77,6 +77,53 @@ def _canonical(options: Mapping[str, Any] | None) -> str:
         return json.dumps(dict(options or {}), sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise DeparaError(f"options: must be a JSON-serialisable mapping for the store key ({exc})") from None
+
+
+def graph_key_options(options: Any = None, preprocess: Any = None,
+                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """THE options record of a graph's store key, shared by ``depara select`` and the extraction engine.
+
+    ``{**options.to_meta(), "preprocess": preprocess.describe(), **extra}``:
+
+    options : GraphOptions, mapping or None
+        How the graph is built (:class:`depara.options.GraphOptions`; a mapping of its fields, or None for THE
+        defaults). Normalised first, so ``node_size=56`` and ``(56, 56)`` give one key.
+    preprocess : Preprocess, str or None
+        The preprocessing the model's probes went through (:class:`depara.probes.Preprocess`, or a preset name
+        / ``WxH[:mean:std]`` string parsed by ``Preprocess.parse``); its full description enters the key, so
+        two names for one preprocessing share entries and one name for two preprocessings does not.
+        None: no preprocessing recorded.
+    extra : mapping, optional
+        Further JSON-serialisable entries that change the graph (e.g. ``{"nodes": False}`` for node-less graphs,
+        ``{"shard": [start, stop]}`` for a shard's entries); None and {} add nothing, so keys without extras
+        stay as they were.
+    """
+    from .options import GraphOptions
+
+    if not isinstance(options, GraphOptions):
+        options = GraphOptions.from_mapping(options)
+    record = options.to_meta()
+    if preprocess is not None:
+        if not hasattr(preprocess, "describe"):
+            from .probes import Preprocess  # torch-side module: imported only for a string spec
+
+            preprocess = Preprocess.parse(preprocess)
+        record["preprocess"] = preprocess.describe()
+    for name, value in dict(extra or {}).items():
+        if name in record:
+            raise DeparaError(f"extra: {name!r} is already a graph option of the store key")
+        record[name] = value
+    return record
+
+
+def graph_key(model_hash: str, layer: str, probe_hash: str, options: Any = None, preprocess: Any = None, *,
+              extra: Mapping[str, Any] | None = None, kind: str = _GRAPH) -> str:
+    """The store key of a graph (or of an entry of ``kind`` derived with it, e.g. ``"pooled"`` features).
+
+    :meth:`GraphStore.key` over :func:`graph_key_options`: the one derivation every extractor uses, so a graph
+    extracted by ``depara extract --engine ray`` is found by ``depara select`` and the other way round.
+    """
+    return GraphStore.key(model_hash, layer, probe_hash, graph_key_options(options, preprocess, extra), kind=kind)
 
 
 class GraphStore:
@@ -153,13 +200,16 @@ class GraphStore:
         return graph
 
     # ---------------------------------------------------------------------------------------------- arrays
-    def get_array(self, key: str) -> np.ndarray | None:
-        """The array stored under ``key`` (read with ``allow_pickle=False``), or None; corrupt → deleted, None."""
+    def get_array(self, key: str, mmap: bool = False) -> np.ndarray | None:
+        """The array stored under ``key`` (read with ``allow_pickle=False``), or None; corrupt → deleted, None.
+
+        mmap: a read-only memory map of the file instead of a copy in RAM (large feature arrays).
+        """
         p = self.path(key)
         if not p.is_file():
             return None
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (OSError, ValueError, EOFError):
             _remove(p)
             return None
@@ -176,6 +226,13 @@ class GraphStore:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
         return arr
+
+    def remove(self, key: str) -> bool:
+        """Delete the entry ``key`` (e.g. probe-shard parts once their graph is stored); True if it existed."""
+        p = self.path(key)
+        existed = p.is_file()
+        _remove(p)
+        return existed
 
     # ------------------------------------------------------------------------------------------- upkeep
     def entries(self) -> list[Path]:

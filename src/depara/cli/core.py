@@ -99,6 +99,9 @@ def extract(
                                           "cluster (default: a private local Ray runtime)."),
     store: Optional[Path] = typer.Option(None, "--store", help="With --engine ray: the graph store folder, on a "
                                          "filesystem every node mounts (default $DEPARA_CACHE/store)."),
+    probes_per_task: Optional[int] = typer.Option(None, "--probes-per-task", help="With --engine ray: one Ray task "
+                                                  "per shard of this many probes (rounded up to whole batches), "
+                                                  "then one joining them; default: one task for all probes."),
 ) -> None:
     """Build the DEPARA graph(s) of MODEL at --layer on a probe set and save them."""
     from ..extract import build_graphs
@@ -124,8 +127,10 @@ def extract(
                            method=method.value, scalar=scalar.value, channel_reduction=channel_reduction.value,
                            edge=edge.value, center=center, node_size=node_size, batch_size=batch_size,
                            feature_memory_mb=feature_memory_mb, device=device, seed=seed, engine=engine,
-                           address=address, store=store)
+                           address=address, store=store, probes_per_task=probes_per_task)
         return
+    if probes_per_task is not None:
+        raise DeparaError("--probes-per-task: only with --engine ray (the local path runs every probe here)")
     seed_everything(seed)
     probe_set = _probe_set(probes, root, preprocess)
     net = load_model(model, weights=_weights(weights))
@@ -144,7 +149,8 @@ def extract(
 
 def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: list[str], targets: dict, out: Path,
                        *, engine: str, address: Optional[str], store: Optional[Path], weights: Optional[str],
-                       node_size: int, device: Optional[str], **options) -> None:
+                       node_size: int, device: Optional[str], probes_per_task: Optional[int] = None,
+                       **options) -> None:
     """`depara extract --engine ray`: one job through depara.engine; the graphs are read back from the store."""
     from ..engine import Job, extract_graphs
     from ..store import GraphStore
@@ -153,7 +159,8 @@ def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: l
               probe_root=str(root.resolve()) if root is not None else None, node_size=node_size or None,
               device=device or "cpu", **options)
     graph_store = GraphStore(store.expanduser().resolve() if store is not None else None)
-    result = extract_graphs([job], graph_store, engine=engine, address=address)[job.key]
+    result = extract_graphs([job], graph_store, engine=engine, address=address,
+                            probes_per_task=probes_per_task)[job.key]
     if not result.ok:
         raise DeparaError(f"model {model}: {result.error}")
     if len(layers) > 1 or out.is_dir():

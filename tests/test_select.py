@@ -163,9 +163,9 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
 def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     target = ModelEntry("t", "module:t", preprocessing="16x16", module=_net(7), layers=("2",))
     sel = select(flat, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1", "3"],
-                 n_boot=20, cache_dir=tmp_path)
+                 n_boot=20, cache_dir=tmp_path, scorers=["depara", "depara_v", "depara_e"])
     assert sel.case == "target_model" and sel.scorer == "depara_e"  # frozen default: node weight 0
-    assert set(sel.scorers) == {"depara", "depara_v", "depara_e"}  # no labels in a flat folder
+    assert sel.scorers == ["depara", "depara_v", "depara_e"] and sel.settings["nodes"] is True
     assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
     assert sel.settings["target_model"]["layer"] == "2"
     from depara.extract import build_graphs

@@ -20,6 +20,16 @@ Several layers (:func:`build_graphs`): one forward pass per batch captures the o
 ``input_x_gradient`` / ``saliency`` each layer's map is ``torch.autograd.grad`` of *that layer's* scalar alone,
 which returns a fresh gradient (nothing is accumulated in ``.grad``), so no layer's map leaks into another's
 (the original code's bug 1). For the other methods Captum runs once per layer on a model cut at that layer.
+The per-layer backward passes cost more than the forward pass (K layers: K input-gradient passes, layer k's
+through the model below k). They are distinct vector–Jacobian products, so no single backward gives them
+exactly; ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked layer scalars gives the same maps
+to the bit but was 1.4–1.8× *slower* on CPU (every row of the vmap runs the backward from the deepest layer;
+``benchmarks/bench_select.py`` measures both), so the loop stays.
+
+Graphs without nodes (``build_graphs(..., nodes=False)``): when only the edges are needed (DEPARA's edge term,
+the label graph comparison, the peers on pooled features), the extraction is a forward pass per batch under
+``torch.no_grad`` and no attribution is computed; the graphs have N×0 nodes (like a label graph,
+:meth:`Graph.from_labels`), their edges are those of the full extraction, and ``meta["nodes"]`` is False.
 
 The model runs in eval mode (restored afterwards) with its parameters' ``requires_grad`` switched off during
 extraction, and on ``device`` (default: the device of its parameters). Each image's scalar must depend on that
@@ -41,7 +51,7 @@ import torch
 from torch import nn
 
 from .errors import DeparaError
-from .graph import Graph
+from .graph import Graph, _edges_from_features
 from .ids import check_probe_ids
 from .options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
                       GraphOptions, Scalar)
@@ -458,7 +468,7 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
                  progress: bool = False, probe_ids: Sequence[str] | None = None,
                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
                  feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
-                 on_features: Callable[[str, np.ndarray], None] | None = None,
+                 on_features: Callable[[str, np.ndarray], None] | None = None, nodes: bool = True,
                  **option_changes: Any) -> dict[str, Graph]:
     """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}, in the order of ``layers``.
 
@@ -478,6 +488,9 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     on_features: optional ``on_features(layer, features)`` called with each layer's N×... float32 features
         (possibly memory-mapped) before its graph is built, e.g. to keep pooled features for the label-based
         peers from the same pass (:func:`depara.select`).
+    nodes: False = no attribution maps: one forward pass per batch under ``torch.no_grad`` gives the features
+        only, and each graph has N×0 nodes (its node term is undefined, as for a label graph) and
+        ``meta["nodes"] = False``; its edges equal those of the full extraction. For callers that need only edges.
 
     One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
@@ -500,12 +513,15 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     dev = _resolve_device(model, device)
     budget = _memory_budget(feature_memory_mb)
     method, scalar = opts.method.value, opts.scalar.value
+    if not isinstance(nodes, (bool, np.bool_)):
+        raise DeparaError(f"nodes: expected True or False, got {nodes!r}")
 
     with _FeatureStore(n, budget) as feats:
         model_name = str((meta or {}).get("model") or type(model).__name__)
         attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
                          channel_reduction=opts.channel_reduction.value, grid=opts.node_size,
-                         batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name)
+                         batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name,
+                         nodes=bool(nodes))
         base_meta = dict(meta or {})
         prep = None
         if isinstance(probes, ProbeSet):
@@ -515,19 +531,26 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
             base_meta["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
         graphs = {}
         for name in layers:
-            info = {**base_meta, "layer": name, **opts.to_meta(), "node_grid": list(attrs[name].shape[1:]),
+            info = {**base_meta, "layer": name, **opts.to_meta(),
+                    "node_grid": list(attrs[name].shape[1:]) if nodes else [],
                     "input_size": list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(prep["size"])}
             if prep is not None:
                 info["preprocess"] = prep
-            if method == "lrp":
+            if method == "lrp" and nodes:
                 info["lrp_epsilon"] = LRP_EPSILON
-            if method == "integrated_gradients":
+            if method == "integrated_gradients" and nodes:
                 info["ig_steps"] = IG_STEPS
             features = feats.take(name)
             if on_features is not None:
                 on_features(name, features)
-            g = Graph.from_arrays(attrs.pop(name), features, center=opts.center, edge=opts.edge.value,
-                                  probe_ids=ids, channel_reduction=None, meta=info)
+            if nodes:
+                g = Graph.from_arrays(attrs.pop(name), features, center=opts.center, edge=opts.edge.value,
+                                      probe_ids=ids, channel_reduction=None, meta=info)
+            else:
+                # The edges exactly as Graph.from_arrays computes them; the nodes are N×0 (no attribution).
+                info.update(edge=opts.edge.value, center=bool(opts.center), nodes=False)
+                g = Graph(np.zeros((n, 0), np.float32),
+                          _edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), ids, info)
             del features
             g.meta["channel_reduction"] = opts.channel_reduction.value
             graphs[name] = g
@@ -537,16 +560,21 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
 def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int, ids: Sequence[str],
              layers: Sequence[str], feats: _FeatureStore, *, method: str, scalar: str, channel_reduction: str,
              grid: tuple[int, int] | None, batch_size: int, dev: torch.device, progress: bool,
-             model_name: str = "model") -> dict[str, np.ndarray]:
-    """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32."""
+             model_name: str = "model", nodes: bool = True) -> dict[str, np.ndarray]:
+    """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32
+    ({layer: N×0} when ``nodes`` is False: forward passes only, no attribution)."""
     attrs: dict[str, np.ndarray] = {}
-    with _ModelState(model, dev), _progress(n, progress, f"depara {method}") as bar:
+    with _ModelState(model, dev), _progress(n, progress, f"depara {method if nodes else 'features'}") as bar:
         for start in range(0, n, batch_size):
             x = load(start, min(n, start + batch_size)).to(dev, torch.float32)
             if x.ndim != 4:
                 raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
             try:
-                f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+                if nodes:
+                    f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+                else:
+                    f_batch = capture_features(model, x, layers)
+                    a_batch = {name: x.new_zeros((x.shape[0], 0)) for name in layers}
             except DeparaError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, NotImplementedError) as exc:
@@ -559,9 +587,11 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
                                   f"{x.shape[-2]}x{x.shape[-1]} ({type(exc).__name__}: {first})") from None
             reduced = {}
             for name in layers:
-                reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid)
+                reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid) if nodes \
+                    else a_batch[name]
                 _finite(f_batch[name], "features", name, ids, start)
-                _finite(reduced[name], "attributions", name, ids, start)
+                if nodes:
+                    _finite(reduced[name], "attributions", name, ids, start)
             if not attrs:
                 feats.allocate({name: tuple(f_batch[name].shape[1:]) for name in layers})
                 attrs = {name: np.empty((n, *reduced[name].shape[1:]), dtype=np.float32) for name in layers}

@@ -10,8 +10,9 @@ One call does the whole job::
 What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
 
 * **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
-  on the same probes, S = V + λE (``depara``), with its parts ``depara_v`` (V) and ``depara_e`` (E); when the
-  data also has labels, the label-aware score ``depara_labels`` too;
+  on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
+  (V) and S = V + λE (``depara``), which need attribution maps (the frozen defaults weigh the node term 0); when
+  the data also has labels, the label-aware score ``depara_labels`` too;
 * **labels only** (a folder of class sub-folders) → label-aware DEPARA, ``depara_labels``: the Spearman
   correlation of the candidate's edges (probe-by-probe feature similarities) with the *label graph*'s edges
   (:meth:`depara.Graph.from_labels`: the cosine of the centred one-hot labels, high within a class, low across);
@@ -27,6 +28,10 @@ graph's edge term when labels are given, else the edge term against the target m
 for every candidate, so the comparison is paired), each score recomputed on the resample (pairwise terms on the
 pairs of distinct probes drawn), the 2.5 / 97.5 percentiles → a 95 % interval. ``p_best`` is the fraction of
 resamples in which the pick scores highest; candidates whose interval overlaps the pick's are "too close to call".
+
+Unless ``depara`` or ``depara_v`` is asked for, the extraction computes no attribution maps: one forward pass
+per batch and model (under ``torch.no_grad``), graphs without nodes (N×0, like the label graph), stored under
+their own cache key so that a later run that needs nodes never reads them.
 
 Graphs and pooled features are cached in a :class:`~depara.store.GraphStore` keyed by content (weights hash,
 layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
@@ -92,6 +97,8 @@ SCORERS: dict[str, str] = {
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 _LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
+#: The scorers with a node term (attribution maps): only these make the extraction run backward passes.
+_NODE_SCORERS = ("depara", "depara_v")
 LAM = DEFAULT_LAMBDA
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.
@@ -305,9 +312,10 @@ def _pool(features: np.ndarray) -> np.ndarray:
 
 
 def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
-             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool
+             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
              ) -> dict[str, tuple["Graph", np.ndarray]]:
-    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch).
+    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch;
+    with ``nodes=False`` one forward pass per batch and graphs without nodes).
 
     Uses the extraction engine of :func:`depara.extract.build_graphs` (its feature store keeps RAM within
     ``feature_memory_mb``), taking each layer's features once for both the graph's edges and the pooled features.
@@ -317,7 +325,7 @@ def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep
     pooled: dict[str, np.ndarray] = {}
     graphs = build_graphs(model, probes, list(layers), DEFAULT_GRAPH_OPTIONS, batch_size=batch_size,
                           device=device, progress=progress, preprocess=prep, meta=meta,
-                          feature_memory_mb=feature_memory_mb,
+                          feature_memory_mb=feature_memory_mb, nodes=nodes,
                           on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))
     out = {name: (graphs[name], pooled[name]) for name in layers}
     return out
@@ -337,8 +345,13 @@ class _ModelResult:
 
 def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
                   batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False) -> _ModelResult:
-    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features."""
+                  only_last: bool = False, nodes: bool = True) -> _ModelResult:
+    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
+
+    ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
+    own key (the options gain ``"nodes": False``), so a later request that needs nodes never reads one; such a
+    request's key is the full graph's, which a node-less request also accepts (its edges are the same).
+    """
     from .store import weights_hash
 
     start = time.perf_counter()
@@ -348,15 +361,22 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     whash = weights_hash(model)
     phash = probes.content_hash()
     opts = {**GRAPH_OPTIONS, "preprocess": prep.describe()}
+    # The pooled features and the full graph keep the keys they always had; a node-less graph gets its own.
+    graph_opts = opts if nodes else {**opts, "nodes": False}
     graphs: dict[str, Any] = {}
     pooled: dict[str, np.ndarray] = {}
     keys: dict[str, tuple[str, str]] = {}
 
     def lookup(layer_names: list[str]) -> None:
         for n in layer_names:
-            keys[n] = (store.key(whash, n, phash, opts), store.key(whash, n, phash, opts, kind="pooled"))
-            g, f = store.get(keys[n][0]), store.get_array(keys[n][1])
-            if g is not None and f is not None:
+            keys[n] = (store.key(whash, n, phash, graph_opts), store.key(whash, n, phash, opts, kind="pooled"))
+            f = store.get_array(keys[n][1])
+            if f is None:
+                continue
+            g = store.get(keys[n][0])
+            if g is None and not nodes:  # a full graph from an earlier run serves the edges as well
+                g = store.get(store.key(whash, n, phash, opts))
+            if g is not None:
                 graphs[n], pooled[n] = g, f
 
     if names is not None:
@@ -377,7 +397,7 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     if missing:
         meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
         built = _extract(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
-                         feature_memory_mb=feature_memory_mb, progress=progress)
+                         feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
         for n, (g, f) in built.items():
             store.put(keys[n][0], g)
             store.put_array(keys[n][1], f)
@@ -676,7 +696,10 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     probes : at most this many images are used (drawn without replacement under ``seed``).
     seed : seeds the probe draw and the bootstrap.
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
-    scorers : which scorers to compute (default: all applicable, see :data:`SCORERS`).
+    scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
+        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
+        asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
+        otherwise it is forward passes only, and the graphs have no nodes.
     n_boot : bootstrap resamples (0: no intervals, p_best = nan).
     peer_boot : resamples for the intervals of the label-based peers (logme, hscore, transrate, rsa, cka),
         at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
@@ -722,7 +745,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
         (["depara_labels", *_LABEL_PEERS] if y is not None else [])
     if scorers is None:
-        chosen = applicable
+        # The node term has weight 0 in the frozen defaults: the scorers built on it are computed only when
+        # asked for, so the default extraction needs no attribution maps (forward passes only).
+        chosen = [s for s in applicable if s not in _NODE_SCORERS or DEFAULT_NODE_WEIGHT != 0]
     else:
         chosen = [scorers] if isinstance(scorers, str) else list(scorers)
         for s in chosen:
@@ -740,7 +765,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     if address is not None and engine != "ray":
         raise DeparaError("address: only with engine='ray'")
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
-    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress)
+    # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
+    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
+              nodes=bool(set(_NODE_SCORERS) & set(chosen)))
     failed: dict[str, str] = {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
         failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
@@ -790,7 +817,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
                 "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
                 "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": seed, "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
+                "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None, "engine": engine, "failed_models": failed,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}

@@ -104,6 +104,8 @@ LAM = DEFAULT_LAMBDA
 #: node grid for all models so models with different input sizes give comparable attribution maps.
 GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 LEVEL = 0.95
+#: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
+SCORES_VERSION = "1"
 
 
 # ================================================================================================ bootstrap
@@ -467,6 +469,58 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     return values
 
 
+def _digest(a: np.ndarray | None) -> str | None:
+    """SHA-256 of an array's dtype, shape and bytes (None for None): part of a score entry's key."""
+    import hashlib
+
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def _cached_scores(results: Sequence["_ModelResult"], scorers: list[str], labels: np.ndarray | None,
+                   target: "Graph | None", target_id: Mapping[str, Any] | None, idx_sets: np.ndarray,
+                   peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
+    """:func:`_score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
+    store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
+
+    The key holds everything the block depends on: the candidate's graph (weights hash, layer, probe content
+    hash, graph options, preprocessing), the scorers, the labels, the target graph (weights hash, layer,
+    preprocessing), the resamples themselves, ``peer_reps``, λ and the version of the scoring code
+    (:data:`SCORES_VERSION`). So a run with one model added scores only that model's candidates.
+    Returns (values[s, c, r] as :func:`_score_all`, the number of candidates whose values were reused).
+    """
+    from . import __version__
+
+    common = {"scorers": list(scorers), "labels": _digest(labels), "target": dict(target_id) if target_id else None,
+              "resamples": _digest(idx_sets), "peer_reps": int(peer_reps), "lam": LAM,
+              "version": f"{__version__}/{SCORES_VERSION}"}
+    cands, graphs, pooled, keys = [], [], [], []
+    for r in results:
+        opts = {**GRAPH_OPTIONS, "preprocess": r.preprocess, **common}
+        for layer in r.layers:
+            cands.append((r.name, layer))
+            graphs.append(r.graphs[layer])
+            pooled.append(r.pooled[layer])
+            keys.append(store.key(r.weights_hash, layer, probe_hash, opts, kind="scores"))
+    values = np.full((len(scorers), len(cands), idx_sets.shape[0]), np.nan)
+    todo = []
+    for c, key in enumerate(keys):
+        block = store.get_array(key)
+        if block is not None and block.shape == (len(scorers), idx_sets.shape[0]):
+            values[:, c] = block
+        else:
+            todo.append(c)
+    if todo:
+        fresh = _score_all([cands[c] for c in todo], [graphs[c] for c in todo], [pooled[c] for c in todo],
+                           scorers, labels, target, idx_sets, progress, peer_reps)
+        for i, c in enumerate(todo):
+            values[:, c] = fresh[:, i]
+            store.put_array(keys[c], fresh[:, i])
+    return values, len(cands) - len(todo)
+
+
 # ================================================================================================ selection
 @dataclass
 class Selection:
@@ -785,11 +839,13 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         results.append(_model_graphs(entry, probe_set, layers, store, **kw))
     target_graph = None
     target_info: dict[str, Any] = {}
+    target_id: dict[str, Any] | None = None
     if target_entry is not None:
         tr = _model_graphs(target_entry, probe_set, "auto", store, only_last=True, **kw)
         target_graph = tr.graphs[tr.layers[0]]
         target_info = {"name": target_entry.name, "spec": target_entry.spec, "layer": tr.layers[0],
                        "extracted": tr.extracted}
+        target_id = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
     t_extract = time.perf_counter() - t0
 
     cands = [(r.name, layer) for r in results for layer in r.layers]
@@ -799,7 +855,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
         np.arange(n)[None]
     peer_reps = 1 + (min(n_boot, peer_boot) if default not in _LABEL_PEERS else n_boot)
-    vals = _score_all(cands, graphs, pooled, chosen, y, target_graph, idx_sets, progress, peer_reps)
+    vals, reused = _cached_scores(results, chosen, y, target_graph, target_id, idx_sets, peer_reps, store,
+                                  probe_set.content_hash(), progress)
     values = {s: vals[i, :, 0] for i, s in enumerate(chosen)}
     intervals = {s: np.array([percentile_interval(vals[i, c, 1:]) for c in range(len(cands))])
                  for i, s in enumerate(chosen)}
@@ -820,6 +877,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None, "engine": engine, "failed_models": failed,
+                "scores_reused": reused,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
     settings.pop("n_images_given")
     if not failed:

@@ -35,7 +35,9 @@ their own cache key so that a later run that needs nodes never reads them.
 
 Graphs and pooled features are cached in a :class:`~depara.store.GraphStore` keyed by content (weights hash,
 layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
-(per model).
+(per model). Each candidate's scores (every scorer, every resample) are cached too, keyed by its graph and by
+everything else they depend on (labels, target graph, the resamples, :data:`SCORES_VERSION`), so a run with one
+model added scores only that model's candidates.
 """
 
 from __future__ import annotations

@@ -83,3 +83,21 @@ def test_nodeless_graph_round_trips_through_a_file(tmp_path):
 def test_bad_nodes_argument():
     with pytest.raises(DeparaError, match="nodes: expected True or False"):
         build_graphs(tiny_vgg(), random_images(4), ["6"], nodes="no")
+
+
+def test_nodeless_source_graphs_are_compared_like_label_graphs():
+    """S = λE and V undefined (NaN) wherever a graph without nodes is involved; its E is the full graph's E."""
+    from depara.graph_similarity import node_similarity, rank_sources, similarity, similarity_matrix
+
+    net, x = tiny_vgg(), random_images(8)
+    full = build_graphs(net, x, ["2", "8"])
+    bare = build_graphs(net, x, ["2", "8"], nodes=False)
+    e = similarity(full["2"], full["8"], lam=1.0) - node_similarity(full["2"], full["8"])
+    assert similarity(bare["2"], full["8"], lam=2.0) == pytest.approx(2.0 * e, abs=1e-12)
+    rows = {r.name: r for r in rank_sources({"bare": bare["2"], "full": full["2"]}, full["8"])}
+    assert rows["bare"].E == pytest.approx(rows["full"].E, abs=1e-12) and np.isnan(rows["bare"].V)
+    assert rows["full"].V == pytest.approx(node_similarity(full["2"], full["8"]))
+    m = similarity_matrix({"b": bare["2"], "f": full["8"]})
+    assert np.isnan(m.V[0, 1]) and m.S[0, 1] == pytest.approx(m.E[0, 1])
+    with pytest.raises(DeparaError, match="no nodes"):
+        node_similarity(bare["2"], full["8"])

@@ -851,8 +851,6 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     t_extract = time.perf_counter() - t0
 
     cands = [(r.name, layer) for r in results for layer in r.layers]
-    graphs = [r.graphs[layer] for r in results for layer in r.layers]
-    pooled = [r.pooled[layer] for r in results for layer in r.layers]
     n = len(probe_set)
     idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
         np.arange(n)[None]
@@ -876,7 +874,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
                 "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
                 "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
+                "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot),
+                "lam": LAM, "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None, "engine": engine, "failed_models": failed,
                 "scores_reused": reused,

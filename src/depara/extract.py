@@ -23,7 +23,7 @@ which returns a fresh gradient (nothing is accumulated in ``.grad``), so no laye
 The per-layer backward passes cost more than the forward pass (K layers: K input-gradient passes, layer k's
 through the model below k). They are distinct vector–Jacobian products, so no single backward gives them
 exactly; ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked layer scalars gives the same maps
-to the bit but was 1.4–1.9× *slower* on CPU (every row of the vmap runs the backward from the deepest layer;
+to the bit but was 1.15–2.3× *slower* on CPU (every row of the vmap runs the backward from the deepest layer;
 ``benchmarks/bench_select.py`` measures both), so the loop stays.
 
 Graphs without nodes (``build_graphs(..., nodes=False)``): when only the edges are needed (DEPARA's edge term,

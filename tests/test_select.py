@@ -163,9 +163,9 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
 def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     target = ModelEntry("t", "module:t", preprocessing="16x16", module=_net(7), layers=("2",))
     sel = select(flat, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1", "3"],
-                 n_boot=20, cache_dir=tmp_path)
+                 n_boot=20, cache_dir=tmp_path, scorers=["depara", "depara_v", "depara_e"])
     assert sel.case == "target_model" and sel.scorer == "depara_e"  # frozen default: node weight 0
-    assert set(sel.scorers) == {"depara", "depara_v", "depara_e"}  # no labels in a flat folder
+    assert sel.scorers == ["depara", "depara_v", "depara_e"] and sel.settings["nodes"] is True
     assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
     assert sel.settings["target_model"]["layer"] == "2"
     from depara.extract import build_graphs
@@ -202,15 +202,30 @@ def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     first = select(classes, models, n_boot=5, cache_dir=tmp_path)
     before = _snapshot(tmp_path / "store")
-    assert len(before) == 2 * 2 * 5  # graph + pooled features per (model, layer)
+    assert len(before) == 3 * 2 * 5  # graph + pooled features + block of scores per (model, layer)
+    assert first.settings["scores_reused"] == 0
     second = select(classes, {**models, "c": _entry("c", 2)}, n_boot=5, cache_dir=tmp_path)
     after = _snapshot(tmp_path / "store")
     assert {k: after[k] for k in before} == before  # same files, same bytes, same mtimes
-    assert len(after) == len(before) + 10
+    assert len(after) == len(before) + 15
     assert second.models["a"]["extracted"] == [] and second.models["b"]["extracted"] == []
     assert len(second.models["c"]["extracted"]) == 5
-    for c, cand in enumerate(first.candidates):
-        assert second.values["depara_labels"][second.candidates.index(cand)] == first.values["depara_labels"][c]
+    assert second.settings["scores_reused"] == 10  # only the added model's candidates are scored
+    for s in first.scorers:
+        for c, cand in enumerate(first.candidates):
+            c2 = second.candidates.index(cand)
+            assert np.array_equal(second.values[s][c2], first.values[s][c], equal_nan=True)
+            assert np.array_equal(second.intervals[s][c2], first.intervals[s][c], equal_nan=True)
+    # the reused scores are the ones a fresh computation gives (the added model does not change them)
+    fresh = select(classes, {**models, "c": _entry("c", 2)}, n_boot=5, cache_dir=tmp_path / "fresh")
+    assert fresh.settings["scores_reused"] == 0
+    for s in first.scorers:
+        np.testing.assert_array_equal(fresh.values[s], second.values[s])
+        np.testing.assert_array_equal(fresh.intervals[s], second.intervals[s])
+    assert fresh.order == second.order and fresh.p_best == second.p_best
+    # another seed draws other resamples: nothing of the scores is reused, the graphs are
+    other = select(classes, models, n_boot=5, seed=1, cache_dir=tmp_path)
+    assert other.settings["scores_reused"] == 0 and other.models["a"]["extracted"] == []
 
 
 def test_interrupted_run_resumes(classes, tmp_path):
@@ -244,9 +259,9 @@ def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "select" and set(manifest["figures"]) == {"ranking_intervals", "layer_curves"}
     assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
-    assert "entries: 4" in capsys.readouterr().out
+    assert "entries: 6" in capsys.readouterr().out  # graph, pooled features, scores of 2 candidates
     assert main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 0
-    assert "removed 4 entries" in capsys.readouterr().out
+    assert "removed 6 entries" in capsys.readouterr().out
 
 
 def _bad_cases(root: Path, scripted: dict[str, Path]) -> list[tuple[list[str], str]]:

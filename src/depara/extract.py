@@ -20,6 +20,16 @@ Several layers (:func:`build_graphs`): one forward pass per batch captures the o
 ``input_x_gradient`` / ``saliency`` each layer's map is ``torch.autograd.grad`` of *that layer's* scalar alone,
 which returns a fresh gradient (nothing is accumulated in ``.grad``), so no layer's map leaks into another's
 (the original code's bug 1). For the other methods Captum runs once per layer on a model cut at that layer.
+The per-layer backward passes cost more than the forward pass (K layers: K input-gradient passes, layer k's
+through the model below k). They are distinct vector–Jacobian products, so no single backward gives them
+exactly; ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked layer scalars gives the same maps
+to the bit but was 1.15–2.3× *slower* on CPU (every row of the vmap runs the backward from the deepest layer;
+``benchmarks/bench_select.py`` measures both), so the loop stays.
+
+Graphs without nodes (``build_graphs(..., nodes=False)``): when only the edges are needed (DEPARA's edge term,
+the label graph comparison, the peers on pooled features), the extraction is a forward pass per batch under
+``torch.no_grad`` and no attribution is computed; the graphs have N×0 nodes (like a label graph,
+:meth:`Graph.from_labels`), their edges are those of the full extraction, and ``meta["nodes"]`` is False.
 
 The model runs in eval mode (restored afterwards) with its parameters' ``requires_grad`` switched off during
 extraction, and on ``device`` (default: the device of its parameters). Each image's scalar must depend on that
@@ -41,7 +51,7 @@ import torch
 from torch import nn
 
 from .errors import DeparaError
-from .graph import Graph
+from .graph import Graph, _edges_from_features
 from .ids import check_probe_ids
 from .options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
                       GraphOptions, Scalar)
@@ -458,7 +468,7 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
                  progress: bool = False, probe_ids: Sequence[str] | None = None,
                  preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
                  feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
-                 on_features: Callable[[str, np.ndarray], None] | None = None,
+                 on_features: Callable[[str, np.ndarray], None] | None = None, nodes: bool = True,
                  **option_changes: Any) -> dict[str, Graph]:
     """DEPARA graphs of ``model`` at each of ``layers`` on ``probes``: {layer: Graph}, in the order of ``layers``.
 
@@ -478,6 +488,9 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
     on_features: optional ``on_features(layer, features)`` called with each layer's N×... float32 features
         (possibly memory-mapped) before its graph is built, e.g. to keep pooled features for the label-based
         peers from the same pass (:func:`depara.select`).
+    nodes: False = no attribution maps: one forward pass per batch under ``torch.no_grad`` gives the features
+        only, and each graph has N×0 nodes (its node term is undefined, as for a label graph) and
+        ``meta["nodes"] = False``; its edges equal those of the full extraction. For callers that need only edges.
 
     One forward pass per batch serves all layers' features (and, for gradient methods, all attributions).
     Raises DeparaError on unknown layers/options and on NaN/Inf in features or attributions (naming the layer).
@@ -488,14 +501,14 @@ def build_graphs(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequ
 
     def make(name: str, attrs: np.ndarray, features: np.ndarray, ids: tuple[str, ...]) -> None:
         if not base:
-            base.update(graph_meta(probes, opts, preprocess=preprocess, meta=meta))
+            base.update(graph_meta(probes, opts, preprocess=preprocess, meta=meta, nodes=bool(nodes)))
         if on_features is not None:
             on_features(name, features)
         graphs[name] = graph_from_parts(attrs, features, opts, ids, layer_meta(base, name, attrs, probes))
 
     extract_parts(model, probes, layers, opts, batch_size=batch_size, device=device, progress=progress,
                   probe_ids=probe_ids, preprocess=preprocess, meta=meta, feature_memory_mb=feature_memory_mb,
-                  on_parts=make)
+                  nodes=nodes, on_parts=make)
     return graphs
 
 
@@ -503,11 +516,12 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
                   options: GraphOptions | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE, device: Any = None,
                   progress: bool = False, probe_ids: Sequence[str] | None = None,
                   preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
-                  feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
+                  feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB, nodes: bool = True,
                   on_parts: Callable[[str, np.ndarray, np.ndarray, tuple[str, ...]], None]) -> None:
     """The parts of :func:`build_graphs`' graphs, one pass over the probes: ``on_parts(layer, maps, features, ids)``.
 
-    maps: N×h×w float32 attribution maps (channel-reduced, on the node grid); features: N×… float32 (possibly
+    maps: N×h×w float32 attribution maps (channel-reduced, on the node grid; N×0 when ``nodes`` is False);
+    features: N×… float32 (possibly
     memory-mapped, valid only during the call). Every per-probe quantity depends on that probe alone (and on
     its batch: run the same batches to get the same bits), so the parts of consecutive probe ranges, joined,
     are the parts of the whole set: the Ray engine's probe shards (:mod:`depara.engine`) rest on this.
@@ -531,12 +545,15 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
     dev = _resolve_device(model, device)
     budget = _memory_budget(feature_memory_mb)
     method, scalar = opts.method.value, opts.scalar.value
+    if not isinstance(nodes, (bool, np.bool_)):
+        raise DeparaError(f"nodes: expected True or False, got {nodes!r}")
 
     with _FeatureStore(n, budget) as feats:
         model_name = str((meta or {}).get("model") or type(model).__name__)
         attrs = _extract(model, load, n, ids, layers, feats, method=method, scalar=scalar,
                          channel_reduction=opts.channel_reduction.value, grid=opts.node_size,
-                         batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name)
+                         batch_size=int(batch_size), dev=dev, progress=progress, model_name=model_name,
+                         nodes=bool(nodes))
         for name in layers:
             features = feats.take(name)
             on_parts(name, attrs.pop(name), features, ids)
@@ -544,9 +561,10 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
 
 
 def graph_meta(probes: ProbeSet | torch.Tensor, options: GraphOptions | None = None, *,
-               preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None
-               ) -> dict[str, Any]:
-    """The metadata :func:`build_graphs` records in every graph of one run (before :func:`layer_meta`)."""
+               preprocess: "str | Preprocess | None" = None, meta: Mapping[str, Any] | None = None,
+               nodes: bool = True) -> dict[str, Any]:
+    """The metadata :func:`build_graphs` records in every graph of one run (before :func:`layer_meta`);
+    ``"nodes": False`` for graphs built without attribution maps."""
     opts = graph_options(options)
     base = {**dict(meta or {}), **opts.to_meta()}
     if isinstance(probes, ProbeSet):
@@ -554,9 +572,11 @@ def graph_meta(probes: ProbeSet | torch.Tensor, options: GraphOptions | None = N
         # What the probes ARE (not only their ids): comparisons refuse graphs over different images.
         base["probe_hash"] = probes.content_hash()
         base["probe_digests_short"] = [d[:PROBE_DIGEST_CHARS] for d in probes.probe_digests()]
-    if opts.method.value == "lrp":
+    if not nodes:
+        base["nodes"] = False
+    elif opts.method.value == "lrp":
         base["lrp_epsilon"] = LRP_EPSILON
-    if opts.method.value == "integrated_gradients":
+    elif opts.method.value == "integrated_gradients":
         base["ig_steps"] = IG_STEPS
     return base
 
@@ -565,13 +585,20 @@ def layer_meta(base: Mapping[str, Any], layer: str, maps: np.ndarray, probes: Pr
                ) -> dict[str, Any]:
     """One layer's graph metadata: :func:`graph_meta` plus the layer, its node grid and the input size."""
     size = list(probes.shape[1:]) if isinstance(probes, torch.Tensor) else list(base["preprocess"]["size"])
-    return {**base, "layer": layer, "node_grid": list(maps.shape[1:]), "input_size": size}
+    grid = [] if base.get("nodes") is False else list(maps.shape[1:])
+    return {**base, "layer": layer, "node_grid": grid, "input_size": size}
 
 
 def graph_from_parts(maps: np.ndarray, features: np.ndarray, options: GraphOptions | None,
                      probe_ids: Sequence[str], meta: Mapping[str, Any]) -> Graph:
     """The graph of one layer from its :func:`extract_parts` (all probes) and :func:`layer_meta`."""
     opts = graph_options(options)
+    if meta.get("nodes") is False:
+        # The edges exactly as Graph.from_arrays computes them; the nodes are N×0 (no attribution).
+        n = features.shape[0]
+        return Graph(np.zeros((n, 0), np.float32),
+                     _edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), probe_ids,
+                     dict(meta))
     g = Graph.from_arrays(maps, features, center=opts.center, edge=opts.edge.value, probe_ids=probe_ids,
                           channel_reduction=None, meta=meta)
     g.meta["channel_reduction"] = opts.channel_reduction.value
@@ -581,16 +608,21 @@ def graph_from_parts(maps: np.ndarray, features: np.ndarray, options: GraphOptio
 def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int, ids: Sequence[str],
              layers: Sequence[str], feats: _FeatureStore, *, method: str, scalar: str, channel_reduction: str,
              grid: tuple[int, int] | None, batch_size: int, dev: torch.device, progress: bool,
-             model_name: str = "model") -> dict[str, np.ndarray]:
-    """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32."""
+             model_name: str = "model", nodes: bool = True) -> dict[str, np.ndarray]:
+    """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32
+    ({layer: N×0} when ``nodes`` is False: forward passes only, no attribution)."""
     attrs: dict[str, np.ndarray] = {}
-    with _ModelState(model, dev), _progress(n, progress, f"depara {method}") as bar:
+    with _ModelState(model, dev), _progress(n, progress, f"depara {method if nodes else 'features'}") as bar:
         for start in range(0, n, batch_size):
             x = load(start, min(n, start + batch_size)).to(dev, torch.float32)
             if x.ndim != 4:
                 raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
             try:
-                f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+                if nodes:
+                    f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
+                else:
+                    f_batch = capture_features(model, x, layers)
+                    a_batch = {name: x.new_zeros((x.shape[0], 0)) for name in layers}
             except DeparaError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, NotImplementedError) as exc:
@@ -603,9 +635,11 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
                                   f"{x.shape[-2]}x{x.shape[-1]} ({type(exc).__name__}: {first})") from None
             reduced = {}
             for name in layers:
-                reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid)
+                reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid) if nodes \
+                    else a_batch[name]
                 _finite(f_batch[name], "features", name, ids, start)
-                _finite(reduced[name], "attributions", name, ids, start)
+                if nodes:
+                    _finite(reduced[name], "attributions", name, ids, start)
             if not attrs:
                 feats.allocate({name: tuple(f_batch[name].shape[1:]) for name in layers})
                 attrs = {name: np.empty((n, *reduced[name].shape[1:]), dtype=np.float32) for name in layers}

@@ -172,8 +172,8 @@ def node_similarity(g1: Graph, g2: Graph) -> float:
     g1, g2 = _check_graph(g1, "g1"), _check_graph(g2, "g2")
     for what, g in (("g1", g1), ("g2", g2)):
         if _nodeless(g):
-            raise DeparaError(f"{what}: graph {_label(g, what)} has no nodes (a label graph): the node similarity "
-                              "is undefined; compare its edges (edge_similarity)")
+            raise DeparaError(f"{what}: graph {_label(g, what)} has no nodes (a label graph, or one built with "
+                              "nodes=False): the node similarity is undefined; compare its edges (edge_similarity)")
     _check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"), edges=False)
     x1, x2 = normalized_nodes(g1.nodes), normalized_nodes(g2.nodes)
     return float(np.clip(np.einsum("ij,ij->i", x1, x2).mean(), -1.0, 1.0))

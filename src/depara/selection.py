@@ -10,8 +10,9 @@ One call does the whole job::
 What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
 
 * **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
-  on the same probes, S = V + λE (``depara``), with its parts ``depara_v`` (V) and ``depara_e`` (E); when the
-  data also has labels, the label-aware score ``depara_labels`` too;
+  on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
+  (V) and S = V + λE (``depara``), which need attribution maps (the frozen defaults weigh the node term 0); when
+  the data also has labels, the label-aware score ``depara_labels`` too;
 * **labels only** (a folder of class sub-folders) → label-aware DEPARA, ``depara_labels``: the Spearman
   correlation of the candidate's edges (probe-by-probe feature similarities) with the *label graph*'s edges
   (:meth:`depara.Graph.from_labels`: the cosine of the centred one-hot labels, high within a class, low across);
@@ -28,12 +29,20 @@ for every candidate, so the comparison is paired), each score recomputed on the 
 pairs of distinct probes drawn), the 2.5 / 97.5 percentiles → a 95 % interval. ``p_best`` is the fraction of
 resamples in which the pick scores highest; candidates whose interval overlaps the pick's are "too close to call".
 
+Unless ``depara`` or ``depara_v`` is asked for, the extraction computes no attribution maps: one forward pass
+per batch and model (under ``torch.no_grad``), graphs without nodes (N×0, like the label graph), stored under
+their own cache key so that a later run that needs nodes never reads them.
+
 Graphs and pooled features are cached in a :class:`~depara.store.GraphStore` keyed by content (weights hash,
 layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
-(per model).
+(per model). Each candidate's scores (every scorer, every resample) are cached too, keyed by its graph and by
+everything else they depend on (labels, target graph, the resamples, :data:`SCORES_VERSION`), so a run with one
+model added scores only that model's candidates.
 """
 
 from __future__ import annotations
+
+import math
 
 import os
 import time
@@ -46,7 +55,7 @@ import numpy as np
 from .errors import DeparaError
 from .evaluate import combine
 from .labels import label_edges
-from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT
+from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -76,7 +85,7 @@ DEFAULT_SCORER: dict[tuple[str, str], str] = {
 PROTOCOLS = ("finetune", "linear")
 #: What each scorer needs and what it is.
 SCORERS: dict[str, str] = {
-    "depara": "S = V + λE against the target model's graph (DEPARA)",
+    "depara": "S = V + λE against the target model's graph (DEPARA; the default λ = ∞ makes it E)",
     "depara_v": "V: mean cosine of attribution maps with the target model's",
     "depara_e": "E: Spearman of edges with the target model's",
     "depara_labels": "Spearman of edges with the label graph (Graph.from_labels: same class high, else low)",
@@ -93,11 +102,16 @@ SCORERS: dict[str, str] = {
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 _LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
+#: The scorers with a node term (attribution maps): only these make the extraction run backward passes.
 LAM = DEFAULT_LAMBDA
+#: The scorers that need attribution maps: V, and S when λ is finite (the default λ = ∞ makes S = E).
+_NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.
 GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 LEVEL = 0.95
+#: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
+SCORES_VERSION = "1"
 
 
 # ================================================================================================ bootstrap
@@ -306,9 +320,10 @@ def _pool(features: np.ndarray) -> np.ndarray:
 
 
 def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
-             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool
+             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
              ) -> dict[str, tuple["Graph", np.ndarray]]:
-    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch).
+    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch;
+    with ``nodes=False`` one forward pass per batch and graphs without nodes).
 
     Uses the extraction engine of :func:`depara.extract.build_graphs` (its feature store keeps RAM within
     ``feature_memory_mb``), taking each layer's features once for both the graph's edges and the pooled features.
@@ -318,7 +333,7 @@ def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep
     pooled: dict[str, np.ndarray] = {}
     graphs = build_graphs(model, probes, list(layers), DEFAULT_GRAPH_OPTIONS, batch_size=batch_size,
                           device=device, progress=progress, preprocess=prep, meta=meta,
-                          feature_memory_mb=feature_memory_mb,
+                          feature_memory_mb=feature_memory_mb, nodes=nodes,
                           on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))
     out = {name: (graphs[name], pooled[name]) for name in layers}
     return out
@@ -338,8 +353,13 @@ class _ModelResult:
 
 def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
                   batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False) -> _ModelResult:
-    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features."""
+                  only_last: bool = False, nodes: bool = True) -> _ModelResult:
+    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
+
+    ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
+    own key (the options gain ``"nodes": False``), so a later request that needs nodes never reads one; such a
+    request's key is the full graph's, which a node-less request also accepts (its edges are the same).
+    """
     from .store import graph_key_options, weights_hash
 
     start = time.perf_counter()
@@ -349,15 +369,22 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     whash = weights_hash(model)
     phash = probes.content_hash()
     opts = graph_key_options(DEFAULT_GRAPH_OPTIONS, prep)  # THE key record, shared with depara.engine
+    # The pooled features and the full graph keep the keys they always had; a node-less graph gets its own.
+    graph_opts = opts if nodes else {**opts, "nodes": False}
     graphs: dict[str, Any] = {}
     pooled: dict[str, np.ndarray] = {}
     keys: dict[str, tuple[str, str]] = {}
 
     def lookup(layer_names: list[str]) -> None:
         for n in layer_names:
-            keys[n] = (store.key(whash, n, phash, opts), store.key(whash, n, phash, opts, kind="pooled"))
-            g, f = store.get(keys[n][0]), store.get_array(keys[n][1])
-            if g is not None and f is not None:
+            keys[n] = (store.key(whash, n, phash, graph_opts), store.key(whash, n, phash, opts, kind="pooled"))
+            f = store.get_array(keys[n][1])
+            if f is None:
+                continue
+            g = store.get(keys[n][0])
+            if g is None and not nodes:  # a full graph from an earlier run serves the edges as well
+                g = store.get(store.key(whash, n, phash, opts))
+            if g is not None:
                 graphs[n], pooled[n] = g, f
 
     if names is not None:
@@ -378,7 +405,7 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     if missing:
         meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
         built = _extract(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
-                         feature_memory_mb=feature_memory_mb, progress=progress)
+                         feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
         for n, (g, f) in built.items():
             store.put(keys[n][0], g)
             store.put_array(keys[n][1], f)
@@ -415,7 +442,7 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     n_rep = idx_sets.shape[0]
     values = np.full((len(scorers), len(cands), n_rep), np.nan)
     cos = None
-    if target is not None and {"depara", "depara_v"} & set(scorers):
+    if target is not None and set(_NODE_SCORERS) & set(scorers):
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
     lab_edges = label_edges(labels) if labels is not None and "depara_labels" in scorers else None
@@ -446,6 +473,58 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
                 elif r < peer_reps:
                     values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
     return values
+
+
+def _digest(a: np.ndarray | None) -> str | None:
+    """SHA-256 of an array's dtype, shape and bytes (None for None): part of a score entry's key."""
+    import hashlib
+
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def _cached_scores(results: Sequence["_ModelResult"], scorers: list[str], labels: np.ndarray | None,
+                   target: "Graph | None", target_id: Mapping[str, Any] | None, idx_sets: np.ndarray,
+                   peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
+    """:func:`_score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
+    store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
+
+    The key holds everything the block depends on: the candidate's graph (weights hash, layer, probe content
+    hash, graph options, preprocessing), the scorers, the labels, the target graph (weights hash, layer,
+    preprocessing), the resamples themselves, ``peer_reps``, λ and the version of the scoring code
+    (:data:`SCORES_VERSION`). So a run with one model added scores only that model's candidates.
+    Returns (values[s, c, r] as :func:`_score_all`, the number of candidates whose values were reused).
+    """
+    from . import __version__
+
+    common = {"scorers": list(scorers), "labels": _digest(labels), "target": dict(target_id) if target_id else None,
+              "resamples": _digest(idx_sets), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
+              "version": f"{__version__}/{SCORES_VERSION}"}
+    cands, graphs, pooled, keys = [], [], [], []
+    for r in results:
+        opts = {**GRAPH_OPTIONS, "preprocess": r.preprocess, **common}
+        for layer in r.layers:
+            cands.append((r.name, layer))
+            graphs.append(r.graphs[layer])
+            pooled.append(r.pooled[layer])
+            keys.append(store.key(r.weights_hash, layer, probe_hash, opts, kind="scores"))
+    values = np.full((len(scorers), len(cands), idx_sets.shape[0]), np.nan)
+    todo = []
+    for c, key in enumerate(keys):
+        block = store.get_array(key)
+        if block is not None and block.shape == (len(scorers), idx_sets.shape[0]):
+            values[:, c] = block
+        else:
+            todo.append(c)
+    if todo:
+        fresh = _score_all([cands[c] for c in todo], [graphs[c] for c in todo], [pooled[c] for c in todo],
+                           scorers, labels, target, idx_sets, progress, peer_reps)
+        for i, c in enumerate(todo):
+            values[:, c] = fresh[:, i]
+            store.put_array(keys[c], fresh[:, i])
+    return values, len(cands) - len(todo)
 
 
 # ================================================================================================ selection
@@ -677,7 +756,10 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     probes : at most this many images are used (drawn without replacement under ``seed``).
     seed : seeds the probe draw and the bootstrap.
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
-    scorers : which scorers to compute (default: all applicable, see :data:`SCORERS`).
+    scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
+        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
+        asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
+        otherwise it is forward passes only, and the graphs have no nodes.
     n_boot : bootstrap resamples (0: no intervals, p_best = nan).
     peer_boot : resamples for the intervals of the label-based peers (logme, hscore, transrate, rsa, cka),
         at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
@@ -723,7 +805,10 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
         (["depara_labels", *_LABEL_PEERS] if y is not None else [])
     if scorers is None:
-        chosen = applicable
+        # The node term has weight 0 in the frozen defaults: the scorers built on it are computed only when
+        # asked for, so the default extraction needs no attribution maps (forward passes only).
+        # (S = V + λE is E itself at the default λ = ∞, so it is left out too.)
+        chosen = [s for s in applicable if s not in ("depara", "depara_v") or DEFAULT_NODE_WEIGHT != 0]
     else:
         chosen = [scorers] if isinstance(scorers, str) else list(scorers)
         for s in chosen:
@@ -741,7 +826,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     if address is not None and engine != "ray":
         raise DeparaError("address: only with engine='ray'")
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
-    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress)
+    # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
+    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
+              nodes=bool(set(_NODE_SCORERS) & set(chosen)))
     failed: dict[str, str] = {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
         failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
@@ -759,21 +846,22 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         results.append(_model_graphs(entry, probe_set, layers, store, **kw))
     target_graph = None
     target_info: dict[str, Any] = {}
+    target_id: dict[str, Any] | None = None
     if target_entry is not None:
         tr = _model_graphs(target_entry, probe_set, "auto", store, only_last=True, **kw)
         target_graph = tr.graphs[tr.layers[0]]
         target_info = {"name": target_entry.name, "spec": target_entry.spec, "layer": tr.layers[0],
                        "extracted": tr.extracted}
+        target_id = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
     t_extract = time.perf_counter() - t0
 
     cands = [(r.name, layer) for r in results for layer in r.layers]
-    graphs = [r.graphs[layer] for r in results for layer in r.layers]
-    pooled = [r.pooled[layer] for r in results for layer in r.layers]
     n = len(probe_set)
     idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
         np.arange(n)[None]
     peer_reps = 1 + (min(n_boot, peer_boot) if default not in _LABEL_PEERS else n_boot)
-    vals = _score_all(cands, graphs, pooled, chosen, y, target_graph, idx_sets, progress, peer_reps)
+    vals, reused = _cached_scores(results, chosen, y, target_graph, target_id, idx_sets, peer_reps, store,
+                                  probe_set.content_hash(), progress)
     values = {s: vals[i, :, 0] for i, s in enumerate(chosen)}
     intervals = {s: np.array([percentile_interval(vals[i, c, 1:]) for c in range(len(cands))])
                  for i, s in enumerate(chosen)}
@@ -791,9 +879,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
                 "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
                 "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": seed, "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot), "lam": LAM, "graph_options": GRAPH_OPTIONS,
+                "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot),
+                "lam": format_lam(LAM), "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None, "engine": engine, "failed_models": failed,
+                "scores_reused": reused,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
     settings.pop("n_images_given")
     if not failed:

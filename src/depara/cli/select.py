@@ -29,6 +29,9 @@ def select_cmd(
     layers: Optional[list[str]] = typer.Option(None, "--layers", help="auto (default: each stage's output), all, or "
                                                "layer names (comma list or repeated)."),
     protocol: str = typer.Option("finetune", "--protocol", help="finetune|linear: how you will transfer."),
+    scorers: Optional[list[str]] = typer.Option(None, "--scorers", help="Scorers to compute (comma list or "
+                                                "repeated; default: every applicable one without a node term). "
+                                                "depara / depara_v add attribution maps (backward passes)."),
     probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe draw and the bootstrap."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals (0: none)."),
@@ -64,8 +67,9 @@ def select_cmd(
 
         candidates = read_zoo(zoo)  # type: ignore[assignment]
     sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
-                 seed=seed, n_boot=n_boot, cache_dir=cache, device=device, batch_size=batch_size,
-                 feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine, address=address)
+                 scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
+                 batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
+                 address=address)
     from ._table import print_ranking
 
     s = sel.scorer

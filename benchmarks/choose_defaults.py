@@ -22,11 +22,31 @@ The DEPARA family scored for each (target, source):
 
 Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer.
 
-Rule, fixed before the run: maximise the mean weighted τ over targets with the QUICK target model (the setting the
-defaults will be used in); among the candidates within ``--tolerance`` (0.01) of the best, take the simplest, in
-this order: no node term (α = 0) first, then no target model needed (w = 1), then the smallest α, then the largest
-w, then the representation layer, then node l2/mean. The chosen candidate's per-target rows, the grid and the peers
-(LogME, RSA/CKA against each target model) are written beside it.
+Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer, with
+DEPARA's global edge comparison on the probe scenes (``comparison=global, features=flat, scale=centred,
+probes=subset``); α = 0, w = 1 rows are the label family's first member below.
+
+Round 3 (issue 10) adds, decided before any real-image number was looked at:
+
+- the **label family** (α = 0, w = 1: the label graph alone, ``target_model = "-"``, no target model):
+  comparison ∈ {global, per_probe, knn} (:mod:`depara.agreement`: Spearman of all edges; per-probe rank-biserial
+  ``2·AUC_i − 1`` of same-class vs other-class probes; kNN same-class lift with k = ⌊√N⌋) × features ∈ {flat,
+  pooled} (the layer output flattened, or averaged over space) × scale ∈ {centred, standardised} (dimensions
+  centred, or centred and divided by their standard deviation over the probes) × probes ∈ {subset, labelled}
+  (the bank's probe scenes with their labels, or the target's whole labelled split, capped at 500) × layer ∈
+  {rep, conv3}: 48 candidates. Regression/dense targets compare with :func:`depara.labels.target_edges` of their
+  pooled targets through :func:`depara.agreement.graph_agreement` (same comparisons);
+- for consistency, the **target-model edge term** E (α = 0, w = 0) with comparison ∈ {per_probe, knn} (global is in
+  the grid above), flat/centred features on the probe scenes, both target models and both layers: 8 candidates.
+
+Rule, fixed before the run: maximise the mean weighted τ over targets among the candidates usable without the
+bank's full target network (``target_model`` quick or ``-``: the setting the defaults will be used in); among the
+candidates within ``--tolerance`` (0.01) of the best, take the simplest, in this order: no node term (α = 0) first,
+then no target model needed (w = 1), then the smallest α, then the largest w, then the representation layer, then
+node l2/mean, then today's edge handling before a new one — comparison global < per_probe < knn, features flat <
+pooled, scale centred < standardised, probes subset < labelled (a change of the frozen default has to beat it by
+more than the tolerance). The chosen candidate's per-target rows, the grid and the peers (LogME, RSA/CKA against
+each target model) are written beside it.
 """
 
 from __future__ import annotations

@@ -322,6 +322,26 @@ register_estimator(Estimator(
     adapter=lambda s, t: _depara_e(s.graph, t.graph)))
 
 
+
+def _depara_labels(graph, labels, comparison: str | None = None) -> float:
+    """The label-graph DEPARA score of one source graph: :func:`depara.agreement.label_agreement` of its edges with
+    the probes' class labels, by the frozen comparison (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless
+    ``comparison`` is given. The graph's edges must be built as the frozen defaults say (``DEFAULT_EDGE_FEATURES``,
+    ``DEFAULT_EDGE_SCALE``; :func:`depara.agreement.probe_edges`)."""
+    from .agreement import label_agreement
+    from .options import DEFAULT_EDGE_COMPARISON
+
+    edges = getattr(graph, "edges", graph)
+    return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+
+
+register_estimator(Estimator(
+    "depara_labels", _depara_labels, label="DEPARA-labels", default=False, needs_labels=True, needs_graph=True,
+    reference="Song et al., DEPARA, CVPR 2020 (edge term against the label graph)",
+    description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
+                "edge comparison; needs the probes' class labels, no target model",
+    adapter=lambda s, t: _depara_labels(s.graph, t.labels)))
+
 # The recent label-based peers (numpy/scipy; see docs/estimators-recent.md and docs/estimators-recent-b.md).
 # Each is a function of (features, labels) only; none supports regression.
 for _name, _fn, _label, _ref in (

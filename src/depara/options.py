@@ -29,7 +29,8 @@ from .errors import DeparaError
 __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
-    "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
 ]
 
 
@@ -103,6 +104,11 @@ DEFAULT_FEATURE_MEMORY_MB = 2048.0
 # + w·E(source, label graph): with α = 0 and w = 1 the default is the label graph's edge term alone (no target model).
 DEFAULT_NODE_WEIGHT = 0.0  #: α, the weight of the node term V (0: the node term is not used by default)
 DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
+# How the source graph is built and compared with the label graph (depara.agreement; frozen in the same file):
+DEFAULT_EDGE_COMPARISON = "global"  #: global (Spearman of all edges) | per_probe | knn
+DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
+DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
+DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

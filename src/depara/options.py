@@ -106,9 +106,9 @@ DEFAULT_NODE_WEIGHT = 0.0  #: α, the weight of the node term V (0: the node ter
 DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 # How the source graph is built and compared with the label graph (depara.agreement; frozen in the same file):
 DEFAULT_EDGE_COMPARISON = "global"  #: global (Spearman of all edges) | per_probe | knn
-DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
-DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
-DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
+DEFAULT_EDGE_FEATURES = "pooled"  #: the layer output flattened (flat) or averaged over space (pooled)
+DEFAULT_EDGE_SCALE = "standardised"  #: dimensions centred over the probes, or centred and standardised
+DEFAULT_PROBES = "labelled"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

@@ -236,7 +236,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
             key = fingerprint({"zoo": zoo_key, "target": t, "train": fingerprint({"i": tr.tolist()}),
                                "defaults": asdict(defaults), "n_probe": sc.n_probe, "quick": [sc.quick_steps,
                                                                                                sc.quick_width],
-                               "seed": seed, "peers": list(PEERS), "v": 1})
+                               "seed": seed, "peers": list(PEERS), "v": 2})
             path = cache_root / "scores" / f"{t}-{key}.json"
             hit = load_json_entry(path, key)
             if hit is None:

@@ -121,24 +121,15 @@ def _edges(f: np.ndarray) -> np.ndarray:
 def quick_target(cfg, task, data, steps: int, seed: int):
     """The target's task network trained from scratch on its limited split (Adam, batch 32, ``steps`` steps)."""
 
+    from depara.realbank.scoring import train_steps
     from depara.taskbank.networks import TaskNet
     from depara.taskbank.train import per_sample_loss, task_seed
 
     torch.manual_seed(task_seed(cfg, "quick", task.name, str(seed)))
     net = TaskNet(task, cfg.image_size, cfg.width)
     x, y = data.xy(task, "limited")
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(task_seed(cfg, "quick-order", task.name))
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, len(x), size=32))
-        loss = per_sample_loss(task, net(xt[idx]), yt[idx]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    train_steps(net, x, y, lambda pred, t: per_sample_loss(task, pred, t).mean(), steps=steps, lr=cfg.lr, rng=rng)
     return net.encoder
 
 

@@ -93,24 +93,31 @@ class Defaults:
                 f"{self.probes} probes")
 
 
-def train_quick_target(x: np.ndarray, y: np.ndarray, *, steps: int, width: int, seed: int) -> Net:
-    """A small VGG-style net trained from scratch on the labelled set (Adam 2e-3, batch 32, ``steps`` steps)."""
-    torch.manual_seed(seed)
-    net = Net("vgg", int(y.max()) + 1, width)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    rng = np.random.default_rng([seed, 5])
+def train_steps(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, loss, *, steps: int, lr: float,
+                rng: np.random.Generator, batch: int = 32) -> torch.nn.Module:
+    """The quick-training loop shared by the real-image bank and ``benchmarks/choose_defaults.py``: Adam (``lr``),
+    ``steps`` steps on batches of ``min(batch, N)`` drawn with replacement by ``rng``, ``loss(net(x_b), y_b)`` a
+    scalar; then eval mode and frozen parameters. Returns ``net``."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     net.train()
     for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, len(y), size=min(32, len(y))))
-        loss = F.cross_entropy(net(xt[idx]), yt[idx])
+        idx = torch.from_numpy(rng.integers(0, len(x), size=min(batch, len(x))))
+        value = loss(net(xt[idx]), yt[idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+def train_quick_target(x: np.ndarray, y: np.ndarray, *, steps: int, width: int, seed: int) -> Net:
+    """A small VGG-style net trained from scratch on the labelled set (Adam 2e-3, batch 32, ``steps`` steps)."""
+    torch.manual_seed(seed)
+    net = Net("vgg", int(y.max()) + 1, width)
+    return train_steps(net, x, y, F.cross_entropy, steps=steps, lr=2e-3, rng=np.random.default_rng([seed, 5]))
 
 
 def _node_maps(body, x: torch.Tensor, scalar: str, reduction: str) -> np.ndarray:

@@ -320,6 +320,18 @@ def _main(args) -> int:
     write_csv(out / "reference_candidates.csv", ref_rows)
     write_csv(out / "chosen_per_target.csv", [{"target": t, **per_target[ckey][t]} for t in targets])
     write_csv(out / "peers_per_target.csv", peer_rows)
+    # The label family (and the target model's local comparisons) with intervals, for the docs.
+    fam_rows = []
+    for key in per_target:
+        if key[0] == "-" or (key[3] == 0.0 and key[4] == 0.0):
+            m, lo, hi = interval(key)
+            fam_rows.append({"target_model": key[0], "layer": key[1], "label_weight": key[4], "comparison": key[5],
+                             "features": key[6], "scale": key[7], "probes": key[8], "mean_weighted_tau": m,
+                             "wtau_lo": lo, "wtau_hi": hi,
+                             **{f"mean_{k}": float(np.nanmean([per_target[key][t][k] for t in targets]))
+                                for k in ("kendall", "p_at_5", "regret")}})
+    fam_rows.sort(key=lambda r: -r["mean_weighted_tau"])
+    write_csv(out / "label_family.csv", fam_rows)
     choice = {"scale": args.scale, "seed": args.seed, "quick_steps": args.quick_steps, "tolerance": args.tolerance,
               "n_targets": len(targets), "n_sources_per_target": len(names) - 1, "probes": int(len(x)),
               "labelled_probes": int(n_lab),
@@ -341,6 +353,7 @@ def _main(args) -> int:
                             f"(best {best:.3f}) over {len(targets)} procedural targets"),
                    settings={k: v for k, v in choice.items() if k not in ("chosen", "defaults")},
                    tables={"grid": "grid.csv", "reference_candidates": "reference_candidates.csv",
+                           "label_family": "label_family.csv",
                            "chosen_per_target": "chosen_per_target.csv", "peers_per_target": "peers_per_target.csv"},
                    figures={"alpha_weight": "alpha_weight.png"}, extra={"defaults": choice["defaults"]})
     if args.write_config:

@@ -22,11 +22,31 @@ The DEPARA family scored for each (target, source):
 
 Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer.
 
-Rule, fixed before the run: maximise the mean weighted τ over targets with the QUICK target model (the setting the
-defaults will be used in); among the candidates within ``--tolerance`` (0.01) of the best, take the simplest, in
-this order: no node term (α = 0) first, then no target model needed (w = 1), then the smallest α, then the largest
-w, then the representation layer, then node l2/mean. The chosen candidate's per-target rows, the grid and the peers
-(LogME, RSA/CKA against each target model) are written beside it.
+Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer, with
+DEPARA's global edge comparison on the probe scenes (``comparison=global, features=flat, scale=centred,
+probes=subset``); α = 0, w = 1 rows are the label family's first member below.
+
+Round 3 (issue 10) adds, decided before any real-image number was looked at:
+
+- the **label family** (α = 0, w = 1: the label graph alone, ``target_model = "-"``, no target model):
+  comparison ∈ {global, per_probe, knn} (:mod:`depara.agreement`: Spearman of all edges; per-probe rank-biserial
+  ``2·AUC_i − 1`` of same-class vs other-class probes; kNN same-class lift with k = ⌊√N⌋) × features ∈ {flat,
+  pooled} (the layer output flattened, or averaged over space) × scale ∈ {centred, standardised} (dimensions
+  centred, or centred and divided by their standard deviation over the probes) × probes ∈ {subset, labelled}
+  (the bank's probe scenes with their labels, or the target's whole labelled split, capped at 500) × layer ∈
+  {rep, conv3}: 48 candidates. Regression/dense targets compare with :func:`depara.labels.target_edges` of their
+  pooled targets through :func:`depara.agreement.graph_agreement` (same comparisons);
+- for consistency, the **target-model edge term** E (α = 0, w = 0) with comparison ∈ {per_probe, knn} (global is in
+  the grid above), flat/centred features on the probe scenes, both target models and both layers: 8 candidates.
+
+Rule, fixed before the run: maximise the mean weighted τ over targets among the candidates usable without the
+bank's full target network (``target_model`` quick or ``-``: the setting the defaults will be used in); among the
+candidates within ``--tolerance`` (0.01) of the best, take the simplest, in this order: no node term (α = 0) first,
+then no target model needed (w = 1), then the smallest α, then the largest w, then the representation layer, then
+node l2/mean, then today's edge handling before a new one — comparison global < per_probe < knn, features flat <
+pooled, scale centred < standardised, probes subset < labelled (a change of the frozen default has to beat it by
+more than the tolerance). The chosen candidate's per-target rows, the grid and the peers (LogME, RSA/CKA against
+each target model) are written beside it.
 """
 
 from __future__ import annotations
@@ -44,12 +64,17 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from depara._io import ensure_dir, write_csv, write_json  # noqa: E402
 from depara.evaluate import rank_quality  # noqa: E402
+from depara.agreement import COMPARISONS, POOLINGS, SCALES, graph_agreement, probe_edges  # noqa: E402
 from depara.labels import edge_similarities, label_edges, target_edges  # noqa: E402
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LAYERS = ("rep", "conv3")
 QUICK_STEPS = 100
+PROBE_SETS = ("subset", "labelled")
+MAX_LABELLED_PROBES = 500
+#: today's edge handling: (comparison, features, scale, probes)
+STATUS_QUO = ("global", "flat", "centred", "subset")
 
 
 def _features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
@@ -58,6 +83,33 @@ def _features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
     with torch.no_grad():
         outs = [capture_features(encoder, x[i:i + 128], [layer])[layer] for i in range(0, len(x), 128)]
     return torch.cat(outs).flatten(1).double().numpy()
+
+
+def _raw_features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
+    """The layer output N×C×H×W (float32), batch by batch."""
+    from depara.extract import capture_features
+
+    with torch.no_grad():
+        outs = [capture_features(encoder, x[i:i + 128], [layer])[layer] for i in range(0, len(x), 128)]
+    return torch.cat(outs).float().numpy()
+
+
+def label_family_score(src_edges: np.ndarray, target: tuple, comparison: str) -> float:
+    """The label graph's agreement with a source graph: class labels via :func:`label_agreement`, regression
+    targets via :func:`graph_agreement` with their :func:`target_edges`."""
+    from depara.agreement import label_agreement
+
+    kind, value = target
+    if kind == "labels":
+        return label_agreement(src_edges, value, comparison)
+    return graph_agreement(src_edges, value, comparison)
+
+
+def _label_target(task, y: np.ndarray) -> tuple:
+    from depara.taskbank.bench import label_targets
+
+    labels, regression = label_targets(task, y)
+    return ("edges", target_edges(labels)) if regression else ("labels", labels)
 
 
 def _edges(f: np.ndarray) -> np.ndarray:
@@ -69,24 +121,15 @@ def _edges(f: np.ndarray) -> np.ndarray:
 def quick_target(cfg, task, data, steps: int, seed: int):
     """The target's task network trained from scratch on its limited split (Adam, batch 32, ``steps`` steps)."""
 
+    from depara.realbank.scoring import train_steps
     from depara.taskbank.networks import TaskNet
     from depara.taskbank.train import per_sample_loss, task_seed
 
     torch.manual_seed(task_seed(cfg, "quick", task.name, str(seed)))
     net = TaskNet(task, cfg.image_size, cfg.width)
     x, y = data.xy(task, "limited")
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(task_seed(cfg, "quick-order", task.name))
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, len(x), size=32))
-        loss = per_sample_loss(task, net(xt[idx]), yt[idx]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    train_steps(net, x, y, lambda pred, t: per_sample_loss(task, pred, t).mean(), steps=steps, lr=cfg.lr, rng=rng)
     return net.encoder
 
 
@@ -150,6 +193,20 @@ def _main(args) -> int:
     feats = {layer: {n: _features(encoders[n], x, layer) for n in names} for layer in LAYERS}
     edges = {layer: {n: _edges(feats[layer][n]) for n in names} for layer in LAYERS}
     label_mats, _ = label_based_scores(cfg, encoders, data, lambda m: None)
+    # The label family's probe sets: the probe scenes, and the limited (labelled) split's clean images.
+    from depara.taskbank.tasks import task_inputs
+
+    n_lab = min(cfg.n_limited, MAX_LABELLED_PROBES)
+    x_sets = {"subset": x, "labelled": torch.from_numpy(task_inputs(get_task("autoencoding"),
+                                                                    data.scenes("limited"))[:n_lab])}
+    fam_edges = {}  # (probes, layer, features, scale) -> {source: edges}
+    for ps, xs in x_sets.items():
+        for layer in LAYERS:
+            raw = {n: _raw_features(encoders[n], xs, layer) for n in names}
+            for fe in POOLINGS:
+                for sc in SCALES:
+                    fam_edges[(ps, layer, fe, sc)] = {n: probe_edges(raw[n], pooling=fe, scale=sc) for n in names}
+    say(f"label family: {len(fam_edges)} edge settings x {len(names)} sources")
 
     grid_rows, per_target = [], {}
     peer_rows = []
@@ -161,6 +218,13 @@ def _main(args) -> int:
         tr = truth[ti, [names.index(n) for n in src]]
         say(f"target {t}: quick target model, label graph")
         e_lab = target_label_edges(task, data.xy(task, "probe")[1])
+        lab_t = {"subset": _label_target(task, data.xy(task, "probe")[1]),
+                 "labelled": _label_target(task, data.xy(task, "limited")[1][:n_lab])}
+        for (ps, layer, fe, sc), ed in fam_edges.items():
+            for comp in COMPARISONS:
+                s = np.array([label_family_score(ed[n], lab_t[ps], comp) for n in src])
+                key = ("-", layer, "-", 0.0, 1.0, comp, fe, sc, ps)
+                per_target.setdefault(key, {})[t] = metrics(s, tr, src)
         tmodels = {"quick": quick_target(cfg, task, data, args.quick_steps, args.seed), "full": encoders[t]}
         for tm, enc in tmodels.items():
             t_maps = {s: _node_maps(enc, x, s) for s in ("sum", "mean", "l2")}
@@ -169,14 +233,21 @@ def _main(args) -> int:
             for layer in LAYERS:
                 e_model = edge_similarities([edges[layer][n] for n in src], _edges(t_feat[layer]))
                 e_label = edge_similarities([edges[layer][n] for n in src], e_lab)
+                t_edges = _edges(t_feat[layer])
+                for comp in COMPARISONS[1:]:
+                    s = np.array([graph_agreement(edges[layer][n], t_edges, comp) for n in src])
+                    per_target.setdefault((tm, layer, "-", 0.0, 0.0, comp) + STATUS_QUO[1:], {})[t] = \
+                        metrics(s, tr, src)
                 for o in NODE_OPTIONS:
                     v = np.array([float(np.einsum("ij,ij->i", nodes[o][n], t_nodes[o]).mean()) for n in src])
                     for a in ALPHAS:
                         for w in WEIGHTS:
                             if a == 0 and o != "l2/mean":
                                 continue  # the node definition does not matter without a node term
+                            if a == 0 and w == 1:
+                                continue  # the label graph alone: the label family's status-quo member
                             s = a * v + (1 - w) * e_model + w * e_label
-                            key = (tm, layer, o if a > 0 else "-", a, w)
+                            key = (tm, layer, o if a > 0 else "-", a, w) + STATUS_QUO
                             per_target.setdefault(key, {})[t] = metrics(s, tr, src)
             f_rep = _features(enc, x, "rep")
             for label, fn in (("RSA", rsa), ("CKA", linear_cka)):
@@ -186,9 +257,10 @@ def _main(args) -> int:
         peer_rows.append({"peer": "LogME (labels)", "target": t, **metrics(sc, tr, src)})
 
     for key, rows in per_target.items():
-        tm, layer, o, a, w = key
+        tm, layer, o, a, w, comp, fe, sc, ps = key
         vals = {m: [rows[t][m] for t in targets] for m in ("weighted_tau", "kendall", "p_at_5", "regret")}
         grid_rows.append({"target_model": tm, "layer": layer, "node": o, "alpha": a, "label_weight": w,
+                          "comparison": comp, "features": fe, "scale": sc, "probes": ps,
                           **{f"mean_{m}": float(np.nanmean(v)) for m, v in vals.items()}})
     peers = sorted({r["peer"] for r in peer_rows})
     peer_summary = []
@@ -198,32 +270,43 @@ def _main(args) -> int:
                                            for m in ("weighted_tau", "kendall", "p_at_5", "regret")}})
 
     # The rule (see the module docstring).
-    quick = [r for r in grid_rows if r["target_model"] == "quick"]
+    quick = [r for r in grid_rows if r["target_model"] in ("quick", "-")]
     best = max(r["mean_weighted_tau"] for r in quick)
     near = [r for r in quick if r["mean_weighted_tau"] >= best - args.tolerance]
     near.sort(key=lambda r: (r["alpha"] > 0, r["label_weight"] < 1, r["alpha"], -r["label_weight"],
-                             r["layer"] != "rep", r["node"] not in ("-", "l2/mean"), -r["mean_weighted_tau"]))
+                             r["layer"] != "rep", r["node"] not in ("-", "l2/mean"),
+                             COMPARISONS.index(r["comparison"]), POOLINGS.index(r["features"]),
+                             SCALES.index(r["scale"]), PROBE_SETS.index(r["probes"]), -r["mean_weighted_tau"]))
     chosen = near[0]
-    ckey = (chosen["target_model"], chosen["layer"], chosen["node"], chosen["alpha"], chosen["label_weight"])
+    ckey = tuple(chosen[k] for k in ("target_model", "layer", "node", "alpha", "label_weight", "comparison",
+                                     "features", "scale", "probes"))
     node = "l2/mean" if chosen["node"] == "-" else chosen["node"]
     say(f"best mean weighted τ (quick) {best:.3f}; chosen {chosen}")
 
     def interval(key):
         return bootstrap([per_target[key][t]["weighted_tau"] for t in targets], args.seed)
 
-    refs = {"chosen": ckey, "E only, quick target model": ("quick", "rep", "-", 0.0, 0.0),
-            "label graph only (E)": ("quick", "rep", "-", 0.0, 1.0),
-            "previous default (l2/mean, λ=1), quick": ("quick", "rep", "l2/mean", 1.0, 0.0),
-            "paper (sum/mean, λ=0.25), quick": ("quick", "rep", "sum/mean", 4.0, 0.0),
-            "previous default (l2/mean, λ=1), full": ("full", "rep", "l2/mean", 1.0, 0.0),
-            "paper (sum/mean, λ=0.25), full": ("full", "rep", "sum/mean", 4.0, 0.0),
-            "E only, full target model": ("full", "rep", "-", 0.0, 0.0),
-            "4·V + E (l2/mean), quick": ("quick", "rep", "l2/mean", 4.0, 0.0)}
+    sq = STATUS_QUO
+    refs = {"chosen": ckey, "E only, quick target model": ("quick", "rep", "-", 0.0, 0.0) + sq,
+            "previous frozen default: label graph, global E (flat, centred, probe subset)":
+                ("-", "rep", "-", 0.0, 1.0) + sq,
+            **{f"label graph, {c} (flat, centred, probe subset)": ("-", "rep", "-", 0.0, 1.0, c) + sq[1:]
+               for c in COMPARISONS[1:]},
+            "label graph, global E, labelled set as probes": ("-", "rep", "-", 0.0, 1.0) + sq[:3] + ("labelled",),
+            "label graph, global E, pooled features": ("-", "rep", "-", 0.0, 1.0, "global", "pooled") + sq[2:],
+            "previous default (l2/mean, λ=1), quick": ("quick", "rep", "l2/mean", 1.0, 0.0) + sq,
+            "paper (sum/mean, λ=0.25), quick": ("quick", "rep", "sum/mean", 4.0, 0.0) + sq,
+            "previous default (l2/mean, λ=1), full": ("full", "rep", "l2/mean", 1.0, 0.0) + sq,
+            "paper (sum/mean, λ=0.25), full": ("full", "rep", "sum/mean", 4.0, 0.0) + sq,
+            "E only, full target model": ("full", "rep", "-", 0.0, 0.0) + sq,
+            "E per_probe, quick target model": ("quick", "rep", "-", 0.0, 0.0, "per_probe") + sq[1:],
+            "4·V + E (l2/mean), quick": ("quick", "rep", "l2/mean", 4.0, 0.0) + sq}
     ref_rows = []
     for label, key in refs.items():
         m, lo, hi = interval(key)
         ref_rows.append({"candidate": label, "target_model": key[0], "layer": key[1], "node": key[2], "alpha": key[3],
-                         "label_weight": key[4], "mean_weighted_tau": m, "wtau_lo": lo, "wtau_hi": hi,
+                         "label_weight": key[4], "comparison": key[5], "features": key[6], "scale": key[7],
+                         "probes": key[8], "mean_weighted_tau": m, "wtau_lo": lo, "wtau_hi": hi,
                          **{f"mean_{k}": float(np.nanmean([per_target[key][t][k] for t in targets]))
                             for k in ("kendall", "p_at_5", "regret")}})
     for p in peer_summary:
@@ -237,12 +320,27 @@ def _main(args) -> int:
     write_csv(out / "reference_candidates.csv", ref_rows)
     write_csv(out / "chosen_per_target.csv", [{"target": t, **per_target[ckey][t]} for t in targets])
     write_csv(out / "peers_per_target.csv", peer_rows)
+    # The label family (and the target model's local comparisons) with intervals, for the docs.
+    fam_rows = []
+    for key in per_target:
+        if key[0] == "-" or (key[3] == 0.0 and key[4] == 0.0):
+            m, lo, hi = interval(key)
+            fam_rows.append({"target_model": key[0], "layer": key[1], "label_weight": key[4], "comparison": key[5],
+                             "features": key[6], "scale": key[7], "probes": key[8], "mean_weighted_tau": m,
+                             "wtau_lo": lo, "wtau_hi": hi,
+                             **{f"mean_{k}": float(np.nanmean([per_target[key][t][k] for t in targets]))
+                                for k in ("kendall", "p_at_5", "regret")}})
+    fam_rows.sort(key=lambda r: -r["mean_weighted_tau"])
+    write_csv(out / "label_family.csv", fam_rows)
     choice = {"scale": args.scale, "seed": args.seed, "quick_steps": args.quick_steps, "tolerance": args.tolerance,
               "n_targets": len(targets), "n_sources_per_target": len(names) - 1, "probes": int(len(x)),
+              "labelled_probes": int(n_lab),
               "best_mean_weighted_tau_quick": best, "chosen": chosen,
               "defaults": {"node_scalar": node.split("/")[0], "node_reduction": node.split("/")[1],
                            "node_weight": chosen["alpha"], "label_weight": chosen["label_weight"],
-                           "layer": "representation" if chosen["layer"] == "rep" else "below-representation"},
+                           "layer": "representation" if chosen["layer"] == "rep" else "below-representation",
+                           "edge_comparison": chosen["comparison"], "edge_features": chosen["features"],
+                           "edge_scale": chosen["scale"], "probes": chosen["probes"]},
               "seconds": time.perf_counter() - t0}
     write_json(out / "chosen.json", choice)
     _figure(grid_rows, chosen, out / "alpha_weight.png")
@@ -250,10 +348,12 @@ def _main(args) -> int:
 
     write_manifest(out, "defaults_choice", title=f"Choosing DEPARA defaults on the procedural task bank ({args.scale})",
                    summary=(f"chosen α={chosen['alpha']:g}, w={chosen['label_weight']:g}, layer {chosen['layer']}, "
-                            f"node {chosen['node']}: mean weighted τ {chosen['mean_weighted_tau']:.3f} "
+                            f"node {chosen['node']}, comparison {chosen['comparison']}, features "
+                            f"{chosen['features']}/{chosen['scale']}, probes {chosen['probes']}: mean weighted τ {chosen['mean_weighted_tau']:.3f} "
                             f"(best {best:.3f}) over {len(targets)} procedural targets"),
                    settings={k: v for k, v in choice.items() if k not in ("chosen", "defaults")},
                    tables={"grid": "grid.csv", "reference_candidates": "reference_candidates.csv",
+                           "label_family": "label_family.csv",
                            "chosen_per_target": "chosen_per_target.csv", "peers_per_target": "peers_per_target.csv"},
                    figures={"alpha_weight": "alpha_weight.png"}, extra={"defaults": choice["defaults"]})
     if args.write_config:
@@ -275,7 +375,9 @@ def _figure(grid_rows, chosen, path):
         node = "l2/mean" if chosen["node"] == "-" else chosen["node"]
         m = np.full((len(ALPHAS), len(WEIGHTS)), np.nan)
         for r in grid_rows:
-            if r["target_model"] == tm and r["layer"] == chosen["layer"] and r["node"] in (node, "-"):
+            same_tm = r["target_model"] == tm or (r["target_model"] == "-" and r["alpha"] == 0)
+            if same_tm and r["layer"] == chosen["layer"] and r["node"] in (node, "-") \
+                    and (r["comparison"], r["features"], r["scale"], r["probes"]) == STATUS_QUO:
                 if (r["alpha"] == 0) == (r["node"] == "-"):
                     m[ALPHAS.index(r["alpha"]), WEIGHTS.index(r["label_weight"])] = r["mean_weighted_tau"]
         im = ax.imshow(m, cmap="viridis", aspect="auto")
@@ -303,6 +405,9 @@ def _write_config(path: Path, choice: dict, ref_rows) -> None:
              "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",
              "#         + label_weight·E(source, label graph)     (node_weight = α = 1/λ of S = V + λE)",
              "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
+             "# edge_comparison (global | per_probe | knn), edge_features (flat | pooled), edge_scale",
+             "# (centred | standardised), probes (subset | labelled): how the source graph is built and compared",
+             "# (depara.agreement).",
              "#",
              f"# Procedural bank ({choice['n_targets']} targets × {choice['n_sources_per_target']} sources, "
              f"{choice['probes']} probes), mean weighted τ [95% bootstrap interval over targets]:"]
@@ -310,7 +415,9 @@ def _write_config(path: Path, choice: dict, ref_rows) -> None:
         lines.append(f"#   {r['candidate']}: {r['mean_weighted_tau']:.3f} [{r['wtau_lo']:.3f}, {r['wtau_hi']:.3f}]")
     lines += ["", "[depara]", f'node_scalar = "{d["node_scalar"]}"', f'node_reduction = "{d["node_reduction"]}"',
               f"node_weight = {float(d['node_weight'])}", f"label_weight = {float(d['label_weight'])}",
-              f'layer = "{d["layer"]}"', ""]
+              f'layer = "{d["layer"]}"', f'edge_comparison = "{d["edge_comparison"]}"',
+              f'edge_features = "{d["edge_features"]}"', f'edge_scale = "{d["edge_scale"]}"',
+              f'probes = "{d["probes"]}"', ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
 

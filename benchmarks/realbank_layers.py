@@ -5,9 +5,11 @@
 For every (target, source) of the bank (the zoo and splits of ``depara bench realbank``, cache filled by it): the
 ground truth is the linear-probe test accuracy (as in :mod:`depara.realbank.truth`) of the pooled features of each
 stage (``stage1``, ``stage2``, ``stage3``) on the seed's split, mean over the bank's seeds. Scores per stage, from
-the labelled set of the first seed only: the frozen default's label-graph E (Spearman of the stage's centred
-cosine edges on the probes with the label graph, i.e. ``rank_sources(build_graphs(...), Graph.from_labels(y))``),
-and LogME on the stage's pooled features. Reported per scorer: how often the picked stage is the best, the mean
+the labelled set of the first seed only: the frozen default's label-graph score (``E_frozen``: the registered
+``depara_labels`` on the stage's edges built as ``configs/defaults.toml`` says — round 3: pooled, standardised
+features of every labelled image), the previous frozen default's (``E_label``: Spearman of the stage's flattened,
+centred cosine edges on the ``n_probe`` probes with the label graph, i.e.
+``rank_sources(build_graphs(...), Graph.from_labels(y))``), and LogME on the stage's pooled features. Reported per scorer: how often the picked stage is the best, the mean
 accuracy lost by the pick (points), beside always taking the last stage. No default is chosen here.
 """
 
@@ -46,7 +48,10 @@ def main(argv=None) -> int:
     from depara.baselines import logme
     from depara.graph import _edges_from_features
     from depara.labels import edge_similarities, label_edges
-    from depara.realbank.bench import SCALES, available_targets, target_splits
+    from depara.agreement import probe_edges
+    from depara.estimators import get_estimator
+    from depara.realbank.bench import SCALES, available_targets, load_defaults, target_splits
+    from depara.realbank.scoring import probe_rows
     from depara.realbank.truth import linear_probe
     from depara.realbank.zoo import load_or_train_zoo
 
@@ -65,6 +70,8 @@ def main(argv=None) -> int:
     sc = SCALES[args.scale]
     t0 = time.perf_counter()
     rows = []
+    dflt, _, _ = load_defaults()
+    frozen = get_estimator("depara_labels")
     with threadpool_limits(1):
         nets, _, _ = load_or_train_zoo(sc.zoo, Path(args.cache) / "realbank", args.seed)
         for t, pool in available_targets(sc):
@@ -73,6 +80,7 @@ def main(argv=None) -> int:
             y0 = np.unique(pool.y[tr0], return_inverse=True)[1]
             pick = np.sort(np.random.default_rng([args.seed, 17]).permutation(len(y0))[:sc.n_probe])
             lab = label_edges(y0[pick])
+            fr = probe_rows(len(y0), sc.n_probe, dflt.probes, args.seed)
             for n, net in nets.items():
                 feats = _stage_features(net.body, pool.x)
                 acc = {s: np.mean([linear_probe(feats[s][sp.train].mean(dim=(2, 3)).double().numpy(), pool.y[sp.train],
@@ -80,9 +88,12 @@ def main(argv=None) -> int:
                                    for sp in splits]) for s in STAGES}
                 e = edge_similarities([_edges_from_features(feats[s][tr0][pick].flatten(1).double().numpy(),
                                                             center=True, edge="cosine") for s in STAGES], lab)
+                ef = [frozen.fn(probe_edges(feats[s][tr0][fr].numpy(), pooling=dflt.edge_features,
+                                            scale=dflt.edge_scale), y0[fr], dflt.edge_comparison) for s in STAGES]
                 lm = [logme(feats[s][tr0].mean(dim=(2, 3)).double().numpy(), y0) for s in STAGES]
                 rows.append({"target": t, "source": n, **{f"acc_{s}": float(acc[s]) for s in STAGES},
                              **{f"E_label_{s}": float(v) for s, v in zip(STAGES, e)},
+                             **{f"E_frozen_{s}": float(v) for s, v in zip(STAGES, ef)},
                              **{f"LogME_{s}": float(v) for s, v in zip(STAGES, lm)}})
             print(f"[layers {time.perf_counter() - t0:6.1f}s] {t}", file=sys.stderr, flush=True)
     out = ensure_dir(Path(args.out))
@@ -105,7 +116,8 @@ def summarize(out: Path) -> int:
     targets = sorted({r["target"] for r in rows})
     rng = np.random.default_rng(0)
     summary = []
-    for scorer in ("E_label", "LogME", "last stage", "oracle"):
+    scorers = [c for c in ("E_frozen", "E_label", "LogME") if f"{c}_stage1" in rows[0]]
+    for scorer in (*scorers, "last stage", "oracle"):
         hits, lost = [], []
         for r in rows:
             acc = np.array([r[f"acc_{s}"] for s in STAGES])

@@ -88,10 +88,12 @@ def test_frozen_scorer_defaults_equal_the_committed_config():
     import tomllib
     from pathlib import Path
 
-    from depara.options import DEFAULT_LABEL_WEIGHT, DEFAULT_NODE_WEIGHT
+    from depara import options as O
 
     frozen = tomllib.loads((Path(__file__).resolve().parents[1] / "configs" / "defaults.toml").read_text())["depara"]
-    assert (DEFAULT_NODE_WEIGHT, DEFAULT_LABEL_WEIGHT) == (frozen["node_weight"], frozen["label_weight"])
+    assert (O.DEFAULT_NODE_WEIGHT, O.DEFAULT_LABEL_WEIGHT) == (frozen["node_weight"], frozen["label_weight"])
+    assert (O.DEFAULT_EDGE_COMPARISON, O.DEFAULT_EDGE_FEATURES, O.DEFAULT_EDGE_SCALE, O.DEFAULT_PROBES) == (
+        frozen["edge_comparison"], frozen["edge_features"], frozen["edge_scale"], frozen["probes"])
     assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
         frozen["node_scalar"], frozen["node_reduction"])
 

@@ -322,6 +322,59 @@ register_estimator(Estimator(
     adapter=lambda s, t: _depara_e(s.graph, t.graph)))
 
 
+
+def depara_labels_edges(graph: "Graph | None" = None, features: np.ndarray | None = None) -> np.ndarray:
+    """The source edges the label-graph score compares, built as the frozen defaults say.
+
+    With the frozen ``DEFAULT_EDGE_FEATURES = "flat"`` and ``DEFAULT_EDGE_SCALE = "centred"`` these are the DEPARA
+    graph's own edges (``graph.edges``); otherwise :func:`depara.agreement.probe_edges` of ``features`` (the
+    source's layer output on the probes: N×C×H×W, or already pooled N×C for ``"pooled"``).
+    """
+    from .agreement import probe_edges
+    from .options import DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
+
+    if (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred") and graph is not None:
+        return np.asarray(graph.edges)
+    if features is None:
+        raise DeparaError(f"method depara_labels: needs the source's features on the probes (edges of "
+                          f"{DEFAULT_EDGE_FEATURES}, {DEFAULT_EDGE_SCALE} features)")
+    return probe_edges(features, pooling=DEFAULT_EDGE_FEATURES, scale=DEFAULT_EDGE_SCALE)
+
+
+def _depara_labels(edges, labels, comparison: str | None = None) -> float:
+    """The label-graph DEPARA score of one source: :func:`depara.agreement.label_agreement` of its probe edges
+    (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison
+    (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given."""
+    from .agreement import label_agreement
+    from .options import DEFAULT_EDGE_COMPARISON
+
+    return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+
+
+def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:
+    """``depara_labels`` on each resample of the probes (R×N indices; row 0 the identity = the point estimate),
+    by the frozen comparison: :func:`depara.agreement.resampled_label_agreement`. (R,) float array."""
+    from .agreement import resampled_label_agreement
+    from .options import DEFAULT_EDGE_COMPARISON
+
+    return resampled_label_agreement(edges, labels, DEFAULT_EDGE_COMPARISON, idx_sets)
+
+
+def _graph_edges_frozen() -> bool:
+    from .options import DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
+
+    return (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred")
+
+
+# It needs the source's DEPARA graph when the frozen edges are the graph's own, else its features on the probes.
+register_estimator(Estimator(
+    "depara_labels", _depara_labels, label="DEPARA-labels", default=False, needs_labels=True,
+    needs_graph=_graph_edges_frozen(), needs_features=not _graph_edges_frozen(),
+    reference="Song et al., DEPARA, CVPR 2020 (edge term against the label graph)",
+    description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
+                "edge comparison; needs the probes' class labels, no target model",
+    adapter=lambda s, t: _depara_labels(depara_labels_edges(s.graph, s.features), t.labels)))
+
 # The recent label-based peers (numpy/scipy; see docs/estimators-recent.md and docs/estimators-recent-b.md).
 # Each is a function of (features, labels) only; none supports regression.
 for _name, _fn, _label, _ref in (

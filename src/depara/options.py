@@ -29,7 +29,8 @@ from .errors import DeparaError
 __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
-    "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
     "format_lam",
 ]
 
@@ -107,6 +108,11 @@ DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 #: λ = ∞, which means S = E, the edge term alone (the limit of S/λ; for every finite λ, S and S/λ rank alike).
 #: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
 DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
+# How the source graph is built and compared with the label graph (depara.agreement; frozen in the same file):
+DEFAULT_EDGE_COMPARISON = "global"  #: global (Spearman of all edges) | per_probe | knn
+DEFAULT_EDGE_FEATURES = "pooled"  #: the layer output flattened (flat) or averaged over space (pooled)
+DEFAULT_EDGE_SCALE = "standardised"  #: dimensions centred over the probes, or centred and standardised
+DEFAULT_PROBES = "labelled"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

@@ -54,7 +54,6 @@ import numpy as np
 
 from .errors import DeparaError
 from .evaluate import combine
-from .labels import label_edges
 from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +110,7 @@ _NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
 GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 LEVEL = 0.95
 #: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
-SCORES_VERSION = "1"
+SCORES_VERSION = "2"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults)
 
 
 # ================================================================================================ bootstrap
@@ -445,7 +444,14 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     if target is not None and set(_NODE_SCORERS) & set(scorers):
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
-    lab_edges = label_edges(labels) if labels is not None and "depara_labels" in scorers else None
+    # depara_labels: the registered estimator's edges and comparison, every resample at once (one implementation
+    # with the real-image bank: depara.estimators.depara_labels_resampled).
+    lab_vals = None
+    if labels is not None and "depara_labels" in scorers:
+        from .estimators import depara_labels_edges, depara_labels_resampled
+
+        lab_vals = [depara_labels_resampled(depara_labels_edges(g, pooled[c]), labels, idx_sets)
+                    for c, g in enumerate(graphs)]
     reps: Any = range(n_rep)
     if progress:
         from tqdm.auto import tqdm
@@ -456,9 +462,8 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
         pairs = _pair_index(idx, n)
         need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
         tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
-        lab_r = _unit_ranks(lab_edges[pairs]) if lab_edges is not None else None
         for c, g in enumerate(graphs):
-            e_r = _unit_ranks(g.edges[pairs]) if need_e or lab_r is not None else None
+            e_r = _unit_ranks(g.edges[pairs]) if need_e else None
             E = _spearman_units(e_r, tgt_r) if need_e else np.nan
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
             for s, name in enumerate(scorers):
@@ -469,7 +474,7 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
                 elif name == "depara_e":
                     values[s, c, r] = E
                 elif name == "depara_labels":
-                    values[s, c, r] = _spearman_units(e_r, lab_r)
+                    values[s, c, r] = lab_vals[c][r]
                 elif r < peer_reps:
                     values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
     return values

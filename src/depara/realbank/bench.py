@@ -76,9 +76,11 @@ def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
 
     p = Path(path) if path is not None else repo_defaults_path()
     if path is None and not p.is_file():  # an installed package: the same values, carried by depara.options
-        from ..options import DEFAULT_LABEL_WEIGHT, DEFAULT_NODE_WEIGHT
+        from .. import options as O
 
-        return Defaults(node_weight=DEFAULT_NODE_WEIGHT, label_weight=DEFAULT_LABEL_WEIGHT), {}, p
+        return Defaults(node_weight=O.DEFAULT_NODE_WEIGHT, label_weight=O.DEFAULT_LABEL_WEIGHT,
+                        edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
+                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES), {}, p
     if not p.is_file():
         raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
     try:
@@ -86,9 +88,18 @@ def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
         d = doc["depara"]
         if str(d.get("layer", "representation")) not in ("representation", "below-representation"):
             raise ValueError(f"layer {d.get('layer')!r} is not 'representation' or 'below-representation'")
+        from ..agreement import COMPARISONS, POOLINGS, SCALES
+        from .scoring import PROBE_SETS
+
+        # Files written before issue 10 have no edge keys: today's DEPARA graph (the previous frozen default).
+        edge = {"edge_comparison": COMPARISONS, "edge_features": POOLINGS, "edge_scale": SCALES, "probes": PROBE_SETS}
+        for k, allowed in edge.items():
+            if str(d.get(k, allowed[0])) not in allowed:
+                raise ValueError(f"{k} {d.get(k)!r} is not one of {', '.join(allowed)}")
         return Defaults(node_scalar=str(d["node_scalar"]), node_reduction=str(d["node_reduction"]),
                         node_weight=float(d["node_weight"]), label_weight=float(d["label_weight"]),
-                        layer=str(d.get("layer", "representation"))), doc, p
+                        layer=str(d.get("layer", "representation")),
+                        **{k: str(d.get(k, allowed[0])) for k, allowed in edge.items()}), doc, p
     except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise DeparaError(f"defaults config {p}: expected a [depara] table with node_scalar, node_reduction, "
                           f"node_weight, label_weight ({type(exc).__name__}: {exc})") from None
@@ -225,7 +236,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
             key = fingerprint({"zoo": zoo_key, "target": t, "train": fingerprint({"i": tr.tolist()}),
                                "defaults": asdict(defaults), "n_probe": sc.n_probe, "quick": [sc.quick_steps,
                                                                                                sc.quick_width],
-                               "seed": seed, "peers": list(PEERS), "v": 1})
+                               "seed": seed, "peers": list(PEERS), "v": 2})
             path = cache_root / "scores" / f"{t}-{key}.json"
             hit = load_json_entry(path, key)
             if hit is None:

@@ -175,3 +175,17 @@ def test_registered_depara_labels_reads_the_frozen_options():
     assert est.score(src, TargetInputs(labels=y)) == pytest.approx(expected, abs=1e-12)
     np.testing.assert_array_equal(depara_labels_edges(None, pooled),
                                   probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE))
+
+
+def test_pool_features_is_the_one_pooling_for_maps_tokens_and_vectors():
+    """Maps: mean over space; tokens N×T×D: mean over tokens; N×D unchanged — and probe_features uses it."""
+    from depara.agreement import pool_features, probe_features
+
+    rng = np.random.default_rng(5)
+    maps, tokens, vec = rng.normal(size=(6, 3, 4, 5)), rng.normal(size=(6, 7, 3)), rng.normal(size=(6, 3))
+    np.testing.assert_allclose(pool_features(maps), maps.mean(axis=(2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(pool_features(tokens), tokens.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(pool_features(vec), vec, rtol=1e-6)
+    assert pool_features(maps).dtype == np.float32 and pool_features(tokens).shape == (6, 3)
+    np.testing.assert_allclose(probe_features(tokens, pooling="pooled"), probe_features(tokens.mean(axis=1)),
+                               rtol=1e-5, atol=1e-6)

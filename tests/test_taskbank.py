@@ -279,15 +279,19 @@ def test_tiny_bench_hits_match_independent_count(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_bench_headline_is_library_default_similarity(tiny_run):
-    """The headline row is V(l2/mean) + 1·E, evaluated independently from the written matrices."""
+    """The headline row is the library default S = V(l2/mean) + λE (λ = DEFAULT_LAMBDA; ∞: E alone), evaluated
+    independently from the written matrices."""
+    import math
+
     from depara.evaluate import precision_recall_at_k
+    from depara.options import DEFAULT_LAMBDA
     from depara.results import read_manifest
     from depara.taskbank.bench import HEADLINE
 
     names, truth = _matrix(tiny_run / "gt_affinity.csv")
     _, v = _matrix(tiny_run / "matrices" / "in-domain__V__l2-mean.csv")
     _, e = _matrix(tiny_run / "matrices" / "in-domain__E.csv")
-    s = v + 1.0 * e
+    s = e.copy() if math.isinf(DEFAULT_LAMBDA) else v + DEFAULT_LAMBDA * e
     rel = 3
     row = next(r for r in _read(tiny_run / "summary.csv") if r["method"] == HEADLINE and r["probe_set"] == "in-domain")
     hits = 0
@@ -306,9 +310,10 @@ def test_tiny_bench_headline_is_library_default_similarity(tiny_run):
         cand = [j for j in range(len(names)) if j != t]
         assert r["DEPARA_top3"].split() == [names[j] for j in sorted(cand, key=lambda j: (-s[t, j], names[j]))[:rel]]
     man = read_manifest(tiny_run)
-    assert man["extra"]["headline_method"] == HEADLINE and man["settings"]["lambda"] == 1.0
+    assert man["extra"]["headline_method"] == HEADLINE
+    assert man["settings"]["lambda"] == ("inf" if math.isinf(DEFAULT_LAMBDA) else DEFAULT_LAMBDA)
     assert man["extra"]["headline_P@3"] == pytest.approx(float(row["P@3"]))
-    assert "in-sample" in man["extra"]["best_node_selection"] and "depara's defaults" in man["summary"]
+    assert "in-sample" in man["extra"]["best_node_selection"] and HEADLINE in man["summary"]
     assert {r["method"] for r in _read(tiny_run / "summary.csv")} >= {
         HEADLINE, "DEPARA (λ=0.25, node sum/mean, paper)", "DEPARA-E"}
 

@@ -56,7 +56,7 @@ from scipy.stats import rankdata
 
 from .errors import DeparaError
 
-__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "probe_features", "probe_edges", "label_agreement",
+__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pool_features", "probe_features", "probe_edges", "label_agreement",
            "label_agreement_terms", "graph_agreement", "graph_agreement_terms", "resampled_label_agreement"]
 
 COMPARISONS = ("global", "per_probe", "knn")
@@ -76,10 +76,26 @@ def knn_k(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ features
+def pool_features(features: Any) -> np.ndarray:
+    """THE spatial pooling of a layer output: N×C×H×W… / N×T×D / N×D → N×C float32 (mean in float64).
+
+    Channels-first maps are averaged over every axis after the second; transformer tokens N×T×D over the tokens
+    (axis 1); N×D is returned as is. Used by :func:`probe_features` (``pooling="pooled"``), by ``depara select``
+    for its label-based peers and by the Ray engine, so the three agree.
+    """
+    f = np.asarray(features)
+    if f.ndim == 3:  # transformer tokens N×T×D: mean over tokens
+        return f.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if f.ndim >= 4:
+        return f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64).astype(np.float32)
+    return f.reshape(f.shape[0], -1).astype(np.float32)
+
+
 def probe_features(features: Any, *, pooling: str = "flat", scale: str = "centred") -> np.ndarray:
     """A layer output (N×C×spatial…, or N×D) prepared for the edges: float32 N×D′ (see the module docstring).
 
-    ``pooling="pooled"`` averages every axis after the second (channels first); for N×D input it changes nothing.
+    ``pooling="pooled"``: :func:`pool_features` (channels first: every axis after the second; N×T×D tokens: over
+    the tokens); for N×D input it changes nothing.
     ``scale="standardised"`` centres and divides each dimension by its standard deviation over the probes,
     dropping constant ones (all dropped: DeparaError). Memory: one float32 copy of the (pooled) features.
     """
@@ -89,7 +105,7 @@ def probe_features(features: Any, *, pooling: str = "flat", scale: str = "centre
     if f.ndim < 2 or f.shape[0] < 3:
         raise DeparaError(f"features: expected N×D or N×C×H×W with N >= 3 probes, got shape {f.shape}")
     if pooling == "pooled" and f.ndim > 2:
-        f = f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64)
+        f = pool_features(f)
     f = np.array(f.reshape(f.shape[0], -1), dtype=np.float32)
     if not np.all(np.isfinite(f)):
         raise DeparaError("features: contains NaN or inf")

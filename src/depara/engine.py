@@ -170,7 +170,7 @@ def _cached(store: Any, keys: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
 
 def _pool(features: Any) -> Any:
     """Pooled features (N×C) as ``depara select`` keeps them for its label-based peers (the one definition)."""
-    from .selection import _pool as pool
+    from .agreement import pool_features as pool
 
     return pool(features)
 

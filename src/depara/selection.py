@@ -309,13 +309,10 @@ def _resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: 
 
 
 def _pool(features: np.ndarray) -> np.ndarray:
-    """N×C×H×W / N×T×D / N×D → N×C: global average over every axis after the second (tokens: over axis 1)."""
-    f = np.asarray(features)
-    if f.ndim == 3:  # transformer tokens N×T×D: mean over tokens
-        return f.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if f.ndim >= 4:
-        return f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64).astype(np.float32)
-    return f.reshape(f.shape[0], -1).astype(np.float32)
+    """Pooled features for the label-based peers: :func:`depara.agreement.pool_features` (the one definition)."""
+    from .agreement import pool_features
+
+    return pool_features(features)
 
 
 def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,

@@ -525,7 +525,8 @@ def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict
     settings = {"scale": scale, "seed": seed, "tasks": names, "image_size": cfg.image_size, "width": cfg.width,
                 "n_train": cfg.n_train, "n_test": cfg.n_test, "n_limited": cfg.n_limited, "n_probe": cfg.n_probe,
                 "epochs": cfg.epochs, "readout_epochs": cfg.readout_epochs, "relevant": rel,
-                "headline_method": HEADLINE, "node": LIBRARY_NODE, "lambda": LIBRARY_LAMBDA,
+                "headline_method": HEADLINE, "node": LIBRARY_NODE,
+                "lambda": "inf" if math.isinf(LIBRARY_LAMBDA) else LIBRARY_LAMBDA,
                 "paper_node": PAPER_NODE, "paper_lambda": PAPER_LAMBDA, "layer": REP_LAYER,
                 "method": BANK_OPTIONS.method.value, "label_based_scores": "depara.scoring.score_sources",
                 "probe_sets": list(probe_sets), "skipped_probe_sets": skipped}

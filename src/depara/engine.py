@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .agreement import pool_features
 from .errors import DeparaError
 
 ENGINES = ("local", "ray")
@@ -168,13 +169,6 @@ def _cached(store: Any, keys: Mapping[str, tuple[str, str]]) -> tuple[str, ...]:
     return tuple(name for name, (kg, kp) in keys.items() if store.has(kp) and store.get(kg) is not None)
 
 
-def _pool(features: Any) -> Any:
-    """Pooled features (N×C) as ``depara select`` keeps them for its label-based peers (the one definition)."""
-    from .agreement import pool_features as pool
-
-    return pool(features)
-
-
 def _put(store: Any, keys: tuple[str, str], graph: Any, pooled: Any) -> None:
     """Store one layer's pooled features and graph (with its edge ranks), the two entries ``select`` reads."""
     from .edge_ranks import attach_edge_ranks
@@ -218,7 +212,7 @@ def run_job(job: Job, store: Any) -> Result:
         graphs = build_graphs(
             net, probe_set, todo, job.graph_options(), batch_size=job.batch_size, device=job.device,
             feature_memory_mb=job.feature_memory_mb, meta=job.meta(model_hash, probe_set.content_hash()),
-            on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))
+            on_features=lambda name, f: pooled.__setitem__(name, pool_features(f)))
         for name, g in graphs.items():
             _put(store, keys[name], g, pooled.pop(name))
     return Result(job.key, True, {name: k[0] for name, k in keys.items()}, None, cached, _where(),
@@ -330,7 +324,7 @@ def assemble_job(job: Job, store: Any, shards: Sequence[ShardResult]) -> Result:
                 features[a:b] = f
             del got
             g = graph_from_parts(maps, features, opts, probe_set.ids, layer_meta(base, name, maps, probe_set))
-            _put(store, keys[name], g, _pool(features))
+            _put(store, keys[name], g, pool_features(features))
             del features
         for km, kf in parts:
             store.remove(km)

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import stats
 
 from .errors import DeparaError
+from .options import check_lam
 
 Ties = Literal["pessimistic", "expected"]
 _TIES = ("pessimistic", "expected")
@@ -560,8 +561,6 @@ def combine(node, edge, lam: float):
     - V NaN (a node-less graph, e.g. a label graph, is involved): S = λE, the node term is absent, not zero.
     - otherwise S = V + λE.
     """
-    from .options import check_lam
-
     lam = check_lam(lam)
     v = np.asarray(node, dtype=np.float64)
     e = np.asarray(edge, dtype=np.float64)

@@ -30,6 +30,7 @@ from scipy.stats import rankdata
 
 from .edge_ranks import centred_doubled_ranks, constant_edges_error, standardize, standardized_edge_ranks
 from .errors import DeparaError
+from .evaluate import combine
 from .graph import Graph
 from .graph_rows import Scratch, graph_rows, normalize_rows_into
 from .options import DEFAULT_LAMBDA, check_lam
@@ -194,8 +195,6 @@ def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
     The default λ = ∞ (:data:`depara.options.DEFAULT_LAMBDA`, the frozen node weight α = 0) gives S = E: V is
     then not computed, so node-less graphs compare too. A finite λ (the paper: 0.25) adds the node term.
     """
-    from .evaluate import combine
-
     lam = _check_lam(lam)
     if np.isinf(lam) or _nodeless(_check_graph(g1, "g1")) or _nodeless(_check_graph(g2, "g2")):
         return combine(np.nan, edge_similarity(g1, g2), lam)  # no node term: E (λ = ∞) or λE (label graph)
@@ -371,8 +370,6 @@ def similarity_matrix(graphs: Mapping[str, Any] | Sequence[Any], lam: float = DE
         v[np.ix_(with_nodes, with_nodes)] = _node_gram(
             lambda k, row, start, stop: items[with_nodes[k]].nodes_into(row, scratch, start, stop),
             len(with_nodes), first.n_probes, first.node_size, dtype, _node_block_budget(len(items), m, dtype))
-    from .evaluate import combine
-
     return SimilarityMatrices(tuple(names), S=combine(v, e, lam), V=v, E=e)
 
 
@@ -381,8 +378,6 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
 
     The target's edge ranks and normalised maps are computed once; each source's once.
     """
-    from .evaluate import combine
-
     lam = _check_lam(lam)
     target = _check_graph(target, "target")
     names, items = _names_and_graphs(sources, "sources")

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .errors import DeparaError
+from .agreement import pool_features
 from .evaluate import combine
 from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
@@ -308,13 +309,6 @@ def _resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: 
     return list(dict.fromkeys(names))
 
 
-def _pool(features: np.ndarray) -> np.ndarray:
-    """Pooled features for the label-based peers: :func:`depara.agreement.pool_features` (the one definition)."""
-    from .agreement import pool_features
-
-    return pool_features(features)
-
-
 def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
              *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
              ) -> dict[str, tuple["Graph", np.ndarray]]:
@@ -330,7 +324,7 @@ def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep
     graphs = build_graphs(model, probes, list(layers), DEFAULT_GRAPH_OPTIONS, batch_size=batch_size,
                           device=device, progress=progress, preprocess=prep, meta=meta,
                           feature_memory_mb=feature_memory_mb, nodes=nodes,
-                          on_features=lambda name, f: pooled.__setitem__(name, _pool(f)))
+                          on_features=lambda name, f: pooled.__setitem__(name, pool_features(f)))
     out = {name: (graphs[name], pooled[name]) for name in layers}
     return out
 
@@ -449,6 +443,7 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
 
         lab_vals = [depara_labels_resampled(depara_labels_edges(g, pooled[c]), labels, idx_sets)
                     for c, g in enumerate(graphs)]
+    need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
     reps: Any = range(n_rep)
     if progress:
         from tqdm.auto import tqdm
@@ -457,7 +452,6 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     for r in reps:
         idx = idx_sets[r]
         pairs = _pair_index(idx, n)
-        need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
         tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
         for c, g in enumerate(graphs):
             e_r = _unit_ranks(g.edges[pairs]) if need_e else None

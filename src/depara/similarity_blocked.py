@@ -34,6 +34,7 @@ import numpy as np
 
 from .edge_ranks import constant_edges_error
 from .errors import DeparaError
+from .evaluate import combine
 from .graph_rows import Scratch, graph_rows
 from .graph_similarity import SimilarityMatrices, _check_comparable, _check_lam
 from .options import DEFAULT_LAMBDA
@@ -181,8 +182,6 @@ def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: fl
         e[j0:j1, i0:i1], v[j0:j1, i0:i1] = eb.T, vb.T
     np.clip(e, -1.0, 1.0, out=e)
     np.clip(v, -1.0, 1.0, out=v)
-    from .evaluate import combine
-
     return SimilarityMatrices(stack.names, S=combine(v, e, lam), V=v, E=e)
 
 

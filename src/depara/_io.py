@@ -295,11 +295,14 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]] | Itera
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a CSV table with a header, through the one validated reader (:func:`depara.readers.read_csv_records`:
+    regular file, size limit, strict UTF-8)."""
+    from .readers import read_csv_records
+
     p = Path(path)
     if not p.is_file():
         raise DeparaError(f"{p}: file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    return read_csv_records(p, "CSV file")
 
 
 def _fmt(v: Any) -> Any:

@@ -12,3 +12,19 @@ class DeparaError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+def exception_reason(exc: BaseException, limit: int = 200) -> str:
+    """One line saying why ``exc`` happened: ``<Type>: <reason>``, for an error raised by user code (a model's
+    forward pass). TorchScript puts a generic header ("The following operation failed in the TorchScript
+    interpreter.") and a traceback first and the reason last, so for it the last ``...Error: ...`` line is taken."""
+    name = type(exc).__name__
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return name
+    if len(lines) > 1 and "TorchScript" in lines[0]:
+        reason = next((ln for ln in reversed(lines) if "Error" in ln.split(":", 1)[0]), lines[-1])
+    else:
+        reason = lines[0]
+    reason = reason.removeprefix(f"{name}: ")
+    return f"{name}: {reason[:limit]}"

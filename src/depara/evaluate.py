@@ -592,14 +592,14 @@ def read_matrix_csv(path) -> tuple[tuple[str, ...], np.ndarray]:
 
     Returns ``(names, matrix)``; empty cells are NaN. Row names must equal the column names, in the same order.
     """
-    import csv
     from pathlib import Path
 
     p = Path(path)
     if not p.is_file():
         raise DeparaError(f"{p}: file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    from .readers import read_csv_rows
+
+    rows = [r for r in read_csv_rows(p, "matrix file") if r and not r[0].startswith("#")]
     if len(rows) < 3:
         raise DeparaError(f"{p}: expected a header row and at least 2 task rows")
     cols = tuple(c.strip() for c in rows[0][1:])

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import DeparaError
+from .errors import DeparaError, exception_reason
 from .graph import Graph, _edges_from_features
 from .ids import check_probe_ids
 from .options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
@@ -625,14 +625,13 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
                     a_batch = {name: x.new_zeros((x.shape[0], 0)) for name in layers}
             except DeparaError:
                 raise
-            except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, NotImplementedError) as exc:
-                # e.g. a classifier head that needs another input size, or half-precision weights
-                lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
-                # TorchScript puts a generic header first and the reason last
-                first = lines[-1] if "TorchScript interpreter" in lines[0] else lines[0]
-                first = first.removeprefix(f"{type(exc).__name__}: ")[:200]
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's model failed: say which and why, in one line
+                # e.g. a classifier head that needs another input size, half-precision weights, or a model whose
+                # forward raises (KeyError, AssertionError, a TorchScript exception, ...)
                 raise DeparaError(f"model {model_name}: cannot run on float32 probes of preprocess size "
-                                  f"{x.shape[-2]}x{x.shape[-1]} ({type(exc).__name__}: {first})") from None
+                                  f"{x.shape[-2]}x{x.shape[-1]} ({exception_reason(exc)})") from None
             reduced = {}
             for name in layers:
                 reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid) if nodes \

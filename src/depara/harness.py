@@ -70,6 +70,9 @@ def run_harness(source_models: Mapping[str, "nn.Module"], images: "ProbeSet | to
     defaults of :mod:`depara.options`). ``truth``: source → ground truth (see
     :func:`depara.scoring.evaluate_scores`).
     """
+    from .options import check_lam
+
+    check_lam(lam)  # before any forward pass
     wanted = parse_methods(methods) if methods is not None else None
     inputs = extract_inputs(source_models, images, feature_layer=feature_layer, batch_size=batch_size,
                             device=device, progress=progress, preprocess=preprocess)

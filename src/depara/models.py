@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 import torch
 from torch import nn
 
-from .errors import DeparaError
+from .errors import DeparaError, exception_reason
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
@@ -307,9 +307,10 @@ def list_layers(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> 
     try:
         with torch.no_grad():
             out = model(torch.zeros((1, *size), device=device))
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        raise DeparaError(f"input_size {size}: the model cannot run on it "
-                          f"({str(exc).splitlines()[0][:160]})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model failed at this size: one line, with the reason
+        raise DeparaError(f"input_size {size}: the model cannot run on it ({exception_reason(exc, 160)})") from None
     finally:
         for h in handles:
             h.remove()

@@ -1,4 +1,6 @@
-"""The one validated door for JSON that comes from a user's file (manifests, JSON tables, graph metadata).
+"""The one validated door for JSON and text tables that come from a user's file (manifests, JSON tables, graph
+metadata; CSV tables, TOML zoo files, task lists: :func:`read_text_file` / :func:`read_csv_rows` /
+:func:`read_csv_records`, regular file, size limit, strict UTF-8).
 
 Every JSON document depara reads from disk goes through :func:`loads_json` (text) or :func:`read_json_file`
 (a file), which enforce, in this order:
@@ -134,6 +136,62 @@ def read_bytes_limited(path: str | os.PathLike, what: str, max_bytes: int) -> by
     return data
 
 
+#: Largest text table read (CSV, TOML, plain lists; bytes): far above any table depara or a user writes.
+MAX_TEXT_BYTES = 256 * 2**20
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """``data`` as strict UTF-8 (a byte-order mark tolerated), else a one-line error naming ``what`` and the
+    offset of the first bad byte (a Latin-1 or UTF-16 file, a binary file given by mistake)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DeparaError(f"{what}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "save it as UTF-8") from None
+
+
+def read_text_file(path: str | os.PathLike, what: str = "file", *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """The text of a regular file of at most ``max_bytes``, strict UTF-8 (every text table depara reads: CSV,
+    TOML, lists). Errors name ``what`` and the path."""
+    p = Path(path)
+    return decode_text(read_bytes_limited(p, what, max_bytes), f"{what} {p}")
+
+
+def read_csv_rows(path: str | os.PathLike, what: str = "CSV file") -> list[list[str]]:
+    """All rows of a CSV file (Python's ``csv`` dialect, quoted fields allowed) through :func:`read_text_file`."""
+    import csv
+    import io
+
+    p = Path(path)
+    text = read_text_file(p, what)
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DeparaError(f"{what} {p}: not a readable CSV ({exc})") from None
+
+
+def read_csv_records(path: str | os.PathLike, what: str = "CSV file") -> list[dict[str, str]]:
+    """The rows of a CSV file with a header as dicts (like ``csv.DictReader``; blank lines skipped, short rows
+    padded with ""); a column named twice and rows longer than the header are refused (they would silently lose
+    values)."""
+    p = Path(path)
+    rows = read_csv_rows(p, what)
+    if not rows:
+        return []
+    header = [h.strip() for h in rows[0]]
+    dup = next((h for h in header if header.count(h) > 1), None)
+    if dup is not None:
+        raise DeparaError(f"{what} {p}: the header names column {dup!r} twice")
+    out = []
+    for i, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) > len(header):
+            raise DeparaError(f"{what} {p} line {i}: {len(row)} fields, but the header names {len(header)}")
+        out.append({h: (row[j] if j < len(row) else "") for j, h in enumerate(header)})
+    return out
+
+
 def read_json_file(path: str | os.PathLike, what: str = "JSON file", *, max_bytes: int = MAX_JSON_BYTES,
                    max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Read and parse a JSON file through every check of this module (see the module docstring)."""
@@ -142,5 +200,6 @@ def read_json_file(path: str | os.PathLike, what: str = "JSON file", *, max_byte
     return loads_json(data, f"{p}", max_bytes=max_bytes, max_depth=max_depth)
 
 
-__all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "json_depth", "loads_json", "read_json_file", "read_bytes_limited",
-           "real_path", "regular_file", "exists", "file_entry"]
+__all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_TEXT_BYTES", "json_depth", "loads_json", "read_json_file",
+           "read_bytes_limited", "decode_text", "read_text_file", "read_csv_rows", "read_csv_records", "real_path",
+           "regular_file", "exists", "file_entry"]

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import DeparaError
+from .errors import DeparaError, exception_reason
 from .agreement import pool_features
 from .evaluate import combine
 from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
@@ -186,6 +186,11 @@ def _load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> 
                                   "images)")
             probes = ProbeSet.from_folder(path, preprocess_default)
             if subdirs and labels is None:
+                found = {pid.split("/", 1)[0] for pid in probes.ids}
+                hollow = sorted(p.name for p in subdirs if p.name not in found)
+                if hollow:  # a class silently dropped would change the label graph and every score
+                    raise DeparaError(f"data {path}: class folder {hollow[0]!r} holds no image (remove it, or "
+                                      "add its images)")
                 names = [pid.split("/", 1)[0] for pid in probes.ids]
                 class_names = sorted(set(names))
                 labels = np.array([class_names.index(c) for c in names])
@@ -281,10 +286,10 @@ def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", pr
     try:
         with torch.no_grad():
             model.to(dev)(x.to(dev))
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here means this input does not fit the model
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
-        # TorchScript wraps the cause: its last "...Error: ..." line says what failed
-        first = next((ln for ln in reversed(lines) if "Error:" in ln), lines[0])[:160]
+        first = exception_reason(exc, 160)
         raise DeparaError(f"model {entry.name}: cannot take the images at its input size 3×{prep.size[0]}×"
                           f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); set its preprocessing in "
                           "the zoo file") from None
@@ -781,6 +786,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n_boot = _check_int(n_boot, "n_boot", 0)
     peer_boot = _check_int(peer_boot, "peer_boot", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
+    from .extract import _memory_budget, _resolve_device
+
+    _memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
+    if device is not None:
+        _resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
     if not (layers in ("auto", "all") or (isinstance(layers, str) and layers) or
             (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
              and all(isinstance(x, str) and x for x in layers))):

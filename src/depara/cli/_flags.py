@@ -20,3 +20,19 @@ def flags(**argument_to_flag: str) -> Iterator[None]:
             if msg.startswith((argument + ":", argument + " ")):
                 raise DeparaError(flag + msg[len(argument):]) from None
         raise
+
+
+def check_number(flag: str, value: float, *, low: float = 0.0, strict: bool = False,
+                 high: float | None = None) -> float:
+    """A real-valued option checked before any work: finite, ``>= low`` (``> low`` with ``strict``) and, when
+    given, ``<= high``; else a one-line DeparaError naming the flag (NaN, inf and negative learning rates would
+    otherwise fail deep inside a training loop, or silently train nothing)."""
+    import math
+
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low) \
+        and (high is None or value <= high)
+    if not ok:
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        rng = f"a finite number {bound}" + (f" and <= {high:g}" if high is not None else "")
+        raise DeparaError(f"{flag}: expected {rng}, got {value!r}")
+    return float(value)

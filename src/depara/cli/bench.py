@@ -28,7 +28,7 @@ def taskbank(
     scale: str = typer.Option("tiny", "--scale",
                               help="tiny (8 tasks, < 1 min, CI), demo (12 tasks, ~2 min, `depara demo`) or "
                                    "default (15 tasks, 5-20 min on 2 shared cores)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of scenes, training and probe crops."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of scenes, training and probe crops."),
     cache: Optional[Path] = typer.Option(None, "--cache",
                                          help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads during the run (0 = torch's default)."),
@@ -50,7 +50,7 @@ def realbank(
     scale: str = typer.Option("tiny", "--scale",
                               help="tiny (3 targets, 4 sources, tests), demo (7 targets, 8 sources) or default "
                                    "(16 targets, 12 sources, 3 seeds)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of splits, training and fine-tuning (ground-truth seeds "
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of splits, training and fine-tuning (ground-truth seeds "
                                                "are seed, seed+1, ...)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", "--cache",
                                              help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),

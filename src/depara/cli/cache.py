@@ -13,8 +13,12 @@ CACHE_HELP = "Cache folder (default $DEPARA_CACHE, else ~/.cache/depara); the st
 
 
 def _store(cache: Optional[Path]):
+    from ..errors import DeparaError
+    from ..readers import exists
     from ..store import GraphStore
 
+    if cache is not None and exists(cache) and not cache.is_dir():
+        raise DeparaError(f"--cache {cache}: exists and is not a folder")
     return GraphStore(cache / "store" if cache is not None else None)
 
 

@@ -41,11 +41,17 @@ def layers(
 
     net = load_model(model, weights=_weights(weights))
     modules = dict(net.named_modules())
+    try:
+        layer_shapes = list_layers(net, input_size)
+    except DeparaError as exc:  # name the model and the flag: "model file:x.pt: --input-size (3, 16, 16): ..."
+        msg = str(exc)
+        raise DeparaError(f"model {model}: " + ("--input-size" + msg[len("input_size"):]
+                                                 if msg.startswith("input_size") else msg)) from None
     table = Table(title=f"{model} — input {' × '.join(map(str, input_size))}")
     table.add_column("layer")
     table.add_column("type")
     table.add_column("output shape")
-    for name, shape in list_layers(net, input_size):
+    for name, shape in layer_shapes:
         kind = type(modules[name]).__name__ if name in modules else "output"
         table.add_row(name, kind, "—" if shape is None else " × ".join(map(str, shape)))
     Console(width=120).print(table)
@@ -92,7 +98,7 @@ def extract(
                                           help="Features kept in RAM until the graphs are built; larger layers "
                                                "spill to a temporary file (0 = all on disk)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default cpu)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray task; graphs go "
                                "through the --store; see docs/ray.md)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: auto or HOST:PORT of a Ray "

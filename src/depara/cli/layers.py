@@ -14,7 +14,7 @@ import typer
 from ..errors import DeparaError
 from ..options import (DEFAULT_BATCH_SIZE, LAYER_SELECTION_OPTIONS, AttributionMethod, ChannelReduction, EdgeMetric,
                        Scalar)
-from ._flags import flags
+from ._flags import check_number, flags
 from .app import app, data_app, demo_app
 
 _LS = LAYER_SELECTION_OPTIONS
@@ -41,12 +41,25 @@ def _parse_lams(values: list[str]) -> list[float]:
     for v in values:
         for part in v.replace(",", " ").split():
             try:
-                out.append(float(part))
+                value = float(part)
             except ValueError:
                 raise DeparaError(f"--lam '{part}': expected a number") from None
+            if not value >= 0:  # NaN and negatives (inf is allowed: the edge term alone)
+                raise DeparaError(f"--lam '{part}': expected a number >= 0 (inf: the edge term alone)")
+            out.append(value)
     if not out:
         raise DeparaError("--lam: expected at least one value")
     return out
+
+
+def _check_training_numbers(width: float | None = None, *, lr: float, momentum: float,
+                            weight_decay: float) -> None:
+    """The real-valued training options, before any data is read."""
+    if width is not None:
+        check_number("--width", width, strict=True)
+    check_number("--lr", lr, strict=True)
+    check_number("--momentum", momentum, high=1.0)
+    check_number("--weight-decay", weight_decay)
 
 
 def _parse_transfer(values: list[str]) -> dict[str, Path]:
@@ -65,7 +78,7 @@ def split_cmd(
     src: Path = typer.Argument(..., help="Domain folder of class subfolders (VisDA layout): SRC/<class>/<image>."),
     out: Path = typer.Option(..., "--out", help="Writes OUT/<domain>/{train,val,test}/<class>/."),
     ratios: str = typer.Option("7:2:1", "--ratios", help="train:val:test, parts of 10 or 100, or fractions of 1."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     mode: Mode = typer.Option(Mode.link, "--mode", help="Hard links (copies across devices), symlinks or copies."),
     flat_test: bool = typer.Option(False, "--flat-test", help="Test images flat in test/ with test_labels.csv."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Name of the output domain folder (default: SRC's)."),
@@ -85,8 +98,8 @@ def split_cmd(
 def shrink_cmd(
     data: Path = typer.Argument(..., help="A split domain folder (train/, val/, test/), e.g. OUT/real."),
     out: Path = typer.Option(..., "--out", help="Writes OUT/<domain>_<fraction>/ (tenth for 10, hundredth for 100)."),
-    ratio: int = typer.Option(10, "--ratio", help="Keep 1/RATIO of each class's train images (at least one)."),
-    seed: int = typer.Option(0, "--seed"),
+    ratio: int = typer.Option(10, "--ratio", min=1, help="Keep 1/RATIO of each class's train images (at least one)."),
+    seed: int = typer.Option(0, "--seed", min=0),
     mode: Mode = typer.Option(Mode.link, "--mode"),
 ) -> None:
     """Keep 1/RATIO of each class's train images; val and test unchanged."""
@@ -100,11 +113,11 @@ def shrink_cmd(
 @data_app.command("synth-digits")
 def synth_digits_cmd(
     out: Path = typer.Option(..., "--out", help="Writes OUT/synthetic/<digit>/ and OUT/real/<digit>/."),
-    synthetic_per_class: int = typer.Option(200, "--synthetic-per-class", help="Rendered images per digit."),
-    real_per_class: Optional[int] = typer.Option(None, "--real-per-class",
+    synthetic_per_class: int = typer.Option(200, "--synthetic-per-class", min=1, help="Rendered images per digit."),
+    real_per_class: Optional[int] = typer.Option(None, "--real-per-class", min=1,
                                                  help="Real digits per class (default all, ~180)."),
-    size: int = typer.Option(32, "--size", help="Image side in pixels."),
-    seed: int = typer.Option(0, "--seed"),
+    size: int = typer.Option(32, "--size", min=1, help="Image side in pixels."),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
     from ..data import make_synth_digits
@@ -123,18 +136,19 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (re-running it resumes)."),
     arch: str = typer.Option("narrow_vgg11_bn", "--arch", help="vgg11_bn|vgg13_bn|vgg16_bn|vgg19_bn or narrow_<that>."),
     width: float = typer.Option(0.125, "--width", help="Channel width factor of narrow_* archs."),
-    image_size: int = typer.Option(32, "--image-size"),
-    epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    image_size: int = typer.Option(32, "--image-size", min=1),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(0.01, "--lr", help="Initial learning rate (cosine annealed)."),
     momentum: float = typer.Option(0.9, "--momentum", help="Nesterov momentum."),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random shifts of up to 2 pixels."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Train a VGG-bn on one domain: log.csv per epoch, best/last checkpoints, resumable."""
     from ..train import train_domain
 
+    _check_training_numbers(width=width, lr=lr, momentum=momentum, weight_decay=weight_decay)
     with flags(arch="--arch", width="--width", epochs="--epochs"):
         r = train_domain(data, domain, out, arch=arch, width=width, image_size=image_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, augment=augment,
@@ -150,20 +164,21 @@ def transfer_cmd(
     fraction: str = typer.Option("tenth", "--fraction", help="tenth | hundredth | 1of<N> (from `depara data shrink`)."),
     target: str = typer.Option("real", "--target", help="Target domain name."),
     arch: str = typer.Option("vgg19_bn", "--arch", help="Architecture of an ImageNet source."),
-    depth: Optional[list[int]] = typer.Option(None, "--depth", help="Depths to run (repeat); default all 1..L-1."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Default: the source's."),
-    epochs: int = typer.Option(30, "--epochs"),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    depth: Optional[list[int]] = typer.Option(None, "--depth", min=1, help="Depths to run (repeat); default all 1..L-1."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Default: the source's."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(0.01, "--lr"),
     momentum: float = typer.Option(0.9, "--momentum"),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
-    eval_every: int = typer.Option(1, "--eval-every", help="Validate every N epochs (test acc at best val)."),
+    eval_every: int = typer.Option(1, "--eval-every", min=1, help="Validate every N epochs (test acc at best val)."),
     augment: bool = typer.Option(True, "--augment/--no-augment"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """For every depth k: a fresh model, layers 1..k copied (with batch norm) and frozen, the rest fine-tuned."""
     from ..train import transfer_layers, write_transfer_results
 
+    _check_training_numbers(lr=lr, momentum=momentum, weight_decay=weight_decay)
     with flags(arch="--arch", fraction="--fraction", epochs="--epochs"):
         rows = transfer_layers(data, source, out, target=target, fraction=fraction, arch=arch, depths=depth,
                                image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -209,7 +224,7 @@ def layers_select_cmd(
     channel_reduction: ChannelReduction = typer.Option(_LS.channel_reduction, "--channel-reduction"),
     center: bool = typer.Option(_LS.center, "--center/--no-center", help="Centre features before cosine edges."),
     edge: EdgeMetric = typer.Option(_LS.edge, "--edge"),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1),
     peers: bool = typer.Option(False, "--peers/--no-peers",
                                help="Also score each layer with LogME, H-score, TransRate, RSA, CKA; write OUT/peers/."),
 ) -> None:
@@ -247,7 +262,7 @@ def demo_layers_cmd(
     scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny: seconds, checks the chain; demo: ~1 min "
                                 "(`depara demo`'s size); small: ~30 min, results."),
     out: Path = typer.Option(..., "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Default $DEPARA_CACHE or ~/.cache/depara."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     peers_out: Optional[Path] = typer.Option(None, "--peers-out",

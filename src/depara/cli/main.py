@@ -54,6 +54,18 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _usage_line(exc: Exception) -> str:
+    """A click usage error (bad option value, missing option, unknown option) as one line:
+    ``invalid value for '--seed': 'abc' is not a valid integer (see 'depara select --help')``."""
+    fmt = getattr(exc, "format_message", None)
+    text = _one_line(fmt() if callable(fmt) else exc).rstrip(".")
+    if text[:1].isupper() and not text[:2].isupper():
+        text = text[0].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) if ctx is not None else None
+    return f"{text} (see '{path} --help')" if path else text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI: the one boundary where failures become one line on stderr and an exit code.
 
@@ -110,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # usage errors of click, or of the click that newer typer bundles (typer._click)
         name = type(exc).__name__
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # ClickException / UsageError / BadParameter
-            exc.show()
-            return int(exc.exit_code)
+            # One line like every other bad input (click's own box is 3+ lines): what was wrong, and where
+            # to read the usage of the command that refused it.
+            print(f"error: {_usage_line(exc)}", file=sys.stderr)
+            return int(exc.exit_code) or 2
         if name == "Exit" and hasattr(exc, "exit_code"):
             if interrupted:
                 print("interrupted", file=sys.stderr)

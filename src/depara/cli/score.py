@@ -77,7 +77,7 @@ def score(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     ks: str = typer.Option("1,3,5", "--ks", help="K values of P@K, comma list."),
     device: Optional[str] = typer.Option(None, "--device"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Score candidate sources for a target with every transferability estimator; evaluate against --truth."""
     from rich.console import Console
@@ -87,6 +87,12 @@ def score(
     from .._io import check_out_path
     from ..data import targets
 
+    from ..options import check_lam
+
+    check_lam(lam, "--lam")
+    if target_data.suffix.lower() != ".npz" and target_data.is_file():
+        raise DeparaError(f"--target-data {target_data}: expected a folder of class subfolders or an .npz file "
+                          f"(got a {target_data.suffix or 'suffix-less'} file)")
     seed_everything(seed)
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
@@ -103,6 +109,8 @@ def score(
         k_values = [int(k) for k in ks.split(",") if k.strip()]
     except ValueError:
         raise DeparaError(f"--ks: expected a comma list of integers, got {ks!r}") from None
+    if not k_values or min(k_values) < 1:
+        raise DeparaError(f"--ks: expected a comma list of integers >= 1 (the K of P@K), got {ks!r}")
     settings: dict[str, Any] = {"methods": methods or "all", "sources": dict(specs), "target_data": str(target_data),
                                 "target_model": target_model, "regression": regression, "lam": lam, "seed": seed,
                                 "feature_layer": feature_layer, "graph_layer": graph_layer, "ks": k_values,

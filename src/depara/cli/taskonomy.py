@@ -34,9 +34,11 @@ def matrices(
 ) -> None:
     """Build each task's graph once (cached) and write the task-by-task V, E, RSA and DEPARA(λ) matrices."""
     from .. import taskonomy
-    from .._io import ensure_dir
+    from .._io import check_out_dir
+    from ..options import check_lam
 
-    ensure_dir(out)
+    check_lam(lam, "--lam")
+    check_out_dir(out, "--out")  # created only once the inputs are read (the cache below may create it)
     m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
                                    tasks_file=tasks, lam=lam, cache_dir=_cache_dir(cache, out),
                                    channel_reduction=channel_reduction, progress=progress)
@@ -55,15 +57,16 @@ def plot(
         help="Folder with tasks.txt + sort_gt_18x20.csv, or a labelled target×source matrix CSV (affinities)."),
     published: Optional[Path] = typer.Option(None, "--published",
                                              help="Published hits(K) CSV (method,K1,...) drawn as points."),
-    relevant: int = typer.Option(5, "--relevant", help="Relevant set size per target (top sources by truth)."),
+    relevant: int = typer.Option(5, "--relevant", min=1, help="Relevant set size per target (top sources by truth)."),
     tree_method: str = typer.Option("average", "--tree-method", help="Linkage method of the task tree."),
     label: str = typer.Option("", "--label", help="Text prepended to figure titles (e.g. the data's provenance)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
 ) -> None:
     """Score the matrices against the truth: hits/P@K/R@K CSVs, PR curve, P@K curve, λ sweep, tree, manifest."""
     from .. import taskonomy
-    from .._io import ensure_dir
+    from .._io import check_out_dir, ensure_dir
 
+    check_out_dir(out, "--out")
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)
     from ..published import read_published_hits

@@ -10,7 +10,6 @@ with ``test_labels.csv`` naming the class of each file).
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 from pathlib import Path
@@ -51,11 +50,25 @@ def list_class_folder(root: str | os.PathLike, what: str = "domain folder") -> d
 
 def list_flat_test(root: Path) -> dict[str, list[Path]]:
     """Read a flat test folder (``test_labels.csv`` with columns file,class) into ``{class: paths}``."""
+    from ..readers import read_csv_records
+
     labels = root / FLAT_TEST_LABELS
     out: dict[str, list[Path]] = {}
-    with open(labels, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            out.setdefault(row["class"], []).append(root / row["file"])
+    rows = read_csv_records(labels, "labels file")
+    if not rows or not {"file", "class"} <= set(rows[0]):
+        raise DeparaError(f"labels file {labels}: expected a header 'file,class' and one row per image")
+    seen: set[str] = set()
+    for i, row in enumerate(rows, start=2):
+        name, cls = row["file"].strip(), row["class"].strip()
+        if not name or not cls:
+            raise DeparaError(f"labels file {labels} line {i}: empty file or class")
+        if name in seen:
+            raise DeparaError(f"labels file {labels} line {i}: {name!r} is listed twice")
+        seen.add(name)
+        path = root / name
+        if os.path.realpath(path) != os.path.realpath(root / os.path.basename(name)) or not is_image(path):
+            raise DeparaError(f"labels file {labels} line {i}: {name!r} is not an image file in {root}")
+        out.setdefault(cls, []).append(path)
     return {c: sorted(v) for c, v in sorted(out.items())}
 
 

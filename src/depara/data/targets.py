@@ -66,11 +66,19 @@ def load_npz(path: str | os.PathLike, what: str = "path") -> dict[str, np.ndarra
     p = Path(path)
     if not p.is_file():
         raise DeparaError(f"{what} {p}: file not found")
+    import zipfile
+
     try:
         with np.load(p, allow_pickle=False) as data:
+            if not hasattr(data, "files"):  # a plain .npy array, not an archive of named arrays
+                raise DeparaError(f"{what} {p}: a single .npy array, expected an .npz archive of named arrays")
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise DeparaError(f"{what} {p}: not a readable .npz ({exc})") from None
+    except DeparaError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        # truncated archives raise BadZipFile/EOFError; object arrays ValueError (pickles are never loaded)
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DeparaError(f"{what} {p}: not a readable .npz ({reason})") from None
 
 
 @dataclass(frozen=True)
@@ -123,12 +131,19 @@ def read_truth(path: str | os.PathLike) -> dict[str, float]:
         if col is None:
             raise DeparaError(f"path {path}: no value column besides 'source'")
         items = [(r["source"], r[col]) for r in rows]
-    out = {}
+    out: dict[str, float] = {}
     for name, value in items:
+        if str(name) in out:
+            raise DeparaError(f"path {path}: source {name!r} is listed twice")
         try:
-            out[str(name)] = float(value)
+            v = float(value)
         except (TypeError, ValueError):
             raise DeparaError(f"path {path}: value for {name!r} is not a number ({value!r})") from None
+        if not np.isfinite(v):
+            raise DeparaError(f"path {path}: value for {name!r} is {value!r}, expected a finite number")
+        out[str(name)] = v
+    if not out:
+        raise DeparaError(f"path {path}: no source rows (expected one value per source)")
     return out
 
 

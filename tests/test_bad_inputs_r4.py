@@ -1,0 +1,614 @@
+"""A systematic bad-input sweep of every user entry point (round 4): each CLI command and the public API behind it.
+
+Every case feeds one realistic bad input and asserts what the house rules promise:
+
+* CLI: exit code 2, stderr ONE line ``error: ...`` naming the file / layer / argument (``needle``), no traceback,
+  no "internal error", and no output left behind (``--out`` absent, or byte-for-byte what was there before);
+* library: one :class:`depara.errors.DeparaError` whose one-line message names the argument.
+
+Each case runs under a hard 20 s alarm so that an input which is wrongly *accepted* (and starts real work) fails
+fast instead of hanging the suite. The fixtures are tiny (16 px images, TorchScript nets of a few hundred
+parameters); the whole file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+
+from depara.cli.main import main  # noqa: E402
+from depara.errors import DeparaError  # noqa: E402
+
+SIZE = 16
+
+
+# ============================================================================================ tiny models
+class _Net(nn.Module):
+    """Any input size: conv → adaptive pool → linear."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(self.pool(torch.relu(self.conv(x)))))
+
+
+class _Fixed(nn.Module):
+    """Runs only at ``size``×``size``: its Linear layer takes the flattened map."""
+
+    def __init__(self, size: int, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(2 * size * size, 3)
+
+    def forward(self, x):
+        return self.fc(self.flat(torch.relu(self.conv(x))))
+
+
+class _Boom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.shape[0] > 0:
+            raise RuntimeError("boom: this model always fails")
+        return y
+
+
+class _Pair(nn.Module):
+    def forward(self, x):
+        return x, x * 2
+
+
+class _DictOut(nn.Module):
+    def forward(self, x):
+        return {"a": x, "b": x * 2}
+
+
+class _TupleNet(nn.Module):
+    """Its sub-module ``pair`` returns a tuple, ``both`` a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pair = _Pair()
+        self.both = _DictOut()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        a, b = self.pair(self.conv(x))
+        d = self.both(a + b)
+        return self.fc(self.pool(d["a"] + d["b"]).flatten(1))
+
+
+# ============================================================================================= workspace
+def _png(path: Path, rng, size=(SIZE, SIZE), mode="RGB", shift=0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = (rng.random((size[1], size[0], 3)) * 80 + shift).astype(np.uint8)
+    Image.fromarray(a).convert(mode).save(path)
+
+
+def _classes(root: Path, n: int = 4, classes=("a", "b"), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        for i in range(n):
+            _png(root / name / f"{i}.png", rng, shift=70 * c)
+    return root
+
+
+@pytest.fixture(scope="module")
+def W(tmp_path_factory) -> dict[str, Path]:
+    """Every input of the sweep, built once."""
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    w: dict[str, Path] = {"root": d}
+    w["good"] = _classes(d / "good")
+    w["flat"] = d / "flat"
+    for i in range(6):
+        _png(w["flat"] / f"{i}.png", rng)
+    w["empty"] = d / "empty"
+    w["empty"].mkdir()
+    w["missing"] = d / "no_such_folder"
+    w["text"] = d / "text"
+    for c in ("a", "b"):
+        (w["text"] / c).mkdir(parents=True)
+        for i in range(3):
+            (w["text"] / c / f"{i}.txt").write_text("not an image\n")
+    w["fake"] = _classes(d / "fake")
+    (w["fake"] / "a" / "fake.png").write_text("this is text, not a PNG")
+    w["trunc_png"] = _classes(d / "trunc_png")
+    raw = (w["good"] / "a" / "0.png").read_bytes()
+    (w["trunc_png"] / "b" / "cut.png").write_bytes(raw[: len(raw) // 2])
+    w["trunc_jpg"] = _classes(d / "trunc_jpg")
+    big = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(big).save(d / "full.jpg", quality=90)
+    jraw = (d / "full.jpg").read_bytes()
+    (w["trunc_jpg"] / "a" / "cut.jpg").write_bytes(jraw[: len(jraw) // 3])
+    # modes and sizes that must be ACCEPTED (converted / resized)
+    w["modes"] = d / "modes"
+    (w["modes"] / "deep").mkdir(parents=True)
+    for i in range(3):
+        _png(w["modes"] / "grey" / f"{i}.png", rng, mode="L")
+        _png(w["modes"] / "rgba" / f"{i}.png", rng, mode="RGBA", shift=60)
+        _png(w["modes"] / "pal" / f"{i}.png", rng, mode="P", shift=120)
+        Image.fromarray((rng.random((SIZE, SIZE)) * 65535).astype(np.uint16)).save(w["modes"] / "deep" / f"{i}.png")
+    w["sizes"] = d / "sizes"
+    for i, s in enumerate([(16, 16), (40, 24), (20, 64), (33, 33)]):
+        _png(w["sizes"] / ("a" if i % 2 else "b") / f"{i}.png", rng, size=s, shift=50 * (i % 2))
+    _png(w["sizes"] / "a" / "9.png", rng, size=(25, 17))
+    _png(w["sizes"] / "b" / "9.png", rng, size=(17, 25))
+    # a symlink that leads outside the named folder
+    w["secret"] = d / "secret"
+    _png(w["secret"] / "private.png", rng)
+    w["leak"] = _classes(d / "leak")
+    (w["leak"] / "a" / "leak.png").symlink_to(w["secret"] / "private.png")
+    # one class only, and a class folder without images
+    w["one"] = _classes(d / "one", classes=("only",))
+    w["hollow"] = _classes(d / "hollow")
+    (w["hollow"] / "c").mkdir()
+    # models (TorchScript files)
+    nets = d / "nets"
+    nets.mkdir()
+    for name, net in {"net": _Net(0), "net1": _Net(1), "fixed32": _Fixed(32), "fixed16": _Fixed(16),
+                      "boom": _Boom()}.items():
+        torch.jit.script(net).save(str(nets / f"{name}.pt"))
+        w[name] = nets / f"{name}.pt"
+    w["junk_model"] = nets / "junk.pt"
+    w["junk_model"].write_bytes(b"\x00\x01 not a model")
+    w["state"] = nets / "state.pt"
+    torch.save(_Net(0).state_dict(), w["state"])
+    # graphs
+    from depara.graph import Graph
+
+    g = d / "graphs"
+    g.mkdir()
+    feats = rng.standard_normal((6, 5)).astype(np.float32)
+    ids = [f"p{i}" for i in range(6)]
+    for i in range(3):
+        Graph.from_arrays(rng.standard_normal((6, 4)), feats + rng.standard_normal((6, 5)), probe_ids=ids
+                          ).save(g / f"g{i}.safetensors")
+    Graph.from_arrays(rng.standard_normal((6, 4)), feats, probe_ids=[f"q{i}" for i in range(6)]
+                      ).save(g / "other_ids.safetensors")
+    Graph.from_arrays(rng.standard_normal((7, 4)), rng.standard_normal((7, 5)), probe_ids=[f"p{i}" for i in range(7)]
+                      ).save(g / "seven.safetensors")
+    graw = (g / "g0.safetensors").read_bytes()
+    (g / "trunc.safetensors").write_bytes(graw[: len(graw) // 2])
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(g / "g0.safetensors"), "np") as fh:
+        meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
+    save_file(tensors, str(g / "version.safetensors"), metadata={**meta, "version": "99"})
+
+    save_file({"weights": np.zeros((6, 4), np.float32), "bias": np.zeros(15, np.float32)},
+              str(g / "wrongkeys.safetensors"), metadata={"format": "depara-graph"})
+    w["graphs"] = g
+    w["clean_graphs"] = d / "clean_graphs"
+    w["clean_graphs"].mkdir()
+    for i in (1, 2):
+        (w["clean_graphs"] / f"g{i}.safetensors").write_bytes((g / f"g{i}.safetensors").read_bytes())
+    # arrays
+    a = d / "arrays"
+    a.mkdir()
+    np.save(a / "object.npy", np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    np.savez(a / "t_ok.npz", labels=labels)
+    np.savez(a / "t_2d.npz", labels=labels.reshape(2, 4))
+    np.savez(a / "t_nan.npz", labels=np.array([0, 1, np.nan, 1, 0, 1, 0, 1]))
+    np.savez(a / "t_one.npz", labels=np.zeros(8, int))
+    np.savez(a / "t_empty.npz", labels=np.zeros(0, int))
+    np.savez(a / "t_frac.npz", labels=labels + 0.5)
+    np.savez(a / "t_obj.npz", labels=np.array(["a", None] * 4, dtype=object))
+    np.savez(a / "s_ok.npz", features=rng.standard_normal((8, 4)))
+    np.savez(a / "s_nan.npz", features=np.where(np.eye(8, 4) > 0, np.nan, rng.standard_normal((8, 4))))
+    np.savez(a / "s_inf.npz", features=np.where(np.eye(8, 4) > 0, np.inf, rng.standard_normal((8, 4))))
+    np.savez(a / "s_1d.npz", features=rng.standard_normal(8))
+    np.savez(a / "s_3d.npz", features=rng.standard_normal((8, 2, 2)))
+    np.savez(a / "s_rows.npz", features=rng.standard_normal((5, 4)))
+    np.savez(a / "s_str.npz", features=np.array([["a", "b"]] * 8))
+    zraw = (a / "s_ok.npz").read_bytes()
+    (a / "s_trunc.npz").write_bytes(zraw[: len(zraw) // 2])
+    (a / "s_junk.npz").write_bytes(b"PK\x03\x04 junk that is not a zip")
+    w["arrays"] = a
+    # truth / label tables
+    t = d / "tables"
+    t.mkdir()
+    (t / "truth_ok.csv").write_text("source,accuracy\nx,0.5\ny,0.7\n")
+    (t / "truth_nan.csv").write_text("source,accuracy\nx,nan\ny,0.7\n")
+    (t / "truth_dup.csv").write_text("source,accuracy\nx,0.5\nx,0.6\ny,0.7\n")
+    (t / "truth_empty.csv").write_text("")
+    (t / "truth_header.csv").write_text("source,accuracy\n")
+    (t / "truth_latin1.csv").write_bytes("source,accuracy\nx\xe9,0.5\ny,0.7\n".encode("latin-1"))
+    (t / "truth_missing.csv").write_text("source,accuracy\nx,0.5\n")
+    (t / "truth_nocol.csv").write_text("name,accuracy\nx,0.5\n")
+    (t / "truth_list.json").write_text("[1, 2]")
+    (t / "truth_nan.json").write_text('{"x": NaN, "y": 0.7}')
+    (t / "matrix_latin1.csv").write_bytes(",a\xe9,b\na\xe9,1,0.5\nb,0.5,1\n".encode("latin-1"))
+    (t / "matrix_nan.csv").write_text(",a,b,c\na,1,nan,0.2\nb,0.5,1,0.3\nc,0.2,0.3,1\n")
+    (t / "matrix_rect.csv").write_text(",a,b\na,1,0.5\n")
+    w["tables"] = t
+    return w
+
+
+# =========================================================================================== assertions
+@contextmanager
+def _alarm(seconds: int = 20):
+    def fire(signum, frame):  # noqa: ARG001
+        raise TimeoutError(f"no error within {seconds} s: the bad input was accepted and real work started")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _snapshot(path: Path) -> dict[str, bytes] | None:
+    if not path.exists():
+        return None
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def cli_fails(args: list[str], needle: str, capsys, out: Path | None = None) -> str:
+    """Run ``depara ARGS``; assert a one-line ``error: ...`` containing ``needle``, exit 2, ``out`` unchanged."""
+    before = _snapshot(out) if out is not None else None
+    capsys.readouterr()
+    with _alarm():
+        rc = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, (args, rc, err)
+    assert lines and lines[-1].startswith("error: "), (args, err)
+    last = lines[-1]
+    assert "Traceback" not in cap.err and "internal error" not in last, (args, err)
+    assert len([ln for ln in lines if ln.startswith("error: ")]) == 1, (args, err)
+    assert needle in last, (args, needle, last)
+    if out is not None:
+        assert _snapshot(out) == before, f"{out} changed: {args}"
+        parent = out.parent if out.parent.exists() else None
+        if parent is not None:
+            assert not [p for p in parent.rglob("*.part")], list(parent.rglob("*.part"))
+    return last
+
+
+def lib_fails(fn, needle: str) -> str:
+    with _alarm():
+        with pytest.raises(DeparaError) as info:
+            fn()
+    msg = str(info.value)
+    assert "\n" not in msg and needle in msg, (needle, msg)
+    return msg
+
+
+# ============================================================================================ CLI cases
+def _zoo(w, name: str, text: str) -> Path:
+    p = w["root"] / f"{name}.toml"
+    p.write_text(text)
+    return p
+
+
+def _sel(w, *extra, data=None, models=None):
+    """``depara select`` on the good class folder with one tiny model (16 px) and a private cache."""
+    zoo = _zoo(w, "zoo16", f'[[model]]\nname = "net"\nspec = "file:{w["net"]}"\npreprocessing = "16x16"\n')
+    head = [data if data is not None else w["good"]]
+    head += ["--models", models] if models is not None else ["--zoo", zoo]
+    return ["select", *head, "--cache", w["root"] / "cache", "--quiet", "--n-boot", "2", *extra]
+
+
+def _ext(w, *extra, probes=None, model=None, layer="output"):
+    return ["extract", model or f"file:{w['net']}", "--probes", probes or w["flat"], "--layer", layer,
+            "--preprocess", "16x16", *extra]
+
+
+def _score(w, *extra, target=None, sources=None):
+    return ["score", "--sources", sources or f"x={w['arrays'] / 's_ok.npz'}", "--target-data",
+            target or w["arrays"] / "t_ok.npz", *([] if "--method" in extra else ["--method", "logme"]), *extra]
+
+
+CLI = {
+    # ---- select: data
+    "select-missing-folder": lambda w: (_sel(w, data=w["missing"]), "no_such_folder"),
+    "select-empty-folder": lambda w: (_sel(w, data=w["empty"]), "empty"),
+    "select-text-files": lambda w: (_sel(w, data=w["text"]), "text"),
+    "select-fake-png": lambda w: (_sel(w, data=w["fake"]), "fake.png"),
+    "select-truncated-png": lambda w: (_sel(w, data=w["trunc_png"]), "cut.png"),
+    "select-truncated-jpeg": lambda w: (_sel(w, data=w["trunc_jpg"]), "cut.jpg"),
+    "select-symlink-out": lambda w: (_sel(w, data=w["leak"]), "leak.png"),
+    "select-one-class": lambda w: (_sel(w, data=w["one"]), "single class"),
+    "select-empty-class": lambda w: (_sel(w, data=w["hollow"]), "'c'"),
+    # ---- select: models and layers
+    "select-unknown-torchvision": lambda w: (_sel(w, models="torchvision:resnet19"), "resnet19"),
+    "select-unknown-source": lambda w: (_sel(w, models="resnet:18"), "resnet"),
+    "select-missing-model-file": lambda w: (_sel(w, models=f"file:{w['root'] / 'nope.pt'}"), "nope.pt"),
+    "select-junk-model-file": lambda w: (_sel(w, models=f"file:{w['junk_model']}"), "junk.pt"),
+    "select-state-dict-no-arch": lambda w: (_sel(w, models=f"file:{w['state']}"), "state.pt"),
+    "select-unknown-layer": lambda w: (_sel(w, "--layers", "cnv"), "did you mean conv"),
+    "select-fixed-size-model": lambda w: (_sel(w, models=f"file:{w['fixed32']}"), "fixed32"),
+    "select-fixed-size-in-zoo": lambda w: (["select", w["good"], "--zoo", _zoo(
+        w, "mixed", f'[[model]]\nname = "small"\nspec = "file:{w["fixed16"]}"\npreprocessing = "16x16"\n'
+                    f'[[model]]\nname = "big"\nspec = "file:{w["fixed32"]}"\npreprocessing = "64x64"\n'),
+        "--cache", w["root"] / "cache", "--quiet"], "model big: cannot take the images at its input size 3×64×64"),
+    "select-forward-error": lambda w: (_sel(w, models=f"file:{w['boom']}"), "boom"),
+    "select-zoo-missing": lambda w: (["select", w["good"], "--zoo", w["root"] / "nope.toml"], "nope.toml"),
+    "select-zoo-junk": lambda w: (["select", w["good"], "--zoo", _zoo(w, "junk", "[[model\nname=")], "junk.toml"),
+    # ---- select: numbers
+    "select-seed-negative": lambda w: (_sel(w, "--seed", "-1"), "seed"),
+    "select-seed-text": lambda w: (_sel(w, "--seed", "abc"), "--seed"),
+    "select-seed-nan": lambda w: (_sel(w, "--seed", "nan"), "--seed"),
+    "select-probes-zero": lambda w: (_sel(w, "--probes", "0"), "probes"),
+    "select-probes-negative": lambda w: (_sel(w, "--probes", "-5"), "probes"),
+    "select-batch-zero": lambda w: (_sel(w, "--batch-size", "0"), "batch"),
+    "select-batch-negative": lambda w: (_sel(w, "--batch-size", "-2"), "batch"),
+    "select-nboot-negative": lambda w: (_sel(w, "--n-boot", "-1"), "boot"),
+    "select-memory-negative": lambda w: (_sel(w, "--feature-memory-mb", "-1"), "feature"),
+    "select-memory-nan": lambda w: (_sel(w, "--feature-memory-mb", "nan"), "feature"),
+    "select-device-bogus": lambda w: (_sel(w, "--device", "gpu9"), "device"),
+    "select-scorer-unknown": lambda w: (_sel(w, "--scorers", "logmee"), "logmee"),
+    # ---- select: outputs
+    "select-out-missing-parent": lambda w: (_sel(w, "--out", w["root"] / "nowhere" / "deeper" / "o"), "nowhere"),
+    "select-out-is-file": lambda w: (_sel(w, "--out", w["tables"] / "truth_ok.csv"), "truth_ok.csv"),
+    "select-cache-is-file": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
+                                        w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    # ---- extract
+    "extract-missing-probes": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", probes=w["missing"]),
+                                         "no_such_folder"),
+    "extract-empty-probes": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", probes=w["empty"]), "empty"),
+    "extract-text-probes": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", probes=w["text"]), "text"),
+    "extract-truncated": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", probes=w["trunc_png"]), "cut.png"),
+    "extract-unknown-layer": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", layer="feature.3",
+                                             model="torchvision:squeezenet1_1"), "did you mean features.3"),
+    "extract-torchscript-inner-layer": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", layer="conv"),
+                                                  "only the output"),
+    "extract-fixed-size": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", model=f"file:{w['fixed32']}"),
+                                     "fixed32"),
+    "extract-forward-error": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", model=f"file:{w['boom']}"),
+                                        "boom"),
+    "extract-batch-zero": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--batch-size", "0"), "batch"),
+    "extract-batch-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--batch-size", "-3"),
+                                         "batch"),
+    "extract-node-size-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--node-size", "-1"),
+                                             "node-size"),
+    "extract-memory-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--feature-memory-mb",
+                                               "-1"), "feature"),
+    "extract-seed-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--seed", "-1"), "seed"),
+    "extract-seed-text": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--seed", "x1"), "--seed"),
+    "extract-probes-per-task-zero": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--probes-per-task",
+                                                    "0"), "probes-per-task"),
+    "extract-preprocess-bad": lambda w: (["extract", f"file:{w['net']}", "--probes", w["flat"], "--layer", "output",
+                                          "--preprocess", "0x16", "--out", w["root"] / "g.safetensors"],
+                                         "preprocess size: expected positive sizes"),
+    "extract-out-missing-parent": lambda w: (_ext(w, "--out", w["root"] / "nowhere" / "g.safetensors"), "nowhere"),
+    "extract-out-existing-folder-file": lambda w: (_ext(w, "--layer", "fc", "--out", w["tables"] / "truth_ok.csv"),
+                                                   "truth_ok.csv"),
+    # ---- layers
+    "layers-unknown-model": lambda w: (["layers", "torchvision:resnet19"], "resnet19"),
+    "layers-input-size-zero": lambda w: (["layers", f"file:{w['net']}", "--input-size", "3", "0", "0"],
+                                         "input"),
+    "layers-input-size-negative": lambda w: (["layers", f"file:{w['net']}", "--input-size", "3", "-4", "16"],
+                                             "input"),
+    "layers-fixed-size": lambda w: (["layers", f"file:{w['fixed32']}", "--input-size", "3", "16", "16"], "fixed32"),
+    # ---- compare / rank
+    "compare-truncated": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "trunc.safetensors"],
+                                    "trunc.safetensors"),
+    "compare-version": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "version.safetensors"],
+                                  "version"),
+    "compare-wrong-keys": lambda w: (["compare", w["graphs"] / "g0.safetensors",
+                                      w["graphs"] / "wrongkeys.safetensors"], "wrongkeys.safetensors"),
+    "compare-probe-ids": lambda w: (["compare", w["graphs"] / "g0.safetensors",
+                                     w["graphs"] / "other_ids.safetensors"], "different probes"),
+    "compare-probe-count": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "seven.safetensors"],
+                                      "probes"),
+    "compare-npy-as-graph": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["arrays"] / "object.npy"],
+                                       "object.npy"),
+    "compare-lam-negative": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",
+                                        "--lam", "-1"], "lam"),
+    "compare-lam-nan": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",
+                                   "--lam", "nan"], "lam"),
+    "compare-lam-text": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",
+                                    "--lam", "big"], "--lam"),
+    "compare-out-missing-parent": lambda w: (["compare", w["graphs"] / "g0.safetensors",
+                                              w["graphs"] / "g1.safetensors", "--out",
+                                              w["root"] / "nowhere" / "m.csv"], "nowhere"),
+    "rank-target-missing": lambda w: (["rank", "--target", w["graphs"] / "nope.safetensors", "--sources",
+                                       w["graphs"]], "nope.safetensors"),
+    "rank-sources-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                     w["graphs"] / "g1.safetensors"], "g1.safetensors"),
+    "rank-lam-negative": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                     w["clean_graphs"], "--lam", "-2"], "lam"),
+    "rank-bad-source-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                        w["graphs"]], ".safetensors"),
+    # ---- score (npz mode)
+    "score-target-object": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_obj.npz"),
+                                      "t_obj.npz"),
+    "score-target-2d": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_2d.npz"), "labels"),
+    "score-target-nan": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_nan.npz"),
+                                   "labels"),
+    "score-target-one-class": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_one.npz"),
+                                         "class"),
+    "score-target-empty": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_empty.npz"),
+                                     "labels"),
+    "score-target-fraction": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_frac.npz"),
+                                        "labels"),
+    "score-target-npy": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "object.npy"),
+                                   "object.npy"),
+    "score-source-nan": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_nan.npz'}"),
+                                   "NaN"),
+    "score-source-inf": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_inf.npz'}"),
+                                   "inf"),
+    "score-source-1d": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_1d.npz'}"),
+                                  "features"),
+    "score-source-rows": lambda w: (_score(w, "--out", w["root"] / "so",
+                                           sources=f"x={w['arrays'] / 's_rows.npz'}"), "rows"),
+    "score-source-strings": lambda w: (_score(w, "--out", w["root"] / "so",
+                                              sources=f"x={w['arrays'] / 's_str.npz'}"), "features"),
+    "score-source-truncated": lambda w: (_score(w, "--out", w["root"] / "so",
+                                                sources=f"x={w['arrays'] / 's_trunc.npz'}"), "s_trunc.npz"),
+    "score-source-junk": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_junk.npz'}"),
+                                    "s_junk.npz"),
+    "score-truth-nan": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_nan.csv"),
+                                  "truth_nan.csv"),
+    "score-truth-nan-json": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                              w["tables"] / "truth_nan.json"), "truth_nan.json"),
+    "score-truth-duplicate": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                               w["tables"] / "truth_dup.csv"), "truth_dup.csv"),
+    "score-truth-empty": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_empty.csv"),
+                                    "truth_empty.csv"),
+    "score-truth-header-only": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                                 w["tables"] / "truth_header.csv"), "truth_header.csv"),
+    "score-truth-latin1": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                            w["tables"] / "truth_latin1.csv"), "truth_latin1.csv"),
+    "score-truth-no-source-col": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                                   w["tables"] / "truth_nocol.csv"), "truth_nocol.csv"),
+    "score-truth-list-json": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                               w["tables"] / "truth_list.json"), "truth_list.json"),
+    "score-truth-missing-source": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+                                                    w["tables"] / "truth_missing.csv",
+                                                    sources=f"x={w['arrays'] / 's_ok.npz'},"
+                                                            f"y={w['arrays'] / 's_ok.npz'},"
+                                                            f"z={w['arrays'] / 's_ok.npz'}"), "truth"),
+    "score-truth-missing-file": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "no.csv"),
+                                           "no.csv"),
+    "score-ks-zero": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_ok.csv",
+                                       "--ks", "0",
+                                       sources=f"x={w['arrays'] / 's_ok.npz'},y={w['arrays'] / 's_ok.npz'}"), "K"),
+    "score-ks-text": lambda w: (_score(w, "--out", w["root"] / "so", "--ks", "one"), "--ks"),
+    "score-lam-negative": lambda w: (_score(w, "--out", w["root"] / "so", "--lam", "-1", "--method", "depara"),
+                                     "lam"),
+    "score-method-unknown": lambda w: (_score(w, "--out", w["root"] / "so", "--method", "logmee"), "logmee"),
+    "score-out-missing-parent": lambda w: (_score(w, "--out", w["root"] / "nowhere" / "x" / "so"), "nowhere"),
+    "score-out-is-file": lambda w: (_score(w, "--out", w["tables"] / "truth_ok.csv"), "truth_ok.csv"),
+    # ---- score (image mode)
+    "score-images-one-class": lambda w: (_score(w, "--out", w["root"] / "so", target=w["one"],
+                                                sources="torchvision:net"), "class"),
+    "score-images-fixed-size": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+                                                 target=w["good"],
+                                                 sources="a=torchvision:fixed16,b=torchvision:fixed32"),
+                                      "source b: the model cannot run on 16×16 inputs"),
+    "score-images-forward-error": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+                                                    target=w["good"], sources="torchvision:boom"), "boom"),
+    "score-images-truncated": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+                                                target=w["trunc_png"], sources="torchvision:net"), "cut.png"),
+    "score-images-batch-zero": lambda w: (_score(w, "--out", w["root"] / "so", "--batch-size", "0",
+                                                 target=w["good"], sources="torchvision:net"), "--batch-size"),
+    "score-images-max-probes": lambda w: (_score(w, "--out", w["root"] / "so", "--max-probes", "1",
+                                                 target=w["good"], sources="torchvision:net"), "--max-probes"),
+    # ---- tree / taskonomy
+    "tree-latin1": lambda w: (["tree", "--matrix", w["tables"] / "matrix_latin1.csv", "--out", w["root"] / "t.png"],
+                              "matrix_latin1.csv"),
+    "tree-nan": lambda w: (["tree", "--matrix", w["tables"] / "matrix_nan.csv", "--out", w["root"] / "t.png"],
+                           "non-finite"),
+    "tree-rect": lambda w: (["tree", "--matrix", w["tables"] / "matrix_rect.csv", "--out", w["root"] / "t.png"],
+                            "matrix_rect.csv"),
+    "tree-missing": lambda w: (["tree", "--matrix", w["tables"] / "nope.csv", "--out", w["root"] / "t.png"],
+                               "nope.csv"),
+    "taskonomy-missing": lambda w: (["taskonomy", "matrices", "--features", w["missing"], "--out",
+                                     w["root"] / "tm"], "no_such_folder"),
+    "taskonomy-empty": lambda w: (["taskonomy", "matrices", "--features", w["empty"], "--out", w["root"] / "tm"],
+                                  "empty"),
+    "taskonomy-plot-relevant-zero": lambda w: (["taskonomy", "plot", "--matrices", w["empty"], "--truth", w["empty"],
+                                                "--out",
+                                                w["root"] / "tp", "--relevant", "0"], "relevant"),
+    # ---- report / cache / demo / bench / data / train (option checks before any work)
+    "report-missing": lambda w: (["report", w["missing"]], "no_such_folder"),
+    "report-no-manifest": lambda w: (["report", w["empty"]], "manifest"),
+    "report-out-is-file": lambda w: (["report", w["empty"], "--out", w["tables"] / "truth_ok.csv"], "truth_ok"),
+    "cache-is-file": lambda w: (["cache", "info", "--cache", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "demo-seed-negative": lambda w: (["demo", "--seed", "-1", "--out", w["root"] / "demo"], "--seed"),
+    "demo-out-is-file": lambda w: (["demo", "--out", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "demo-layers-seed-negative": lambda w: (["demo", "layers", "--seed", "-1", "--out", w["root"] / "dl"], "seed"),
+    "bench-taskbank-seed-negative": lambda w: (["bench", "taskbank", "--seed", "-1", "--out", w["root"] / "bt"],
+                                               "seed"),
+    "bench-taskbank-threads-negative": lambda w: (["bench", "taskbank", "--threads", "-1", "--out",
+                                                   w["root"] / "bt"], "threads"),
+    "bench-taskbank-scale": lambda w: (["bench", "taskbank", "--scale", "huge", "--out", w["root"] / "bt"],
+                                       "huge"),
+    "bench-realbank-seed-negative": lambda w: (["bench", "realbank", "--seed", "-1", "--out", w["root"] / "br"],
+                                               "seed"),
+    "bench-realbank-threads-negative": lambda w: (["bench", "realbank", "--threads", "-1", "--out",
+                                                   w["root"] / "br"], "threads"),
+    "data-split-missing": lambda w: (["data", "split", w["missing"], "--out", w["root"] / "ds"], "no_such_folder"),
+    "data-split-text": lambda w: (["data", "split", w["text"], "--out", w["root"] / "ds"], "text"),
+    "data-split-seed-negative": lambda w: (["data", "split", w["good"], "--out", w["root"] / "ds", "--seed", "-1"],
+                                           "seed"),
+    "data-split-ratios": lambda w: (["data", "split", w["good"], "--out", w["root"] / "ds", "--ratios", "-1:2:9"],
+                                    "ratios"),
+    "data-shrink-ratio-zero": lambda w: (["data", "shrink", w["good"], "--out", w["root"] / "dsh", "--ratio", "0"],
+                                         "ratio"),
+    "data-shrink-ratio-negative": lambda w: (["data", "shrink", w["good"], "--out", w["root"] / "dsh", "--ratio",
+                                              "-3"], "ratio"),
+    "data-synth-size-zero": lambda w: (["data", "synth-digits", "--out", w["root"] / "sd", "--size", "0"], "size"),
+    "data-synth-count-negative": lambda w: (["data", "synth-digits", "--out", w["root"] / "sd",
+                                             "--synthetic-per-class", "-1"], "synthetic-per-class"),
+    "data-synth-seed-negative": lambda w: (["data", "synth-digits", "--out", w["root"] / "sd", "--seed", "-1"],
+                                           "seed"),
+    "train-epochs-negative": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr",
+                                         "--epochs", "-1"], "epochs"),
+    "train-batch-zero": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr",
+                                    "--batch-size", "0"], "batch"),
+    "train-lr-nan": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--lr", "nan"],
+                               "lr"),
+    "train-width-zero": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--width", "0"],
+                                   "width"),
+    "train-seed-negative": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--seed",
+                                       "-1"], "seed"),
+    "transfer-depth-negative": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
+                                           "--depth", "-1"], "depth"),
+    "transfer-epochs-negative": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
+                                            "--epochs", "-1"], "epochs"),
+    "layers-select-lam-negative": lambda w: (["layers-select", "--source", "imagenet", "--target", w["missing"],
+                                              "--probes", w["flat"], "--out", w["root"] / "ls", "--lam", "-1"],
+                                             "lam"),
+    "layers-select-lam-text": lambda w: (["layers-select", "--source", "imagenet", "--target", w["missing"],
+                                          "--probes", w["flat"], "--out", w["root"] / "ls", "--lam", "x"], "lam"),
+}
+
+
+@pytest.fixture(scope="module")
+def tuple_model(W) -> Path:
+    p = W["root"] / "nets" / "tuple.pt"
+    torch.jit.script(_TupleNet()).save(str(p))
+    return p
+
+
+@pytest.mark.parametrize("case", sorted(CLI))
+def test_cli_bad_input(case, W, tuple_model, capsys, monkeypatch):
+    import depara.cli.score as score_cli
+
+    # `depara score` on images hooks eager modules (TorchScript has no hooks): its loader gives these
+    eager = {"torchvision:net": _Net, "torchvision:fixed16": lambda: _Fixed(16), "torchvision:fixed32":
+             lambda: _Fixed(32), "torchvision:boom": _Boom}
+    real_loader = score_cli._load_model
+    monkeypatch.setattr(score_cli, "_load_model", lambda spec: eager[spec]() if spec in eager else real_loader(spec))
+    args = CLI[case](W)
+    args, needle = args[0], args[1]
+    out = None
+    for flag in ("--out",):
+        if flag in args:
+            out = Path(args[args.index(flag) + 1])
+    cli_fails(args, needle, capsys, out=out)

@@ -64,15 +64,19 @@ class _Fixed(nn.Module):
 
 
 class _Boom(nn.Module):
+    """Fails in every forward pass (after its first layer ran)."""
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 2, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 3)
 
     def forward(self, x):
         y = self.conv(x)
         if y.shape[0] > 0:
             raise RuntimeError("boom: this model always fails")
-        return y
+        return self.fc(self.pool(y).flatten(1))
 
 
 class _Pair(nn.Module):
@@ -354,21 +358,21 @@ CLI = {
         w, "mixed", f'[[model]]\nname = "small"\nspec = "file:{w["fixed16"]}"\npreprocessing = "16x16"\n'
                     f'[[model]]\nname = "big"\nspec = "file:{w["fixed32"]}"\npreprocessing = "64x64"\n'),
         "--cache", w["root"] / "cache", "--quiet"], "model big: cannot take the images at its input size 3×64×64"),
-    "select-forward-error": lambda w: (_sel(w, models=f"file:{w['boom']}"), "boom"),
+    "select-forward-error": lambda w: (_sel(w, models=f"file:{w['boom']}"), "RuntimeError: boom"),
     "select-zoo-missing": lambda w: (["select", w["good"], "--zoo", w["root"] / "nope.toml"], "nope.toml"),
     "select-zoo-junk": lambda w: (["select", w["good"], "--zoo", _zoo(w, "junk", "[[model\nname=")], "junk.toml"),
     # ---- select: numbers
     "select-seed-negative": lambda w: (_sel(w, "--seed", "-1"), "seed"),
     "select-seed-text": lambda w: (_sel(w, "--seed", "abc"), "--seed"),
     "select-seed-nan": lambda w: (_sel(w, "--seed", "nan"), "--seed"),
-    "select-probes-zero": lambda w: (_sel(w, "--probes", "0"), "probes"),
+    "select-probes-zero": lambda w: (_sel(w, "--probes", "0"), "--probes: expected an integer >= 3"),
     "select-probes-negative": lambda w: (_sel(w, "--probes", "-5"), "probes"),
-    "select-batch-zero": lambda w: (_sel(w, "--batch-size", "0"), "batch"),
+    "select-batch-zero": lambda w: (_sel(w, "--batch-size", "0"), "--batch-size"),
     "select-batch-negative": lambda w: (_sel(w, "--batch-size", "-2"), "batch"),
-    "select-nboot-negative": lambda w: (_sel(w, "--n-boot", "-1"), "boot"),
+    "select-nboot-negative": lambda w: (_sel(w, "--n-boot", "-1"), "--n-boot"),
     "select-memory-negative": lambda w: (_sel(w, "--feature-memory-mb", "-1"), "feature"),
-    "select-memory-nan": lambda w: (_sel(w, "--feature-memory-mb", "nan"), "feature"),
-    "select-device-bogus": lambda w: (_sel(w, "--device", "gpu9"), "device"),
+    "select-memory-nan": lambda w: (_sel(w, "--feature-memory-mb", "nan"), "--feature-memory-mb"),
+    "select-device-bogus": lambda w: (_sel(w, "--device", "gpu9"), "--device"),
     "select-scorer-unknown": lambda w: (_sel(w, "--scorers", "logmee"), "logmee"),
     # ---- select: outputs
     "select-out-missing-parent": lambda w: (_sel(w, "--out", w["root"] / "nowhere" / "deeper" / "o"), "nowhere"),
@@ -388,8 +392,8 @@ CLI = {
     "extract-fixed-size": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", model=f"file:{w['fixed32']}"),
                                      "fixed32"),
     "extract-forward-error": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", model=f"file:{w['boom']}"),
-                                        "boom"),
-    "extract-batch-zero": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--batch-size", "0"), "batch"),
+                                        "RuntimeError: boom"),
+    "extract-batch-zero": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--batch-size", "0"), "--batch-size"),
     "extract-batch-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--batch-size", "-3"),
                                          "batch"),
     "extract-node-size-negative": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", "--node-size", "-1"),
@@ -446,13 +450,14 @@ CLI = {
     # ---- score (npz mode)
     "score-target-object": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_obj.npz"),
                                       "t_obj.npz"),
-    "score-target-2d": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_2d.npz"), "labels"),
+    "score-target-2d": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_2d.npz"),
+                                  "'labels' has shape (2, 4), expected a vector"),
     "score-target-nan": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_nan.npz"),
                                    "labels"),
     "score-target-one-class": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_one.npz"),
                                          "class"),
     "score-target-empty": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_empty.npz"),
-                                     "labels"),
+                                     "'labels' has shape (0,)"),
     "score-target-fraction": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_frac.npz"),
                                         "labels"),
     "score-target-npy": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "object.npy"),
@@ -511,7 +516,7 @@ CLI = {
                                                  sources="a=torchvision:fixed16,b=torchvision:fixed32"),
                                       "source b: the model cannot run on 16×16 inputs"),
     "score-images-forward-error": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
-                                                    target=w["good"], sources="torchvision:boom"), "boom"),
+                                                    target=w["good"], sources="torchvision:boom"), "source boom: the model cannot run"),
     "score-images-truncated": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
                                                 target=w["trunc_png"], sources="torchvision:net"), "cut.png"),
     "score-images-batch-zero": lambda w: (_score(w, "--out", w["root"] / "so", "--batch-size", "0",
@@ -611,4 +616,7 @@ def test_cli_bad_input(case, W, tuple_model, capsys, monkeypatch):
     for flag in ("--out",):
         if flag in args:
             out = Path(args[args.index(flag) + 1])
-    cli_fails(args, needle, capsys, out=out)
+    msg = cli_fails(args, needle, capsys, out=out)
+    if os.environ.get("DEPARA_SHOW_ERRORS"):  # print every message, to review their wording
+        with capsys.disabled():
+            print(f"\n{case}: {msg}")

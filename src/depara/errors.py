@@ -27,4 +27,6 @@ def exception_reason(exc: BaseException, limit: int = 200) -> str:
     else:
         reason = lines[0]
     reason = reason.removeprefix(f"{name}: ")
-    return f"{name}: {reason[:limit]}"
+    if reason.startswith("builtins."):  # TorchScript's re-raised Python exception: "builtins.KeyError: ..."
+        name, _, reason = reason.removeprefix("builtins.").partition(": ")
+    return f"{name}: {reason[:limit]}" if reason else name

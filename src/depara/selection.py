@@ -291,8 +291,8 @@ def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", pr
     except Exception as exc:  # noqa: BLE001 - any failure here means this input does not fit the model
         first = exception_reason(exc, 160)
         raise DeparaError(f"model {entry.name}: cannot take the images at its input size 3×{prep.size[0]}×"
-                          f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); set its preprocessing in "
-                          "the zoo file") from None
+                          f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); if it needs another size, set its "
+                          "preprocessing in the zoo file") from None
 
 
 def _resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: "Preprocess") -> list[str]:

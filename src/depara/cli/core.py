@@ -13,6 +13,7 @@ import typer
 
 from .._io import check_out_path, ensure_dir, seed_everything
 from ..errors import DeparaError
+from ._flags import flags
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_GRAPH_OPTIONS, DEFAULT_NODE_SIZE,
                        AttributionMethod, ChannelReduction, EdgeMetric, GraphOptions)
 from ..options import Scalar as OptScalar
@@ -138,12 +139,14 @@ def extract(
     if probes_per_task is not None:
         raise DeparaError("--probes-per-task: only with --engine ray (the local path runs every probe here)")
     seed_everything(seed)
-    probe_set = _probe_set(probes, root, preprocess)
-    net = load_model(model, weights=_weights(weights))
-    graphs = build_graphs(
-        net, probe_set, layers, options, batch_size=batch_size, device=device or "cpu", progress=True,
-        feature_memory_mb=feature_memory_mb,
-        meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
+    with flags(preprocess="--preprocess", batch_size="--batch-size", feature_memory_mb="--feature-memory-mb",
+               device="--device", node_size="--node-size"):
+        probe_set = _probe_set(probes, root, preprocess)
+        net = load_model(model, weights=_weights(weights))
+        graphs = build_graphs(
+            net, probe_set, layers, options, batch_size=batch_size, device=device or "cpu", progress=True,
+            feature_memory_mb=feature_memory_mb,
+            meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
     if len(layers) > 1 or out.is_dir():
         ensure_dir(out)
     from ..edge_ranks import attach_edge_ranks

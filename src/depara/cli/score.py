@@ -84,7 +84,7 @@ def score(
     from rich.table import Table
 
     from .. import harness
-    from .._io import check_out_path
+    from .._io import check_out_dir
     from ..data import targets
 
     from ..options import check_lam
@@ -96,7 +96,7 @@ def score(
     seed_everything(seed)
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
-    check_out_path(out, "--out")
+    check_out_dir(out, "--out")
     specs = [_named(s) for s in _split(sources)]
     if not specs:
         raise DeparaError("--sources: give at least one source")

@@ -9,7 +9,16 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
+from ..readers import exists
+from ._flags import flags
 from .app import app, demo_app
+
+
+#: Arguments of depara.select → the flags of `depara select` (errors name what the user typed).
+_SELECT_FLAGS = dict(models="--models", target_model="--target-model", layers="--layers", protocol="--protocol",
+                     scorers="--scorers", probes="--probes", seed="--seed", n_boot="--n-boot", device="--device",
+                     batch_size="--batch-size", feature_memory_mb="--feature-memory-mb", engine="--engine",
+                     address="--address")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -55,9 +64,9 @@ def select_cmd(
         raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
                           "(exactly one of them)")
     if out is not None:
-        check_out_dir(out, "out")  # exists-as-a-file / unwritable: refused before any work
-    if cache is not None and cache.exists() and not cache.is_dir():
-        raise DeparaError(f"cache {cache}: exists and is not a folder")
+        check_out_dir(out, "--out")  # exists-as-a-file / unwritable: refused before any work
+    if cache is not None and exists(cache) and not cache.is_dir():
+        raise DeparaError(f"--cache {cache}: exists and is not a folder")
     names = _split(layers)
     layer_arg: object = "auto" if not names else (names[0] if len(names) == 1 and names[0] in ("auto", "all")
                                                   else names)
@@ -66,10 +75,11 @@ def select_cmd(
         from ..zoo import read_zoo
 
         candidates = read_zoo(zoo)  # type: ignore[assignment]
-    sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
-                 scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
-                 batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
-                 address=address)
+    with flags(**_SELECT_FLAGS):
+        sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
+                     scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
+                     batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
+                     address=address)
     from ._table import print_ranking
 
     s = sel.scorer

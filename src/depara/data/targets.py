@@ -99,6 +99,10 @@ def load_target_npz(path: str | os.PathLike, regression: bool = False) -> NpzTar
         labels = data[alt]
     else:
         raise DeparaError(f"path {path}: no '{key}' array (keys: {', '.join(sorted(data)) or 'none'})")
+    shape = np.shape(labels)
+    if (len(shape) != 1 and not (regression and len(shape) == 2)) or shape[0] == 0:
+        want = "N targets or an N×T array" if regression else "a vector of N class labels"
+        raise DeparaError(f"path {path}: '{key if key in data else alt}' has shape {shape}, expected {want}")
     return NpzTarget(labels=labels, features=data.get("features"))
 
 

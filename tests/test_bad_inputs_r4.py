@@ -204,6 +204,8 @@ def W(tmp_path_factory) -> dict[str, Path]:
     with safe_open(str(g / "g0.safetensors"), "np") as fh:
         meta, tensors = dict(fh.metadata()), {k: fh.get_tensor(k) for k in fh.keys()}
     save_file(tensors, str(g / "version.safetensors"), metadata={**meta, "version": "99"})
+    save_file({"weights": tensors["nodes"], "edges": tensors["edges"]}, str(g / "wrongkeys_v1.safetensors"),
+              metadata=meta)
 
     save_file({"weights": np.zeros((6, 4), np.float32), "bias": np.zeros(15, np.float32)},
               str(g / "wrongkeys.safetensors"), metadata={"format": "depara-graph"})
@@ -251,6 +253,8 @@ def W(tmp_path_factory) -> dict[str, Path]:
     (t / "matrix_latin1.csv").write_bytes(",a\xe9,b\na\xe9,1,0.5\nb,0.5,1\n".encode("latin-1"))
     (t / "matrix_nan.csv").write_text(",a,b,c\na,1,nan,0.2\nb,0.5,1,0.3\nc,0.2,0.3,1\n")
     (t / "matrix_rect.csv").write_text(",a,b\na,1,0.5\n")
+    (t / "dup_header.csv").write_text("a,b,a\n1,2,3\n")
+    (t / "long_row.csv").write_text("a,b\n1,2,3\n")
     w["tables"] = t
     return w
 
@@ -620,3 +624,196 @@ def test_cli_bad_input(case, W, tuple_model, capsys, monkeypatch):
     if os.environ.get("DEPARA_SHOW_ERRORS"):  # print every message, to review their wording
         with capsys.disabled():
             print(f"\n{case}: {msg}")
+
+
+# ============================================================================================ API cases
+def _entry(name, module, size=SIZE, layers="auto"):
+    from depara.zoo import ModelEntry
+
+    return ModelEntry(name, f"module:{name}", preprocessing=f"{size}x{size}", module=module, layers=layers)
+
+
+def _probes(w, folder="flat", prep="16x16"):
+    from depara.probes import ProbeSet
+
+    return ProbeSet.from_folder(w[folder], prep)
+
+
+def _graph(w, name="g0"):
+    from depara.graph import Graph
+
+    return Graph.load(w["graphs"] / f"{name}.safetensors")
+
+
+def _select(w, tmp, **kw):
+    import depara
+
+    args = dict(data=w["good"], models={"net": _entry("net", _Net(0))}, n_boot=2, cache_dir=tmp)
+    args.update(kw)
+    return depara.select(**args)
+
+
+def _harness(models, images, labels, **kw):
+    from depara import harness
+
+    return harness.run_harness(models, images, labels, methods="logme", **kw)
+
+
+API = {
+    # ---- depara.select: arguments
+    "select-seed-negative": lambda w, t: (lambda: _select(w, t, seed=-1), "seed: expected an integer >= 0"),
+    "select-seed-nan": lambda w, t: (lambda: _select(w, t, seed=float("nan")), "seed: expected an integer"),
+    "select-seed-string": lambda w, t: (lambda: _select(w, t, seed="1"), "seed: expected an integer"),
+    "select-seed-bool": lambda w, t: (lambda: _select(w, t, seed=True), "seed: expected an integer"),
+    "select-probes-float": lambda w, t: (lambda: _select(w, t, probes=2.5), "probes: expected an integer >= 3"),
+    "select-probes-two": lambda w, t: (lambda: _select(w, t, probes=2), "probes: expected an integer >= 3"),
+    "select-nboot-negative": lambda w, t: (lambda: _select(w, t, n_boot=-1), "n_boot"),
+    "select-peer-boot-nan": lambda w, t: (lambda: _select(w, t, peer_boot=float("nan")), "peer_boot"),
+    "select-batch-zero": lambda w, t: (lambda: _select(w, t, batch_size=0), "batch_size"),
+    "select-memory-inf": lambda w, t: (lambda: _select(w, t, feature_memory_mb=float("inf")), "feature_memory_mb"),
+    "select-memory-string": lambda w, t: (lambda: _select(w, t, feature_memory_mb="2G"), "feature_memory_mb"),
+    "select-device": lambda w, t: (lambda: _select(w, t, device="tpu:0"), "device"),
+    "select-protocol": lambda w, t: (lambda: _select(w, t, protocol="zero-shot"), "protocol"),
+    "select-layers-empty": lambda w, t: (lambda: _select(w, t, layers=[]), "layers"),
+    "select-layers-int": lambda w, t: (lambda: _select(w, t, layers=3), "layers"),
+    "select-layers-unknown": lambda w, t: (lambda: _select(w, t, layers=["fcc"]), "did you mean fc"),
+    "select-models-empty": lambda w, t: (lambda: _select(w, t, models=[]), "models"),
+    "select-models-int": lambda w, t: (lambda: _select(w, t, models=5), "models"),
+    "select-data-int": lambda w, t: (lambda: _select(w, t, data=5), "data"),
+    "select-scorers-unknown": lambda w, t: (lambda: _select(w, t, scorers=["nope"]), "scorers"),
+    "select-engine": lambda w, t: (lambda: _select(w, t, engine="spark"), "engine"),
+    # ---- depara.select: labels given with a ProbeSet
+    "select-labels-length": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[0, 1]), "labels"),
+    "select-labels-nan": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[0, 1, np.nan, 0, 1, 0]),
+                                       "labels"),
+    "select-labels-2d": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=np.zeros((6, 2))), "labels"),
+    "select-labels-one-class": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[1] * 6), "single class"),
+    "select-labels-none-flat": lambda w, t: (lambda: _select(w, t, data=w["flat"]), "no labels"),
+    # ---- depara.select: models
+    "select-fixed-size": lambda w, t: (lambda: _select(w, t, models={"big": _entry("big", _Fixed(32))}),
+                                       "model big: cannot take the images at its input size 3×16×16"),
+    "select-fixed-vs-other-size": lambda w, t: (lambda: _select(w, t, models={
+        "small": _entry("small", _Fixed(16)), "big": _entry("big", _Fixed(32), size=64)}),
+        "model big: cannot take the images at its input size 3×64×64"),
+    "select-forward-error": lambda w, t: (lambda: _select(w, t, models={"boom": _entry("boom", _Boom())}),
+                                          "model boom"),
+    "select-tuple-layer": lambda w, t: (lambda: _select(w, t, models={"tup": _entry("tup", _TupleNet())},
+                                                        layers=["pair"]), "pair"),
+    "select-dict-layer": lambda w, t: (lambda: _select(w, t, models={"tup": _entry("tup", _TupleNet())},
+                                                       layers=["both"]), "both"),
+    "select-target-fixed-size": lambda w, t: (lambda: _select(w, t, data=w["flat"], target_model=_entry(
+        "target", _Fixed(32))), "cannot take the images"),
+    # ---- build_graphs
+    "build-unknown-layer": lambda w, t: (lambda: _build(w, _Net(0), ["fcc"]), "did you mean fc"),
+    "build-tuple-layer": lambda w, t: (lambda: _build(w, _TupleNet(), ["pair"]), "pair"),
+    "build-dict-layer": lambda w, t: (lambda: _build(w, _TupleNet(), ["both"]), "both"),
+    "build-fixed-size": lambda w, t: (lambda: _build(w, _Fixed(32), ["fc"]), "cannot run on float32 probes"),
+    "build-forward-error": lambda w, t: (lambda: _build(w, _Boom(), ["fc"]), "RuntimeError: boom"),
+    "build-batch-zero": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=0), "batch_size"),
+    "build-batch-nan": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=float("nan")), "batch_size"),
+    "build-memory-negative": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], feature_memory_mb=-1),
+                                           "feature_memory_mb"),
+    "build-layers-empty": lambda w, t: (lambda: _build(w, _Net(0), []), "layer"),
+    "build-probes-string": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], probes=str(w["flat"])), "probes"),
+    "build-probes-corrupt": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], probes=_probes(w, "trunc_png")),
+                                          "cut.png"),
+    "build-probe-ids-dup": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], probe_ids=["a"] * 6), "probe_ids"),
+    # ---- harness: sources of different input sizes, failing models
+    "harness-different-sizes": lambda w, t: (lambda: _harness({"small": _Fixed(16), "big": _Fixed(32)},
+                                                              _probes(w), np.arange(6) % 2),
+                                             "source big: the model cannot run on 16×16 inputs"),
+    "harness-forward-error": lambda w, t: (lambda: _harness({"boom": _Boom()}, _probes(w), np.arange(6) % 2),
+                                           "source boom"),
+    "harness-lam-nan": lambda w, t: (lambda: _harness({"n": _Net(0)}, _probes(w), np.arange(6) % 2,
+                                                      lam=float("nan")), "lam"),
+    "harness-labels-length": lambda w, t: (lambda: _harness({"n": _Net(0)}, _probes(w), [0, 1]), "labels"),
+    "harness-preprocess-unknown": lambda w, t: (lambda: _harness({"n": _Net(0)}, _probes(w), np.arange(6) % 2,
+                                                                 preprocess={"m": "8x8"}), "preprocess"),
+    "harness-batch-zero": lambda w, t: (lambda: _harness({"n": _Net(0)}, _probes(w), np.arange(6) % 2,
+                                                         batch_size=0), "batch_size"),
+    # ---- similarity / ranking
+    "similarity-matrix-empty": lambda w, t: (lambda: _sim().similarity_matrix({}), "graphs"),
+    "similarity-matrix-lam-nan": lambda w, t: (lambda: _sim().similarity_matrix(
+        {"a": _graph(w, "g0"), "b": _graph(w, "g1")}, lam=float("nan")), "lam"),
+    "similarity-matrix-lam-string": lambda w, t: (lambda: _sim().similarity_matrix(
+        {"a": _graph(w, "g0"), "b": _graph(w, "g1")}, lam="big"), "lam: expected a number"),
+    "similarity-matrix-not-graph": lambda w, t: (lambda: _sim().similarity_matrix(
+        {"a": _graph(w, "g0"), "b": np.zeros(3)}), "b"),
+    "similarity-matrix-probe-ids": lambda w, t: (lambda: _sim().similarity_matrix(
+        {"a": _graph(w, "g0"), "b": _graph(w, "other_ids")}), "different probes"),
+    "rank-sources-empty": lambda w, t: (lambda: _sim().rank_sources({}, _graph(w)), "sources"),
+    "rank-sources-lam-negative": lambda w, t: (lambda: _sim().rank_sources({"a": _graph(w, "g1")}, _graph(w),
+                                                                           lam=-1), "lam"),
+    "rank-sources-probe-count": lambda w, t: (lambda: _sim().rank_sources({"a": _graph(w, "seven")}, _graph(w)),
+                                              "different probes"),
+    "similarity-lam-negative": lambda w, t: (lambda: _sim().similarity(_graph(w, "g1"), _graph(w), lam=-0.5),
+                                             "lam"),
+    # ---- graph files
+    "graph-load-missing": lambda w, t: (lambda: _graph(w, "nope"), "nope.safetensors"),
+    "graph-load-truncated": lambda w, t: (lambda: _graph(w, "trunc"), "trunc.safetensors"),
+    "graph-load-version": lambda w, t: (lambda: _graph(w, "version"), "version"),
+    "graph-load-wrong-keys": lambda w, t: (lambda: _graph(w, "wrongkeys"), "wrongkeys.safetensors"),
+    "graph-load-wrong-keys-v1": lambda w, t: (lambda: _graph(w, "wrongkeys_v1"), "wrongkeys_v1.safetensors"),
+    "graph-load-folder": lambda w, t: (lambda: __import__("depara").Graph.load(w["graphs"]), "graphs"),
+    "graph-load-npy": lambda w, t: (lambda: __import__("depara").Graph.load(w["arrays"] / "object.npy"),
+                                    "object.npy"),
+    "graph-save-missing-folder": lambda w, t: (lambda: _graph(w).save(t / "nowhere" / "g.safetensors"), "nowhere"),
+    "graph-from-labels-nan": lambda w, t: (lambda: __import__("depara").Graph.from_labels([0, 1, np.nan, 1]),
+                                           "labels"),
+    "graph-from-labels-one-class": lambda w, t: (lambda: __import__("depara").Graph.from_labels([2, 2, 2, 2]),
+                                                 "labels"),
+    "graph-from-labels-2d": lambda w, t: (lambda: __import__("depara").Graph.from_labels(np.zeros((4, 2))),
+                                          "labels"),
+    "graph-from-labels-empty": lambda w, t: (lambda: __import__("depara").Graph.from_labels([]), "labels"),
+    "graph-from-arrays-nan": lambda w, t: (lambda: __import__("depara").Graph.from_arrays(
+        np.ones((4, 3)), np.where(np.eye(4, 3) > 0, np.nan, 1.0)), "features"),
+    "graph-from-arrays-object": lambda w, t: (lambda: __import__("depara").Graph.from_arrays(
+        np.ones((4, 3)), np.array([[{}] * 3] * 4, dtype=object)), "features"),
+    # ---- probes and readers
+    "probes-missing": lambda w, t: (lambda: _probes(w, "missing"), "no_such_folder"),
+    "probes-empty": lambda w, t: (lambda: _probes(w, "empty"), "empty"),
+    "probes-text": lambda w, t: (lambda: _probes(w, "text"), "no image files"),
+    "probes-symlink-out": lambda w, t: (lambda: _probes(w, "leak"), "outside the probe folder"),
+    "probes-fake": lambda w, t: (lambda: _probes(w, "fake").tensor(), "fake.png"),
+    "probes-preprocess-bad": lambda w, t: (lambda: _probes(w, prep="sixteen"), "preprocess"),
+    "read-json-latin1": lambda w, t: (lambda: _readers().read_json_file(w["tables"] / "truth_latin1.csv"),
+                                      "not UTF-8"),
+    "read-csv-latin1": lambda w, t: (lambda: _readers().read_csv_records(w["tables"] / "truth_latin1.csv"),
+                                     "truth_latin1.csv: not UTF-8"),
+    "read-csv-duplicate-header": lambda w, t: (lambda: _readers().read_csv_records(w["tables"] / "dup_header.csv"),
+                                               "column 'a' twice"),
+    "read-csv-long-row": lambda w, t: (lambda: _readers().read_csv_records(w["tables"] / "long_row.csv"),
+                                       "line 2: 3 fields"),
+    "read-csv-folder": lambda w, t: (lambda: _readers().read_csv_records(w["tables"]), "is a folder"),
+    "load-model-missing": lambda w, t: (lambda: __import__("depara").load_model("file:/no/such/model.pt"),
+                                        "model.pt"),
+    "load-model-unknown": lambda w, t: (lambda: __import__("depara").load_model("torchvision:resnet19"),
+                                        "did you mean resnet18"),
+    "get-estimator-unknown": lambda w, t: (lambda: __import__("depara").get_estimator("logmee"), "logmee"),
+}
+
+
+def _sim():
+    import depara
+
+    return depara
+
+
+def _readers():
+    from depara import readers
+
+    return readers
+
+
+def _build(w, model, layers, probes=None, **kw):
+    import depara
+
+    return depara.build_graphs(model, probes if probes is not None else _probes(w), layers, **kw)
+
+
+@pytest.mark.parametrize("case", sorted(API))
+def test_api_bad_input(case, W, tmp_path):
+    fn, needle = API[case](W, tmp_path)
+    msg = lib_fails(fn, needle)
+    if os.environ.get("DEPARA_SHOW_ERRORS"):
+        print(f"\n{case}: {msg}")

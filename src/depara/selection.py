@@ -209,6 +209,10 @@ def _load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> 
         raw = np.asarray(labels)
         if raw.ndim != 1 or raw.shape[0] != len(probes):
             raise DeparaError(f"labels: expected {len(probes)} labels (one per image), got shape {raw.shape}")
+        if raw.dtype.kind not in "iubfUS" or (raw.dtype.kind == "f" and not np.all(np.isfinite(raw))):
+            # NaN would become a class of its own in np.unique; objects (None, mixed types) cannot be ordered
+            bad = "NaN or inf" if raw.dtype.kind == "f" else f"values of dtype {raw.dtype}"
+            raise DeparaError(f"labels: expected integer or string class labels, got {bad}")
         if not class_names:
             uniq, inv = np.unique(raw, return_inverse=True)
             class_names = [str(u) for u in uniq]

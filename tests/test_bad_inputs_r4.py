@@ -256,6 +256,44 @@ def W(tmp_path_factory) -> dict[str, Path]:
     (t / "dup_header.csv").write_text("a,b,a\n1,2,3\n")
     (t / "long_row.csv").write_text("a,b\n1,2,3\n")
     w["tables"] = t
+    # flat test splits with a labels file (the layer experiment's layout)
+    for name, text in {"ok": "file,class\n0.png,a\n1.png,b\n",
+                       "missing_file": "file,class\n0.png,a\n1.png,b\n7.png,b\n",
+                       "extra_file": "file,class\n0.png,a\n",
+                       "duplicate": "file,class\n0.png,a\n1.png,b\n0.png,b\n",
+                       "no_class_column": "file,label\n0.png,a\n1.png,b\n",
+                       "empty": "",
+                       "empty_class": "file,class\n0.png,a\n1.png,\n",
+                       "outside": "file,class\n0.png,a\n1.png,b\n../../secret/private.png,b\n"}.items():
+        test = d / "flat_test" / name / "test"
+        for i in range(2):
+            _png(test / f"{i}.png", rng)
+        (test / "test_labels.csv").write_text(text)
+    latin = d / "flat_test" / "latin1" / "test"
+    _png(latin / "0.png", rng)
+    (latin / "test_labels.csv").write_bytes("file,class\n0.png,caf\xe9\n".encode("latin-1"))
+    w["flat_test"] = d / "flat_test"
+    # image-list files
+    (d / "list_missing.txt").write_text(f"{w['flat'] / '0.png'}\n{w['flat'] / '1.png'}\n{w['flat'] / '9.png'}\n")
+    (d / "list_empty.txt").write_text("\n")
+    (d / "list_latin1.txt").write_bytes("caf\xe9.png\n".encode("latin-1"))
+    # Taskonomy-format feature roots: one good task beside a bad one
+    for name, arr in {"object": np.array([{"x": 1}] * 6, dtype=object), "vector": np.ones(6),
+                      "nan": np.where(np.eye(6, 4) > 0, np.nan, 1.0), "rows": np.ones((5, 4))}.items():
+        root = d / "tasks" / name
+        for task, rows in (("good1", rng.standard_normal((6, 4))), ("good2", rng.standard_normal((6, 4))),
+                           ("bad", arr)):
+            (root / task).mkdir(parents=True)
+            np.save(root / task / "task_feature.npy", rows, allow_pickle=True)
+    w["tasks"] = d / "tasks"
+    # outputs that exist already (a previous run's results): a failing run must leave them as they were
+    prev = d / "previous"
+    prev.mkdir()
+    (prev / "g.safetensors").write_bytes((g / "g0.safetensors").read_bytes())
+    (prev / "results").mkdir()
+    (prev / "results" / "ranking.csv").write_text("rank,model\n1,old\n")
+    (prev / "results" / "manifest.json").write_text('{"kind": "select"}')
+    w["previous"] = prev
     return w
 
 
@@ -527,6 +565,32 @@ CLI = {
                                                  target=w["good"], sources="torchvision:net"), "--batch-size"),
     "score-images-max-probes": lambda w: (_score(w, "--out", w["root"] / "so", "--max-probes", "1",
                                                  target=w["good"], sources="torchvision:net"), "--max-probes"),
+    # ---- image lists
+    "select-list-missing-entry": lambda w: (_sel(w, data=w["root"] / "list_missing.txt"), "9.png"),
+    "select-list-empty": lambda w: (_sel(w, data=w["root"] / "list_empty.txt"), "list_empty.txt"),
+    "select-list-latin1": lambda w: (_sel(w, data=w["root"] / "list_latin1.txt"), "list_latin1.txt"),
+    "extract-list-missing-entry": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors",
+                                                  probes=w["root"] / "list_missing.txt"), "9.png"),
+    # ---- a previous run's outputs are left as they were when a run fails
+    "extract-existing-graph-kept": lambda w: (_ext(w, "--out", w["previous"] / "g.safetensors",
+                                                   model=f"file:{w['boom']}"), "RuntimeError: boom"),
+    "select-existing-results-kept": lambda w: (_sel(w, "--out", w["previous"] / "results",
+                                                    models=f"file:{w['boom']}"), "model boom"),
+    "score-existing-results-kept": lambda w: (_score(w, "--out", w["previous"] / "results", "--truth",
+                                                     w["tables"] / "truth_nan.csv"), "truth_nan.csv"),
+    "taskonomy-existing-results-kept": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "nan",
+                                                   "--out", w["previous"] / "results"], "bad"),
+    # ---- taskonomy features (.npy)
+    "taskonomy-object-npy": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "object", "--out",
+                                        w["root"] / "tm"], "bad/task_feature.npy"),
+    "taskonomy-vector-npy": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "vector", "--out",
+                                        w["root"] / "tm"], "bad"),
+    "taskonomy-nan-npy": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "nan", "--out",
+                                     w["root"] / "tm"], "non-finite"),
+    "taskonomy-rows-npy": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "rows", "--out",
+                                      w["root"] / "tm"], "bad/task_feature.npy has 5"),
+    "taskonomy-lam-negative": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "nan", "--out",
+                                          w["root"] / "tm", "--lam", "-1"], "--lam"),
     # ---- tree / taskonomy
     "tree-latin1": lambda w: (["tree", "--matrix", w["tables"] / "matrix_latin1.csv", "--out", w["root"] / "t.png"],
                               "matrix_latin1.csv"),
@@ -752,7 +816,7 @@ API = {
     "graph-load-missing": lambda w, t: (lambda: _graph(w, "nope"), "nope.safetensors"),
     "graph-load-truncated": lambda w, t: (lambda: _graph(w, "trunc"), "trunc.safetensors"),
     "graph-load-version": lambda w, t: (lambda: _graph(w, "version"), "version"),
-    "graph-load-wrong-keys": lambda w, t: (lambda: _graph(w, "wrongkeys"), "wrongkeys.safetensors"),
+    "graph-load-wrong-keys": lambda w, t: (lambda: _graph(w, "wrongkeys"), "without a format version"),
     "graph-load-wrong-keys-v1": lambda w, t: (lambda: _graph(w, "wrongkeys_v1"), "wrongkeys_v1.safetensors"),
     "graph-load-folder": lambda w, t: (lambda: __import__("depara").Graph.load(w["graphs"]), "graphs"),
     "graph-load-npy": lambda w, t: (lambda: __import__("depara").Graph.load(w["arrays"] / "object.npy"),
@@ -785,12 +849,33 @@ API = {
     "read-csv-long-row": lambda w, t: (lambda: _readers().read_csv_records(w["tables"] / "long_row.csv"),
                                        "line 2: 3 fields"),
     "read-csv-folder": lambda w, t: (lambda: _readers().read_csv_records(w["tables"]), "is a folder"),
+    # ---- a flat test split's labels file
+    "flat-test-missing-file": lambda w, t: (lambda: _flat(w, "missing_file"), "'7.png' is not an image file"),
+    "flat-test-extra-file": lambda w, t: (lambda: _flat(w, "extra_file"), "image '1.png'"),
+    "flat-test-duplicate": lambda w, t: (lambda: _flat(w, "duplicate"), "listed twice"),
+    "flat-test-no-class-column": lambda w, t: (lambda: _flat(w, "no_class_column"), "file,class"),
+    "flat-test-empty": lambda w, t: (lambda: _flat(w, "empty"), "file,class"),
+    "flat-test-empty-class": lambda w, t: (lambda: _flat(w, "empty_class"), "line 3: empty file or class"),
+    "flat-test-outside": lambda w, t: (lambda: _flat(w, "outside"), "private.png"),
+    "flat-test-latin1": lambda w, t: (lambda: _flat(w, "latin1"), "not UTF-8"),
     "load-model-missing": lambda w, t: (lambda: __import__("depara").load_model("file:/no/such/model.pt"),
                                         "model.pt"),
     "load-model-unknown": lambda w, t: (lambda: __import__("depara").load_model("torchvision:resnet19"),
                                         "did you mean resnet18"),
     "get-estimator-unknown": lambda w, t: (lambda: __import__("depara").get_estimator("logmee"), "logmee"),
 }
+
+
+def _flat(w, name):
+    from depara.data import list_split
+
+    return list_split(w["flat_test"] / name, "test")
+
+
+def test_flat_test_labels_file_is_read(W):
+    """The accepted case beside the refused ones: every listed image, by class."""
+    got = _flat(W, "ok")
+    assert {c: [p.name for p in v] for c, v in got.items()} == {"a": ["0.png"], "b": ["1.png"]}
 
 
 def _sim():

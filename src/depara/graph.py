@@ -229,6 +229,9 @@ def _check_header(header: Any, p: Path, data_len: int) -> dict[str, tuple[np.dty
         raise DeparaError(f"{p}: corrupt depara graph metadata (the safetensors metadata is not a string map)")
     if metadata.get("format") != FORMAT_TAG:
         raise DeparaError(f"{p}: a safetensors file without the '{FORMAT_TAG}' format tag (not a depara graph)")
+    if "version" not in metadata:
+        raise DeparaError(f"{p}: a depara graph tag without a format version in its metadata (expected version "
+                          f"{FORMAT_VERSION!r}; not written by depara)")
     if metadata.get("version") != FORMAT_VERSION:
         raise DeparaError(f"{p}: depara graph format version {metadata.get('version')!r} is not "
                           f"supported (expected {FORMAT_VERSION!r})")

@@ -32,13 +32,12 @@ def read_published_hits(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, 
 
     Returns method → (K values, hits) with the blanks left out.
     """
-    import csv
-
     p = Path(path)
     if not p.is_file():
         raise DeparaError(f"{p}: published numbers file not found")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
+    from .readers import read_csv_rows
+
+    rows = [r for r in read_csv_rows(p, "published numbers file") if r and not r[0].lstrip().startswith("#")]
     if not rows or rows[0][0].strip().lower() != "method":
         raise DeparaError(f"{p}: expected a header 'method,K1,K2,...'")
     try:

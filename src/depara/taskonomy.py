@@ -55,7 +55,9 @@ def read_tasks(path: str | os.PathLike) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise DeparaError(f"{p}: task list not found")
-    names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+    from .readers import read_text_file
+
+    names = [ln.strip() for ln in read_text_file(p, "task list").splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
     if len(names) < 2:
         raise DeparaError(f"{p}: expected at least 2 task names, found {len(names)}")

@@ -17,6 +17,19 @@ def _cache_dir(cache: Optional[Path], out: Path) -> Path:
     return out / "cache"
 
 
+def _remove_empty_tree(root: Path) -> None:
+    """Remove ``root`` and its sub-folders, bottom up, where they hold no file (anything written stays)."""
+    import os
+
+    if not root.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        try:
+            os.rmdir(folder)  # only succeeds on an empty folder
+        except OSError:
+            pass
+
+
 @taskonomy_app.command("matrices")
 def matrices(
     features: Path = typer.Option(..., "--features", help="Root holding <task>/task_feature.npy (N×D) per task."),
@@ -38,10 +51,16 @@ def matrices(
     from ..options import check_lam
 
     check_lam(lam, "--lam")
-    check_out_dir(out, "--out")  # created only once the inputs are read (the cache below may create it)
-    m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
-                                   tasks_file=tasks, lam=lam, cache_dir=_cache_dir(cache, out),
-                                   channel_reduction=channel_reduction, progress=progress)
+    check_out_dir(out, "--out")
+    fresh = not out.exists()
+    try:
+        m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
+                                       tasks_file=tasks, lam=lam, cache_dir=_cache_dir(cache, out),
+                                       channel_reduction=channel_reduction, progress=progress)
+    except BaseException:
+        if fresh:  # bad input: leave no empty --out (or <out>/cache) folder behind
+            _remove_empty_tree(out)
+        raise
     res = taskonomy.write_matrices_results(
         m, out, settings={"features": str(features), "attributions": str(attributions or features),
                           "attribution_file": attribution_file, "lam": lam, "channel_reduction": channel_reduction,

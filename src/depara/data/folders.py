@@ -69,6 +69,10 @@ def list_flat_test(root: Path) -> dict[str, list[Path]]:
         if os.path.realpath(path) != os.path.realpath(root / os.path.basename(name)) or not is_image(path):
             raise DeparaError(f"labels file {labels} line {i}: {name!r} is not an image file in {root}")
         out.setdefault(cls, []).append(path)
+    extra = sorted(p.name for p in root.iterdir() if is_image(p) and p.name not in seen)
+    if extra:  # an image without a label would silently leave the test set
+        raise DeparaError(f"labels file {labels}: image {extra[0]!r} in {root} has no row"
+                          + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
     return {c: sorted(v) for c, v in sorted(out.items())}
 
 

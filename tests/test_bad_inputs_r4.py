@@ -79,6 +79,19 @@ class _Boom(nn.Module):
         return self.fc(self.pool(y).flatten(1))
 
 
+class _KeyErr(nn.Module):
+    """Its forward raises a KeyError (not a RuntimeError): user code can raise anything."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x):
+        features: dict = {"conv": self.conv(x)}
+        return self.fc(features["missing"])
+
+
 class _Pair(nn.Module):
     def forward(self, x):
         return x, x * 2
@@ -648,6 +661,18 @@ CLI = {
                                "lr"),
     "train-width-zero": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--width", "0"],
                                    "width"),
+    "train-image-size-too-small": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr",
+                                              "--image-size", "16"], "--image-size"),
+    "train-lr-negative": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--lr", "-1"],
+                                    "--lr"),
+    "train-momentum-above-one": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr",
+                                            "--momentum", "5"], "--momentum"),
+    "train-weight-decay-negative": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr",
+                                               "--weight-decay", "-1"], "--weight-decay"),
+    "transfer-lr-inf": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
+                                   "--lr", "inf"], "--lr"),
+    "transfer-eval-every-zero": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out",
+                                            w["root"] / "tf", "--eval-every", "0"], "--eval-every"),
     "train-seed-negative": lambda w: (["train", w["good"], "--domain", "x", "--out", w["root"] / "tr", "--seed",
                                        "-1"], "seed"),
     "transfer-depth-negative": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
@@ -773,6 +798,9 @@ API = {
     "build-dict-layer": lambda w, t: (lambda: _build(w, _TupleNet(), ["both"]), "both"),
     "build-fixed-size": lambda w, t: (lambda: _build(w, _Fixed(32), ["fc"]), "cannot run on float32 probes"),
     "build-forward-error": lambda w, t: (lambda: _build(w, _Boom(), ["fc"]), "RuntimeError: boom"),
+    "build-keyerror-in-forward": lambda w, t: (lambda: _build(w, _KeyErr(), ["fc"]), "KeyError: 'missing'"),
+    "list-layers-keyerror": lambda w, t: (lambda: __import__("depara.models", fromlist=["list_layers"]).list_layers(
+        _KeyErr(), (3, SIZE, SIZE)), "KeyError: 'missing'"),
     "build-batch-zero": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=0), "batch_size"),
     "build-batch-nan": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=float("nan")), "batch_size"),
     "build-memory-negative": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], feature_memory_mb=-1),
@@ -902,3 +930,32 @@ def test_api_bad_input(case, W, tmp_path):
     msg = lib_fails(fn, needle)
     if os.environ.get("DEPARA_SHOW_ERRORS"):
         print(f"\n{case}: {msg}")
+
+
+# ===================================================================== inputs that must be ACCEPTED
+def test_image_modes_and_sizes_are_accepted_by_select(W, tmp_path, capsys):
+    """Grey, RGBA, palette and 16-bit PNGs, and images of different sizes, are converted / resized, not refused:
+    the run succeeds and ranks every candidate (CLI, with the results folder written)."""
+    import depara
+
+    sel = depara.select(W["modes"], {"net": _entry("net", _Net(0))}, n_boot=2, cache_dir=tmp_path)
+    assert sel.settings["n_classes"] == 4 and sel.settings["n_probes"] == 12
+    out = tmp_path / "out"
+    with _alarm(60):
+        rc = main([str(a) for a in _sel(W, "--out", out, data=W["sizes"])])
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "ranking.csv").is_file() and (out / "manifest.json").is_file()
+
+
+def test_models_of_different_input_sizes_each_at_its_own_size(W, tmp_path):
+    """The positive twin of the fixed-size cases: two models that only run at 16 and 32 px, each given its
+    own preprocessing, are ranked side by side (select and the harness)."""
+    import depara
+    from depara.probes import Preprocess
+
+    sel = depara.select(W["good"], {"small": _entry("small", _Fixed(16)), "big": _entry("big", _Fixed(32), size=32)},
+                        layers=["fc"], n_boot=0, cache_dir=tmp_path)
+    assert {m for m, _ in sel.candidates} == {"small", "big"}
+    res = _harness({"small": _Fixed(16), "big": _Fixed(32)}, _probes(W, "good"), np.arange(8) // 4,
+                   preprocess={"big": Preprocess(size=32)})
+    assert set(res.table.sources) == {"small", "big"}

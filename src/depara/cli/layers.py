@@ -136,7 +136,8 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (re-running it resumes)."),
     arch: str = typer.Option("narrow_vgg11_bn", "--arch", help="vgg11_bn|vgg13_bn|vgg16_bn|vgg19_bn or narrow_<that>."),
     width: float = typer.Option(0.125, "--width", help="Channel width factor of narrow_* archs."),
-    image_size: int = typer.Option(32, "--image-size", min=1),
+    image_size: int = typer.Option(32, "--image-size", min=32, help="Image side (VGG's five 2×2 pools need "
+                                    ">= 32)."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(0.01, "--lr", help="Initial learning rate (cosine annealed)."),
@@ -165,7 +166,8 @@ def transfer_cmd(
     target: str = typer.Option("real", "--target", help="Target domain name."),
     arch: str = typer.Option("vgg19_bn", "--arch", help="Architecture of an ImageNet source."),
     depth: Optional[list[int]] = typer.Option(None, "--depth", min=1, help="Depths to run (repeat); default all 1..L-1."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Default: the source's."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="Default: the source's "
+                                                "(VGG's five 2×2 pools need >= 32)."),
     epochs: int = typer.Option(30, "--epochs", min=1),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(0.01, "--lr"),

@@ -640,6 +640,8 @@ CLI = {
                                                    w["root"] / "br"], "threads"),
     "data-split-missing": lambda w: (["data", "split", w["missing"], "--out", w["root"] / "ds"], "no_such_folder"),
     "data-split-text": lambda w: (["data", "split", w["text"], "--out", w["root"] / "ds"], "text"),
+    "data-split-symlink-out": lambda w: (["data", "split", w["leak"], "--out", w["root"] / "ds", "--mode", "copy"],
+                                         "a/leak.png links to"),
     "data-split-seed-negative": lambda w: (["data", "split", w["good"], "--out", w["root"] / "ds", "--seed", "-1"],
                                            "seed"),
     "data-split-ratios": lambda w: (["data", "split", w["good"], "--out", w["root"] / "ds", "--ratios", "-1:2:9"],

@@ -28,10 +28,13 @@ def is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def list_class_folder(root: str | os.PathLike, what: str = "domain folder") -> dict[str, list[Path]]:
+def list_class_folder(root: str | os.PathLike, what: str = "domain folder", *,
+                      confine: bool = False) -> dict[str, list[Path]]:
     """Return ``{class name: sorted image paths}`` of a folder of class subfolders.
 
-    Raises a DeparaError when the folder is missing, has no class subfolders, or a class has no image.
+    Raises a DeparaError when the folder is missing, has no class subfolders, or a class has no image; with
+    ``confine`` also when a class folder or image links outside ``root`` (a folder the user named; the split
+    folders depara writes with ``--mode symlink`` link back to their source on purpose).
     """
     root = Path(root)
     if not root.is_dir():
@@ -40,8 +43,14 @@ def list_class_folder(root: str | os.PathLike, what: str = "domain folder") -> d
     if not class_dirs:
         raise DeparaError(f"{what} {root}: no class subfolders (expected {root}/<class>/<image>)")
     classes: dict[str, list[Path]] = {}
+    base = os.path.realpath(root)
     for d in class_dirs:
         images = sorted(p for p in d.iterdir() if is_image(p))
+        for p in [d, *images] if confine else []:  # never read outside the folder the user named
+            real = os.path.realpath(p)
+            if os.path.commonpath([base, real]) != base:
+                raise DeparaError(f"{what} {root}: {p.relative_to(root)} links to {real}, outside the folder "
+                                  "(copy the image in, or give the folder that holds it)")
         if not images:
             raise DeparaError(f"{what} {root}: class '{d.name}' has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
         classes[d.name] = images

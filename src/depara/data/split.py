@@ -66,7 +66,7 @@ def split_domain(src: str | os.PathLike, out: str | os.PathLike, *, ratios: str 
     """
     src = Path(src)
     fractions = parse_ratios(ratios)
-    classes = list_class_folder(src, what="source domain folder")
+    classes = list_class_folder(src, what="source domain folder", confine=True)
     domain = domain or src.resolve().name
     counts: dict[str, list[int]] = {}
     for name, paths in classes.items():

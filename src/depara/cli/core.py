@@ -106,7 +106,8 @@ def extract(
                                           "cluster (default: a private local Ray runtime)."),
     store: Optional[Path] = typer.Option(None, "--store", help="With --engine ray: the graph store folder, on a "
                                          "filesystem every node mounts (default $DEPARA_CACHE/store)."),
-    probes_per_task: Optional[int] = typer.Option(None, "--probes-per-task", help="With --engine ray: one Ray task "
+    probes_per_task: Optional[int] = typer.Option(None, "--probes-per-task", min=1,
+                                                  help="With --engine ray: one Ray task "
                                                   "per shard of this many probes (rounded up to whole batches), "
                                                   "then one joining them; default: one task for all probes."),
 ) -> None:

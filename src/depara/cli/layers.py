@@ -165,7 +165,8 @@ def transfer_cmd(
     fraction: str = typer.Option("tenth", "--fraction", help="tenth | hundredth | 1of<N> (from `depara data shrink`)."),
     target: str = typer.Option("real", "--target", help="Target domain name."),
     arch: str = typer.Option("vgg19_bn", "--arch", help="Architecture of an ImageNet source."),
-    depth: Optional[list[int]] = typer.Option(None, "--depth", min=1, help="Depths to run (repeat); default all 1..L-1."),
+    depth: Optional[list[int]] = typer.Option(None, "--depth", min=1,
+                                             help="Depths to run (repeat); default all 1..L-1."),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="Default: the source's "
                                                 "(VGG's five 2×2 pools need >= 32)."),
     epochs: int = typer.Option(30, "--epochs", min=1),

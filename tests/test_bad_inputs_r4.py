@@ -414,6 +414,10 @@ CLI = {
                     f'[[model]]\nname = "big"\nspec = "file:{w["fixed32"]}"\npreprocessing = "64x64"\n'),
         "--cache", w["root"] / "cache", "--quiet"], "model big: cannot take the images at its input size 3×64×64"),
     "select-forward-error": lambda w: (_sel(w, models=f"file:{w['boom']}"), "RuntimeError: boom"),
+    "select-missing-target-file": lambda w: (_sel(w, "--target-model", f"file:{w['root'] / 'nope_target.pt'}"),
+                                             "nope_target.pt: not found"),
+    "select-zoo-folder": lambda w: (["select", w["good"], "--zoo", w["root"]], "--zoo"),
+    "select-nboot-huge": lambda w: (_sel(w, "--n-boot", "1000000000"), "--n-boot: expected an integer in 0..100000"),
     "select-zoo-missing": lambda w: (["select", w["good"], "--zoo", w["root"] / "nope.toml"], "nope.toml"),
     "select-zoo-junk": lambda w: (["select", w["good"], "--zoo", _zoo(w, "junk", "[[model\nname=")], "junk.toml"),
     # ---- select: numbers

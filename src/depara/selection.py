@@ -110,6 +110,8 @@ _NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
 #: node grid for all models so models with different input sizes give comparable attribution maps.
 GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 LEVEL = 0.95
+#: Most bootstrap resamples accepted (the resample indices and values are held in memory).
+MAX_BOOT = 100_000
 #: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
 SCORES_VERSION = "2"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults)
 
@@ -277,6 +279,20 @@ def _as_target(target: Any) -> "ModelEntry | None":
             raise DeparaError(f"target_model {target!r}: expected one model spec")
         return ModelEntry(name=f"target:{e[0].name}", spec=e[0].spec, weights=e[0].weights)
     return ModelEntry(name="target", spec="module:target", module=target)
+
+
+def _check_model_files(entries: Sequence["ModelEntry"]) -> None:
+    """A ``file:`` model that does not exist fails before any model is loaded or any image is read (not after
+    the other candidates' extraction)."""
+    from .models import parse_spec
+
+    for e in entries:
+        if e.module is not None or not isinstance(e.spec, str) or not e.spec.lower().startswith("file:"):
+            continue
+        _, path, _ = parse_spec(e.spec)
+        if not Path(path).expanduser().is_file():
+            what = "is a folder" if Path(path).expanduser().is_dir() else "not found"
+            raise DeparaError(f"model {e.name}: model file {path}: {what}")
 
 
 def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", prep: "Preprocess",
@@ -788,6 +804,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n_probes = _check_int(probes, "probes", 3)
     seed = _check_int(seed, "seed", 0)
     n_boot = _check_int(n_boot, "n_boot", 0)
+    if n_boot > MAX_BOOT:  # the resamples are held in memory: n_boot × N indices and scorers × candidates × n_boot
+        raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {n_boot}")
     peer_boot = _check_int(peer_boot, "peer_boot", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
     from .extract import _memory_budget, _resolve_device
@@ -801,6 +819,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         raise DeparaError(f"layers: expected 'auto', 'all' or layer names, got {layers!r}")
     entries = _as_entries(models)
     target_entry = _as_target(target_model)
+    _check_model_files([*entries, *([target_entry] if target_entry is not None else [])])
     probe_set, y, class_names, desc = _load_data(data, labels)
     probe_set, y = _subsample(probe_set, y, n_probes, seed)
     if target_entry is None and y is None:

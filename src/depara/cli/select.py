@@ -67,6 +67,8 @@ def select_cmd(
         check_out_dir(out, "--out")  # exists-as-a-file / unwritable: refused before any work
     if cache is not None and exists(cache) and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")
+    if zoo is not None and zoo.is_dir():
+        raise DeparaError(f"--zoo {zoo}: is a folder, expected a zoo .toml file")
     names = _split(layers)
     layer_arg: object = "auto" if not names else (names[0] if len(names) == 1 and names[0] in ("auto", "all")
                                                   else names)

@@ -265,6 +265,7 @@ def W(tmp_path_factory) -> dict[str, Path]:
     (t / "truth_nan.json").write_text('{"x": NaN, "y": 0.7}')
     (t / "matrix_latin1.csv").write_bytes(",a\xe9,b\na\xe9,1,0.5\nb,0.5,1\n".encode("latin-1"))
     (t / "matrix_nan.csv").write_text(",a,b,c\na,1,nan,0.2\nb,0.5,1,0.3\nc,0.2,0.3,1\n")
+    (t / "matrix_ok.csv").write_text(",a,b,c\na,1,0.5,0.2\nb,0.5,1,0.3\nc,0.2,0.3,1\n")
     (t / "matrix_rect.csv").write_text(",a,b\na,1,0.5\n")
     (t / "dup_header.csv").write_text("a,b,a\n1,2,3\n")
     (t / "long_row.csv").write_text("a,b\n1,2,3\n")
@@ -588,6 +589,32 @@ CLI = {
                                                  target=w["good"], sources="torchvision:net"), "--batch-size"),
     "score-images-max-probes": lambda w: (_score(w, "--out", w["root"] / "so", "--max-probes", "1",
                                                  target=w["good"], sources="torchvision:net"), "--max-probes"),
+    # ---- outputs: a file where a folder is expected, a folder where a file is, a missing parent
+    "rank-out-is-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                    w["clean_graphs"], "--out", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "rank-csv-is-folder": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                      w["clean_graphs"], "--csv", w["empty"]], "--csv"),
+    "compare-out-is-folder": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",
+                                         "--out", w["empty"]], "--out"),
+    "data-split-out-is-file": lambda w: (["data", "split", w["good"], "--out", w["tables"] / "truth_ok.csv"],
+                                         "truth_ok.csv"),
+    "data-synth-out-is-file": lambda w: (["data", "synth-digits", "--out", w["tables"] / "truth_ok.csv"],
+                                         "truth_ok.csv"),
+    "train-out-is-file": lambda w: (["train", w["good"], "--domain", "a", "--out", w["tables"] / "truth_ok.csv"],
+                                    "truth_ok.csv"),
+    "layers-select-out-is-file": lambda w: (["layers-select", "--source", "imagenet", "--target", w["missing"],
+                                             "--probes", w["flat"], "--out", w["tables"] / "truth_ok.csv"],
+                                            "truth_ok.csv"),
+    "bench-taskbank-out-is-file": lambda w: (["bench", "taskbank", "--out", w["tables"] / "truth_ok.csv"],
+                                             "truth_ok.csv"),
+    "demo-layers-out-is-file": lambda w: (["demo", "layers", "--out", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "taskonomy-out-is-file": lambda w: (["taskonomy", "matrices", "--features", w["tasks"] / "nan", "--out",
+                                         w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "tree-out-is-folder": lambda w: (["tree", "--matrix", w["tables"] / "matrix_ok.csv", "--out", w["empty"]],
+                                     "--out"),
+    "tree-heatmap-missing-parent": lambda w: (["tree", "--matrix", w["tables"] / "matrix_ok.csv", "--out",
+                                               w["root"] / "tree.png", "--heatmap", w["root"] / "nohm" / "h.png"],
+                                              "--heatmap"),
     # ---- image lists
     "select-list-missing-entry": lambda w: (_sel(w, data=w["root"] / "list_missing.txt"), "9.png"),
     "select-list-empty": lambda w: (_sel(w, data=w["root"] / "list_empty.txt"), "list_empty.txt"),

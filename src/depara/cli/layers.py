@@ -86,6 +86,9 @@ def split_cmd(
 ) -> None:
     """Split a domain folder per class into train/val/test, deterministically."""
     from ..data import split_domain
+    from .._io import check_out_tree
+
+    check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
     with flags(ratios="--ratios"):
         r = split_domain(src, out, ratios=ratios, seed=seed, mode=mode.value, flat_test=flat_test, domain=domain,
@@ -104,6 +107,9 @@ def shrink_cmd(
 ) -> None:
     """Keep 1/RATIO of each class's train images; val and test unchanged."""
     from ..data import shrink_domain
+    from .._io import check_out_tree
+
+    check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
     with flags(ratio="--ratio"):
         r = shrink_domain(data, out, ratio=ratio, seed=seed, mode=mode.value)
@@ -121,6 +127,9 @@ def synth_digits_cmd(
 ) -> None:
     """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
     from ..data import make_synth_digits
+    from .._io import check_out_tree
+
+    check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
     with flags(synthetic_per_class="--synthetic-per-class", real_per_class="--real-per-class", size="--size"):
         r = make_synth_digits(out, synthetic_per_class=synthetic_per_class, real_per_class=real_per_class, size=size,

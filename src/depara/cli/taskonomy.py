@@ -108,9 +108,13 @@ def tree(
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Also draw a heatmap PNG here."),
 ) -> None:
     """Task similarity tree: hierarchical clustering of the symmetrised similarity matrix (scipy)."""
+    from .._io import check_out_file
     from ..evaluate import read_matrix_csv
     from ..tree import draw_tree
 
+    check_out_file(out, "--out")
+    if heatmap is not None:
+        check_out_file(heatmap, "--heatmap")
     names, m = read_matrix_csv(matrix)
     draw_tree(names, m, out, method=method, title=f"Task similarity tree: {os.path.basename(str(matrix))} ({method} "
               "linkage)", heatmap=heatmap, heatmap_title=f"Task similarity: {os.path.basename(str(matrix))}")

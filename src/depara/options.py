@@ -30,7 +30,8 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
-    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_LAYER", "LRP_EPSILON", "IG_STEPS",
+    "choices", "check_lam",
     "format_lam",
 ]
 
@@ -115,6 +116,8 @@ DEFAULT_EDGE_COMPARISON = "per_probe"  #: global (Spearman of all edges) | per_p
 DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
 DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
+#: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
+DEFAULT_LAYER = "below-representation"
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

@@ -168,12 +168,11 @@ def test_registered_depara_labels_reads_the_frozen_options():
     y = np.arange(20) % 4
     est = get_estimator("depara_labels")
     assert not est.default and est.needs_labels and not est.needs_target_model
-    pooled = f.mean(axis=(2, 3))
-    src = SourceInputs(features=pooled)
-    expected = label_agreement(probe_edges(pooled, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE), y,
+    src = SourceInputs(features=f)
+    expected = label_agreement(probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE), y,
                                O.DEFAULT_EDGE_COMPARISON)
     assert est.score(src, TargetInputs(labels=y)) == pytest.approx(expected, abs=1e-12)
-    np.testing.assert_array_equal(depara_labels_edges(None, pooled),
+    np.testing.assert_array_equal(depara_labels_edges(None, f),
                                   probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE))
 
 

@@ -117,9 +117,11 @@ def test_split_is_stratified_and_disjoint():
 
 
 def test_frozen_config_is_the_procedural_choice():
-    """configs/defaults.toml holds exactly what benchmarks/choose_defaults.py chose on the procedural bank."""
+    """configs/defaults.toml holds exactly what benchmarks/choose_defaults.py chose on the procedural bank (round 4:
+    the ROUND-4 RULE on its classification targets, ``--combine``)."""
     defaults, _, path = B.load_defaults()
-    chosen = json.loads((path.parents[1] / "benchmarks" / "results" / "defaults_choice" / "chosen.json").read_text())
+    chosen = json.loads((path.parents[1] / "benchmarks" / "results" / "defaults_choice" /
+                         "classification_chosen.json").read_text())
     assert dataclasses.asdict(defaults) == chosen["defaults"]
 
 

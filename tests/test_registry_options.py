@@ -94,6 +94,7 @@ def test_frozen_scorer_defaults_equal_the_committed_config():
     assert (O.DEFAULT_NODE_WEIGHT, O.DEFAULT_LABEL_WEIGHT) == (frozen["node_weight"], frozen["label_weight"])
     assert (O.DEFAULT_EDGE_COMPARISON, O.DEFAULT_EDGE_FEATURES, O.DEFAULT_EDGE_SCALE, O.DEFAULT_PROBES) == (
         frozen["edge_comparison"], frozen["edge_features"], frozen["edge_scale"], frozen["probes"])
+    assert O.DEFAULT_LAYER == frozen["layer"]
     assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
         frozen["node_scalar"], frozen["node_reduction"])
 

@@ -30,7 +30,8 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
-    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "LRP_EPSILON", "IG_STEPS", "choices", "check_lam",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_LAYER", "LRP_EPSILON", "IG_STEPS",
+    "choices", "check_lam",
     "format_lam",
 ]
 
@@ -109,10 +110,14 @@ DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 #: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
 DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
 # How the source graph is built and compared with the label graph (depara.agreement; frozen in the same file):
-DEFAULT_EDGE_COMPARISON = "global"  #: global (Spearman of all edges) | per_probe | knn
-DEFAULT_EDGE_FEATURES = "pooled"  #: the layer output flattened (flat) or averaged over space (pooled)
-DEFAULT_EDGE_SCALE = "standardised"  #: dimensions centred over the probes, or centred and standardised
-DEFAULT_PROBES = "labelled"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
+# Round 4 (issue 10): re-chosen on the bank's procedural CLASSIFICATION targets (depara.taskbank.classify; the
+# ROUND-4 RULE of benchmarks/choose_defaults.py), the layer below the representation in configs/defaults.toml.
+DEFAULT_EDGE_COMPARISON = "per_probe"  #: global (Spearman of all edges) | per_probe | knn
+DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
+DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
+DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
+#: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
+DEFAULT_LAYER = "below-representation"
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

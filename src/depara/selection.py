@@ -13,8 +13,9 @@ What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 202
   on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
   (V) and S = V + λE (``depara``), which need attribution maps (the frozen defaults weigh the node term 0); when
   the data also has labels, the label-aware score ``depara_labels`` too;
-* **labels only** (a folder of class sub-folders) → label-aware DEPARA, ``depara_labels``: the Spearman
-  correlation of the candidate's edges (probe-by-probe feature similarities) with the *label graph*'s edges
+* **labels only** (a folder of class sub-folders) → label-aware DEPARA, ``depara_labels``: the agreement, by the
+  frozen comparison (:data:`depara.options.DEFAULT_EDGE_COMPARISON`; :mod:`depara.agreement`), of the candidate's
+  edges (probe-by-probe feature similarities) with the *label graph*
   (:meth:`depara.Graph.from_labels`: the cosine of the centred one-hot labels, high within a class, low across);
   the node term is undefined for a label graph and is left out. Beside it label-based peers from the estimator
   registry (:mod:`depara.estimators`) on the layer's globally pooled features: ``logme``, ``hscore``,
@@ -88,7 +89,8 @@ SCORERS: dict[str, str] = {
     "depara": "S = V + λE against the target model's graph (DEPARA; the default λ = ∞ makes it E)",
     "depara_v": "V: mean cosine of attribution maps with the target model's",
     "depara_e": "E: Spearman of edges with the target model's",
-    "depara_labels": "Spearman of edges with the label graph (Graph.from_labels: same class high, else low)",
+    "depara_labels": "agreement of edges with the label graph (Graph.from_labels: same class high, else low) by the "
+                     "frozen comparison (depara.options.DEFAULT_EDGE_COMPARISON)",
     "logme": "LogME evidence of pooled features given labels",
     "hscore": "H-score of pooled features given labels",
     "transrate": "TransRate of pooled features given labels",
@@ -113,7 +115,8 @@ LEVEL = 0.95
 #: Most bootstrap resamples accepted (the resample indices and values are held in memory).
 MAX_BOOT = 100_000
 #: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
-SCORES_VERSION = "2"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults)
+SCORES_VERSION = "3"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults); 3: round 4's
+#                        (per_probe comparison of the graph's flat, centred edges)
 
 
 # ================================================================================================ bootstrap

@@ -80,7 +80,7 @@ def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
 
         return Defaults(node_weight=O.DEFAULT_NODE_WEIGHT, label_weight=O.DEFAULT_LABEL_WEIGHT,
                         edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
-                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES), {}, p
+                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES, layer=O.DEFAULT_LAYER), {}, p
     if not p.is_file():
         raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
     try:

@@ -208,20 +208,34 @@ def main(argv=None) -> int:
         return _classification(args) if args.classification else _main(args)
 
 
-def _main(args) -> int:
-    from depara.baselines import linear_cka, rsa
-    from depara.taskbank.affinity import measure_affinities
-    from depara.taskbank.bench import NODE_OPTIONS, _node_maps, cache_root_for, label_based_scores
-    from depara.taskbank.tasks import get_task
-    from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
-    from depara.graph_similarity import normalized_nodes
-
+def _printer(tag: str):
+    """A progress printer to stderr, prefixed with ``tag`` and the seconds since it was made."""
     t0 = time.perf_counter()
-    say = lambda m: print(f"[choose {time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr, flush=True)  # noqa
+    return lambda m: print(f"[{tag} {time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr, flush=True)
+
+
+def _bank(args, say):
+    """The procedural bank at ``args.scale`` / ``args.seed``: (config, cache root, scene data, trained encoders)."""
+    from depara.taskbank.bench import cache_root_for
+    from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
+
     cfg = make_config(args.scale, seed=args.seed)
     root = cache_root_for(cfg, args.cache)
     data = SceneData(cfg)
     encoders, _ = load_or_train_encoders(cfg, root, data, progress=say)
+    return cfg, root, data, encoders
+
+
+def _main(args) -> int:
+    from depara.baselines import linear_cka, rsa
+    from depara.taskbank.affinity import measure_affinities
+    from depara.taskbank.bench import NODE_OPTIONS, _node_maps, label_based_scores
+    from depara.taskbank.tasks import get_task
+    from depara.graph_similarity import normalized_nodes
+
+    t0 = time.perf_counter()
+    say = _printer("choose")
+    cfg, root, data, encoders = _bank(args, say)
     gt = measure_affinities(cfg, root, encoders, data, progress=say)
     names = list(cfg.tasks)
     truth = gt["affinity"]
@@ -591,17 +605,12 @@ def _classification(args) -> int:
     from depara.estimators import list_estimators
     from depara.scoring import score_sources
     from depara.taskbank import classify as C
-    from depara.taskbank.bench import cache_root_for
     from depara.taskbank.tasks import get_task, task_inputs
-    from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    say = lambda m: print(f"[classify {time.perf_counter() - t0:6.1f}s] {m}", file=sys.stderr, flush=True)  # noqa
-    cfg = make_config(args.scale, seed=args.seed)
-    root = cache_root_for(cfg, args.cache)
-    data = SceneData(cfg)
-    encoders, _ = load_or_train_encoders(cfg, root, data, progress=say)
+    say = _printer("classify")
+    cfg, root, data, encoders = _bank(args, say)
     names = list(cfg.tasks)
     st = C.TruthSettings()
     seeds = list(CLS_SEEDS)

@@ -1,9 +1,12 @@
 """`depara demo`: both pipelines at their ``demo`` scale, a top manifest, one report over both.
 
-The first tests replace the two pipelines by fakes that write results folders (fast: they check the wiring, the
-manifest and the report). The last one runs the real demo at its default size, fresh and then cached (about 3 min on
-2 shared cores, the suite's one such run): the second run must rewrite no cache entry and give the same picks; its
-speed is measured by ``benchmarks/demo_time.py``, not asserted here. A broken import of a pipeline fails it.
+The first tests replace the two pipelines by fakes that write results folders (fast: they check the wiring to the
+``demo`` scale, the manifest and the report). The last one runs the real command end to end, fresh and then cached,
+with both real pipelines at their ``tiny`` scale in the session cache that the tiny task bank
+(tests/test_taskbank.py) and the tiny layer demo (tests/test_demo_layers.py) share, so the suite trains the tiny
+networks once (the ``demo`` size took ~6 min of a ~9.5 min suite; its run time is measured by
+``benchmarks/demo_time.py``). The second run must rewrite no cache entry and give the same picks. A broken import of
+a pipeline fails it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ def fakes(monkeypatch) -> FakePipelines:
 
 
 def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
+    from depara.taskbank.train import SCALES as BANK_SCALES
+    from depara.taskbank.train import make_config
+    from depara.train.demo import SCALES as LAYER_SCALES
+
+    # The demo size is a valid scale of both real pipelines (their own checks; the run itself is too slow here).
+    assert demo.DEMO_SCALE == "demo" and demo.DEMO_SCALE in BANK_SCALES and demo.DEMO_SCALE in LAYER_SCALES
+    assert make_config(demo.DEMO_SCALE).scale == "demo"
     out, cache = tmp_path / "demo", tmp_path / "cache"
     assert main(["demo", "benchmarks", "--out", str(out), "--cache", str(cache), "--seed", "3", "--quiet"]) == 0
     assert [(n, s, o) for n, s, o, _ in fakes.calls] == [("bench", "demo", out / "taskbank"),
@@ -103,14 +113,17 @@ def test_demo_bad_input(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
+def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    # Both real pipelines at their tiny size (the ``demo`` wiring is checked with fakes above), in the session cache
+    # the other tiny runs of these pipelines share.
+    monkeypatch.setattr(demo, "DEMO_SCALE", "tiny")
     out = tmp_path / "demo"
     assert main(["demo", "benchmarks", "--out", str(out), "--quiet"]) == 0
     manifest = read_manifest(out)
     assert manifest["kind"] == "demo" and manifest["settings"]["cache_dir"] == str(depara_cache)
-    assert manifest["settings"]["scale"] == "demo"
-    assert read_manifest(out / "taskbank")["settings"]["scale"] == "demo"
-    assert read_manifest(out / "layers")["settings"]["scale"] == "demo"
+    assert manifest["settings"]["scale"] == "tiny"
+    assert read_manifest(out / "taskbank")["settings"]["scale"] == "tiny"
+    assert read_manifest(out / "layers")["settings"]["scale"] == "tiny"
     page = parse_page(out / "report.html")
     assert_self_contained(page)
     assert assert_every_figure_embedded(page, out) >= 2
@@ -125,7 +138,8 @@ def test_real_demo_end_to_end(depara_cache: Path, tmp_path: Path) -> None:
     # the same (summaries may quote timings). How long it takes is measured by benchmarks/demo_time.py, not here.
     def cache_entries():
         return {p: p.stat().st_mtime_ns for p in depara_cache.rglob("*") if p.is_file()
-                and "demo" in p.relative_to(depara_cache).parts[1]}
+                and p.relative_to(depara_cache).parts[0] in ("taskbank", "layers_demo")
+                and p.relative_to(depara_cache).parts[1].startswith("tiny-")}
 
     entries = cache_entries()
     assert len(entries) >= 10, sorted(entries)

@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
+    # Check the output folder before the minutes of timing, not after.
+    if not Path(args.out).is_dir():
+        ap.error(f"--out {args.out}: expected an existing folder")
     torch.set_num_threads(1)
     with threadpool_limits(1):
         return _main(args)

@@ -167,7 +167,9 @@ def test_registered_depara_labels_reads_the_frozen_options():
     f = rng.normal(size=(20, 6, 3, 3))
     y = np.arange(20) % 4
     est = get_estimator("depara_labels")
-    assert not est.default and est.needs_labels and not est.needs_target_model
+    # a default method (the frozen default where labels are given), reading features on the labelled samples
+    assert est.default and est.needs_labels and est.needs_features and not est.needs_graph
+    assert not est.needs_target_model
     src = SourceInputs(features=f)
     expected = label_agreement(probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE), y,
                                O.DEFAULT_EDGE_COMPARISON)

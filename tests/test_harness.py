@@ -58,10 +58,10 @@ def test_score_sources_target_features_and_defaults():
     table = H.score_sources(sources, labels, methods=["rsa", "cka"], target_features=target)
     assert table.meta["rsa_cka_reference"] == "target features"
     assert table.scores["cka"][0] == pytest.approx(B.linear_cka(sources["good"].features, target))
-    # methods=None: every method the inputs allow (no graphs -> no depara)
+    # methods=None: every method the inputs allow (no graphs -> no depara; labels -> the frozen label-graph default)
     assert H.score_sources(sources, labels).methods == ("logme", "leep", "nce", "hscore", "transrate", "rsa", "cka",
-                                                        "sfda", "nleep", "parc", "gbc", "pactran", "etran",
-                                                        "ncti", "ped")
+                                                        "depara_labels", "sfda", "nleep", "parc", "gbc", "pactran",
+                                                        "etran", "ncti", "ped")
     # bare arrays are features
     bare = H.score_sources({k: v.features for k, v in sources.items()}, labels, methods="logme")
     assert bare.scores["logme"][0] == B.logme(sources["good"].features, labels)
@@ -346,3 +346,32 @@ def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
     assert err[0].endswith("(--source-preprocess large=WxH)")
     assert main([*args, "--source-preprocess", "large=12x12", "--out", str(tmp_path / "o")]) == 0
     assert read_manifest(tmp_path / "o")["settings"]["source_preprocess"] == {"large": "12x12"}
+
+
+def test_harness_scores_the_frozen_label_default_without_a_target_model():
+    """`depara_labels` (the frozen default when there are labels) runs in the harness from images and labels alone —
+    no target model, no probe set — and equals an independent computation: the per-probe comparison (mean over
+    probes of 2·AUC − 1, scikit-learn's roc_auc_score of same-class vs other-class similarities) of the centred
+    cosine similarities of the source's features on the labelled images."""
+    from sklearn.metrics import roc_auc_score
+
+    from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
+
+    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("per_probe", "flat", "centred")
+    torch.manual_seed(0)
+    models = {n: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                               nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)) for n in ("a", "b")}
+    x = torch.randn(30, 3, 12, 12)
+    y = np.arange(30) % 3
+    res = H.run_harness(models, x, y, methods=["depara_labels"])
+    assert res.table.methods == ("depara_labels",)
+    for i, name in enumerate(res.table.sources):
+        f = res.inputs[name].features.astype(np.float64).reshape(len(y), -1)
+        f = f - f.mean(axis=0)
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+        sim = f @ f.T
+        terms = [2 * roc_auc_score(np.delete(y == y[j], j), np.delete(sim[j], j)) - 1 for j in range(len(y))]
+        assert res.table.scores["depara_labels"][i] == pytest.approx(np.mean(terms), abs=1e-9)
+    # and beside a peer, still without a target model
+    both = H.run_harness(models, x, y, methods=["logme", "depara_labels"])
+    assert np.allclose(both.table.scores["depara_labels"], res.table.scores["depara_labels"])

@@ -22,7 +22,9 @@ def test_registry_lists_every_estimator_with_its_needs():
     recent = ["sfda", "nleep", "parc", "gbc", "pactran", "etran", "ncti", "ped"]
     assert [n for n in names if n in recent] == recent  # issue 12's peers, registered after DEPARA's variants
     assert all(get_estimator(n).needs_labels and not get_estimator(n).supports_regression for n in recent)
-    assert parse_estimators(None) == names[:8] + recent and parse_estimators("cka, logme,all")[:2] == ["cka", "logme"]
+    # the defaults: the peers, DEPARA (target model) and the frozen label-graph default (labels)
+    assert parse_estimators(None) == names[:8] + ["depara_labels"] + recent
+    assert parse_estimators("cka, logme,all")[:2] == ["cka", "logme"]
     with pytest.raises(DeparaError, match="methods: unknown method 'nope'"):
         parse_estimators("logme,nope")
     with pytest.raises(DeparaError, match="already registered"):

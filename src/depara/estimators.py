@@ -360,20 +360,18 @@ def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:
     return resampled_label_agreement(edges, labels, DEFAULT_EDGE_COMPARISON, idx_sets)
 
 
-def _graph_edges_frozen() -> bool:
-    from .options import DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
-
-    return (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred")
-
-
-# It needs the source's DEPARA graph when the frozen edges are the graph's own, else its features on the probes.
+# Through the registry (the harness, `depara score`) it reads the source's features on the LABELLED samples: the
+# labels belong to those samples, while a source's DEPARA graph there is built on a separate probe set (for the
+# target-model terms), so its edges cannot be paired with the labels. With the frozen flat, centred handling the
+# edges of the features are the DEPARA graph's own edges at that layer; `depara.select` builds its graphs on the
+# labelled images themselves and passes them to depara_labels_edges directly.
 register_estimator(Estimator(
-    "depara_labels", _depara_labels, label="DEPARA-labels", default=False, needs_labels=True,
-    needs_graph=_graph_edges_frozen(), needs_features=not _graph_edges_frozen(),
+    "depara_labels", _depara_labels, label="DEPARA-labels", default=True, needs_labels=True,
+    needs_features=True,
     reference="Song et al., DEPARA, CVPR 2020 (edge term against the label graph)",
     description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
-                "edge comparison; needs the probes' class labels, no target model",
-    adapter=lambda s, t: _depara_labels(depara_labels_edges(s.graph, s.features), t.labels)))
+                "edge comparison; needs the samples' class labels, no target model",
+    adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels)))
 
 # The recent label-based peers (numpy/scipy; see docs/estimators-recent.md and docs/estimators-recent-b.md).
 # Each is a function of (features, labels) only; none supports regression.

@@ -448,6 +448,26 @@ def _figure(grid_rows, chosen, path):
     save_figure(fig, path)
 
 
+#: The comment lines every written config carries: what its keys mean.
+_CONFIG_FORMULA = (
+    "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",
+    "#         + label_weight·E(source, label graph)     (node_weight = α = 1/λ of S = V + λE)",
+    "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
+    "# edge_comparison (global | per_probe | knn), edge_features (flat | pooled), edge_scale",
+    "# (centred | standardised), probes (subset | labelled): how the source graph is built and compared",
+    "# (depara.agreement).",
+)
+
+
+def _config_body(d: dict) -> list[str]:
+    """The ``[depara]`` table of a config file for the defaults ``d`` (the keys of configs/defaults.toml)."""
+    return ["", "[depara]", f'node_scalar = "{d["node_scalar"]}"', f'node_reduction = "{d["node_reduction"]}"',
+            f"node_weight = {float(d['node_weight'])}", f"label_weight = {float(d['label_weight'])}",
+            f'layer = "{d["layer"]}"', f'edge_comparison = "{d["edge_comparison"]}"',
+            f'edge_features = "{d["edge_features"]}"', f'edge_scale = "{d["edge_scale"]}"',
+            f'probes = "{d["probes"]}"', ""]
+
+
 def _write_config(path: Path, choice: dict, ref_rows) -> None:
     d = choice["defaults"]
     lines = ["# depara's frozen DEPARA defaults, chosen on the PROCEDURAL task bank only",
@@ -455,22 +475,13 @@ def _write_config(path: Path, choice: dict, ref_rows) -> None:
              f"--write-config configs/defaults.toml;",
              "#  evidence in benchmarks/results/defaults_choice/). Frozen before the real-image bank's default run.",
              "#",
-             "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",
-             "#         + label_weight·E(source, label graph)     (node_weight = α = 1/λ of S = V + λE)",
-             "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
-             "# edge_comparison (global | per_probe | knn), edge_features (flat | pooled), edge_scale",
-             "# (centred | standardised), probes (subset | labelled): how the source graph is built and compared",
-             "# (depara.agreement).",
+             *_CONFIG_FORMULA,
              "#",
              f"# Procedural bank ({choice['n_targets']} targets × {choice['n_sources_per_target']} sources, "
              f"{choice['probes']} probes), mean weighted τ [95% bootstrap interval over targets]:"]
     for r in ref_rows:
         lines.append(f"#   {r['candidate']}: {r['mean_weighted_tau']:.3f} [{r['wtau_lo']:.3f}, {r['wtau_hi']:.3f}]")
-    lines += ["", "[depara]", f'node_scalar = "{d["node_scalar"]}"', f'node_reduction = "{d["node_reduction"]}"',
-              f"node_weight = {float(d['node_weight'])}", f"label_weight = {float(d['label_weight'])}",
-              f'layer = "{d["layer"]}"', f'edge_comparison = "{d["edge_comparison"]}"',
-              f'edge_features = "{d["edge_features"]}"', f'edge_scale = "{d["edge_scale"]}"',
-              f'probes = "{d["probes"]}"', ""]
+    lines += _config_body(d)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
 
@@ -574,12 +585,7 @@ def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
              "#  benchmarks/results/defaults_choice/classification_default --write-config configs/defaults.toml).",
              "# Frozen before the real-image bank is run on it.",
              "#",
-             "# score = node_weight·V(source, target model) + (1 − label_weight)·E(source, target model)",
-             "#         + label_weight·E(source, label graph)     (node_weight = α = 1/λ of S = V + λE)",
-             "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
-             "# edge_comparison (global | per_probe | knn), edge_features (flat | pooled), edge_scale",
-             "# (centred | standardised), probes (subset | labelled): how the source graph is built and compared",
-             "# (depara.agreement).",
+             *_CONFIG_FORMULA,
              "#",
              f"# Round-4 score (mean weighted τ over the class targets and their @10 variants, averaged over {n_dirs}",
              "# scale(s) × 2 protocols: linear probe, fine-tune):",
@@ -588,11 +594,7 @@ def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
              + (f"{inc:.3f}" if inc is not None else "not scored"),
              f"#   round-3 procedural choice ({rec['round3_choice']}) on the bank's regression/dense targets (round 3,",
              "#   demo scale): " + (f"{r3:.3f}" if r3 is not None else "n/a"),
-             "", "[depara]", f'node_scalar = "{d["node_scalar"]}"', f'node_reduction = "{d["node_reduction"]}"',
-             f"node_weight = {float(d['node_weight'])}", f"label_weight = {float(d['label_weight'])}",
-             f'layer = "{d["layer"]}"', f'edge_comparison = "{d["edge_comparison"]}"',
-             f'edge_features = "{d["edge_features"]}"', f'edge_scale = "{d["edge_scale"]}"',
-             f'probes = "{d["probes"]}"', ""]
+             *_config_body(d)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(lines), encoding="utf-8")

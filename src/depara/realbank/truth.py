@@ -55,42 +55,57 @@ def linear_probe(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y
     return float((clf.predict(sc.transform(f_test)) == y_test).mean())
 
 
+def train_and_test(upper: torch.nn.Module, head: torch.nn.Module, h_train: torch.Tensor, y_train: np.ndarray,
+                   h_test: torch.Tensor, y_test: np.ndarray, *, steps: int, lr_upper: float, lr_head: float,
+                   batch: int, seed: int) -> float:
+    """Fine-tune ``upper`` and ``head`` together on ``head(upper(h))`` and return the test accuracy — the one
+    fine-tuning loop of the real-image bank and of the procedural classification targets
+    (:mod:`depara.taskbank.classify`).
+
+    Adam with ``lr_upper`` / ``lr_head``, cross-entropy, ``steps`` steps on batches of ``min(batch, N)`` taken in
+    order from a permutation drawn by ``default_rng([seed, 99])`` (a new permutation when it runs out).
+    ``h_train``/``h_test``: the frozen lower layers' output of the train/test images (computed once by the caller).
+    """
+    for p in upper.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam([{"params": list(upper.parameters()), "lr": lr_upper},
+                            {"params": list(head.parameters()), "lr": lr_head}])
+    rng = np.random.default_rng([seed, 99])
+    yt = torch.from_numpy(np.asarray(y_train, dtype=np.int64))
+    n = len(yt)
+    bs = min(batch, n)
+    # BatchNorm statistics of the transferred part stay frozen (eval mode; their affine weights still train): with
+    # batches of 20-32 images, batch statistics would replace the source's and wreck its features.
+    upper.eval()
+    head.train()
+    order, pos = rng.permutation(n), 0
+    with torch.enable_grad():
+        for _ in range(steps):
+            if pos + bs > n:
+                order, pos = rng.permutation(n), 0
+            idx = torch.from_numpy(order[pos:pos + bs])
+            pos += bs
+            loss = F.cross_entropy(head(upper(h_train[idx])), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    head.eval()
+    with torch.no_grad():
+        pred = torch.cat([head(upper(h_test[i:i + 256])) for i in range(0, len(h_test), 256)]).argmax(1)
+    return float((pred.numpy() == np.asarray(y_test)).mean())
+
+
 def fine_tune(net: Net, h_train: torch.Tensor, y_train: np.ndarray, h_test: torch.Tensor, y_test: np.ndarray, *,
               n_classes: int, seed: int, cfg: TruthConfig) -> float:
-    """Test accuracy after fine-tuning ``stage3`` + a fresh head for ``cfg.ft_steps`` steps.
+    """Test accuracy after fine-tuning ``stage3`` + a fresh head for ``cfg.ft_steps`` steps
+    (:func:`train_and_test`; ``stage3`` at ``cfg.ft_lr / 10``, the head at ``cfg.ft_lr``).
 
     ``h_train``/``h_test``: the frozen lower stages' output (N×C×8×8) of the train/test images.
     """
     model = copy.deepcopy(net)
     model.reset_head(n_classes, seed)
-    upper = model.body[-1]
-    params = list(upper.parameters()) + list(model.head.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.Adam([{"params": list(upper.parameters()), "lr": cfg.ft_lr / 10},
-                            {"params": list(model.head.parameters()), "lr": cfg.ft_lr}])
-    rng = np.random.default_rng([seed, 99])
-    yt = torch.from_numpy(y_train)
-    n = len(y_train)
-    # BatchNorm statistics of the transferred stage stay frozen (eval mode; their affine weights still train): with
-    # batches of 20-32 images, batch statistics would replace the source's and wreck its features.
-    upper.eval()
-    model.head.train()
-    order, pos = rng.permutation(n), 0
-    for _ in range(cfg.ft_steps):
-        if pos + min(cfg.ft_batch, n) > n:
-            order, pos = rng.permutation(n), 0
-        idx = torch.from_numpy(order[pos:pos + cfg.ft_batch])
-        pos += len(idx)
-        loss = F.cross_entropy(model.head(upper(h_train[idx])), yt[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    upper.eval()
-    model.head.eval()
-    with torch.no_grad():
-        pred = torch.cat([model.head(upper(h_test[i:i + 256])) for i in range(0, len(h_test), 256)]).argmax(1)
-    return float((pred.numpy() == y_test).mean())
+    return train_and_test(model.body[-1], model.head, h_train, y_train, h_test, y_test, steps=cfg.ft_steps,
+                          lr_upper=cfg.ft_lr / 10, lr_head=cfg.ft_lr, batch=cfg.ft_batch, seed=seed)
 
 
 @torch.no_grad()

@@ -54,7 +54,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import DeparaError
 from .cache import fingerprint, load_json_entry, save_json_entry
@@ -288,38 +287,16 @@ def lower_and_rep(encoder, x: np.ndarray, batch_size: int = 256) -> tuple[torch.
 def fine_tune(encoder, h_train: torch.Tensor, y_train: np.ndarray, h_test: torch.Tensor, y_test: np.ndarray, *,
               n_classes: int, image_size: int, width: int, seed: int, st: TruthSettings) -> float:
     """Test accuracy after training a copy of ``conv3`` + ``rep`` and a fresh GlobalHead for ``st.ft_steps`` steps
-    on the frozen lower layers' output ``h_train`` (N×2w×S/2×S/2)."""
+    on the frozen lower layers' output ``h_train`` (N×2w×S/2×S/2), by the real-image bank's fine-tuning loop
+    (:func:`depara.realbank.truth.train_and_test`)."""
+    from ..realbank.truth import train_and_test
     from .networks import GlobalHead
 
     upper = copy.deepcopy(_split(encoder)[1])
-    for p in upper.parameters():
-        p.requires_grad_(True)
     torch.manual_seed(seed)
     head = GlobalHead(n_classes, image_size // 4, width)
-    opt = torch.optim.Adam([{"params": list(upper.parameters()), "lr": st.ft_lr_body},
-                            {"params": list(head.parameters()), "lr": st.ft_lr_head}])
-    rng = np.random.default_rng([seed, 99])
-    yt = torch.from_numpy(np.asarray(y_train, np.int64))
-    n = len(yt)
-    bs = min(st.ft_batch, n)
-    order, pos = rng.permutation(n), 0
-    upper.train()
-    head.train()
-    with torch.enable_grad():
-        for _ in range(st.ft_steps):
-            if pos + bs > n:
-                order, pos = rng.permutation(n), 0
-            idx = torch.from_numpy(order[pos:pos + bs])
-            pos += bs
-            loss = F.cross_entropy(head(upper(h_train[idx])), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    upper.eval()
-    head.eval()
-    with torch.no_grad():
-        pred = torch.cat([head(upper(h_test[i:i + 256])) for i in range(0, len(h_test), 256)]).argmax(1)
-    return float((pred.numpy() == np.asarray(y_test)).mean())
+    return train_and_test(upper, head, h_train, y_train, h_test, y_test, steps=st.ft_steps, lr_upper=st.ft_lr_body,
+                          lr_head=st.ft_lr_head, batch=st.ft_batch, seed=seed)
 
 
 def truth_path(cache_root: Path, variant: str, source: str, key: str) -> Path:

@@ -468,6 +468,15 @@ def _config_body(d: dict) -> list[str]:
             f'probes = "{d["probes"]}"', ""]
 
 
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """Write a config file whole or not at all (:func:`depara._io.atomic_path`)."""
+    from depara._io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+
+
 def _write_config(path: Path, choice: dict, ref_rows) -> None:
     d = choice["defaults"]
     lines = ["# depara's frozen DEPARA defaults, chosen on the PROCEDURAL task bank only",
@@ -481,9 +490,7 @@ def _write_config(path: Path, choice: dict, ref_rows) -> None:
              f"{choice['probes']} probes), mean weighted τ [95% bootstrap interval over targets]:"]
     for r in ref_rows:
         lines.append(f"#   {r['candidate']}: {r['mean_weighted_tau']:.3f} [{r['wtau_lo']:.3f}, {r['wtau_hi']:.3f}]")
-    lines += _config_body(d)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    _write_lines(path, lines + _config_body(d))
 
 
 # ============================================================================================ round 4
@@ -574,8 +581,6 @@ def combine(dirs, *, write_config=None, tolerance: float = 0.01, out=None) -> di
 
 
 def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
-    from depara._io import atomic_path
-
     d = rec["defaults"]
     r3 = rec["round3_procedural_regression_score"]
     inc = rec["incumbent_score"]
@@ -595,9 +600,7 @@ def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
              f"#   round-3 procedural choice ({rec['round3_choice']}) on the bank's regression/dense targets (round 3,",
              "#   demo scale): " + (f"{r3:.3f}" if r3 is not None else "n/a"),
              *_config_body(d)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+    _write_lines(path, lines)
 
 
 def _classification(args) -> int:
@@ -674,6 +677,8 @@ def _classification(args) -> int:
            for ps, xs in x_sets.items() for layer in LAYERS}
     sub_edges = {(layer, fe, sc): {n: probe_edges(raw[("subset", layer)][n], pooling=fe, scale=sc) for n in names}
                  for layer in LAYERS for fe in POOLINGS for sc in SCALES}
+    # the peers' features: each source's rep output on the labelled pool, pooled once (rows are indexed per seed)
+    pooled_pool = {n: pool_features(raw[("labelled", "rep")][n]).astype(np.float64) for n in names}
     peer_methods = [e.name for e in list_estimators(needs_features=True, needs_source_probs=False,
                                                     needs_target_model=False, needs_graph=False)]
     say(f"peers: {', '.join(peer_methods)}")
@@ -704,7 +709,7 @@ def _classification(args) -> int:
                 for p in PROTOCOLS:
                     per_target.setdefault(("family", candidate_name(key), p, v), []).append(
                         metrics(s, truths[p], src))
-            pooled = {n: pool_features(raw[("labelled", "rep")][n][tr]).astype(np.float64) for n in src}
+            pooled = {n: pooled_pool[n][tr] for n in src}
             for m in peer_methods:
                 try:
                     table = score_sources(pooled, y_pool[tr], methods=[m])

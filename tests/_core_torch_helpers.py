@@ -30,6 +30,21 @@ def tiny_vgg(seed: int = 0, width: int = 4, n_classes: int = 5) -> nn.Sequential
     return net.eval()
 
 
+class FixedSize(nn.Module):
+    """A tiny classifier that only runs at ``size``×``size`` (its head is a Linear on the flattened map): a model
+    with a fixed input size, for the different-input-size cases of the harness, ``select`` and the CLI."""
+
+    def __init__(self, size: int, seed: int = 0, n_classes: int = 3):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(2 * size * size, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.flat(torch.relu(self.conv(x))))
+
+
 def random_images(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, size, size, generator=g)

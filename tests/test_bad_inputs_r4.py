@@ -13,10 +13,8 @@ parameters); the whole file runs in well under a minute on 2 cores.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import struct
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +27,8 @@ from torch import nn  # noqa: E402
 
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
+
+from _core_torch_helpers import FixedSize  # noqa: E402
 
 SIZE = 16
 
@@ -47,20 +47,6 @@ class _Net(nn.Module):
 
     def forward(self, x):
         return self.fc(self.flat(self.pool(torch.relu(self.conv(x)))))
-
-
-class _Fixed(nn.Module):
-    """Runs only at ``size``×``size``: its Linear layer takes the flattened map."""
-
-    def __init__(self, size: int, seed: int = 0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(3, 2, 3, padding=1)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(2 * size * size, 3)
-
-    def forward(self, x):
-        return self.fc(self.flat(torch.relu(self.conv(x))))
 
 
 class _Boom(nn.Module):
@@ -187,7 +173,7 @@ def W(tmp_path_factory) -> dict[str, Path]:
     # models (TorchScript files)
     nets = d / "nets"
     nets.mkdir()
-    for name, net in {"net": _Net(0), "net1": _Net(1), "fixed32": _Fixed(32), "fixed16": _Fixed(16),
+    for name, net in {"net": _Net(0), "net1": _Net(1), "fixed32": FixedSize(32), "fixed16": FixedSize(16),
                       "boom": _Boom()}.items():
         torch.jit.script(net).save(str(nets / f"{name}.pt"))
         w[name] = nets / f"{name}.pt"
@@ -391,6 +377,26 @@ def _score(w, *extra, target=None, sources=None):
             target or w["arrays"] / "t_ok.npz", *([] if "--method" in extra else ["--method", "logme"]), *extra]
 
 
+def _score_out(w, *extra, target=None, sources=None):
+    """``_score`` writing its results folder to ``<root>/so`` (which the case must leave absent)."""
+    return _score(w, "--out", w["root"] / "so", *extra, target=target, sources=sources)
+
+
+def _score_source(w, name: str):
+    """``_score_out`` with the one source ``x`` read from the bad arrays file ``name``."""
+    return _score_out(w, sources=f"x={w['arrays'] / name}")
+
+
+def _score_target(w, name: str):
+    """``_score_out`` with the target read from the bad arrays file ``name``."""
+    return _score_out(w, target=w["arrays"] / name)
+
+
+def _score_truth(w, name: str):
+    """``_score_out`` with ``--truth`` the bad table ``name``."""
+    return _score_out(w, "--truth", w["tables"] / name)
+
+
 CLI = {
     # ---- select: data
     "select-missing-folder": lambda w: (_sel(w, data=w["missing"]), "no_such_folder"),
@@ -513,81 +519,58 @@ CLI = {
     "rank-bad-source-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
                                         w["graphs"]], ".safetensors"),
     # ---- score (npz mode)
-    "score-target-object": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_obj.npz"),
-                                      "t_obj.npz"),
-    "score-target-2d": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_2d.npz"),
-                                  "'labels' has shape (2, 4), expected a vector"),
-    "score-target-nan": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_nan.npz"),
-                                   "labels"),
-    "score-target-one-class": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_one.npz"),
-                                         "class"),
-    "score-target-empty": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_empty.npz"),
-                                     "'labels' has shape (0,)"),
-    "score-target-fraction": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "t_frac.npz"),
-                                        "labels"),
-    "score-target-npy": lambda w: (_score(w, "--out", w["root"] / "so", target=w["arrays"] / "object.npy"),
-                                   "object.npy"),
-    "score-source-nan": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_nan.npz'}"),
-                                   "NaN"),
-    "score-source-inf": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_inf.npz'}"),
-                                   "inf"),
-    "score-source-1d": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_1d.npz'}"),
-                                  "features"),
-    "score-source-rows": lambda w: (_score(w, "--out", w["root"] / "so",
-                                           sources=f"x={w['arrays'] / 's_rows.npz'}"), "rows"),
-    "score-source-strings": lambda w: (_score(w, "--out", w["root"] / "so",
-                                              sources=f"x={w['arrays'] / 's_str.npz'}"), "features"),
-    "score-source-truncated": lambda w: (_score(w, "--out", w["root"] / "so",
-                                                sources=f"x={w['arrays'] / 's_trunc.npz'}"), "s_trunc.npz"),
-    "score-source-junk": lambda w: (_score(w, "--out", w["root"] / "so", sources=f"x={w['arrays'] / 's_junk.npz'}"),
-                                    "s_junk.npz"),
-    "score-truth-nan": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_nan.csv"),
-                                  "truth_nan.csv"),
-    "score-truth-nan-json": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                              w["tables"] / "truth_nan.json"), "truth_nan.json"),
-    "score-truth-duplicate": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                               w["tables"] / "truth_dup.csv"), "truth_dup.csv"),
-    "score-truth-empty": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_empty.csv"),
-                                    "truth_empty.csv"),
-    "score-truth-header-only": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                                 w["tables"] / "truth_header.csv"), "truth_header.csv"),
-    "score-truth-latin1": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                            w["tables"] / "truth_latin1.csv"), "truth_latin1.csv"),
-    "score-truth-no-source-col": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                                   w["tables"] / "truth_nocol.csv"), "truth_nocol.csv"),
-    "score-truth-list-json": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
-                                               w["tables"] / "truth_list.json"), "truth_list.json"),
-    "score-truth-missing-source": lambda w: (_score(w, "--out", w["root"] / "so", "--truth",
+    "score-target-object": lambda w: (_score_target(w, "t_obj.npz"), "t_obj.npz"),
+    "score-target-2d": lambda w: (_score_target(w, "t_2d.npz"), "'labels' has shape (2, 4), expected a vector"),
+    "score-target-nan": lambda w: (_score_target(w, "t_nan.npz"), "labels"),
+    "score-target-one-class": lambda w: (_score_target(w, "t_one.npz"), "class"),
+    "score-target-empty": lambda w: (_score_target(w, "t_empty.npz"), "'labels' has shape (0,)"),
+    "score-target-fraction": lambda w: (_score_target(w, "t_frac.npz"), "labels"),
+    "score-target-npy": lambda w: (_score_target(w, "object.npy"), "object.npy"),
+    "score-source-nan": lambda w: (_score_source(w, "s_nan.npz"), "NaN"),
+    "score-source-inf": lambda w: (_score_source(w, "s_inf.npz"), "inf"),
+    "score-source-1d": lambda w: (_score_source(w, "s_1d.npz"), "features"),
+    "score-source-rows": lambda w: (_score_source(w, "s_rows.npz"), "rows"),
+    "score-source-strings": lambda w: (_score_source(w, "s_str.npz"), "features"),
+    "score-source-truncated": lambda w: (_score_source(w, "s_trunc.npz"), "s_trunc.npz"),
+    "score-source-junk": lambda w: (_score_source(w, "s_junk.npz"), "s_junk.npz"),
+    "score-truth-nan": lambda w: (_score_truth(w, "truth_nan.csv"), "truth_nan.csv"),
+    "score-truth-nan-json": lambda w: (_score_truth(w, "truth_nan.json"), "truth_nan.json"),
+    "score-truth-duplicate": lambda w: (_score_truth(w, "truth_dup.csv"), "truth_dup.csv"),
+    "score-truth-empty": lambda w: (_score_truth(w, "truth_empty.csv"), "truth_empty.csv"),
+    "score-truth-header-only": lambda w: (_score_truth(w, "truth_header.csv"), "truth_header.csv"),
+    "score-truth-latin1": lambda w: (_score_truth(w, "truth_latin1.csv"), "truth_latin1.csv"),
+    "score-truth-no-source-col": lambda w: (_score_truth(w, "truth_nocol.csv"), "truth_nocol.csv"),
+    "score-truth-list-json": lambda w: (_score_truth(w, "truth_list.json"), "truth_list.json"),
+    "score-truth-missing-source": lambda w: (_score_out(w, "--truth",
                                                     w["tables"] / "truth_missing.csv",
                                                     sources=f"x={w['arrays'] / 's_ok.npz'},"
                                                             f"y={w['arrays'] / 's_ok.npz'},"
                                                             f"z={w['arrays'] / 's_ok.npz'}"), "truth"),
-    "score-truth-missing-file": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "no.csv"),
-                                           "no.csv"),
-    "score-ks-zero": lambda w: (_score(w, "--out", w["root"] / "so", "--truth", w["tables"] / "truth_ok.csv",
+    "score-truth-missing-file": lambda w: (_score_truth(w, "no.csv"), "no.csv"),
+    "score-ks-zero": lambda w: (_score_out(w, "--truth", w["tables"] / "truth_ok.csv",
                                        "--ks", "0",
                                        sources=f"x={w['arrays'] / 's_ok.npz'},y={w['arrays'] / 's_ok.npz'}"), "K"),
-    "score-ks-text": lambda w: (_score(w, "--out", w["root"] / "so", "--ks", "one"), "--ks"),
-    "score-lam-negative": lambda w: (_score(w, "--out", w["root"] / "so", "--lam", "-1", "--method", "depara"),
+    "score-ks-text": lambda w: (_score_out(w, "--ks", "one"), "--ks"),
+    "score-lam-negative": lambda w: (_score_out(w, "--lam", "-1", "--method", "depara"),
                                      "lam"),
-    "score-method-unknown": lambda w: (_score(w, "--out", w["root"] / "so", "--method", "logmee"), "logmee"),
+    "score-method-unknown": lambda w: (_score_out(w, "--method", "logmee"), "logmee"),
     "score-out-missing-parent": lambda w: (_score(w, "--out", w["root"] / "nowhere" / "x" / "so"), "nowhere"),
     "score-out-is-file": lambda w: (_score(w, "--out", w["tables"] / "truth_ok.csv"), "truth_ok.csv"),
     # ---- score (image mode)
-    "score-images-one-class": lambda w: (_score(w, "--out", w["root"] / "so", target=w["one"],
+    "score-images-one-class": lambda w: (_score_out(w, target=w["one"],
                                                 sources="torchvision:net"), "class"),
-    "score-images-fixed-size": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+    "score-images-fixed-size": lambda w: (_score_out(w, "--preprocess", "16x16",
                                                  target=w["good"],
                                                  sources="a=torchvision:fixed16,b=torchvision:fixed32"),
                                       "source b: the model cannot run on 16×16 inputs"),
-    "score-images-forward-error": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+    "score-images-forward-error": lambda w: (_score_out(w, "--preprocess", "16x16",
                                                     target=w["good"], sources="torchvision:boom"),
                                              "source boom: the model cannot run"),
-    "score-images-truncated": lambda w: (_score(w, "--out", w["root"] / "so", "--preprocess", "16x16",
+    "score-images-truncated": lambda w: (_score_out(w, "--preprocess", "16x16",
                                                 target=w["trunc_png"], sources="torchvision:net"), "cut.png"),
-    "score-images-batch-zero": lambda w: (_score(w, "--out", w["root"] / "so", "--batch-size", "0",
+    "score-images-batch-zero": lambda w: (_score_out(w, "--batch-size", "0",
                                                  target=w["good"], sources="torchvision:net"), "--batch-size"),
-    "score-images-max-probes": lambda w: (_score(w, "--out", w["root"] / "so", "--max-probes", "1",
+    "score-images-max-probes": lambda w: (_score_out(w, "--max-probes", "1",
                                                  target=w["good"], sources="torchvision:net"), "--max-probes"),
     # ---- outputs: a file where a folder is expected, a folder where a file is, a missing parent
     "rank-out-is-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
@@ -738,8 +721,8 @@ def test_cli_bad_input(case, W, tuple_model, capsys, monkeypatch):
     import depara.cli.score as score_cli
 
     # `depara score` on images hooks eager modules (TorchScript has no hooks): its loader gives these
-    eager = {"torchvision:net": _Net, "torchvision:fixed16": lambda: _Fixed(16), "torchvision:fixed32":
-             lambda: _Fixed(32), "torchvision:boom": _Boom}
+    eager = {"torchvision:net": _Net, "torchvision:fixed16": lambda: FixedSize(16), "torchvision:fixed32":
+             lambda: FixedSize(32), "torchvision:boom": _Boom}
     real_loader = score_cli._load_model
     monkeypatch.setattr(score_cli, "_load_model", lambda spec: eager[spec]() if spec in eager else real_loader(spec))
     args = CLI[case](W)
@@ -818,10 +801,10 @@ API = {
     "select-labels-one-class": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[1] * 6), "single class"),
     "select-labels-none-flat": lambda w, t: (lambda: _select(w, t, data=w["flat"]), "no labels"),
     # ---- depara.select: models
-    "select-fixed-size": lambda w, t: (lambda: _select(w, t, models={"big": _entry("big", _Fixed(32))}),
+    "select-fixed-size": lambda w, t: (lambda: _select(w, t, models={"big": _entry("big", FixedSize(32))}),
                                        "model big: cannot take the images at its input size 3×16×16"),
     "select-fixed-vs-other-size": lambda w, t: (lambda: _select(w, t, models={
-        "small": _entry("small", _Fixed(16)), "big": _entry("big", _Fixed(32), size=64)}),
+        "small": _entry("small", FixedSize(16)), "big": _entry("big", FixedSize(32), size=64)}),
         "model big: cannot take the images at its input size 3×64×64"),
     "select-forward-error": lambda w, t: (lambda: _select(w, t, models={"boom": _entry("boom", _Boom())}),
                                           "model boom"),
@@ -830,12 +813,12 @@ API = {
     "select-dict-layer": lambda w, t: (lambda: _select(w, t, models={"tup": _entry("tup", _TupleNet())},
                                                        layers=["both"]), "both"),
     "select-target-fixed-size": lambda w, t: (lambda: _select(w, t, data=w["flat"], target_model=_entry(
-        "target", _Fixed(32))), "cannot take the images"),
+        "target", FixedSize(32))), "cannot take the images"),
     # ---- build_graphs
     "build-unknown-layer": lambda w, t: (lambda: _build(w, _Net(0), ["fcc"]), "did you mean fc"),
     "build-tuple-layer": lambda w, t: (lambda: _build(w, _TupleNet(), ["pair"]), "pair"),
     "build-dict-layer": lambda w, t: (lambda: _build(w, _TupleNet(), ["both"]), "both"),
-    "build-fixed-size": lambda w, t: (lambda: _build(w, _Fixed(32), ["fc"]), "cannot run on float32 probes"),
+    "build-fixed-size": lambda w, t: (lambda: _build(w, FixedSize(32), ["fc"]), "cannot run on float32 probes"),
     "build-forward-error": lambda w, t: (lambda: _build(w, _Boom(), ["fc"]), "RuntimeError: boom"),
     "build-keyerror-in-forward": lambda w, t: (lambda: _build(w, _KeyErr(), ["fc"]), "KeyError: 'missing'"),
     "list-layers-keyerror": lambda w, t: (lambda: __import__("depara.models", fromlist=["list_layers"]).list_layers(
@@ -850,7 +833,7 @@ API = {
                                           "cut.png"),
     "build-probe-ids-dup": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], probe_ids=["a"] * 6), "probe_ids"),
     # ---- harness: sources of different input sizes, failing models
-    "harness-different-sizes": lambda w, t: (lambda: _harness({"small": _Fixed(16), "big": _Fixed(32)},
+    "harness-different-sizes": lambda w, t: (lambda: _harness({"small": FixedSize(16), "big": FixedSize(32)},
                                                               _probes(w), np.arange(6) % 2),
                                              "source big: the model cannot run on 16×16 inputs"),
     "harness-forward-error": lambda w, t: (lambda: _harness({"boom": _Boom()}, _probes(w), np.arange(6) % 2),
@@ -992,9 +975,9 @@ def test_models_of_different_input_sizes_each_at_its_own_size(W, tmp_path):
     import depara
     from depara.probes import Preprocess
 
-    sel = depara.select(W["good"], {"small": _entry("small", _Fixed(16)), "big": _entry("big", _Fixed(32), size=32)},
+    sel = depara.select(W["good"], {"small": _entry("small", FixedSize(16)), "big": _entry("big", FixedSize(32), size=32)},
                         layers=["fc"], n_boot=0, cache_dir=tmp_path)
     assert {m for m, _ in sel.candidates} == {"small", "big"}
-    res = _harness({"small": _Fixed(16), "big": _Fixed(32)}, _probes(W, "good"), np.arange(8) // 4,
+    res = _harness({"small": FixedSize(16), "big": FixedSize(32)}, _probes(W, "good"), np.arange(8) // 4,
                    preprocess={"big": Preprocess(size=32)})
     assert set(res.table.sources) == {"small", "big"}

@@ -17,6 +17,7 @@ from depara.errors import DeparaError
 from depara.results import read_manifest
 
 from _baselines_helpers import softmax
+from _core_torch_helpers import FixedSize
 
 
 def _arrays(seed: int = 0, n: int = 60, n_classes: int = 3):
@@ -291,20 +292,6 @@ def test_cli_score_npz_with_saved_graphs(tmp_path):
 
 
 # ------------------------------------------------------------------------------- sources of different input sizes
-class _FixedSize(nn.Module):
-    """A tiny classifier that only runs at ``size``×``size`` (its head is a Linear on the flattened map)."""
-
-    def __init__(self, size: int, seed: int):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv = nn.Conv2d(3, 2, 3, padding=1)
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(2 * size * size, 4)
-
-    def forward(self, x):
-        return self.fc(self.flat(torch.relu(self.conv(x))))
-
-
 def test_sources_with_different_input_sizes_get_their_own_preprocessing():
     from depara.probes import Preprocess, ProbeSet
 
@@ -312,12 +299,12 @@ def test_sources_with_different_input_sizes_get_their_own_preprocessing():
     images = ProbeSet.from_images([rng.integers(0, 255, (20, 20, 3), dtype=np.uint8) for _ in range(12)],
                                   preprocess="8x8")
     labels = np.arange(12) % 3
-    models = {"small": _FixedSize(8, 0), "large": _FixedSize(12, 1)}
+    models = {"small": FixedSize(8, 0, n_classes=4), "large": FixedSize(12, 1, n_classes=4)}
     # one size for all: the 12-px model cannot run on 8×8 inputs -> one line naming the model and the size
     with pytest.raises(DeparaError, match=r"^source large: the model cannot run on 8×8 inputs \(.*\); give it its "
                                           r"own preprocessing"):
         H.run_harness(models, images, labels, methods="logme")
-    res = H.run_harness(models, images, labels, methods="logme,cka", target_model=_FixedSize(12, 2),
+    res = H.run_harness(models, images, labels, methods="logme,cka", target_model=FixedSize(12, 2, n_classes=4),
                         target_preprocess="12x12", preprocess={"large": Preprocess(size=12)})
     # each model's features equal a run on the images preprocessed at its own size
     for name, size in (("small", 8), ("large", 12)):
@@ -335,7 +322,7 @@ def test_sources_with_different_input_sizes_get_their_own_preprocessing():
 def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
     import depara.cli.score as score_cli
 
-    nets = {"torchvision:small": _FixedSize(8, 0), "torchvision:large": _FixedSize(12, 1)}
+    nets = {"torchvision:small": FixedSize(8, 0, n_classes=4), "torchvision:large": FixedSize(12, 1, n_classes=4)}
     monkeypatch.setattr(score_cli, "_load_model", lambda spec: nets[spec])
     data = _image_folder(tmp_path / "data")
     args = ["score", "-s", "torchvision:small,torchvision:large", "--target-data", str(data), "--preprocess", "8x8",

@@ -43,11 +43,10 @@ def layers(
     net = load_model(model, weights=_weights(weights))
     modules = dict(net.named_modules())
     try:
-        layer_shapes = list_layers(net, input_size)
-    except DeparaError as exc:  # name the model and the flag: "model file:x.pt: --input-size (3, 16, 16): ..."
-        msg = str(exc)
-        raise DeparaError(f"model {model}: " + ("--input-size" + msg[len("input_size"):]
-                                                 if msg.startswith("input_size") else msg)) from None
+        with flags(input_size="--input-size"):
+            layer_shapes = list_layers(net, input_size)
+    except DeparaError as exc:  # name the model too: "model file:x.pt: --input-size (3, 16, 16): ..."
+        raise DeparaError(f"model {model}: {exc}") from None
     table = Table(title=f"{model} — input {' × '.join(map(str, input_size))}")
     table.add_column("layer")
     table.add_column("type")

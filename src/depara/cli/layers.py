@@ -13,7 +13,7 @@ import typer
 
 from ..errors import DeparaError
 from ..options import (DEFAULT_BATCH_SIZE, LAYER_SELECTION_OPTIONS, AttributionMethod, ChannelReduction, EdgeMetric,
-                       Scalar)
+                       Scalar, check_lam)
 from ._flags import check_number, flags
 from .app import app, data_app, demo_app
 
@@ -40,13 +40,7 @@ def _parse_lams(values: list[str]) -> list[float]:
     out: list[float] = []
     for v in values:
         for part in v.replace(",", " ").split():
-            try:
-                value = float(part)
-            except ValueError:
-                raise DeparaError(f"--lam '{part}': expected a number") from None
-            if not value >= 0:  # NaN and negatives (inf is allowed: the edge term alone)
-                raise DeparaError(f"--lam '{part}': expected a number >= 0 (inf: the edge term alone)")
-            out.append(value)
+            out.append(check_lam(part, "--lam"))  # NaN and negatives refused; inf: the edge term alone
     if not out:
         raise DeparaError("--lam: expected at least one value")
     return out

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
+from ..readers import real_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
@@ -43,12 +44,12 @@ def list_class_folder(root: str | os.PathLike, what: str = "domain folder", *,
     if not class_dirs:
         raise DeparaError(f"{what} {root}: no class subfolders (expected {root}/<class>/<image>)")
     classes: dict[str, list[Path]] = {}
-    base = os.path.realpath(root)
+    base = real_path(root)
     for d in class_dirs:
         images = sorted(p for p in d.iterdir() if is_image(p))
         for p in [d, *images] if confine else []:  # never read outside the folder the user named
-            real = os.path.realpath(p)
-            if os.path.commonpath([base, real]) != base:
+            real = real_path(p)
+            if not real.is_relative_to(base):
                 raise DeparaError(f"{what} {root}: {p.relative_to(root)} links to {real}, outside the folder "
                                   "(copy the image in, or give the folder that holds it)")
         if not images:

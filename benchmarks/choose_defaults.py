@@ -144,9 +144,9 @@ def _label_target(task, y: np.ndarray) -> tuple:
 
 
 def _edges(f: np.ndarray) -> np.ndarray:
-    from depara.core.graph import _edges_from_features
+    from depara.core.edges import edges_from_features
 
-    return _edges_from_features(f, center=True, edge="cosine")
+    return edges_from_features(f, center=True, edge="cosine")
 
 
 def quick_target(cfg, task, data, steps: int, seed: int):

@@ -1,6 +1,6 @@
 """The options of a DEPARA graph, and THE defaults used by the Python API and the CLI alike.
 
-One frozen :class:`GraphOptions` describes how a graph is built (METHOD.md §1): the attribution ``method``, the
+One frozen :class:`GraphOptions` describes how a graph is built (docs/method.md §1): the attribution ``method``, the
 per-image ``scalar`` of the layer output whose attribution is taken, the colour-channel reduction of the maps, the
 node grid they are resampled to, and how edges are made from the features (``center``, ``edge``). Every option is
 an :class:`~enum.Enum` of strings (``str`` subclasses, so ``Scalar.l2 == "l2"``); plain strings are accepted and
@@ -54,7 +54,7 @@ class _StrEnum(str, Enum):
 
 
 class AttributionMethod(_StrEnum):
-    """How the attribution map of a probe is computed (METHOD.md §1)."""
+    """How the attribution map of a probe is computed (docs/method.md §1)."""
 
     input_x_gradient = "input_x_gradient"  #: x ⊙ ∂s/∂x (the paper's choice)
     saliency = "saliency"  #: |∂s/∂x|

@@ -1,4 +1,4 @@
-"""The Taskonomy model-selection experiment (METHOD.md §3) from the published per-task formats.
+"""The Taskonomy model-selection experiment (docs/method.md §5) from the published per-task formats.
 
 Layout read (one folder per task, names from ``tasks.txt``)::
 

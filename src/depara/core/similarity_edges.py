@@ -1,6 +1,6 @@
 """How well a source's probe graph agrees with a target graph: the DEPARA edge term and two local variants.
 
-DEPARA's edge term (Song et al., CVPR 2020; METHOD.md §2) compares two graphs over the same N probes by the
+DEPARA's edge term (Song et al., CVPR 2020; docs/method.md §2) compares two graphs over the same N probes by the
 Spearman correlation of their N(N−1)/2 edges. This module gives that comparison and two *local* alternatives, for
 a target graph built from a target model (or regression targets) and for the **label graph** of class labels
 (:mod:`depara.core.labels`), plus the feature handling the edges are built from. numpy/scipy only.
@@ -55,6 +55,8 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from ..errors import DeparaError
+from .edges import edges_from_features, spearman
+from .labels import class_indices, label_edges
 
 __all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pool_features", "probe_features", "probe_edges", "label_agreement",
            "label_agreement_terms", "graph_agreement", "graph_agreement_terms", "resampled_label_agreement"]
@@ -123,9 +125,7 @@ def probe_features(features: Any, *, pooling: str = "flat", scale: str = "centre
 
 def probe_edges(features: Any, *, pooling: str = "flat", scale: str = "centred") -> np.ndarray:
     """Condensed N(N−1)/2 float32 edges (centred cosine) of :func:`probe_features` of a layer output."""
-    from .graph import _edges_from_features
-
-    return _edges_from_features(probe_features(features, pooling=pooling, scale=scale), center=True,
+    return edges_from_features(probe_features(features, pooling=pooling, scale=scale), center=True,
                                 edge="cosine")
 
 
@@ -146,9 +146,7 @@ def _rows(edges: Any, what: str) -> np.ndarray:
 
 def _labels_rows(labels: Any, n: int) -> np.ndarray:
     """N×(N−1) boolean same-class matrix (row i: is probe j, j ≠ i, in i's class)."""
-    from .labels import _class_indices
-
-    y = _class_indices(labels)
+    y = class_indices(labels)
     if y.shape[0] != n:
         raise DeparaError(f"labels: {y.shape[0]} labels for a graph of {n} probes")
     same = y[:, None] == y[None, :]
@@ -169,13 +167,6 @@ def _check_k(k: int | None, n: int) -> int:
     if not 1 <= k <= n - 2:
         raise DeparaError(f"k: expected 1 <= k <= N−2 = {n - 2} neighbours, got {k}")
     return k
-
-
-def _spearman(a: np.ndarray, b: np.ndarray, what: str) -> float:
-    from .similarity import standardized_ranks
-
-    return float(np.clip(np.dot(standardized_ranks(a, f"{what} (source)"), standardized_ranks(b, f"{what} (target)")),
-                         -1.0, 1.0))
 
 
 # ------------------------------------------------------------------------------------------------ labels
@@ -220,13 +211,11 @@ def label_agreement(source_edges: Any, labels: Any, comparison: str = "global", 
     """
     comparison = _choice(comparison, COMPARISONS, "comparison")
     if comparison == "global":
-        from .labels import label_edges
-
         e = np.asarray(source_edges)
         lab = label_edges(labels)
         if lab.shape != e.shape:
             raise DeparaError(f"labels: {np.asarray(labels).shape[0]} labels do not match {e.shape[0]} edges")
-        return _spearman(e, lab, "label agreement")
+        return spearman(e, lab, ("label agreement (source)", "label agreement (target)"))
     terms = label_agreement_terms(source_edges, labels, comparison, k)
     if not np.isfinite(terms).any():
         raise DeparaError("labels: no probe has both a same-class and an other-class probe; the agreement is "
@@ -247,8 +236,6 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
     idx_sets = np.asarray(idx_sets, dtype=np.int64)
     out = np.full(idx_sets.shape[0], np.nan)
     if comparison == "global":
-        from .labels import label_edges
-
         e = np.asarray(source_edges, dtype=np.float64)
         lab = label_edges(labels).astype(np.float64)
         n = np.asarray(labels).shape[0]
@@ -259,7 +246,7 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
             i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
             pairs = n * i - i * (i + 1) // 2 + j - i - 1
             try:
-                out[r] = _spearman(e[pairs], lab[pairs], "label agreement")
+                out[r] = spearman(e[pairs], lab[pairs], ("label agreement (source)", "label agreement (target)"))
             except DeparaError:
                 pass  # a resample with constant edges: undefined
         return out
@@ -312,7 +299,7 @@ def graph_agreement(source_edges: Any, target_edges: Any, comparison: str = "glo
         s, t = np.asarray(source_edges), np.asarray(target_edges)
         if s.shape != t.shape:
             raise DeparaError(f"target_edges: {t.shape} edges vs the source's {s.shape}")
-        return _spearman(s, t, "graph agreement")
+        return spearman(s, t, ("graph agreement (source)", "graph agreement (target)"))
     terms = graph_agreement_terms(source_edges, target_edges, comparison, k)
     if not np.isfinite(terms).any():
         raise DeparaError("target_edges: every probe's row is constant; the agreement is undefined")

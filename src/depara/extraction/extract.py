@@ -1,6 +1,6 @@
 """The torch layer: features and attribution maps of named layers of any PyTorch model, and DEPARA graphs.
 
-For a model m, a layer ℓ (a name from ``model.named_modules()``) and probes x_i (METHOD.md §1):
+For a model m, a layer ℓ (a name from ``model.named_modules()``) and probes x_i (docs/method.md §1):
 
 * feature of x_i = the output f_ℓ(x_i) of the module, flattened;
 * scalar of x_i = s(f_ℓ(x_i)) with s = ``sum`` / ``mean`` / ``l2`` (Euclidean norm) over the output's elements;
@@ -51,7 +51,8 @@ import torch
 from torch import nn
 
 from ..errors import DeparaError, exception_reason
-from ..core.graph import Graph, _edges_from_features
+from ..core.edges import edges_from_features
+from ..core.graph import Graph
 from ..core.ids import check_probe_ids
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
     GraphOptions, Scalar)
@@ -597,7 +598,7 @@ def graph_from_parts(maps: np.ndarray, features: np.ndarray, options: GraphOptio
         # The edges exactly as Graph.from_arrays computes them; the nodes are N×0 (no attribution).
         n = features.shape[0]
         return Graph(np.zeros((n, 0), np.float32),
-                     _edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), probe_ids,
+                     edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), probe_ids,
                      dict(meta))
     g = Graph.from_arrays(maps, features, center=opts.center, edge=opts.edge.value, probe_ids=probe_ids,
                           channel_reduction=None, meta=meta)

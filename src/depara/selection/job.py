@@ -7,7 +7,7 @@ One call does the whole job::
     sel.table           # one row per (model, layer), best first: each scorer's value, 95 % interval, rank
     sel.report("out/")  # results folder (CSV/JSON/figures/manifest) + report.html / report.md
 
-What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
+What is computed follows what is given (docs/method.md §1–2; Song et al., CVPR 2020):
 
 * **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
   on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
@@ -55,7 +55,7 @@ import numpy as np
 
 from ..errors import DeparaError, exception_reason
 from ..core.similarity_edges import pool_features
-from ..evaluation.rank_quality import combine
+from ..core.score import combine
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,6 +1,6 @@
 """Layer selection with DEPARA: score each layer of a source model against the target-domain model.
 
-For each transferable layer #k of the source (METHOD.md §4): the graph of the source at layer k on the probes vs
+For each transferable layer #k of the source (docs/method.md §5): the graph of the source at layer k on the probes vs
 the graph of the model trained on the target domain at its logits on the same probes; S_V, S_E and
 S = S_V + λ·S_E per layer. With the measured transfer accuracies (``depara transfer``), the Spearman and
 Kendall correlations of each score with accuracy, and the accuracy lost by transferring up to the top-scored

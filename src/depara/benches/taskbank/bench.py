@@ -44,7 +44,7 @@ from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
 from ...extraction.threads import cpu_threads
 from ...errors import DeparaError
 from ...estimators.registry import get_estimator, list_estimators
-from ...evaluation.rank_quality import combine
+from ...core.score import combine
 from ...options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar, format_lam
 from ...evaluation.published import TASKONOMY_RELEVANT, TASKONOMY_TARGETS, published_curves, read_published_hits
 from .affinity import encode, measure_affinities, write_affinity_csvs

@@ -421,7 +421,7 @@ def _figure(grid_rows, chosen, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depara.report.plots._common import save_figure
+    from depara.report.plots.common import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, tm in zip(axes, ("quick", "full")):

@@ -161,7 +161,8 @@ def test_invariant_to_monotone_transforms_and_probe_permutations(seed, compariso
 def test_registered_depara_labels_reads_the_frozen_options():
     """The one label-graph score: the registry's depara_labels = label_agreement of the frozen edges."""
     from depara import options as O
-    from depara.estimators.registry import SourceInputs, TargetInputs, depara_labels_edges, get_estimator
+    from depara.estimators.depara_family import depara_labels_edges
+    from depara.estimators.registry import SourceInputs, TargetInputs, get_estimator
 
     rng = np.random.default_rng(8)
     f = rng.normal(size=(20, 6, 3, 3))

@@ -363,7 +363,7 @@ def write_matrices_results(m: TaskonomyMatrices, out_dir: str | os.PathLike, *,
     Returns ``{"files": key → CSV, "summary": one line, "note": why V/DEPARA are missing (or "")}``.
     """
     from ..report.manifest import write_manifest
-    from ..core.tree import draw_tree
+    from ..report.plots.ranking import draw_tree
 
     out = ensure_dir(out_dir)
     files = write_matrices(m, out)
@@ -471,7 +471,8 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     from ..report.plots import ranking as plots
     from ..report.manifest import write_manifest
 
-    from ..core.tree import check_linkage_method, draw_tree
+    from ..core.tree import check_linkage_method
+    from ..report.plots.ranking import draw_tree
 
     check_linkage_method(tree_method)
     names = matrices.names

@@ -17,7 +17,7 @@ from ._flags import flags
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_GRAPH_OPTIONS, DEFAULT_NODE_SIZE,
                        AttributionMethod, ChannelReduction, EdgeMetric, GraphOptions)
 from ..options import Scalar as OptScalar
-from .app import app
+from .app import GRAPHS, app
 
 # The option enums and THE defaults shared with the Python API (depara.options).
 Method, Scalar, Reduction, Edge = AttributionMethod, OptScalar, ChannelReduction, EdgeMetric
@@ -28,7 +28,7 @@ def _weights(value: Optional[str]) -> Optional[str]:
     return None if value is None or value.lower() in ("none", "") else value
 
 
-@app.command("layers")
+@app.command("layers", rich_help_panel=GRAPHS)
 def layers(
     model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
     input_size: tuple[int, int, int] = typer.Option((3, 224, 224), "--input-size", help="Input C H W."),
@@ -75,7 +75,7 @@ def _layer_file(layer: str) -> str:
     return f"{safe}.safetensors"
 
 
-@app.command("extract")
+@app.command("extract", rich_help_panel=GRAPHS)
 def extract(
     model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
     probes: Path = typer.Option(..., "--probes", help="Probe image folder (recursive) or image-list file."),

@@ -203,7 +203,7 @@ def _blocks_local(stack: Stack, pairs: list) -> list[tuple[np.ndarray, np.ndarra
 
 
 def _blocks_on_ray(stack: Stack, pairs: list, address: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    from ..extraction.engine import check_shared_store, connect, import_ray
+    from ..io.cluster import check_shared_store, connect, import_ray
 
     ray = import_ray()
     started = connect(address)

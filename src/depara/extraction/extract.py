@@ -311,7 +311,8 @@ def _reduce_and_resample(attr: torch.Tensor, channel_reduction: str, node_size: 
 
 
 # ---------------------------------------------------------------------------------------------- graphs
-def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+def resolve_device(model: nn.Module, device: Any) -> torch.device:
+    """The torch device to run on: ``device`` checked (DeparaError naming it), or the model's own when None."""
     if device is None:
         p = next(model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
@@ -446,7 +447,8 @@ class _FeatureStore:
         self.close()
 
 
-def _memory_budget(feature_memory_mb: Any) -> int:
+def memory_budget(feature_memory_mb: Any) -> int:
+    """``feature_memory_mb`` (a finite number >= 0; DeparaError naming it otherwise) as a byte budget."""
     if isinstance(feature_memory_mb, bool) or not isinstance(feature_memory_mb, (int, float, np.integer,
                                                                                  np.floating)) \
             or not np.isfinite(feature_memory_mb) or feature_memory_mb < 0:
@@ -543,8 +545,8 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     # Validated before the (possibly long) extraction, with the same rules Graph applies.
     ids = check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
-    dev = _resolve_device(model, device)
-    budget = _memory_budget(feature_memory_mb)
+    dev = resolve_device(model, device)
+    budget = memory_budget(feature_memory_mb)
     method, scalar = opts.method.value, opts.scalar.value
     if not isinstance(nodes, (bool, np.bool_)):
         raise DeparaError(f"nodes: expected True or False, got {nodes!r}")
@@ -669,7 +671,7 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
     method = AttributionMethod.parse(method, "method").value
     scalar = Scalar.parse(scalar, "scalar").value
     resolve_layer(model, layer)
-    dev = _resolve_device(model, None)
+    dev = resolve_device(model, None)
     with _ModelState(model, dev):
         return _attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
 

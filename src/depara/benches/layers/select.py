@@ -15,34 +15,17 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ...core.score import combine
 from ...io.files import ensure_dir, read_csv, write_csv
 from ...errors import DeparaError
 from ...report.manifest import write_manifest
+from ...report.plots.layers import SCORE_PREFIX, score_column, score_lam  # noqa: F401 - the results' column names
 from ...options import LAYER_SELECTION_OPTIONS, GraphOptions
 from .models import ModelInfo, model_preprocess, transfer_units
 
 SCORES_CSV = "layer_scores.csv"
 CORRELATIONS_CSV = "correlations.csv"
 FIGURE = "layers.png"
-#: Prefix of the ``layer_scores.csv`` column holding S = V + λE for one λ (``S_lam10`` for λ = 10).
-SCORE_PREFIX = "S_lam"
-
-
-def score_column(lam: float) -> str:
-    """The ``layer_scores.csv`` column of S = V + λE: ``S_lam<λ>`` (``S_lam1``, ``S_lam10``, ``S_lam0.25``)."""
-    return f"{SCORE_PREFIX}{float(lam):g}"
-
-
-def score_lam(column: str) -> float | None:
-    """λ of a :func:`score_column` name, or None for any other column (the one parser of those names)."""
-    if not column.startswith(SCORE_PREFIX):
-        return None
-    try:
-        return float(column[len(SCORE_PREFIX):])
-    except ValueError:
-        return None
-
-
 def depara_method_name(column: str) -> str:
     """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv`` column)."""
     lam = score_lam(column)
@@ -86,7 +69,7 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
         v, e = node_similarity(g, tgt_graph), edge_similarity(g, tgt_graph)
         row = {"depth": unit.index, "layer": unit.output, "kind": unit.kind, "V": v, "E": e}
         for lam in lams:
-            row[score_column(lam)] = v + lam * e
+            row[score_column(lam)] = combine(v, e, lam)
         rows.append(row)
     return rows
 

@@ -555,7 +555,8 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
              main_method, say) -> dict[str, str]:
     from ...report.plots import ranking as rp
     from ...report.plots import taskbank as tp
-    from ...core.tree import draw_tree, leaf_order
+    from ...core.tree import leaf_order
+    from ...report.plots.ranking import draw_tree
 
     figs = {}
     keep = [main_method, PAPER_SETTING, V_LIBRARY, "DEPARA-E", "RSA", "linear CKA", "LogME (labels)"]

@@ -144,3 +144,14 @@ def test_an_unknown_name_is_still_an_attribute_error():
         depara.nonexistent  # noqa: B018
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("depara.nonexistent")
+
+
+def test_draw_tree_at_its_old_place_warns_and_is_the_plot():
+    from depara.core import tree
+    from depara.report.plots.ranking import draw_tree
+
+    with pytest.warns(DeprecationWarning, match="moved to depara.report.plots.ranking.draw_tree"):
+        old = tree.draw_tree
+    assert old is draw_tree
+    with pytest.raises(AttributeError):
+        tree.no_such_name  # noqa: B018

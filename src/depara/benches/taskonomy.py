@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -457,6 +457,46 @@ def published_method_key(label: str) -> str | None:
 DEFAULT_LAMBDAS = tuple(float(x) for x in np.concatenate([[0.0], np.logspace(-3, 1, 33)]))
 
 
+def _method_tables(matrices: TaskonomyMatrices, truth: np.ndarray, names: Sequence[str], relevant: int, out: Path
+                   ) -> tuple[dict[str, "ev.RankingCurve"], list[dict], dict[str, str]]:
+    """Each method's P@K curve and rank correlations, written as ``pk_<method>.csv``, ``rank_correlations.csv``
+    and ``summary.csv`` into ``out``. Returns (curves by method key, summary rows, the tables written)."""
+    curves: dict[str, ev.RankingCurve] = {}
+    corr_rows, summary_rows, tables = [], [], {}
+    for key, scores in matrices.methods().items():
+        curve = ev.precision_recall_at_k(scores, truth, relevant, names=names)
+        corr = ev.rank_correlations(scores, truth, names=names)
+        curves[key] = curve
+        fname = f"pk_{key}.csv"
+        write_csv(out / fname, curve.rows(METHOD_LABELS[key]))
+        tables[f"pk_{key}"] = fname
+        corr_rows += corr.rows(METHOD_LABELS[key])
+        row = {"method": METHOD_LABELS[key]}
+        for k in (1, 3, 5):
+            if k <= curve.n_candidates:
+                row[f"P@{k}"] = curve.at(k)[1]
+        row.update({f"mean_{n}": v for n, v in corr.mean.items() if n != "n_targets"})
+        summary_rows.append(row)
+    write_csv(out / "rank_correlations.csv", corr_rows)
+    write_csv(out / "summary.csv", summary_rows)
+    tables.update(rank_correlations="rank_correlations.csv", summary="summary.csv")
+    return curves, summary_rows, tables
+
+
+def _published_points(published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None, curves: Mapping[str, Any],
+                      n_t: int, n_c: int, relevant: int) -> dict[str, dict]:
+    """The published curves as figure points (K within 1..n_c), each matched to the method it reports."""
+    pub_points = {}
+    for pub_label, (ks, hits) in (published or {}).items():
+        ok = (ks >= 1) & (ks <= n_c)
+        pts = ev_points(ks[ok], hits[ok], n_t, relevant)
+        key = published_method_key(pub_label)
+        if key in curves:
+            pts["match"] = METHOD_LABELS[key]
+        pub_points[f"{pub_label} (published)"] = pts
+    return pub_points
+
+
 def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], truth: np.ndarray,
                       out_dir: str | os.PathLike, *, relevant: int = 5,
                       published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
@@ -478,36 +518,11 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     names = matrices.names
     truth = ev.align_matrix(truth, truth_names, names, "truth")
     out = ensure_dir(out_dir)
-    curves: dict[str, ev.RankingCurve] = {}
-    corr_rows, summary_rows, tables = [], [], {}
-    for key, scores in matrices.methods().items():
-        curve = ev.precision_recall_at_k(scores, truth, relevant, names=names)
-        corr = ev.rank_correlations(scores, truth, names=names)
-        curves[key] = curve
-        fname = f"pk_{key}.csv"
-        write_csv(out / fname, curve.rows(METHOD_LABELS[key]))
-        tables[f"pk_{key}"] = fname
-        corr_rows += corr.rows(METHOD_LABELS[key])
-        row = {"method": METHOD_LABELS[key]}
-        for k in (1, 3, 5):
-            if k <= curve.n_candidates:
-                row[f"P@{k}"] = curve.at(k)[1]
-        row.update({f"mean_{n}": v for n, v in corr.mean.items() if n != "n_targets"})
-        summary_rows.append(row)
-    write_csv(out / "rank_correlations.csv", corr_rows)
-    write_csv(out / "summary.csv", summary_rows)
-    tables.update(rank_correlations="rank_correlations.csv", summary="summary.csv")
+    curves, summary_rows, tables = _method_tables(matrices, truth, names, relevant, out)
     first = next(iter(curves.values()))
     n_t, n_c = first.n_targets, first.n_candidates
     labelled = {METHOD_LABELS[k]: c for k, c in curves.items()}
-    pub_points = {}
-    for pub_label, (ks, hits) in (published or {}).items():
-        ok = (ks >= 1) & (ks <= n_c)
-        pts = ev_points(ks[ok], hits[ok], n_t, relevant)
-        key = published_method_key(pub_label)
-        if key in curves:
-            pts["match"] = METHOD_LABELS[key]
-        pub_points[f"{pub_label} (published)"] = pts
+    pub_points = _published_points(published, curves, n_t, n_c, relevant)
     figures = {}
     pre = f"[{label}] " if label else ""
     plots.plot_pr_curve(labelled, out / "pr_curve.png", published=pub_points,

@@ -55,6 +55,7 @@ import numpy as np
 
 from ..errors import DeparaError, exception_reason
 from ..core.similarity_edges import pool_features
+from ..core.edges import standardized_ranks
 from ..core.score import combine
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
@@ -150,13 +151,11 @@ def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 def _unit_ranks(x: np.ndarray) -> np.ndarray | None:
-    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(x)
-    r -= r.mean()
-    norm = float(np.linalg.norm(r))
-    return r / norm if norm > 0 else None
+    """:func:`depara.core.edges.standardized_ranks` of ``x``; None when constant (Spearman undefined)."""
+    try:
+        return standardized_ranks(x)
+    except DeparaError:
+        return None
 
 
 def _spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:

@@ -58,7 +58,7 @@ from ..errors import DeparaError
 from .edges import edges_from_features, spearman
 from .labels import class_indices, label_edges
 
-__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pool_features", "probe_features", "probe_edges", "label_agreement",
+__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features", "probe_edges", "label_agreement",
            "label_agreement_terms", "graph_agreement", "graph_agreement_terms", "resampled_label_agreement"]
 
 COMPARISONS = ("global", "per_probe", "knn")
@@ -78,6 +78,14 @@ def knn_k(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ features
+def pooling_kind(ndim: int) -> str:
+    """THE rule of spatial pooling, by the number of axes of a layer output: ``"tokens"`` (3: N×T×D transformer
+    tokens, averaged over T), ``"maps"`` (4 or more: channels-first N×C×spatial…, averaged over every axis after
+    the second), ``"flat"`` (N×D, kept). :func:`pool_features` applies it to numpy arrays,
+    :func:`depara.extraction.source_features.pool_features` to torch tensors."""
+    return "tokens" if ndim == 3 else "maps" if ndim >= 4 else "flat"
+
+
 def pool_features(features: Any) -> np.ndarray:
     """THE spatial pooling of a layer output: N×C×H×W… / N×T×D / N×D → N×C float32 (mean in float64).
 
@@ -86,9 +94,10 @@ def pool_features(features: Any) -> np.ndarray:
     for its label-based peers and by the Ray engine, so the three agree.
     """
     f = np.asarray(features)
-    if f.ndim == 3:  # transformer tokens N×T×D: mean over tokens
+    kind = pooling_kind(f.ndim)
+    if kind == "tokens":  # transformer tokens N×T×D: mean over tokens
         return f.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if f.ndim >= 4:
+    if kind == "maps":
         return f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64).astype(np.float32)
     return f.reshape(f.shape[0], -1).astype(np.float32)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..core.similarity_edges import pooling_kind
 from ..errors import DeparaError
 from ..estimators.registry import SourceInputs
 from ..options import DEFAULT_BATCH_SIZE, GraphOptions
@@ -45,8 +46,13 @@ def last_linear(model: "nn.Module") -> str | None:
 
 
 def pool_features(t: "torch.Tensor") -> "torch.Tensor":
-    """B×C×H×W (or B×C×L) → B×C by global average pooling; B×D stays; anything else is flattened."""
-    if t.ndim >= 3:
+    """:func:`depara.core.similarity_edges.pool_features` for a torch tensor, by the same rule
+    (:func:`~depara.core.similarity_edges.pooling_kind`: B×C×spatial… maps → B×C, B×T×D tokens → B×D, B×D kept),
+    computed in the tensor's own dtype and device."""
+    kind = pooling_kind(t.ndim)
+    if kind == "tokens":
+        return t.mean(dim=1)
+    if kind == "maps":
         return t.flatten(2).mean(dim=2)
     return t.reshape(t.shape[0], -1)
 

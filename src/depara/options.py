@@ -6,9 +6,9 @@ node grid they are resampled to, and how edges are made from the features (``cen
 an :class:`~enum.Enum` of strings (``str`` subclasses, so ``Scalar.l2 == "l2"``); plain strings are accepted and
 converted on construction, with a one-line :class:`~depara.errors.DeparaError` naming the option otherwise.
 
-``build_graph(s)`` (:mod:`depara.extraction.extract`), the CLI (``depara extract``, ``depara score``) and the benchmarks read
-their defaults from here, so a graph built with the API and one built with the CLI are comparable. Every graph
-records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
+``build_graph(s)`` (:mod:`depara.extraction.extract`), the CLI (``depara extract``, ``depara score``) and the
+benchmarks read their defaults from here, so a graph built with the API and one built with the CLI are comparable.
+Every graph records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
 ``edge``; :meth:`GraphOptions.to_meta`), so comparing graphs built differently can be refused.
 
 Defaults (``DEFAULT_*``): node = grad×input of the L2 norm of the layer output, signed channel mean, maps on a

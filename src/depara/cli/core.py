@@ -1,6 +1,7 @@
 """`depara layers` (module names with output shapes) and `depara extract` (DEPARA graphs of a model).
 
-Both only parse arguments and call :mod:`depara.extraction.models`, :mod:`depara.extraction.probes` and :mod:`depara.extraction.extract`.
+Both only parse arguments and call :mod:`depara.extraction.models`, :mod:`depara.extraction.probes` and
+:mod:`depara.extraction.extract`.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: l
                        *, engine: str, address: Optional[str], store: Optional[Path], weights: Optional[str],
                        node_size: int, device: Optional[str], probes_per_task: Optional[int] = None,
                        **options) -> None:
-    """`depara extract --engine ray`: one job through depara.extraction.engine; the graphs are read back from the store."""
+    """`depara extract --engine ray`: one job through depara.extraction.engine; the graphs are read back from the
+    store."""
     from ..extraction.engine import Job, extract_graphs
     from ..extraction.store import GraphStore
 

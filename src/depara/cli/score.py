@@ -1,6 +1,7 @@
 """`depara score`: every registered transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA,
 DEPARA) on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
-:mod:`depara.selection.harness` and :mod:`depara.selection.targets` only; library errors name arguments, mapped here to flags."""
+:mod:`depara.selection.harness` and :mod:`depara.selection.targets` only; library errors name arguments, mapped here
+to flags."""
 
 from __future__ import annotations
 

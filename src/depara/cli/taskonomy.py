@@ -1,4 +1,5 @@
-"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.benches.taskonomy / depara.core.tree."""
+"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.benches.taskonomy /
+depara.core.tree."""
 
 from __future__ import annotations
 

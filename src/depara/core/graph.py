@@ -17,7 +17,8 @@ JSON size/depth). depara writes the header itself with sorted keys, so a graph's
 Nothing is ever pickled. Graphs built from a probe set record ``meta["probe_hash"]`` (the content hash of the
 probe images), and :mod:`depara.core.similarity` refuses to compare graphs over different images.
 
-This module is numpy only; the torch layer (:mod:`depara.extraction.extract`) builds graphs through :meth:`Graph.from_arrays`.
+This module is numpy only; the torch layer (:mod:`depara.extraction.extract`) builds graphs through
+:meth:`Graph.from_arrays`.
 """
 
 from __future__ import annotations

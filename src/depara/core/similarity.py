@@ -97,8 +97,8 @@ def check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: boo
 
     * the same probe ids in the same order (always);
     * the same probe **content**: when both graphs record ``meta["probe_hash"]`` (the SHA-256 of the probe images,
-      :meth:`depara.extraction.probes.ProbeSet.content_hash`, written by :func:`depara.build_graphs`), the hashes must be
-      equal; the first differing probe is named when both also record ``meta["probe_digests_short"]``. Graphs
+      :meth:`depara.extraction.probes.ProbeSet.content_hash`, written by :func:`depara.build_graphs`), the hashes must
+      be equal; the first differing probe is named when both also record ``meta["probe_digests_short"]``. Graphs
       without a recorded hash (files written before it was recorded, :meth:`Graph.from_arrays` without one) are
       compared on their ids only;
     * for nodes (``nodes=True``): the same node size and, for each key of :data:`NODE_OPTION_KEYS` that both
@@ -180,7 +180,7 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
 
 
 def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
-    """DEPARA score S = V + λE of two graphs over the same probes (the rule: :func:`depara.evaluation.rank_quality.combine`).
+    """DEPARA score S = V + λE of two graphs over the same probes (the rule: :func:`depara.core.score.combine`).
 
     The default λ = ∞ (:data:`depara.options.DEFAULT_LAMBDA`, the frozen node weight α = 0) gives S = E: V is
     then not computed, so node-less graphs compare too. A finite λ (the paper: 0.25) adds the node term.

@@ -58,8 +58,9 @@ from ..errors import DeparaError
 from .edges import edges_from_features, spearman
 from .labels import class_indices, label_edges
 
-__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features", "probe_edges", "label_agreement",
-           "label_agreement_terms", "graph_agreement", "graph_agreement_terms", "resampled_label_agreement"]
+__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features",
+           "probe_edges", "label_agreement", "label_agreement_terms", "graph_agreement", "graph_agreement_terms",
+           "resampled_label_agreement"]
 
 COMPARISONS = ("global", "per_probe", "knn")
 POOLINGS = ("flat", "pooled")
@@ -209,8 +210,8 @@ def label_agreement(source_edges: Any, labels: Any, comparison: str = "global", 
     ----------
     source_edges : (N(N−1)/2,) condensed edges of the source's graph on N labelled probes (squareform order).
     labels : (N,) class labels of the probes (at least 2 classes).
-    comparison : ``"global"`` (Spearman with :func:`depara.core.labels.label_edges`, DEPARA's E against the label graph),
-        ``"per_probe"`` (mean rank-biserial ``2·AUC_i − 1``) or ``"knn"`` (mean kNN same-class lift); see the
+    comparison : ``"global"`` (Spearman with :func:`depara.core.labels.label_edges`, DEPARA's E against the label
+        graph), ``"per_probe"`` (mean rank-biserial ``2·AUC_i − 1``) or ``"knn"`` (mean kNN same-class lift); see the
         module docstring.
     k : neighbours of ``"knn"`` (default :func:`knn_k`).
 

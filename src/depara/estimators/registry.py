@@ -6,8 +6,8 @@ filters on what it needs (:func:`list_estimators`) and fetched by name or alias 
 built-in estimators live one family per module (:mod:`~depara.estimators.evidence`,
 :mod:`~depara.estimators.separability`, :mod:`~depara.estimators.head`, :mod:`~depara.estimators.representation`,
 :mod:`~depara.estimators.depara_family`); importing :mod:`depara.estimators` registers them all, listed in the
-order of :data:`BUILTIN_ORDER`. The harness (:func:`depara.estimators.scoring.score_sources`), ``depara score`` and every
-benchmark iterate this registry instead of keeping their own list of names.
+order of :data:`BUILTIN_ORDER`. The harness (:func:`depara.estimators.scoring.score_sources`), ``depara score`` and
+every benchmark iterate this registry instead of keeping their own list of names.
 
 An :class:`Estimator` wraps a plain numpy function ``fn`` (for the peers ``fn(features, labels, ...) -> float``,
 all of them also in :mod:`depara.estimators.baselines`; for DEPARA ``fn(graph, target_graph, lam)``),

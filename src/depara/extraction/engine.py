@@ -5,12 +5,12 @@ of work of both engines, and of retries under Ray: ``extract_graphs(jobs, store,
 Ray task per job; the task loads the model and the probes on its node, builds the graphs of all the job's
 layers in one pass (:func:`depara.extraction.extract.build_graphs`), computes each graph's edge ranks once
 (:func:`depara.core.edges.attach_edge_ranks`) and writes every graph to the content-addressed store
-(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
-of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
+(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store
+keys of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
 run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
 after another, so both engines write identical graphs under identical keys — the keys of ``depara select``
-(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what the
-other extracted.
+(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what
+the other extracted.
 
 **Probe shards** (``probes_per_task``): a job is split into one task per (model, layer set, probe shard), each
 storing its probes' node maps and uncentred features as content-keyed parts (:func:`run_shard`), and one task
@@ -28,8 +28,8 @@ What happens when something goes wrong:
 * a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
   the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
 
-numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only for
-``engine="ray"``.
+numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only
+for ``engine="ray"``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,8 @@ def _probe_set(job: Job):
 
 
 def _entry_keys(job: Job, model_hash: str, probe_set: Any) -> dict[str, tuple[str, str]]:
-    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara select``."""
+    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara
+    select``."""
     from .store import graph_key
 
     opts, prep, phash = job.graph_options(), probe_set.preprocess, probe_set.content_hash()

@@ -16,8 +16,8 @@ LEEP and NCE do not apply per layer: both read the source model's own classifier
 the SOURCE classes), which exists only after the last layer, so every depth would get the same value.
 
 Every method is scored through :func:`depara.estimators.scoring.score_sources` and evaluated with
-:func:`depara.evaluation.rank_quality.rank_quality` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick), whose
-``regret`` is the accuracy lost by transferring up to the picked layer instead of the best one.
+:func:`depara.evaluation.rank_quality.rank_quality` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick),
+whose ``regret`` is the accuracy lost by transferring up to the picked layer instead of the best one.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
                      depara_rows: Sequence[Mapping[str, Any]] | None = None,
                      methods: Sequence[str] = PEER_METHODS, shallower: bool = True,
                      transrate_eps: float = 1e-4) -> ScoreTable:
-    """Score every layer with every peer method (via :func:`depara.selection.harness.score_sources`), plus DEPARA columns.
+    """Score every layer with every peer method (via :func:`depara.selection.harness.score_sources`), plus DEPARA
+    columns.
 
     Args:
         layers: ``(depth, module name)`` per candidate layer, shallow to deep.
@@ -389,9 +390,9 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
                        accuracies: Mapping[str, Mapping[int, float]], *, settings: Mapping[str, Any] | None = None,
                        title: str = "Peer estimators vs DEPARA per layer") -> Path:
     """Write per fraction ``peer_scores_<f>.csv`` (a row per layer: depth, layer, accuracy, every method's score),
-    ``peer_evaluation_<f>.csv`` (a row per method), its bar chart (:func:`depara.report.plots.harness.plot_method_agreement`),
-    ``peer_layers.png`` (every score per depth beside the accuracy, one panel per fraction),
-    ``peer_evaluation.json`` and ``manifest.json`` (kind ``score``)."""
+    ``peer_evaluation_<f>.csv`` (a row per method), its bar chart
+    (:func:`depara.report.plots.harness.plot_method_agreement`), ``peer_layers.png`` (every score per depth beside the
+    accuracy, one panel per fraction), ``peer_evaluation.json`` and ``manifest.json`` (kind ``score``)."""
     from ...report.plots.harness import plot_method_agreement
     from ...report.plots.layers_peers import panel_from_rows, plot_layer_peers
     from ...report.manifest import write_manifest

@@ -27,7 +27,8 @@ SCORES_CSV = "layer_scores.csv"
 CORRELATIONS_CSV = "correlations.csv"
 FIGURE = "layers.png"
 def depara_method_name(column: str) -> str:
-    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv`` column)."""
+    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv``
+    column)."""
     lam = score_lam(column)
     if lam is not None:
         return f"DEPARA V+{'' if lam == 1 else f'{lam:g}'}E"
@@ -39,10 +40,10 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
                  batch_size: int = 32, progress: bool = False) -> list[dict]:
     """Per transferable layer of ``source``: ``{depth, layer, kind, V, E, S_lam<λ>...}``.
 
-    ``probes``: a folder of images (read recursively) or a :class:`depara.extraction.probes.ProbeSet`; each model sees them
-    through its own preprocessing. ``options``: default :data:`depara.options.LAYER_SELECTION_OPTIONS`; a ``node_size`` of None
-    means the smaller of the two models' input sizes. All source layers come from ONE forward pass per batch
-    (``depara.extraction.extract.build_graphs``).
+    ``probes``: a folder of images (read recursively) or a :class:`depara.extraction.probes.ProbeSet`; each model sees
+    them through its own preprocessing. ``options``: default :data:`depara.options.LAYER_SELECTION_OPTIONS`; a
+    ``node_size`` of None means the smaller of the two models' input sizes. All source layers come from ONE forward
+    pass per batch (``depara.extraction.extract.build_graphs``).
     """
     from ...extraction.extract import build_graph, build_graphs
     from ...core.similarity import edge_similarity, node_similarity
@@ -75,9 +76,9 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
 
 
 def correlate(rows: Sequence[Mapping], accuracies: Mapping[int, float], score_keys: Sequence[str]) -> list[dict]:
-    """For each score column, :func:`depara.evaluation.rank_quality.rank_quality` of the layers that have an accuracy (truth =
-    accuracy): ``spearman``, ``kendall`` with their p-values (scipy), the top-scored layer ``pick_depth`` (ties →
-    the worse layer, the one tie rule), its ``pick_truth``, the most accurate layer ``best_depth`` and
+    """For each score column, :func:`depara.evaluation.rank_quality.rank_quality` of the layers that have an accuracy
+    (truth = accuracy): ``spearman``, ``kendall`` with their p-values (scipy), the top-scored layer ``pick_depth``
+    (ties → the worse layer, the one tie rule), its ``pick_truth``, the most accurate layer ``best_depth`` and
     ``best_truth``, and ``regret`` = best_truth − pick_truth (the accuracy lost by the pick)."""
     from scipy.stats import kendalltau, spearmanr
 

@@ -1,5 +1,5 @@
-"""Figure of the per-layer peer comparison (:mod:`depara.benches.layers.peers`): every estimator's score per transfer depth,
-z-scored within the method, beside the measured transfer accuracy. Draws what it is given; computes no score."""
+"""Figure of the per-layer peer comparison (:mod:`depara.benches.layers.peers`): every estimator's score per transfer
+depth, z-scored within the method, beside the measured transfer accuracy. Draws what it is given; computes no score."""
 
 from __future__ import annotations
 

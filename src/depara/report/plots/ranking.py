@@ -66,7 +66,8 @@ def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
     """Precision against recall over K = 1..S−1 for each method.
 
     Args:
-        curves: label → :class:`depara.evaluation.rank_quality.RankingCurve` (all with the same targets and relevant size).
+        curves: label → :class:`depara.evaluation.rank_quality.RankingCurve` (all with the same targets and
+            relevant size).
         out: PNG path.
         published: label → ``{"precision": ..., "recall": ..., "K": ...}`` points drawn as unconnected open
             markers; an optional ``"match"`` entry names the curve whose colour they take.

@@ -60,6 +60,7 @@ MOVED_MODULES = {
     "graph_results": "report.graph_files",
     "graph_rows": "core.graph_rows",
     "graph_similarity": "core.similarity",
+    "plots._common": "report.plots.common",
     "harness": "selection.harness",
     "ids": "core.ids",
     "labels": "core.labels",

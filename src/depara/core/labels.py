@@ -118,3 +118,15 @@ def depara_score(v: Any, e: Any, node_weight: float) -> np.ndarray:
     if a == 0:  # S = V + λE with λ = ∞: the edge term alone, whatever V is
         return combine(np.full(e.shape, np.nan), e, math.inf)
     return a * combine(v, e, 1.0 / a)
+
+
+def __getattr__(name: str):
+    # label_graph(labels, probe_ids, meta) of release 0.1 is Graph.from_labels; the old name warns for one release.
+    if name == "label_graph":
+        import importlib
+        import warnings
+
+        warnings.warn("depara.core.labels.label_graph is depara.core.graph.Graph.from_labels; the old name goes in "
+                      "the next release", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("depara.core.graph").Graph.from_labels
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._io import default_cache_dir, ensure_dir
+from ._io import check_results_dir, default_cache_dir, ensure_dir
 from .errors import DeparaError
 from .report import pick_and_truth, render_report
-from .results import read_manifest, write_manifest
+from .results import read_manifest, write_manifest, write_results
 
 __all__ = ["run_demo", "run_benchmark_demo", "DEMO_SCALE"]
 
@@ -126,6 +126,8 @@ SELECT_SCALES: dict[str, dict[str, Any]] = {
              "epochs": 1, "scenes": 60, "n_boot": 10, "peer_boot": 5},
 }
 DEMO_SIZE = 32
+#: The inputs `depara demo` writes into its results folder (kept when a rerun replaces the folder).
+DEMO_INPUTS = ("data", "zoo.toml")
 DEMO_PREPROCESS = "32x32:0.5:0.5"
 #: The zoo: name → (torchvision architecture, source task, images per class (None: scenes), epochs key).
 DEMO_ZOO: dict[str, tuple[str, str, str]] = {
@@ -161,9 +163,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
         raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
     if scale not in SELECT_SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SELECT_SCALES)}")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DeparaError(f"--out {out_dir}: exists and is not a folder")
+    out_dir = check_results_dir(out, "--out", keep=DEMO_INPUTS)  # replaced whole at the end: checked first
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")
@@ -378,11 +378,9 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
         rows.append({"scorer": s, "pick": f"{cands[pick][0]}:{cands[pick][1]}", "pick_accuracy": acc[pick],
                      "regret": acc[best] - acc[pick], "spearman": float(rho), "kendall": float(tau)})
     rows.sort(key=lambda r: (r["scorer"] != sel.scorer, r["regret"]))
-    write_csv(out_dir / "scorers_vs_truth.csv", rows)
     truth_rows = sorted(({"candidate": f"{m}:{la}", "model": m, "layer": la, "linear_probe_accuracy": truth[(m, la)],
                           sel.scorer: float(sel.values[sel.scorer][cands.index((m, la))])} for m, la in cands),
                         key=lambda r: -r["linear_probe_accuracy"])
-    write_csv(out_dir / "truth.csv", truth_rows)
     main = rows[0]
     pick_acc, regret = main["pick_accuracy"], main["regret"]
     summary = (f"{sel.summary}; measured: the pick reaches {pick_acc:.1f}% (linear probe, held-out real digits), "
@@ -393,9 +391,15 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
                                   "truth": "logistic regression (C=0.1, standardised features average-pooled to "
                                            "2x2) trained on the select images, accuracy on held-out real digits",
                                   "seconds": seconds}})
-    files = sel.report(out_dir, extra={"truth_best": best_name, "regret": round(regret, 3),
-                                       "spearman": round(main["spearman"], 4), "pick_accuracy": round(pick_acc, 2),
-                                       "truth_best_accuracy": round(float(acc[best]), 2)},
-                       tables={"scorers_vs_truth": "scorers_vs_truth.csv", "truth": "truth.csv"},
-                       summary=summary)
+
+    def write(folder: Path) -> None:  # the demo's tables and the selection's files: one results folder
+        write_csv(folder / "scorers_vs_truth.csv", rows)
+        write_csv(folder / "truth.csv", truth_rows)
+        sel.write_into(folder, extra={"truth_best": best_name, "regret": round(regret, 3),
+                                      "spearman": round(main["spearman"], 4), "pick_accuracy": round(pick_acc, 2),
+                                      "truth_best_accuracy": round(float(acc[best]), 2)},
+                       tables={"scorers_vs_truth": "scorers_vs_truth.csv", "truth": "truth.csv"}, summary=summary)
+
+    write_results(out_dir, write, keep=DEMO_INPUTS)  # the demo's own inputs (images, zoo) stay in the folder
+    files = render_report(out_dir)
     return {"summary": summary, "summaries": {"select": summary}, "report": files.html, "markdown": files.markdown}

@@ -621,14 +621,19 @@ class Selection:
 
     def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
-        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``."""
-        from ._io import ensure_dir, write_csv, write_json
+        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``, as
+        a whole (:func:`depara.results.write_results`: a previous results folder there is replaced)."""
+        from .results import write_results
+
+        return write_results(out_dir, lambda out: self.write_into(out, extra=extra, tables=tables, summary=summary))
+
+    def write_into(self, out: Path, *, extra: Mapping[str, Any] | None = None,
+                   tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
+        """The files of :meth:`write` into the existing folder ``out`` (not atomic: for writers that put more
+        into one results folder and write it whole with :func:`depara.results.write_results`)."""
+        from ._io import write_csv, write_json
         from .results import write_manifest
 
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise DeparaError(f"out {out}: exists and is not a folder")
-        out = ensure_dir(out)
         s = self.scorer
         rows = [{"candidate": f"{r['model']}:{r['layer']}", "rank": r["rank"], "model": r["model"],
                  "layer": r["layer"], s: r[s], "95% interval": f"[{_f(r[f'{s}_lo'])}, {_f(r[f'{s}_hi'])}]",
@@ -759,7 +764,8 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
 
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
            probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
-           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
+           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None,
+           cache_readonly: bool = False, device: Any = None,
            batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
            engine: str = "local", address: str | None = None) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
@@ -789,6 +795,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
         ranks).
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
+        Checked before any work, with the data (:func:`depara._io.check_run_paths`): not a file, not broken,
+        writable, not inside the data folder.
+    cache_readonly : read the cache, write nothing to it; an entry that fails its check is refused, not rebuilt.
     device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
     engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
         (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
@@ -799,9 +808,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     -------
     Selection
     """
+    from ._io import check_run_paths
     from .store import GraphStore
 
     t0 = time.perf_counter()
+    check_run_paths(data, cache_dir=cache_dir, cache_readonly=cache_readonly, engine=engine)
     if protocol not in PROTOCOLS:
         raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     n_probes = _check_int(probes, "probes", 3)
@@ -857,7 +868,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         raise DeparaError(f"engine: expected 'local' or 'ray', got {engine!r}")
     if address is not None and engine != "ray":
         raise DeparaError("address: only with engine='ray'")
-    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
+    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None, readonly=cache_readonly)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
               nodes=bool(set(_NODE_SCORERS) & set(chosen)))

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import DeparaError
+from .readers import exists as path_exists, regular_file
 
 
 def _probe_writable(folder: Path, what: str, p: Path) -> None:
@@ -371,12 +372,15 @@ def check_cache_dir(path: str | os.PathLike | None, what: str = "cache_dir", rea
 
 def check_run_paths(data: Any, *, out: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                     cache_readonly: bool = False, engine: str = "local") -> None:
-    """Every output and cache path of a run, checked before the first model runs (API and CLI alike): the results
-    folder (:func:`check_results_dir`), the cache (:func:`check_cache_dir`), and both apart from the data
-    (:func:`check_apart`). Errors name the argument (``out``, ``cache_dir``); the CLI maps them to its flags."""
+    """Every output and cache path of a run, checked before the first model runs (API and CLI alike): ``data`` if
+    it is a file (a regular one), the results folder (:func:`check_results_dir`), the cache
+    (:func:`check_cache_dir`), and both apart from the data (:func:`check_apart`). Errors name the argument (``out``, ``cache_dir``); the CLI maps them to its flags."""
+    if isinstance(data, (str, os.PathLike)) and path_exists(data) and not Path(data).is_dir():
+        regular_file(data, "data")  # a FIFO, device or socket is named as such (not "not found")
     if out is not None:
-        check_results_dir(out, "out")
+        check_out_dir(out, "out")  # its parent folder must exist
         check_apart(out, "out", data)
+        check_results_dir(out, "out")
     if cache_readonly and engine == "ray":
         raise DeparaError("cache_readonly: the ray engine passes graphs through the cache, so it needs a writable "
                           "one")

@@ -1,8 +1,8 @@
 """Outputs apart from inputs, results folders written whole (issue 23, items 2 and 7).
 
-One atomic-folder writer (:func:`depara._io.atomic_dir`, through :func:`depara.results.write_results`): an
-interrupted write (an exception, SIGINT) leaves the previous folder byte for byte as it was and no temporary
-folder; a finished one replaces it whole. Outputs and the cache inside the data folder are refused before any
+One atomic-folder writer (:func:`depara.io.files.atomic_dir`, through
+:func:`depara.report.manifest.write_results`): an interrupted write (an exception, SIGINT) leaves the previous
+folder byte for byte as it was and no temporary folder; a finished one replaces it whole. Outputs and the cache inside the data folder are refused before any
 model runs.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depara._io import atomic_dir, check_apart
+from depara.io.files import atomic_dir, check_apart
 from depara.errors import DeparaError
-from depara.results import write_results
+from depara.report.manifest import write_results
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -85,7 +85,7 @@ def test_sigint_in_a_subprocess_leaves_the_previous_folder_intact(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from depara._io import atomic_dir
+        from depara.io.files import atomic_dir
         with atomic_dir(Path({str(out)!r})) as tmp:
             (tmp / "ranking.csv").write_text("new")
             print("writing", flush=True)
@@ -156,7 +156,7 @@ def data(tmp_path):
 
 
 def _models():
-    from depara.zoo import ModelEntry
+    from depara.extraction.zoo import ModelEntry
 
     _Counting.calls = 0
     return {"m": ModelEntry("m", "module:m", preprocessing="16x16", module=_Counting())}
@@ -195,7 +195,7 @@ def test_cli_select_out_inside_data_is_refused_before_any_work(data, tmp_path, c
 
 def test_selection_write_interrupted_keeps_the_previous_results(data, tmp_path, monkeypatch):
     import depara
-    import depara.results
+    import depara.report.manifest
 
     sel = depara.select(data, _models(), n_boot=2, cache_dir=tmp_path / "cache")
     out = tmp_path / "out"
@@ -206,7 +206,7 @@ def test_selection_write_interrupted_keeps_the_previous_results(data, tmp_path, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # SIGINT after the tables, before the manifest
 
-    monkeypatch.setattr(depara.results, "write_manifest", interrupted)
+    monkeypatch.setattr(depara.report.manifest, "write_manifest", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sel.write(out, summary="a second run")
     assert _snapshot(out) == before and _leftovers(tmp_path) == []

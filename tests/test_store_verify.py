@@ -19,7 +19,7 @@ import pytest
 from depara import Graph
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.store import CHECK_SUFFIX, STORE_VERSION, GraphStore
+from depara.extraction.store import CHECK_SUFFIX, STORE_VERSION, GraphStore
 
 
 def _graph(seed: int = 0, n: int = 6) -> Graph:
@@ -89,9 +89,9 @@ def test_each_kind_of_damage_is_caught_reported_and_rebuilt(tmp_path, damage, ca
     assert str(pa) in str(info.value) and "\n" not in str(info.value)
     assert pa.exists()
     # a writable store reports it in one warning line, deletes it and answers "missing", so it is rebuilt
-    with caplog.at_level(logging.WARNING, logger="depara.store"):
+    with caplog.at_level(logging.WARNING, logger="depara.extraction.store"):
         assert store.get_array(ka) is None
-    lines = [r.getMessage() for r in caplog.records if r.name == "depara.store"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "depara.extraction.store"]
     assert len(lines) == 1 and str(pa) in lines[0] and expected in lines[0] and "rebuilding" in lines[0]
     assert not pa.exists() and not store.has(ka)
     store.put_array(ka, np.arange(24, dtype=np.float32).reshape(4, 6))
@@ -101,7 +101,7 @@ def test_each_kind_of_damage_is_caught_reported_and_rebuilt(tmp_path, damage, ca
 def test_graph_entry_bit_flip_is_caught(tmp_path, caplog):
     store, kg, _ = _filled(tmp_path)
     _flip(store.path(kg))
-    with caplog.at_level(logging.WARNING, logger="depara.store"):
+    with caplog.at_level(logging.WARNING, logger="depara.extraction.store"):
         assert store.get(kg) is None
     assert any("SHA-256" in r.getMessage() for r in caplog.records)
     assert store.get(kg) is None and not store.path(kg).exists()
@@ -166,7 +166,7 @@ def classes(tmp_path_factory):
 
 def _run(data, cache, **kw):
     import depara
-    from depara.zoo import ModelEntry
+    from depara.extraction.zoo import ModelEntry
 
     models = {f"m{s}": ModelEntry(f"m{s}", f"module:m{s}", preprocessing="16x16", module=_Net(s)) for s in (0, 1)}
     return depara.select(data, models, n_boot=5, cache_dir=cache, **kw)
@@ -189,9 +189,9 @@ def test_rerun_after_corruption_gives_the_clean_numbers(classes, tmp_path, caplo
     with pytest.raises(DeparaError, match="read-only"):
         ro = _run(classes, cache, cache_readonly=True)
     assert ro is None
-    with caplog.at_level(logging.WARNING, logger="depara.store"):
+    with caplog.at_level(logging.WARNING, logger="depara.extraction.store"):
         again = _run(classes, cache)
-    assert len([r for r in caplog.records if r.name == "depara.store"]) >= len(scores)
+    assert len([r for r in caplog.records if r.name == "depara.extraction.store"]) >= len(scores)
     assert again.candidates == clean.candidates and again.order == clean.order
     for s in clean.scorers:
         np.testing.assert_array_equal(again.values[s], clean.values[s])

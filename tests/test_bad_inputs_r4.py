@@ -620,6 +620,10 @@ CLI = {
     # ---- outputs: a file where a folder is expected, a folder where a file is, a missing parent
     "rank-out-is-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
                                     w["clean_graphs"], "--out", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "rank-out-foreign-folder": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                           w["clean_graphs"], "--out", w["secret"]], "not a depara results folder"),
+    "score-out-inside-target-data": lambda w: (_score(w, "--out", w["good"] / "so", target=w["good"],
+                                                      sources="torchvision:net"), "is inside the --target-data"),
     "rank-csv-is-folder": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
                                       w["clean_graphs"], "--csv", w["empty"]], "--csv"),
     "compare-out-is-folder": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",

@@ -1,9 +1,9 @@
 """Outputs apart from inputs, results folders written whole (issue 23, items 2 and 7).
 
 One atomic-folder writer (:func:`depara.io.files.atomic_dir`, through
-:func:`depara.report.manifest.write_results`): an interrupted write (an exception, SIGINT) leaves the previous
-folder byte for byte as it was and no temporary folder; a finished one replaces it whole. Outputs and the cache inside the data folder are refused before any
-model runs.
+:func:`depara.report.manifest.write_results_folder`): an interrupted write (an exception, SIGINT) leaves the
+previous folder byte for byte as it was and no temporary folder; a finished one replaces it whole. Outputs and
+the cache inside the data folder are refused before any model runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from depara.io.files import atomic_dir, check_apart
 from depara.errors import DeparaError
-from depara.report.manifest import write_results
+from depara.report.manifest import write_results_folder
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -52,7 +52,7 @@ def test_interrupted_write_leaves_the_previous_folder_intact(tmp_path):
 
 def test_finished_write_replaces_the_folder_whole(tmp_path):
     out = _previous(tmp_path)
-    got = write_results(out, lambda d: {"ranking": _write(d / "ranking.csv", "new"),
+    got = write_results_folder(out, lambda d: {"ranking": _write(d / "ranking.csv", "new"),
                                         "manifest": _write(d / "manifest.json", '{"kind": "select"}')})
     assert got == {"ranking": out / "ranking.csv", "manifest": out / "manifest.json"}  # paths in the final folder
     assert _snapshot(out) == {"ranking.csv": b"new", "manifest.json": b'{"kind": "select"}'}  # old figs gone
@@ -75,7 +75,7 @@ def test_only_empty_or_results_folders_are_replaced_and_keep_carries_inputs(tmp_
     assert ran == [] and (mine / "thesis.tex").read_text() == "my own file"
     # a run's own inputs (``keep``) do not count, and move into the new folder
     (mine / "manifest.json").write_text("{}")
-    write_results(mine, lambda d: _write(d / "manifest.json", '{"kind": "demo"}'), keep=("thesis.tex",))
+    write_results_folder(mine, lambda d: _write(d / "manifest.json", '{"kind": "demo"}'), keep=("thesis.tex",))
     assert _snapshot(mine) == {"thesis.tex": b"my own file", "manifest.json": b'{"kind": "demo"}'}
 
 
@@ -110,7 +110,7 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(tmp_path):
     stale = tmp_path / ".results.999999999-abc.part"  # no such PID
     stale.mkdir()
     (stale / "ranking.csv").write_text("half")
-    write_results(tmp_path / "results", lambda d: _write(d / "manifest.json", "{}"))
+    write_results_folder(tmp_path / "results", lambda d: _write(d / "manifest.json", "{}"))
     assert not stale.exists()
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..io.files import check_results_dir, default_cache_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
-from ..report.manifest import read_manifest, write_manifest, write_results
+from ..report.manifest import read_manifest, write_manifest, write_results_folder
 
 __all__ = ["run_demo", "run_benchmark_demo", "DEMO_SCALE"]
 
@@ -400,6 +400,6 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
                                       "truth_best_accuracy": round(float(acc[best]), 2)},
                        tables={"scorers_vs_truth": "scorers_vs_truth.csv", "truth": "truth.csv"}, summary=summary)
 
-    write_results(out_dir, write, keep=DEMO_INPUTS)  # the demo's own inputs (images, zoo) stay in the folder
+    write_results_folder(out_dir, write, keep=DEMO_INPUTS)  # the demo's own inputs (images, zoo) stay in the folder
     files = render_report(out_dir)
     return {"summary": summary, "summaries": {"select": summary}, "report": files.html, "markdown": files.markdown}

@@ -84,7 +84,7 @@ def score(
     from rich.table import Table
 
     from ..selection import harness
-    from ..io.files import check_out_dir
+    from ..io.files import check_apart, check_out_dir, check_results_dir
     from ..selection import targets
 
     from ..options import check_lam
@@ -97,6 +97,8 @@ def score(
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
     check_out_dir(out, "--out")
+    check_apart(out, "--out", target_data, "--target-data")
+    check_results_dir(out, "--out")  # replaced whole when the results are written: an unrelated folder refused now
     specs = [_named(s) for s in _split(sources)]
     if not specs:
         raise DeparaError("--sources: give at least one source")

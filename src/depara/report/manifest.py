@@ -13,7 +13,7 @@ Each experiment command writes into its ``--out`` folder its CSV/JSON tables, it
       "extra": {...}                                   # anything kind-specific (e.g. chosen layer, truth best)
     }
 
-A results folder is written as a whole (:func:`write_results`, over :func:`depara.io.files.atomic_dir`): into a
+A results folder is written as a whole (:func:`write_results_folder`, over :func:`depara.io.files.atomic_dir`): into a
 temporary sibling that is renamed into place when complete, so an interrupted run leaves the previous folder
 intact (or nothing), never a mix of two runs or tables without their manifest.
 """
@@ -35,7 +35,7 @@ MAX_MANIFEST_DEPTH = 32
 T = TypeVar("T")
 
 
-def write_results(out_dir: str | os.PathLike, write: Callable[[Path], T], what: str = "out", *,
+def write_results_folder(out_dir: str | os.PathLike, write: Callable[[Path], T], what: str = "out", *,
                   keep: tuple[str, ...] = ()) -> T:
     """Write the results folder ``out_dir`` as a whole: ``write(folder)`` fills a temporary sibling
     (:func:`depara.io.files.atomic_dir`), which replaces ``out_dir`` once ``write`` returns. What ``write`` returns is

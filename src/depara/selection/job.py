@@ -622,15 +622,16 @@ class Selection:
     def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
         """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``, as
-        a whole (:func:`depara.report.manifest.write_results`: a previous results folder there is replaced)."""
-        from ..report.manifest import write_results
+        a whole (:func:`depara.report.manifest.write_results_folder`: a previous results folder there is replaced)."""
+        from ..report.manifest import write_results_folder
 
-        return write_results(out_dir, lambda out: self.write_into(out, extra=extra, tables=tables, summary=summary))
+        return write_results_folder(out_dir, lambda out: self.write_into(out, extra=extra, tables=tables,
+                                                                          summary=summary))
 
     def write_into(self, out: Path, *, extra: Mapping[str, Any] | None = None,
                    tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
         """The files of :meth:`write` into the existing folder ``out`` (not atomic: for writers that put more
-        into one results folder and write it whole with :func:`depara.report.manifest.write_results`)."""
+        into one results folder and write it whole with :func:`depara.report.manifest.write_results_folder`)."""
         from ..io.files import write_csv, write_json
         from ..report.manifest import write_manifest
 

@@ -20,7 +20,7 @@ import pytest
 
 from depara.io.files import atomic_dir, check_apart
 from depara.errors import DeparaError
-from depara.report.manifest import write_results_folder
+from depara.report.manifest import write_results_folder, writes_results_folder
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -106,6 +106,31 @@ def test_sigint_in_a_subprocess_leaves_the_previous_folder_intact(tmp_path):
     assert _snapshot(out) == before and _leftovers(tmp_path) == []
 
 
+def test_decorated_writer_gets_a_temporary_folder_and_returns_final_paths(tmp_path):
+    seen = []
+
+    @writes_results_folder("out", keep=("cache",))
+    def bench(scale: str, out, *, fail: bool = False) -> dict:
+        seen.append(Path(out))
+        (Path(out) / "summary.csv").write_text(scale)
+        if fail:
+            raise KeyboardInterrupt
+        (Path(out) / "manifest.json").write_text("{}")
+        return {"out": str(out), "table": Path(out) / "summary.csv", "scale": scale}
+
+    final = tmp_path / "bench"
+    (final / "cache").mkdir(parents=True)  # a run's cache inside its folder (as taskonomy's default) is kept
+    (final / "cache" / "entry").write_text("cached")
+    got = bench("tiny", final)
+    assert seen[0] != final and seen[0].parent == tmp_path  # written beside, renamed in
+    assert got == {"out": str(final), "table": final / "summary.csv", "scale": "tiny"}
+    assert _snapshot(final) == {"cache/entry": b"cached", "summary.csv": b"tiny", "manifest.json": b"{}"}
+    before = _snapshot(final)
+    with pytest.raises(KeyboardInterrupt):
+        bench("demo", out=final, fail=True)
+    assert _snapshot(final) == before and _leftovers(tmp_path) == []
+
+
 def test_stale_temporary_folder_of_a_killed_run_is_removed(tmp_path):
     stale = tmp_path / ".results.999999999-abc.part"  # no such PID
     stale.mkdir()
@@ -177,6 +202,32 @@ def test_select_refuses_bad_cache_before_any_model_runs(data, tmp_path, where):
     msg = str(info.value)
     assert msg.startswith(f"cache_dir {cache}: ") and "\n" not in msg
     assert _Counting.calls == 0 and _snapshot(data) == before and not (data / "cache").exists()
+
+
+def test_select_refuses_an_unwritable_cache_before_any_model_runs(data, tmp_path, monkeypatch):
+    """A read-only cache folder (simulated: root may write anywhere) is refused up front, naming cache_dir and the
+    way to read it without writing; with cache_readonly=True it is read."""
+    import tempfile
+
+    import depara
+
+    cache = tmp_path / "ro"
+    (cache / "store").mkdir(parents=True)
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if Path(kwargs.get("dir", "")).resolve().is_relative_to(cache.resolve()):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with pytest.raises(DeparaError) as info:
+        depara.select(data, _models(), n_boot=2, cache_dir=cache)
+    assert str(info.value).startswith(f"cache_dir path {cache / 'store'}: folder {cache / 'store'} is not writable")
+    assert "--cache-readonly" in str(info.value) and _Counting.calls == 0
+    sel = depara.select(data, _models(), n_boot=2, cache_dir=cache, cache_readonly=True)
+    assert _Counting.calls > 0 and len(sel.candidates) >= 1
+    assert [p for p in (cache / "store").rglob("*")] == []  # read-only: nothing written
 
 
 def test_cli_select_out_inside_data_is_refused_before_any_work(data, tmp_path, capsys):

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
-from .readers import exists as path_exists, regular_file
+from .readers import exists as path_exists, real_path, regular_file
 
 
 def _probe_writable(folder: Path, what: str, p: Path) -> None:
@@ -285,7 +285,7 @@ def atomic_dir(path: str | os.PathLike, what: str = "output folder", *, replace:
     """
     final = check_results_dir(path, what, replace=replace, keep=keep)
     if final.is_symlink():
-        final = Path(os.path.realpath(final))
+        final = real_path(final)
     parent = final.parent if str(final.parent) else Path(".")
     ensure_dir(parent, what)
     clean_stale_parts(parent)
@@ -333,7 +333,7 @@ def check_apart(path: str | os.PathLike, what: str, data: Any, data_what: str = 
     image-list file, a ProbeSet) only refuses ``path`` equal to it."""
     if not isinstance(data, (str, os.PathLike)):
         return
-    d, p = Path(os.path.realpath(data)), Path(os.path.realpath(path))
+    d, p = real_path(data), real_path(path)
     if p == d or (d.is_dir() and p.is_relative_to(d)):
         where = "is" if p == d else "is inside"
         raise DeparaError(f"{what} {path}: {where} the {data_what} folder {data} (its files would be read as input "

@@ -20,6 +20,8 @@ intact (or nothing), never a mix of two runs or tables without their manifest.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
@@ -50,9 +52,33 @@ def write_results_folder(out_dir: str | os.PathLike, write: Callable[[Path], T],
     return _moved(value, tmp, final)
 
 
+def writes_results_folder(arg: str, *, keep: tuple[str, ...] = ()) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator of a function that writes a results folder into its argument ``arg``: the function is given a
+    temporary sibling folder instead, which replaces the folder whole when the function returns
+    (:func:`write_results_folder`; ``keep`` as there). Paths it returns are given under the final folder."""
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            bound = sig.bind(*args, **kwargs)
+
+            def write(folder: Path) -> T:
+                bound.arguments[arg] = folder
+                return fn(*bound.args, **bound.kwargs)
+
+            return write_results_folder(bound.arguments[arg], write, keep=keep)
+
+        return wrapper
+
+    return decorate
+
+
 def _moved(value: Any, tmp: Path, final: Path) -> Any:
     if isinstance(value, Path) and value.is_relative_to(tmp):
         return final / value.relative_to(tmp)
+    if isinstance(value, str) and (value == str(tmp) or value.startswith(str(tmp) + os.sep)):
+        return str(final) + value[len(str(tmp)):]
     if isinstance(value, Mapping):
         return type(value)({k: _moved(v, tmp, final) for k, v in value.items()})  # type: ignore[call-arg]
     if isinstance(value, list):

@@ -484,7 +484,7 @@ CLI = {
     "select-zoo-fifo": lambda w: (["select", w["good"], "--zoo", _fifo(w, "zoo_fifo.toml")], "FIFO"),
     "select-zoo-deep": lambda w: (["select", w["good"], "--zoo", _zoo(
         w, "deep", '[[model]]\nname = "n"\nspec = "torchvision:resnet18"\nlayers = ' + "[" * 3000 + "]" * 3000)],
-        "nested too deeply"),
+        "zoo file " + str(w["root"] / "deep.toml") + ": nested too deeply"),
     "select-zoo-nan": lambda w: (["select", w["good"], "--zoo", _zoo(
         w, "nan", f'[[model]]\nname = "n"\nspec = "file:{w["net"]}"\npreprocessing = "16x16:nan:0.5"\n')],
         "entry 1 ('n'): field 'preprocessing'"),

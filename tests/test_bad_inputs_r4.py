@@ -411,6 +411,15 @@ def _link(w, name: str, target: Path) -> Path:
     return p
 
 
+def _results_holding_data(w) -> Path:
+    """A previous results folder (it has a manifest) with the data folder inside it."""
+    holder = w["root"] / "holder"
+    if not holder.exists():
+        _classes(holder / "data")
+        (holder / "manifest.json").write_text('{"kind": "select"}')
+    return holder
+
+
 def _broken_cache(w) -> Path:
     """A cache folder whose ``store`` is a file."""
     c = w["root"] / "broken_cache"
@@ -474,6 +483,8 @@ CLI = {
     "select-out-link-into-data": lambda w: (_sel(w, "--out", _link(w, "out_link", w["good"]) / "r"),
                                             "is inside the data folder"),
     "select-out-foreign-folder": lambda w: (_sel(w, "--out", w["secret"]), "not a depara results folder"),
+    "select-out-holds-data": lambda w: (_sel(w, "--out", _results_holding_data(w), data=w["root"] / "holder" / "data"),
+                                        "holds the data"),
     "select-cache-inside-data": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
                                             w["good"] / "cache"], "--cache " + str(w["good"] / "cache")),
     "select-cache-broken": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
@@ -750,6 +761,8 @@ CLI = {
                                            "--depth", "-1"], "depth"),
     "transfer-epochs-negative": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
                                             "--epochs", "-1"], "epochs"),
+    "layers-select-out-is-target": lambda w: (["layers-select", "--source", "imagenet", "--target", w["good"],
+                                               "--probes", w["flat"], "--out", w["good"]], "is the --target folder"),
     "layers-select-lam-negative": lambda w: (["layers-select", "--source", "imagenet", "--target", w["missing"],
                                               "--probes", w["flat"], "--out", w["root"] / "ls", "--lam", "-1"],
                                              "lam"),

@@ -97,7 +97,7 @@ def score(
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
     check_out_dir(out, "--out")
-    check_apart(out, "--out", target_data, "--target-data")
+    check_apart(out, "--out", target_data, "--target-data", whole=True)
     check_results_dir(out, "--out")  # replaced whole when the results are written: an unrelated folder refused now
     specs = [_named(s) for s in _split(sources)]
     if not specs:

@@ -52,7 +52,7 @@ def matrices(
 
     check_lam(lam, "--lam")
     check_out_dir(out, "--out")
-    check_apart(out, "--out", features, "--features")
+    check_apart(out, "--out", features, "--features", whole=True)
     check_results_dir(out, "--out", keep=("cache",))  # replaced whole when written (its default cache kept)
     fresh = not out.exists()
     try:
@@ -88,7 +88,7 @@ def plot(
     from ..io.files import check_apart, check_out_dir, check_results_dir
 
     check_out_dir(out, "--out")
-    check_apart(out, "--out", matrices_dir, "--matrices")
+    check_apart(out, "--out", matrices_dir, "--matrices", whole=True)
     check_results_dir(out, "--out")  # replaced whole when written: an unrelated folder is refused now
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)

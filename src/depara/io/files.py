@@ -327,10 +327,12 @@ def _swap_in(new: Path, final: Path, keep: Sequence[str] = ()) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_apart(path: str | os.PathLike, what: str, data: Any, data_what: str = "data") -> None:
-    """Refuse an output or cache path equal to or inside the input folder ``data`` (every link resolved first):
-    results written there would be read as input by the next run. ``data`` that is not a folder path (an
-    image-list file, a ProbeSet) only refuses ``path`` equal to it."""
+def check_apart(path: str | os.PathLike, what: str, data: Any, data_what: str = "data", *,
+                whole: bool = False) -> None:
+    """Refuse an output or cache path equal to or inside the input ``data`` (every link resolved first): results
+    written there would be read as input by the next run. ``data`` that is not a folder path (an image-list file,
+    a ProbeSet) only refuses ``path`` equal to it; None is skipped. ``whole``: ``path`` is a results folder that
+    is replaced whole (:func:`atomic_dir`), so one that holds ``data`` is refused too."""
     if not isinstance(data, (str, os.PathLike)):
         return
     d, p = real_path(data), real_path(path)
@@ -338,6 +340,9 @@ def check_apart(path: str | os.PathLike, what: str, data: Any, data_what: str = 
         where = "is" if p == d else "is inside"
         raise DeparaError(f"{what} {path}: {where} the {data_what} folder {data} (its files would be read as input "
                           "by the next run); choose a folder outside it")
+    if whole and d.is_relative_to(p):
+        raise DeparaError(f"{what} {path}: holds the {data_what} {data} (the results replace the folder whole); "
+                          "choose a folder outside it")
 
 
 def check_cache_dir(path: str | os.PathLike | None, what: str = "cache_dir", readonly: bool = False) -> Path:
@@ -380,7 +385,7 @@ def check_run_paths(data: Any, *, out: str | os.PathLike | None = None, cache_di
         regular_file(data, "data")  # a FIFO, device or socket is named as such (not "not found")
     if out is not None:
         check_out_dir(out, "out")  # its parent folder must exist
-        check_apart(out, "out", data)
+        check_apart(out, "out", data, whole=True)
         check_results_dir(out, "out")
     if cache_readonly and engine == "ray":
         raise DeparaError("cache_readonly: the ray engine passes graphs through the cache, so it needs a writable "

@@ -22,7 +22,7 @@ import numpy as np
 from ..io.files import check_results_dir, default_cache_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
-from ..report.manifest import read_manifest, write_manifest, write_results_folder
+from ..report.manifest import read_manifest, write_manifest, write_results_folder, writes_results_folder
 
 __all__ = ["run_demo", "run_benchmark_demo", "DEMO_SCALE"]
 
@@ -45,7 +45,9 @@ def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:
 
 def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and ``out/layers``; render ``out/report.html``.
+    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and
+    ``out/layers``; render ``out/report.html``. The folder is written whole (an interrupted run leaves the previous
+    one), then the report is rendered in it.
 
     Returns a dict: ``summary`` (one line), ``taskbank`` / ``layers`` (each pipeline's returned dict),
     ``summaries`` (each pipeline's one-line pick), ``seconds`` (wall time per step) and ``report`` / ``markdown``
@@ -53,16 +55,22 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DeparaError(f"--out {out_dir}: exists and is not a folder")
-    out_dir = ensure_dir(out_dir)
+    out_dir = check_results_dir(out, "--out")  # replaced whole: checked before any work
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")
     ensure_dir(cache)
-    run_bench, run_layers_demo = _load_pipelines()
     say = _Narrator(progress)
+    result = _benchmark_sections(out_dir, seed, cache, progress, say)
+    files = render_report(out_dir)
+    say(f"[bold green]report:[/bold green] {files.html}")
+    return {**result, "report": files.html, "markdown": files.markdown}
+
+
+@writes_results_folder("out_dir")
+def _benchmark_sections(out_dir: Path, seed: int, cache: Path, progress: bool, say: "_Narrator") -> dict[str, Any]:
+    """Both pipelines into ``out_dir/<section>`` and the top-level manifest (kind ``demo``), as one folder."""
+    run_bench, run_layers_demo = _load_pipelines()
     steps = {
         "taskbank": ("which source model: ranking the task bank against measured transfer", run_bench),
         "layers": ("which layer: synthetic→real digits, layer by layer", run_layers_demo),
@@ -90,10 +98,7 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
         settings={"scale": DEMO_SCALE, "seed": seed, "cache_dir": str(cache)},
         extra={"sections": list(SECTIONS), "picks": picks, "seconds": seconds},
     )
-    files = render_report(out_dir)
-    say(f"[bold green]report:[/bold green] {files.html}")
-    return {"summary": summary, "summaries": summaries, "seconds": seconds, "report": files.html,
-            "markdown": files.markdown, **results}
+    return {"summary": summary, "summaries": summaries, "seconds": seconds, **results}
 
 
 def _picks(extra: Any) -> dict[str, Any]:

@@ -249,6 +249,11 @@ def test_selection_write_interrupted_keeps_the_previous_results(data, tmp_path, 
     import depara.report.manifest
 
     sel = depara.select(data, _models(), n_boot=2, cache_dir=tmp_path / "cache")
+    for bad, what in ((data / "results", "is inside the data folder"), (data, "is the data folder"),
+                      (tmp_path, "holds the data")):
+        with pytest.raises(DeparaError, match=f"^out {bad}: {what}"):
+            sel.write(bad)
+    assert not (data / "results").exists()
     out = tmp_path / "out"
     files = sel.write(out)
     assert files["ranking"] == out / "ranking.csv" and (out / "manifest.json").is_file()

@@ -580,6 +580,7 @@ class Selection:
     settings: dict[str, Any]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     boot: np.ndarray | None = field(default=None, repr=False)  # scorer's resample values C × B
+    data_path: Any = field(default=None, repr=False)  # the data folder / list given (results are kept apart from it)
 
     @property
     def best(self) -> tuple[str, str]:
@@ -623,8 +624,10 @@ class Selection:
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
         """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``, as
         a whole (:func:`depara.report.manifest.write_results_folder`: a previous results folder there is replaced)."""
+        from ..io.files import check_apart
         from ..report.manifest import write_results_folder
 
+        check_apart(out_dir, "out", self.data_path, whole=True)  # results never go into (or around) the data
         return write_results_folder(out_dir, lambda out: self.write_into(out, extra=extra, tables=tables,
                                                                           summary=summary))
 
@@ -936,4 +939,4 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
     return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,
                      order=order, p_best=p_best, too_close=too_close, case=case, settings=settings,
-                     models=models_info, boot=boot)
+                     models=models_info, boot=boot, data_path=data if isinstance(data, (str, os.PathLike)) else None)

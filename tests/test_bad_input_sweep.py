@@ -397,6 +397,37 @@ def _score_truth(w, name: str):
     return _score_out(w, "--truth", w["tables"] / name)
 
 
+def _fifo(w, name: str) -> Path:
+    p = w["root"] / name
+    if not p.exists():
+        os.mkfifo(p)
+    return p
+
+
+def _link(w, name: str, target: Path) -> Path:
+    p = w["root"] / name
+    if not p.is_symlink():
+        p.symlink_to(target)
+    return p
+
+
+def _results_holding_data(w) -> Path:
+    """A previous results folder (it has a manifest) with the data folder inside it."""
+    holder = w["root"] / "holder"
+    if not holder.exists():
+        _classes(holder / "data")
+        (holder / "manifest.json").write_text('{"kind": "select"}')
+    return holder
+
+
+def _broken_cache(w) -> Path:
+    """A cache folder whose ``store`` is a file."""
+    c = w["root"] / "broken_cache"
+    c.mkdir(exist_ok=True)
+    (c / "store").write_text("not a folder")
+    return c
+
+
 CLI = {
     # ---- select: data
     "select-missing-folder": lambda w: (_sel(w, data=w["missing"]), "no_such_folder"),
@@ -445,6 +476,31 @@ CLI = {
     "select-out-is-file": lambda w: (_sel(w, "--out", w["tables"] / "truth_ok.csv"), "truth_ok.csv"),
     "select-cache-is-file": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
                                         w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    # ---- select: outputs and cache apart from the data, checked before any work (issue 23)
+    "select-out-inside-data": lambda w: (_sel(w, "--out", w["good"] / "results"),
+                                         "--out " + str(w["good"] / "results") + ": is inside the data folder"),
+    "select-out-is-data": lambda w: (_sel(w, "--out", w["good"]), "is the data folder"),
+    "select-out-link-into-data": lambda w: (_sel(w, "--out", _link(w, "out_link", w["good"]) / "r"),
+                                            "is inside the data folder"),
+    "select-out-foreign-folder": lambda w: (_sel(w, "--out", w["secret"]), "not a depara results folder"),
+    "select-out-holds-data": lambda w: (_sel(w, "--out", _results_holding_data(w), data=w["root"] / "holder" / "data"),
+                                        "holds the data"),
+    "select-cache-inside-data": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
+                                            w["good"] / "cache"], "--cache " + str(w["good"] / "cache")),
+    "select-cache-broken": lambda w: (["select", w["good"], "--models", f"file:{w['net']}", "--cache",
+                                       _broken_cache(w)], "a broken cache"),
+    "select-cache-readonly-missing": lambda w: (_sel(w, "--cache-readonly", "--cache", w["root"] / "no_cache"),
+                                                "a read-only cache must exist"),
+    "select-data-fifo": lambda w: (_sel(w, data=_fifo(w, "data.fifo")), "not a regular file (a FIFO"),
+    "select-zoo-fifo": lambda w: (["select", w["good"], "--zoo", _fifo(w, "zoo_fifo.toml")], "FIFO"),
+    "select-zoo-deep": lambda w: (["select", w["good"], "--zoo", _zoo(
+        w, "deep", '[[model]]\nname = "n"\nspec = "torchvision:resnet18"\nlayers = ' + "[" * 3000 + "]" * 3000)],
+        "zoo file " + str(w["root"] / "deep.toml") + ": nested too deeply"),
+    "select-zoo-nan": lambda w: (["select", w["good"], "--zoo", _zoo(
+        w, "nan", f'[[model]]\nname = "n"\nspec = "file:{w["net"]}"\npreprocessing = "16x16:nan:0.5"\n')],
+        "entry 1 ('n'): field 'preprocessing'"),
+    "select-zoo-path-escapes": lambda w: (["select", w["good"], "--zoo", _zoo(
+        w, "escape", '[[model]]\nname = "n"\nspec = "file:../secret.pt"\n')], "outside the zoo file's folder"),
     # ---- extract
     "extract-missing-probes": lambda w: (_ext(w, "--out", w["root"] / "g.safetensors", probes=w["missing"]),
                                          "no_such_folder"),
@@ -575,6 +631,10 @@ CLI = {
     # ---- outputs: a file where a folder is expected, a folder where a file is, a missing parent
     "rank-out-is-file": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
                                     w["clean_graphs"], "--out", w["tables"] / "truth_ok.csv"], "truth_ok.csv"),
+    "rank-out-foreign-folder": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
+                                           w["clean_graphs"], "--out", w["secret"]], "not a depara results folder"),
+    "score-out-inside-target-data": lambda w: (_score(w, "--out", w["good"] / "so", target=w["good"],
+                                                      sources="torchvision:net"), "is inside the --target-data"),
     "rank-csv-is-folder": lambda w: (["rank", "--target", w["graphs"] / "g0.safetensors", "--sources",
                                       w["clean_graphs"], "--csv", w["empty"]], "--csv"),
     "compare-out-is-folder": lambda w: (["compare", w["graphs"] / "g0.safetensors", w["graphs"] / "g1.safetensors",
@@ -701,6 +761,8 @@ CLI = {
                                            "--depth", "-1"], "depth"),
     "transfer-epochs-negative": lambda w: (["transfer", w["good"], "--source", "imagenet", "--out", w["root"] / "tf",
                                             "--epochs", "-1"], "epochs"),
+    "layers-select-out-is-target": lambda w: (["layers-select", "--source", "imagenet", "--target", w["good"],
+                                               "--probes", w["flat"], "--out", w["good"]], "is the --target folder"),
     "layers-select-lam-negative": lambda w: (["layers-select", "--source", "imagenet", "--target", w["missing"],
                                               "--probes", w["flat"], "--out", w["root"] / "ls", "--lam", "-1"],
                                              "lam"),
@@ -764,6 +826,12 @@ def _select(w, tmp, **kw):
     return depara.select(**args)
 
 
+def _read_zoo(path):
+    from depara.extraction.zoo import read_zoo
+
+    return read_zoo(path)
+
+
 def _harness(models, images, labels, **kw):
     from depara.selection import harness
 
@@ -793,6 +861,32 @@ API = {
     "select-data-int": lambda w, t: (lambda: _select(w, t, data=5), "data"),
     "select-scorers-unknown": lambda w, t: (lambda: _select(w, t, scorers=["nope"]), "scorers"),
     "select-engine": lambda w, t: (lambda: _select(w, t, engine="spark"), "engine"),
+    # ---- depara.select: the cache, checked before any work (issue 23)
+    "select-cache-file": lambda w, t: (lambda: _select(w, t, cache_dir=w["tables"] / "truth_ok.csv"),
+                                       "cache_dir " + str(w["tables"] / "truth_ok.csv") + ": exists and is not"),
+    "select-cache-inside-data": lambda w, t: (lambda: _select(w, t, cache_dir=w["good"] / "c"),
+                                              "cache_dir " + str(w["good"] / "c") + ": is inside the data folder"),
+    "select-cache-broken": lambda w, t: (lambda: _select(w, t, cache_dir=_broken_cache(w)), "a broken cache"),
+    "select-cache-readonly-ray": lambda w, t: (lambda: _select(w, t, cache_readonly=True, engine="ray"),
+                                               "cache_readonly"),
+    "select-data-fifo": lambda w, t: (lambda: _select(w, t, data=_fifo(w, "api_data.fifo")), "FIFO"),
+    "zoo-fifo": lambda w, t: (lambda: _read_zoo(_fifo(w, "api_zoo.toml")), "not a regular file"),
+    "zoo-deep": lambda w, t: (lambda: _read_zoo(_zoo(w, "api_deep", "a = " + "[" * 3000 + "]" * 3000)),
+                              "nested too deeply"),
+    "zoo-nan-preprocessing": lambda w, t: (lambda: _read_zoo(_zoo(
+        w, "api_nan", '[[model]]\nname = "n"\nspec = "torchvision:resnet18"\npreprocessing = "16x16:0.5:nan"\n')),
+        "api_nan.toml: entry 1 ('n'): field 'preprocessing'"),
+    "zoo-file-escapes": lambda w, t: (lambda: _read_zoo(_zoo(
+        w, "api_escape", '[[model]]\nname = "n"\nspec = "file:nets/../../x.pt"\n')), "field 'spec' path"),
+    "zoo-weights-escape": lambda w, t: (lambda: _read_zoo(_zoo(
+        w, "api_wescape", '[[model]]\nname = "n"\nspec = "torchvision:resnet18"\nweights = "../w.pt"\n')),
+        "field 'weights' path '../w.pt'"),
+    "zoo-link-escapes": lambda w, t: (lambda: _read_zoo(_zoo(
+        w, "api_link", '[[model]]\nname = "n"\nspec = "file:up_link/x.pt"\n') if _link(
+            w, "up_link", w["root"].parent) else None), "outside the zoo file's folder"),
+    "zoo-fifo-model": lambda w, t: (lambda: _read_zoo(_zoo(
+        w, "api_fifo_model", '[[model]]\nname = "n"\nspec = "file:model_fifo.pt"\n') if _fifo(
+            w, "model_fifo.pt") else None), "not a regular file (a FIFO"),
     # ---- depara.select: labels given with a ProbeSet
     "select-labels-length": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[0, 1]), "labels"),
     "select-labels-nan": lambda w, t: (lambda: _select(w, t, data=_probes(w), labels=[0, 1, np.nan, 0, 1, 0]),

@@ -67,8 +67,12 @@ def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_pat
     assert make_config(demo.DEMO_SCALE).scale == "demo"
     out, cache = tmp_path / "demo", tmp_path / "cache"
     assert main(["demo", "benchmarks", "--out", str(out), "--cache", str(cache), "--seed", "3", "--quiet"]) == 0
-    assert [(n, s, o) for n, s, o, _ in fakes.calls] == [("bench", "demo", out / "taskbank"),
-                                                         ("layers", "demo", out / "layers")]
+    # each pipeline writes into the folder being built beside ``out`` (renamed onto it whole when both are done)
+    assert [(n, s, o.name) for n, s, o, _ in fakes.calls] == [("bench", "demo", "taskbank"),
+                                                              ("layers", "demo", "layers")]
+    assert all(o.parent.parent == out.parent and o.parent.name.startswith(".demo.") for _, _, o, _ in fakes.calls)
+    assert (out / "taskbank" / "manifest.json").is_file() and (out / "layers" / "manifest.json").is_file()
+    assert [p for p in out.parent.iterdir() if p.name.endswith(".part")] == []
     assert all(kw == {"seed": 3, "cache_dir": cache, "progress": False} for *_, kw in fakes.calls)
     manifest = read_manifest(out)
     assert manifest["kind"] == "demo"

@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io.files import default_cache_dir, ensure_dir
+from ..io.files import check_results_dir, default_cache_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
-from ..report.manifest import read_manifest, write_manifest
+from ..report.manifest import read_manifest, write_manifest, write_results_folder, writes_results_folder
 
 __all__ = ["run_demo", "run_benchmark_demo", "DEMO_SCALE"]
 
@@ -45,7 +45,9 @@ def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:
 
 def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and ``out/layers``; render ``out/report.html``.
+    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and
+    ``out/layers``; render ``out/report.html``. The folder is written whole (an interrupted run leaves the previous
+    one), then the report is rendered in it.
 
     Returns a dict: ``summary`` (one line), ``taskbank`` / ``layers`` (each pipeline's returned dict),
     ``summaries`` (each pipeline's one-line pick), ``seconds`` (wall time per step) and ``report`` / ``markdown``
@@ -53,16 +55,22 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DeparaError(f"--out {out_dir}: exists and is not a folder")
-    out_dir = ensure_dir(out_dir)
+    out_dir = check_results_dir(out, "--out")  # replaced whole: checked before any work
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")
     ensure_dir(cache)
-    run_bench, run_layers_demo = _load_pipelines()
     say = _Narrator(progress)
+    result = _benchmark_sections(out_dir, seed, cache, progress, say)
+    files = render_report(out_dir)
+    say(f"[bold green]report:[/bold green] {files.html}")
+    return {**result, "report": files.html, "markdown": files.markdown}
+
+
+@writes_results_folder("out_dir")
+def _benchmark_sections(out_dir: Path, seed: int, cache: Path, progress: bool, say: "_Narrator") -> dict[str, Any]:
+    """Both pipelines into ``out_dir/<section>`` and the top-level manifest (kind ``demo``), as one folder."""
+    run_bench, run_layers_demo = _load_pipelines()
     steps = {
         "taskbank": ("which source model: ranking the task bank against measured transfer", run_bench),
         "layers": ("which layer: synthetic→real digits, layer by layer", run_layers_demo),
@@ -90,10 +98,7 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
         settings={"scale": DEMO_SCALE, "seed": seed, "cache_dir": str(cache)},
         extra={"sections": list(SECTIONS), "picks": picks, "seconds": seconds},
     )
-    files = render_report(out_dir)
-    say(f"[bold green]report:[/bold green] {files.html}")
-    return {"summary": summary, "summaries": summaries, "seconds": seconds, "report": files.html,
-            "markdown": files.markdown, **results}
+    return {"summary": summary, "summaries": summaries, "seconds": seconds, **results}
 
 
 def _picks(extra: Any) -> dict[str, Any]:
@@ -126,6 +131,8 @@ SELECT_SCALES: dict[str, dict[str, Any]] = {
              "epochs": 1, "scenes": 60, "n_boot": 10, "peer_boot": 5},
 }
 DEMO_SIZE = 32
+#: The inputs `depara demo` writes into its results folder (kept when a rerun replaces the folder).
+DEMO_INPUTS = ("data", "zoo.toml")
 DEMO_PREPROCESS = "32x32:0.5:0.5"
 #: The zoo: name → (torchvision architecture, source task, images per class (None: scenes), epochs key).
 DEMO_ZOO: dict[str, tuple[str, str, str]] = {
@@ -161,9 +168,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
         raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
     if scale not in SELECT_SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SELECT_SCALES)}")
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DeparaError(f"--out {out_dir}: exists and is not a folder")
+    out_dir = check_results_dir(out, "--out", keep=DEMO_INPUTS)  # replaced whole at the end: checked first
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if cache.exists() and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")
@@ -378,11 +383,9 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
         rows.append({"scorer": s, "pick": f"{cands[pick][0]}:{cands[pick][1]}", "pick_accuracy": acc[pick],
                      "regret": acc[best] - acc[pick], "spearman": float(rho), "kendall": float(tau)})
     rows.sort(key=lambda r: (r["scorer"] != sel.scorer, r["regret"]))
-    write_csv(out_dir / "scorers_vs_truth.csv", rows)
     truth_rows = sorted(({"candidate": f"{m}:{la}", "model": m, "layer": la, "linear_probe_accuracy": truth[(m, la)],
                           sel.scorer: float(sel.values[sel.scorer][cands.index((m, la))])} for m, la in cands),
                         key=lambda r: -r["linear_probe_accuracy"])
-    write_csv(out_dir / "truth.csv", truth_rows)
     main = rows[0]
     pick_acc, regret = main["pick_accuracy"], main["regret"]
     summary = (f"{sel.summary}; measured: the pick reaches {pick_acc:.1f}% (linear probe, held-out real digits), "
@@ -393,9 +396,15 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
                                   "truth": "logistic regression (C=0.1, standardised features average-pooled to "
                                            "2x2) trained on the select images, accuracy on held-out real digits",
                                   "seconds": seconds}})
-    files = sel.report(out_dir, extra={"truth_best": best_name, "regret": round(regret, 3),
-                                       "spearman": round(main["spearman"], 4), "pick_accuracy": round(pick_acc, 2),
-                                       "truth_best_accuracy": round(float(acc[best]), 2)},
-                       tables={"scorers_vs_truth": "scorers_vs_truth.csv", "truth": "truth.csv"},
-                       summary=summary)
+
+    def write(folder: Path) -> None:  # the demo's tables and the selection's files: one results folder
+        write_csv(folder / "scorers_vs_truth.csv", rows)
+        write_csv(folder / "truth.csv", truth_rows)
+        sel.write_into(folder, extra={"truth_best": best_name, "regret": round(regret, 3),
+                                      "spearman": round(main["spearman"], 4), "pick_accuracy": round(pick_acc, 2),
+                                      "truth_best_accuracy": round(float(acc[best]), 2)},
+                       tables={"scorers_vs_truth": "scorers_vs_truth.csv", "truth": "truth.csv"}, summary=summary)
+
+    write_results_folder(out_dir, write, keep=DEMO_INPUTS)  # the demo's own inputs (images, zoo) stay in the folder
+    files = render_report(out_dir)
     return {"summary": summary, "summaries": {"select": summary}, "report": files.html, "markdown": files.markdown}

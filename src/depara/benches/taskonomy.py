@@ -37,6 +37,7 @@ from ..errors import DeparaError
 from ..core.graph import Graph
 from ..evaluation.published import read_published_hits  # noqa: F401 - its documented place (tx.read_published_hits)
 from ..core.similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
+from ..report.manifest import writes_results_folder
 
 FEATURE_FILE = "task_feature.npy"
 ATTRIBUTION_FILE = "gradXinput.npy"
@@ -355,6 +356,7 @@ def write_matrices(m: TaskonomyMatrices, out_dir: str | os.PathLike) -> dict[str
     return files
 
 
+@writes_results_folder("out_dir", keep=("cache",))  # written whole; the default cache stays
 def write_matrices_results(m: TaskonomyMatrices, out_dir: str | os.PathLike, *,
                            settings: Mapping[str, object] | None = None) -> dict[str, object]:
     """A ``taskonomy`` results folder of computed matrices: the CSVs (:func:`write_matrices`), the similarity
@@ -497,6 +499,7 @@ def _published_points(published: Mapping[str, tuple[np.ndarray, np.ndarray]] | N
     return pub_points
 
 
+@writes_results_folder("out_dir")  # written whole: an interrupted run leaves the previous folder
 def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], truth: np.ndarray,
                       out_dir: str | os.PathLike, *, relevant: int = 5,
                       published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,

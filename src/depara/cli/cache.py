@@ -1,4 +1,4 @@
-"""`depara cache info` / `depara cache clear`: the content-addressed store of graphs and features."""
+"""`depara cache info` / `verify` / `clear`: the content-addressed store of graphs and features."""
 
 from __future__ import annotations
 
@@ -30,6 +30,21 @@ def info(cache: Optional[Path] = typer.Option(None, "--cache", help=CACHE_HELP))
     typer.echo(f"entries: {data['entries']} ({data['bytes'] / 2**20:.1f} MiB)")
     for kind, k in sorted(data["kinds"].items()):
         typer.echo(f"  {kind}: {k['entries']} ({k['bytes'] / 2**20:.1f} MiB)")
+
+
+@cache_app.command("verify")
+def verify(cache: Optional[Path] = typer.Option(None, "--cache", help=CACHE_HELP),
+           remove: bool = typer.Option(False, "--remove", help="Delete the bad entries (the next run rebuilds "
+                                       "them).")) -> None:
+    """Check every entry against its check record (key, size, SHA-256); one line per bad entry, exit 1 if any."""
+    store = _store(cache)
+    n = len(store.entries())
+    bad = store.verify(remove=remove)
+    for path, problem in bad:
+        typer.echo(f"bad: {path}: {problem}")
+    typer.echo(f"checked {n} entries in {store.root}: {len(bad)} bad" + (", removed" if remove and bad else ""))
+    if bad:
+        raise typer.Exit(1)
 
 
 @cache_app.command("clear")

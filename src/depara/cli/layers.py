@@ -66,6 +66,20 @@ def _parse_transfer(values: list[str]) -> dict[str, Path]:
     return out
 
 
+def _check_select_out(out: Path, source: str, target: Path, probes: Path, transfers: dict[str, Path]) -> None:
+    """``layers-select --out`` before any work: a new, empty or results folder (it is replaced whole) whose parent
+    exists, apart from every input (none inside it, it inside none)."""
+    from ..io.files import check_apart, check_out_dir, check_results_dir
+
+    check_out_dir(out, "--out")
+    inputs = [("--target", target), ("--probes", probes), *(("--transfer", p) for p in transfers.values())]
+    if source != "imagenet":
+        inputs.append(("--source", Path(source)))
+    for flag, path in inputs:
+        check_apart(out, "--out", path, flag, whole=True)
+    check_results_dir(out, "--out")
+
+
 # ------------------------------------------------------------------------------------------------- data
 @data_app.command("split")
 def split_cmd(
@@ -238,6 +252,7 @@ def layers_select_cmd(
     from ..benches.layers import layers_select
 
     transfers = _parse_transfer(transfer or [])
+    _check_select_out(out, source, target, probes, transfers)
     if peers:  # check the peers' inputs before the DEPARA work
         from ..benches.layers.peers import resolve_target_data
 

@@ -9,7 +9,6 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
-from ..io.readers import exists
 from ._flags import flags
 from .app import app, demo_app
 
@@ -18,7 +17,7 @@ from .app import app, demo_app
 _SELECT_FLAGS = dict(models="--models", target_model="--target-model", layers="--layers", protocol="--protocol",
                      scorers="--scorers", probes="--probes", seed="--seed", n_boot="--n-boot", device="--device",
                      batch_size="--batch-size", feature_memory_mb="--feature-memory-mb", engine="--engine",
-                     address="--address")
+                     address="--address", out="--out", cache_dir="--cache", cache_readonly="--cache-readonly")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -48,6 +47,8 @@ def select_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default $DEPARA_CACHE, else "
                                          "~/.cache/depara)."),
+    cache_readonly: bool = typer.Option(False, "--cache-readonly", help="Read the cache, write nothing to it; an "
+                                        "entry that fails its check is refused instead of rebuilt."),
     batch_size: int = typer.Option(32, "--batch-size", help="Probes per forward+backward pass."),
     feature_memory_mb: float = typer.Option(2048, "--feature-memory-mb", help="RAM budget for features (MiB)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -57,16 +58,14 @@ def select_cmd(
                                           "cluster (default: a private local runtime)."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
-    from ..io.files import check_out_dir
+    from ..io.files import check_run_paths
     from ..selection.job import select
 
     if (models is None) == (zoo is None):
         raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
                           "(exactly one of them)")
-    if out is not None:
-        check_out_dir(out, "--out")  # exists-as-a-file / unwritable: refused before any work
-    if cache is not None and exists(cache) and not cache.is_dir():
-        raise DeparaError(f"--cache {cache}: exists and is not a folder")
+    with flags(**_SELECT_FLAGS):  # --out and --cache: writable, apart from the data, before any work
+        check_run_paths(data, out=out, cache_dir=cache, cache_readonly=cache_readonly, engine=engine)
     if zoo is not None and zoo.is_dir():
         raise DeparaError(f"--zoo {zoo}: is a folder, expected a zoo .toml file")
     names = _split(layers)
@@ -81,7 +80,7 @@ def select_cmd(
         sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
                      scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
                      batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
-                     address=address)
+                     address=address, cache_readonly=cache_readonly)
     from ._table import print_ranking
 
     s = sel.scorer

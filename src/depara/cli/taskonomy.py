@@ -48,11 +48,13 @@ def matrices(
 ) -> None:
     """Build each task's graph once (cached) and write the task-by-task V, E, RSA and DEPARA(λ) matrices."""
     from ..benches import taskonomy
-    from ..io.files import check_out_dir
+    from ..io.files import check_apart, check_out_dir, check_results_dir
     from ..options import check_lam
 
     check_lam(lam, "--lam")
     check_out_dir(out, "--out")
+    check_apart(out, "--out", features, "--features", whole=True)
+    check_results_dir(out, "--out", keep=("cache",))  # replaced whole when written (its default cache kept)
     fresh = not out.exists()
     try:
         m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
@@ -84,15 +86,16 @@ def plot(
 ) -> None:
     """Score the matrices against the truth: hits/P@K/R@K CSVs, PR curve, P@K curve, λ sweep, tree, manifest."""
     from ..benches import taskonomy
-    from ..io.files import check_out_dir, ensure_dir
+    from ..io.files import check_apart, check_out_dir, check_results_dir
 
     check_out_dir(out, "--out")
+    check_apart(out, "--out", matrices_dir, "--matrices", whole=True)
+    check_results_dir(out, "--out")  # replaced whole when written: an unrelated folder is refused now
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)
     from ..evaluation.published import read_published_hits
 
     pub = read_published_hits(published) if published is not None else None
-    ensure_dir(out)
     res = taskonomy.evaluate_matrices(m, names, t, out, relevant=relevant, published=pub, tree_method=tree_method,
                                       label=label,
                                       settings={"matrices": str(matrices_dir), "truth": str(truth),

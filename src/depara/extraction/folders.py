@@ -10,6 +10,7 @@ with ``test_labels.csv`` naming the class of each file).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..io.files import atomic_dir
 from ..errors import DeparaError
 from ..io.readers import real_path
 
@@ -154,29 +156,10 @@ def place_file(src: Path, dst: Path, mode: str) -> None:
         raise DeparaError(f"mode '{mode}': expected link, symlink or copy")
 
 
-class staged_folder:
-    """Context manager: build a folder under a hidden temporary name beside ``final``, rename on success.
-
-    Nothing is left under the final name if the block raises, so a failed split/shrink never leaves a
-    half-written dataset behind.
-    """
-
-    def __init__(self, final: str | os.PathLike, what: str = "output folder"):
-        self.final = Path(final)
-        self.what = what
-        self.tmp = self.final.parent / f".{self.final.name}.partial"
-
-    def __enter__(self) -> Path:
-        if self.final.exists():
-            raise DeparaError(f"{self.what} {self.final}: already exists (remove it or choose another out folder)")
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.final)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+def staged_folder(final: str | os.PathLike,
+                  what: str = "output folder") -> "contextlib.AbstractContextManager[Path]":
+    """Context manager: build a new folder under a hidden temporary name beside ``final``, rename it on success
+    (:func:`depara.io.files.atomic_dir` with ``replace=False``: an existing ``final`` is refused before anything is
+    written). Nothing is left under the final name if the block raises, so a failed split/shrink never leaves a
+    half-written dataset behind."""
+    return atomic_dir(final, what, replace=False)

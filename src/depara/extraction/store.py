@@ -15,8 +15,17 @@ resumes from the entries already written.
 
 Writes are atomic: the file is written beside its final name and renamed into place (:func:`depara.io.files.atomic_path`),
 so a reader sees either no entry or a complete one, also when two processes (e.g. Ray workers sharing a
-filesystem) write the same key at once — the last rename wins and both wrote identical content. An entry that
-cannot be read back (a truncated or corrupt file) is deleted and reported as missing, so the caller rebuilds it.
+filesystem) write the same key at once — the last rename wins and both wrote identical content.
+
+Every entry is **verified on read**. Beside it lies its check record ``<entry file>.check`` (JSON: the store
+version, the key the entry was written for, its size and the SHA-256 of its bytes), written before the entry
+itself. :meth:`GraphStore.get` / :meth:`GraphStore.get_array` compare all four with the file before using it: a
+changed byte, a truncated file, two entries swapped (the record names another key), an entry written by another
+store version or one without a record is never used. It is reported in one warning line (logger
+``depara.extraction.store``: ``cache entry P: <what is wrong>; rebuilding it``), deleted, and reported as
+missing, so the caller rebuilds it; a read-only store (``GraphStore(root, readonly=True)``, ``--cache-readonly``) writes nothing
+and refuses such an entry with a one-line DeparaError instead. :meth:`GraphStore.verify` checks the whole store
+(``depara cache verify``).
 
 ``ROOT`` is ``$DEPARA_CACHE/store`` (default ``~/.cache/depara/store``, see :func:`depara.io.files.default_cache_dir`).
 
@@ -29,27 +38,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from ..io.files import atomic_path, default_cache_dir
 from ..errors import DeparaError
+from ..io.files import atomic_path, default_cache_dir, sha256_file, write_text
+from ..io.readers import loads_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from ..core.graph import Graph
 
-__all__ = ["GraphStore", "weights_hash", "graph_key", "graph_key_options", "STORE_VERSION"]
+__all__ = ["GraphStore", "weights_hash", "graph_key", "graph_key_options", "STORE_VERSION", "CHECK_SUFFIX"]
 
 #: Bumped when the meaning of an entry changes, so older entries are never read as current ones.
-STORE_VERSION = "1"
+#: 2: every entry carries a check record (key, size, SHA-256), verified on read.
+STORE_VERSION = "2"
 _GRAPH = "graph"
 _SUFFIX = {_GRAPH: ".safetensors"}
+#: The check record of an entry is ``<entry file name><CHECK_SUFFIX>`` beside it.
+CHECK_SUFFIX = ".check"
+_MAX_CHECK_BYTES = 4096
+log = logging.getLogger(__name__)
 
 
 def weights_hash(model: "nn.Module") -> str:
@@ -127,25 +143,29 @@ def graph_key(model_hash: str, layer: str, probe_hash: str, options: Any = None,
 
 
 class GraphStore:
-    """Content-addressed store of graphs and feature arrays under one folder (see the module docstring).
+    """Content-addressed, verified store of graphs and feature arrays under one folder (see the module docstring).
 
     Parameters
     ----------
     root : path, optional
         The folder; default ``default_cache_dir() / "store"``. Created on the first write.
+    readonly : bool
+        Read only: nothing is written or deleted (:meth:`put` / :meth:`put_array` return their value unstored)
+        and an entry that fails its check raises a one-line DeparaError instead of being rebuilt.
 
     The four calls other code needs are :meth:`key`, :meth:`has`, :meth:`get` and :meth:`put` (graphs);
-    :meth:`get_array` / :meth:`put_array` do the same for numpy arrays, :meth:`info` / :meth:`clear` serve
-    ``depara cache info|clear``.
+    :meth:`get_array` / :meth:`put_array` do the same for numpy arrays, :meth:`info` / :meth:`verify` /
+    :meth:`clear` serve ``depara cache info|verify|clear``.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, *, readonly: bool = False):
         self.root = Path(root) if root is not None else default_cache_dir() / "store"
+        self.readonly = bool(readonly)
         if self.root.exists() and not self.root.is_dir():
             raise DeparaError(f"cache folder {self.root}: exists and is not a folder")
 
     def __repr__(self) -> str:
-        return f"GraphStore({str(self.root)!r})"
+        return f"GraphStore({str(self.root)!r}{', readonly=True' if self.readonly else ''})"
 
     # ------------------------------------------------------------------------------------------------ keys
     @staticmethod
@@ -170,76 +190,168 @@ class GraphStore:
             raise DeparaError(f"store key {key!r}: not a key made by GraphStore.key")
         return self.root / kind / digest[:2] / f"{digest}{_SUFFIX.get(kind, '.npy')}"
 
-    # ---------------------------------------------------------------------------------------------- graphs
-    def has(self, key: str) -> bool:
-        """Whether an entry exists for ``key`` (not whether it is readable: :meth:`get` checks that)."""
-        return self.path(key).is_file()
+    # ------------------------------------------------------------------------------------------ checking
+    def problem(self, key: str) -> str | None:
+        """What is wrong with the entry ``key`` (one phrase), or None when it is intact or absent.
 
-    def get(self, key: str) -> "Graph | None":
-        """The graph stored under ``key``, or None when absent; a corrupt entry is deleted and None returned."""
-        from ..core.graph import Graph
-
-        p = self.path(key)
-        if not p.is_file():
-            return None
-        try:
-            return Graph.load(p)
-        except (DeparaError, OSError, ValueError):
-            _remove(p)
-            return None
-
-    def put(self, key: str, graph: "Graph") -> "Graph":
-        """Store ``graph`` under ``key`` atomically (a concurrent reader never sees a partial file); returns it."""
-        from ..core.graph import Graph
-
-        if not isinstance(graph, Graph):
-            raise DeparaError(f"graph: expected a depara Graph to store, got {type(graph).__name__}")
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        graph.save(p)
-        return graph
-
-    # ---------------------------------------------------------------------------------------------- arrays
-    def get_array(self, key: str, mmap: bool = False) -> np.ndarray | None:
-        """The array stored under ``key`` (read with ``allow_pickle=False``), or None; corrupt → deleted, None.
-
-        mmap: a read-only memory map of the file instead of a copy in RAM (large feature arrays).
+        Intact: its check record exists, is of this :data:`STORE_VERSION`, names ``key``, and the file's size and
+        SHA-256 equal the record's.
         """
         p = self.path(key)
         if not p.is_file():
             return None
+        check = _check_path(p)
         try:
-            arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
-        except (OSError, ValueError, EOFError):
-            _remove(p)
-            return None
-        return arr
+            if not check.is_file():
+                return "no check record (written by an older depara, or its write was interrupted)"
+            with open(check, "rb") as fh:
+                record = loads_json(fh.read(_MAX_CHECK_BYTES + 1), str(check), max_bytes=_MAX_CHECK_BYTES,
+                                    max_depth=2)
+        except (DeparaError, OSError):
+            return "its check record is unreadable"
+        if not isinstance(record, dict):
+            return "its check record is unreadable"
+        if record.get("store") != STORE_VERSION:
+            return f"written by store version {record.get('store')!r}, this is version {STORE_VERSION!r}"
+        if record.get("key") != key:
+            return f"its check record is for another key ({str(record.get('key'))[:24]}…): entries swapped or copied"
+        size = p.stat().st_size
+        if size != record.get("bytes"):
+            return f"{size} bytes, its check record says {record.get('bytes')} (truncated or changed)"
+        if sha256_file(p) != record.get("sha256"):
+            return "its bytes do not match their SHA-256 (a changed byte)"
+        return None
 
-    def put_array(self, key: str, array: np.ndarray) -> np.ndarray:
-        """Store a numeric array under ``key`` atomically; returns it."""
-        arr = np.asarray(array)
-        if arr.dtype == object:
-            raise DeparaError("array: expected a numeric array to store, got dtype object")
+    def _reject(self, key: str, problem: str) -> None:
+        """A bad entry: refused (read-only) or reported in one line and deleted, so the caller rebuilds it."""
+        p = self.path(key)
+        if self.readonly:
+            raise DeparaError(f"cache entry {p}: {problem}; the cache is read-only, so it is not rebuilt (remove "
+                              "the entry, e.g. with 'depara cache verify --remove', or use a writable cache)")
+        log.warning("cache entry %s: %s; rebuilding it", p, problem)
+        _remove(p)
+        _remove(_check_path(p))
+
+    def _verified(self, key: str) -> Path | None:
+        """The entry's path when it exists and passes its check; None when absent or rejected."""
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        problem = self.problem(key)
+        if problem is not None:
+            self._reject(key, problem)
+            return None
+        return p
+
+    def _write(self, key: str, write: Callable[[Path], None]) -> None:
+        """Write an entry atomically through ``write(tmp)``, its check record first (none when read-only)."""
+        if self.readonly:
+            return
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(p, "store entry") as tmp:
+            write(tmp)
+            record = {"store": STORE_VERSION, "key": key, "bytes": tmp.stat().st_size, "sha256": sha256_file(tmp)}
+            # The record before the entry: a reader never meets an entry without one, except a leftover of an
+            # interrupted write, which the check rejects.
+            write_text(_check_path(p), json.dumps(record, sort_keys=True) + "\n")
+
+    # ---------------------------------------------------------------------------------------------- graphs
+    def has(self, key: str) -> bool:
+        """Whether an entry exists for ``key`` (not whether it is intact: :meth:`get` checks that)."""
+        p = self.path(key)
+        return p.is_file() and _check_path(p).is_file()
+
+    def get(self, key: str) -> "Graph | None":
+        """The graph stored under ``key`` after its check, or None when absent; a bad entry is reported in one
+        line and deleted (None returned), or refused with a DeparaError when the store is read-only."""
+        from ..core.graph import Graph
+
+        p = self._verified(key)
+        if p is None:
+            return None
+        try:
+            return Graph.load(p)
+        except (DeparaError, OSError, ValueError) as exc:
+            self._reject(key, f"not a readable graph ({exc})")
+            return None
+
+    def put(self, key: str, graph: "Graph") -> "Graph":
+        """Store ``graph`` under ``key`` atomically with its check record; returns it (unstored if read-only)."""
+        from ..core.graph import Graph
+
+        if not isinstance(graph, Graph):
+            raise DeparaError(f"graph: expected a depara Graph to store, got {type(graph).__name__}")
+        self._write(key, graph.save)
+        return graph
+
+    # ---------------------------------------------------------------------------------------------- arrays
+    def get_array(self, key: str, mmap: bool = False) -> np.ndarray | None:
+        """The array stored under ``key`` after its check (read with ``allow_pickle=False``), or None; a bad entry
+        as in :meth:`get`.
+
+        mmap: a read-only memory map of the file instead of a copy in RAM (large feature arrays).
+        """
+        p = self._verified(key)
+        if p is None:
+            return None
+        try:
+            return np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
+        except (OSError, ValueError, EOFError) as exc:
+            self._reject(key, f"not a readable array ({exc})")
+            return None
+
+    def put_array(self, key: str, array: np.ndarray) -> np.ndarray:
+        """Store a numeric array under ``key`` atomically with its check record; returns it."""
+        arr = np.asarray(array)
+        if arr.dtype == object:
+            raise DeparaError("array: expected a numeric array to store, got dtype object")
+
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
+
+        self._write(key, write)
         return arr
 
     def remove(self, key: str) -> bool:
         """Delete the entry ``key`` (e.g. probe-shard parts once their graph is stored); True if it existed."""
         p = self.path(key)
         existed = p.is_file()
-        _remove(p)
+        if not self.readonly:
+            _remove(p)
+            _remove(_check_path(p))
         return existed
 
     # ------------------------------------------------------------------------------------------- upkeep
     def entries(self) -> list[Path]:
-        """Every complete entry file (temporary ``.part`` files of writes in progress are not entries)."""
+        """Every entry file (not check records, not temporary ``.part`` files of writes in progress)."""
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith("."))
+        return sorted(p for p in self.root.glob("*/*/*") if p.is_file() and not p.name.startswith(".")
+                      and not p.name.endswith(CHECK_SUFFIX))
+
+    def verify(self, remove: bool = False) -> list[tuple[Path, str]]:
+        """Check every entry (:meth:`problem`); returns ``(path, problem)`` for each bad one.
+
+        remove: delete the bad entries (and their check records) too; else nothing is changed.
+        """
+        if remove and self.readonly:
+            raise DeparaError(f"cache {self.root}: read-only, nothing is deleted")
+        bad = []
+        for p in self.entries():
+            key = f"{p.parent.parent.name}-{p.name.split('.')[0]}"
+            try:
+                ok_name = self.path(key) == p
+            except DeparaError:
+                ok_name = False
+            problem = self.problem(key) if ok_name else "not a store entry (unexpected file name)"
+            if problem is not None:
+                bad.append((p, problem))
+                if remove:
+                    _remove(p)
+                    _remove(_check_path(p))
+        return bad
 
     def info(self) -> dict[str, Any]:
         """``{"root", "entries", "bytes", "kinds": {kind: {"entries", "bytes"}}}``."""
@@ -256,6 +368,8 @@ class GraphStore:
 
     def clear(self) -> int:
         """Delete every entry (and leftover temporary files); returns the number of entries removed."""
+        if self.readonly:
+            raise DeparaError(f"cache {self.root}: read-only, nothing is deleted")
         n = len(self.entries())
         if self.root.is_dir():
             for child in self.root.iterdir():
@@ -264,6 +378,10 @@ class GraphStore:
                 else:
                     child.unlink()
         return n
+
+
+def _check_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + CHECK_SUFFIX)
 
 
 def _remove(path: Path) -> None:

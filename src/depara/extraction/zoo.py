@@ -17,8 +17,12 @@ A zoo file lists candidates, one ``[[model]]`` table each::
     preprocessing = "32x32:0.5:0.5"
 
 Every entry is checked when the file is read: a missing ``name`` or ``spec``, an unknown field, a field of the
-wrong type or a duplicate name raises a one-line :class:`~depara.errors.DeparaError` naming the file and the
-entry. Nothing is loaded until the selection runs.
+wrong type, a duplicate name or a non-finite preprocessing mean/std raises a one-line
+:class:`~depara.errors.DeparaError` naming the file and the entry. Nothing is loaded until the selection runs.
+
+Relative ``file:`` and ``weights`` paths are resolved against the zoo file's folder (links included) and must stay
+inside it: ``../model.pt``, or a link leading out of the folder, is refused. A model elsewhere is named on purpose
+with an absolute path, which is used as given. A path that names a FIFO, device or folder is refused as such.
 
 On the command line (``--models``) a candidate is ``SPEC[@WEIGHTS]``: ``torchvision:resnet18@DEFAULT``,
 ``timm:deit_tiny_patch16_224@DEFAULT``, ``file:net.pt``; its name is the spec's model name (file stem for files).
@@ -26,6 +30,7 @@ On the command line (``--models``) a candidate is ``SPEC[@WEIGHTS]``: ``torchvis
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import DeparaError
 from .probes import Preprocess
+from ..io.readers import exists, read_bytes_limited, real_path, regular_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -41,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ModelEntry", "read_zoo", "parse_model_specs"]
 
 _FIELDS = ("name", "spec", "weights", "preprocessing", "layers")
+#: The largest zoo file read (a zoo lists models, it is never large).
+MAX_ZOO_BYTES = 4 * 2**20
 _REQUIRED = ("name", "spec")
 
 
@@ -156,14 +164,18 @@ def _none(value: Any) -> Any:
 def read_zoo(path: str | os.PathLike) -> list[ModelEntry]:
     """The entries of a zoo TOML file (see the module docstring), validated; relative paths resolved."""
     p = Path(path)
-    if not p.is_file():
+    if not exists(p):
         raise DeparaError(f"zoo file {p}: not found")
+    raw = read_bytes_limited(p, "zoo file", MAX_ZOO_BYTES)  # a folder or a FIFO is named as what it is
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise DeparaError(f"zoo file {p}: not a text file (expected TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise DeparaError(f"zoo file {p}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise DeparaError(f"zoo file {p}: nested too deeply (arrays or tables inside each other thousands of "
+                          "levels deep); not a zoo file") from None
     unknown_top = sorted(set(data) - {"model"})
     if unknown_top:
         raise DeparaError(f"zoo file {p}: unknown top-level key {unknown_top[0]!r} (expected [[model]] tables)")
@@ -208,18 +220,41 @@ def read_zoo(path: str | os.PathLike) -> list[ModelEntry]:
             kind, target, query = parse_spec(spec)
         except DeparaError as exc:
             raise DeparaError(f"{where}: {exc}") from None
-        if kind == "file" and not Path(target).is_absolute():
+        if kind == "file":
             qs = "&".join(f"{k}={v}" for k, v in query.items())
-            spec = f"file:{base / target}" + (f"?{qs}" if qs else "")
+            spec = f"file:{_zoo_path(target, base, where, 'spec')}" + (f"?{qs}" if qs else "")
         weights = _none(entry.get("weights"))
         if isinstance(weights, str) and ("/" in weights or weights.lower().endswith(
-                (".pt", ".pth", ".safetensors", ".bin", ".ckpt"))) and not Path(weights).is_absolute():
-            weights = str(base / weights)
+                (".pt", ".pth", ".safetensors", ".bin", ".ckpt"))):
+            weights = str(_zoo_path(weights, base, where, "weights"))
         if "preprocessing" in entry:
-            try:
-                Preprocess.parse(entry["preprocessing"])
-            except DeparaError as exc:
-                raise DeparaError(f"{where}: {exc}") from None
+            _check_preprocessing(entry["preprocessing"], where)
         out.append(ModelEntry(name=name, spec=spec, weights=weights, preprocessing=entry.get("preprocessing"),
                               layers=layers))
     return out
+
+
+def _zoo_path(target: str, base: Path, where: str, field: str) -> Path:
+    """A model or weights path of a zoo entry: an absolute path as given (on purpose: anywhere); a relative one
+    resolved against the zoo file's folder ``base`` (links too) and confined to it. An existing path must be a
+    regular file (a FIFO or folder is named as such); a missing one is reported when the model loads."""
+    p = Path(target)
+    if not p.is_absolute():
+        p = base / p
+        real = real_path(p)
+        if not real.is_relative_to(real_path(base)):
+            raise DeparaError(f"{where}: field {field!r} path {target!r} resolves to {real}, outside the zoo file's "
+                              f"folder {base} (give an absolute path to use a file elsewhere)")
+    if exists(p):
+        regular_file(p, f"{where}: field {field!r} file")
+    return p
+
+
+def _check_preprocessing(value: str, where: str) -> None:
+    """``preprocessing`` parses (:meth:`Preprocess.parse`) and its mean and std are finite numbers."""
+    try:
+        prep = Preprocess.parse(value)
+    except DeparaError as exc:
+        raise DeparaError(f"{where}: {exc}") from None
+    if not all(math.isfinite(v) for v in (*prep.mean, *prep.std)):
+        raise DeparaError(f"{where}: field 'preprocessing' {value!r}: mean and std must be finite numbers")

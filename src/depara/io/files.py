@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
+from .readers import exists as path_exists, real_path, regular_file
 
 
 def _probe_writable(folder: Path, what: str, p: Path) -> None:
@@ -154,7 +157,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_parts(folder: str | os.PathLike) -> list[Path]:
-    """Remove ``.*.<PID>-*.part`` files in ``folder`` left by dead depara runs; returns what was removed.
+    """Remove ``.*.<PID>-*.part`` files (and folders of :func:`atomic_dir`) in ``folder`` left by dead depara runs;
+    returns what was removed.
 
     Only names matching the pattern are touched and only when that PID is no longer running, so a concurrent
     writer's temporary file is left alone.
@@ -174,6 +178,9 @@ def clean_stale_parts(folder: str | os.PathLike) -> list[Path]:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False):  # a results folder of :func:`atomic_dir`
+                shutil.rmtree(entry.path)
+                removed.append(Path(entry.path))
         except OSError:
             pass
     return removed
@@ -184,7 +191,6 @@ def clean_stale_temp_dirs(tmp_root: str | os.PathLike | None = None) -> list[Pat
 
     Only folders owned by this user are touched; returns what was removed.
     """
-    import shutil
     import time
 
     root = Path(tmp_root) if tmp_root is not None else Path(tempfile.gettempdir())
@@ -240,6 +246,161 @@ def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def check_results_dir(path: str | os.PathLike, what: str = "output folder", *, replace: bool = True,
+                      keep: Sequence[str] = ()) -> Path:
+    """Check, before any work, a results folder that :func:`atomic_dir` will write as a whole.
+
+    Beside :func:`check_out_tree` (a file in the way, an unwritable folder): an existing folder must be empty or a
+    depara results folder (it holds a ``manifest.json``; entries named in ``keep`` are not counted), since the
+    new folder replaces it whole; any other folder (your files, a data folder) is refused rather than replaced.
+    ``replace=False``: any existing folder is refused.
+    """
+    p = check_out_tree(path, what)
+    if p.is_dir():
+        if not replace:
+            raise DeparaError(f"{what} {p}: already exists (remove it or choose another out folder)")
+        try:
+            names = [e.name for e in os.scandir(p) if e.name not in keep]
+        except OSError as exc:
+            raise DeparaError(f"{what} {p}: cannot be listed ({exc.strerror or exc})") from None
+        if names and "manifest.json" not in names:
+            raise DeparaError(f"{what} {p}: exists and is not a depara results folder (no manifest.json); it would "
+                              "be replaced whole, so give a new or empty folder")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, what: str = "output folder", *, replace: bool = True,
+               keep: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; when the block succeeds, rename it onto ``path`` as a whole.
+
+    The one atomic-folder writer (results folders, data folders). An interrupted block (an error, SIGINT) leaves
+    ``path`` as it was (the previous folder intact, or nothing) and its temporary folder removed (after SIGKILL:
+    removed by the next run, :func:`clean_stale_parts`). A previous folder at ``path`` is set aside, the new one
+    renamed in, then the old one deleted; only an empty folder or a depara results folder is ever replaced
+    (:func:`check_results_dir`, which also runs first; ``replace=False`` refuses any existing folder).
+    ``keep``: names of entries of the previous folder (e.g. a run's input data) moved into the new one.
+    """
+    final = check_results_dir(path, what, replace=replace, keep=keep)
+    if final.is_symlink():
+        final = real_path(final)
+    parent = final.parent if str(final.parent) else Path(".")
+    ensure_dir(parent, what)
+    clean_stale_parts(parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".part", dir=parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); give it what mkdir would
+        _swap_in(tmp, final, keep)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(new: Path, final: Path, keep: Sequence[str] = ()) -> None:
+    """Rename folder ``new`` onto ``final`` (directly when ``final`` is absent or empty, else via a set-aside),
+    moving the entries ``keep`` of the previous ``final`` into it; on any failure the previous folder is put back."""
+    try:
+        os.replace(new, final)  # POSIX: also onto an empty folder
+        return
+    except OSError:
+        if not final.is_dir():
+            raise
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".part", dir=final.parent))
+    os.replace(final, old)
+    moved: list[str] = []
+    try:
+        for name in keep:
+            if (old / name).exists() and not (new / name).exists():
+                os.replace(old / name, new / name)
+                moved.append(name)
+        os.replace(new, final)
+    except BaseException:
+        for name in moved:
+            os.replace(new / name, old / name)
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check_apart(path: str | os.PathLike, what: str, data: Any, data_what: str = "data", *,
+                whole: bool = False) -> None:
+    """Refuse an output or cache path equal to or inside the input ``data`` (every link resolved first): results
+    written there would be read as input by the next run. ``data`` that is not a folder path (an image-list file,
+    a ProbeSet) only refuses ``path`` equal to it; None is skipped. ``whole``: ``path`` is a results folder that
+    is replaced whole (:func:`atomic_dir`), so one that holds ``data`` is refused too."""
+    if not isinstance(data, (str, os.PathLike)):
+        return
+    d, p = real_path(data), real_path(path)
+    if p == d or (d.is_dir() and p.is_relative_to(d)):
+        where = "is" if p == d else "is inside"
+        raise DeparaError(f"{what} {path}: {where} the {data_what} folder {data} (its files would be read as input "
+                          "by the next run); choose a folder outside it")
+    if whole and d.is_relative_to(p):
+        raise DeparaError(f"{what} {path}: holds the {data_what} {data} (the results replace the folder whole); "
+                          "choose a folder outside it")
+
+
+def check_cache_dir(path: str | os.PathLike | None, what: str = "cache_dir", readonly: bool = False) -> Path:
+    """Check a cache folder before any work; returns it (``default_cache_dir()`` for None).
+
+    Refused: a file in its place or in its store's (``<path>/store``, ``<path>/store/<kind>``: a broken cache), a
+    folder that cannot be written (unless ``readonly``), and with ``readonly`` a folder that does not exist.
+    """
+    if not isinstance(path, (str, os.PathLike)) and path is not None:
+        raise DeparaError(f"{what}: expected a folder path, got {type(path).__name__}")
+    p = Path(path) if path is not None else default_cache_dir()
+    try:
+        p_is_dir = p.is_dir()
+        if (p.exists() or p.is_symlink()) and not p_is_dir:
+            raise DeparaError(f"{what} {p}: exists and is not a folder")
+        store = p / "store"
+        broken = [q for q in [store, *(store.iterdir() if store.is_dir() else [])] if q.exists() and not q.is_dir()]
+    except OSError as exc:
+        raise DeparaError(f"{what} {p}: cannot be read ({exc.strerror or exc})") from None
+    if broken:
+        raise DeparaError(f"{what} {p}: a broken cache ({broken[0]} is a file, expected a folder); remove it")
+    if readonly:
+        if not p_is_dir:
+            raise DeparaError(f"{what} {p}: not found (a read-only cache must exist)")
+        return p
+    try:
+        check_out_tree(store if store.is_dir() else p, what)
+    except DeparaError as exc:
+        raise DeparaError(f"{exc} (a cache to read without writing: cache_readonly=True, --cache-readonly)") from None
+    return p
+
+
+def check_run_paths(data: Any, *, out: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                    cache_readonly: bool = False, engine: str = "local") -> None:
+    """Every output and cache path of a run, checked before the first model runs (API and CLI alike): ``data`` if
+    it is a file (a regular one), the results folder (:func:`check_results_dir`), the cache
+    (:func:`check_cache_dir`), and both apart from the data (:func:`check_apart`). Errors name the argument
+    (``out``, ``cache_dir``); the CLI maps them to its flags."""
+    if isinstance(data, (str, os.PathLike)) and path_exists(data) and not Path(data).is_dir():
+        regular_file(data, "data")  # a FIFO, device or socket is named as such (not "not found")
+    if out is not None:
+        check_out_dir(out, "out")  # its parent folder must exist
+        check_apart(out, "out", data, whole=True)
+        check_results_dir(out, "out")
+    if cache_readonly and engine == "ray":
+        raise DeparaError("cache_readonly: the ray engine passes graphs through the cache, so it needs a writable "
+                          "one")
+    cache = check_cache_dir(cache_dir, "cache_dir", readonly=cache_readonly)
+    check_apart(cache, "cache_dir", data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB chunks (the one file digest of the caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -61,16 +61,18 @@ def ranking_document(rows: Sequence[RankRow], *, target: str, target_name: str, 
 def write_rank_results(out: str | os.PathLike, rows: Sequence[RankRow], *, target_name: str,
                        settings: Mapping[str, Any], lam: float) -> Path:
     """A ``rank`` results folder: ``ranking.csv``, ``ranking.png`` (:func:`depara.report.plots.ranking.plot_ranking`)
-    and ``manifest.json``. ``out`` is created (its parent must exist)."""
-    from ..io.files import ensure_dir, write_csv
+    and ``manifest.json``, written as a whole (:func:`depara.report.manifest.write_results_folder`)."""
+    from ..io.files import write_csv
+    from .manifest import write_manifest, write_results_folder
     from .plots.ranking import plot_ranking
-    from .manifest import write_manifest
 
-    out = ensure_dir(out)
-    write_csv(out / "ranking.csv", ranking_table(rows))
-    plot_ranking(rows, out / "ranking.png", lam=lam, title="DEPARA source ranking", target=target_name)
-    pick = pick_line(rows, target_name, lam)
-    write_manifest(out, "rank", title=f"Sources ranked for target '{target_name}'", summary=pick,
-                   settings=dict(settings), tables={"ranking": "ranking.csv"}, figures={"ranking": "ranking.png"},
-                   extra={"pick": rows[0].name, "target": target_name})
-    return out
+    def write(folder: Path) -> Path:
+        write_csv(folder / "ranking.csv", ranking_table(rows))
+        plot_ranking(rows, folder / "ranking.png", lam=lam, title="DEPARA source ranking", target=target_name)
+        write_manifest(folder, "rank", title=f"Sources ranked for target '{target_name}'",
+                       summary=pick_line(rows, target_name, lam), settings=dict(settings),
+                       tables={"ranking": "ranking.csv"}, figures={"ranking": "ranking.png"},
+                       extra={"pick": rows[0].name, "target": target_name})
+        return folder
+
+    return write_results_folder(out, write)

@@ -18,12 +18,19 @@ def write_results(out: str | os.PathLike, table: ScoreTable, evaluation: Sequenc
                   *, truth=None, settings: Mapping[str, Any] | None = None,
                   title: str = "Transferability estimators side by side") -> dict[str, Path]:
     """Write ``scores.csv/json``, ``evaluation.csv/json`` (with truth), bar charts and ``manifest.json`` (kind
-    ``"score"``) into ``out``. Returns name → path of everything written."""
-    from ..io.files import ensure_dir, write_csv, write_json
+    ``"score"``) into ``out``, as a whole (:func:`depara.report.manifest.write_results_folder`). Returns name → path
+    of everything written."""
+    from .manifest import write_results_folder
+
+    return write_results_folder(out, lambda folder: _write_into(folder, table, evaluation, truth, settings, title))
+
+
+def _write_into(out_dir: Path, table: ScoreTable, evaluation: Sequence[Mapping[str, Any]] | None, truth: Any,
+                settings: Mapping[str, Any] | None, title: str) -> dict[str, Path]:
+    from ..io.files import write_csv, write_json
     from .plots.harness import plot_method_agreement, plot_source_scores
     from .manifest import write_manifest
 
-    out_dir = ensure_dir(out)
     paths: dict[str, Path] = {}
     tables: dict[str, str] = {}
     figures: dict[str, str] = {}

@@ -579,6 +579,7 @@ class Selection:
     settings: dict[str, Any]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     boot: np.ndarray | None = field(default=None, repr=False)  # scorer's resample values C × B
+    data_path: Any = field(default=None, repr=False)  # the data folder / list given (results are kept apart from it)
 
     @property
     def best(self) -> tuple[str, str]:
@@ -620,14 +621,22 @@ class Selection:
 
     def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
-        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``."""
-        from ..io.files import ensure_dir, write_csv, write_json
+        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``, as
+        a whole (:func:`depara.report.manifest.write_results_folder`: a previous results folder there is replaced)."""
+        from ..io.files import check_apart
+        from ..report.manifest import write_results_folder
+
+        check_apart(out_dir, "out", self.data_path, whole=True)  # results never go into (or around) the data
+        return write_results_folder(out_dir, lambda out: self.write_into(out, extra=extra, tables=tables,
+                                                                          summary=summary))
+
+    def write_into(self, out: Path, *, extra: Mapping[str, Any] | None = None,
+                   tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
+        """The files of :meth:`write` into the existing folder ``out`` (not atomic: for writers that put more
+        into one results folder and write it whole with :func:`depara.report.manifest.write_results_folder`)."""
+        from ..io.files import write_csv, write_json
         from ..report.manifest import write_manifest
 
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise DeparaError(f"out {out}: exists and is not a folder")
-        out = ensure_dir(out)
         s = self.scorer
         rows = [{"candidate": f"{r['model']}:{r['layer']}", "rank": r["rank"], "model": r["model"],
                  "layer": r["layer"], s: r[s], "95% interval": f"[{_f(r[f'{s}_lo'])}, {_f(r[f'{s}_hi'])}]",
@@ -758,7 +767,8 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
 
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
            probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
-           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
+           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None,
+           cache_readonly: bool = False, device: Any = None,
            batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
            engine: str = "local", address: str | None = None) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
@@ -788,6 +798,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
         ranks).
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
+        Checked before any work, with the data (:func:`depara.io.files.check_run_paths`): not a file, not broken,
+        writable, not inside the data folder.
+    cache_readonly : read the cache, write nothing to it; an entry that fails its check is refused, not rebuilt.
     device, batch_size, feature_memory_mb, progress : as :func:`depara.extraction.extract.build_graphs`.
     engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
         (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
@@ -799,8 +812,10 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     Selection
     """
     from ..extraction.store import GraphStore
+    from ..io.files import check_run_paths
 
     t0 = time.perf_counter()
+    check_run_paths(data, cache_dir=cache_dir, cache_readonly=cache_readonly, engine=engine)
     if protocol not in PROTOCOLS:
         raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     n_probes = _check_int(probes, "probes", 3)
@@ -856,7 +871,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         raise DeparaError(f"engine: expected 'local' or 'ray', got {engine!r}")
     if address is not None and engine != "ray":
         raise DeparaError("address: only with engine='ray'")
-    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
+    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None, readonly=cache_readonly)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
               nodes=bool(set(_NODE_SCORERS) & set(chosen)))
@@ -923,4 +938,4 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
     return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,
                      order=order, p_best=p_best, too_close=too_close, case=case, settings=settings,
-                     models=models_info, boot=boot)
+                     models=models_info, boot=boot, data_path=data if isinstance(data, (str, os.PathLike)) else None)

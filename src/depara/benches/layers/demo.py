@@ -17,7 +17,7 @@ from typing import Callable
 
 from ...io.files import default_cache_dir, ensure_dir, read_csv, write_csv
 from ...errors import DeparaError
-from ...report.manifest import read_manifest, write_manifest
+from ...report.manifest import read_manifest, write_manifest, writes_results_folder
 
 SCALES: dict[str, dict] = {
     # the whole chain in well under a minute on one core: checks that everything runs, not a result to read
@@ -90,6 +90,7 @@ def average_over_seeds(runs: list[list[dict]], first_seed: int) -> list[dict]:
     return out
 
 
+@writes_results_folder("out")  # written whole, the layer scores inside it included
 def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                     progress: bool = True, peers_out: str | os.PathLike | None = None) -> dict:
     """Run the layer-selection experiment on synth-digits at ``scale`` (``tiny`` | ``demo`` | ``small``) into ``out``.
@@ -131,9 +132,11 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
                 batch_size=cfg["batch_size"], lr=cfg["lr"], eval_every=cfg["eval_every"][f], seed=s,
                 progress=progress), f"transfer to real_{fraction}, seed {s}"))
         transfer_csvs[fraction] = write_csv(out / f"transfer_{fraction}.csv", average_over_seeds(per_seed, seed))
-    result = layers_select(root / "run_synthetic", root / "run_real", data / "real" / "test", out,
-                           lams=cfg["lams"], transfer=transfer_csvs, progress=progress,
-                           title=f"synth-digits ({scale}): synthetic source → real target, DEPARA per layer")
+    # into this (temporary) folder itself: the undecorated writer, as the whole folder is renamed at the end
+    result = layers_select.__wrapped__(root / "run_synthetic", root / "run_real", data / "real" / "test", out,
+                                       lams=cfg["lams"], transfer=transfer_csvs, progress=progress,
+                                       title=f"synth-digits ({scale}): synthetic source → real target, DEPARA "
+                                             "per layer")
     tables = {"layer_scores": "layer_scores.csv"}
     if result["correlations"]:
         tables["correlations"] = "correlations.csv"

@@ -36,6 +36,7 @@ from ...estimators.registry import estimator_names
 from ...evaluation.rank_quality import rank_quality
 from ...estimators.scoring import ScoreTable, SourceInputs, score_sources
 from ...extraction.source_features import pool_features
+from ...report.manifest import writes_results_folder
 from .models import model_preprocess
 from .select import depara_method_name, score_lam
 
@@ -385,6 +386,7 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     return result
 
 
+@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
 def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
                        evaluations: Mapping[str, Sequence[Mapping[str, Any]]],
                        accuracies: Mapping[str, Mapping[int, float]], *, settings: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 from ...core.score import combine
 from ...io.files import ensure_dir, read_csv, write_csv
 from ...errors import DeparaError
-from ...report.manifest import write_manifest
+from ...report.manifest import write_manifest, writes_results_folder
 from ...report.plots.layers import SCORE_PREFIX, score_column, score_lam  # noqa: F401 - the results' column names
 from ...options import LAYER_SELECTION_OPTIONS, GraphOptions
 from .models import ModelInfo, model_preprocess, transfer_units
@@ -118,6 +118,7 @@ def read_transfer_accuracies(path: str | os.PathLike, column: str = "test_acc", 
     return {int(r["depth"]): float(r[column]) for r in rows if int(r["depth"]) > 0}
 
 
+@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
 def layers_select(source: str | os.PathLike, target: str | os.PathLike, probes, out: str | os.PathLike, *,
                   lams: Sequence[float] = (1.0, 10.0), transfer: Mapping[str, str | os.PathLike] | None = None,
                   source_arch: str = "vgg19_bn", options: GraphOptions = LAYER_SELECTION_OPTIONS,

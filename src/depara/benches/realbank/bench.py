@@ -27,6 +27,7 @@ import numpy as np
 
 from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
 from ...extraction.threads import cpu_threads
+from ...report.manifest import writes_results_folder
 from ...errors import DeparaError
 from ..taskbank.cache import fingerprint, load_json_entry, save_json_entry
 from . import data as D
@@ -172,6 +173,7 @@ def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bo
     return {"pairs": n_done}
 
 
+@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
 def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, defaults_path) -> dict:
     from ...report.manifest import write_manifest
     from .figures import plot_intervals, plot_picks

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..taskbank.cache import fingerprint, load_tensors_entry, save_tensors_entry, sha256_file
+from ...io.files import sha256_file
+from ..taskbank.cache import fingerprint, load_tensors_entry, save_tensors_entry
 from .data import Unavailable, source_data
 from .models import Net
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
 from ...extraction.threads import cpu_threads
+from ...report.manifest import writes_results_folder
 from ...errors import DeparaError
 from ...estimators.registry import get_estimator, list_estimators
 from ...core.score import combine
@@ -465,6 +466,7 @@ def _costs(ground: _Ground, scores: dict, label_seconds: float, t_start: float) 
             "torch_threads": torch.get_num_threads(), "total_seconds_this_run": time.perf_counter() - t_start}
 
 
+@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
 def _run_bench(scale: str, out, *, seed: int, cache_dir, progress: bool) -> dict:
     from ...evaluation.rank_quality import write_matrix_csv
     from ...report.manifest import write_manifest

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from ...io.files import atomic_path, ensure_dir, write_json
+from ...io.files import atomic_path, ensure_dir, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,6 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     """A short stable hash of JSON-able settings (keys sorted)."""
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _payload_digest(payload: Any) -> str:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
 import math
@@ -46,6 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from ._io import check_out_tree, ensure_dir, write_text
 from .errors import DeparaError
+from .escape import html_text, markdown_text, visible
 from .readers import exists as _exists, loads_json, real_path as _real
 from .results import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
@@ -430,7 +430,7 @@ footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def render_html(section: Section) -> str:
@@ -698,14 +698,13 @@ def _md_value(value: Any) -> str:
 
 
 def _md_text(text: Any) -> str:
-    """Text from a results folder made inert in Markdown: one line, HTML escaped, link brackets escaped."""
-    flat = " ".join(str(text).split())
-    return html.escape(flat, quote=False).replace("[", "\\[").replace("]", "\\]")
+    """Text from a results folder made inert in Markdown (:func:`depara.escape.markdown_text`)."""
+    return markdown_text(text)
 
 
 def _md_code(text: Any) -> str:
     """A code span (its content is literal in Markdown: no HTML); backticks in the text are replaced."""
-    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+    return "`" + " ".join(visible(text, newlines=True).split()).replace("`", "'") + "`"
 
 
 def _md_link(target: str) -> str:
@@ -715,7 +714,7 @@ def _md_link(target: str) -> str:
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def cell(text: Any) -> str:
-        return _md_text(text).replace("|", "\\|")
+        return _md_text(text)  # "|" included
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]

@@ -25,10 +25,15 @@ What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 202
 
 The ranking (and the pick) follows one scorer per case, :data:`DEFAULT_SCORER` (the frozen defaults: the label
 graph's edge term when labels are given, else the edge term against the target model). Every scorer gets a
-**bootstrap interval over probes**: ``n_boot`` resamples of the N probes with replacement (the same resamples
-for every candidate, so the comparison is paired), each score recomputed on the resample (pairwise terms on the
-pairs of distinct probes drawn), the 2.5 / 97.5 percentiles → a 95 % interval. ``p_best`` is the fraction of
-resamples in which the pick scores highest; candidates whose interval overlaps the pick's are "too close to call".
+**95 % interval over probes** from ``n_boot`` **half-samples** (⌊N/2⌋ probes drawn without replacement,
+stratified by class; the same half-samples for every candidate, so the comparison is paired), each score
+recomputed on the half-sample as on a real probe set of that size (no probe is ever duplicated, so fitted scores
+such as LogME are not inflated), the spread rescaled to N probes: :mod:`depara.uncertainty`. The interval is
+symmetric around the score, so it always contains it. ``p_best`` is the share of half-samples in which the pick
+ranks first (ties split): probe resampling only, not a probability of transferring best
+(``benchmarks/calibration.py`` measures what it is worth). Candidates tied with the pick, or whose interval
+overlaps the pick's, are "too close to call". A score that is undefined (NaN) gets no interval, no rank and no
+share.
 
 Unless ``depara`` or ``depara_v`` is asked for, the extraction computes no attribution maps: one forward pass
 per batch and model (under ``torch.no_grad``), graphs without nodes (N×0, like the label graph), stored under
@@ -44,7 +49,6 @@ model added scores only that model's candidates.
 from __future__ import annotations
 
 import math
-
 import os
 import time
 from dataclasses import dataclass, field
@@ -55,8 +59,10 @@ import numpy as np
 
 from .errors import DeparaError, exception_reason
 from .agreement import pool_features
+from .escape import visible
 from .evaluate import combine
-from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
+from .options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS, format_lam
+from .uncertainty import LEVEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -65,8 +71,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .probes import Preprocess, ProbeSet
     from .zoo import ModelEntry
 
-__all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "bootstrap_indices",
-           "percentile_interval", "PROTOCOLS"]
+__all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL",
+           "SHARE_MEANING"]
 
 #: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only), and per
 #: transfer protocol. ONE constant, set from the benchmarks: with a target model DEPARA proper (S = V + λE, the
@@ -111,31 +117,14 @@ _NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.
 GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
-LEVEL = 0.95
-#: Most bootstrap resamples accepted (the resample indices and values are held in memory).
+#: Most half-samples accepted (their indices and values are held in memory).
 MAX_BOOT = 100_000
 #: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
-SCORES_VERSION = "3"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults); 3: round 4's
-#                        (per_probe comparison of the graph's flat, centred edges)
+SCORES_VERSION = "4"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults); 3: round 4's
+#                        (per_probe comparison of the graph's flat, centred edges); 4: half-samples, no duplicates
 
 
-# ================================================================================================ bootstrap
-def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot`` resamples of ``range(n)`` with replacement: int array n_boot × n (``default_rng(seed)``)."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
-def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """The percentile interval of bootstrap ``values`` (NaNs ignored): ((1−level)/2, (1+level)/2) quantiles
-    with numpy's default (linear) interpolation; (nan, nan) when no value is finite."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return (float("nan"), float("nan"))
-    lo, hi = np.percentile(v, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return float(lo), float(hi)
-
-
+# ================================================================================================ pairs
 def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
     """Condensed-edge indices of the pairs (a < b) of a resample whose probes differ: idx[a] ≠ idx[b].
 
@@ -434,56 +423,73 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
 
 # ================================================================================================== scoring
 def _peer(name: str, features: np.ndarray, labels: np.ndarray) -> float:
-    """A label-based peer from the estimator registry on one (resampled) layer; NaN where it is undefined."""
+    """A label-based peer from the estimator registry on one (sub-sampled) layer; NaN where it is undefined
+    (one class left, constant features, a singular fit on a small subsample)."""
     from .estimators import SourceInputs, TargetInputs, get_estimator
 
     y = np.unique(labels, return_inverse=True)[1]
     if np.unique(y).size < 2:
         return float("nan")
     try:
-        return get_estimator(name).score(SourceInputs(features=features), TargetInputs(labels=y))
-    except DeparaError:
-        return float("nan")  # e.g. constant features on a resample
+        with np.errstate(all="ignore"):
+            value = get_estimator(name).score(SourceInputs(features=features), TargetInputs(labels=y))
+    except (DeparaError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        return float("nan")
+    return value if np.isfinite(value) else float("nan")
 
 
-def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list[np.ndarray],
-               scorers: list[str], labels: np.ndarray | None, target: "Graph | None", idx_sets: np.ndarray,
-               progress: bool, peer_reps: int) -> np.ndarray:
-    """values[s, c, r]: scorer s, candidate c, resample r (r = 0 the identity: the point estimate).
+@dataclass
+class _Resamples:
+    """The probe sets every candidate is scored on: row 0 the identity (the point estimate), then ``halves``
+    (n_rep × ⌊N/2⌋ distinct probes each, :func:`depara.uncertainty.half_samples`)."""
 
-    The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs a
-    fit on the resample (tens of ms), the DEPARA scores a re-ranking of the edges.
-    """
+    n: int
+    halves: np.ndarray
+
+    @property
+    def rows(self) -> list[np.ndarray]:
+        return [np.arange(self.n), *self.halves]
+
+    def digest(self) -> str:
+        return _digest(np.concatenate([[self.n, *self.halves.shape], self.halves.ravel()]).astype(np.int64))
+
+    def label_values(self, edges: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``depara_labels`` on every row (the registered estimator's resampled form; one implementation with
+        the real-image bank's :func:`depara.estimators.depara_labels_resampled`)."""
+        from .estimators import depara_labels_resampled
+
+        point = depara_labels_resampled(edges, labels, np.arange(self.n)[None])
+        if not len(self.halves):
+            return point
+        return np.concatenate([point, depara_labels_resampled(edges, labels, self.halves)])
+
+
+def _score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
+               target: "Graph | None", res: _Resamples, progress: bool, peer_reps: int) -> np.ndarray:
+    """values[s, c, r]: scorer s, candidate c, probe set r of ``res.rows`` (r = 0: all probes, the point
+    estimate). The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs
+    a fit (tens of ms), the DEPARA scores a re-ranking of the edges."""
     from .graph_similarity import normalized_nodes
+    from .progress import progress_bar
 
-    n = graphs[0].n_probes
-    n_rep = idx_sets.shape[0]
-    values = np.full((len(scorers), len(cands), n_rep), np.nan)
+    rows = res.rows
+    values = np.full((len(scorers), len(graphs), len(rows)), np.nan)
     cos = None
     if target is not None and set(_NODE_SCORERS) & set(scorers):
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
-    # depara_labels: the registered estimator's edges and comparison, every resample at once (one implementation
-    # with the real-image bank: depara.estimators.depara_labels_resampled).
     lab_vals = None
     if labels is not None and "depara_labels" in scorers:
-        from .estimators import depara_labels_edges, depara_labels_resampled
+        from .estimators import depara_labels_edges
 
-        lab_vals = [depara_labels_resampled(depara_labels_edges(g, pooled[c]), labels, idx_sets)
-                    for c, g in enumerate(graphs)]
+        lab_vals = [res.label_values(depara_labels_edges(g, pooled[c]), labels) for c, g in enumerate(graphs)]
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
-    reps: Any = range(n_rep)
-    if progress:
-        from tqdm.auto import tqdm
-
-        reps = tqdm(reps, desc="bootstrap", leave=False)
-    for r in reps:
-        idx = idx_sets[r]
-        pairs = _pair_index(idx, n)
+    for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
+        idx = rows[r]
+        pairs = _pair_index(idx, res.n)
         tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
         for c, g in enumerate(graphs):
-            e_r = _unit_ranks(g.edges[pairs]) if need_e else None
-            E = _spearman_units(e_r, tgt_r) if need_e else np.nan
+            E = _spearman_units(_unit_ranks(g.edges[pairs]), tgt_r) if need_e else np.nan
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
             for s, name in enumerate(scorers):
                 if name == "depara":
@@ -510,45 +516,88 @@ def _digest(a: np.ndarray | None) -> str | None:
 
 
 def _cached_scores(results: Sequence["_ModelResult"], scorers: list[str], labels: np.ndarray | None,
-                   target: "Graph | None", target_id: Mapping[str, Any] | None, idx_sets: np.ndarray,
+                   target: "Graph | None", target_id: Mapping[str, Any] | None, res: _Resamples,
                    peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
     """:func:`_score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
     store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
 
     The key holds everything the block depends on: the candidate's graph (weights hash, layer, probe content
     hash, graph options, preprocessing), the scorers, the labels, the target graph (weights hash, layer,
-    preprocessing), the resamples themselves, ``peer_reps``, λ and the version of the scoring code
+    preprocessing), the probe sets themselves, ``peer_reps``, λ and the version of the scoring code
     (:data:`SCORES_VERSION`). So a run with one model added scores only that model's candidates.
     Returns (values[s, c, r] as :func:`_score_all`, the number of candidates whose values were reused).
     """
     from . import __version__
 
     common = {"scorers": list(scorers), "labels": _digest(labels), "target": dict(target_id) if target_id else None,
-              "resamples": _digest(idx_sets), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
+              "resamples": res.digest(), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
               "version": f"{__version__}/{SCORES_VERSION}"}
-    cands, graphs, pooled, keys = [], [], [], []
+    graphs, pooled, keys = [], [], []
     for r in results:
         opts = {**GRAPH_OPTIONS, "preprocess": r.preprocess, **common}
         for layer in r.layers:
-            cands.append((r.name, layer))
             graphs.append(r.graphs[layer])
             pooled.append(r.pooled[layer])
             keys.append(store.key(r.weights_hash, layer, probe_hash, opts, kind="scores"))
-    values = np.full((len(scorers), len(cands), idx_sets.shape[0]), np.nan)
+    n_rows = 1 + len(res.halves)
+    values = np.full((len(scorers), len(keys), n_rows), np.nan)
     todo = []
     for c, key in enumerate(keys):
         block = store.get_array(key)
-        if block is not None and block.shape == (len(scorers), idx_sets.shape[0]):
+        if block is not None and block.shape == (len(scorers), n_rows):
             values[:, c] = block
         else:
             todo.append(c)
     if todo:
-        fresh = _score_all([cands[c] for c in todo], [graphs[c] for c in todo], [pooled[c] for c in todo],
-                           scorers, labels, target, idx_sets, progress, peer_reps)
+        fresh = _score_all([graphs[c] for c in todo], [pooled[c] for c in todo], scorers, labels, target, res,
+                           progress, peer_reps)
         for i, c in enumerate(todo):
             values[:, c] = fresh[:, i]
             store.put_array(keys[c], fresh[:, i])
-    return values, len(cands) - len(todo)
+    return values, len(keys) - len(todo)
+
+
+# ============================================================================================ uncertainty
+@dataclass
+class _Verdict:
+    """What the scores say: intervals of every scorer, the order by the ranking scorer, each candidate's share of
+    half-samples won, what is tied with or too close to the pick."""
+
+    intervals: dict[str, np.ndarray]
+    order: list[int]
+    ranked: int
+    shares: np.ndarray
+    tied: list[int]
+    too_close: list[int]
+
+
+def _verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) -> _Verdict:
+    """Intervals (:func:`depara.uncertainty.subsample_intervals`; NaN for an undefined score), the order (defined
+    scores best first, undefined ones after, unranked), the pick's ties (equal score), the shares of half-samples
+    won (:func:`depara.uncertainty.win_shares`, ties split) and the candidates too close to call (a tie, or an
+    interval overlapping the pick's)."""
+    from .uncertainty import recentred, subsample_intervals, win_shares
+
+    has_halves = vals.shape[2] > 1
+    intervals = {s: (subsample_intervals(vals[i, :, 0], vals[i, :, 1:], n, m) if has_halves else
+                     np.full((vals.shape[1], 2), np.nan)) for i, s in enumerate(scorers)}
+    main = vals[scorers.index(default), :, 0]
+    finite = [c for c in range(len(main)) if np.isfinite(main[c])]
+    if not finite:
+        raise DeparaError(f"{default}: undefined (NaN) for every candidate on these images, so nothing can be "
+                          "ranked (e.g. constant features, or too few images per class)")
+    order = sorted(finite, key=lambda c: -main[c]) + [c for c in range(len(main)) if c not in finite]
+    pick = order[0]
+    tied = [c for c in order[1:len(finite)] if main[c] == main[pick]]
+    if has_halves:
+        sub = vals[scorers.index(default), :, 1:]
+        shares = win_shares(recentred(np.where(np.isfinite(main), main, np.nan), sub, n, m))
+    else:
+        shares = np.full(len(main), np.nan)
+    lo_p = intervals[default][pick][0]
+    overlap = [c for c in order[1:len(finite)] if np.isfinite(lo_p) and intervals[default][c][1] >= lo_p]
+    too_close = [c for c in order[1:len(finite)] if c in tied or c in overlap]
+    return _Verdict(intervals, order, len(finite), shares, tied, too_close)
 
 
 # ================================================================================================ selection
@@ -560,11 +609,18 @@ class Selection:
     ----------
     candidates : list of (model, layer), in model then depth order.
     scorers : the scorers computed; ``scorer`` (one of them) ranks.
-    values : scorer → float array (C,) point estimates (all probes).
-    intervals : scorer → float array (C, 2), the bootstrap 95 % percentile interval.
-    order : candidate indices best first by ``scorer`` (stable; NaN last).
-    p_best : fraction of bootstrap resamples in which the pick scores highest by ``scorer``.
-    too_close : candidates (model, layer) whose ``scorer`` interval overlaps the pick's.
+    values : scorer → float array (C,) point estimates (all probes); NaN where a score is undefined.
+    intervals : scorer → float array (C, 2), the 95 % interval over probe half-samples (:mod:`depara.uncertainty`);
+        (nan, nan) for an undefined score or without resamples.
+    order : candidate indices, the ``ranked`` candidates with a defined score best first, then the undefined ones.
+    ranked : how many candidates have a defined score (and a rank).
+    shares : (C,) share of probe half-samples in which each candidate ranks first by ``scorer`` (ties split;
+        NaN for an undefined score or without resamples). It reflects probe resampling only: what it is worth on
+        a bench is measured by ``benchmarks/calibration.py`` (docs/select.md).
+    p_best : the pick's share.
+    tied : candidates whose score equals the pick's; too_close : those tied with it or whose interval overlaps
+        the pick's ("too close to call").
+    notes : one-line remarks of the run (e.g. a scorer left out).
     case : "target_model" or "labels"; settings : every option used; models : per-model details.
     """
 
@@ -579,21 +635,40 @@ class Selection:
     case: str
     settings: dict[str, Any]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    boot: np.ndarray | None = field(default=None, repr=False)  # scorer's resample values C × B
+    boot: np.ndarray | None = field(default=None, repr=False)  # scorer's half-sample values C × R
+    shares: np.ndarray | None = field(default=None, repr=False)
+    ranked: int | None = None
+    tied: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.ranked is None:
+            self.ranked = int(sum(np.isfinite(self.values[self.scorer][c]) for c in self.order))
+        if self.shares is None:
+            self.shares = np.full(len(self.candidates), np.nan)
 
     @property
     def best(self) -> tuple[str, str]:
         """The pick: (model name, layer name)."""
         return self.candidates[self.order[0]]
 
+    def rank_of(self, c: int, scorer: str | None = None) -> int | None:
+        """Candidate ``c``'s rank (1 = best) by ``scorer`` (default: the ranking one); None when its score is
+        undefined. Equal scores share the best rank of their group (competition ranking)."""
+        v = self.values[scorer or self.scorer]
+        if not np.isfinite(v[c]):
+            return None
+        return int(np.sum(np.isfinite(v) & (v > v[c]))) + 1
+
     @property
     def table(self) -> list[dict[str, Any]]:
-        """One row per candidate, best first: rank, model, layer, then per scorer value, ``_lo``, ``_hi``."""
-        ranks = {c: r for r, c in enumerate(self.order, start=1)}
+        """One row per candidate, best first: rank (None when undefined), model, layer, ``p_best`` (its share of
+        half-samples won), then per scorer value, ``_lo``, ``_hi``."""
         rows = []
         for c in self.order:
             model, layer = self.candidates[c]
-            row: dict[str, Any] = {"rank": ranks[c], "model": model, "layer": layer}
+            row: dict[str, Any] = {"rank": self.rank_of(c), "model": model, "layer": layer,
+                                   "p_best": float(self.shares[c])}
             for s in [self.scorer] + [x for x in self.scorers if x != self.scorer]:
                 row[s] = float(self.values[s][c])
                 row[f"{s}_lo"], row[f"{s}_hi"] = (float(v) for v in self.intervals[s][c])
@@ -602,59 +677,24 @@ class Selection:
 
     @property
     def summary(self) -> str:
-        """One line: the pick, its score and interval, P(best), and what is too close to call."""
-        m, layer = self.best
-        c = self.order[0]
-        lo, hi = self.intervals[self.scorer][c]
-        line = (f"pick model {m!r} at layer {layer!r} ({self.scorer} = {_f(self.values[self.scorer][c])}, "
-                f"95% interval [{_f(lo)}, {_f(hi)}], P(best) = {self.p_best:.2f})")
-        if self.too_close:
-            names = ", ".join(f"{a}:{b}" for a, b in self.too_close[:3])
-            more = f" and {len(self.too_close) - 3} more" if len(self.too_close) > 3 else ""
-            line += f"; too close to call with {names}{more}"
-        return line
+        """The sentence: what to pick, how sure, what is too close to call (:func:`depara.select_report.sentence`)."""
+        from .select_report import sentence
+
+        return sentence(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"best": {"model": self.best[0], "layer": self.best[1]}, "scorer": self.scorer, "case": self.case,
-                "p_best": self.p_best, "too_close": [list(t) for t in self.too_close], "summary": self.summary,
+                "p_best": self.p_best, "p_best_means": SHARE_MEANING, "too_close": [list(t) for t in self.too_close],
+                "tied": [list(t) for t in self.tied], "notes": self.notes, "summary": self.summary,
                 "scorers": self.scorers, "ranking": self.table, "settings": self.settings, "models": self.models}
 
     def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
-        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` + figures + ``manifest.json`` into ``out_dir``."""
-        from ._io import ensure_dir, write_csv, write_json
-        from .results import write_manifest
+        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` / ``top.csv`` + one figure + ``manifest.json``
+        into ``out_dir`` (:func:`depara.select_report.write_selection`)."""
+        from .select_report import write_selection
 
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise DeparaError(f"out {out}: exists and is not a folder")
-        out = ensure_dir(out)
-        s = self.scorer
-        rows = [{"candidate": f"{r['model']}:{r['layer']}", "rank": r["rank"], "model": r["model"],
-                 "layer": r["layer"], s: r[s], "95% interval": f"[{_f(r[f'{s}_lo'])}, {_f(r[f'{s}_hi'])}]",
-                 **{k: v for k, v in r.items() if k not in ("rank", "model", "layer", s)}} for r in self.table]
-        write_csv(out / "ranking.csv", rows)
-        write_json(out / "ranking.json", self.to_dict())
-        layer_rows = [{"model": m, "depth": i + 1, "layer": layer,
-                       self.scorer: float(self.values[self.scorer][self.candidates.index((m, layer))]),
-                       "lo": float(self.intervals[self.scorer][self.candidates.index((m, layer))][0]),
-                       "hi": float(self.intervals[self.scorer][self.candidates.index((m, layer))][1])}
-                      for m, info in self.models.items() for i, layer in enumerate(info["layers"])]
-        write_csv(out / "layers.csv", layer_rows)
-        figures = _figures(self, out)
-        pick = f"{self.best[0]}:{self.best[1]}"
-        write_manifest(out, "select", title="depara select: which model and which layer to transfer",
-                       summary=summary or self.summary, settings=self.settings,
-                       tables={"ranking": "ranking.csv", "layers": "layers.csv", **(tables or {})},
-                       figures=figures,
-                       extra={"pick": pick, "pick_model": self.best[0], "pick_layer": self.best[1],
-                              "pick_interval": rows[0]["95% interval"], "pick_p_best": round(self.p_best, 4),
-                              "score_column": s, "scorer": s, "case": self.case,
-                              "too_close_to_call": [f"{a}:{b}" for a, b in self.too_close],
-                              "interval": f"{int(LEVEL * 100)}% bootstrap over probes "
-                                          f"({self.settings.get('n_boot')} resamples)", **(extra or {})})
-        return {"ranking": out / "ranking.csv", "json": out / "ranking.json", "layers": out / "layers.csv",
-                **{k: out / v for k, v in figures.items()}}
+        return write_selection(self, out_dir, extra=extra, tables=tables, summary=summary)
 
     def report(self, out_dir: str | os.PathLike, **write_options: Any):
         """Write the results folder (:meth:`write`) and render ``report.html`` / ``report.md`` in it."""
@@ -664,63 +704,9 @@ class Selection:
         return render_report(out_dir)
 
 
-def _f(x: float) -> str:
-    return "nan" if not np.isfinite(x) else f"{x:.4g}"
-
-
-def _figures(sel: Selection, out: Path) -> dict[str, str]:
-    """ranking_intervals.png (scores with intervals, best first) and layer_curves.png (score vs depth)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from ._io import atomic_path
-
-    s = sel.scorer
-    figs: dict[str, str] = {}
-    order = sel.order[:25]
-    labels = [f"{sel.candidates[c][0]}:{sel.candidates[c][1]}" for c in order]
-    vals = np.array([sel.values[s][c] for c in order])
-    lo = np.array([sel.intervals[s][c][0] for c in order])
-    hi = np.array([sel.intervals[s][c][1] for c in order])
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.4))
-    y = np.arange(len(order))[::-1]
-    err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
-    colors = ["tab:green" if i == 0 else ("tab:orange" if sel.candidates[c] in sel.too_close else "tab:blue")
-              for i, c in enumerate(order)]
-    ax.errorbar(vals, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="grey", capsize=3)
-    ax.scatter(vals, y, c=colors, zorder=3)
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel(f"{s} (95% bootstrap interval over probes)")
-    ax.set_title(f"ranking by {s}: green = pick, orange = too close to call", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(out / "ranking_intervals.png", "figure") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    figs["ranking_intervals"] = "ranking_intervals.png"
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for m, info in sel.models.items():
-        idx = [sel.candidates.index((m, layer)) for layer in info["layers"]]
-        d = np.arange(1, len(idx) + 1)
-        v = np.array([sel.values[s][i] for i in idx])
-        ax.plot(d, v, marker="o", label=m)
-        ax.fill_between(d, [sel.intervals[s][i][0] for i in idx], [sel.intervals[s][i][1] for i in idx], alpha=0.15)
-    bm, bl = sel.best
-    bi = sel.candidates.index(sel.best)
-    ax.scatter([sel.models[bm]["layers"].index(bl) + 1], [sel.values[s][bi]], s=160, facecolors="none",
-               edgecolors="green", linewidths=2, zorder=4, label="pick")
-    ax.set_xlabel("candidate layer (shallow → deep)")
-    ax.set_ylabel(s)
-    ax.set_title("per-model layer curves (bands: 95% intervals)", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_path(out / "layer_curves.png", "figure") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    figs["layer_curves"] = "layer_curves.png"
-    return figs
+#: What ``p_best`` is, in words (ranking.json, the report).
+SHARE_MEANING = ("share of probe half-samples in which the candidate ranks first (probe resampling only; "
+                 "not the probability that it transfers best)")
 
 
 def _check_int(value: Any, what: str, low: int) -> int:
@@ -757,62 +743,34 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
             ray.shutdown()
 
 
-def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
-           probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
-           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
-           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
-           engine: str = "local", address: str | None = None) -> Selection:
-    """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
+# =========================================================================================== the select job
+@dataclass
+class _Job:
+    """What the data step decided: the candidates, the probes and labels, which scorers, which one ranks."""
 
-    Parameters
-    ----------
-    data : folder of class sub-folders (labels = folder names), flat folder of images (no labels), image-list
-        file, or a :class:`~depara.probes.ProbeSet` (with ``labels`` optional). Images of any mode (grey, RGBA,
-        palette) are converted to RGB; an unreadable file fails with its name.
-    models : spec string(s) ``"torchvision:resnet18@DEFAULT,file:net.pt"``, a list of specs /
-        :class:`~depara.zoo.ModelEntry`, a zoo ``.toml`` file, or a dict name → ``nn.Module`` | spec | entry.
-        Each model gets its own preprocessing (its entry's, else its weights' own, else ``imagenet``).
-    target_model : a model trained on the target task (spec, ``nn.Module`` or entry), or None. Its graph is
-        taken at its deepest auto layer (or the first of its entry's ``layers``).
-    layers : ``"auto"`` (:mod:`depara.layers_auto`), ``"all"``, or layer names; a zoo entry's own ``layers``
-        take precedence over ``"auto"``.
-    protocol : ``finetune`` | ``linear``: the transfer protocol you will use; picks :data:`DEFAULT_SCORER`.
-    probes : at most this many images are used (drawn without replacement under ``seed``).
-    seed : seeds the probe draw and the bootstrap.
-    labels : N labels for a ProbeSet ``data`` (overrides folder labels).
-    scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
-        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
-        asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
-        otherwise it is forward passes only, and the graphs have no nodes.
-    n_boot : bootstrap resamples (0: no intervals, p_best = nan).
-    peer_boot : resamples for the intervals of the label-based peers (logme, hscore, transrate, rsa, cka),
-        at most ``n_boot``: each is a model fit per resample, so they get fewer (all ``n_boot`` when a peer
-        ranks).
-    cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
-    device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
-    engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
-        (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
-        whose task fails is left out with its error in ``settings["failed_models"]`` (all failing: an error).
-    address : with ``engine="ray"``: ``auto`` / ``HOST:PORT`` of an existing cluster, None = a private runtime.
+    entries: list["ModelEntry"]
+    target_entry: "ModelEntry | None"
+    probe_set: "ProbeSet"
+    y: np.ndarray | None
+    desc: str
+    case: str
+    chosen: list[str]
+    default: str
+    notes: list[str]
 
-    Returns
-    -------
-    Selection
-    """
-    from .store import GraphStore
 
-    t0 = time.perf_counter()
-    if protocol not in PROTOCOLS:
-        raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    n_probes = _check_int(probes, "probes", 3)
-    seed = _check_int(seed, "seed", 0)
-    n_boot = _check_int(n_boot, "n_boot", 0)
-    if n_boot > MAX_BOOT:  # the resamples are held in memory: n_boot × N indices and scorers × candidates × n_boot
-        raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {n_boot}")
-    peer_boot = _check_int(peer_boot, "peer_boot", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot: Any, batch_size: Any,
+                   feature_memory_mb: Any, device: Any, layers: Any, engine: str, address: Any) -> dict[str, int]:
+    """Every scalar option checked before any model or image is read; the integers as ints."""
     from .extract import _memory_budget, _resolve_device
 
+    if protocol not in PROTOCOLS:
+        raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    ints = {"probes": _check_int(probes, "probes", 3), "seed": _check_int(seed, "seed", 0),
+            "n_boot": _check_int(n_boot, "n_boot", 0), "peer_boot": _check_int(peer_boot, "peer_boot", 0),
+            "batch_size": _check_int(batch_size, "batch_size", 1)}
+    if ints["n_boot"] > MAX_BOOT:  # the resamples are held in memory: n_boot × N/2 indices and their values
+        raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {ints['n_boot']}")
     _memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
     if device is not None:
         _resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
@@ -820,22 +778,18 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
             (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
              and all(isinstance(x, str) and x for x in layers))):
         raise DeparaError(f"layers: expected 'auto', 'all' or layer names, got {layers!r}")
-    entries = _as_entries(models)
-    target_entry = _as_target(target_model)
-    _check_model_files([*entries, *([target_entry] if target_entry is not None else [])])
-    probe_set, y, class_names, desc = _load_data(data, labels)
-    probe_set, y = _subsample(probe_set, y, n_probes, seed)
-    if target_entry is None and y is None:
-        raise DeparaError(f"data {desc}: has no labels and no target_model was given; give a folder of class "
-                          "sub-folders (labels) or a target model trained on your task")
-    if y is not None and np.unique(y).size < 2:
-        if target_entry is None:
-            raise DeparaError(f"data {desc}: a single class ({class_names[0] if class_names else y[0]!r}); "
-                              "label-based scores need at least 2 classes, or give a target model")
-        y = None  # one class carries no label information: score against the target model only
-    case = "target_model" if target_entry is not None else "labels"
+    if engine not in ("local", "ray"):
+        raise DeparaError(f"engine: expected 'local' or 'ray', got {engine!r}")
+    if address is not None and engine != "ray":
+        raise DeparaError("address: only with engine='ray'")
+    return ints
+
+
+def _choose_scorers(case: str, labelled: bool, scorers: Sequence[str] | str | None,
+                    protocol: str) -> tuple[list[str], str]:
+    """(the scorers to compute, the one that ranks) for this case; unknown or inapplicable names refused."""
     applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
-        (["depara_labels", *_LABEL_PEERS] if y is not None else [])
+        (["depara_labels", *_LABEL_PEERS] if labelled else [])
     if scorers is None:
         # The node term has weight 0 in the frozen defaults: the scorers built on it are computed only when
         # asked for, so the default extraction needs no attribution maps (forward passes only).
@@ -850,78 +804,167 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 raise DeparaError(f"scorers: {s} is not available here (needs "
                                   f"{'a target model' if s.startswith('depara') and s != 'depara_labels' else 'labels'})")
     # With labels the frozen default is the label graph (w = 1), whether or not a target model is given too.
-    default = DEFAULT_SCORER[("labels" if y is not None else case, protocol)]
-    if default not in chosen:
-        chosen = [default, *chosen]
-    if engine not in ("local", "ray"):
-        raise DeparaError(f"engine: expected 'local' or 'ray', got {engine!r}")
-    if address is not None and engine != "ray":
-        raise DeparaError("address: only with engine='ray'")
-    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
-    # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
-    kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(_NODE_SCORERS) & set(chosen)))
-    failed: dict[str, str] = {}
+    default = DEFAULT_SCORER[("labels" if labelled else case, protocol)]
+    return (chosen if default in chosen else [default, *chosen]), default
+
+
+def _class_sizes_note(y: np.ndarray, class_names: list[str], target_given: bool, desc: str) -> str | None:
+    """None when every class has at least :data:`depara.options.MIN_IMAGES_PER_CLASS` images; else, with a
+    target model, the one-line note saying the label scorers are left out (without one: a DeparaError)."""
+    counts = np.bincount(y)
+    small = np.flatnonzero(counts < MIN_IMAGES_PER_CLASS)
+    if small.size == 0:
+        return None
+    name = class_names[small[0]] if class_names else str(small[0])
+    line = (f"the label scorers need at least {MIN_IMAGES_PER_CLASS} images per class; class {visible(name)!r} has "
+            f"{counts[small[0]]}" + (f" ({small.size} classes below the minimum)" if small.size > 1 else ""))
+    if not target_given:
+        raise DeparaError(f"data {desc}: {line}; add images or merge classes")
+    return f"label scorers left out: {line}"
+
+
+def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: int, seed: int,
+             scorers: Any, protocol: str) -> _Job:
+    """The data step: candidates and target entries, the probes (at most ``n_probes``) and their labels, the
+    case, the scorers."""
+    entries = _as_entries(models)
+    target_entry = _as_target(target_model)
+    _check_model_files([*entries, *([target_entry] if target_entry is not None else [])])
+    probe_set, y, class_names, desc = _load_data(data, labels)
+    probe_set, y = _subsample(probe_set, y, n_probes, seed)
+    notes: list[str] = []
+    if target_entry is None and y is None:
+        raise DeparaError(f"data {desc}: has no labels and no target_model was given; give a folder of class "
+                          "sub-folders (labels) or a target model trained on your task")
+    if y is not None:
+        kept = np.unique(y)
+        class_names = [class_names[k] for k in kept] if class_names else class_names
+        y = np.searchsorted(kept, y)  # classes dropped by the probe draw leave no gap
+        if kept.size < 2:
+            if target_entry is None:
+                raise DeparaError(f"data {desc}: a single class ({class_names[0] if class_names else kept[0]!r}); "
+                                  "label-based scores need at least 2 classes, or give a target model")
+            y = None  # one class carries no label information: score against the target model only
+    if y is not None:
+        note = _class_sizes_note(y, class_names, target_entry is not None, desc)
+        if note is not None:
+            notes.append(note)
+            y = None
+    case = "target_model" if target_entry is not None else "labels"
+    chosen, default = _choose_scorers(case, y is not None, scorers, protocol)
+    return _Job(entries, target_entry, probe_set, y, desc, case, chosen, default, notes)
+
+
+def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None
+                 ) -> tuple[list[_ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None, dict]:
+    """The extraction step: every candidate's graphs and pooled features (store, else one pass per model; on
+    Ray one task per model), and the target model's graph. → (results, target graph, target info, target id,
+    {failed model: error})."""
+    from .progress import progress_bar
+
+    entries, failed = job.entries, {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
-        failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
+        failed = _extract_on_ray(entries, job.probe_set, layers, store, address, dict(kw, progress=False))
         entries = [e for e in entries if e.name not in failed]
         if not entries:
             raise DeparaError(f"models: every model failed on Ray (first: {next(iter(failed.items()))})")
+    results = [_model_graphs(e, job.probe_set, layers, store, **kw)
+               for e in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model")]
+    if job.target_entry is None:
+        return results, None, {}, None, failed
+    tr = _model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
+    info = {"name": job.target_entry.name, "spec": job.target_entry.spec, "layer": tr.layers[0],
+            "extracted": tr.extracted}
+    tid = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
+    return results, tr.graphs[tr.layers[0]], info, tid, failed
 
-    results: list[_ModelResult] = []
-    it: Any = entries
-    if progress:
-        from tqdm.auto import tqdm
 
-        it = tqdm(entries, desc="models", unit="model")
-    for entry in it:
-        results.append(_model_graphs(entry, probe_set, layers, store, **kw))
-    target_graph = None
-    target_info: dict[str, Any] = {}
-    target_id: dict[str, Any] | None = None
-    if target_entry is not None:
-        tr = _model_graphs(target_entry, probe_set, "auto", store, only_last=True, **kw)
-        target_graph = tr.graphs[tr.layers[0]]
-        target_info = {"name": target_entry.name, "spec": target_entry.spec, "layer": tr.layers[0],
-                       "extracted": tr.extracted}
-        target_id = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
+def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
+           probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
+           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
+           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
+           engine: str = "local", address: str | None = None) -> Selection:
+    """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
+
+    Parameters
+    ----------
+    data : folder of class sub-folders (labels = folder names), flat folder of images (no labels), image-list
+        file, or a :class:`~depara.probes.ProbeSet` (with ``labels`` optional). Images of any mode (grey, RGBA,
+        palette) are converted to RGB; an unreadable file fails with its name. With labels, every class needs
+        at least :data:`depara.options.MIN_IMAGES_PER_CLASS` images (else a one-line error, or with a target
+        model the label scorers are left out with a note).
+    models : spec string(s) ``"torchvision:resnet18@DEFAULT,file:net.pt"``, a list of specs /
+        :class:`~depara.zoo.ModelEntry`, a zoo ``.toml`` file, or a dict name → ``nn.Module`` | spec | entry.
+        Each model gets its own preprocessing (its entry's, else its weights' own, else ``imagenet``).
+    target_model : a model trained on the target task (spec, ``nn.Module`` or entry), or None. Its graph is
+        taken at its deepest auto layer (or the first of its entry's ``layers``).
+    layers : ``"auto"`` (:mod:`depara.layers_auto`), ``"all"``, or layer names; a zoo entry's own ``layers``
+        take precedence over ``"auto"``.
+    protocol : ``finetune`` | ``linear``: the transfer protocol you will use; picks :data:`DEFAULT_SCORER`.
+    probes : at most this many images are used (drawn without replacement under ``seed``).
+    seed : seeds the probe draw and the half-samples.
+    labels : N labels for a ProbeSet ``data`` (overrides folder labels).
+    scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
+        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
+        asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
+        otherwise it is forward passes only, and the graphs have no nodes.
+    n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
+    peer_boot : half-samples for the intervals of the label-based peers (logme, hscore, ...), at most
+        ``n_boot``: each is a model fit per half-sample, so they get fewer (all ``n_boot`` when a peer ranks).
+    cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
+    device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs` (progress bars are
+        off when the output is not a terminal).
+    engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
+        (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
+        whose task fails is left out with its error in ``settings["failed_models"]`` (all failing: an error).
+    address : with ``engine="ray"``: ``auto`` / ``HOST:PORT`` of an existing cluster, None = a private runtime.
+
+    Returns
+    -------
+    Selection
+    """
+    from .store import GraphStore
+    from .uncertainty import half_samples
+
+    t0 = time.perf_counter()
+    opt = _check_options(protocol, probes, seed, n_boot, peer_boot, batch_size, feature_memory_mb, device,
+                         layers, engine, address)
+    job = _prepare(data, models, target_model, labels, opt["probes"], opt["seed"], scorers, protocol)
+    store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
+    # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
+    kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
+              nodes=bool(set(_NODE_SCORERS) & set(job.chosen)))
+    results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address)
     t_extract = time.perf_counter() - t0
-
-    cands = [(r.name, layer) for r in results for layer in r.layers]
-    n = len(probe_set)
-    idx_sets = np.vstack([np.arange(n)[None], bootstrap_indices(n, n_boot, seed)]) if n_boot else \
-        np.arange(n)[None]
-    peer_reps = 1 + (min(n_boot, peer_boot) if default not in _LABEL_PEERS else n_boot)
-    vals, reused = _cached_scores(results, chosen, y, target_graph, target_id, idx_sets, peer_reps, store,
-                                  probe_set.content_hash(), progress)
-    values = {s: vals[i, :, 0] for i, s in enumerate(chosen)}
-    intervals = {s: np.array([percentile_interval(vals[i, c, 1:]) for c in range(len(cands))])
-                 for i, s in enumerate(chosen)}
-    main = values[default]
-    order = sorted(range(len(cands)), key=lambda c: (not np.isfinite(main[c]), -np.nan_to_num(main[c], nan=0.0)))
-    pick = order[0]
-    boot = vals[chosen.index(default), :, 1:]
-    if n_boot:
-        col_best = np.nanargmax(np.where(np.isfinite(boot), boot, -np.inf), axis=0)
-        p_best = float(np.mean(col_best == pick))
-        lo_p = intervals[default][pick][0]
-        too_close = [cands[c] for c in order[1:] if intervals[default][c][1] >= lo_p]
-    else:
-        p_best, too_close = float("nan"), []
-    settings = {"data": desc, "n_probes": n, "n_images_given": None, "labels": y is not None,
-                "n_classes": int(np.unique(y).size) if y is not None else 0, "protocol": protocol,
-                "case": case, "scorer": default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot),
-                "lam": format_lam(LAM), "graph_options": GRAPH_OPTIONS,
-                "probe_hash": probe_set.content_hash(), "cache": str(store.root),
-                "target_model": target_info or None, "engine": engine, "failed_models": failed,
-                "scores_reused": reused,
+    n = len(job.probe_set)
+    res = _Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
+                     np.empty((0, n // 2), dtype=np.int64))
+    peer_reps = 1 + (min(opt["n_boot"], opt["peer_boot"]) if job.default not in _LABEL_PEERS else opt["n_boot"])
+    vals, reused = _cached_scores(results, job.chosen, job.y, target_graph, target_id, res, peer_reps, store,
+                                  job.probe_set.content_hash(), progress)
+    verdict = _verdict(vals, job.chosen, job.default, n, n // 2)
+    settings = {"data": job.desc, "n_probes": n, "labels": job.y is not None,
+                "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
+                "case": job.case, "scorer": job.default, "layers": layers if isinstance(layers, str) else list(layers),
+                "seed": opt["seed"], "nodes": kw["nodes"], "n_boot": opt["n_boot"],
+                "peer_boot": min(opt["n_boot"], opt["peer_boot"]), "half_sample_size": n // 2, "lam": format_lam(LAM),
+                "graph_options": GRAPH_OPTIONS, "probe_hash": job.probe_set.content_hash(), "cache": str(store.root),
+                "target_model": target_info or None, "engine": engine, "scores_reused": reused,
+                **({"failed_models": failed} if failed else {}),
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
-    settings.pop("n_images_given")
-    if not failed:
-        settings.pop("failed_models")
+    return _selection(results, job, vals, verdict, settings)
+
+
+def _selection(results: list[_ModelResult], job: _Job, vals: np.ndarray, verdict: _Verdict,
+               settings: dict[str, Any]) -> Selection:
+    """The Selection result of the scored candidates."""
+    cands = [(r.name, layer) for r in results for layer in r.layers]
     models_info = {r.name: {"layers": r.layers, "preprocess": r.preprocess, "weights_hash": r.weights_hash,
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
-    return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,
-                     order=order, p_best=p_best, too_close=too_close, case=case, settings=settings,
-                     models=models_info, boot=boot)
+    pick = verdict.order[0]
+    return Selection(candidates=cands, scorers=job.chosen, scorer=job.default,
+                     values={s: vals[i, :, 0] for i, s in enumerate(job.chosen)}, intervals=verdict.intervals,
+                     order=verdict.order, p_best=float(verdict.shares[pick]),
+                     too_close=[cands[c] for c in verdict.too_close], case=job.case, settings=settings,
+                     models=models_info, boot=vals[job.chosen.index(job.default), :, 1:], shares=verdict.shares,
+                     ranked=verdict.ranked, tied=[cands[c] for c in verdict.tied], notes=job.notes)

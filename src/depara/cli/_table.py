@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeparaError
+from ..escape import terminal
 from ..report import format_cell
 
 
@@ -22,7 +23,8 @@ def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], tit
     """Print ``rows`` (dicts, best first) as a table of ``columns``, then ``pick_line`` in bold.
 
     ``pick_row`` is the index of the row to highlight (the first by default; None for none). Numbers are shown
-    to 4 significant digits. A column missing from a row raises a one-line :class:`DeparaError`.
+    to 4 significant digits; every cell, the title and ``pick_line`` are escaped for the
+    terminal (:func:`depara.escape.terminal`). A column missing from a row raises a one-line :class:`DeparaError`.
     """
     if not columns:
         raise DeparaError("print_ranking: no columns given (expected at least one column name)")
@@ -30,17 +32,17 @@ def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], tit
         missing = [c for c in columns if c not in row]
         if missing:
             raise DeparaError(f"print_ranking: row {i} has no column {missing[0]!r} (has {', '.join(map(str, row))})")
-    table = Table(title=title, title_style="bold", header_style="bold cyan", show_lines=False)
+    table = Table(title=terminal(title), title_style="bold", header_style="bold cyan", show_lines=False)
     numeric = [all(_is_number(r[c]) for r in rows) and bool(rows) for c in columns]
     table.add_column("#", justify="right", style="dim")
     for col, is_num in zip(columns, numeric):
-        table.add_column(str(col), justify="right" if is_num else "left")
+        table.add_column(terminal(col), justify="right" if is_num else "left")
     for i, row in enumerate(rows):
         style = "bold green" if i == pick_row else None
-        table.add_row(str(i + 1), *[format_cell(row[c]) for c in columns], style=style)
+        table.add_row(str(i + 1), *[terminal(format_cell(row[c])) for c in columns], style=style)
     out = console if console is not None else Console()
     out.print(table)
-    out.print(f"[bold green]→[/bold green] [bold]{_escape(pick_line)}[/bold]")
+    out.print(f"[bold green]→[/bold green] [bold]{terminal(pick_line)}[/bold]")
 
 
 def _is_number(value: Any) -> bool:
@@ -53,9 +55,3 @@ def _is_number(value: Any) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))

@@ -82,20 +82,16 @@ def select_cmd(
                      scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
                      batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
                      address=address)
+    from ..escape import visible
+    from ..select_report import top_rows
     from ._table import print_ranking
 
-    s = sel.scorer
-    rows = []
-    for r in sel.table:
-        row = {"model": r["model"], "layer": r["layer"], s: r[s],
-               "95% interval": f"[{r[f'{s}_lo']:.4g}, {r[f'{s}_hi']:.4g}]"}
-        row.update({o: r[o] for o in sel.scorers if o != s})
-        rows.append(row)
-    print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {s} — {sel.case.replace('_', ' ')} case",
-                  pick_line=sel.summary)
+    rows = top_rows(sel, k=len(sel.candidates))
+    print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {sel.scorer} — "
+                  f"{sel.case.replace('_', ' ')} case (other scorers: their rank)", pick_line=sel.summary)
     if out is not None:
         files = sel.report(out)
-        typer.echo(f"wrote {out}/ranking.csv, ranking.json, layers.csv and {files.html}")
+        typer.echo(visible(f"wrote {out}/ranking.csv, ranking.json, layers.csv, top.csv and {files.html}"))
 
 
 @demo_app.command("benchmarks")
@@ -109,9 +105,9 @@ def demo_benchmarks(
     """The two benchmarks at demo size: which source (procedural task bank) and which layer (synthetic→real
     digits), against measured transfer, in one report."""
     from rich.console import Console
-    from rich.markup import escape
 
     from ..demo import run_benchmark_demo
+    from ..escape import terminal as escape
 
     result = run_benchmark_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
     console = Console()

@@ -5,7 +5,7 @@
 For each of the real-image bank's targets (``depara bench realbank --scale default``: 16 targets, 12 sources; the
 zoo from CACHE, trained there when absent) this scores every source as ``depara.select`` does at its default
 (``depara_labels`` on the frozen probes and layer, the values in the bank's committed ``scores.csv``), draws the
-same half-samples select draws (:mod:`depara.uncertainty`), and computes each source's P(best) (share of
+same half-samples select draws (:mod:`depara.evaluation.uncertainty`), and computes each source's P(best) (share of
 half-samples in which it ranks first) and interval, and the "too close to call" set (sources whose interval
 overlaps the pick's). Against the bank's committed ground truth (``truth_linear_probe.csv``, ``truth_fine_tune.csv``,
 accuracy averaged over 3 seeds) it writes:
@@ -33,14 +33,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from depara._io import ensure_dir, write_csv  # noqa: E402
-from depara.agreement import probe_edges, resampled_label_agreement  # noqa: E402
-from depara.estimators import get_estimator  # noqa: E402
-from depara.realbank import data as D  # noqa: E402
-from depara.realbank.bench import SCALES, load_defaults, target_splits  # noqa: E402
-from depara.realbank.scoring import FROZEN, LAYERS, probe_rows, stage_output  # noqa: E402
-from depara.realbank.zoo import load_or_train_zoo  # noqa: E402
-from depara.uncertainty import half_samples, recentred, reliability, subsample_intervals, win_shares  # noqa: E402
+from depara.io.files import ensure_dir, write_csv  # noqa: E402
+from depara.core.similarity_edges import probe_edges, resampled_label_agreement  # noqa: E402
+from depara.estimators.registry import get_estimator  # noqa: E402
+from depara.benches.realbank import data as D  # noqa: E402
+from depara.benches.realbank.bench import SCALES, load_defaults, target_splits  # noqa: E402
+from depara.benches.realbank.scoring import FROZEN, LAYERS, probe_rows, stage_output  # noqa: E402
+from depara.benches.realbank.zoo import load_or_train_zoo  # noqa: E402
+from depara.evaluation.uncertainty import half_samples, recentred, reliability, subsample_intervals, win_shares  # noqa: E402
 
 BANK = ROOT / "benchmarks" / "results" / "realbank_default"
 PROTOCOLS = ("linear_probe", "fine_tune")

@@ -22,10 +22,10 @@ from rich.console import Console  # noqa: E402
 from depara.cli._table import print_ranking  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.report import render_report  # noqa: E402
-from depara.select_report import SHARE_COLUMN, top_rows, write_selection  # noqa: E402
-from depara.selection import SCORERS, Selection, select  # noqa: E402
-from depara.zoo import ModelEntry  # noqa: E402
+from depara.report.html import render_report  # noqa: E402
+from depara.report.select import SHARE_COLUMN, top_rows, write_selection  # noqa: E402
+from depara.selection.job import SCORERS, Selection, select  # noqa: E402
+from depara.extraction.zoo import ModelEntry  # noqa: E402
 
 SIZE = 16
 
@@ -82,7 +82,7 @@ def test_every_select_scorer_holds_its_score_in_a_finite_interval(classes, tmp_p
 def test_undefined_score_gets_no_rank_interval_or_share():
     """A candidate whose ranking score is NaN (e.g. a scorer undefined on its features) is listed last, without a
     rank, an interval or a share; the others are ranked among themselves."""
-    from depara.selection import _verdict
+    from depara.selection.job import _verdict
 
     rng = np.random.default_rng(0)
     vals = np.empty((1, 3, 11))
@@ -196,7 +196,7 @@ def test_names_cannot_break_any_output(tmp_path_factory, models, layers):
 
     sel = _fake_selection(models, layers)
     out = tmp_path_factory.mktemp("names")
-    with mock.patch("depara.select_report._figure", _blank_png):  # the figure's names: the test below
+    with mock.patch("depara.report.select._figure", _blank_png):  # the figure's names: the test below
         write_selection(sel, out)
     files = render_report(out)
     page = files.html.read_text(encoding="utf-8")

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from depara.errors import DeparaError
-from depara.estimators import SourceInputs, TargetInputs, list_estimators
-from depara.uncertainty import (BENCH_RELIABILITY, bench_phrase, decimals, half_samples, rate_factor, recentred,
-                                reliability, rounded, subsample_intervals, win_shares)
+from depara.estimators.registry import SourceInputs, TargetInputs, list_estimators
+from depara.evaluation.uncertainty import (BENCH_RELIABILITY, bench_phrase, decimals, half_samples, rate_factor,
+                                           recentred, reliability, rounded, subsample_intervals, win_shares)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def _inputs(n: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
 
 def _score_on(est, d: dict[str, np.ndarray], idx: np.ndarray) -> float:
     """``est``'s score on the probes ``idx`` as a probe set of its own (graphs built on those probes only)."""
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     g = Graph.from_arrays(d["nodes"][idx], d["f"][idx]) if est.needs_graph else None
     tg = Graph.from_arrays(d["tnodes"][idx], d["tf"][idx]) if est.needs_graph else None
@@ -144,7 +144,7 @@ def _score_on(est, d: dict[str, np.ndarray], idx: np.ndarray) -> float:
 def test_every_registered_scorer_gets_a_finite_interval_around_its_score():
     """For every estimator of the registry: its score on the full sample lies in its interval from half-samples,
     which is finite. (With-replacement resamples, the former scheme, inflate LogME: duplicated images look separable.)"""
-    from depara.estimators import get_estimator
+    from depara.estimators.registry import get_estimator
 
     d = _inputs()
     n = len(d["y"])

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeparaError
-from ..escape import terminal
-from ..report import format_cell
+from ..io.escape import terminal
+from ..report.html import format_cell
 
 
 def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str, pick_line: str, *,

@@ -1,14 +1,16 @@
 """What select's P(best) and "too close to call" are worth: a reliability check on the real-image bank.
 
-    python benchmarks/calibration.py --cache CACHE [--n-rep 200] [--out benchmarks/results/calibration]
+    python benchmarks/calibration.py --cache CACHE [--bank BANK] [--n-rep 200] [--out benchmarks/results/calibration]
 
 For each of the real-image bank's targets (``depara bench realbank --scale default``: 16 targets, 12 sources; the
 zoo from CACHE, trained there when absent) this scores every source as ``depara.select`` does at its default
 (``depara_labels`` on the frozen probes and layer, the values in the bank's committed ``scores.csv``), draws the
 same half-samples select draws (:mod:`depara.evaluation.uncertainty`), and computes each source's P(best) (share of
 half-samples in which it ranks first) and interval, and the "too close to call" set (sources whose interval
-overlaps the pick's). Against the bank's committed ground truth (``truth_linear_probe.csv``, ``truth_fine_tune.csv``,
-accuracy averaged over 3 seeds) it writes:
+overlaps the pick's). Against the ground truth of a ``depara bench realbank --scale default`` results folder BANK
+(``truth_linear_probe.csv``, ``truth_fine_tune.csv``: accuracy averaged over 3 seeds; default the committed
+``benchmarks/results/realbank_default``; give the folder of a bank run on the same CACHE, so that the sources
+scored are the ones whose truth was measured; its truth tables are copied into the output) it writes:
 
 * ``per_source.csv``: target, source, score, interval, P(best), truth per protocol, truly best / within 1 point;
 * ``picks.csv``: per target and protocol the pick, its P(best), its regret (points), whether the truly best source
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,19 +45,20 @@ from depara.benches.realbank.scoring import FROZEN, LAYERS, probe_rows, stage_ou
 from depara.benches.realbank.zoo import load_or_train_zoo  # noqa: E402
 from depara.evaluation.uncertainty import half_samples, recentred, reliability, subsample_intervals, win_shares  # noqa: E402
 
-BANK = ROOT / "benchmarks" / "results" / "realbank_default"
+DEFAULT_BANK = ROOT / "benchmarks" / "results" / "realbank_default"
 PROTOCOLS = ("linear_probe", "fine_tune")
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 
-def read_truth(protocol: str) -> dict[str, dict[str, float]]:
-    """{target: {source: accuracy in points}} from the bank's committed truth table."""
-    with open(BANK / f"truth_{protocol}.csv", newline="") as fh:
+def read_truth(bank: Path, protocol: str) -> dict[str, dict[str, float]]:
+    """{target: {source: accuracy in points}} from a bank results folder's truth table."""
+    with open(bank / f"truth_{protocol}.csv", newline="") as fh:
         return {r.pop("target"): {k: 100 * float(v) for k, v in r.items()} for r in csv.DictReader(fh)}
 
 
-def committed_scores() -> dict[tuple[str, str], float]:
-    with open(BANK / "scores.csv", newline="") as fh:
+def bank_scores(bank: Path) -> dict[tuple[str, str], float]:
+    """The frozen default's score of every (target, source) in the bank folder (a check of the scoring here)."""
+    with open(bank / "scores.csv", newline="") as fh:
         return {(r["target"], r["source"]): float(r["score"]) for r in csv.DictReader(fh) if r["scorer"] == FROZEN}
 
 
@@ -132,6 +136,7 @@ def plot(table: list[dict], out: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", required=True, help="the realbank cache folder (its realbank/ zoo is reused)")
+    ap.add_argument("--bank", default=str(DEFAULT_BANK), help="a realbank results folder (its truth tables)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration"))
     ap.add_argument("--n-rep", type=int, default=200, help="half-samples per target (select's default n_boot)")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,8 +146,9 @@ def main(argv=None) -> int:
     defaults = load_defaults()[0]
     nets, _, skipped = load_or_train_zoo(sc.zoo, Path(args.cache) / "realbank", args.seed)
     sources = list(nets)
-    truth = {p: read_truth(p) for p in PROTOCOLS}
-    committed = committed_scores()
+    bank = Path(args.bank)
+    truth = {p: read_truth(bank, p) for p in PROTOCOLS}
+    committed = bank_scores(bank)
     per, picks, diffs = [], [], []
     for t in truth[PROTOCOLS[0]]:
         pool = D.load_target(t, sc.pool)
@@ -155,28 +161,26 @@ def main(argv=None) -> int:
         picks += b
         print(f"{t}: pick {b[0]['pick']} P(best) {b[0]['p_best']:.2f}, {b[0]['too_close']} too close", flush=True)
     table = []
+    prob = np.array([r["p_best"] for r in per])
     for p in PROTOCOLS:
-        prob = np.array([r["p_best"] for r in per])
-        for key, name in (("best", "best_rate"), ("within1", "within1_rate")):
-            rel = reliability(prob, np.array([r[f"{key}_{p}"] for r in per], dtype=float), BINS)
-            for i, r in enumerate(rel):
-                if key == "best":
-                    table.append({"protocol": p, **r})
-                else:
-                    table[-len(rel) + i][name] = r["rate"]
-        for r in table[-(len(BINS) - 1):]:
-            r["best_rate"] = r.pop("rate")
+        best = reliability(prob, np.array([r[f"best_{p}"] for r in per], dtype=float), BINS)
+        near = reliability(prob, np.array([r[f"within1_{p}"] for r in per], dtype=float), BINS)
+        table += [{"protocol": p, "bin_lo": b["bin_lo"], "bin_hi": b["bin_hi"], "count": b["count"],
+                   "mean_p": b["mean_p"], "best_rate": b["rate"], "within1_rate": w["rate"]}
+                  for b, w in zip(best, near)]
     out = ensure_dir(Path(args.out))
     write_csv(out / "per_source.csv", per)
     write_csv(out / "picks.csv", picks)
     write_csv(out / "reliability.csv", table)
+    for p in PROTOCOLS:
+        shutil.copyfile(bank / f"truth_{p}.csv", out / f"truth_{p}.csv")
     plot(table, out)
     import json
 
     summary = {"targets": len(truth[PROTOCOLS[0]]), "sources": len(sources), "n_rep": args.n_rep,
-               "max_abs_diff_vs_committed_scores": float(max(diffs)), "skipped_sources": skipped,
+               "max_abs_diff_vs_bank_scores": float(max(diffs)), "bank": str(bank), "skipped_sources": skipped,
                "seconds": round(time.perf_counter() - t0, 1),
-               "command": "python benchmarks/calibration.py --cache CACHE --n-rep %d" % args.n_rep}
+               "command": f"python benchmarks/calibration.py --cache CACHE --bank BANK --n-rep {args.n_rep}"}
     for p in PROTOCOLS:
         rows = [r for r in picks if r["protocol"] == p]
         summary[p] = {"mean_p_best_of_picks": float(np.mean([r["p_best"] for r in rows])),

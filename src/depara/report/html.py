@@ -76,6 +76,8 @@ SCORE_COLUMN_KEYS = ("score_column", "primary_score")
 COMPARISON_KEYS = ("regret", "relative_accuracy", "top1_regret", "top1_relative_accuracy", "match",
                    "spearman", "kendall", "weighted_tau")
 HEADLINE_TABLES = ("ranking", "summary", "layers", "scores")
+#: Kinds whose figure comes before the tables (select: the sentence, one figure, then the top 10).
+FIGURE_FIRST_KINDS = ("select",)
 _SCORE_COLUMNS = ("s", "score", "depara", "s_v+λe", "v+λe")
 
 
@@ -379,6 +381,8 @@ def _highlighted_rows(table: Table, pick: Any) -> set[int]:
             return hits
     if table.name.lower().startswith("ranking") and table.rows and pick is None:
         return {0}
+    if table.name.lower().startswith("top") and table.rows:  # select's "top candidates": the pick comes first
+        return {0}
     return set()
 
 
@@ -470,10 +474,13 @@ def _section_html(section: Section, level: int) -> list[str]:
         out.append(_pick_cards_html(pick, truth, comparison))
     sub = min(h + 1, 4)
     headline, others = _split_tables(section.tables)
+    figures = [_figure_html(name, path, section.root) for name, path in section.figures]
+    if m.get("kind") in FIGURE_FIRST_KINDS:
+        out.extend(figures)
+        figures = []
     for table in headline:
         out.extend(_table_html(table, pick, sub, score_name))
-    for name, path in section.figures:
-        out.append(_figure_html(name, path, section.root))
+    out.extend(figures)
     for note in section.notes:
         out.append(f'<p class="note refused">{_e(note)}</p>')
     for table in others:
@@ -652,12 +659,15 @@ def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
         lines += _md_table(["", "value"], [[k, _md_value(v)] for k, v in rows]) + [""]
     sub = "#" * min(level + 1, 6)
     headline, others = _split_tables(section.tables)
+    figures = [f"{sub} Figures", ""] if section.figures else []
+    for name, path in section.figures:
+        figures += [f"![{_md_text(name)}]({_md_link(_rel_link(path, out_dir))})", ""]
+    if m.get("kind") in FIGURE_FIRST_KINDS:
+        lines += figures
+        figures = []
     for table in headline:
         lines += _table_md(table, sub, out_dir)
-    if section.figures:
-        lines += [f"{sub} Figures", ""]
-        for name, path in section.figures:
-            lines += [f"![{_md_text(name)}]({_md_link(_rel_link(path, out_dir))})", ""]
+    lines += figures
     for note in section.notes:
         lines += [f"> {_md_text(note)}", ""]
     for table in others:

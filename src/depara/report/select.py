@@ -28,7 +28,7 @@ from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, rounded
 if TYPE_CHECKING:  # pragma: no cover
     from ..selection.job import Selection
 
-__all__ = ["sentence", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
+__all__ = ["sentence", "score_column", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
 
 #: Rows of the report's table.
 TOP = 10
@@ -78,8 +78,14 @@ def sentence(sel: "Selection") -> str:
     return text
 
 
+def score_column(sel: "Selection") -> str:
+    """The header of the score column of :func:`top_rows`: the ranking scorer and its interval in one cell (text,
+    so no table formatter re-rounds what :func:`depara.evaluation.uncertainty.rounded` rounded)."""
+    return f"{sel.scorer} ({int(LEVEL * 100)}% interval)"
+
+
 def top_rows(sel: "Selection", k: int = TOP) -> list[dict[str, Any]]:
-    """The report's table: the first ``k`` candidates with rank, model, layer, the ranking score and its
+    """The report's table: the first ``k`` candidates with rank, model, layer, the ranking score with its
     interval (rounded), the share of half-samples won, and each other scorer's rank (1 = best by that scorer)."""
     s = sel.scorer
     peers = [x for x in sel.scorers if x != s]
@@ -90,7 +96,7 @@ def top_rows(sel: "Selection", k: int = TOP) -> list[dict[str, Any]]:
         value, interval = rounded(float(sel.values[s][c]), lo, hi)
         share = float(sel.shares[c])
         row: dict[str, Any] = {"rank": sel.rank_of(c) or "", "model": m, "layer": layer,
-                               s: value, f"{int(LEVEL * 100)}% interval": interval,
+                               score_column(sel): f"{value} {interval}".strip(),
                                SHARE_COLUMN: f"{share:.2f}" if np.isfinite(share) else ""}
         row.update({f"{p} rank": sel.rank_of(c, p) or "" for p in peers})
         rows.append(row)

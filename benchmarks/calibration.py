@@ -17,6 +17,7 @@ scored are the ones whose truth was measured; its truth tables are copied into t
   (or one within 1 point of it) is in {pick} ∪ too-close, and whether a source outside that set is within 1 point;
 * ``reliability.csv``: per protocol and P(best) bin, the mean announced P(best), the share truly best, the share
   within 1 point of the best, and the count (every source of every target is one row of the diagram);
+  ``reliability_coarse.csv`` the same in three wider bins (what ``depara select``'s sentence quotes);
 * ``reliability.png``: the reliability diagram (one panel per protocol) and ``manifest.json``.
 
 The truth is read, never re-measured, so the run costs the zoo (cached) and one forward pass per source and target.
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from depara.io.files import ensure_dir, write_csv  # noqa: E402
+from depara.report.manifest import write_manifest  # noqa: E402
 from depara.core.similarity_edges import probe_edges, resampled_label_agreement  # noqa: E402
 from depara.estimators.registry import get_estimator  # noqa: E402
 from depara.benches.realbank import data as D  # noqa: E402
@@ -48,6 +50,9 @@ from depara.evaluation.uncertainty import half_samples, recentred, reliability, 
 DEFAULT_BANK = ROOT / "benchmarks" / "results" / "realbank_default"
 PROTOCOLS = ("linear_probe", "fine_tune")
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+#: Wider bins, each with enough sources to state a rate: what ``depara.evaluation.uncertainty.BENCH_RELIABILITY``
+#: (the sentence of ``depara select``) quotes.
+COARSE_BINS = (0.0, 0.1, 0.5, 1.0)
 
 
 def read_truth(bank: Path, protocol: str) -> dict[str, dict[str, float]]:
@@ -107,6 +112,20 @@ def target_rows(t, sources, point, iv, pb, truth):
     return per, picks
 
 
+def reliability_rows(per: list[dict], bins) -> list[dict]:
+    """The reliability table of every (target, source): per protocol and bin of P(best), the count, the mean
+    announced P(best), the share truly best and the share within 1 point of the best."""
+    prob = np.array([r["p_best"] for r in per])
+    table = []
+    for p in PROTOCOLS:
+        best = reliability(prob, np.array([r[f"best_{p}"] for r in per], dtype=float), bins)
+        near = reliability(prob, np.array([r[f"within1_{p}"] for r in per], dtype=float), bins)
+        table += [{"protocol": p, "bin_lo": b["bin_lo"], "bin_hi": b["bin_hi"], "count": b["count"],
+                   "mean_p": b["mean_p"], "best_rate": b["rate"], "within1_rate": w["rate"]}
+                  for b, w in zip(best, near)]
+    return table
+
+
 def plot(table: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -160,25 +179,19 @@ def main(argv=None) -> int:
         per += a
         picks += b
         print(f"{t}: pick {b[0]['pick']} P(best) {b[0]['p_best']:.2f}, {b[0]['too_close']} too close", flush=True)
-    table = []
-    prob = np.array([r["p_best"] for r in per])
-    for p in PROTOCOLS:
-        best = reliability(prob, np.array([r[f"best_{p}"] for r in per], dtype=float), BINS)
-        near = reliability(prob, np.array([r[f"within1_{p}"] for r in per], dtype=float), BINS)
-        table += [{"protocol": p, "bin_lo": b["bin_lo"], "bin_hi": b["bin_hi"], "count": b["count"],
-                   "mean_p": b["mean_p"], "best_rate": b["rate"], "within1_rate": w["rate"]}
-                  for b, w in zip(best, near)]
+    table, coarse = reliability_rows(per, BINS), reliability_rows(per, COARSE_BINS)
     out = ensure_dir(Path(args.out))
     write_csv(out / "per_source.csv", per)
     write_csv(out / "picks.csv", picks)
     write_csv(out / "reliability.csv", table)
+    write_csv(out / "reliability_coarse.csv", coarse)
     for p in PROTOCOLS:
         shutil.copyfile(bank / f"truth_{p}.csv", out / f"truth_{p}.csv")
     plot(table, out)
     import json
 
     summary = {"targets": len(truth[PROTOCOLS[0]]), "sources": len(sources), "n_rep": args.n_rep,
-               "max_abs_diff_vs_bank_scores": float(max(diffs)), "bank": str(bank), "skipped_sources": skipped,
+               "max_abs_diff_vs_bank_scores": float(max(diffs)), "skipped_sources": skipped,
                "seconds": round(time.perf_counter() - t0, 1),
                "command": f"python benchmarks/calibration.py --cache CACHE --bank BANK --n-rep {args.n_rep}"}
     for p in PROTOCOLS:
@@ -189,8 +202,23 @@ def main(argv=None) -> int:
                       "mean_regret": float(np.mean([r["regret"] for r in rows])),
                       "best_in_too_close_set": float(np.mean([r["best_in_set"] for r in rows])),
                       "within1_in_too_close_set": float(np.mean([r["within1_in_set"] for r in rows])),
-                      "within1_outside_set": float(np.mean([r["within1_outside"] for r in rows]))}
-    (out / "manifest.json").write_text(json.dumps(summary, indent=2) + "\n")
+                      "within1_outside_set": float(np.mean([r["within1_outside"] for r in rows])),
+                      "mean_too_close": float(np.mean([r["too_close"] for r in rows])),
+                      **{f"picks_share_{name}": {"n": len(sub), "truly_best": int(sum(r["regret"] == 0 for r in sub)),
+                                                 "within1": int(sum(r["regret"] <= 1.0 for r in sub)),
+                                                 "mean_regret": float(np.mean([r["regret"] for r in sub]))}
+                         for name, sub in (("ge_0.7", [r for r in rows if r["p_best"] >= 0.7]),
+                                           ("lt_0.7", [r for r in rows if r["p_best"] < 0.7])) if sub}}
+    lp, ft = summary["linear_probe"], summary["fine_tune"]
+    line = (f"picks announced at a mean P(best) of {lp['mean_p_best_of_picks']:.2f} were truly best in "
+            f"{lp['pick_truly_best']:.0%} (linear probe) / {ft['pick_truly_best']:.0%} (fine-tune) of 16 targets; "
+            f"the truly best source was too close to call with the pick in {lp['best_in_too_close_set']:.0%} / "
+            f"{ft['best_in_too_close_set']:.0%}")
+    write_manifest(out, "calibration", title="What select's P(best) and 'too close to call' are worth: real-image bank",
+                   summary=line, settings={"n_rep": args.n_rep, "seed": args.seed, "command": summary["command"]},
+                   tables={"reliability": "reliability.csv", "reliability_coarse": "reliability_coarse.csv",
+                           "picks": "picks.csv", "per_source": "per_source.csv"},
+                   figures={"reliability": "reliability.png"}, extra=summary)
     print(json.dumps(summary, indent=2))
     return 0
 

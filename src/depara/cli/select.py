@@ -86,9 +86,10 @@ def select_cmd(
     from ..report.select import top_rows
     from ._table import print_ranking
 
-    rows = top_rows(sel, k=len(sel.candidates))
+    rows = [{k.removesuffix(" rank"): v for k, v in r.items()} for r in top_rows(sel, k=len(sel.candidates))]
     print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {sel.scorer} — "
-                  f"{sel.case.replace('_', ' ')} case (other scorers: their rank)", pick_line=sel.summary)
+                  f"{sel.case.replace('_', ' ')} case; other scorers: their rank", pick_line=sel.summary,
+                  numbered=False)
     if out is not None:
         files = sel.report(out)
         typer.echo(visible(f"wrote {out}/ranking.csv, ranking.json, layers.csv, top.csv and {files.html}"))

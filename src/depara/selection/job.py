@@ -486,7 +486,7 @@ def _score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[st
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
     for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
         idx = rows[r]
-        pairs = _pair_index(idx, res.n)
+        pairs = _pair_index(idx, res.n) if need_e else None
         tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
         for c, g in enumerate(graphs):
             E = _spearman_units(_unit_ranks(g.edges[pairs]), tgt_r) if need_e else np.nan

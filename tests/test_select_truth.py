@@ -237,3 +237,11 @@ def test_markup_in_a_model_name_through_the_cli(classes, tmp_path, capsys):
     assert head[:4] == ["rank", "model", "layer", "depara_labels (95% interval)"] and SHARE_COLUMN in head
     assert [h for h in head if h.endswith(" rank")] == [f"{p} rank" for p in
                                                         ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")]
+
+
+def test_control_characters_in_an_error_are_shown_not_sent_to_the_terminal(tmp_path, capsys):
+    """A folder name with an ESC sequence reaches the one-line error as the visible escape ``\\x1b``."""
+    rc = main(["select", str(tmp_path / "no\x1b[2Jsuch"), "--models", "torchvision:resnet18", "--cache",
+               str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "\x1b" not in err and "no\\x1b[2Jsuch" in err and err.count("\n") == 1

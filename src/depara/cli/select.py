@@ -42,8 +42,9 @@ def select_cmd(
                                                 "repeated; default: every applicable one without a node term). "
                                                 "depara / depara_v add attribution maps (backward passes)."),
     probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the bootstrap."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the half-samples."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Probe half-samples for the intervals and the share won "
+                               "(0: none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default $DEPARA_CACHE, else "

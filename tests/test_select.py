@@ -176,7 +176,7 @@ def test_models_with_different_input_sizes(classes, tmp_path):
                  cache_dir=tmp_path)
     assert {m for m, _ in sel.candidates} == {"small", "big"}
     assert sel.models["big"]["preprocess"]["size"] == [24, 24]
-    assert np.isnan(sel.p_best) and sel.too_close == []
+    assert np.isnan(sel.p_best) and sel.too_close == [] and "no interval: n_boot = 0" in sel.summary
 
 
 # --------------------------------------------------------------------------------------------------- cache

@@ -66,7 +66,7 @@ def test_every_select_scorer_holds_its_score_in_a_finite_interval(classes, tmp_p
     point estimate (with-replacement resamples put LogME / H-score / TransRate intervals above their values)."""
     target = ModelEntry("t", "module:t", preprocessing=f"{SIZE}x{SIZE}", module=_net(7), layers=("2",))
     sel = select(classes, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1", "3"],
-                 scorers=list(SCORERS), n_boot=20, peer_boot=20, cache_dir=tmp_path)
+                 scorers=list(SCORERS), n_boot=10, peer_boot=10, cache_dir=tmp_path)
     assert set(sel.scorers) == set(SCORERS)
     for s in sel.scorers:
         for c in range(len(sel.candidates)):

@@ -57,8 +57,9 @@ def sentence(sel: "Selection") -> str:
     s = sel.scorer
     lo, hi = sel.intervals[s][c]
     value, interval = rounded(float(sel.values[s][c]), lo, hi)
+    why = "n_boot = 0" if sel.settings.get("n_boot") == 0 else "too few probes to resample"
     text = f"pick model {m!r} at layer {layer!r} ({s} = {value}" + \
-        (f", {int(LEVEL * 100)}% interval {interval})" if interval else ", no interval: too few probes to resample)")
+        (f", {int(LEVEL * 100)}% interval {interval})" if interval else f", no interval: {why})")
     share = float(sel.shares[c])
     if sel.tied:
         text += f"; tied with {_names(sel, sel.tied)} (equal {s}): too close to call"

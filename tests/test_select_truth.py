@@ -166,7 +166,7 @@ class _Tags(html.parser.HTMLParser):
 def _fake_selection(models: list[str], layers: list[str]) -> Selection:
     cands = [(m, layer) for m in models for layer in layers]
     c = len(cands)
-    v = np.linspace(0.9, 0.1, c)
+    v = np.linspace(0.5, -0.5, c)  # negative scores too: their text must stay as it is in CSV
     values = {"depara_labels": v, "logme": v[::-1].copy()}
     intervals = {s: np.stack([x - 0.05, x + 0.05], axis=1) for s, x in values.items()}
     return Selection(candidates=cands, scorers=["depara_labels", "logme"], scorer="depara_labels", values=values,
@@ -208,11 +208,14 @@ def test_names_cannot_break_any_output(tmp_path_factory, models, layers):
     assert not _CONTROL.search(re.sub(r"<style>.*?</style>", "", page, flags=re.S))
     for name in ("top.csv", "ranking.csv", "layers.csv"):
         with open(out / name, newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh):
-                for cell in row:
+            for row in csv.DictReader(fh):
+                for key, cell in row.items():
                     assert not _CONTROL.search(cell.replace("\t", " "))
-                    if cell[:1] in ("=", "+", "-", "@"):
-                        float(cell)  # only numbers may start like a formula
+                    if key in ("model", "layer", "candidate") and cell[:1] in ("=", "+", "-", "@"):
+                        float(cell)  # a name never starts like a formula (a number may)
+    with open(out / "top.csv", newline="", encoding="utf-8") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    assert last["depara_labels (95% interval)"].startswith("-0.")  # a negative score is not escaped
     buf = io.StringIO()
     rows = top_rows(sel, k=len(sel.candidates))
     print_ranking(rows, list(rows[0]), title="t", pick_line=sel.summary,

@@ -137,7 +137,8 @@ def write_selection(sel: "Selection", out_dir: str | os.PathLike, *, extra: Mapp
             layer_rows.append({"model": csv_cell(m), "depth": i + 1, "layer": csv_cell(layer),
                                s: float(sel.values[s][c]), "lo": lo, "hi": hi})
     write_csv(out / "layers.csv", layer_rows)
-    write_csv(out / "top.csv", [{k: csv_cell(v) for k, v in r.items()} for r in top_rows(sel)])
+    write_csv(out / "top.csv", [{k: csv_cell(v) if k in ("model", "layer") else v for k, v in r.items()}
+                                for r in top_rows(sel)])  # names escaped; the numbers' text ("-0.5 [...]") is data
     _figure(sel, out / FIGURE)
     c = sel.order[0]
     interval = rounded(float(sel.values[s][c]), *sel.intervals[s][c])[1]

@@ -248,3 +248,26 @@ def test_control_characters_in_an_error_are_shown_not_sent_to_the_terminal(tmp_p
                str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert rc == 2 and "\x1b" not in err and "no\\x1b[2Jsuch" in err and err.count("\n") == 1
+
+
+def test_report_reads_sentence_then_figure_then_top_table(tmp_path):
+    """report.html / report.md of a select run: the sentence first, then the one figure, then the top-10 table
+    (rank, model, layer, score with interval, share won, the other scorers' ranks); the rest only in files."""
+    from unittest import mock
+
+    sel = _fake_selection(["m1", "m2", "m3", "m4"], ["a", "b", "c"])  # 12 candidates: the table keeps 10
+    with mock.patch("depara.report.select._figure", _blank_png):
+        write_selection(sel, tmp_path)
+    files = render_report(tmp_path)
+    page = files.html.read_text(encoding="utf-8")
+    sentence, figure, table = page.index("What to pick:"), page.index("<img"), page.index('data-file="top.csv"')
+    assert sentence < figure < table and page.count("<img") == 1 and 'data-file="ranking.csv"' not in page
+    md = files.markdown.read_text(encoding="utf-8")
+    assert md.index("**What to pick:**") < md.index("](select.png)") < md.index("## top candidates")
+    with open(tmp_path / "top.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 10 and list(rows[0]) == ["rank", "model", "layer", "depara_labels (95% interval)",
+                                                 SHARE_COLUMN, "logme rank"]
+    assert rows[0]["depara_labels (95% interval)"] == "0.50 [0.45, 0.55]" and rows[0]["logme rank"] == "12"
+    with open(tmp_path / "ranking.csv", newline="", encoding="utf-8") as fh:
+        assert len(list(csv.DictReader(fh))) == 12

@@ -16,7 +16,8 @@ from PIL import Image  # noqa: E402
 import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.selection.job import _pair_index, select  # noqa: E402
+from depara.selection.job import select  # noqa: E402
+from depara.selection.scoring import pair_index as _pair_index  # noqa: E402
 from depara.core.similarity import similarity  # noqa: E402
 from depara.extraction.zoo import ModelEntry  # noqa: E402
 
@@ -100,7 +101,7 @@ def test_pair_index_equals_brute_force(case):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=30))
 def test_spearman_equals_scipy_with_ties(pairs):
-    from depara.selection.job import _spearman
+    from depara.selection.scoring import spearman as _spearman
 
     x, y = (np.array(v, dtype=float) for v in zip(*pairs))
     expected = stats.spearmanr(x, y).statistic if x.std() > 0 and y.std() > 0 else np.nan

@@ -82,7 +82,7 @@ def test_every_select_scorer_holds_its_score_in_a_finite_interval(classes, tmp_p
 def test_undefined_score_gets_no_rank_interval_or_share():
     """A candidate whose ranking score is NaN (e.g. a scorer undefined on its features) is listed last, without a
     rank, an interval or a share; the others are ranked among themselves."""
-    from depara.selection.job import _verdict
+    from depara.selection.verdict import verdict as _verdict
 
     rng = np.random.default_rng(0)
     vals = np.empty((1, 3, 11))

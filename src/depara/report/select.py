@@ -26,7 +26,7 @@ from ..io.escape import csv_cell
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, rounded
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..selection.job import Selection
+    from ..selection.result import Selection
 
 __all__ = ["sentence", "score_column", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
 

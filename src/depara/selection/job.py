@@ -48,695 +48,42 @@ model added scores only that model's candidates.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import DeparaError, exception_reason
-from ..core.similarity_edges import pool_features
-from ..io.escape import visible
-from ..evaluation.rank_quality import combine
-from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS, format_lam
+from ..errors import DeparaError
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING
+from ..io.escape import visible
+from ..options import DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS, format_lam
+from .candidates import ModelResult, extract_on_ray, model_graphs
+from .data import as_entries, as_target, check_model_files, load_data, subsample
+from .result import Selection
+from .scorers import (DEFAULT_SCORER, GRAPH_OPTIONS, LABEL_PEERS, LAM, MAX_BOOT, NODE_SCORERS, PROTOCOLS,
+                      SCORERS, SCORES_VERSION)
+from .scoring import Resamples, cached_scores
+from .verdict import Verdict, verdict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
     from ..core.graph import Graph
-    from ..extraction.probes import Preprocess, ProbeSet
+    from ..extraction.probes import ProbeSet
     from ..extraction.zoo import ModelEntry
 
 __all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL",
-           "SHARE_MEANING"]
+           "SHARE_MEANING", "LAM", "SCORES_VERSION"]
 
-#: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only), and per
-#: transfer protocol. ONE constant, set from the benchmarks: with a target model DEPARA proper (S = V + λE, the
-#: paper's score); with labels only the label-aware DEPARA edge score, the DEPARA-family candidate that issue 10's
-#: real-image bank is to confirm against LogME (the lead finalises these values from that bank's results).
-#: The ranking scorer per (case, protocol), from depara's frozen defaults (``depara.options``: node weight α = 0,
-#: label weight w = 1, chosen on the procedural task bank only and frozen in ``configs/defaults.toml`` before the
-#: real-image bank's out-of-sample run): with labels, the label graph's edge term (``depara_labels``, w = 1); with
-#: a target model and no labels, the edge term against the target model (``depara_e``, α = 0). The same for both
-#: protocols: the procedural bank measured fine-tuning only, and the real-image bank found no reason to differ.
-DEFAULT_SCORER: dict[tuple[str, str], str] = {
-    ("target_model", "finetune"): "depara_e" if DEFAULT_NODE_WEIGHT == 0 else "depara",
-    ("target_model", "linear"): "depara_e" if DEFAULT_NODE_WEIGHT == 0 else "depara",
-    ("labels", "finetune"): "depara_labels",
-    ("labels", "linear"): "depara_labels",
-}
-PROTOCOLS = ("finetune", "linear")
-#: What each scorer needs and what it is.
-SCORERS: dict[str, str] = {
-    "depara": "S = V + λE against the target model's graph (DEPARA; the default λ = ∞ makes it E)",
-    "depara_v": "V: mean cosine of attribution maps with the target model's",
-    "depara_e": "E: Spearman of edges with the target model's",
-    "depara_labels": "agreement of edges with the label graph (Graph.from_labels: same class high, else low) by the "
-                     "frozen comparison (depara.options.DEFAULT_EDGE_COMPARISON)",
-    "logme": "LogME evidence of pooled features given labels",
-    "hscore": "H-score of pooled features given labels",
-    "transrate": "TransRate of pooled features given labels",
-    "rsa": "RSA of pooled features vs one-hot labels",
-    "cka": "linear CKA of pooled features vs one-hot labels",
-    "gbc": "GBC of pooled features given labels (class overlap)",
-    "ped": "PED (LogME after potential-energy descent) of pooled features given labels",
-}
-#: The label-based peers offered beside label-aware DEPARA (registry names, :mod:`depara.estimators.registry`): the
-#: established five and the two recent ones that did best on the real-image bank at low cost (NLEEP did as well
-#: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
-#: and the benchmarks).
-_LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
-#: The scorers with a node term (attribution maps): only these make the extraction run backward passes.
-LAM = DEFAULT_LAMBDA
-#: The scorers that need attribution maps: V, and S when λ is finite (the default λ = ∞ makes S = E).
-_NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
-#: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
-#: node grid for all models so models with different input sizes give comparable attribution maps.
-GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
-#: Most half-samples accepted (their indices and values are held in memory).
-MAX_BOOT = 100_000
-#: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
-SCORES_VERSION = "4"  # 2: depara_labels on pooled, standardised features (round-3 frozen defaults); 3: round 4's
-#                        (per_probe comparison of the graph's flat, centred edges); 4: half-samples, no duplicates
-
-
-# ================================================================================================ pairs
-def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Condensed-edge indices of the pairs (a < b) of a resample whose probes differ: idx[a] ≠ idx[b].
-
-    For the identity resample this is every pair in condensed order, so point estimates equal
-    :func:`depara.core.similarity.edge_similarity`.
-    """
-    a, b = np.triu_indices(len(idx), k=1)
-    i, j = idx[a], idx[b]
-    keep = i != j
-    i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
-    return n * i - i * (i + 1) // 2 + j - i - 1
-
-
-def _unit_ranks(x: np.ndarray) -> np.ndarray | None:
-    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(x)
-    r -= r.mean()
-    norm = float(np.linalg.norm(r))
-    return r / norm if norm > 0 else None
-
-
-def _spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
-    return float(np.clip(rx @ ry, -1.0, 1.0)) if rx is not None and ry is not None else float("nan")
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman ρ (average ranks for ties) of two vectors; NaN when one is constant."""
-    return _spearman_units(_unit_ranks(x), _unit_ranks(y))
-
-
-# ===================================================================================================== data
-def _load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> tuple["ProbeSet", np.ndarray | None,
-                                                                                       list[str], str]:
-    """→ (probe set, integer labels or None, class names, description). See :func:`select` for the forms."""
-    from ..extraction.probes import ProbeSet
-
-    class_names: list[str] = []
-    if isinstance(data, ProbeSet):
-        probes, desc = data, repr(data)
-    elif isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if path.is_dir():
-            from ..extraction.probes import IMAGE_EXTENSIONS
-
-            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
-            top_images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-            subdirs = [p for p in entries if p.is_dir()]
-            if top_images and subdirs:
-                raise DeparaError(f"data {path}: mixes {len(top_images)} images at the top level with "
-                                  f"{len(subdirs)} sub-folders (expected class sub-folders, or a flat folder of "
-                                  "images)")
-            probes = ProbeSet.from_folder(path, preprocess_default)
-            if subdirs and labels is None:
-                found = {pid.split("/", 1)[0] for pid in probes.ids}
-                hollow = sorted(p.name for p in subdirs if p.name not in found)
-                if hollow:  # a class silently dropped would change the label graph and every score
-                    raise DeparaError(f"data {path}: class folder {hollow[0]!r} holds no image (remove it, or "
-                                      "add its images)")
-                names = [pid.split("/", 1)[0] for pid in probes.ids]
-                class_names = sorted(set(names))
-                labels = np.array([class_names.index(c) for c in names])
-            desc = f"{path} ({'class sub-folders' if subdirs else 'flat folder'})"
-        elif path.is_file():
-            probes = ProbeSet.from_list(path, preprocess=preprocess_default)
-            desc = f"{path} (image list)"
-        else:
-            raise DeparaError(f"data {path}: not found (expected a folder of class sub-folders, a folder of "
-                              "images, or an image-list file)")
-    else:
-        raise DeparaError(f"data: expected a folder, an image-list file or a ProbeSet, got {type(data).__name__}")
-    if len(probes) < 3:
-        raise DeparaError(f"data {desc}: {len(probes)} image(s); at least 3 are needed (graphs compare probe pairs)")
-    if labels is not None:
-        raw = np.asarray(labels)
-        if raw.ndim != 1 or raw.shape[0] != len(probes):
-            raise DeparaError(f"labels: expected {len(probes)} labels (one per image), got shape {raw.shape}")
-        if raw.dtype.kind not in "iubfUS" or (raw.dtype.kind == "f" and not np.all(np.isfinite(raw))):
-            # NaN would become a class of its own in np.unique; objects (None, mixed types) cannot be ordered
-            bad = "NaN or inf" if raw.dtype.kind == "f" else f"values of dtype {raw.dtype}"
-            raise DeparaError(f"labels: expected integer or string class labels, got {bad}")
-        if not class_names:
-            uniq, inv = np.unique(raw, return_inverse=True)
-            class_names = [str(u) for u in uniq]
-            labels = inv
-        labels = np.asarray(labels, dtype=np.int64)
-    return probes, labels, class_names, desc
-
-
-def _subsample(probes: "ProbeSet", labels: np.ndarray | None, n: int, seed: int):
-    """At most ``n`` probes, drawn without replacement under ``seed`` (kept in their original order)."""
-    if len(probes) <= n:
-        return probes, labels
-    keep = np.sort(np.random.default_rng(seed).choice(len(probes), size=n, replace=False))
-    return probes.subset(keep), (labels[keep] if labels is not None else None)
-
-
-# =================================================================================================== models
-def _as_entries(models: Any) -> list["ModelEntry"]:
-    """Models in any accepted form → validated, uniquely named entries (nothing is loaded)."""
-    from ..extraction.zoo import ModelEntry, parse_model_specs, read_zoo
-
-    if isinstance(models, (str, os.PathLike)) and str(models).lower().endswith(".toml"):
-        return read_zoo(models)
-    if isinstance(models, str):
-        return parse_model_specs(models)
-    items: list[Any]
-    if isinstance(models, Mapping):
-        items = []
-        for name, item in models.items():
-            if isinstance(item, ModelEntry):
-                items.append(ModelEntry(name=str(name), spec=item.spec, weights=item.weights,
-                                        preprocessing=item.preprocessing, layers=item.layers, module=item.module))
-            elif isinstance(item, str):
-                e = parse_model_specs(item)[0]
-                items.append(ModelEntry(name=str(name), spec=e.spec, weights=e.weights))
-            else:
-                items.append(ModelEntry(name=str(name), spec=f"module:{name}", module=item))
-    elif isinstance(models, Sequence):
-        items = []
-        for item in models:
-            items.extend([item] if isinstance(item, ModelEntry) else parse_model_specs(str(item)))
-    else:
-        raise DeparaError(f"models: expected model specs, a zoo .toml file, or a dict name -> model, got "
-                          f"{type(models).__name__}")
-    if not items:
-        raise DeparaError("models: no candidate model given")
-    names = [e.name for e in items]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup is not None:
-        raise DeparaError(f"models: duplicate model name {dup!r}")
-    return items
-
-
-def _as_target(target: Any) -> "ModelEntry | None":
-    from ..extraction.zoo import ModelEntry, parse_model_specs
-
-    if target is None or isinstance(target, ModelEntry):
-        return target
-    if isinstance(target, str):
-        e = parse_model_specs(target)
-        if len(e) != 1:
-            raise DeparaError(f"target_model {target!r}: expected one model spec")
-        return ModelEntry(name=f"target:{e[0].name}", spec=e[0].spec, weights=e[0].weights)
-    return ModelEntry(name="target", spec="module:target", module=target)
-
-
-def _check_model_files(entries: Sequence["ModelEntry"]) -> None:
-    """A ``file:`` model that does not exist fails before any model is loaded or any image is read (not after
-    the other candidates' extraction)."""
-    from ..extraction.models import parse_spec
-
-    for e in entries:
-        if e.module is not None or not isinstance(e.spec, str) or not e.spec.lower().startswith("file:"):
-            continue
-        _, path, _ = parse_spec(e.spec)
-        if not Path(path).expanduser().is_file():
-            what = "is a folder" if Path(path).expanduser().is_dir() else "not found"
-            raise DeparaError(f"model {e.name}: model file {path}: {what}")
-
-
-def _check_input(model: "nn.Module", entry: "ModelEntry", probes: "ProbeSet", prep: "Preprocess",
-                 device: Any) -> None:
-    """One probe through the model: a model that cannot take the images at its input size fails here."""
-    import torch
-
-    x = probes.tensor(prep, [0])
-    p = next(model.parameters(), None)
-    dev = torch.device(device) if device is not None else (p.device if p is not None else torch.device("cpu"))
-    try:
-        with torch.no_grad():
-            model.to(dev)(x.to(dev))
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure here means this input does not fit the model
-        first = exception_reason(exc, 160)
-        raise DeparaError(f"model {entry.name}: cannot take the images at its input size 3×{prep.size[0]}×"
-                          f"{prep.size[1]} (preprocessing {prep.name!r}; {first}); if it needs another size, set its "
-                          "preprocessing in the zoo file") from None
-
-
-def _resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: "Preprocess") -> list[str]:
-    from ..extraction.extract import resolve_layer
-    from ..extraction.layers_auto import all_layers, auto_layers
-
-    spec = entry.layers if entry.layers != "auto" else (layers if layers is not None else "auto")
-    if isinstance(spec, str) and spec in ("auto", "all"):
-        names = auto_layers(model) if spec == "auto" else all_layers(model, (3, *prep.size))
-    else:
-        names = [spec] if isinstance(spec, str) else list(spec)
-        for name in names:
-            try:
-                resolve_layer(model, name)
-            except DeparaError as exc:
-                raise DeparaError(f"model {entry.name}: {exc}") from None
-    if not names:
-        raise DeparaError(f"model {entry.name}: no candidate layers")
-    return list(dict.fromkeys(names))
-
-
-def _extract(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
-             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
-             ) -> dict[str, tuple["Graph", np.ndarray]]:
-    """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch;
-    with ``nodes=False`` one forward pass per batch and graphs without nodes).
-
-    Uses the extraction engine of :func:`depara.extraction.extract.build_graphs` (its feature store keeps RAM within
-    ``feature_memory_mb``), taking each layer's features once for both the graph's edges and the pooled features.
-    """
-    from ..extraction.extract import build_graphs
-
-    pooled: dict[str, np.ndarray] = {}
-    graphs = build_graphs(model, probes, list(layers), DEFAULT_GRAPH_OPTIONS, batch_size=batch_size,
-                          device=device, progress=progress, preprocess=prep, meta=meta,
-                          feature_memory_mb=feature_memory_mb, nodes=nodes,
-                          on_features=lambda name, f: pooled.__setitem__(name, pool_features(f)))
-    out = {name: (graphs[name], pooled[name]) for name in layers}
-    return out
-
-
-@dataclass
-class _ModelResult:
-    name: str
-    layers: list[str]
-    graphs: dict[str, "Graph"]
-    pooled: dict[str, np.ndarray]
-    preprocess: dict
-    weights_hash: str
-    extracted: list[str]  # layers computed in this run (the others came from the store)
-    seconds: float
-
-
-def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
-                  batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False, nodes: bool = True) -> _ModelResult:
-    """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
-
-    ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
-    own key (the options gain ``"nodes": False``), so a later request that needs nodes never reads one; such a
-    request's key is the full graph's, which a node-less request also accepts (its edges are the same).
-    """
-    from ..extraction.store import graph_key_options, weights_hash
-
-    start = time.perf_counter()
-    model = entry.load()
-    prep = entry.preprocess(model)
-    names = _resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
-    whash = weights_hash(model)
-    phash = probes.content_hash()
-    opts = graph_key_options(DEFAULT_GRAPH_OPTIONS, prep)  # THE key record, shared with depara.extraction.engine
-    # The pooled features and the full graph keep the keys they always had; a node-less graph gets its own.
-    graph_opts = opts if nodes else {**opts, "nodes": False}
-    graphs: dict[str, Any] = {}
-    pooled: dict[str, np.ndarray] = {}
-    keys: dict[str, tuple[str, str]] = {}
-
-    def lookup(layer_names: list[str]) -> None:
-        for n in layer_names:
-            keys[n] = (store.key(whash, n, phash, graph_opts), store.key(whash, n, phash, opts, kind="pooled"))
-            f = store.get_array(keys[n][1])
-            if f is None:
-                continue
-            g = store.get(keys[n][0])
-            if g is None and not nodes:  # a full graph from an earlier run serves the edges as well
-                g = store.get(store.key(whash, n, phash, opts))
-            if g is not None:
-                graphs[n], pooled[n] = g, f
-
-    if names is not None:
-        if only_last:  # a target model: its first named layer, else its deepest auto layer
-            names = names[:1] if entry.layers not in ("auto", "all") else names[-1:]
-        lookup(names)
-    if names is None or len(graphs) < len(names):
-        # Something to extract (or "all", which needs a forward pass to list): check first that the model
-        # takes the images at its input size. Entries found in the store were built from these very weights,
-        # images and preprocessing, so a fully cached model skips the check.
-        _check_input(model, entry, probes, prep, device)
-        if names is None:
-            names = _resolve_layers(model, entry, layers, prep)
-            if only_last:
-                names = names[-1:]
-            lookup(names)
-    missing = [n for n in names if n not in graphs]
-    if missing:
-        meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
-        built = _extract(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
-                         feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
-        for n, (g, f) in built.items():
-            store.put(keys[n][0], g)
-            store.put_array(keys[n][1], f)
-            graphs[n], pooled[n] = g, f
-    return _ModelResult(entry.name, names, graphs, pooled, prep.describe(), whash, missing,
-                        time.perf_counter() - start)
-
-
-# ================================================================================================== scoring
-def _peer(name: str, features: np.ndarray, labels: np.ndarray) -> float:
-    """A label-based peer from the estimator registry on one (sub-sampled) layer; NaN where it is undefined
-    (one class left, constant features, a singular fit on a small subsample)."""
-    from ..estimators.registry import SourceInputs, TargetInputs, get_estimator
-
-    y = np.unique(labels, return_inverse=True)[1]
-    if np.unique(y).size < 2:
-        return float("nan")
-    try:
-        with np.errstate(all="ignore"):
-            value = get_estimator(name).score(SourceInputs(features=features), TargetInputs(labels=y))
-    except (DeparaError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
-        return float("nan")
-    return value if np.isfinite(value) else float("nan")
-
-
-@dataclass
-class _Resamples:
-    """The probe sets every candidate is scored on: row 0 the identity (the point estimate), then ``halves``
-    (n_rep × ⌊N/2⌋ distinct probes each, :func:`depara.evaluation.uncertainty.half_samples`)."""
-
-    n: int
-    halves: np.ndarray
-
-    @property
-    def rows(self) -> list[np.ndarray]:
-        return [np.arange(self.n), *self.halves]
-
-    def digest(self) -> str:
-        return _digest(np.concatenate([[self.n, *self.halves.shape], self.halves.ravel()]).astype(np.int64))
-
-    def label_values(self, edges: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """``depara_labels`` on every row (the registered estimator's resampled form; one implementation with
-        the real-image bank's :func:`depara.estimators.registry.depara_labels_resampled`)."""
-        from ..estimators.registry import depara_labels_resampled
-
-        point = depara_labels_resampled(edges, labels, np.arange(self.n)[None])
-        if not len(self.halves):
-            return point
-        return np.concatenate([point, depara_labels_resampled(edges, labels, self.halves)])
-
-
-def _score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
-               target: "Graph | None", res: _Resamples, progress: bool, peer_reps: int) -> np.ndarray:
-    """values[s, c, r]: scorer s, candidate c, probe set r of ``res.rows`` (r = 0: all probes, the point
-    estimate). The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs
-    a fit (tens of ms), the DEPARA scores a re-ranking of the edges."""
-    from ..core.similarity import normalized_nodes
-    from ..io.progress import progress_bar
-
-    rows = res.rows
-    values = np.full((len(scorers), len(graphs), len(rows)), np.nan)
-    cos = None
-    if target is not None and set(_NODE_SCORERS) & set(scorers):
-        tn = normalized_nodes(target.nodes)
-        cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
-    lab_vals = None
-    if labels is not None and "depara_labels" in scorers:
-        from ..estimators.registry import depara_labels_edges
-
-        lab_vals = [res.label_values(depara_labels_edges(g, pooled[c]), labels) for c, g in enumerate(graphs)]
-    need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
-    for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
-        idx = rows[r]
-        pairs = _pair_index(idx, res.n) if need_e else None
-        tgt_r = _unit_ranks(target.edges[pairs]) if need_e else None
-        for c, g in enumerate(graphs):
-            E = _spearman_units(_unit_ranks(g.edges[pairs]), tgt_r) if need_e else np.nan
-            V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
-            for s, name in enumerate(scorers):
-                if name == "depara":
-                    values[s, c, r] = combine(V, E, LAM)
-                elif name == "depara_v":
-                    values[s, c, r] = V
-                elif name == "depara_e":
-                    values[s, c, r] = E
-                elif name == "depara_labels":
-                    values[s, c, r] = lab_vals[c][r]
-                elif r < peer_reps:
-                    values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
-    return values
-
-
-def _digest(a: np.ndarray | None) -> str | None:
-    """SHA-256 of an array's dtype, shape and bytes (None for None): part of a score entry's key."""
-    import hashlib
-
-    if a is None:
-        return None
-    a = np.ascontiguousarray(a)
-    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
-
-
-def _cached_scores(results: Sequence["_ModelResult"], scorers: list[str], labels: np.ndarray | None,
-                   target: "Graph | None", target_id: Mapping[str, Any] | None, res: _Resamples,
-                   peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
-    """:func:`_score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
-    store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
-
-    The key holds everything the block depends on: the candidate's graph (weights hash, layer, probe content
-    hash, graph options, preprocessing), the scorers, the labels, the target graph (weights hash, layer,
-    preprocessing), the probe sets themselves, ``peer_reps``, λ and the version of the scoring code
-    (:data:`SCORES_VERSION`). So a run with one model added scores only that model's candidates.
-    Returns (values[s, c, r] as :func:`_score_all`, the number of candidates whose values were reused).
-    """
-    from .. import __version__
-
-    common = {"scorers": list(scorers), "labels": _digest(labels), "target": dict(target_id) if target_id else None,
-              "resamples": res.digest(), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
-              "version": f"{__version__}/{SCORES_VERSION}"}
-    graphs, pooled, keys = [], [], []
-    for r in results:
-        opts = {**GRAPH_OPTIONS, "preprocess": r.preprocess, **common}
-        for layer in r.layers:
-            graphs.append(r.graphs[layer])
-            pooled.append(r.pooled[layer])
-            keys.append(store.key(r.weights_hash, layer, probe_hash, opts, kind="scores"))
-    n_rows = 1 + len(res.halves)
-    values = np.full((len(scorers), len(keys), n_rows), np.nan)
-    todo = []
-    for c, key in enumerate(keys):
-        block = store.get_array(key)
-        if block is not None and block.shape == (len(scorers), n_rows):
-            values[:, c] = block
-        else:
-            todo.append(c)
-    if todo:
-        fresh = _score_all([graphs[c] for c in todo], [pooled[c] for c in todo], scorers, labels, target, res,
-                           progress, peer_reps)
-        for i, c in enumerate(todo):
-            values[:, c] = fresh[:, i]
-            store.put_array(keys[c], fresh[:, i])
-    return values, len(keys) - len(todo)
-
-
-# ============================================================================================ uncertainty
-@dataclass
-class _Verdict:
-    """What the scores say: intervals of every scorer, the order by the ranking scorer, each candidate's share of
-    half-samples won, what is tied with or too close to the pick."""
-
-    intervals: dict[str, np.ndarray]
-    order: list[int]
-    ranked: int
-    shares: np.ndarray
-    tied: list[int]
-    too_close: list[int]
-
-
-def _verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) -> _Verdict:
-    """Intervals (:func:`depara.evaluation.uncertainty.subsample_intervals`; NaN for an undefined score), the order (defined
-    scores best first, undefined ones after, unranked), the pick's ties (equal score), the shares of half-samples
-    won (:func:`depara.evaluation.uncertainty.win_shares`, ties split) and the candidates too close to call (a tie, or an
-    interval overlapping the pick's)."""
-    from ..evaluation.uncertainty import recentred, subsample_intervals, win_shares
-
-    has_halves = vals.shape[2] > 1
-    intervals = {s: (subsample_intervals(vals[i, :, 0], vals[i, :, 1:], n, m) if has_halves else
-                     np.full((vals.shape[1], 2), np.nan)) for i, s in enumerate(scorers)}
-    main = vals[scorers.index(default), :, 0]
-    finite = [c for c in range(len(main)) if np.isfinite(main[c])]
-    if not finite:
-        raise DeparaError(f"{default}: undefined (NaN) for every candidate on these images, so nothing can be "
-                          "ranked (e.g. constant features, or too few images per class)")
-    order = sorted(finite, key=lambda c: -main[c]) + [c for c in range(len(main)) if c not in finite]
-    pick = order[0]
-    tied = [c for c in order[1:len(finite)] if main[c] == main[pick]]
-    if has_halves:
-        sub = vals[scorers.index(default), :, 1:]
-        shares = win_shares(recentred(np.where(np.isfinite(main), main, np.nan), sub, n, m))
-    else:
-        shares = np.full(len(main), np.nan)
-    lo_p = intervals[default][pick][0]
-    overlap = [c for c in order[1:len(finite)] if np.isfinite(lo_p) and intervals[default][c][1] >= lo_p]
-    too_close = [c for c in order[1:len(finite)] if c in tied or c in overlap]
-    return _Verdict(intervals, order, len(finite), shares, tied, too_close)
-
-
-# ================================================================================================ selection
-@dataclass
-class Selection:
-    """The answer of :func:`select`: every (model, layer) scored, ranked by :attr:`scorer`, with intervals.
-
-    Attributes
-    ----------
-    candidates : list of (model, layer), in model then depth order.
-    scorers : the scorers computed; ``scorer`` (one of them) ranks.
-    values : scorer → float array (C,) point estimates (all probes); NaN where a score is undefined.
-    intervals : scorer → float array (C, 2), the 95 % interval over probe half-samples (:mod:`depara.evaluation.uncertainty`);
-        (nan, nan) for an undefined score or without resamples.
-    order : candidate indices, the ``ranked`` candidates with a defined score best first, then the undefined ones.
-    ranked : how many candidates have a defined score (and a rank).
-    shares : (C,) share of probe half-samples in which each candidate ranks first by ``scorer`` (ties split;
-        NaN for an undefined score or without resamples). It reflects probe resampling only: what it is worth on
-        a bench is measured by ``benchmarks/calibration.py`` (docs/select.md).
-    p_best : the pick's share.
-    tied : candidates whose score equals the pick's; too_close : those tied with it or whose interval overlaps
-        the pick's ("too close to call").
-    notes : one-line remarks of the run (e.g. a scorer left out).
-    case : "target_model" or "labels"; settings : every option used; models : per-model details.
-    """
-
-    candidates: list[tuple[str, str]]
-    scorers: list[str]
-    scorer: str
-    values: dict[str, np.ndarray]
-    intervals: dict[str, np.ndarray]
-    order: list[int]
-    p_best: float
-    too_close: list[tuple[str, str]]
-    case: str
-    settings: dict[str, Any]
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    boot: np.ndarray | None = field(default=None, repr=False)  # scorer's half-sample values C × R
-    shares: np.ndarray | None = field(default=None, repr=False)
-    ranked: int | None = None
-    tied: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.ranked is None:
-            self.ranked = int(sum(np.isfinite(self.values[self.scorer][c]) for c in self.order))
-        if self.shares is None:
-            self.shares = np.full(len(self.candidates), np.nan)
-
-    @property
-    def best(self) -> tuple[str, str]:
-        """The pick: (model name, layer name)."""
-        return self.candidates[self.order[0]]
-
-    def rank_of(self, c: int, scorer: str | None = None) -> int | None:
-        """Candidate ``c``'s rank (1 = best) by ``scorer`` (default: the ranking one); None when its score is
-        undefined. Equal scores share the best rank of their group (competition ranking)."""
-        v = self.values[scorer or self.scorer]
-        if not np.isfinite(v[c]):
-            return None
-        return int(np.sum(np.isfinite(v) & (v > v[c]))) + 1
-
-    @property
-    def table(self) -> list[dict[str, Any]]:
-        """One row per candidate, best first: rank (None when undefined), model, layer, ``p_best`` (its share of
-        half-samples won), then per scorer value, ``_lo``, ``_hi``."""
-        rows = []
-        for c in self.order:
-            model, layer = self.candidates[c]
-            row: dict[str, Any] = {"rank": self.rank_of(c), "model": model, "layer": layer,
-                                   "p_best": float(self.shares[c])}
-            for s in [self.scorer] + [x for x in self.scorers if x != self.scorer]:
-                row[s] = float(self.values[s][c])
-                row[f"{s}_lo"], row[f"{s}_hi"] = (float(v) for v in self.intervals[s][c])
-            rows.append(row)
-        return rows
-
-    @property
-    def summary(self) -> str:
-        """The sentence: what to pick, how sure, what is too close to call (:func:`depara.report.select.sentence`)."""
-        from ..report.select import sentence
-
-        return sentence(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"best": {"model": self.best[0], "layer": self.best[1]}, "scorer": self.scorer, "case": self.case,
-                "p_best": self.p_best, "p_best_means": SHARE_MEANING, "too_close": [list(t) for t in self.too_close],
-                "tied": [list(t) for t in self.tied], "notes": self.notes, "summary": self.summary,
-                "scorers": self.scorers, "ranking": self.table, "settings": self.settings, "models": self.models}
-
-    def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
-              tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
-        """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` / ``top.csv`` + one figure + ``manifest.json``
-        into ``out_dir`` (:func:`depara.report.select.write_selection`)."""
-        from ..report.select import write_selection
-
-        return write_selection(self, out_dir, extra=extra, tables=tables, summary=summary)
-
-    def report(self, out_dir: str | os.PathLike, **write_options: Any):
-        """Write the results folder (:meth:`write`) and render ``report.html`` / ``report.md`` in it."""
-        from ..report.html import render_report
-
-        self.write(out_dir, **write_options)
-        return render_report(out_dir)
-
+#: The name of the extraction step that tests/test_engine.py imports from here.
+_model_graphs = model_graphs
 
 
 def _check_int(value: Any, what: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise DeparaError(f"{what}: expected an integer >= {low}, got {value!r}")
     return int(value)
-
-
-def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layers: Any, store: Any,
-                    address: str | None, kw: dict) -> dict[str, str]:
-    """One Ray task per model: its candidate graphs and pooled features into ``store`` (the only shared state).
-
-    Returns {model name: one-line error} of the models whose task failed; Ray retries a task whose worker died
-    (:mod:`depara.extraction.engine`), the store's atomic puts never leave a partial entry.
-    """
-    from ..extraction.engine import check_shared_store, connect, import_ray, one_line
-
-    ray = import_ray()
-    started = connect(address)
-    try:
-        check_shared_store(store.root)
-        task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_model_graphs)
-        refs = {task.remote(e, probe_set, layers, store, **kw): e.name for e in entries}
-        failed: dict[str, str] = {}
-        for ref, name in refs.items():
-            try:
-                ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - reported per model, the others complete
-                cause = getattr(exc, "cause", None)
-                failed[name] = one_line(cause if isinstance(cause, BaseException) else exc)
-        return failed
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # =========================================================================================== the select job
@@ -785,7 +132,7 @@ def _choose_scorers(case: str, labelled: bool, scorers: Sequence[str] | str | No
                     protocol: str) -> tuple[list[str], str]:
     """(the scorers to compute, the one that ranks) for this case; unknown or inapplicable names refused."""
     applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
-        (["depara_labels", *_LABEL_PEERS] if labelled else [])
+        (["depara_labels", *LABEL_PEERS] if labelled else [])
     if scorers is None:
         # The node term has weight 0 in the frozen defaults: the scorers built on it are computed only when
         # asked for, so the default extraction needs no attribution maps (forward passes only).
@@ -823,11 +170,11 @@ def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: i
              scorers: Any, protocol: str) -> _Job:
     """The data step: candidates and target entries, the probes (at most ``n_probes``) and their labels, the
     case, the scorers."""
-    entries = _as_entries(models)
-    target_entry = _as_target(target_model)
-    _check_model_files([*entries, *([target_entry] if target_entry is not None else [])])
-    probe_set, y, class_names, desc = _load_data(data, labels)
-    probe_set, y = _subsample(probe_set, y, n_probes, seed)
+    entries = as_entries(models)
+    target_entry = as_target(target_model)
+    check_model_files([*entries, *([target_entry] if target_entry is not None else [])])
+    probe_set, y, class_names, desc = load_data(data, labels)
+    probe_set, y = subsample(probe_set, y, n_probes, seed)
     notes: list[str] = []
     if target_entry is None and y is None:
         raise DeparaError(f"data {desc}: has no labels and no target_model was given; give a folder of class "
@@ -852,7 +199,7 @@ def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: i
 
 
 def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None
-                 ) -> tuple[list[_ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None, dict]:
+                 ) -> tuple[list[ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None, dict]:
     """The extraction step: every candidate's graphs and pooled features (store, else one pass per model; on
     Ray one task per model), and the target model's graph. → (results, target graph, target info, target id,
     {failed model: error})."""
@@ -860,15 +207,15 @@ def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, addr
 
     entries, failed = job.entries, {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
-        failed = _extract_on_ray(entries, job.probe_set, layers, store, address, dict(kw, progress=False))
+        failed = extract_on_ray(entries, job.probe_set, layers, store, address, dict(kw, progress=False))
         entries = [e for e in entries if e.name not in failed]
         if not entries:
             raise DeparaError(f"models: every model failed on Ray (first: {next(iter(failed.items()))})")
-    results = [_model_graphs(e, job.probe_set, layers, store, **kw)
+    results = [model_graphs(e, job.probe_set, layers, store, **kw)
                for e in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model")]
     if job.target_entry is None:
         return results, None, {}, None, failed
-    tr = _model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
+    tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
     info = {"name": job.target_entry.name, "spec": job.target_entry.spec, "layer": tr.layers[0],
             "extracted": tr.extracted}
     tid = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
@@ -929,16 +276,16 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(_NODE_SCORERS) & set(job.chosen)))
+              nodes=bool(set(NODE_SCORERS) & set(job.chosen)))
     results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address)
     t_extract = time.perf_counter() - t0
     n = len(job.probe_set)
-    res = _Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
+    res = Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
                      np.empty((0, n // 2), dtype=np.int64))
-    peer_reps = 1 + (min(opt["n_boot"], opt["peer_boot"]) if job.default not in _LABEL_PEERS else opt["n_boot"])
-    vals, reused = _cached_scores(results, job.chosen, job.y, target_graph, target_id, res, peer_reps, store,
+    peer_reps = 1 + (min(opt["n_boot"], opt["peer_boot"]) if job.default not in LABEL_PEERS else opt["n_boot"])
+    vals, reused = cached_scores(results, job.chosen, job.y, target_graph, target_id, res, peer_reps, store,
                                   job.probe_set.content_hash(), progress)
-    verdict = _verdict(vals, job.chosen, job.default, n, n // 2)
+    said = verdict(vals, job.chosen, job.default, n, n // 2)
     settings = {"data": job.desc, "n_probes": n, "labels": job.y is not None,
                 "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
                 "case": job.case, "scorer": job.default, "layers": layers if isinstance(layers, str) else list(layers),
@@ -948,19 +295,19 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 "target_model": target_info or None, "engine": engine, "scores_reused": reused,
                 **({"failed_models": failed} if failed else {}),
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
-    return _selection(results, job, vals, verdict, settings)
+    return _selection(results, job, vals, said, settings)
 
 
-def _selection(results: list[_ModelResult], job: _Job, vals: np.ndarray, verdict: _Verdict,
+def _selection(results: list[ModelResult], job: _Job, vals: np.ndarray, said: Verdict,
                settings: dict[str, Any]) -> Selection:
     """The Selection result of the scored candidates."""
     cands = [(r.name, layer) for r in results for layer in r.layers]
     models_info = {r.name: {"layers": r.layers, "preprocess": r.preprocess, "weights_hash": r.weights_hash,
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
-    pick = verdict.order[0]
+    pick = said.order[0]
     return Selection(candidates=cands, scorers=job.chosen, scorer=job.default,
-                     values={s: vals[i, :, 0] for i, s in enumerate(job.chosen)}, intervals=verdict.intervals,
-                     order=verdict.order, p_best=float(verdict.shares[pick]),
-                     too_close=[cands[c] for c in verdict.too_close], case=job.case, settings=settings,
-                     models=models_info, boot=vals[job.chosen.index(job.default), :, 1:], shares=verdict.shares,
-                     ranked=verdict.ranked, tied=[cands[c] for c in verdict.tied], notes=job.notes)
+                     values={s: vals[i, :, 0] for i, s in enumerate(job.chosen)}, intervals=said.intervals,
+                     order=said.order, p_best=float(said.shares[pick]),
+                     too_close=[cands[c] for c in said.too_close], case=job.case, settings=settings,
+                     models=models_info, boot=vals[job.chosen.index(job.default), :, 1:], shares=said.shares,
+                     ranked=said.ranked, tied=[cands[c] for c in said.tied], notes=job.notes)

@@ -13,11 +13,8 @@ from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT
 __all__ = ["DEFAULT_SCORER", "PROTOCOLS", "SCORERS", "LABEL_PEERS", "LAM", "NODE_SCORERS", "GRAPH_OPTIONS",
            "MAX_BOOT", "SCORES_VERSION"]
 
-#: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only), and per
-#: transfer protocol. ONE constant, set from the benchmarks: with a target model DEPARA proper (S = V + λE, the
-#: paper's score); with labels only the label-aware DEPARA edge score, the DEPARA-family candidate that issue 10's
-#: real-image bank is to confirm against LogME (the lead finalises these values from that bank's results).
-#: The ranking scorer per (case, protocol), from depara's frozen defaults (``depara.options``: node weight α = 0,
+#: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only) and per
+#: transfer protocol: ONE constant. The ranking scorer per (case, protocol), from depara's frozen defaults (``depara.options``: node weight α = 0,
 #: label weight w = 1, chosen on the procedural task bank only and frozen in ``configs/defaults.toml`` before the
 #: real-image bank's out-of-sample run): with labels, the label graph's edge term (``depara_labels``, w = 1); with
 #: a target model and no labels, the edge term against the target model (``depara_e``, α = 0). The same for both
@@ -49,9 +46,9 @@ SCORERS: dict[str, str] = {
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
-#: The scorers with a node term (attribution maps): only these make the extraction run backward passes.
+#: λ of S = V + λE (depara.options.DEFAULT_LAMBDA; ∞ at the frozen defaults: S = E).
 LAM = DEFAULT_LAMBDA
-#: The scorers that need attribution maps: V, and S when λ is finite (the default λ = ∞ makes S = E).
+#: The scorers that need attribution maps (backward passes): V, and S when λ is finite.
 NODE_SCORERS = ("depara_v",) + (("depara",) if math.isfinite(LAM) else ())
 #: Graph options of every graph select builds (part of each cache key): depara's extraction defaults, and one
 #: node grid for all models so models with different input sizes give comparable attribution maps.

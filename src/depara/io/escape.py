@@ -52,8 +52,9 @@ def terminal(value: Any) -> str:
 
 
 def html_text(value: Any) -> str:
-    """Text for HTML element content or a quoted attribute value."""
-    return html.escape(visible(value), quote=True)
+    """Text for HTML element content or a quoted attribute value (newlines and tabs, plain whitespace in HTML,
+    stay as they are)."""
+    return html.escape("\t".join(visible(part, newlines=True) for part in str(value).split("\t")), quote=True)
 
 
 def markdown_text(value: Any) -> str:

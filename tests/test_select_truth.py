@@ -23,7 +23,7 @@ from depara.cli._table import print_ranking  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
 from depara.report.html import render_report  # noqa: E402
-from depara.report.select import SHARE_COLUMN, top_rows, write_selection  # noqa: E402
+from depara.selection.report import SHARE_COLUMN, top_rows, write_selection  # noqa: E402
 from depara.selection.job import SCORERS, Selection, select  # noqa: E402
 from depara.extraction.zoo import ModelEntry  # noqa: E402
 
@@ -196,7 +196,7 @@ def test_names_cannot_break_any_output(tmp_path_factory, models, layers):
 
     sel = _fake_selection(models, layers)
     out = tmp_path_factory.mktemp("names")
-    with mock.patch("depara.report.select._figure", _blank_png):  # the figure's names: the test below
+    with mock.patch("depara.selection.report._figure", _blank_png):  # the figure's names: the test below
         write_selection(sel, out)
     files = render_report(out)
     page = files.html.read_text(encoding="utf-8")
@@ -256,7 +256,7 @@ def test_report_reads_sentence_then_figure_then_top_table(tmp_path):
     from unittest import mock
 
     sel = _fake_selection(["m1", "m2", "m3", "m4"], ["a", "b", "c"])  # 12 candidates: the table keeps 10
-    with mock.patch("depara.report.select._figure", _blank_png):
+    with mock.patch("depara.selection.report._figure", _blank_png):
         write_selection(sel, tmp_path)
     files = render_report(tmp_path)
     page = files.html.read_text(encoding="utf-8")

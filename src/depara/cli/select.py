@@ -84,7 +84,7 @@ def select_cmd(
                      batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
                      address=address)
     from ..io.escape import visible
-    from ..report.select import top_rows
+    from ..selection.report import top_rows
     from ._table import print_ranking
 
     rows = [{k.removesuffix(" rank"): v for k, v in r.items()} for r in top_rows(sel, k=len(sel.candidates))]

@@ -164,7 +164,7 @@ def extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layer
     Returns {model name: one-line error} of the models whose task failed; Ray retries a task whose worker died
     (:mod:`depara.extraction.engine`), the store's atomic puts never leave a partial entry.
     """
-    from ..extraction.engine import check_shared_store, connect, import_ray, one_line
+    from ..io.cluster import check_shared_store, connect, import_ray
 
     ray = import_ray()
     started = connect(address)
@@ -178,7 +178,7 @@ def extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layer
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - reported per model, the others complete
                 cause = getattr(exc, "cause", None)
-                failed[name] = one_line(cause if isinstance(cause, BaseException) else exc)
+                failed[name] = exception_reason(cause if isinstance(cause, BaseException) else exc, None)
         return failed
     finally:
         if started:

@@ -7,7 +7,7 @@ One call does the whole job::
     sel.table           # one row per (model, layer), best first: each scorer's value, 95 % interval, rank
     sel.report("out/")  # results folder (CSV/JSON/figures/manifest) + report.html / report.md
 
-What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
+What is computed follows what is given (docs/method.md §1–2; Song et al., CVPR 2020):
 
 * **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
   on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
@@ -105,7 +105,7 @@ class _Job:
 def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot: Any, batch_size: Any,
                    feature_memory_mb: Any, device: Any, layers: Any, engine: str, address: Any) -> dict[str, int]:
     """Every scalar option checked before any model or image is read; the integers as ints."""
-    from ..extraction.extract import _memory_budget, _resolve_device
+    from ..extraction.extract import memory_budget, resolve_device
 
     if protocol not in PROTOCOLS:
         raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -114,9 +114,9 @@ def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot
             "batch_size": _check_int(batch_size, "batch_size", 1)}
     if ints["n_boot"] > MAX_BOOT:  # the resamples are held in memory: n_boot × N/2 indices and their values
         raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {ints['n_boot']}")
-    _memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
+    memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
     if device is not None:
-        _resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
+        resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
     if not (layers in ("auto", "all") or (isinstance(layers, str) and layers) or
             (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
              and all(isinstance(x, str) and x for x in layers))):

@@ -91,8 +91,8 @@ class Selection:
 
     @property
     def summary(self) -> str:
-        """The sentence: what to pick, how sure, what is too close to call (:func:`depara.report.select.sentence`)."""
-        from ..report.select import sentence
+        """The sentence: what to pick, how sure, what is too close to call (:func:`depara.selection.report.sentence`)."""
+        from .report import sentence
 
         return sentence(self)
 
@@ -105,8 +105,8 @@ class Selection:
     def write(self, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
               tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
         """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` / ``top.csv`` + one figure + ``manifest.json``
-        into ``out_dir`` (:func:`depara.report.select.write_selection`)."""
-        from ..report.select import write_selection
+        into ``out_dir`` (:func:`depara.selection.report.write_selection`)."""
+        from .report import write_selection
 
         return write_selection(self, out_dir, extra=extra, tables=tables, summary=summary)
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
-from ..evaluation.rank_quality import combine
+from ..core.edges import standardized_ranks
+from ..core.score import combine
 from ..options import format_lam
 from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, SCORES_VERSION
 
@@ -36,13 +37,11 @@ def pair_index(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 def unit_ranks(x: np.ndarray) -> np.ndarray | None:
-    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(x)
-    r -= r.mean()
-    norm = float(np.linalg.norm(r))
-    return r / norm if norm > 0 else None
+    """:func:`depara.core.edges.standardized_ranks` of ``x``; None when constant (Spearman undefined)."""
+    try:
+        return standardized_ranks(x)
+    except DeparaError:
+        return None
 
 
 def spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
@@ -88,8 +87,8 @@ class Resamples:
 
     def label_values(self, edges: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``depara_labels`` on every row (the registered estimator's resampled form; one implementation with
-        the real-image bank's :func:`depara.estimators.registry.depara_labels_resampled`)."""
-        from ..estimators.registry import depara_labels_resampled
+        the real-image bank's :func:`depara.estimators.depara_family.depara_labels_resampled`)."""
+        from ..estimators.depara_family import depara_labels_resampled
 
         point = depara_labels_resampled(edges, labels, np.arange(self.n)[None])
         if not len(self.halves):
@@ -113,7 +112,7 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
     lab_vals = None
     if labels is not None and "depara_labels" in scorers:
-        from ..estimators.registry import depara_labels_edges
+        from ..estimators.depara_family import depara_labels_edges
 
         lab_vals = [res.label_values(depara_labels_edges(g, pooled[c]), labels) for c, g in enumerate(graphs)]
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))

@@ -8,7 +8,8 @@
   half-samples won, and each other scorer's *rank*), so ``report.html`` / ``report.md`` show exactly those;
 * ``ranking.csv`` / ``ranking.json`` / ``layers.csv``: everything, every scorer's value and interval.
 
-Numbers a person reads are rounded to what their interval supports (:func:`depara.evaluation.uncertainty.rounded`); names
+``sel`` is a :class:`depara.selection.result.Selection` throughout (typed ``Any`` here: the result imports this
+module, not the other way round). Numbers a person reads are rounded to what their interval supports (:func:`depara.evaluation.uncertainty.rounded`); names
 go into CSV through :func:`depara.io.escape.csv_cell` (the HTML / Markdown / terminal outputs escape them in
 :mod:`depara.report.html` and :mod:`depara.cli._table`).
 """
@@ -17,16 +18,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import DeparaError
 from ..io.escape import csv_cell
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, rounded
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..selection.result import Selection
 
 __all__ = ["sentence", "score_column", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
 
@@ -37,17 +35,17 @@ SHARE_COLUMN = "first in (share of probe half-samples)"
 FIGURE = "select.png"
 
 
-def _name(sel: "Selection", c: int) -> str:
+def _name(sel: Any, c: int) -> str:
     m, layer = sel.candidates[c]
     return f"{m}:{layer}"
 
 
-def _names(sel: "Selection", cands: list[tuple[str, str]], limit: int = 3) -> str:
+def _names(sel: Any, cands: list[tuple[str, str]], limit: int = 3) -> str:
     shown = ", ".join(f"{m}:{layer}" for m, layer in cands[:limit])
     return shown + (f" and {len(cands) - limit} more" if len(cands) > limit else "")
 
 
-def sentence(sel: "Selection") -> str:
+def sentence(sel: Any) -> str:
     """What to pick, how sure (interval, share of half-samples won, what that share is worth on the real-image
     bank), what is too close to call, and what could not be ranked — one line."""
     from ..evaluation.uncertainty import bench_phrase
@@ -79,13 +77,13 @@ def sentence(sel: "Selection") -> str:
     return text
 
 
-def score_column(sel: "Selection") -> str:
+def score_column(sel: Any) -> str:
     """The header of the score column of :func:`top_rows`: the ranking scorer and its interval in one cell (text,
     so no table formatter re-rounds what :func:`depara.evaluation.uncertainty.rounded` rounded)."""
     return f"{sel.scorer} ({int(LEVEL * 100)}% interval)"
 
 
-def top_rows(sel: "Selection", k: int = TOP) -> list[dict[str, Any]]:
+def top_rows(sel: Any, k: int = TOP) -> list[dict[str, Any]]:
     """The report's table: the first ``k`` candidates with rank, model, layer, the ranking score with its
     interval (rounded), the share of half-samples won, and each other scorer's rank (1 = best by that scorer)."""
     s = sel.scorer
@@ -104,7 +102,7 @@ def top_rows(sel: "Selection", k: int = TOP) -> list[dict[str, Any]]:
     return rows
 
 
-def _full_rows(sel: "Selection") -> list[dict[str, Any]]:
+def _full_rows(sel: Any) -> list[dict[str, Any]]:
     s = sel.scorer
     out = []
     for r in sel.table:
@@ -116,11 +114,11 @@ def _full_rows(sel: "Selection") -> list[dict[str, Any]]:
     return out
 
 
-def write_selection(sel: "Selection", out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
+def write_selection(sel: Any, out_dir: str | os.PathLike, *, extra: Mapping[str, Any] | None = None,
                     tables: Mapping[str, str] | None = None, summary: str | None = None) -> dict[str, Path]:
     """``ranking.csv`` / ``ranking.json`` / ``layers.csv`` / ``top.csv`` + ``select.png`` + ``manifest.json``."""
     from ..io.files import ensure_dir, write_csv, write_json
-    from .manifest import write_manifest
+    from ..report.manifest import write_manifest
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -159,7 +157,7 @@ def write_selection(sel: "Selection", out_dir: str | os.PathLike, *, extra: Mapp
             "top": out / "top.csv", "candidates": out / FIGURE}
 
 
-def _figure(sel: "Selection", path: Path) -> None:
+def _figure(sel: Any, path: Path) -> None:
     """Left: the top candidates with their intervals (pick green, too close orange); right: the model × layer
     heatmap of the ranking score (layers by depth; blank where a model has fewer layers or the score is
     undefined)."""

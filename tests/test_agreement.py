@@ -133,8 +133,14 @@ def test_resampled_identity_row_is_the_point_estimate():
         vals = resampled_label_agreement(e, y, comp, idx)
         assert vals[0] == pytest.approx(label_agreement(e, y, comp), abs=1e-12)
         assert np.all(np.isfinite(vals))
-    terms = label_agreement_terms(e, y, "per_probe")
-    assert resampled_label_agreement(e, y, "per_probe", idx)[1] == pytest.approx(np.nanmean(terms[idx[1]]))
+    # a resample is scored as its own probe set: its distinct probes' graph, every term recomputed there
+    from scipy.spatial.distance import squareform
+
+    keep = np.unique(idx[1])
+    own = squareform(squareform(e)[np.ix_(keep, keep)], checks=False)
+    for comp in ("per_probe", "knn"):
+        assert resampled_label_agreement(e, y, comp, idx)[1] == pytest.approx(label_agreement(own, y[keep], comp),
+                                                                             abs=1e-12)
 
 
 @settings(max_examples=25, deadline=None)

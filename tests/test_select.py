@@ -1,9 +1,8 @@
 """`depara.select` / `depara select`: each case (target model / labels only / neither), the scores against
-independent computations, the bootstrap against a hand computation, the cache reuse, the bad-input table."""
+independent computations, the cache reuse, the bad-input table."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from PIL import Image  # noqa: E402
 import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.selection.job import _pair_index, bootstrap_indices, percentile_interval, select  # noqa: E402
+from depara.selection.job import select  # noqa: E402
+from depara.selection.scoring import pair_index as _pair_index  # noqa: E402
 from depara.core.similarity import similarity  # noqa: E402
 from depara.extraction.zoo import ModelEntry  # noqa: E402
 
@@ -71,31 +71,7 @@ def scripted(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ bootstrap
-def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
-    """The percentile interval of bootstrap means converges to the quantiles of the exact bootstrap
-    distribution, enumerated by hand over all n^n equally likely resamples."""
-    x = np.array([0.0, 1.0, 2.0, 7.0])
-    exact = np.sort([np.mean(x[list(r)]) for r in itertools.product(range(4), repeat=4)])  # 256 resamples
-    cdf = np.arange(1, exact.size + 1) / exact.size
-    q_lo = exact[np.searchsorted(cdf, 0.025)]
-    q_hi = exact[np.searchsorted(cdf, 0.975)]
-    # by hand (sums of 4 draws): P(sum ≤ 1) = 5/256 < .025 ≤ P(sum ≤ 2) = 15/256 → 2/4;
-    # P(sum ≥ 23) = 5/256 (28, 7+7+7+2 ×4) < .025 ≤ P(sum ≥ 22) = 9/256 (+ 7+7+7+1 ×4) → 22/4
-    assert (q_lo, q_hi) == (0.5, 5.5)
-    idx = bootstrap_indices(4, 40000, seed=1)
-    lo, hi = percentile_interval(x[idx].mean(axis=1))
-    assert abs(lo - 0.5) <= 0.25 + 1e-9 and abs(hi - 5.5) <= 0.25 + 1e-9
-    # indices are the documented generator's draws
-    np.testing.assert_array_equal(idx[:2], np.random.default_rng(1).integers(0, 4, size=(40000, 4))[:2])
-
-
-def test_percentile_interval_by_hand_and_nan():
-    assert percentile_interval(np.arange(1, 41, dtype=float)) == (pytest.approx(1.975), pytest.approx(39.025))
-    assert percentile_interval([np.nan, 1.0, 3.0]) == (pytest.approx(1.05), pytest.approx(2.95))
-    assert all(np.isnan(percentile_interval([np.nan])))
-
-
+# ------------------------------------------------------------------------------------------------ pairs
 def test_pair_index_keeps_distinct_probe_pairs_in_condensed_order():
     n = 5
     np.testing.assert_array_equal(_pair_index(np.arange(n), n), np.arange(10))
@@ -125,7 +101,7 @@ def test_pair_index_equals_brute_force(case):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=30))
 def test_spearman_equals_scipy_with_ties(pairs):
-    from depara.selection.job import _spearman
+    from depara.selection.scoring import spearman as _spearman
 
     x, y = (np.array(v, dtype=float) for v in zip(*pairs))
     expected = stats.spearmanr(x, y).statistic if x.std() > 0 and y.std() > 0 else np.nan
@@ -201,7 +177,7 @@ def test_models_with_different_input_sizes(classes, tmp_path):
                  cache_dir=tmp_path)
     assert {m for m, _ in sel.candidates} == {"small", "big"}
     assert sel.models["big"]["preprocess"]["size"] == [24, 24]
-    assert np.isnan(sel.p_best) and sel.too_close == []
+    assert np.isnan(sel.p_best) and sel.too_close == [] and "no interval: n_boot = 0" in sel.summary
 
 
 # --------------------------------------------------------------------------------------------------- cache
@@ -269,7 +245,8 @@ def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, 
     assert data["best"]["layer"] == "output" and data["best"]["model"] in ("net0", "net1")
     assert (out / "report.html").is_file() and (out / "ranking.csv").is_file()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["kind"] == "select" and set(manifest["figures"]) == {"ranking_intervals", "layer_curves"}
+    assert manifest["kind"] == "select" and manifest["figures"] == {"candidates": "select.png"}
+    assert manifest["tables"] == {"top candidates": "top.csv"}  # the report shows the top 10, the rest stays in files
     assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
     assert "entries: 6" in capsys.readouterr().out  # graph, pooled features, scores of 2 candidates
     assert main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 0

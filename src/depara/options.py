@@ -30,7 +30,8 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
-    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_LAYER", "LRP_EPSILON", "IG_STEPS",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_LAYER", "MIN_IMAGES_PER_CLASS",
+    "LRP_EPSILON", "IG_STEPS",
     "choices", "check_lam",
     "format_lam",
 ]
@@ -118,6 +119,9 @@ DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centre
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 #: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
 DEFAULT_LAYER = "below-representation"
+#: The fewest images per class the label scorers of ``depara select`` accept (a class of one image has no
+#: same-class pair: its label-graph terms and class statistics are undefined).
+MIN_IMAGES_PER_CLASS = 2
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

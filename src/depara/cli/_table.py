@@ -14,15 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeparaError
+from ..io.escape import terminal
 from ..report.html import format_cell
 
 
 def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str, pick_line: str, *,
-                  pick_row: int | None = 0, console: Console | None = None) -> None:
+                  pick_row: int | None = 0, console: Console | None = None, numbered: bool = True) -> None:
     """Print ``rows`` (dicts, best first) as a table of ``columns``, then ``pick_line`` in bold.
 
-    ``pick_row`` is the index of the row to highlight (the first by default; None for none). Numbers are shown
-    to 4 significant digits. A column missing from a row raises a one-line :class:`DeparaError`.
+    ``pick_row`` is the index of the row to highlight (the first by default; None for none); ``numbered=False``
+    leaves out the leading "#" column (for rows that carry their own rank). Numbers are shown
+    to 4 significant digits; every cell, the title and ``pick_line`` are escaped for the
+    terminal (:func:`depara.escape.terminal`). A column missing from a row raises a one-line :class:`DeparaError`.
     """
     if not columns:
         raise DeparaError("print_ranking: no columns given (expected at least one column name)")
@@ -30,17 +33,21 @@ def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], tit
         missing = [c for c in columns if c not in row]
         if missing:
             raise DeparaError(f"print_ranking: row {i} has no column {missing[0]!r} (has {', '.join(map(str, row))})")
-    table = Table(title=title, title_style="bold", header_style="bold cyan", show_lines=False)
+    table = Table(title=terminal(title), title_style="bold", header_style="bold cyan", show_lines=False)
     numeric = [all(_is_number(r[c]) for r in rows) and bool(rows) for c in columns]
-    table.add_column("#", justify="right", style="dim")
+    if numbered:
+        table.add_column("#", justify="right", style="dim")
     for col, is_num in zip(columns, numeric):
-        table.add_column(str(col), justify="right" if is_num else "left")
+        table.add_column(terminal(col), justify="right" if is_num else "left")
     for i, row in enumerate(rows):
         style = "bold green" if i == pick_row else None
-        table.add_row(str(i + 1), *[format_cell(row[c]) for c in columns], style=style)
+        table.add_row(*([str(i + 1)] if numbered else []), *[terminal(format_cell(row[c])) for c in columns],
+                      style=style)
     out = console if console is not None else Console()
+    if console is None and not out.is_terminal:  # a log or a pipe: full lines rather than cells cut to 80 columns
+        out = Console(width=max(out.width, 200))
     out.print(table)
-    out.print(f"[bold green]→[/bold green] [bold]{_escape(pick_line)}[/bold]")
+    out.print(f"[bold green]→[/bold green] [bold]{terminal(pick_line)}[/bold]")
 
 
 def _is_number(value: Any) -> bool:
@@ -53,9 +60,3 @@ def _is_number(value: Any) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))

@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         # In non-standalone mode click/typer *return* the exit code of Exit/Abort (e.g. 130 on Ctrl-C).
         rv = app(args=argv, standalone_mode=False, prog_name="depara")
     except DeparaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from ..io.escape import visible
+
+        print(f"error: {visible(exc)}", file=sys.stderr)  # a name's control characters shown, never acted on
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

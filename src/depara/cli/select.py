@@ -41,8 +41,9 @@ def select_cmd(
                                                 "repeated; default: every applicable one without a node term). "
                                                 "depara / depara_v add attribution maps (backward passes)."),
     probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the bootstrap."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the half-samples."),
+    n_boot: int = typer.Option(200, "--n-boot", help="Probe half-samples for the intervals and the share won "
+                               "(0: none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default $DEPARA_CACHE, else "
@@ -81,20 +82,17 @@ def select_cmd(
                      scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
                      batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
                      address=address, cache_readonly=cache_readonly)
+    from ..io.escape import visible
+    from ..selection.report import top_rows
     from ._table import print_ranking
 
-    s = sel.scorer
-    rows = []
-    for r in sel.table:
-        row = {"model": r["model"], "layer": r["layer"], s: r[s],
-               "95% interval": f"[{r[f'{s}_lo']:.4g}, {r[f'{s}_hi']:.4g}]"}
-        row.update({o: r[o] for o in sel.scorers if o != s})
-        rows.append(row)
-    print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {s} — {sel.case.replace('_', ' ')} case",
-                  pick_line=sel.summary)
+    rows = [{k.removesuffix(" rank"): v for k, v in r.items()} for r in top_rows(sel, k=len(sel.candidates))]
+    print_ranking(rows, list(rows[0]), title=f"(model, layer) ranked by {sel.scorer} — "
+                  f"{sel.case.replace('_', ' ')} case; other scorers: their rank", pick_line=sel.summary,
+                  numbered=False)
     if out is not None:
         files = sel.report(out)
-        typer.echo(f"wrote {out}/ranking.csv, ranking.json, layers.csv and {files.html}")
+        typer.echo(visible(f"wrote {out}/ranking.csv, ranking.json, layers.csv, top.csv and {files.html}"))
 
 
 @demo_app.command("benchmarks")
@@ -108,9 +106,9 @@ def demo_benchmarks(
     """The two benchmarks at demo size: which source (procedural task bank) and which layer (synthetic→real
     digits), against measured transfer, in one report."""
     from rich.console import Console
-    from rich.markup import escape
 
     from ..benches.demo import run_benchmark_demo
+    from ..io.escape import terminal as escape
 
     result = run_benchmark_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
     console = Console()

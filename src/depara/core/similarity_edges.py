@@ -238,9 +238,11 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
     """:func:`label_agreement` on each resample of the probes (``idx_sets``: R×N indices, repeats allowed): (R,).
 
     ``global``: the Spearman over the edges of the pairs of *distinct* probes in the resample (the label edges
-    of the full set, as :func:`depara.selection.job.select`'s bootstrap does); ``per_probe`` / ``knn``: the mean of the
-    full set's per-probe terms over the resampled probes (each term is computed once). Row 0 of ``idx_sets``
-    being the identity gives the point estimate :func:`label_agreement`. NaN where a resample is degenerate.
+    of the full set); ``per_probe`` / ``knn``: the score of the resample's own graph, i.e. each term recomputed
+    from the edges among the resample's distinct probes (a probe's neighbourhood is the resample, as it would be
+    on a real probe set of that size; :func:`depara.selection.job.select` draws half-samples without replacement,
+    :mod:`depara.evaluation.uncertainty`). Row 0 of ``idx_sets`` being the identity gives the point estimate
+    :func:`label_agreement`. NaN where a resample is degenerate.
     """
     comparison = _choice(comparison, COMPARISONS, "comparison")
     idx_sets = np.asarray(idx_sets, dtype=np.int64)
@@ -260,9 +262,20 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
             except DeparaError:
                 pass  # a resample with constant edges: undefined
         return out
-    terms = label_agreement_terms(source_edges, labels, comparison, k)
+    e = np.asarray(source_edges, dtype=np.float64)
+    y = np.asarray(labels)
+    n = y.shape[0]
     for r, idx in enumerate(idx_sets):
-        t = terms[idx]
+        keep = np.unique(idx)  # the resample's distinct probes, in increasing order
+        if keep.size < 4:
+            continue
+        i, j = np.triu_indices(keep.size, k=1)
+        a, b = keep[i], keep[j]
+        sub = e[n * a - a * (a + 1) // 2 + b - a - 1]  # the condensed edges of the resample's own graph
+        try:
+            t = label_agreement_terms(sub, y[keep], comparison, k)
+        except DeparaError:
+            continue  # e.g. k too large for a small resample
         if np.isfinite(t).any():
             out[r] = float(np.nanmean(t))
     return out

@@ -362,9 +362,9 @@ class _ModelState:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    from ..io.progress import progress_bar
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="probe", leave=False)
+    return progress_bar(total=total, enabled=enabled, desc=desc, unit="probe")
 
 
 def _finite(t: torch.Tensor, what: str, layer: str, ids: Sequence[str], start: int) -> None:

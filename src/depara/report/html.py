@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
 import math
@@ -46,6 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from ..io.files import check_out_tree, ensure_dir, write_text
 from ..errors import DeparaError
+from ..io.escape import html_text, markdown_text, visible
 from ..io.readers import exists as _exists, loads_json, real_path as _real
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
@@ -76,6 +76,8 @@ SCORE_COLUMN_KEYS = ("score_column", "primary_score")
 COMPARISON_KEYS = ("regret", "relative_accuracy", "top1_regret", "top1_relative_accuracy", "match",
                    "spearman", "kendall", "weighted_tau")
 HEADLINE_TABLES = ("ranking", "summary", "layers", "scores")
+#: Kinds whose figure comes before the tables (select: the sentence, one figure, then the top 10).
+FIGURE_FIRST_KINDS = ("select",)
 _SCORE_COLUMNS = ("s", "score", "depara", "s_v+λe", "v+λe")
 
 
@@ -379,6 +381,8 @@ def _highlighted_rows(table: Table, pick: Any) -> set[int]:
             return hits
     if table.name.lower().startswith("ranking") and table.rows and pick is None:
         return {0}
+    if table.name.lower().startswith("top") and table.rows:  # select's "top candidates": the pick comes first
+        return {0}
     return set()
 
 
@@ -430,7 +434,7 @@ footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def render_html(section: Section) -> str:
@@ -470,10 +474,13 @@ def _section_html(section: Section, level: int) -> list[str]:
         out.append(_pick_cards_html(pick, truth, comparison))
     sub = min(h + 1, 4)
     headline, others = _split_tables(section.tables)
+    figures = [_figure_html(name, path, section.root) for name, path in section.figures]
+    if m.get("kind") in FIGURE_FIRST_KINDS:
+        out.extend(figures)
+        figures = []
     for table in headline:
         out.extend(_table_html(table, pick, sub, score_name))
-    for name, path in section.figures:
-        out.append(_figure_html(name, path, section.root))
+    out.extend(figures)
     for note in section.notes:
         out.append(f'<p class="note refused">{_e(note)}</p>')
     for table in others:
@@ -652,12 +659,15 @@ def _section_md(section: Section, level: int, out_dir: Path) -> list[str]:
         lines += _md_table(["", "value"], [[k, _md_value(v)] for k, v in rows]) + [""]
     sub = "#" * min(level + 1, 6)
     headline, others = _split_tables(section.tables)
+    figures = [f"{sub} Figures", ""] if section.figures else []
+    for name, path in section.figures:
+        figures += [f"![{_md_text(name)}]({_md_link(_rel_link(path, out_dir))})", ""]
+    if m.get("kind") in FIGURE_FIRST_KINDS:
+        lines += figures
+        figures = []
     for table in headline:
         lines += _table_md(table, sub, out_dir)
-    if section.figures:
-        lines += [f"{sub} Figures", ""]
-        for name, path in section.figures:
-            lines += [f"![{_md_text(name)}]({_md_link(_rel_link(path, out_dir))})", ""]
+    lines += figures
     for note in section.notes:
         lines += [f"> {_md_text(note)}", ""]
     for table in others:
@@ -698,14 +708,13 @@ def _md_value(value: Any) -> str:
 
 
 def _md_text(text: Any) -> str:
-    """Text from a results folder made inert in Markdown: one line, HTML escaped, link brackets escaped."""
-    flat = " ".join(str(text).split())
-    return html.escape(flat, quote=False).replace("[", "\\[").replace("]", "\\]")
+    """Text from a results folder made inert in Markdown (:func:`depara.escape.markdown_text`)."""
+    return markdown_text(text)
 
 
 def _md_code(text: Any) -> str:
     """A code span (its content is literal in Markdown: no HTML); backticks in the text are replaced."""
-    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+    return "`" + " ".join(visible(text, newlines=True).split()).replace("`", "'") + "`"
 
 
 def _md_link(target: str) -> str:
@@ -715,7 +724,7 @@ def _md_link(target: str) -> str:
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     def cell(text: Any) -> str:
-        return _md_text(text).replace("|", "\\|")
+        return _md_text(text)  # "|" included
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_JOB = ("select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "bootstrap_indices",
-        "percentile_interval", "PROTOCOLS")
+_JOB = ("select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL", "SHARE_MEANING")
 
 
 def __getattr__(name: str) -> Any:

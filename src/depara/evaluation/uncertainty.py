@@ -1,0 +1,208 @@
+"""How sure a ranking is: half-samples of the probes, intervals from them, and each candidate's share of wins.
+
+Why half-samples and not the bootstrap: a bootstrap resample draws probes *with* replacement, so a fitted score
+(LogME, H-score, TransRate, ...) sees duplicated images, which look like perfectly separable classes and inflate
+the score; its percentile interval then lies above the score itself (LogME 0.110 with "interval"
+[0.224, 0.273] on the demo). Here every resample is a **half-sample**: ``m = ⌊N/2⌋`` distinct probes drawn without
+replacement (stratified by class when labels are given, so every class keeps about half of its images), and
+every score is recomputed on it as it would be on a real probe set of that size.
+
+Rate correction: for a mean of N values, a half-sample mean spreads around the full-sample mean with variance
+``s²/m · (1 − m/N)`` (sampling without replacement), which is ``s²/N · (N − m)/m``: the full sample's own
+sampling variance times ``(N − m)/m``. So the spread of the half-sample scores, times ``k = √(m/(N − m))``
+(1 for even N), estimates the standard error of the full-sample score; the same holds to first order for any
+smooth statistic and for the pairwise (U-statistic) terms of DEPARA (delete-d jackknife, d = N/2; Shao & Wu 1989).
+
+The interval (:func:`subsample_intervals`): ``point ± t · k · sd(half-sample scores)`` with ``t`` the Student-t
+quantile with N − 1 degrees of freedom: symmetric around the point estimate, so it always contains it. It covers
+the score expected at N probes (a fitted score's small-sample bias is not a sampling error and is not in it);
+tests/test_uncertainty.py measures its coverage by simulation on data with known truth.
+
+:func:`win_shares`: the share of half-samples in which each candidate scores highest, ties at the top split
+evenly, after removing each candidate's half-sample bias (its values recentred on its own point estimate).
+It measures probe resampling only; ``benchmarks/calibration.py`` measures what it is worth on a bench.
+numpy/scipy only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import DeparaError
+
+__all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "recentred", "win_shares",
+           "reliability", "decimals", "rounded", "BENCH_RELIABILITY", "bench_phrase"]
+
+#: The coverage of every interval select reports.
+LEVEL = 0.95
+#: What select's ``p_best`` (a candidate's share of half-samples won) is, in words (ranking.json, the report).
+SHARE_MEANING = ("share of probe half-samples in which the candidate ranks first (probe resampling only; "
+                 "not the probability that it transfers best)")
+
+
+def half_samples(n: int, n_rep: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """``n_rep`` half-samples of ``range(n)``: int array n_rep × ⌊n/2⌋, each row distinct indices in increasing
+    order, drawn without replacement under ``default_rng(seed)``.
+
+    With ``labels`` (n class indices) the draw is stratified: each class gives ⌊n_c/2⌋ or ⌈n_c/2⌉ of its n_c
+    probes (the odd classes' extra probes go to classes drawn at random so rows total ⌊n/2⌋), so a class of
+    at least 2 probes is in every half-sample.
+    """
+    if n < 2:
+        raise DeparaError(f"n: expected at least 2 probes to draw half-samples from, got {n}")
+    m = n // 2
+    rng = np.random.default_rng(seed)
+    keys = rng.random((n_rep, n))
+    if labels is None:
+        return np.sort(np.argsort(keys, axis=1)[:, :m], axis=1)
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise DeparaError(f"labels: expected {n} labels, got shape {y.shape}")
+    classes = np.unique(y)
+    out = np.empty((n_rep, m), dtype=np.int64)
+    odd = [c for c in classes if (y == c).sum() % 2]
+    n_extra = m - sum(int((y == c).sum()) // 2 for c in classes)  # how many odd classes give ⌈n_c/2⌉
+    for r in range(n_rep):
+        extra = set(rng.permutation(len(odd))[:n_extra].tolist())
+        rows = []
+        for c in classes:
+            members = np.flatnonzero(y == c)
+            take = len(members) // 2 + (1 if c in odd and odd.index(c) in extra else 0)
+            rows.append(members[np.argsort(keys[r, members])[:take]])
+        out[r] = np.sort(np.concatenate(rows))
+    return out
+
+
+def rate_factor(n: int, m: int) -> float:
+    """``√(m/(n − m))``: the spread of size-m subsamples (without replacement) of n → the spread at size n."""
+    if not 0 < m < n:
+        raise DeparaError(f"m: expected a subsample size 0 < m < n = {n}, got {m}")
+    return math.sqrt(m / (n - m))
+
+
+def subsample_intervals(point: np.ndarray, sub: np.ndarray, n: int, m: int, level: float = LEVEL) -> np.ndarray:
+    """(C, 2) intervals ``point ± t · rate_factor(n, m) · sd(sub)`` per candidate (module docstring).
+
+    ``point``: (C,) full-sample scores; ``sub``: (C, R) the scores on R size-m subsamples (NaN where a subsample
+    was degenerate; ignored). A candidate whose point is NaN, or with fewer than 2 finite subsample values,
+    gets (nan, nan): an undefined score has no interval.
+    """
+    from scipy.stats import t as student_t
+
+    point = np.asarray(point, dtype=np.float64)
+    sub = np.asarray(sub, dtype=np.float64).reshape(point.shape[0], -1)
+    finite = np.isfinite(sub)
+    count = finite.sum(axis=1)
+    out = np.full((point.shape[0], 2), np.nan)
+    ok = np.isfinite(point) & (count >= 2)
+    if not ok.any():
+        return out
+    s = sub[ok]
+    mean = np.nanmean(s, axis=1, keepdims=True)
+    sd = np.sqrt(np.nansum((s - mean) ** 2, axis=1) / (count[ok] - 1))
+    half = student_t.ppf((1 + level) / 2, df=n - 1) * rate_factor(n, m) * sd
+    out[ok, 0], out[ok, 1] = point[ok] - half, point[ok] + half
+    return out
+
+
+def recentred(point: np.ndarray, sub: np.ndarray, n: int, m: int) -> np.ndarray:
+    """(C, R) subsample scores moved to the full sample's scale: ``point + k · (sub − median(sub))`` per
+    candidate (NaN rows stay NaN), so a score's half-sample bias, which differs between candidates, does not
+    decide who wins a resample."""
+    point = np.asarray(point, dtype=np.float64)
+    sub = np.asarray(sub, dtype=np.float64)
+    out = np.full(sub.shape, np.nan)
+    ok = np.isfinite(point) & np.isfinite(sub).any(axis=1)
+    if ok.any():
+        med = np.nanmedian(sub[ok], axis=1, keepdims=True)
+        out[ok] = point[ok, None] + rate_factor(n, m) * (sub[ok] - med)
+    return out
+
+
+def win_shares(values: np.ndarray) -> np.ndarray:
+    """(C,) share of the columns of ``values`` (C × R) in which each candidate scores highest; candidates tied
+    at the top of a column share it evenly; NaN never wins, a candidate NaN everywhere gets NaN; columns with
+    no finite value are left out (all NaN when none is left)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    cols = finite.any(axis=0)
+    out = np.full(v.shape[0], np.nan)
+    if not cols.any():
+        return out
+    w = np.where(finite, v, -np.inf)[:, cols]
+    top = w == w.max(axis=0, keepdims=True)
+    share = (top / top.sum(axis=0, keepdims=True)).mean(axis=1)
+    defined = finite.any(axis=1)
+    out[defined] = share[defined]
+    return out
+
+
+def reliability(prob: np.ndarray, outcome: np.ndarray, bins) -> list[dict]:
+    """The reliability diagram's table: for each bin ``[b_i, b_{i+1})`` of announced probabilities (the last bin
+    closed), the count, the mean announced probability and the observed rate of ``outcome`` (0/1) among them
+    (NaN for an empty bin). Rows with a NaN probability are left out."""
+    p = np.asarray(prob, dtype=np.float64)
+    o = np.asarray(outcome, dtype=np.float64)
+    if p.shape != o.shape:
+        raise DeparaError(f"outcome: expected one outcome per probability ({p.shape}), got shape {o.shape}")
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise DeparaError(f"bins: expected increasing bin edges, got {list(bins)}")
+    ok = np.isfinite(p)
+    p, o = p[ok], o[ok]
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, edges.size - 2)
+    inside = (p >= edges[0]) & (p <= edges[-1])
+    rows = []
+    for i in range(edges.size - 1):
+        sel = inside & (which == i)
+        k = int(sel.sum())
+        rows.append({"bin_lo": float(edges[i]), "bin_hi": float(edges[i + 1]), "count": k,
+                     "mean_p": float(p[sel].mean()) if k else float("nan"),
+                     "rate": float(o[sel].mean()) if k else float("nan")})
+    return rows
+
+
+def decimals(lo: float, hi: float) -> int | None:
+    """Decimals an interval ``[lo, hi]`` supports: those of the first significant digit of its half-width
+    (half-width 0.025 → 2, 3.2 → 0); None without a finite interval of positive width."""
+    half = (hi - lo) / 2 if np.isfinite(lo) and np.isfinite(hi) else float("nan")
+    if not np.isfinite(half) or half <= 0:
+        return None
+    return max(0, -math.floor(math.log10(half)))
+
+
+def rounded(value: float, lo: float = float("nan"), hi: float = float("nan")) -> tuple[str, str]:
+    """(value, interval) as text, rounded to what the interval supports (:func:`decimals`): ``0.5057`` with
+    [0.4812, 0.5302] → ("0.51", "[0.48, 0.53]"). Without an interval the value keeps 3 significant digits and the
+    interval text is ""; an undefined value is "undefined"."""
+    if not np.isfinite(value):
+        return "undefined", ""
+    d = decimals(lo, hi)
+    if d is None:
+        return f"{value:.3g}", ""
+    return f"{value:.{d}f}", f"[{lo:.{d}f}, {hi:.{d}f}]"
+
+
+#: The reliability of the share of half-samples won on the real-image bank (benchmarks/calibration.py; committed
+#: in benchmarks/results/calibration/reliability_coarse.csv, which tests/test_uncertainty.py checks this against):
+#: per protocol, rows (bin low, bin high, sources in the bin, share truly best, share within 1 point of the best).
+#: 16 targets × 12 sources; each source of each target is one case.
+BENCH_RELIABILITY: dict[str, tuple[tuple[float, float, int, float, float], ...]] = {
+    "linear_probe": ((0.0, 0.1, 149, 8 / 149, 11 / 149), (0.1, 0.5, 35, 5 / 35, 11 / 35), (0.5, 1.0, 8, 3 / 8, 3 / 8)),
+    "fine_tune": ((0.0, 0.1, 149, 6 / 149, 11 / 149), (0.1, 0.5, 35, 7 / 35, 13 / 35), (0.5, 1.0, 8, 3 / 8, 4 / 8)),
+}
+#: select's protocol names → the bank's.
+_BENCH_PROTOCOL = {"finetune": "fine_tune", "linear": "linear_probe"}
+
+
+def bench_phrase(share: float, protocol: str = "finetune") -> str:
+    """What a share of half-samples won was worth on the real-image bank, in words (module docstring)."""
+    rows = BENCH_RELIABILITY.get(_BENCH_PROTOCOL.get(protocol, protocol), ())
+    for lo, hi, count, best, within1 in rows:
+        if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
+            return (f"probe resampling only; on the real-image bank, of {count} candidates first in {lo:.0%}–{hi:.0%} "
+                    f"of half-samples, {round(best * count)} were truly best, {round(within1 * count)} within 1 point "
+                    "of the best")
+    return "probe resampling only, not a probability of transferring best"

@@ -1,0 +1,189 @@
+"""Step 3 of ``depara select``: every scorer on every candidate, on all probes and on each half-sample, cached
+per candidate in the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DeparaError
+from ..core.edges import standardized_ranks
+from ..core.score import combine
+from ..options import format_lam
+from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, SCORES_VERSION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.graph import Graph
+    from .candidates import ModelResult
+
+__all__ = ["pair_index", "unit_ranks", "spearman_units", "spearman", "peer_score", "Resamples", "score_all",
+           "digest", "cached_scores"]
+
+
+# ================================================================================================ pairs
+def pair_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Condensed-edge indices of the pairs (a < b) of a resample whose probes differ: idx[a] ≠ idx[b].
+
+    For the identity resample this is every pair in condensed order, so point estimates equal
+    :func:`depara.core.similarity.edge_similarity`.
+    """
+    a, b = np.triu_indices(len(idx), k=1)
+    i, j = idx[a], idx[b]
+    keep = i != j
+    i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+    return n * i - i * (i + 1) // 2 + j - i - 1
+
+
+def unit_ranks(x: np.ndarray) -> np.ndarray | None:
+    """:func:`depara.core.edges.standardized_ranks` of ``x``; None when constant (Spearman undefined)."""
+    try:
+        return standardized_ranks(x)
+    except DeparaError:
+        return None
+
+
+def spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
+    return float(np.clip(rx @ ry, -1.0, 1.0)) if rx is not None and ry is not None else float("nan")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman ρ (average ranks for ties) of two vectors; NaN when one is constant."""
+    return spearman_units(unit_ranks(x), unit_ranks(y))
+
+
+# ================================================================================================== scoring
+def peer_score(name: str, features: np.ndarray, labels: np.ndarray) -> float:
+    """A label-based peer from the estimator registry on one (sub-sampled) layer; NaN where it is undefined
+    (one class left, constant features, a singular fit on a small subsample)."""
+    from ..estimators.registry import SourceInputs, TargetInputs, get_estimator
+
+    y = np.unique(labels, return_inverse=True)[1]
+    if np.unique(y).size < 2:
+        return float("nan")
+    try:
+        with np.errstate(all="ignore"):
+            value = get_estimator(name).score(SourceInputs(features=features), TargetInputs(labels=y))
+    except (DeparaError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        return float("nan")
+    return value if np.isfinite(value) else float("nan")
+
+
+@dataclass
+class Resamples:
+    """The probe sets every candidate is scored on: row 0 the identity (the point estimate), then ``halves``
+    (n_rep × ⌊N/2⌋ distinct probes each, :func:`depara.evaluation.uncertainty.half_samples`)."""
+
+    n: int
+    halves: np.ndarray
+
+    @property
+    def rows(self) -> list[np.ndarray]:
+        return [np.arange(self.n), *self.halves]
+
+    def digest(self) -> str:
+        return digest(np.concatenate([[self.n, *self.halves.shape], self.halves.ravel()]).astype(np.int64))
+
+    def label_values(self, edges: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``depara_labels`` on every row (the registered estimator's resampled form; one implementation with
+        the real-image bank's :func:`depara.estimators.depara_family.depara_labels_resampled`)."""
+        from ..estimators.depara_family import depara_labels_resampled
+
+        point = depara_labels_resampled(edges, labels, np.arange(self.n)[None])
+        if not len(self.halves):
+            return point
+        return np.concatenate([point, depara_labels_resampled(edges, labels, self.halves)])
+
+
+def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
+               target: "Graph | None", res: Resamples, progress: bool, peer_reps: int) -> np.ndarray:
+    """values[s, c, r]: scorer s, candidate c, probe set r of ``res.rows`` (r = 0: all probes, the point
+    estimate). The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs
+    a fit (tens of ms), the DEPARA scores a re-ranking of the edges."""
+    from ..core.similarity import normalized_nodes
+    from ..io.progress import progress_bar
+
+    rows = res.rows
+    values = np.full((len(scorers), len(graphs), len(rows)), np.nan)
+    cos = None
+    if target is not None and set(NODE_SCORERS) & set(scorers):
+        tn = normalized_nodes(target.nodes)
+        cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
+    lab_vals = None
+    if labels is not None and "depara_labels" in scorers:
+        from ..estimators.depara_family import depara_labels_edges
+
+        lab_vals = [res.label_values(depara_labels_edges(g, pooled[c]), labels) for c, g in enumerate(graphs)]
+    need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
+    for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
+        idx = rows[r]
+        pairs = pair_index(idx, res.n) if need_e else None
+        tgt_r = unit_ranks(target.edges[pairs]) if need_e else None
+        for c, g in enumerate(graphs):
+            E = spearman_units(unit_ranks(g.edges[pairs]), tgt_r) if need_e else np.nan
+            V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
+            for s, name in enumerate(scorers):
+                if name == "depara":
+                    values[s, c, r] = combine(V, E, LAM)
+                elif name == "depara_v":
+                    values[s, c, r] = V
+                elif name == "depara_e":
+                    values[s, c, r] = E
+                elif name == "depara_labels":
+                    values[s, c, r] = lab_vals[c][r]
+                elif r < peer_reps:
+                    values[s, c, r] = peer_score(name, pooled[c][idx], labels[idx])
+    return values
+
+
+def digest(a: np.ndarray | None) -> str | None:
+    """SHA-256 of an array's dtype, shape and bytes (None for None): part of a score entry's key."""
+    import hashlib
+
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype.str}{a.shape}".encode() + a.tobytes()).hexdigest()
+
+
+def cached_scores(results: Sequence["ModelResult"], scorers: list[str], labels: np.ndarray | None,
+                   target: "Graph | None", target_id: Mapping[str, Any] | None, res: Resamples,
+                   peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
+    """:func:`score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
+    store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
+
+    The key holds everything the block depends on: the candidate's graph (weights hash, layer, probe content
+    hash, graph options, preprocessing), the scorers, the labels, the target graph (weights hash, layer,
+    preprocessing), the probe sets themselves, ``peer_reps``, λ and the version of the scoring code
+    (:data:`SCORES_VERSION`). So a run with one model added scores only that model's candidates.
+    Returns (values[s, c, r] as :func:`score_all`, the number of candidates whose values were reused).
+    """
+    from .. import __version__
+
+    common = {"scorers": list(scorers), "labels": digest(labels), "target": dict(target_id) if target_id else None,
+              "resamples": res.digest(), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
+              "version": f"{__version__}/{SCORES_VERSION}"}
+    graphs, pooled, keys = [], [], []
+    for r in results:
+        opts = {**GRAPH_OPTIONS, "preprocess": r.preprocess, **common}
+        for layer in r.layers:
+            graphs.append(r.graphs[layer])
+            pooled.append(r.pooled[layer])
+            keys.append(store.key(r.weights_hash, layer, probe_hash, opts, kind="scores"))
+    n_rows = 1 + len(res.halves)
+    values = np.full((len(scorers), len(keys), n_rows), np.nan)
+    todo = []
+    for c, key in enumerate(keys):
+        block = store.get_array(key)
+        if block is not None and block.shape == (len(scorers), n_rows):
+            values[:, c] = block
+        else:
+            todo.append(c)
+    if todo:
+        fresh = score_all([graphs[c] for c in todo], [pooled[c] for c in todo], scorers, labels, target, res,
+                           progress, peer_reps)
+        for i, c in enumerate(todo):
+            values[:, c] = fresh[:, i]
+            store.put_array(keys[c], fresh[:, i])
+    return values, len(keys) - len(todo)

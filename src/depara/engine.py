@@ -187,7 +187,7 @@ def _load_job(job: Job, store: Any):
     store = _open_store(store)
     seed_everything(job.seed)
     probe_set = _probe_set(job)
-    net = load_model(job.model, weights=job.weights)
+    net = load_model(job.model, weights=job.weights, seed=job.seed)  # random init: as depara select's
     for name in job.layers:  # bad names fail before any work
         resolve_layer(net, name)
     model_hash = weights_hash(net)

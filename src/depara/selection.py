@@ -371,7 +371,7 @@ class _ModelResult:
 
 def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
                   batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False, nodes: bool = True) -> _ModelResult:
+                  only_last: bool = False, nodes: bool = True, seed: int | None = None) -> _ModelResult:
     """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
 
     ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
@@ -380,8 +380,11 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
     """
     from .store import graph_key_options, weights_hash
 
+    from .models import seeded
+
     start = time.perf_counter()
-    model = entry.load()
+    with seeded(seed):  # random-init (weights = "none") candidates: the same weights under the same seed
+        model = entry.load()
     prep = entry.preprocess(model)
     names = _resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
     whash = weights_hash(model)
@@ -778,7 +781,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         take precedence over ``"auto"``.
     protocol : ``finetune`` | ``linear``: the transfer protocol you will use; picks :data:`DEFAULT_SCORER`.
     probes : at most this many images are used (drawn without replacement under ``seed``).
-    seed : seeds the probe draw and the bootstrap.
+    seed : seeds the probe draw, the bootstrap and the random initialisation of models without weights
+        (each built right after ``torch.manual_seed(seed)``, :func:`depara.models.seeded`).
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
     scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
         ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
@@ -860,7 +864,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(_NODE_SCORERS) & set(chosen)))
+              nodes=bool(set(_NODE_SCORERS) & set(chosen)), seed=seed)
     failed: dict[str, str] = {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
         failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))

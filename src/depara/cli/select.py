@@ -42,7 +42,8 @@ def select_cmd(
                                                 "repeated; default: every applicable one without a node term). "
                                                 "depara / depara_v add attribution maps (backward passes)."),
     probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the bootstrap."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw, the bootstrap and the random "
+                      "initialisation of models without weights."),
     n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals (0: none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),

@@ -615,6 +615,10 @@ class Selection:
             names = ", ".join(f"{a}:{b}" for a, b in self.too_close[:3])
             more = f" and {len(self.too_close) - 3} more" if len(self.too_close) > 3 else ""
             line += f"; too close to call with {names}{more}"
+        skipped = self.settings.get("skipped_models") or {}
+        if skipped:
+            line += f"; skipped {len(skipped)} candidate model(s) that failed: " + \
+                ", ".join(f"{name} ({why})" for name, why in skipped.items())
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -741,8 +745,8 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
     """
     from .engine import check_shared_store, connect, import_ray, one_line
 
+    started = connect(address)  # checks the address first (a wrong one fails in seconds)
     ray = import_ray()
-    started = connect(address)
     try:
         check_shared_store(store.root)
         task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(_model_graphs)
@@ -760,11 +764,25 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
             ray.shutdown()
 
 
+def _check_failed(failed: Mapping[str, str], n_models: int, skip_failed: bool) -> None:
+    """Candidate models that failed ({name: one-line error}) stop the run, unless ``skip_failed`` and some
+    model is left; the error names the first failed model."""
+    if not failed:
+        return
+    name, why = next(iter(failed.items()))
+    why = why if why.startswith(f"model {name}") else f"model {name}: {why}"
+    more = f" (and {len(failed) - 1} more model(s))" if len(failed) > 1 else ""
+    if not skip_failed:
+        raise DeparaError(f"{why}{more}; fix it, remove it, or pass skip_failed=True to rank the others without it")
+    if len(failed) == n_models:
+        raise DeparaError(f"models: every candidate model failed; first: {why}")
+
+
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
            probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
            n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None, device: Any = None,
            batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
-           engine: str = "local", address: str | None = None) -> Selection:
+           engine: str = "local", address: str | None = None, skip_failed: bool = False) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
 
     Parameters
@@ -795,9 +813,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
     device, batch_size, feature_memory_mb, progress : as :func:`depara.extract.build_graphs`.
     engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
-        (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
-        whose task fails is left out with its error in ``settings["failed_models"]`` (all failing: an error).
+        (which must be on a filesystem every node sees), then the ranking reads them from the store.
     address : with ``engine="ray"``: ``auto`` / ``HOST:PORT`` of an existing cluster, None = a private runtime.
+    skip_failed : a candidate model that fails (on either engine) stops the run with its error in one line;
+        with ``skip_failed=True`` it is left out instead, and named with its error in the summary sentence,
+        the report and ``settings["skipped_models"]`` (all failing: an error). The target model never is.
 
     Returns
     -------
@@ -865,12 +885,13 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=progress,
               nodes=bool(set(_NODE_SCORERS) & set(chosen)), seed=seed)
+    if not isinstance(skip_failed, bool):
+        raise DeparaError(f"skip_failed: expected True or False, got {skip_failed!r}")
     failed: dict[str, str] = {}
     if engine == "ray":  # the tasks fill the store; the loop below then only reads it
         failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
+        _check_failed(failed, len(entries), skip_failed)
         entries = [e for e in entries if e.name not in failed]
-        if not entries:
-            raise DeparaError(f"models: every model failed on Ray (first: {next(iter(failed.items()))})")
 
     results: list[_ModelResult] = []
     it: Any = entries
@@ -879,7 +900,15 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
 
         it = tqdm(entries, desc="models", unit="model")
     for entry in it:
-        results.append(_model_graphs(entry, probe_set, layers, store, **kw))
+        try:
+            results.append(_model_graphs(entry, probe_set, layers, store, **kw))
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
+            from .engine import one_line
+
+            failed[entry.name] = one_line(exc)
+            if not skip_failed:
+                _check_failed(failed, len(entries), skip_failed)  # raises, as the Ray engine does
+    _check_failed(failed, len(results) + len(failed), skip_failed)
     target_graph = None
     target_info: dict[str, Any] = {}
     target_id: dict[str, Any] | None = None
@@ -918,12 +947,12 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 "seed": seed, "nodes": kw["nodes"], "n_boot": n_boot, "peer_boot": min(n_boot, peer_boot),
                 "lam": format_lam(LAM), "graph_options": GRAPH_OPTIONS,
                 "probe_hash": probe_set.content_hash(), "cache": str(store.root),
-                "target_model": target_info or None, "engine": engine, "failed_models": failed,
+                "target_model": target_info or None, "engine": engine, "skipped_models": failed,
                 "scores_reused": reused,
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
     settings.pop("n_images_given")
     if not failed:
-        settings.pop("failed_models")
+        settings.pop("skipped_models")
     models_info = {r.name: {"layers": r.layers, "preprocess": r.preprocess, "weights_hash": r.weights_hash,
                             "extracted": r.extracted, "seconds": round(r.seconds, 3)} for r in results}
     return Selection(candidates=cands, scorers=chosen, scorer=default, values=values, intervals=intervals,

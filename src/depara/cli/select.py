@@ -18,7 +18,7 @@ from .app import app, demo_app
 _SELECT_FLAGS = dict(models="--models", target_model="--target-model", layers="--layers", protocol="--protocol",
                      scorers="--scorers", probes="--probes", seed="--seed", n_boot="--n-boot", device="--device",
                      batch_size="--batch-size", feature_memory_mb="--feature-memory-mb", engine="--engine",
-                     address="--address")
+                     address="--address", skip_failed="--skip-failed")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -56,6 +56,8 @@ def select_cmd(
                                "the cache must be on a filesystem every node sees)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: auto or HOST:PORT of a Ray "
                                           "cluster (default: a private local runtime)."),
+    skip_failed: bool = typer.Option(False, "--skip-failed", help="Leave out a candidate model that fails (named "
+                                     "with its error in the summary and the report) instead of stopping."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
     from .._io import check_out_dir
@@ -78,11 +80,14 @@ def select_cmd(
         from ..zoo import read_zoo
 
         candidates = read_zoo(zoo)  # type: ignore[assignment]
-    with flags(**_SELECT_FLAGS):
-        sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
-                     scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
-                     batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
-                     address=address)
+    try:
+        with flags(**_SELECT_FLAGS):
+            sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol,
+                         probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache,
+                         device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb,
+                         progress=not quiet, engine=engine, address=address, skip_failed=skip_failed)
+    except DeparaError as exc:  # a failed candidate's error names the option to skip it: name the flag
+        raise DeparaError(str(exc).replace("skip_failed=True", "--skip-failed")) from None
     from ._table import print_ranking
 
     s = sel.scorer

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from depara.errors import DeparaError
-from depara.extract import build_graphs
-from depara.models import list_layers, load_exported, load_model, load_onnx
+from depara.extraction.extract import build_graphs
+from depara.extraction.models import list_layers, load_exported, load_model, load_onnx
 from depara.options import GraphOptions
 
 torch.set_num_threads(1)

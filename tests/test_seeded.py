@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from depara.errors import DeparaError
-from depara.models import load_model, seeded
-from depara.store import weights_hash
+from depara.extraction.models import load_model, seeded
+from depara.extraction.store import weights_hash
 
 from _core_torch_helpers import write_images
 

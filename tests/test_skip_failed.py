@@ -15,7 +15,7 @@ import torch
 from depara.cli.main import main
 from depara.errors import DeparaError
 from depara.selection import select
-from depara.zoo import ModelEntry
+from depara.extraction.zoo import ModelEntry
 
 from _core_torch_helpers import write_images
 

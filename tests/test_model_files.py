@@ -90,6 +90,24 @@ def test_onnx_loads_with_its_node_names_and_gives_the_source_models_graphs(files
     np.testing.assert_allclose(_graph_edges(model, "2/2/0/Conv"), _graph_edges(net, "2.0"), rtol=1e-4, atol=1e-5)
 
 
+def test_onnx_with_shared_weights_converts(tmp_path):
+    """torch.onnx.export writes a shared (equal) tensor once plus an Identity node per copy, which onnx2torch alone
+    cannot convert; the loader inlines those copies."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx2torch")
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU()).eval()
+    with torch.no_grad():
+        net[0].bias.zero_()
+        net[2].bias.zero_()  # two equal bias tensors: stored once
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (_example(),), str(tmp_path / "shared.onnx"), dynamo=False, input_names=["x"],
+                          opset_version=17, dynamic_axes={"x": {0: "batch"}})
+    assert "Identity" in {n.op_type for n in onnx.load(str(tmp_path / "shared.onnx")).graph.node}
+    model = load_onnx(tmp_path / "shared.onnx")
+    torch.testing.assert_close(model(_example(3)), net(_example(3)), rtol=1e-5, atol=1e-6)
+
+
 def test_torchscript_still_loads(files):
     net, d = files
     model = load_model(f"file:{d / 'net.ts'}")
@@ -118,9 +136,19 @@ def test_bad_model_files_are_one_line(files, tmp_path):
         load_model(f"file:{d / 'net.pt2'}?arch=resnet18")
     with pytest.raises(DeparaError, match="missing.pt2: not found"):
         load_exported(tmp_path / "missing.pt2")
+    onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnx2torch")
     with pytest.raises(DeparaError, match="junk.onnx: not a readable ONNX model"):
         load_model(f"file:{tmp_path / 'junk.onnx'}")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])
+    graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="org.example")], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("org.example", 1)])
+    onnx.save(model, str(tmp_path / "mystery.onnx"))
+    with pytest.raises(DeparaError, match=r"mystery.onnx: onnx2torch cannot convert it \(NotImplementedError"):
+        load_model(f"file:{tmp_path / 'mystery.onnx'}")
 
 
 def test_onnx_without_the_extra_says_how_to_install(files, monkeypatch):

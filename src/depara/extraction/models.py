@@ -300,12 +300,31 @@ def load_onnx(path: str | os.PathLike) -> nn.Module:
         raise DeparaError(f"model file {path}: input {inputs[0].name!r} has a fixed batch size "
                           f"{dims[0].dim_value}; export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
                           f"dynamic_axes={{{inputs[0].name!r}: {{0: 'batch'}}}})")
+    _inline_identity_weights(proto)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return convert(proto)
     except Exception as exc:  # noqa: BLE001 - NotImplementedError for an operator onnx2torch lacks, ...
         raise DeparaError(f"model file {path}: onnx2torch cannot convert it ({exception_reason(exc, 160)})") from None
+
+
+def _inline_identity_weights(proto: Any) -> None:
+    """Replace each ``Identity`` node whose input is a weight (an initializer) by a copy of that weight under the
+    node's output name. ``torch.onnx.export`` writes one such node per duplicate of a shared tensor (e.g. equal
+    conv weights after batch-norm folding), which onnx2torch cannot convert (KeyError on the weight's name)."""
+    weights = {init.name: init for init in proto.graph.initializer}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and not node.domain and len(node.input) == 1 and node.input[0] in weights:
+            copy = proto.graph.initializer.add()
+            copy.CopyFrom(weights[node.input[0]])
+            copy.name = node.output[0]
+        else:
+            keep.append(node)
+    if len(keep) < len(proto.graph.node):
+        del proto.graph.node[:]
+        proto.graph.node.extend(keep)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

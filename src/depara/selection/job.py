@@ -764,6 +764,36 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
             ray.shutdown()
 
 
+def _candidates_graphs(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layers: Any, store: Any, kw: dict,
+                       engine: str, address: str | None, skip_failed: bool
+                       ) -> tuple[list[_ModelResult], dict[str, str]]:
+    """Every candidate model's graphs and pooled features (with ``engine="ray"`` Ray tasks fill the store first,
+    then they are read from it), and {name: one-line error} of the models that failed: on either engine a failure
+    stops the run (:func:`_check_failed`), unless ``skip_failed``."""
+    from ..extraction.engine import one_line
+
+    failed: dict[str, str] = {}
+    if engine == "ray":
+        failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
+        _check_failed(failed, len(entries), skip_failed)
+        entries = [e for e in entries if e.name not in failed]
+    results: list[_ModelResult] = []
+    it: Any = entries
+    if kw["progress"]:
+        from tqdm.auto import tqdm
+
+        it = tqdm(entries, desc="models", unit="model")
+    for entry in it:
+        try:
+            results.append(_model_graphs(entry, probe_set, layers, store, **kw))
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
+            failed[entry.name] = one_line(exc)
+            if not skip_failed:
+                _check_failed(failed, len(entries), skip_failed)  # raises, as after the Ray tasks
+    _check_failed(failed, len(results) + len(failed), skip_failed)
+    return results, failed
+
+
 def _check_failed(failed: Mapping[str, str], n_models: int, skip_failed: bool) -> None:
     """Candidate models that failed ({name: one-line error}) stop the run, unless ``skip_failed`` and some
     model is left; the error names the first failed model."""
@@ -887,28 +917,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
               nodes=bool(set(_NODE_SCORERS) & set(chosen)), seed=seed)
     if not isinstance(skip_failed, bool):
         raise DeparaError(f"skip_failed: expected True or False, got {skip_failed!r}")
-    failed: dict[str, str] = {}
-    if engine == "ray":  # the tasks fill the store; the loop below then only reads it
-        failed = _extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
-        _check_failed(failed, len(entries), skip_failed)
-        entries = [e for e in entries if e.name not in failed]
-
-    results: list[_ModelResult] = []
-    it: Any = entries
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(entries, desc="models", unit="model")
-    for entry in it:
-        try:
-            results.append(_model_graphs(entry, probe_set, layers, store, **kw))
-        except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
-            from ..extraction.engine import one_line
-
-            failed[entry.name] = one_line(exc)
-            if not skip_failed:
-                _check_failed(failed, len(entries), skip_failed)  # raises, as the Ray engine does
-    _check_failed(failed, len(results) + len(failed), skip_failed)
+    results, failed = _candidates_graphs(entries, probe_set, layers, store, kw, engine, address, skip_failed)
     target_graph = None
     target_info: dict[str, Any] = {}
     target_id: dict[str, Any] | None = None

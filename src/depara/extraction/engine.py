@@ -25,6 +25,8 @@ What happens when something goes wrong:
 * a Ray worker that dies mid-task (killed, out of memory, node lost) is retried by Ray up to ``max_retries``
   times. Graphs reach the store by an atomic rename, so a killed task never leaves a partial graph under a key;
   graphs already written by the dead attempt are reused by the retry (it only builds missing layers);
+* an ``address`` that is not a reachable Ray cluster (closed port, silent listener, another protocol) fails in one
+  line within :data:`CONNECT_TIMEOUT_S` seconds, before Ray is imported (:func:`check_address`);
 * a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
   the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
 

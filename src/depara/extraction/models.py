@@ -247,7 +247,8 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
 
     ``torch.export.load`` unpickles parts of the file: call this only on a file the user named as a model.
     The program must have been exported with a dynamic batch axis (``dynamic_shapes``), since depara runs it on
-    batches of probes; a fixed batch size is refused here, in one line.
+    batches of probes; a fixed batch size is refused here, in one line. It keeps the mode it was exported in
+    (export from ``model.eval()``: ``.eval()`` on the loaded module does not turn batch statistics off).
     """
     path = Path(path)
     if not path.is_file():

@@ -126,6 +126,18 @@ def test_fixed_batch_size_is_refused_in_one_line(files):
         load_model(f"file:{path}")
 
 
+def test_pt2_exported_in_training_mode_is_refused(tmp_path):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5))
+    for mode, name in ((net.train, "train.pt2"), (net.eval, "eval.pt2")):
+        mode()
+        program = torch.export.export(net, (_example(),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, tmp_path / name)
+    with pytest.raises(DeparaError, match=r"train.pt2: exported in training mode \(batch norm uses the "
+                                          r"batch's statistics\); export it from model.eval\(\)"):
+        load_model(f"file:{tmp_path / 'train.pt2'}")
+    torch.testing.assert_close(load_model(f"file:{tmp_path / 'eval.pt2'}")(_example(3)), net(_example(3)))
+
+
 def test_bad_model_files_are_one_line(files, tmp_path):
     _, d = files
     (tmp_path / "junk.pt2").write_bytes(b"not a zip")

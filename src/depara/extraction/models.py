@@ -248,7 +248,8 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
     ``torch.export.load`` unpickles parts of the file: call this only on a file the user named as a model.
     The program must have been exported with a dynamic batch axis (``dynamic_shapes``), since depara runs it on
     batches of probes; a fixed batch size is refused here, in one line. It keeps the mode it was exported in
-    (export from ``model.eval()``: ``.eval()`` on the loaded module does not turn batch statistics off).
+    (``.eval()`` on the loaded module does not turn batch statistics off), so a program exported in training mode
+    (batch norm with batch statistics, active dropout) is refused too: export from ``model.eval()``.
     """
     path = Path(path)
     if not path.is_file():
@@ -266,11 +267,28 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
             raise DeparaError(f"model file {path}: input {node.name!r} has a fixed batch size {val.shape[0]}; "
                               "export it with a dynamic batch axis, e.g. torch.export.export(model, (x,), "
                               "dynamic_shapes=({0: torch.export.Dim('batch')},)) with x of 2 or more images")
+    trained = _training_mode_op(program)
+    if trained:
+        raise DeparaError(f"model file {path}: exported in training mode ({trained}); export it from model.eval()")
     try:
         return torch.export.unflatten(program)
     except Exception as exc:  # noqa: BLE001 - programs unflatten cannot rebuild (rare)
         raise DeparaError(f"model file {path}: its module names cannot be restored "
                           f"({exception_reason(exc, 160)})") from None
+
+
+def _training_mode_op(program: Any) -> str | None:
+    """What the first training-mode operation of an exported program does (batch norm with batch statistics,
+    active dropout), or None. ``aten.batch_norm`` / ``native_batch_norm`` take ``training`` as their 6th argument,
+    ``aten.dropout`` ``train`` as its 3rd; the ``_legit`` batch-norm variants other than ``_no_training`` train."""
+    for node in program.graph.nodes:
+        name = str(node.target) if node.op == "call_function" else ""
+        if "batch_norm" in name and ("_legit" in name and "no_training" not in name
+                                     or len(node.args) > 5 and node.args[5] is True):
+            return "batch norm uses the batch's statistics"
+        if "dropout" in name and len(node.args) > 2 and node.args[2] is True:
+            return "dropout drops units at random"
+    return None
 
 
 def load_onnx(path: str | os.PathLike) -> nn.Module:

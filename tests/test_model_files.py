@@ -108,6 +108,33 @@ def test_onnx_with_shared_weights_converts(tmp_path):
     torch.testing.assert_close(model(_example(3)), net(_example(3)), rtol=1e-5, atol=1e-6)
 
 
+def test_select_ranks_pt2_and_onnx_files_as_the_model_they_were_made_from(files, tmp_path):
+    from depara.extraction.zoo import ModelEntry
+    from depara.selection import select
+
+    from _core_torch_helpers import write_images
+
+    net, d = files
+    for c in range(3):
+        write_images(tmp_path / "data" / f"class{c}", [f"{i}.png" for i in range(4)], size=(SIZE, SIZE), seed=c)
+    prep = f"{SIZE}x{SIZE}"
+    models = {"module": ModelEntry("module", "module:net", preprocessing=prep, layers=("2.0",), module=net),
+              "pt2": ModelEntry("pt2", f"file:{d / 'net.pt2'}", preprocessing=prep, layers=("2.0",))}
+    if _has_onnx():
+        models["onnx"] = ModelEntry("onnx", f"file:{_onnx(files)}", preprocessing=prep, layers=("2/2/0/Conv",))
+    sel = select(tmp_path / "data", models, n_boot=0, cache_dir=tmp_path / "cache")
+    rows = {r["model"]: r for r in sel.table}
+    for name in models:
+        for s in sel.scorers:
+            assert rows[name][s] == pytest.approx(rows["module"][s], rel=1e-4, abs=1e-6), (name, s)
+
+
+def _has_onnx() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnx2torch"))
+
+
 def test_torchscript_still_loads(files):
     net, d = files
     model = load_model(f"file:{d / 'net.ts'}")

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from depara.extraction.engine import (Job, ShardResult, assemble_job, check_address, extract_graphs,
-                                      import_ray, run_shard, shard_ranges, summary)
+from depara.io.cluster import check_address
+from depara.extraction.engine import (Job, ShardResult, assemble_job, extract_graphs, import_ray,
+                                      run_shard, shard_ranges, summary)
 from depara.errors import DeparaError
 from depara.extraction.extract import build_graphs
 from depara.extraction.models import load_model

@@ -5,12 +5,12 @@ of work of both engines, and of retries under Ray: ``extract_graphs(jobs, store,
 Ray task per job; the task loads the model and the probes on its node, builds the graphs of all the job's
 layers in one pass (:func:`depara.extraction.extract.build_graphs`), computes each graph's edge ranks once
 (:func:`depara.core.edges.attach_edge_ranks`) and writes every graph to the content-addressed store
-(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
-of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
+(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store
+keys of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
 run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
 after another, so both engines write identical graphs under identical keys — the keys of ``depara select``
-(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what the
-other extracted.
+(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what
+the other extracted.
 
 **Probe shards** (``probes_per_task``): a job is split into one task per (model, layer set, probe shard), each
 storing its probes' node maps and uncentred features as content-keyed parts (:func:`run_shard`), and one task
@@ -26,18 +26,17 @@ What happens when something goes wrong:
   times. Graphs reach the store by an atomic rename, so a killed task never leaves a partial graph under a key;
   graphs already written by the dead attempt are reused by the retry (it only builds missing layers);
 * an ``address`` that is not a reachable Ray cluster (closed port, silent listener, another protocol) fails in one
-  line within :data:`CONNECT_TIMEOUT_S` seconds, before Ray is imported (:func:`check_address`);
+  line within ``CONNECT_TIMEOUT_S`` seconds, before Ray is imported (:func:`depara.io.cluster.check_address`);
 * a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
   the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
 
-numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only for
-``engine="ray"``.
+numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only
+for ``engine="ray"``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,13 +46,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..core.similarity_edges import pool_features
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
+from ..io.cluster import check_shared_store, connect, import_ray  # noqa: F401 - also this module's API
 
 ENGINES = ("local", "ray")
-RAY_INSTALL = 'pip install -e ".[ray]"'
-#: Seconds allowed for a TCP connection to a HOST:PORT Ray address before it is reported unreachable.
-CONNECT_TIMEOUT_S = 5.0
-_MARKER_PREFIX = ".depara-shared-"
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..options import GraphOptions
@@ -158,7 +154,8 @@ def _probe_set(job: Job):
 
 
 def _entry_keys(job: Job, model_hash: str, probe_set: Any) -> dict[str, tuple[str, str]]:
-    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara select``."""
+    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara
+    select``."""
     from .store import graph_key
 
     opts, prep, phash = job.graph_options(), probe_set.preprocess, probe_set.content_hash()
@@ -348,20 +345,13 @@ def _where() -> str:
     return socket.gethostname()
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: a DeparaError's message, else 'Type: first line'."""
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
-    return msg if isinstance(exc, DeparaError) else f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
 def _reported(job: Job, fn: Any, *args: Any) -> Result:
     """``fn(*args)`` (a Result), with any exception turned into a failed Result (not retried: it would fail again)."""
     start = time.perf_counter()
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
-        return Result(job.key, False, {}, one_line(exc), (), _where(), time.perf_counter() - start)
+        return Result(job.key, False, {}, exception_reason(exc, None), (), _where(), time.perf_counter() - start)
 
 
 def _run_reported(job: Job, store: Any) -> Result:
@@ -374,7 +364,7 @@ def _shard_reported(job: Job, store: Any, start: int, stop: int) -> ShardResult:
     try:
         return run_shard(job, store, start, stop)
     except Exception as exc:  # noqa: BLE001 - reported by the job
-        return ShardResult(job.key, (start, stop), "", one_line(exc))
+        return ShardResult(job.key, (start, stop), "", exception_reason(exc, None))
 
 
 def _ranges(job: Job, probes_per_task: int | None) -> list[tuple[int, int]]:
@@ -503,131 +493,6 @@ def _local_job(job: Job, store: Any, probes_per_task: int | None) -> Result:
 
 
 # ------------------------------------------------------------------------------------------------ Ray
-def import_ray():
-    """The ``ray`` module, or a DeparaError saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise DeparaError(f"engine='ray': Ray is not installed; install the extra with {RAY_INSTALL} "
-                          "(or pip install 'ray[default]')") from None
-    return ray
-
-
-#: What a client sends first on an HTTP/2 connection (RFC 9113 §3.4): the preface, then an empty SETTINGS frame.
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-
-
-def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Fail fast, in one line, unless ``address`` answers as a Ray cluster: within ``timeout`` seconds in all.
-
-    ``auto`` is left to Ray (it reads the local cluster's address file and fails at once without one). For
-    ``HOST:PORT`` / ``ray://HOST:PORT`` the port must accept a TCP connection and answer an HTTP/2 preface with
-    a SETTINGS frame, as the gRPC servers of a Ray head (GCS, default port 6379) and of the Ray client server
-    (``ray://``, port 10001) do. So a closed port, a host that drops packets, and a listener that accepts but is
-    not Ray (silent, or speaking another protocol) all fail here, before ``ray.init`` (whose own connection loop
-    waits far longer). With ``RAY_USE_TLS`` set, only the TCP connection is checked (the answer is encrypted).
-    """
-    if address == "auto":
-        return
-    hostport = address[len("ray://"):] if address.startswith("ray://") else address
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DeparaError(f"address: expected 'auto' or HOST:PORT of a Ray cluster (e.g. 10.0.0.5:6379), got "
-                          f"{address!r}")
-    deadline = time.monotonic() + timeout
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
-            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-                return
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            sock.sendall(_H2_PREFACE)
-            head = b""
-            while len(head) < 9:  # the first frame's header: length (3), type (1), flags (1), stream (4)
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = sock.recv(9 - len(head))
-                if not chunk:
-                    break
-                head += chunk
-    except socket.timeout:
-        raise DeparaError(f"address {address!r}: {host}:{port} did not answer as a Ray cluster within {timeout:g} s "
-                          "(is it the Ray head's port, 6379 by default, or ray://HOST:10001?)") from None
-    except OSError as exc:
-        raise DeparaError(f"address {address!r}: no Ray cluster reachable at {host}:{port} "
-                          f"({exc.strerror or type(exc).__name__}); start one with `ray start --head` there, or "
-                          "check the host and port") from None
-    if len(head) < 9 or head[3] != 0x04 or head[5:9] != b"\x00\x00\x00\x00":
-        raise DeparaError(f"address {address!r}: {host}:{port} is not a Ray cluster (it does not answer as a gRPC "
-                          "server); check the host and port (the Ray head's port is 6379 by default)")
-
-
-def connect(address: str | None = None, num_workers: int | None = None) -> bool:
-    """Initialise Ray for the engine; True when this call started it (the caller then shuts it down).
-
-    See :func:`extract_graphs` for ``address`` and ``num_workers``.
-    """
-    if isinstance(address, str) and address and num_workers is None:
-        check_address(address)  # before Ray is imported: a wrong address fails in seconds, Ray or not
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    if address is None:
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-            raise DeparaError(f"num_workers: expected a positive integer, got {num_workers!r}")
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return True
-    if not isinstance(address, str) or not address:
-        raise DeparaError(f"address: expected 'auto' or HOST:PORT, got {address!r}")
-    if num_workers is not None:
-        raise DeparaError("num_workers: only for the private runtime (address=None); a cluster has its own CPUs")
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DeparaError(f"address {address!r}: cannot connect to a Ray cluster ({first})") from None
-    return True
-
-
-def _check_marker(root: Path, token: str) -> None:
-    if not (Path(root) / f"{_MARKER_PREFIX}{token}").is_file():
-        raise DeparaError(f"store {root}: not visible from Ray node {socket.gethostname()} "
-                          f"({_node_ip()}); put the store on a filesystem every node mounts at the same path")
-
-
-def _node_ip() -> str:
-    try:
-        import ray
-
-        return ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - only for the message
-        return "?"
-
-
-def check_shared_store(root: Path, token: str | None = None) -> None:
-    """Check that every alive Ray node sees ``root``: write a marker, look for it with one task per node.
-
-    Raises a one-line DeparaError naming the first node that does not see it.
-    """
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    token = token or secrets.token_hex(8)
-    marker = root / f"{_MARKER_PREFIX}{token}"
-    marker.write_text("depara engine: shared-store check\n")
-    try:
-        probe = ray.remote(num_cpus=0, max_retries=0)(_check_marker)
-        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(root, token) for n in ray.nodes() if n.get("Alive")]
-        try:
-            ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), DeparaError) else None
-            raise DeparaError(str(cause) if cause else one_line(exc)) from None
-    finally:
-        marker.unlink(missing_ok=True)
-
-
 def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int | None, max_retries: int,
              progress: bool, probes_per_task: int | None = None) -> dict[str, Result]:
     started = connect(address, num_workers)  # checks the address first (a wrong one fails in seconds)
@@ -642,7 +507,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
             try:
                 ranges = _ranges(job, probes_per_task)
             except Exception as exc:  # noqa: BLE001 - e.g. its probes are missing: that job fails
-                results[job.key] = Result(job.key, False, {}, one_line(exc))
+                results[job.key] = Result(job.key, False, {}, exception_reason(exc, None))
                 continue
             if len(ranges) == 1:
                 refs[task.remote(job, store)] = job
@@ -657,7 +522,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
                     try:
                         results[job.key] = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - e.g. the worker died more than max_retries times
-                        why = one_line(exc)
+                        why = exception_reason(exc, None)
                         if isinstance(exc, ray.exceptions.WorkerCrashedError):
                             why = f"the Ray worker died {max_retries + 1} times (retries exhausted): {why}"
                         results[job.key] = Result(job.key, False, {}, why)
@@ -675,4 +540,4 @@ def summary(results: Mapping[str, Result]) -> list[dict[str, Any]]:
 
 
 __all__ = ["ENGINES", "Job", "Result", "ShardResult", "extract_graphs", "run_job", "run_shard", "assemble_job",
-           "shard_ranges", "connect", "check_address", "check_shared_store", "import_ray", "summary"]
+           "shard_ranges", "connect", "check_shared_store", "import_ray", "summary"]

@@ -11,7 +11,7 @@ from scipy.stats import rankdata
 
 from depara.io.cluster import check_address
 from depara.extraction.engine import (Job, ShardResult, assemble_job, extract_graphs, import_ray,
-    run_shard, shard_ranges, summary)
+                                      run_shard, shard_ranges, summary)
 from depara.errors import DeparaError
 from depara.extraction.extract import build_graphs
 from depara.extraction.models import load_model
@@ -118,6 +118,79 @@ def test_unreachable_address_is_one_line_and_fast():
     for bad in ("localhost", "host:port", "1.2.3.4:0", ""):
         with pytest.raises(DeparaError, match="expected 'auto' or HOST:PORT"):
             check_address(bad)
+
+
+class _Listener:
+    """A local TCP listener that accepts connections and then either never answers or answers ``reply``."""
+
+    def __init__(self, reply: bytes | None = None):
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.reply, self.conns = reply, []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.reply is not None:
+                conn.recv(1024)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        for c in self.conns:
+            c.close()
+        self.server.close()
+
+
+def test_a_listener_that_is_not_ray_fails_in_seconds_in_one_line(monkeypatch):
+    silent = _Listener()
+    http = _Listener(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    grpc_like = _Listener(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an HTTP/2 server's first frame: SETTINGS
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(DeparaError, match=rf"address '127.0.0.1:{silent.port}': 127.0.0.1:{silent.port} did not "
+                                              r"answer as a Ray cluster within 1 s"):
+            check_address(f"127.0.0.1:{silent.port}", timeout=1.0)
+        assert time.perf_counter() - t0 < 3
+        with pytest.raises(DeparaError, match="is not a Ray cluster"):
+            check_address(f"ray://127.0.0.1:{http.port}")
+        check_address(f"127.0.0.1:{grpc_like.port}")  # answers as gRPC servers do: accepted
+        monkeypatch.setenv("RAY_USE_TLS", "1")  # encrypted: only the TCP connection can be checked
+        check_address(f"127.0.0.1:{silent.port}", timeout=1.0)
+        monkeypatch.delenv("RAY_USE_TLS")
+        # the engine and `depara select` check the address before importing Ray: the same line without Ray
+        monkeypatch.setitem(sys.modules, "ray", None)
+        t0 = time.perf_counter()
+        with pytest.raises(DeparaError, match="did not answer as a Ray cluster within 5 s"):
+            extract_graphs([Job(SPEC, LAYERS, ".")], None, engine="ray", address=f"127.0.0.1:{silent.port}",
+                           progress=False)
+        assert time.perf_counter() - t0 < 8
+    finally:
+        for listener in (silent, http, grpc_like):
+            listener.close()
+
+
+def test_cli_select_engine_ray_at_a_silent_listener_fails_in_seconds(probes, tmp_path, capsys):
+    from depara.cli.main import main
+
+    silent = _Listener()
+    try:
+        t0 = time.perf_counter()
+        code = main(["select", str(probes), "--models", SPEC, "--target-model", SPEC, "--engine", "ray",
+                     "--address", f"127.0.0.1:{silent.port}", "--cache", str(tmp_path), "--quiet"])
+        elapsed = time.perf_counter() - t0
+    finally:
+        silent.close()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and elapsed < 20  # 5 s for the address, the rest reading the images
+    assert err.count("\n") == 0 and f"127.0.0.1:{silent.port} did not answer as a Ray cluster" in err
 
 
 def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, probes, tmp_path, capsys):

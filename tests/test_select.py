@@ -353,13 +353,14 @@ def test_engine_ray_equals_local_and_reports_a_failed_model(classes, tmp_path):
     bad = ModelEntry("bad", "module:bad", preprocessing=f"{SIZE}x{SIZE}", module=_net(2), layers=("no_such",))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        on_ray = select(classes, {**models, "bad": bad}, n_boot=10, cache_dir=tmp_path / "ray", engine="ray")
+        on_ray = select(classes, {**models, "bad": bad}, n_boot=10, cache_dir=tmp_path / "ray", engine="ray",
+                        skip_failed=True)
     finally:
         ray.shutdown()
     assert on_ray.candidates == local.candidates and on_ray.best == local.best
     for s in local.scorers:
         np.testing.assert_allclose(on_ray.values[s], local.values[s], rtol=1e-6, equal_nan=True)
-    assert list(on_ray.settings["failed_models"]) == ["bad"] and "no_such" in on_ray.settings["failed_models"]["bad"]
+    assert list(on_ray.settings["skipped_models"]) == ["bad"] and "no_such" in on_ray.settings["skipped_models"]["bad"]
     with pytest.raises(DeparaError, match="engine: expected 'local' or 'ray'"):
         select(classes, models, cache_dir=tmp_path / "x", engine="spark")
 

@@ -208,6 +208,7 @@ def run_parc_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
         distinct = int(np.unique(rdm).size)
         record["parc"].append({"case": case, "variant": "authors", "value": value, "reference_error": error,
                                "reference_label_rdm_distinct_values": distinct,
+                               "reference_label_rdm_sha256": hashlib.sha256(rdm.tobytes()).hexdigest(),
                                "provenance": {**src, "function": "PARC.__call__", "parameters": {"n_dims": 32}}})
         if value is not None:
             compare.setdefault("parc_authors(reference_ties)", []).append(

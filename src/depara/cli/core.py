@@ -143,7 +143,7 @@ def extract(
     with flags(preprocess="--preprocess", batch_size="--batch-size", feature_memory_mb="--feature-memory-mb",
                device="--device", node_size="--node-size"):
         probe_set = _probe_set(probes, root, preprocess)
-        net = load_model(model, weights=_weights(weights))
+        net = load_model(model, weights=_weights(weights), seed=seed)
         graphs = build_graphs(
             net, probe_set, layers, options, batch_size=batch_size, device=device or "cpu", progress=True,
             feature_memory_mb=feature_memory_mb,

@@ -17,7 +17,8 @@ from .app import app, demo_app
 _SELECT_FLAGS = dict(models="--models", target_model="--target-model", layers="--layers", protocol="--protocol",
                      scorers="--scorers", probes="--probes", seed="--seed", n_boot="--n-boot", device="--device",
                      batch_size="--batch-size", feature_memory_mb="--feature-memory-mb", engine="--engine",
-                     address="--address", out="--out", cache_dir="--cache", cache_readonly="--cache-readonly")
+                     address="--address", out="--out", cache_dir="--cache", cache_readonly="--cache-readonly",
+                     skip_failed="--skip-failed")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -41,7 +42,8 @@ def select_cmd(
                                                 "repeated; default: every applicable one without a node term). "
                                                 "depara / depara_v add attribution maps (backward passes)."),
     probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and the half-samples."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw, the half-samples and the random "
+                      "initialisation of models without weights."),
     n_boot: int = typer.Option(200, "--n-boot", help="Probe half-samples for the intervals and the share won "
                                "(0: none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
@@ -57,6 +59,8 @@ def select_cmd(
                                "the cache must be on a filesystem every node sees)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: auto or HOST:PORT of a Ray "
                                           "cluster (default: a private local runtime)."),
+    skip_failed: bool = typer.Option(False, "--skip-failed", help="Leave out a candidate model that fails (named "
+                                     "with its error in the summary and the report) instead of stopping."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
     from ..io.files import check_run_paths
@@ -77,11 +81,15 @@ def select_cmd(
         from ..extraction.zoo import read_zoo
 
         candidates = read_zoo(zoo)  # type: ignore[assignment]
-    with flags(**_SELECT_FLAGS):
-        sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol, probes=probes,
-                     scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache, device=device,
-                     batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet, engine=engine,
-                     address=address, cache_readonly=cache_readonly)
+    try:
+        with flags(**_SELECT_FLAGS):
+            sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol,
+                         probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache,
+                         device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb,
+                         progress=not quiet, engine=engine, address=address, cache_readonly=cache_readonly,
+                         skip_failed=skip_failed)
+    except DeparaError as exc:  # a failed candidate's error names the option to skip it: name the flag
+        raise DeparaError(str(exc).replace("skip_failed=True", "--skip-failed")) from None
     from ..io.escape import visible
     from ..selection.report import top_rows
     from ._table import print_ranking

@@ -25,6 +25,8 @@ What happens when something goes wrong:
 * a Ray worker that dies mid-task (killed, out of memory, node lost) is retried by Ray up to ``max_retries``
   times. Graphs reach the store by an atomic rename, so a killed task never leaves a partial graph under a key;
   graphs already written by the dead attempt are reused by the retry (it only builds missing layers);
+* an ``address`` that is not a reachable Ray cluster (closed port, silent listener, another protocol) fails in one
+  line within ``CONNECT_TIMEOUT_S`` seconds, before Ray is imported (:func:`depara.io.cluster.check_address`);
 * a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
   the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
 
@@ -184,7 +186,7 @@ def _load_job(job: Job, store: Any):
     store = _open_store(store)
     seed_everything(job.seed)
     probe_set = _probe_set(job)
-    net = load_model(job.model, weights=job.weights)
+    net = load_model(job.model, weights=job.weights, seed=job.seed)  # random init: as depara select's
     for name in job.layers:  # bad names fail before any work
         resolve_layer(net, name)
     model_hash = weights_hash(net)
@@ -493,8 +495,8 @@ def _local_job(job: Job, store: Any, probes_per_task: int | None) -> Result:
 # ------------------------------------------------------------------------------------------------ Ray
 def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int | None, max_retries: int,
              progress: bool, probes_per_task: int | None = None) -> dict[str, Result]:
+    started = connect(address, num_workers)  # checks the address first (a wrong one fails in seconds)
     ray = import_ray()
-    started = connect(address, num_workers)
     try:
         check_shared_store(store.root)
         opts = {"num_cpus": 1, "max_retries": max_retries, "retry_exceptions": False}

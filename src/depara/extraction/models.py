@@ -8,13 +8,22 @@ Model specs accepted by :func:`load_model`:
   or a path to a state-dict file (see below).
 * ``timm:<name>`` — ``timm.create_model(name)``; ``weights="DEFAULT"`` loads timm's pretrained weights from the
   local cache only (no download); a path loads a state-dict file.
-* ``file:<path>`` — a TorchScript file (``torch.jit.save``), or a state dict (``.safetensors``, or a
+* ``file:<path>`` — a whole model, by its suffix: ``.pt2``, a ``torch.export`` program (``torch.export.save``;
+  :func:`load_exported`, with the module names of the model it was exported from); ``.onnx``, an ONNX model
+  converted by onnx2torch (:func:`load_onnx`, the optional extra ``depara[onnx]``; layer names are the ONNX node
+  names); any other suffix, a TorchScript file (``torch.jit.save``). Or a state dict (``.safetensors``, or a
   ``torch.save``'d dict of tensors, read with ``weights_only=True``) for an architecture named in the spec's
   query: ``file:w.pt?arch=vgg11_bn`` (a torchvision name, or ``timm:<name>``), or by ``arch=``. The number of
   classes of the final layer is read from the state dict when it differs from the architecture's default.
 
-Files are never unpickled beyond ``torch.load(weights_only=True)``. Set ``DEPARA_OFFLINE=1`` to fail at once
-(instead of trying to download) when named weights are not cached. Every model is returned in eval mode.
+Files are never unpickled beyond ``torch.load(weights_only=True)``, except a ``.pt2`` file the user names as
+the model: ``torch.export.load`` unpickles parts of it, so such a file must come from a trusted source, like any
+model code. Set ``DEPARA_OFFLINE=1`` to fail at once (instead of trying to download) when named weights are not
+cached. Every model is returned in eval mode.
+
+``seed``: a model built with random weights (``weights=None``) is initialised right after
+``torch.manual_seed(seed)`` (:func:`seeded`), so the same seed gives the same weights in any process, whatever
+else drew random numbers before; the global RNG state is left as it was.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from torch import nn
 from ..errors import DeparaError, exception_reason
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+#: Whole-model files read by their suffix (any other suffix: TorchScript, else a state dict).
+EXPORT_SUFFIX, ONNX_SUFFIX = ".pt2", ".onnx"
+ONNX_INSTALL = 'pip install "depara[onnx]"'
 
 
 # -------------------------------------------------------------------------------------------- specs
@@ -61,24 +73,42 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 
 
 def load_model(spec: str, weights: Any = None, *, arch: str | None = None,
-               num_classes: int | None = None) -> nn.Module:
+               num_classes: int | None = None, seed: int | None = None) -> nn.Module:
     """A model from a spec (see the module docstring), in eval mode.
 
     weights: ``None`` | ``"DEFAULT"`` | a weights name | a path to a state-dict file (torchvision/timm specs).
     arch: architecture for a ``file:`` state dict (``"vgg11_bn"``, ``"torchvision:vgg11_bn"``, ``"timm:<name>"``).
     num_classes: size of the final layer when building an architecture (default: the library's, or inferred
         from the state dict).
+    seed: build under :func:`seeded` (random initialisation reproducible in any process); None = the global
+        RNG as it stands.
     """
     kind, name, query = parse_spec(spec)
     if "num_classes" in query:
         num_classes = _positive_int(query["num_classes"], f"model {spec!r}: num_classes")
-    if kind == "file":
-        model = _load_file(Path(name), query.get("arch") or arch, num_classes, spec)
-    else:
-        if query.get("arch"):
-            raise DeparaError(f"model {spec!r}: arch= applies to file: specs only")
-        model = _build(kind, name, weights, num_classes)
+    with seeded(seed):
+        if kind == "file":
+            model = _load_file(Path(name), query.get("arch") or arch, num_classes, spec)
+        else:
+            if query.get("arch"):
+                raise DeparaError(f"model {spec!r}: arch= applies to file: specs only")
+            model = _build(kind, name, weights, num_classes)
     return model.eval()
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    """Run the block with torch's CPU RNG seeded by ``torch.manual_seed(seed)``, restoring its state after (so
+    the caller's random stream is untouched); ``None``: do nothing. Models are built on the CPU, so their
+    random initialisation draws from this generator only."""
+    if seed is None:
+        yield
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DeparaError(f"seed: expected an integer >= 0, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -184,7 +214,13 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> nn.Module:
 def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str) -> nn.Module:
     if not path.is_file():
         raise DeparaError(f"model file {path}: not found")
-    if path.suffix.lower() != ".safetensors":
+    suffix = path.suffix.lower()
+    if suffix in (EXPORT_SUFFIX, ONNX_SUFFIX):
+        if arch or num_classes is not None:
+            raise DeparaError(f"model {spec!r}: arch= and num_classes= apply to state-dict files, not to a "
+                              f"whole-model {suffix} file")
+        return load_exported(path) if suffix == EXPORT_SUFFIX else load_onnx(path)
+    if suffix != ".safetensors":
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
@@ -203,6 +239,111 @@ def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str)
     build = (lambda n: _torchvision(arch_name, None, n)) if arch_kind == "torchvision" else \
         (lambda n: _timm(arch_name, None, n))
     return _load_state(build(num_classes), state, build, path, num_classes)
+
+
+def load_exported(path: str | os.PathLike) -> nn.Module:
+    """A ``torch.export`` program file (``torch.export.save``, ``.pt2``) as a module with the module names of the
+    model it was exported from (``torch.export.unflatten``), so layers are named as in that model.
+
+    ``torch.export.load`` unpickles parts of the file: call this only on a file the user named as a model.
+    The program must have been exported with a dynamic batch axis (``dynamic_shapes``), since depara runs it on
+    batches of probes; a fixed batch size is refused here, in one line. It keeps the mode it was exported in
+    (``.eval()`` on the loaded module does not turn batch statistics off), so a program exported in training mode
+    (batch norm with batch statistics, active dropout) is refused too: export from ``model.eval()``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeparaError(f"model file {path}: not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a zip of another kind, a truncated file, a newer format ...
+        raise DeparaError(f"model file {path}: not a torch.export program ({exception_reason(exc, 160)})") from None
+    users = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" and node.name in users else None
+        if isinstance(val, torch.Tensor) and val.dim() > 0 and isinstance(val.shape[0], int):
+            raise DeparaError(f"model file {path}: input {node.name!r} has a fixed batch size {val.shape[0]}; "
+                              "export it with a dynamic batch axis, e.g. torch.export.export(model, (x,), "
+                              "dynamic_shapes=({0: torch.export.Dim('batch')},)) with x of 2 or more images")
+    trained = _training_mode_op(program)
+    if trained:
+        raise DeparaError(f"model file {path}: exported in training mode ({trained}); export it from model.eval()")
+    try:
+        return torch.export.unflatten(program)
+    except Exception as exc:  # noqa: BLE001 - programs unflatten cannot rebuild (rare)
+        raise DeparaError(f"model file {path}: its module names cannot be restored "
+                          f"({exception_reason(exc, 160)})") from None
+
+
+def _training_mode_op(program: Any) -> str | None:
+    """What the first training-mode operation of an exported program does (batch norm with batch statistics,
+    active dropout), or None. ``aten.batch_norm`` / ``native_batch_norm`` take ``training`` as their 6th argument,
+    ``aten.dropout`` ``train`` as its 3rd; the ``_legit`` batch-norm variants other than ``_no_training`` train."""
+    for node in program.graph.nodes:
+        name = str(node.target) if node.op == "call_function" else ""
+        if "batch_norm" in name and ("_legit" in name and "no_training" not in name
+                                     or len(node.args) > 5 and node.args[5] is True):
+            return "batch norm uses the batch's statistics"
+        if "dropout" in name and len(node.args) > 2 and node.args[2] is True:
+            return "dropout drops units at random"
+    return None
+
+
+def load_onnx(path: str | os.PathLike) -> nn.Module:
+    """An ONNX model file as a torch module, converted by onnx2torch (the optional extra ``depara[onnx]``).
+
+    Its layers are named after the ONNX graph's nodes, leading ``/`` removed (``layer1/layer1.0/relu_1/Relu``
+    for a torchvision ResNet exported by ``torch.onnx.export``); ``depara layers file:model.onnx`` lists them.
+    The file is parsed as protobuf (no code runs). The model's first input must have a dynamic batch axis
+    (``dynamic_axes`` in ``torch.onnx.export``); a fixed one is refused in one line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeparaError(f"model file {path}: not found")
+    try:
+        import onnx
+        from onnx2torch import convert
+    except ImportError:
+        raise DeparaError(f"model file {path}: ONNX models need onnx and onnx2torch; install the extra with "
+                          f"{ONNX_INSTALL}") from None
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - DecodeError, OSError ...
+        raise DeparaError(f"model file {path}: not a readable ONNX model ({exception_reason(exc, 160)})") from None
+    weights = {init.name for init in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    dims = inputs[0].type.tensor_type.shape.dim if inputs else []
+    if dims and dims[0].HasField("dim_value"):
+        raise DeparaError(f"model file {path}: input {inputs[0].name!r} has a fixed batch size "
+                          f"{dims[0].dim_value}; export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
+                          f"dynamic_axes={{{inputs[0].name!r}: {{0: 'batch'}}}})")
+    _inline_identity_weights(proto)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return convert(proto)
+    except Exception as exc:  # noqa: BLE001 - NotImplementedError for an operator onnx2torch lacks, ...
+        raise DeparaError(f"model file {path}: onnx2torch cannot convert it ({exception_reason(exc, 160)})") from None
+
+
+def _inline_identity_weights(proto: Any) -> None:
+    """Replace each ``Identity`` node whose input is a weight (an initializer) by a copy of that weight under the
+    node's output name. ``torch.onnx.export`` writes one such node per duplicate of a shared tensor (e.g. equal
+    conv weights after batch-norm folding), which onnx2torch cannot convert (KeyError on the weight's name)."""
+    weights = {init.name: init for init in proto.graph.initializer}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and not node.domain and len(node.input) == 1 and node.input[0] in weights:
+            copy = proto.graph.initializer.add()
+            copy.CopyFrom(weights[node.input[0]])
+            copy.name = node.output[0]
+        else:
+            keep.append(node)
+    if len(keep) < len(proto.graph.node):
+        del proto.graph.node[:]
+        proto.graph.node.extend(keep)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

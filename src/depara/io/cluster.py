@@ -7,8 +7,10 @@ Ray is optional (the ``ray`` extra); nothing here imports it until a function is
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
+import time
 from pathlib import Path
 
 from ..errors import DeparaError, exception_reason
@@ -17,7 +19,7 @@ __all__ = ["RAY_INSTALL", "CONNECT_TIMEOUT_S", "import_ray", "check_address", "c
            "check_marker"]
 
 RAY_INSTALL = 'pip install -e ".[ray]"'
-#: Seconds allowed for a TCP connection to a HOST:PORT Ray address before it is reported unreachable.
+#: Seconds allowed for a HOST:PORT Ray address to accept a connection and answer as a Ray cluster.
 CONNECT_TIMEOUT_S = 5.0
 _MARKER_PREFIX = ".depara-shared-"
 
@@ -32,8 +34,20 @@ def import_ray():
     return ray
 
 
-def check_address(address: str) -> None:
-    """Fail fast (one line) when a HOST:PORT address does not answer, instead of Ray's long connect loop."""
+#: What a client sends first on an HTTP/2 connection (RFC 9113 §3.4): the preface, then an empty SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast, in one line, unless ``address`` answers as a Ray cluster: within ``timeout`` seconds in all.
+
+    ``auto`` is left to Ray (it reads the local cluster's address file and fails at once without one). For
+    ``HOST:PORT`` / ``ray://HOST:PORT`` the port must accept a TCP connection and answer an HTTP/2 preface with
+    a SETTINGS frame, as the gRPC servers of a Ray head (GCS, default port 6379) and of the Ray client server
+    (``ray://``, port 10001) do. So a closed port, a host that drops packets, and a listener that accepts but is
+    not Ray (silent, or speaking another protocol) all fail here, before ``ray.init`` (whose own connection loop
+    waits far longer). With ``RAY_USE_TLS`` set, only the TCP connection is checked (the answer is encrypted).
+    """
     if address == "auto":
         return
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
@@ -41,13 +55,30 @@ def check_address(address: str) -> None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise DeparaError(f"address: expected 'auto' or HOST:PORT of a Ray cluster (e.g. 10.0.0.5:6379), got "
                           f"{address!r}")
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:  # the first frame's header: length (3), type (1), flags (1), stream (4)
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        raise DeparaError(f"address {address!r}: {host}:{port} did not answer as a Ray cluster within {timeout:g} s "
+                          "(is it the Ray head's port, 6379 by default, or ray://HOST:10001?)") from None
     except OSError as exc:
         raise DeparaError(f"address {address!r}: no Ray cluster reachable at {host}:{port} "
                           f"({exc.strerror or type(exc).__name__}); start one with `ray start --head` there, or "
                           "check the host and port") from None
+    if len(head) < 9 or head[3] != 0x04 or head[5:9] != b"\x00\x00\x00\x00":
+        raise DeparaError(f"address {address!r}: {host}:{port} is not a Ray cluster (it does not answer as a gRPC "
+                          "server); check the host and port (the Ray head's port is 6379 by default)")
 
 
 def connect(address: str | None = None, num_workers: int | None = None) -> bool:
@@ -55,6 +86,8 @@ def connect(address: str | None = None, num_workers: int | None = None) -> bool:
 
     See :func:`extract_graphs` for ``address`` and ``num_workers``.
     """
+    if isinstance(address, str) and address and num_workers is None:
+        check_address(address)  # before Ray is imported: a wrong address fails in seconds, Ray or not
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -67,7 +100,6 @@ def connect(address: str | None = None, num_workers: int | None = None) -> bool:
         raise DeparaError(f"address: expected 'auto' or HOST:PORT, got {address!r}")
     if num_workers is not None:
         raise DeparaError("num_workers: only for the private runtime (address=None); a cluster has its own CPUs")
-    check_address(address)
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:

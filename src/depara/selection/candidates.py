@@ -96,17 +96,19 @@ class ModelResult:
 
 def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
                   batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False, nodes: bool = True) -> ModelResult:
+                  only_last: bool = False, nodes: bool = True, seed: int | None = None) -> ModelResult:
     """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
 
     ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
     own key (the options gain ``"nodes": False``), so a later request that needs nodes never reads one; such a
     request's key is the full graph's, which a node-less request also accepts (its edges are the same).
     """
+    from ..extraction.models import seeded
     from ..extraction.store import graph_key_options, weights_hash
 
     start = time.perf_counter()
-    model = entry.load()
+    with seeded(seed):  # random-init (weights = "none") candidates: the same weights under the same seed
+        model = entry.load()
     prep = entry.preprocess(model)
     names = resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
     whash = weights_hash(model)
@@ -183,3 +185,41 @@ def extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layer
     finally:
         if started:
             ray.shutdown()
+
+
+def candidates_graphs(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layers: Any, store: Any, kw: dict,
+                      engine: str, address: str | None, skip_failed: bool) -> tuple[list[ModelResult], dict[str, str]]:
+    """Every candidate model's graphs and pooled features (with ``engine="ray"`` Ray tasks fill the store first,
+    then they are read from it), and {name: one-line error} of the models that failed: on either engine a failure
+    stops the run (:func:`check_failed`), unless ``skip_failed``."""
+    from ..io.progress import progress_bar
+
+    failed: dict[str, str] = {}
+    if engine == "ray":
+        failed = extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
+        check_failed(failed, len(entries), skip_failed)
+        entries = [e for e in entries if e.name not in failed]
+    results: list[ModelResult] = []
+    for entry in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model"):
+        try:
+            results.append(model_graphs(entry, probe_set, layers, store, **kw))
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
+            failed[entry.name] = exception_reason(exc, None)
+            if not skip_failed:
+                check_failed(failed, len(entries), skip_failed)  # raises, as after the Ray tasks
+    check_failed(failed, len(results) + len(failed), skip_failed)
+    return results, failed
+
+
+def check_failed(failed: "dict[str, str]", n_models: int, skip_failed: bool) -> None:
+    """Candidate models that failed ({name: one-line error}) stop the run, unless ``skip_failed`` and some
+    model is left; the error names the first failed model."""
+    if not failed:
+        return
+    name, why = next(iter(failed.items()))
+    why = why if why.startswith(f"model {name}") else f"model {name}: {why}"
+    more = f" (and {len(failed) - 1} more model(s))" if len(failed) > 1 else ""
+    if not skip_failed:
+        raise DeparaError(f"{why}{more}; fix it, remove it, or pass skip_failed=True to rank the others without it")
+    if len(failed) == n_models:
+        raise DeparaError(f"models: every candidate model failed; first: {why}")

@@ -60,7 +60,7 @@ from ..errors import DeparaError
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING
 from ..io.escape import visible
 from ..options import DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS, format_lam
-from .candidates import ModelResult, extract_on_ray, model_graphs
+from .candidates import ModelResult, candidates_graphs, model_graphs
 from .data import as_entries, as_target, check_model_files, load_data, subsample
 from .result import Selection
 from .scorers import (DEFAULT_SCORER, GRAPH_OPTIONS, LABEL_PEERS, LAM, MAX_BOOT, NODE_SCORERS, PROTOCOLS,
@@ -198,21 +198,13 @@ def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: i
     return _Job(entries, target_entry, probe_set, y, desc, case, chosen, default, notes)
 
 
-def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None
-                 ) -> tuple[list[ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None, dict]:
+def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None,
+                 skip_failed: bool) -> tuple[list[ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None,
+                                             dict]:
     """The extraction step: every candidate's graphs and pooled features (store, else one pass per model; on
     Ray one task per model), and the target model's graph. → (results, target graph, target info, target id,
-    {failed model: error})."""
-    from ..io.progress import progress_bar
-
-    entries, failed = job.entries, {}
-    if engine == "ray":  # the tasks fill the store; the loop below then only reads it
-        failed = extract_on_ray(entries, job.probe_set, layers, store, address, dict(kw, progress=False))
-        entries = [e for e in entries if e.name not in failed]
-        if not entries:
-            raise DeparaError(f"models: every model failed on Ray (first: {next(iter(failed.items()))})")
-    results = [model_graphs(e, job.probe_set, layers, store, **kw)
-               for e in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model")]
+    {skipped model: error})."""
+    results, failed = candidates_graphs(job.entries, job.probe_set, layers, store, kw, engine, address, skip_failed)
     if job.target_entry is None:
         return results, None, {}, None, failed
     tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
@@ -227,7 +219,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
            n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None,
            cache_readonly: bool = False, device: Any = None,
            batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
-           engine: str = "local", address: str | None = None) -> Selection:
+           engine: str = "local", address: str | None = None, skip_failed: bool = False) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
 
     Parameters
@@ -246,7 +238,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         take precedence over ``"auto"``.
     protocol : ``finetune`` | ``linear``: the transfer protocol you will use; picks :data:`DEFAULT_SCORER`.
     probes : at most this many images are used (drawn without replacement under ``seed``).
-    seed : seeds the probe draw and the half-samples.
+    seed : seeds the probe draw, the half-samples and the random initialisation of models without weights
+        (each built right after ``torch.manual_seed(seed)``, :func:`depara.extraction.models.seeded`).
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
     scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
         ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
@@ -263,8 +256,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         off when the output is not a terminal).
     engine : ``local`` (this process) or ``ray``: one Ray task per model extracts its graphs into the store
         (which must be on a filesystem every node sees), then the ranking reads them from the store; a model
-        whose task fails is left out with its error in ``settings["failed_models"]`` (all failing: an error).
+        whose task fails stops the run, as on the local engine.
     address : with ``engine="ray"``: ``auto`` / ``HOST:PORT`` of an existing cluster, None = a private runtime.
+    skip_failed : a candidate model that fails (on either engine) stops the run with its error in one line;
+        with ``skip_failed=True`` it is left out instead, and named with its error in the summary sentence,
+        the report and ``settings["skipped_models"]`` (all failing: an error). The target model never is.
 
     Returns
     -------
@@ -283,8 +279,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None, readonly=cache_readonly)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(NODE_SCORERS) & set(job.chosen)))
-    results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address)
+              nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"])
+    if not isinstance(skip_failed, bool):
+        raise DeparaError(f"skip_failed: expected True or False, got {skip_failed!r}")
+    results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address,
+                                                                         skip_failed)
     t_extract = time.perf_counter() - t0
     n = len(job.probe_set)
     res = Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
@@ -300,7 +299,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                 "peer_boot": min(opt["n_boot"], opt["peer_boot"]), "half_sample_size": n // 2, "lam": format_lam(LAM),
                 "graph_options": GRAPH_OPTIONS, "probe_hash": job.probe_set.content_hash(), "cache": str(store.root),
                 "target_model": target_info or None, "engine": engine, "scores_reused": reused,
-                **({"failed_models": failed} if failed else {}),
+                **({"skipped_models": failed} if failed else {}),
                 "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
     sel = _selection(results, job, vals, said, settings)
     sel.data_path = data if isinstance(data, (str, os.PathLike)) else None

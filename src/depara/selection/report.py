@@ -74,6 +74,10 @@ def sentence(sel: Any) -> str:
         text += f"; {unranked} candidate(s) not ranked ({s} undefined)"
     for note in sel.notes:
         text += f"; {note}"
+    skipped = sel.settings.get("skipped_models") or {}
+    if skipped:
+        text += f"; skipped {len(skipped)} candidate model(s) that failed: " + \
+            ", ".join(f"{name} ({why})" for name, why in skipped.items())
     return text
 
 

@@ -168,8 +168,8 @@ def extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", layer
     """
     from ..io.cluster import check_shared_store, connect, import_ray
 
+    started = connect(address)  # checks the address first (a wrong one fails in seconds)
     ray = import_ray()
-    started = connect(address)
     try:
         check_shared_store(store.root)
         task = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=False)(model_graphs)

@@ -54,9 +54,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError, exception_reason
+from ..estimators.registry import SourceInputs, TargetInputs, get_estimator
 from ..core.similarity_edges import pool_features
 from ..core.edges import standardized_ranks
-from ..core.score import combine
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,26 +85,16 @@ DEFAULT_SCORER: dict[tuple[str, str], str] = {
     ("labels", "linear"): "depara_labels",
 }
 PROTOCOLS = ("finetune", "linear")
-#: What each scorer needs and what it is.
-SCORERS: dict[str, str] = {
-    "depara": "S = V + λE against the target model's graph (DEPARA; the default λ = ∞ makes it E)",
-    "depara_v": "V: mean cosine of attribution maps with the target model's",
-    "depara_e": "E: Spearman of edges with the target model's",
-    "depara_labels": "agreement of edges with the label graph (Graph.from_labels: same class high, else low) by the "
-                     "frozen comparison (depara.options.DEFAULT_EDGE_COMPARISON)",
-    "logme": "LogME evidence of pooled features given labels",
-    "hscore": "H-score of pooled features given labels",
-    "transrate": "TransRate of pooled features given labels",
-    "rsa": "RSA of pooled features vs one-hot labels",
-    "cka": "linear CKA of pooled features vs one-hot labels",
-    "gbc": "GBC of pooled features given labels (class overlap)",
-    "ped": "PED (LogME after potential-energy descent) of pooled features given labels",
-}
+#: The scorers ``select`` offers, each with what it is: the estimator registry's own description (DEPARA and its
+#: two terms against a target model, the label graph's edge term, and the label-based peers of :data:`_LABEL_PEERS`).
+SCORERS: dict[str, str] = {}
 #: The label-based peers offered beside label-aware DEPARA (registry names, :mod:`depara.estimators.registry`): the
 #: established five and the two recent ones that did best on the real-image bank at low cost (NLEEP did as well
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 _LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
+SCORERS.update({name: get_estimator(name).description
+                for name in ("depara", "depara_v", "depara_e", "depara_labels", *_LABEL_PEERS)})
 #: The scorers with a node term (attribution maps): only these make the extraction run backward passes.
 LAM = DEFAULT_LAMBDA
 #: The scorers that need attribution maps: V, and S when λ is finite (the default λ = ∞ makes S = E).
@@ -434,8 +424,6 @@ def _model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: A
 # ================================================================================================== scoring
 def _peer(name: str, features: np.ndarray, labels: np.ndarray) -> float:
     """A label-based peer from the estimator registry on one (resampled) layer; NaN where it is undefined."""
-    from ..estimators.registry import SourceInputs, TargetInputs, get_estimator
-
     y = np.unique(labels, return_inverse=True)[1]
     if np.unique(y).size < 2:
         return float("nan")
@@ -462,14 +450,12 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
     if target is not None and set(_NODE_SCORERS) & set(scorers):
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
-    # depara_labels: the registered estimator's edges and comparison, every resample at once (one implementation
-    # with the real-image bank: depara.estimators.depara_family.depara_labels_resampled).
-    lab_vals = None
-    if labels is not None and "depara_labels" in scorers:
-        from ..estimators.depara_family import depara_labels_edges, depara_labels_resampled
-
-        lab_vals = [depara_labels_resampled(depara_labels_edges(g, pooled[c]), labels, idx_sets)
-                    for c, g in enumerate(graphs)]
+    # What each scorer is, from the registry: DEPARA's scores follow from the resample's V and E (from_terms); the
+    # label graph's score comes for every resample at once (resampled: one implementation with the real-image
+    # bank); the label-based peers are refitted on each resample.
+    ests = [get_estimator(name) for name in scorers]
+    at_once = {s: [e.resampled(g, pooled[c], labels, idx_sets) for c, g in enumerate(graphs)]
+               for s, e in enumerate(ests) if e.resampled is not None and labels is not None}
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
     reps: Any = range(n_rep)
     if progress:
@@ -484,17 +470,13 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
             e_r = _unit_ranks(g.edges[pairs]) if need_e else None
             E = _spearman_units(e_r, tgt_r) if need_e else np.nan
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
-            for s, name in enumerate(scorers):
-                if name == "depara":
-                    values[s, c, r] = combine(V, E, LAM)
-                elif name == "depara_v":
-                    values[s, c, r] = V
-                elif name == "depara_e":
-                    values[s, c, r] = E
-                elif name == "depara_labels":
-                    values[s, c, r] = lab_vals[c][r]
+            for s, est in enumerate(ests):
+                if est.from_terms is not None:
+                    values[s, c, r] = est.from_terms(V, E, LAM)
+                elif s in at_once:
+                    values[s, c, r] = at_once[s][c][r]
                 elif r < peer_reps:
-                    values[s, c, r] = _peer(name, pooled[c][idx], labels[idx])
+                    values[s, c, r] = _peer(est.name, pooled[c][idx], labels[idx])
     return values
 
 

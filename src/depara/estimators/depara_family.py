@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.score import combine
 from ..core.similarity import edge_similarity, node_similarity, similarity
 from ..core.similarity_edges import label_agreement, probe_edges, resampled_label_agreement
 from ..errors import DeparaError
@@ -22,21 +23,21 @@ _PAPER = "Song et al., DEPARA, CVPR 2020"
 @estimator("depara", tags=GRAPHS, label="DEPARA", reference=_PAPER,
            description="S = V + λE: node (attribution map) plus λ times edge (probe-similarity rank) agreement of "
                        "the source's and the target model's DEPARA graphs",
-           adapter=lambda s, t: _depara_parts(s.graph, t.graph, t.lam))
+           adapter=lambda s, t: _depara_parts(s.graph, t.graph, t.lam), from_terms=combine)
 def _depara_parts(graph, target_graph, lam: float) -> float:
     return float(similarity(graph, target_graph, lam=lam))
 
 
 @estimator("depara_v", tags=GRAPHS, label="DEPARA-V", default=False, reference=_PAPER,
            description="node similarity V alone (mean cosine of the probes' attribution maps)",
-           adapter=lambda s, t: _depara_v(s.graph, t.graph))
+           adapter=lambda s, t: _depara_v(s.graph, t.graph), from_terms=lambda v, e, lam: v)
 def _depara_v(graph, target_graph) -> float:
     return float(node_similarity(graph, target_graph))
 
 
 @estimator("depara_e", tags=GRAPHS, label="DEPARA-E", default=False, reference=_PAPER,
            description="edge similarity E alone (Spearman of the probe-by-probe feature similarities)",
-           adapter=lambda s, t: _depara_e(s.graph, t.graph))
+           adapter=lambda s, t: _depara_e(s.graph, t.graph), from_terms=lambda v, e, lam: e)
 def _depara_e(graph, target_graph) -> float:
     return float(edge_similarity(graph, target_graph))
 
@@ -65,7 +66,9 @@ def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.nd
            reference="Song et al., DEPARA, CVPR 2020 (edge term against the label graph)",
            description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
                        "edge comparison; needs the samples' class labels, no target model",
-           adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels))
+           adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels),
+           resampled=lambda graph, features, labels, idx_sets: depara_labels_resampled(
+               depara_labels_edges(graph, features), labels, idx_sets))
 def _depara_labels(edges, labels, comparison: str | None = None) -> float:
     """The label-graph DEPARA score of one source: :func:`depara.core.similarity_edges.label_agreement` of its
     probe edges (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison

@@ -145,6 +145,11 @@ class Estimator:
         aliases: other accepted names.
         default: included when no method is named (variants such as DEPARA-V are opt-in).
         adapter: ``adapter(source: SourceInputs, target: TargetInputs) -> float`` calling ``fn``.
+        from_terms: for the scores made of DEPARA's node term V and edge term E, ``from_terms(V, E, lam)`` gives the
+            value from the two terms (a caller that holds V and E per resample, like ``depara select``'s bootstrap,
+            scores without rebuilding graphs); None for the others.
+        resampled: for the label-graph score, ``resampled(graph, features, labels, idx_sets)`` gives the value on
+            each resample of the probes at once (R×N indices; row 0 the identity); None for the others.
     """
 
     name: str
@@ -162,6 +167,8 @@ class Estimator:
     aliases: tuple[str, ...] = ()
     default: bool = True
     adapter: Callable[[SourceInputs, TargetInputs], float] | None = field(default=None, repr=False, compare=False)
+    from_terms: Callable[[float, float, float], float] | None = field(default=None, repr=False, compare=False)
+    resampled: Callable[..., np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def tags(self) -> Tags:
@@ -226,13 +233,16 @@ def register_estimator(estimator: Estimator, *, overwrite: bool = False) -> Esti
 
 def estimator(name: str, *, tags: Tags, label: str, description: str, reference: str,
               adapter: Callable[[SourceInputs, TargetInputs], float], aliases: tuple[str, ...] = (),
-              default: bool = True) -> Callable[[Callable[..., float]], Callable[..., float]]:
+              default: bool = True, from_terms: Callable[[float, float, float], float] | None = None,
+              resampled: Callable[..., np.ndarray] | None = None
+              ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Register the decorated function as the estimator ``name`` (like timm's ``@register_model``); returns the
     function unchanged. ``adapter(source, target)`` calls it from the common inputs; see :class:`Estimator`."""
 
     def register(fn: Callable[..., float]) -> Callable[..., float]:
         register_estimator(Estimator(name, fn, label=label, description=description, reference=reference,
-                                     aliases=aliases, default=default, adapter=adapter,
+                                     aliases=aliases, default=default, adapter=adapter, from_terms=from_terms,
+                                     resampled=resampled,
                                      **{k: getattr(tags, k) for k in Tags.__dataclass_fields__}))
         return fn
 

@@ -1,6 +1,6 @@
 """The scorers of ``depara select`` and the constants its steps share (imported by every step, importing none).
 
-numpy-free and torch-free.
+torch-free.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..estimators.registry import get_estimator
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT
 
 __all__ = ["DEFAULT_SCORER", "PROTOCOLS", "SCORERS", "LABEL_PEERS", "LAM", "NODE_SCORERS", "GRAPH_OPTIONS",
@@ -26,26 +27,16 @@ DEFAULT_SCORER: dict[tuple[str, str], str] = {
     ("labels", "linear"): "depara_labels",
 }
 PROTOCOLS = ("finetune", "linear")
-#: What each scorer needs and what it is.
-SCORERS: dict[str, str] = {
-    "depara": "S = V + λE against the target model's graph (DEPARA; the default λ = ∞ makes it E)",
-    "depara_v": "V: mean cosine of attribution maps with the target model's",
-    "depara_e": "E: Spearman of edges with the target model's",
-    "depara_labels": "agreement of edges with the label graph (Graph.from_labels: same class high, else low) by the "
-                     "frozen comparison (depara.options.DEFAULT_EDGE_COMPARISON)",
-    "logme": "LogME evidence of pooled features given labels",
-    "hscore": "H-score of pooled features given labels",
-    "transrate": "TransRate of pooled features given labels",
-    "rsa": "RSA of pooled features vs one-hot labels",
-    "cka": "linear CKA of pooled features vs one-hot labels",
-    "gbc": "GBC of pooled features given labels (class overlap)",
-    "ped": "PED (LogME after potential-energy descent) of pooled features given labels",
-}
+#: The scorers ``select`` offers, each with what it is: the estimator registry's own description (DEPARA and its
+#: two terms against a target model, the label graph's edge term, and the label-based peers of :data:`LABEL_PEERS`).
+SCORERS: dict[str, str] = {}
 #: The label-based peers offered beside label-aware DEPARA (registry names, :mod:`depara.estimators.registry`): the
 #: established five and the two recent ones that did best on the real-image bank at low cost (NLEEP did as well
 #: but fits a 5·C-component Gaussian mixture per candidate and resample; it and the rest are in ``depara score``
 #: and the benchmarks).
 LABEL_PEERS = ("logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")
+SCORERS.update({name: get_estimator(name).description
+                for name in ("depara", "depara_v", "depara_e", "depara_labels", *LABEL_PEERS)})
 #: λ of S = V + λE (depara.options.DEFAULT_LAMBDA; ∞ at the frozen defaults: S = E).
 LAM = DEFAULT_LAMBDA
 #: The scorers that need attribution maps (backward passes): V, and S when λ is finite.

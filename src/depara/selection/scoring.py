@@ -10,7 +10,6 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..core.edges import standardized_ranks
-from ..core.score import combine
 from ..options import format_lam
 from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, SCORES_VERSION
 
@@ -85,15 +84,13 @@ class Resamples:
     def digest(self) -> str:
         return digest(np.concatenate([[self.n, *self.halves.shape], self.halves.ravel()]).astype(np.int64))
 
-    def label_values(self, edges: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """``depara_labels`` on every row (the registered estimator's resampled form; one implementation with
-        the real-image bank's :func:`depara.estimators.depara_family.depara_labels_resampled`)."""
-        from ..estimators.depara_family import depara_labels_resampled
-
-        point = depara_labels_resampled(edges, labels, np.arange(self.n)[None])
+    def at_once(self, est: Any, graph: "Graph", features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """A score the registry computes for every probe set at once (``est.resampled``: the label graph's, one
+        implementation with the real-image bank) on every row."""
+        point = est.resampled(graph, features, labels, np.arange(self.n)[None])
         if not len(self.halves):
             return point
-        return np.concatenate([point, depara_labels_resampled(edges, labels, self.halves)])
+        return np.concatenate([point, est.resampled(graph, features, labels, self.halves)])
 
 
 def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
@@ -110,11 +107,13 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
     if target is not None and set(NODE_SCORERS) & set(scorers):
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
-    lab_vals = None
-    if labels is not None and "depara_labels" in scorers:
-        from ..estimators.depara_family import depara_labels_edges
+    # What each scorer is, from the registry: DEPARA's scores follow from the probe set's V and E (from_terms);
+    # the label graph's score comes for every probe set at once (resampled); the label-based peers are refitted.
+    from ..estimators.registry import get_estimator
 
-        lab_vals = [res.label_values(depara_labels_edges(g, pooled[c]), labels) for c, g in enumerate(graphs)]
+    ests = [get_estimator(name) for name in scorers]
+    at_once = {s: [res.at_once(e, g, pooled[c], labels) for c, g in enumerate(graphs)]
+               for s, e in enumerate(ests) if e.resampled is not None and labels is not None}
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
     for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
         idx = rows[r]
@@ -123,17 +122,13 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
         for c, g in enumerate(graphs):
             E = spearman_units(unit_ranks(g.edges[pairs]), tgt_r) if need_e else np.nan
             V = float(np.clip(cos[c][idx].mean(), -1, 1)) if cos is not None else np.nan
-            for s, name in enumerate(scorers):
-                if name == "depara":
-                    values[s, c, r] = combine(V, E, LAM)
-                elif name == "depara_v":
-                    values[s, c, r] = V
-                elif name == "depara_e":
-                    values[s, c, r] = E
-                elif name == "depara_labels":
-                    values[s, c, r] = lab_vals[c][r]
+            for s, est in enumerate(ests):
+                if est.from_terms is not None:
+                    values[s, c, r] = est.from_terms(V, E, LAM)
+                elif s in at_once:
+                    values[s, c, r] = at_once[s][c][r]
                 elif r < peer_reps:
-                    values[s, c, r] = peer_score(name, pooled[c][idx], labels[idx])
+                    values[s, c, r] = peer_score(est.name, pooled[c][idx], labels[idx])
     return values
 
 

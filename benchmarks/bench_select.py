@@ -66,7 +66,7 @@ def entry(arch: str, size: int, seed: int = 0, name: str | None = None, preproce
     import torch
     from torchvision import models as tvm
 
-    from depara.zoo import ModelEntry
+    from depara.extraction.zoo import ModelEntry
 
     torch.manual_seed(seed)
     return ModelEntry(name or arch, f"torchvision:{arch}", preprocessing=preprocessing or f"{size}x{size}",
@@ -140,11 +140,11 @@ def grad_floor_fn(entries, x_all: dict, batch_size: int):
 
 def grad_loop_vs_batched(e, x, repeats: int) -> tuple[int, float, float, float, float]:
     """(layers, max |loop − batched|, max |loop|, loop CPU s, batched CPU s) on one batch of a model's auto
-    layers: depara.extract's per-layer loop against one vmapped backward over the stacked layer scalars."""
+    layers: depara.extraction.extract's per-layer loop against one vmapped backward over the stacked layer scalars."""
     import torch
 
-    from depara.extract import _attribute_batch, _LayerCapture, _ModelState, _scalar
-    from depara.layers_auto import auto_layers
+    from depara.extraction.extract import _attribute_batch, _LayerCapture, _ModelState, _scalar
+    from depara.extraction.layers_auto import auto_layers
 
     model = e.load()
     layers = auto_layers(model)
@@ -174,7 +174,7 @@ def peak_rss_mb(data: Path, arch: str, size: int, budget: float) -> tuple[float,
     code = f"""
 import resource, json
 import numpy as np
-from depara.selection import select
+from depara.selection.job import select
 import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_select import entry
 e = entry({arch!r}, {size})
@@ -183,7 +183,7 @@ sel = select({str(data)!r}, {{e.name: e}}, layers="all", n_boot=0, cache_dir={te
              feature_memory_mb={budget})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 import torch
-from depara.extract import capture_features
+from depara.extraction.extract import capture_features
 m = e.load().eval()
 layers = sel.models[e.name]["layers"]
 feats = capture_features(m, torch.zeros(1, 3, {size}, {size}), layers)
@@ -199,7 +199,7 @@ print(json.dumps([before, after, total]))
 def build_zoo(args, tmp: Path):
     """(data folder, base entries, the added entry (``--extras``), title) of ``--zoo``."""
     if args.zoo == "demo":
-        from depara.demo import DEMO_PREPROCESS, DEMO_SIZE, DEMO_ZOO, SELECT_SCALES, demo_images
+        from depara.benches.demo import DEMO_PREPROCESS, DEMO_SIZE, DEMO_ZOO, SELECT_SCALES, demo_images
 
         data, _ = demo_images(tmp / "data", SELECT_SCALES["demo"], 0)
         entries = [entry(arch, DEMO_SIZE, seed=i, name=name, preprocessing=DEMO_PREPROCESS)
@@ -216,8 +216,8 @@ def build_zoo(args, tmp: Path):
 
 def default_vs_floor(args, data: Path, base, tmp: Path, say) -> object:
     """The floor and `select` at its defaults (intervals included) on an empty cache; returns the selection."""
-    from depara.probes import ProbeSet
-    from depara.selection import select
+    from depara.extraction.probes import ProbeSet
+    from depara.selection.job import select
 
     runs = iter(range(10**6))
 
@@ -259,7 +259,7 @@ def profile_select(args, data: Path, base, tmp: Path, say) -> None:
     import io
     import pstats
 
-    from depara.selection import select
+    from depara.selection.job import select
 
     prof = cProfile.Profile()
     prof.enable()
@@ -292,7 +292,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from depara._io import check_out_file, write_text
+    from depara.io.files import check_out_file, write_text
 
     check_out_file(args.out, "out")
     lines: list[str] = []
@@ -321,8 +321,8 @@ def main() -> None:
 def extras(args, data: Path, base, added, tmp: Path, say) -> None:
     """The earlier measurements: the node term against the forward+backward floor, the per-layer gradient loop
     against one batched backward, the bootstrap on cached graphs, an added model, peak memory."""
-    from depara.probes import ProbeSet
-    from depara.selection import select
+    from depara.extraction.probes import ProbeSet
+    from depara.selection.job import select
 
     target = entry(TARGET_ARCH, 224 if args.zoo == "tv224" else args.size, seed=1, name="target",
                    preprocessing=base[0].preprocessing)

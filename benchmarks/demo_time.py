@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from depara.demo import SELECT_SCALES, run_demo
+from depara.benches.demo import SELECT_SCALES, run_demo
 
 
 def load() -> str:

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import depara.demo as demo  # noqa: E402
-from depara._io import read_csv  # noqa: E402
+import depara.benches.demo as demo  # noqa: E402
+from depara.io.files import read_csv  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.results import read_manifest  # noqa: E402
+from depara.report.manifest import read_manifest  # noqa: E402
 
 
 def _files(folder):
@@ -72,8 +72,8 @@ def test_truth_equals_an_independent_linear_probe(tiny_run):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from depara.probes import ProbeSet
-    from depara.zoo import read_zoo
+    from depara.extraction.probes import ProbeSet
+    from depara.extraction.zoo import read_zoo
 
     root, first = tiny_run
     cfg = demo.SELECT_SCALES["tiny"]

@@ -22,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 tvm = pytest.importorskip("torchvision.models")
 
-from depara.layers_auto import auto_layers, family  # noqa: E402
+from depara.extraction.layers_auto import auto_layers, family  # noqa: E402
 
 N_CLASSES = 7
 

@@ -12,6 +12,7 @@ Prints, measured in ONE run (no timed tests), and writes the same lines to ``--o
   and its split: extraction (forward passes, decoding, store writes) and scoring (the bootstrap).
   ``select / floor``: target <= 1.2 (issue 21);
 * ``--profile``: the ``select`` run again under cProfile, its top functions by cumulative time;
+* ``--peer-boot 0``: the same comparison without the peers' interval refits (what they cost);
 * ``--extras``: the earlier measurements (the node term; per-layer gradient loop vs batched; the bootstrap on
   cached graphs; an added model; with ``--memory`` the peak RSS of ``layers="all"``).
 
@@ -220,11 +221,12 @@ def default_vs_floor(args, data: Path, base, tmp: Path, say) -> object:
     from depara.selection.job import select
 
     runs = iter(range(10**6))
+    boot = {} if args.peer_boot is None else {"peer_boot": args.peer_boot}  # default: select's own
 
     def sel_fn(models):
         def run(_r: int):
             return select(data, {e.name: e for e in models}, cache_dir=tmp / f"cache{next(runs)}",
-                          batch_size=args.batch_size, probes=args.probes)
+                          batch_size=args.batch_size, probes=args.probes, **boot)
         return run
 
     sel_fn(base[:1])(0)  # warm-up (imports, first-call kernel setup), so neither side pays one-time costs
@@ -284,6 +286,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-boot", type=int, default=200, help="resamples of the --extras bootstrap timing")
     ap.add_argument("--repeats", type=int, default=3, help="each time is the minimum over this many runs")
+    ap.add_argument("--peer-boot", type=int, default=None,
+                    help="select's peer_boot in the default comparison (default: select's own); 0 measures what "
+                         "the peers' interval refits cost")
     ap.add_argument("--profile", action="store_true", help="profile one select run")
     ap.add_argument("--profile-lines", type=int, default=25)
     ap.add_argument("--extras", action="store_true", help="also the node-term, bootstrap and added-model timings")

@@ -2,12 +2,12 @@
 
 :func:`run_demo` (``depara demo``) is :func:`depara.select` on a few of scikit-learn's real handwritten digits,
 drawn at random scale, position and rotation, against a small zoo of models depara trains on embedded sources
-(related, unrelated, untrained), beside the *measured* ground truth (see :func:`run_demo`). :func:`run_benchmark_demo` (``depara demo benchmarks``) is the earlier demo of the two
-benchmarks: it runs the procedural task bank (which source to transfer: DEPARA's ranking against measured transfer) and the
+(related, unrelated, untrained), beside the *measured* ground truth (see :func:`run_demo`).
+:func:`run_benchmark_demo` (``depara demo benchmarks``) is the earlier demo of the two benchmarks: it runs the
+procedural task bank (which source to transfer: DEPARA's ranking against measured transfer) and the
 synthetic→real digits layer experiment (which layer to transfer) at their ``demo`` size, both from embedded
-generators, then writes
-a top-level manifest (kind ``demo``) and renders ``report.html`` / ``report.md`` over both. Expensive steps are
-cached by the pipelines in ``cache_dir``, so a second run takes seconds.
+generators, then writes a top-level manifest (kind ``demo``) and renders ``report.html`` / ``report.md`` over
+both. Expensive steps are cached by the pipelines in ``cache_dir``, so a second run takes seconds.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:
         from .taskbank import run_bench
         from .layers import run_layers_demo
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise RuntimeError(f"depara demo needs depara.benches.taskbank.run_bench and depara.benches.layers.run_layers_demo ({exc})"
-                           ) from exc
+        raise RuntimeError("depara demo needs depara.benches.taskbank.run_bench and "
+                           f"depara.benches.layers.run_layers_demo ({exc})") from exc
     return run_bench, run_layers_demo
 
 
 def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                        progress: bool = True) -> dict[str, Any]:
-    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and ``out/layers``; render ``out/report.html``.
+    """`depara demo benchmarks`: run both benchmark pipelines at :data:`DEMO_SCALE` into ``out/taskbank`` and
+    ``out/layers``; render ``out/report.html``.
 
     Returns a dict: ``summary`` (one line), ``taskbank`` / ``layers`` (each pipeline's returned dict),
     ``summaries`` (each pipeline's one-line pick), ``seconds`` (wall time per step) and ``report`` / ``markdown``

@@ -3,29 +3,30 @@
 Prints, measured in ONE run (no timed tests), and writes the same lines to ``--out``
 (default ``benchmarks/results/bench_select.txt``):
 
-* ``floor``: one forward + backward (input gradient of an l2 scalar of the output) per probe per model, timed
-  here directly on the same preprocessed batches (image decoding not included);
-* ``select (default)``: ``select`` over M models on an empty cache, labels given, the default scorers
-  (``depara_labels`` and the label-based peers, ``n_boot=0``): no node term, so forward passes only.
-  ``select / floor``: target ≤ 1.2;
-* ``select (nodes)``: the same M models plus a target model, with ``scorers=["depara", "depara_v", "depara_e"]``
-  (the node term asked for: an input-gradient pass per candidate layer and batch), against the floor of those
-  M + 1 models;
-* ``grad loop vs batched``: per model, one batch's per-layer input gradients by the per-layer loop that
-  :mod:`depara.extraction.extract` uses, and by one ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked
-  layer scalars (largest difference, and times);
-* ``bootstrap``: the scoring time of ``n_boot`` resamples on the cached graphs (numpy work);
-* ``added model``: a second run with one model added (the others cached) against that model's own run
-  (``select`` of it alone, empty cache). Target ≤ 1.1;
-* ``--memory``: the peak RSS of a fresh process running ``select`` over every layer (``layers="all"``) with
-  ``feature_memory_mb`` = 0 (features spill to disk) and = 2048, beside the features' total size.
+* ``floor``: the forward passes of every candidate model up to its deepest candidate layer (a hook stops the
+  pass there), in batches of ``--batch-size`` under ``torch.inference_mode``, timed here directly on the same
+  decoded, preprocessed batches: the work no ranking of these layers can avoid (image decoding not included).
+  (Before issue 21 the floor was a forward + backward per probe through the whole model: 2.2x too high.)
+* ``select (default)``: ``select`` over the zoo on an empty cache, labels given, every default — scorers
+  (``depara_labels`` and the label-based peers), ``n_boot=200`` and ``peer_boot=20`` (intervals included) —
+  and its split: extraction (forward passes, decoding, store writes) and scoring (the bootstrap).
+  ``select / floor``: target <= 1.2 (issue 21);
+* ``--profile``: the ``select`` run again under cProfile, its top functions by cumulative time;
+* ``--peer-boot 0``: the same comparison without the peers' interval refits (what they cost);
+* ``--extras``: the earlier measurements (the node term; per-layer gradient loop vs batched; the bootstrap on
+  cached graphs; an added model; with ``--memory`` the peak RSS of ``layers="all"``).
+
+Zoos (``--zoo``): ``demo``, the architectures of `depara demo` (ResNet-18, MobileNetV3-small) on its own
+images (32 px, 100 real digits; untrained weights: the time does not depend on them); ``tv224``: five
+torchvision classifiers (ResNet-18, ResNet-50, MobileNetV3-large, EfficientNet-B0, ConvNeXt-tiny; weights
+none) on ``--probes`` random images at 224 px; ``small``: the first ``--models`` of ResNet-18,
+MobileNetV3-small, EfficientNet-B0 at ``--size`` px (the earlier default).
 
 Every time is the minimum over ``--repeats`` runs (CPU seconds of this process, all threads, and wall seconds;
 the ratios use CPU seconds). The load average is printed at the start and the end: on a shared machine the
 numbers are only as clean as that load. Run with ``OMP_NUM_THREADS=1`` for single-thread numbers.
 
-Usage: ``python benchmarks/bench_select.py [--probes 200] [--size 64] [--models 2] [--repeats 3] [--memory]``
-(≈ 2–4 min on 2 CPU cores).
+Usage: ``python benchmarks/bench_select.py [--zoo demo|tv224|small] [--probes 200] [--repeats 3] [--profile]``
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 ARCHS = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "resnet34", "mobilenet_v2"]
+TV224 = ["resnet18", "resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny"]
 TARGET_ARCH = "resnet18"
 
 
@@ -61,14 +63,14 @@ def make_images(root: Path, n: int, size: int) -> Path:
     return root
 
 
-def entry(arch: str, size: int, seed: int = 0, name: str | None = None):
+def entry(arch: str, size: int, seed: int = 0, name: str | None = None, preprocessing: str | None = None):
     import torch
     from torchvision import models as tvm
 
     from depara.extraction.zoo import ModelEntry
 
     torch.manual_seed(seed)
-    return ModelEntry(name or arch, f"torchvision:{arch}", preprocessing=f"{size}x{size}",
+    return ModelEntry(name or arch, f"torchvision:{arch}", preprocessing=preprocessing or f"{size}x{size}",
                       module=tvm.get_model(arch, weights=None, num_classes=10))
 
 
@@ -83,8 +85,41 @@ def _clock(fn, repeats: int) -> tuple[float, float, object]:
     return min(cpu), min(wall), out
 
 
-def floor_fn(entries, x_all: dict, batch_size: int):
-    """One forward + backward (input gradient of an l2 scalar of the output) per probe per model."""
+class _Stop(Exception):
+    """Raised by the hook on a model's deepest candidate layer: the forward pass ends there."""
+
+
+def floor_fn(entries, deepest: dict, x_all: dict, batch_size: int):
+    """The floor: each model's forward passes up to its deepest candidate layer ``deepest[name]``, batch by
+    batch, on the decoded batches ``x_all[name]`` (plain torch: a forward hook that raises stops the pass)."""
+    import torch
+
+    models = []
+    for e in entries:
+        m = e.load().eval()
+        models.append((e.name, m, m.get_submodule(deepest[e.name])))
+
+    def stop(_m, _i, _o):
+        raise _Stop
+
+    def run(_r: int) -> None:
+        for name, m, last in models:
+            handle = last.register_forward_hook(stop)
+            try:
+                with torch.inference_mode():
+                    for b in range(0, len(x_all[name]), batch_size):
+                        try:
+                            m(x_all[name][b:b + batch_size])
+                        except _Stop:
+                            pass
+            finally:
+                handle.remove()
+    return run
+
+
+def grad_floor_fn(entries, x_all: dict, batch_size: int):
+    """One forward + backward (input gradient of an l2 scalar of the output) per probe per model: the floor of
+    the node term (attribution maps), used by ``--extras``."""
     import torch
 
     models = []
@@ -162,22 +197,107 @@ print(json.dumps([before, after, total]))
     return after / 1024.0, (after - before) / 1024.0, total
 
 
+def build_zoo(args, tmp: Path):
+    """(data folder, base entries, the added entry (``--extras``), title) of ``--zoo``."""
+    if args.zoo == "demo":
+        from depara.benches.demo import DEMO_PREPROCESS, DEMO_SIZE, DEMO_ZOO, SELECT_SCALES, demo_images
+
+        data, _ = demo_images(tmp / "data", SELECT_SCALES["demo"], 0)
+        entries = [entry(arch, DEMO_SIZE, seed=i, name=name, preprocessing=DEMO_PREPROCESS)
+                   for i, (name, (arch, _t, _k)) in enumerate(DEMO_ZOO.items())]
+        return data, entries, entry("efficientnet_b0", DEMO_SIZE, preprocessing=DEMO_PREPROCESS), \
+            f"the demo zoo ({DEMO_SIZE} px, its 100 images)"
+    archs, size = (TV224, 224) if args.zoo == "tv224" else (ARCHS[:args.models + 1], args.size)
+    data = make_images(tmp / "data", args.probes, size)
+    entries = [entry(a, size) for a in archs]
+    if args.zoo == "tv224":
+        return data, entries, entry("resnet34", size), f"{len(entries)} torchvision nets at {size} px"
+    return data, entries[:-1], entries[-1], f"{len(entries) - 1} nets at {size} px"
+
+
+def default_vs_floor(args, data: Path, base, tmp: Path, say) -> object:
+    """The floor and `select` at its defaults (intervals included) on an empty cache; returns the selection."""
+    from depara.extraction.probes import ProbeSet
+    from depara.selection.job import select
+
+    runs = iter(range(10**6))
+    boot = {} if args.peer_boot is None else {"peer_boot": args.peer_boot}  # default: select's own
+
+    def sel_fn(models):
+        def run(_r: int):
+            return select(data, {e.name: e for e in models}, cache_dir=tmp / f"cache{next(runs)}",
+                          batch_size=args.batch_size, probes=args.probes, **boot)
+        return run
+
+    sel_fn(base[:1])(0)  # warm-up (imports, first-call kernel setup), so neither side pays one-time costs
+    first = sel_fn(base)(0)
+    deepest = {m: info["layers"][-1] for m, info in first.models.items()}
+    probes = ProbeSet.from_folder(data, base[0].preprocessing)
+    if len(probes) > args.probes:  # select draws args.probes of them: time the floor on as many
+        probes = probes.subset(range(args.probes))
+    x_all = {e.name: probes.tensor(e.preprocessing) for e in base}
+    floor_fn(base[:1], deepest, x_all, args.batch_size)(0)
+    floor, floor_w, _ = _clock(floor_fn(base, deepest, x_all, args.batch_size), args.repeats)
+    sels: list = []
+
+    def timed(r: int):
+        sels.append(sel_fn(base)(r))
+        return sels[-1]
+    t_sel, t_sel_w, sel = _clock(timed, args.repeats)
+    fastest = min((x.settings["seconds"] for x in sels), key=lambda d: d["total"])
+    zoo = ", ".join(f"{m} {len(i['layers'])} (deepest {deepest[m]})" for m, i in sel.models.items())
+    say(f"zoo: {zoo}; {len(sel.candidates)} candidates, {sel.settings['n_probes']} probes")
+    say(f"floor, forward passes up to each model's deepest candidate layer: {floor:7.2f} s / {floor_w:6.2f} s wall")
+    say(f"select (defaults: labels, n_boot={sel.settings['n_boot']}, peer_boot={sel.settings['peer_boot']}), "
+        f"empty cache: {t_sel:7.2f} s / {t_sel_w:6.2f} s wall   ratio {t_sel / floor:.2f} (target <= 1.2); "
+        f"scorers {', '.join(sel.scorers)}")
+    say(f"  of which (fastest run, wall): extraction {fastest['extract']:.2f} s, scoring and the rest "
+        f"{fastest['total'] - fastest['extract']:.2f} s")
+    return sel
+
+
+def profile_select(args, data: Path, base, tmp: Path, say) -> None:
+    import cProfile
+    import io
+    import pstats
+
+    from depara.selection.job import select
+
+    prof = cProfile.Profile()
+    prof.enable()
+    select(data, {e.name: e for e in base}, cache_dir=tmp / "profiled", batch_size=args.batch_size,
+           probes=args.probes)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(args.profile_lines)
+    say("profile of one select run (cumulative seconds, wall, under cProfile):")
+    for line in text.getvalue().splitlines():
+        if line.strip() and ("/" in line or "{" in line) and "ncalls" not in line:
+            parts = line.split()
+            say(f"  {parts[3]:>8} s  {parts[0]:>8} calls  {' '.join(parts[5:])[-90:]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zoo", choices=["demo", "tv224", "small"], default="demo")
     ap.add_argument("--probes", type=int, default=200)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--models", type=int, default=2)
+    ap.add_argument("--size", type=int, default=64, help="image size of --zoo small")
+    ap.add_argument("--models", type=int, default=2, help="models of --zoo small")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--n-boot", type=int, default=200)
+    ap.add_argument("--n-boot", type=int, default=200, help="resamples of the --extras bootstrap timing")
     ap.add_argument("--repeats", type=int, default=3, help="each time is the minimum over this many runs")
-    ap.add_argument("--memory", action="store_true", help="also measure peak RSS in fresh processes")
+    ap.add_argument("--peer-boot", type=int, default=None,
+                    help="select's peer_boot in the default comparison (default: select's own); 0 measures what "
+                         "the peers' interval refits cost")
+    ap.add_argument("--profile", action="store_true", help="profile one select run")
+    ap.add_argument("--profile-lines", type=int, default=25)
+    ap.add_argument("--extras", action="store_true", help="also the node-term, bootstrap and added-model timings")
+    ap.add_argument("--memory", action="store_true", help="with --extras: peak RSS in fresh processes")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_select.txt")
     args = ap.parse_args()
     import torch
 
     from depara.io.files import check_out_file, write_text
-    from depara.extraction.probes import ProbeSet
-    from depara.selection.job import select
 
     check_out_file(args.out, "out")
     lines: list[str] = []
@@ -186,89 +306,84 @@ def main() -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say(f"bench_select: {args.probes} probes at {args.size}px, batch {args.batch_size}, repeats {args.repeats}; "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
-        f"load at start {load()}")
-    say("times: minimum over the repeats, CPU seconds of this process (all threads) / wall seconds; "
-        "ratios of CPU seconds")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_images(tmp / "data", args.probes, args.size)
-        entries = [entry(a, args.size) for a in ARCHS[:args.models + 1]]
-        base, added = entries[:-1], entries[-1]
-        target = entry(TARGET_ARCH, args.size, seed=1, name="target")
-        probes = ProbeSet.from_folder(data, f"{args.size}x{args.size}")
-        x_all = {e.name: probes.tensor() for e in [*entries, target]}  # every model: the same preprocessing
-        kw = dict(batch_size=args.batch_size, probes=args.probes)
-        runs = iter(range(10**6))
-
-        def sel_fn(models, scorers=None, target_model=None, cache=None, n_boot=0, new_seed=False):
-            def run(r: int):
-                folder = cache if cache is not None else tmp / f"cache{next(runs)}"  # empty unless named
-                # another seed: other resamples, so no cached score is reused (all probes are used, so the
-                # probe set, and with it every cached graph, stays the same)
-                return select(data, {e.name: e for e in models}, target_model=target_model, scorers=scorers,
-                              cache_dir=folder, n_boot=n_boot, seed=r + 1 if new_seed else 0, **kw)
-            return run
-
-        # Warm-up (imports, first-call kernel setup), so neither side pays one-time costs.
-        floor_fn(base[:1], x_all, args.batch_size)(0)
-        sel_fn(base[:1])(0)
-        node_scorers = ["depara", "depara_v", "depara_e"]
-        sel_fn(base[:1], node_scorers, target)(0)
-
-        floor, floor_w, _ = _clock(floor_fn(base, x_all, args.batch_size), args.repeats)
-        floor_t, floor_t_w, _ = _clock(floor_fn([*base, target], x_all, args.batch_size), args.repeats)
-        t_sel, t_sel_w, sel = _clock(sel_fn(base), args.repeats)
-        t_nodes, t_nodes_w, sel_nodes = _clock(sel_fn(base, node_scorers, target), args.repeats)
-        cands = len(sel.candidates)
-        say(f"models {[e.name for e in base]} (+ {added.name}), {cands} candidate (model, layer) pairs: "
-            + ", ".join(f"{m} {len(i['layers'])}" for m, i in sel.models.items()) + f"; target model {TARGET_ARCH}")
-        say(f"floor, 1 fwd+bwd per probe per model ({len(base)} models):   {floor:7.2f} s / {floor_w:6.2f} s wall")
-        say(f"select (default: labels, no node term, n_boot=0), empty cache: {t_sel:7.2f} s / {t_sel_w:6.2f} s wall"
-            f"   ratio {t_sel / floor:.2f} (target <= 1.2); nodes computed: {sel.settings['nodes']}; "
-            f"scorers {', '.join(sel.scorers)}")
-        say(f"floor with the target model ({len(base) + 1} models):               {floor_t:7.2f} s / "
-            f"{floor_t_w:6.2f} s wall")
-        say(f"select (nodes: scorers {'+'.join(node_scorers)}), empty cache: {t_nodes:7.2f} s / "
-            f"{t_nodes_w:6.2f} s wall   ratio {t_nodes / floor_t:.2f}; nodes computed: {sel_nodes.settings['nodes']}")
-        for e in base:
-            k, diff, scale, t_loop, t_batched = grad_loop_vs_batched(e, x_all[e.name][:args.batch_size],
-                                                                     args.repeats)
-            say(f"grad loop vs batched, {e.name} ({k} layers, one batch of {args.batch_size}): loop "
-                f"{t_loop * 1000:.0f} ms, batched {t_batched * 1000:.0f} ms (x{t_batched / t_loop:.2f}); "
-                f"max |difference| {diff:.1e} (max |map| {scale:.1e})")
-        cache = tmp / "shared"
-        sel_fn(base, cache=cache)(0)
-        t_boot, t_boot_w, _ = _clock(sel_fn(base, cache=cache, n_boot=args.n_boot, new_seed=True), args.repeats)
-        sel_fn(base, cache=cache, n_boot=args.n_boot)(0)  # fills the scores of seed 0
-        t_again, t_again_w, again = _clock(sel_fn(base, cache=cache, n_boot=args.n_boot, new_seed=False),
-                                           args.repeats)
-        say(f"select, cached graphs, n_boot={args.n_boot}, scores computed: {t_boot:.2f} s / {t_boot_w:.2f} s wall "
-            f"({t_boot / cands * 1000:.0f} ms per candidate); the same run again (scores reused for "
-            f"{again.settings['scores_reused']} of {cands}): {t_again:.2f} s / {t_again_w:.2f} s wall")
-        t_alone, t_alone_w, _ = _clock(sel_fn([added]), args.repeats)
-
-        def plus(r: int):  # each repeat: a copy of the cached base run, then the added model
-            import shutil
-
-            folder = tmp / f"plus{r}"
-            shutil.copytree(cache, folder)
-            c0, w0 = time.process_time(), time.perf_counter()
-            s = sel_fn([*base, added], cache=folder)(r)
-            return time.process_time() - c0, time.perf_counter() - w0, s
-        results = [plus(r) for r in range(args.repeats)]
-        t_plus, t_plus_w, sel2 = min(x[0] for x in results), min(x[1] for x in results), results[-1][2]
-        say(f"added model {added.name}: alone {t_alone:.2f} s / {t_alone_w:.2f} s wall, added to the cached run "
-            f"{t_plus:.2f} s / {t_plus_w:.2f} s wall   ratio {t_plus / t_alone:.2f} (target <= 1.1); every other "
-            f"entry reused: {all(not sel2.models[e.name]['extracted'] for e in base)}")
-        for budget in ((0, 2048) if args.memory else ()):
-            peak, grew, total = peak_rss_mb(data, ARCHS[0], args.size, budget)
-            say(f"peak RSS, {ARCHS[0]} layers=all (features {total:.0f} MiB in all), feature_memory_mb={budget}: "
-                f"{peak:.0f} MiB (grew {grew:.0f} MiB in select)")
+        data, base, added, title = build_zoo(args, tmp)
+        say(f"bench_select: {title}; batch {args.batch_size}, repeats {args.repeats}; torch {torch.__version__}, "
+            f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}; load at start {load()}")
+        say("times: minimum over the repeats, CPU seconds of this process (all threads) / wall seconds; "
+            "ratios of CPU seconds")
+        default_vs_floor(args, data, base, tmp, say)
+        if args.profile:
+            profile_select(args, data, base, tmp, say)
+        if args.extras:
+            extras(args, data, base, added, tmp, say)
     say(f"load at the end {load()}")
     write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
+
+
+def extras(args, data: Path, base, added, tmp: Path, say) -> None:
+    """The earlier measurements: the node term against the forward+backward floor, the per-layer gradient loop
+    against one batched backward, the bootstrap on cached graphs, an added model, peak memory."""
+    from depara.extraction.probes import ProbeSet
+    from depara.selection.job import select
+
+    target = entry(TARGET_ARCH, 224 if args.zoo == "tv224" else args.size, seed=1, name="target",
+                   preprocessing=base[0].preprocessing)
+    probes = ProbeSet.from_folder(data, base[0].preprocessing)
+    x_all = {e.name: probes.tensor(e.preprocessing) for e in [*base, added, target]}
+    kw = dict(batch_size=args.batch_size, probes=args.probes)
+    runs = iter(range(10**6))
+
+    def sel_fn(models, scorers=None, target_model=None, cache=None, n_boot=0, new_seed=False):
+        def run(r: int):
+            folder = cache if cache is not None else tmp / f"x{next(runs)}"  # empty unless named
+            return select(data, {e.name: e for e in models}, target_model=target_model, scorers=scorers,
+                          cache_dir=folder, n_boot=n_boot, seed=r + 1 if new_seed else 0, **kw)
+        return run
+
+    node_scorers = ["depara", "depara_v", "depara_e"]
+    sel_fn(base[:1], node_scorers, target)(0)
+    floor_t, floor_t_w, _ = _clock(grad_floor_fn([*base, target], x_all, args.batch_size), args.repeats)
+    t_nodes, t_nodes_w, sel_nodes = _clock(sel_fn(base, node_scorers, target), args.repeats)
+    say(f"floor of the node term, 1 fwd+bwd per probe per model ({len(base) + 1} models): {floor_t:7.2f} s / "
+        f"{floor_t_w:6.2f} s wall")
+    say(f"select (nodes: scorers {'+'.join(node_scorers)}, n_boot=0), empty cache: {t_nodes:7.2f} s / "
+        f"{t_nodes_w:6.2f} s wall   ratio {t_nodes / floor_t:.2f}; nodes computed: {sel_nodes.settings['nodes']}")
+    for e in base:
+        k, diff, scale, t_loop, t_batched = grad_loop_vs_batched(e, x_all[e.name][:args.batch_size], args.repeats)
+        say(f"grad loop vs batched, {e.name} ({k} layers, one batch of {args.batch_size}): loop "
+            f"{t_loop * 1000:.0f} ms, batched {t_batched * 1000:.0f} ms (x{t_batched / t_loop:.2f}); "
+            f"max |difference| {diff:.1e} (max |map| {scale:.1e})")
+    cache = tmp / "shared"
+    sel = sel_fn(base, cache=cache)(0)
+    cands = len(sel.candidates)
+    t_boot, t_boot_w, _ = _clock(sel_fn(base, cache=cache, n_boot=args.n_boot, new_seed=True), args.repeats)
+    sel_fn(base, cache=cache, n_boot=args.n_boot)(0)  # fills the scores of seed 0
+    t_again, t_again_w, again = _clock(sel_fn(base, cache=cache, n_boot=args.n_boot), args.repeats)
+    say(f"select, cached graphs, n_boot={args.n_boot}, scores computed: {t_boot:.2f} s / {t_boot_w:.2f} s wall "
+        f"({t_boot / cands * 1000:.0f} ms per candidate); the same run again (scores reused for "
+        f"{again.settings['scores_reused']} of {cands}): {t_again:.2f} s / {t_again_w:.2f} s wall")
+    t_alone, t_alone_w, _ = _clock(sel_fn([added]), args.repeats)
+
+    def plus(r: int):  # each repeat: a copy of the cached base run, then the added model
+        import shutil
+
+        folder = tmp / f"plus{r}"
+        shutil.copytree(cache, folder)
+        c0, w0 = time.process_time(), time.perf_counter()
+        s = sel_fn([*base, added], cache=folder)(r)
+        return time.process_time() - c0, time.perf_counter() - w0, s
+    results = [plus(r) for r in range(args.repeats)]
+    t_plus, t_plus_w, sel2 = min(x[0] for x in results), min(x[1] for x in results), results[-1][2]
+    say(f"added model {added.name}: alone {t_alone:.2f} s / {t_alone_w:.2f} s wall, added to the cached run "
+        f"{t_plus:.2f} s / {t_plus_w:.2f} s wall   ratio {t_plus / t_alone:.2f} (target <= 1.1); every other "
+        f"entry reused: {all(not sel2.models[e.name]['extracted'] for e in base)}")
+    for budget in ((0, 2048) if args.memory else ()):
+        peak, grew, total = peak_rss_mb(data, ARCHS[0], args.size, budget)
+        say(f"peak RSS, {ARCHS[0]} layers=all (features {total:.0f} MiB in all), feature_memory_mb={budget}: "
+            f"{peak:.0f} MiB (grew {grew:.0f} MiB in select)")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """The `depara select` report page in a real headless browser (Playwright driving the system's Chromium).
 
-It renders with no console errors and no failed requests, every figure decodes (naturalWidth > 0), and the
-pick, its interval and P(best) are visible on the page. Skipped, with the reason, when Playwright or a Chromium
-executable is not available.
+It renders with no console errors and no failed requests, every figure decodes (naturalWidth > 0) and is laid
+out on the page, and the pick's row (its model and layer) is visible. Skipped, with the reason, when Playwright or
+a Chromium executable is not available — except where ``DEPARA_REQUIRE_BROWSER=1`` (CI's ``.ci/run``, which
+installs Debian's Chromium): there a missing browser fails the test.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -16,7 +16,17 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if os.environ.get("DEPARA_REQUIRE_BROWSER") == "1":  # CI: a missing Playwright is an error there, not a skip
+    from playwright import sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install playwright)")
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("DEPARA_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}; DEPARA_REQUIRE_BROWSER=1 asks for the browser test to run")
+    pytest.skip(reason)
 
 
 def _chromium() -> str | None:
@@ -56,14 +66,15 @@ def test_report_renders_in_headless_chromium(report_page):
     html, sel = report_page
     exe = _chromium()
     if exe is None:
-        pytest.skip("no Chromium executable found (/usr/bin/chromium, chromium, google-chrome; or set DEPARA_CHROMIUM)")
+        _skip_or_fail("no Chromium executable found (/usr/bin/chromium, chromium, google-chrome; or set "
+                      "DEPARA_CHROMIUM)")
     errors: list[str] = []
     failed: list[str] = []
     with sync_api.sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
         except Exception as exc:  # noqa: BLE001 - a broken browser install is an environment problem
-            pytest.skip(f"Chromium at {exe} does not start under Playwright ({type(exc).__name__})")
+            _skip_or_fail(f"Chromium at {exe} does not start under Playwright ({type(exc).__name__}: {exc})")
         try:
             page = browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -71,17 +82,25 @@ def test_report_renders_in_headless_chromium(report_page):
             page.on("requestfailed", lambda r: failed.append(r.url))
             page.goto(html.as_uri(), wait_until="load")
             images = page.eval_on_selector_all(
-                "img", "els => els.map(e => ({ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth}))")
+                "img", "els => els.map(e => ({ok: e.complete && e.naturalWidth > 0, w: e.naturalWidth, "
+                       "shown: e.getBoundingClientRect().width > 0}))")
             text = page.inner_text("body")
-            pick_row_visible = page.is_visible("tr.pick")
+            model, layer = sel.best
+            # the pick's row: the first table row with a cell "model:layer", or cells "model" and "layer"
+            row = page.evaluate(_FIND_ROW, [model, layer])
+            assert row >= 0, "no table row names the pick"
+            pick_row = page.locator("tr").nth(row)
+            pick_row_visible = pick_row.is_visible()
+            pick_row_text = pick_row.inner_text()
         finally:
             browser.close()
     assert errors == [] and failed == []
-    assert len(images) == 2 and all(im["ok"] for im in images), images  # ranking_intervals, layer_curves
-    model, layer = sel.best
-    assert f"{model}:{layer}" in text
-    s = sel.scorer
-    lo, hi = sel.intervals[s][sel.order[0]]
-    assert f"[{lo:.4g}, {hi:.4g}]" in text  # the pick's interval, as written in ranking.csv
-    assert re.search(r"P\(best\) = \d\.\d\d", text)
-    assert pick_row_visible
+    assert images and all(im["ok"] and im["shown"] for im in images), images
+    assert f"{model}:{layer}" in text or (model in text and layer in text)
+    assert pick_row_visible, pick_row_text
+
+
+_FIND_ROW = """([model, layer]) => [...document.querySelectorAll('tr')].findIndex(tr => {
+    const cells = [...tr.querySelectorAll('td, th')].map(c => c.textContent.trim());
+    return cells.includes(model + ':' + layer) || (cells.includes(model) && cells.includes(layer));
+})"""

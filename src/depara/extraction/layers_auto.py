@@ -1,24 +1,36 @@
 """Candidate layers of a model for ``layers="auto"`` / ``"all"`` (`depara select --layers`).
 
-``auto`` is the output of each stage / block, per architecture family (recognised by module names, so
-torchvision and timm definitions of the same family agree):
+``auto`` is the output of each stage (or block) of the model's trunk, shallow to deep: never a container that
+holds the whole trunk, never the classifier head (the logits; name it to get it). The rules, first match wins
+(families are recognised by module names, so torchvision and timm definitions of the same family agree):
 
-=====================================  =====================================================================
-family (how it is recognised)          auto candidates
-=====================================  =====================================================================
-ResNet / ResNeXt / Wide ResNet         ``layer1`` … ``layer4`` (each residual stage's output)
+=========================================  ===========================================================================
+family (how it is recognised)              auto candidates
+=========================================  ===========================================================================
+TorchScript                                ``output`` (hooks are not available)
+ViT-style (``patch_embed`` and a           every third block, ending with the last (``blocks.2``, ``blocks.5``,
+``blocks`` Sequential: timm ViT, DeiT,     ``blocks.8``, ``blocks.11`` for 12 blocks); at most 12
+BEiT, EVA, Mixer)
+timm (the model carries ``feature_info``)  the modules timm's ``feature_info`` names (its feature-pyramid levels:
+                                           the stem's output, then each stage's), at most 8 evenly spaced
+ResNet / ResNeXt / Wide ResNet             ``layer1`` … ``layer4`` (each residual stage's output)
 (``layer1``…``layer4`` children)
-VGG (``features`` made of Conv2d,      each ``features.<i>`` that is a MaxPool2d (the end of each conv stage)
-ReLU, MaxPool2d)
-MobileNet / EfficientNet /             each child of ``features`` (torchvision) or of ``blocks`` (timm) after
-RegNet-style (``features`` or          the stem: the output of each inverted-residual stage; at most 8,
-``blocks`` of stages)                  evenly spaced, the last always included
-ViT / DeiT (timm: ``blocks`` of        every third block, ending with the last (``blocks.2``, ``blocks.5``,
-transformer blocks, ``patch_embed``)   ``blocks.8``, ``blocks.11`` for 12 blocks)
-TorchScript                            ``output`` (hooks are not available)
-anything else                          each top-level child module whose output is a tensor, except a final
-                                       Linear head (at most 8, evenly spaced, the last included)
-=====================================  =====================================================================
+VGG / AlexNet (``features`` made of        each ``features.<i>`` that is a MaxPool2d (the end of each conv stage)
+Conv2d, ReLU, BatchNorm2d, MaxPool2d)
+torchvision ViT (``encoder.layers``)       every third encoder block, ending with the last (at most 12)
+a trunk container: ``trunk_output``        each child of the trunk container that is itself a module of modules (a
+(RegNet), ``features`` (MobileNet,         stage or block; single convolutions, norms and activations are left
+EfficientNet, ConvNeXt, Swin, DenseNet,    out), except the stem ``features.0``: RegNet ``trunk_output.block1`` …
+SqueezeNet), ``layers`` (MNASNet),         ``block4``, MNASNet's six ``layers.<i>`` stacks, MaxViT ``blocks.0`` …
+``blocks`` (MaxViT), ``stages``            ``blocks.3``, DenseNet's dense blocks and transitions, SqueezeNet's Fire
+                                           modules; at most 8 evenly spaced, the last always included
+anything else                              each top-level child that is a module of modules (GoogLeNet's and
+                                           Inception's convolution blocks and inception modules, ShuffleNet's
+                                           stages), except auxiliary heads (``aux*``) and a trailing classifier;
+                                           for a model of single layers only (a plain Sequential), each top-level
+                                           child except Dropout / Identity / Flatten and a final Linear. At most 8,
+                                           evenly spaced, the last included
+=========================================  ===========================================================================
 
 ``all`` is every named module whose output is one tensor (found by one forward pass of a zero image at the
 model's input size), except top-level containers that only hold others.
@@ -32,31 +44,64 @@ from torch import nn
 
 from ..errors import DeparaError
 
-__all__ = ["auto_layers", "all_layers", "family", "MAX_AUTO"]
+__all__ = ["auto_layers", "all_layers", "family", "MAX_AUTO", "MAX_BLOCKS"]
 
 #: At most this many auto candidates per model (evenly spaced over depth, the deepest always kept).
 MAX_AUTO = 8
+#: Transformer block lists (every third block) keep at most this many.
+MAX_BLOCKS = 12
+#: Trunk containers, looked up in this order: the first one the model has (a Sequential / ModuleList of >= 2
+#: children) is the trunk whose stages are the candidates.
+TRUNKS = ("trunk_output", "features", "layers", "blocks", "stages")
+#: Names of classifier heads, never offered by the generic rule.
+HEADS = ("fc", "head", "heads", "classifier", "logits")
+_PLAIN = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.BatchNorm2d)
+_SKIP = (nn.Dropout, nn.Identity, nn.Flatten)
+
+
+def _timm_levels(model: nn.Module) -> tuple[list[str], bool]:
+    """The module names of timm's ``feature_info`` that exist in ``model`` (empty when it has none), and whether
+    they all have the same reduction (a uniform block stack: ViT, Mixer; not a pyramid of stages)."""
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, Sequence) or isinstance(info, str):
+        return [], False
+    info = [f for f in info if isinstance(f, dict)]
+    modules = dict(model.named_modules())
+    names = [n for n in dict.fromkeys(f.get("module") for f in info) if isinstance(n, str) and n in modules]
+    return names, len(names) > 1 and len({f.get("reduction") for f in info}) == 1
+
+
+def _trunk(model: nn.Module) -> tuple[str, nn.Module] | None:
+    for name in ("encoder.layers", *TRUNKS):
+        try:
+            mod = model.get_submodule(name)
+        except AttributeError:
+            continue
+        if isinstance(mod, (nn.Sequential, nn.ModuleList)) and len(mod) >= 2:
+            return name, mod
+    return None
 
 
 def family(model: nn.Module) -> str:
-    """The architecture family name used by :func:`auto_layers` (``resnet``, ``vgg``, ``stages``, ``vit``,
-    ``torchscript`` or ``generic``)."""
+    """The rule :func:`auto_layers` applies to ``model``: ``torchscript``, ``vit``, ``timm``, ``resnet``,
+    ``vgg``, ``trunk`` or ``generic`` (see the module docstring)."""
     import torch
 
     if isinstance(model, torch.jit.ScriptModule):
         return "torchscript"
     children = dict(model.named_children())
+    levels, uniform = _timm_levels(model)
+    if uniform or ("patch_embed" in children and isinstance(children.get("blocks"), (nn.Sequential, nn.ModuleList))):
+        return "vit"
+    if levels:
+        return "timm"
     if all(f"layer{i}" in children for i in range(1, 5)):
         return "resnet"
-    if "patch_embed" in children and isinstance(children.get("blocks"), nn.Sequential):
-        return "vit"
     feats = children.get("features")
     if isinstance(feats, nn.Sequential) and any(isinstance(m, nn.MaxPool2d) for m in feats) and \
-            all(isinstance(m, (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.BatchNorm2d)) for m in feats):
+            all(isinstance(m, _PLAIN) for m in feats):
         return "vgg"
-    if isinstance(feats, nn.Sequential) or isinstance(children.get("blocks"), nn.Sequential):
-        return "stages"
-    return "generic"
+    return "trunk" if _trunk(model) is not None else "generic"
 
 
 def _spaced(names: Sequence[str], limit: int = MAX_AUTO) -> list[str]:
@@ -67,31 +112,63 @@ def _spaced(names: Sequence[str], limit: int = MAX_AUTO) -> list[str]:
     return list(dict.fromkeys(names[round(i * step)] for i in range(limit)))
 
 
+def _every_third(names: Sequence[str]) -> list[str]:
+    """Blocks ``n-1, n-4, …`` of a uniform block list (transformer blocks), shallow to deep, at most
+    :data:`MAX_BLOCKS`."""
+    return _spaced(list(names)[::-1][::3][::-1], MAX_BLOCKS)
+
+
+def _is_container(module: nn.Module) -> bool:
+    return next(module.children(), None) is not None
+
+
+def _is_head(name: str, module: nn.Module) -> bool:
+    """A classifier head: a Linear, or a child named like one (``fc``, ``head(s)``, ``classifier``, ``logits``)."""
+    return isinstance(module, nn.Linear) or name.lower() in HEADS
+
+
+def _generic(model: nn.Module) -> list[str]:
+    children = list(model.named_children())
+    blocks = [(n, m) for n, m in children if _is_container(m) and not n.lower().startswith("aux")]
+    while blocks and _is_head(*blocks[-1]):
+        blocks.pop()
+    if blocks:
+        return _spaced([n for n, _ in blocks])
+    names = [n for n, m in children if not isinstance(m, _SKIP)]
+    if names and isinstance(dict(children)[names[-1]], nn.Linear) and len(names) > 1:
+        names = names[:-1]
+    if not names:
+        raise DeparaError(f"model {type(model).__name__}: no child modules to offer as layers; name the layers "
+                          "(or 'output')")
+    return _spaced(names)
+
+
 def auto_layers(model: nn.Module) -> list[str]:
     """The documented candidate layers of ``model`` (see the module docstring), shallow to deep."""
     fam = family(model)
     children = dict(model.named_children())
     if fam == "torchscript":
         return ["output"]
+    if fam == "vit":
+        levels, _ = _timm_levels(model)
+        return _every_third(levels or [f"blocks.{n}" for n, _ in children["blocks"].named_children()])
+    if fam == "timm":
+        return _spaced(_timm_levels(model)[0])
     if fam == "resnet":
         return [f"layer{i}" for i in range(1, 5)]
     if fam == "vgg":
         return [f"features.{i}" for i, m in enumerate(children["features"]) if isinstance(m, nn.MaxPool2d)]
-    if fam == "vit":
-        n = len(children["blocks"])
-        return [f"blocks.{i}" for i in range(n - 1, -1, -3)][::-1]
-    if fam == "stages":
-        key = "features" if isinstance(children.get("features"), nn.Sequential) else "blocks"
-        n = len(children[key])
-        start = 1 if key == "features" and n > 1 else 0  # torchvision's features[0] is the stem conv
-        return _spaced([f"{key}.{i}" for i in range(start, n)])
-    names = [name for name, m in children.items() if not isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten))]
-    if names and isinstance(children[names[-1]], nn.Linear) and len(names) > 1:
-        names = names[:-1]
-    if not names:
-        raise DeparaError(f"model {type(model).__name__}: no child modules to offer as layers; name the layers "
-                          "(or 'output')")
-    return _spaced(names)
+    if fam == "trunk":
+        key, trunk = _trunk(model)  # type: ignore[misc]
+        if key == "encoder.layers":
+            return _every_third([f"{key}.{n}" for n, _ in trunk.named_children()])
+        named = list(trunk.named_children())
+        if key == "features" and len(named) > 1:
+            named = named[1:]  # torchvision's features[0] is the stem
+        stages = [f"{key}.{n}" for n, m in named if _is_container(m)]
+        if stages:
+            return _spaced(stages)
+    return _generic(model)
 
 
 def all_layers(model: nn.Module, input_size: Sequence[int]) -> list[str]:

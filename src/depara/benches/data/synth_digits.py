@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,20 +48,43 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base[None, None, :] + smooth, 0.0, 1.0)
 
 
-def render_digit(digit: int, rng: np.random.Generator, size: int, fonts: list[Path]) -> np.ndarray:
-    """Render one synthetic digit: returns size×size×3 uint8."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    big = 2 * size  # render at twice the size, then downsample (anti-aliasing)
+def _background_and_ink(rng: np.random.Generator, big: int, plain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A textured background (big×big×3 in [0, 1]) and an ink colour far enough from it in luminance; ``plain``:
+    a uniform dark grey background (0–0.3) and light grey ink (0.7–1)."""
+    if plain:
+        return np.full((big, big, 3), rng.uniform(0.0, 0.3)), np.full(3, rng.uniform(0.7, 1.0))
     background = _texture(rng, big)
     bg_lum = float(background.mean())
-    # ink colour: random, but far enough in luminance from the background to stay legible
     for _ in range(20):
         ink = rng.uniform(0.0, 1.0, size=3)
         if abs(float(ink.mean()) - bg_lum) > 0.3:
             break
     else:
         ink = np.full(3, 0.0 if bg_lum > 0.5 else 1.0)
+    return background, ink
+
+
+def _composite(background: np.ndarray, ink: np.ndarray, layer: Any, rng: np.random.Generator,
+               size: int) -> np.ndarray:
+    """Ink through the glyph mask ``layer`` (PIL "L", big×big) over the background, downsampled to size×size
+    (anti-aliasing), with pixel noise: size×size×3 uint8."""
+    from PIL import Image
+
+    alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
+    img = background * (1 - alpha) + ink[None, None, :] * alpha
+    img8 = Image.fromarray((img * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS)
+    noisy = np.asarray(img8, dtype=np.float32) + rng.normal(0.0, rng.uniform(0.0, 12.0), size=(size, size, 3))
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def render_digit(digit: int, rng: np.random.Generator, size: int, fonts: list[Path], *,
+                 plain: bool = False) -> np.ndarray:
+    """Render one synthetic digit: returns size×size×3 uint8 (``plain``: light on a dark grey background instead
+    of a random ink on a random colour texture)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    big = 2 * size  # render at twice the size, then downsample (anti-aliasing)
+    background, ink = _background_and_ink(rng, big, plain)
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), size=int(big * rng.uniform(0.5, 0.85)))
     layer = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(layer)
@@ -69,11 +93,24 @@ def render_digit(digit: int, rng: np.random.Generator, size: int, fonts: list[Pa
     shift = rng.uniform(-0.12, 0.12, size=2) * big
     layer = layer.rotate(float(rng.uniform(-25, 25)), resample=Image.BILINEAR,
                          translate=(float(shift[0]), float(shift[1])))
-    alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0
-    img = background * (1 - alpha) + ink[None, None, :] * alpha
-    img8 = Image.fromarray((img * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS)
-    noisy = np.asarray(img8, dtype=np.float32) + rng.normal(0.0, rng.uniform(0.0, 12.0), size=(size, size, 3))
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    return _composite(background, ink, layer, rng, size)
+
+
+def jittered_digit(glyph: np.ndarray, rng: np.random.Generator, size: int, *, plain: bool = True) -> np.ndarray:
+    """A real handwritten digit (an 8×8 array of scikit-learn's intensities 0..16) as :func:`render_digit` draws a
+    synthetic one: at a random scale (45–80 % of the image), position and rotation (±25°), with the renderer's
+    background, ink and pixel noise (``plain``, the default: light on dark grey). Returns size×size×3 uint8."""
+    from PIL import Image
+
+    big = 2 * size
+    background, ink = _background_and_ink(rng, big, plain)
+    side = int(big * rng.uniform(0.45, 0.8))
+    mask = Image.fromarray((np.asarray(glyph, dtype=np.float64) * (255.0 / 16.0)).astype(np.uint8))
+    layer = Image.new("L", (big, big), 0)
+    corner = rng.integers(0, big - side + 1, size=2)
+    layer.paste(mask.resize((side, side), Image.BICUBIC), (int(corner[0]), int(corner[1])))
+    layer = layer.rotate(float(rng.uniform(-25, 25)), resample=Image.BILINEAR)
+    return _composite(background, ink, layer, rng, size)
 
 
 def real_digits(size: int, per_class: int | None, seed: int) -> dict[str, list[np.ndarray]]:

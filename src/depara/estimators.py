@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import baselines
+from . import baselines, knn_baseline
 from .errors import DeparaError
 from .options import DEFAULT_LAMBDA
 
@@ -387,3 +387,10 @@ for _name, _fn, _label, _ref in (
     register_estimator(Estimator(
         _name, _fn, label=_label, description=_DESCRIPTIONS[_name], reference=_ref, **_LABELS,
         adapter=lambda s, t, _fn=_fn: _fn(s.features, t.labels)))
+
+# The plain baseline every claim needs (depara.knn_baseline): opt-in, so default runs keep their columns.
+register_estimator(Estimator(
+    "knn", knn_baseline.knn_accuracy, label="k-NN accuracy", aliases=("knn_accuracy",), default=False,
+    description="leave-one-out k-NN accuracy of the labels in the source's standardised features",
+    reference="Plain baseline; cf. arXiv 2503.18528", **_LABELS,
+    adapter=lambda s, t: knn_baseline.knn_accuracy(s.features, t.labels)))

@@ -118,6 +118,8 @@ DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centre
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 #: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
 DEFAULT_LAYER = "below-representation"
+#: k of the leave-one-out k-NN accuracy baseline (``knn``; depara.knn_baseline), fixed before any bench run
+DEFAULT_KNN_NEIGHBOURS = 5
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

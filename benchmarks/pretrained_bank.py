@@ -1,0 +1,184 @@
+"""The real-image bank on pretrained sources: extract, measure, score, evaluate, and apply the committed rule.
+
+    python benchmarks/pretrained_bank.py --cache DIR --out benchmarks/results/pretrained_bank [--cached-only]
+
+Stages (each cached under --cache; a re-run with everything cached only evaluates): pooled features of every
+available source (docs/sources.md) on every image set, once; the linear-probe truth per (target, source, layer,
+seed); every scorer per (target, source, layer) on the seed-0 train images; then the rows (every scorer with each
+layer read, the baselines, the DEPARA family and its combinations), the truth's reliability, and the rule of
+benchmarks/results/pretrained_bank/RULE.md (depara.realbank.rule). --cached-only skips sources not yet extracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from depara._io import write_csv, write_json, write_text
+from depara.realbank import pretrained as P
+from depara.realbank import pretrained_bench as B
+from depara.realbank import pretrained_scoring as S
+from depara.realbank import rule as R
+from depara.realbank.evaluation import bootstrap_mean, paired_difference, seed_ceiling, split_half_reliability
+
+PEERS_IN_COMBOS = ("LogME", "H-score", "TransRate", "PARC", "GBC", "PACTran-G", "ETran", "NCTI", "PED", "RSA", "CKA")
+KNN = "k-NN accuracy"
+ROUND4 = S.member_name("per_probe", "centred")  # the round-4 frozen default's comparison and scale (read: below)
+
+
+def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log) -> tuple[dict, dict, list[str], dict]:
+    """truth[t][s][layer] (per seed), scores[t][s][scorer][layer], the sources used, and costs."""
+    sets = {k: v for k, v in B.available_image_sets().items() if not v}
+    sources = []
+    for name in P.SOURCE_NAMES:
+        spec = P.get_source(name)
+        if not P.available(spec):
+            log(f"skip {name}: package {spec.package} not installed")
+            continue
+        cached = all((cache / "features" / name / f"{st}.safetensors").is_file() for st in sets)
+        if cached_only and not cached:
+            log(f"skip {name}: not extracted yet (--cached-only)")
+            continue
+        sources.append(name)
+    truth, scores, costs = {}, {}, {"extract_s": {}, "truth_s": {}, "score_s": {}}
+    for target in B.TARGETS:
+        if target.image_set not in sets:
+            continue
+        _, y_raw = B.IMAGE_SETS[target.image_set]()
+        y = target.labels(y_raw)
+        train0 = cfg.split(y, 0).train
+        truth[target.name], scores[target.name] = {}, {}
+        for name in sources:
+            spec = P.get_source(name)
+            feats = B.features(name, target.image_set, cache, batch_size=cfg.batch_size, log=log)
+            truth[target.name][name] = B.truth(target, name, feats, y, cfg, cache)
+            scores[target.name][name] = S.score_pair(target.name, name, P.source_version(spec), feats, train0, y,
+                                                     cache)
+        log(f"{target.name}: truth and scores ready")
+    return truth, scores, sources, costs
+
+
+def candidates(scorers: list[str]) -> list[R.Candidate]:
+    """Singles (every scorer × read) first, then the rule's combinations (DEPARA member × peer × read)."""
+    singles = [R.Candidate((s,), read) for s in scorers for read in R.READS]
+    combos = [R.Candidate((m, p), read) for m, p, read in itertools.product(S.MEMBERS, PEERS_IN_COMBOS, R.READS)
+              if p in scorers]
+    return singles + combos
+
+
+def static_scores(sources: list[str], layers_of) -> dict[str, dict[str, dict[str, float]]]:
+    """The static priors as per-layer 'scores' (the same value at every layer; they never look at the target)."""
+    out = {}
+    for name in sources:
+        spec = P.get_source(name)
+        n_par = float(P.n_parameters(P.load_source(name)))
+        own = spec.own_accuracy if spec.own_accuracy is not None else float("nan")
+        out[name] = {"static prior: parameters": {l: n_par for l in layers_of(name)},
+                     "static prior: own-task top-1": {l: own for l in layers_of(name)},
+                     "always the last layer": {l: float(i) for i, l in enumerate(layers_of(name))}}
+    return out
+
+
+def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> tuple[dict, dict]:
+    """candidate → per-target measure rows; and the reference rows (random, noise ceiling, reliability)."""
+    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
+    for t in scores:
+        for s in sources:
+            scores[t][s] = {**scores[t][s], **extra[s]}
+    scorers = list(next(iter(next(iter(scores.values())).values())))
+    per_cand = {}
+    for cand in candidates(scorers):
+        per_cand[cand] = [{"target": t, **R.target_measures(truth[t], scores[t], sources, cand, layers_of)}
+                          for t in truth]
+    refs = {}
+    rng = np.random.default_rng(20)
+    for t in truth:
+        t_model, t_layers, t_joint, per_seed = R.truth_views(truth[t], sources, layers_of)
+        rel = {f"{m}_{k}": v for m in ("weighted_tau", "spearman")
+               for k, v in split_half_reliability(per_seed, m).items()}
+        layer_rel = [split_half_reliability(np.array([truth[t][s][l] for l in layers_of(s)]).T,
+                                            "weighted_tau")["reliability"] for s in sources]
+        ceil = seed_ceiling(per_seed, sources)
+        rand = [R.rank_rows(rng.permutation(len(sources)).astype(float), t_model, sources)["weighted_tau"]
+                for _ in range(200)]
+        refs[t] = {**rel, "layer_weighted_tau_reliability": float(np.nanmean(layer_rel)),
+                   "another_seed_weighted_tau": ceil["weighted_tau"], "another_seed_regret": ceil["regret"],
+                   "random_weighted_tau": float(np.mean(rand)),
+                   "best_source": sources[int(np.argmax(t_model))], "best_accuracy": float(t_model.max()),
+                   "worst_accuracy": float(t_model.min())}
+    return per_cand, refs
+
+
+def summarise(per_cand: dict) -> list[dict]:
+    rng = np.random.default_rng(21)
+    rows = []
+    for cand, prs in per_cand.items():
+        row = {"candidate": cand.name, "parts": len(cand.parts), "read": cand.read, "rule_score": R.rule_score(prs)}
+        for m in ("model_wtau", "model_kendall", "model_regret", "layer_wtau", "layer_pick", "joint_regret"):
+            mean, lo, hi = bootstrap_mean(np.array([r[m] for r in prs], float), rng)
+            row.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
+        rows.append(row)
+    return rows
+
+
+def paired(per_cand: dict, a: R.Candidate, b: R.Candidate) -> dict:
+    rng = np.random.default_rng(22)
+    out = {"a": a.name, "b": b.name}
+    for m in ("model_wtau", "layer_wtau", "layer_pick", "model_regret", "joint_regret"):
+        va = np.array([r[m] for r in per_cand[a]], float)
+        vb = np.array([r[m] for r in per_cand[b]], float)
+        out[m] = paired_difference(va, vb, rng)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--cached-only", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    cfg = B.BenchConfig()
+    log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
+    truth, scores, sources, _ = collect(args.cache, cfg, args.cached_only, log)
+    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
+    per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources, layers_of))
+    summary = summarise(per_cand)
+    results = {c: R.rule_score(prs) for c, prs in per_cand.items()
+               if c.parts[0] in S.MEMBERS or (len(c.parts) == 1 and c.parts[0] in PEERS_IN_COMBOS)}
+    chosen, notes = R.choose(results, members=set(S.MEMBERS))
+    report(args.out, cfg, sources, truth, per_cand, refs, summary, chosen, notes, time.perf_counter() - t0)
+    return 0
+
+
+def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, notes, seconds) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "summary.csv", sorted(summary, key=lambda r: -r["rule_score"]))
+    write_csv(out / "per_target.csv", [{"candidate": c.name, **r} for c, prs in per_cand.items() for r in prs
+                                       if len(c.parts) == 1])
+    write_csv(out / "reliability.csv", [{"target": t, **v} for t, v in refs.items()])
+    write_csv(out / "truth.csv", [{"target": t, "source": s, "layer": l, "mean": float(np.mean(v)),
+                                   "sd": float(np.std(v)), "seeds": len(v)}
+                                  for t in truth for s in truth[t] for l, v in truth[t][s].items()])
+    cands = {c.name: c for c in per_cand}
+    logme = cands["LogME @ last"]
+    comparisons = [paired(per_cand, chosen, ref) for ref in
+                   (logme, cands[f"{KNN} @ last"], cands["static prior: parameters @ last"],
+                    cands[f"{ROUND4} @ below"])]
+    write_json(out / "choice.json", {"chosen": chosen.name, "notes": notes, "paired_vs": comparisons,
+                                     "reference_means": {k: float(np.nanmean([v[k] for v in refs.values()]))
+                                                         for k in next(iter(refs.values())) if
+                                                         isinstance(next(iter(refs.values()))[k], float)}})
+    write_json(out / "manifest.json", {"sources": sources, "targets": list(truth), "config": cfg.__dict__,
+                                       "seconds": seconds, "python": platform.python_version(),
+                                       "n_candidates": len(per_cand)})
+    write_text(out / "chosen.txt", chosen.name + "\n" + "\n".join(notes) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

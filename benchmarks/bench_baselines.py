@@ -1,4 +1,4 @@
-"""Time each depara.baselines estimator on the same features (default N = 5,000, D = 2,048, 100 classes,
+"""Time each depara.estimators.baselines estimator on the same features (default N = 5,000, D = 2,048, 100 classes,
 1,000 source classes for LEEP/NCE) beside the reference implementation timed in the same run.
 
 References are loaded from files under ``--reference-dir`` (default /tmp/ref), when present:
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from depara import baselines as B
+from depara.estimators import baselines as B
 
 
 def _load(path: Path, name: str):

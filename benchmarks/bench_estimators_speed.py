@@ -1,4 +1,4 @@
-"""Time every estimator in ``depara.baselines`` on one synthetic task, as a ratio to LogME's time in the same run.
+"""Time every estimator in ``depara.estimators.baselines`` on one synthetic task, as a ratio to LogME's time in the same run.
 
 Default task: N = 5,000 samples, D = 2,048 features, C = 100 classes (seeded). The features are a 64-dimensional
 class-structured latent (class centres plus within-class noise of five times their spread, variance ∝ 1/k along
@@ -8,7 +8,7 @@ does, keeps a few dozen dimensions, printed as ``nleep_pca_dims``; NLEEP's cost 
 a 1,000-class "source head" (a fixed random linear map of the latent), NCE their argmax; RSA and linear CKA
 compare the features with a second representation of the same samples (another random map of the latent).
 
-Estimators are discovered by name from ``depara.baselines.__all__`` (every callable there: the existing ones, SFDA,
+Estimators are discovered by name from ``depara.estimators.baselines.__all__`` (every callable there: the existing ones, SFDA,
 NLEEP, PARC, GBC and those another helper adds, e.g. PACTran, ETran, NCTI, PED), and called with arguments chosen
 by the name of their first two parameters (``features``/``labels``, ``source_probs``, ``source_labels``,
 ``features_a``/``features_b``); one with another signature, or one that returns something other than a number (a components dict, moved
@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from depara import baselines as B
-from depara._io import write_json
+from depara.estimators import baselines as B
+from depara.io.files import write_json
 
 LATENT = 64
 SOURCE_CLASSES = 1000

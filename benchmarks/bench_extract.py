@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from depara.extract import build_graph, build_graphs
-from depara.graph import Graph
+from depara.extraction.extract import build_graph, build_graphs
+from depara.core.graph import Graph
 
 #: vgg11_bn's layer pattern at a quarter of its widths ("M" = max-pool).
 NARROW_VGG11 = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M", 128, 128, "M"]

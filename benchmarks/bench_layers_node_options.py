@@ -1,8 +1,8 @@
 """Node definitions on the layer-selection benchmark: an out-of-sample check of the task bank's node choice.
 
-Runs `depara demo layers --scale small` (`depara.train.demo.run_layers_demo`: synth-digits, a synthetic source
+Runs `depara demo layers --scale small` (`depara.benches.layers.demo.run_layers_demo`: synth-digits, a synthetic source
 and a real target-domain model, layer-wise transfer at 18 depths to 1/10 and 1/100 of the real training split,
-3 transfer seeds; every step cached) and then `depara.train.select.layers_select` once per node option below,
+3 transfer seeds; every step cached) and then `depara.benches.layers.select.layers_select` once per node option below,
 on the same models, probes and measured transfer accuracies. Writes into --out:
 
 - `correlations_by_node_option.csv`: per option, fraction and score (V, E, V+E, V+10E), the Spearman and Kendall
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from depara._io import ensure_dir, read_csv, write_csv
-from depara.results import read_manifest, write_manifest
-from depara.train.demo import SCALES, run_layers_demo
-from depara.train.select import layers_select
+from depara.io.files import ensure_dir, read_csv, write_csv
+from depara.report.manifest import read_manifest, write_manifest
+from depara.benches.layers.demo import SCALES, run_layers_demo
+from depara.benches.layers.select import layers_select
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "benchmarks" / "results" / "layers_small" / "correlations.csv"

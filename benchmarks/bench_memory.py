@@ -27,7 +27,7 @@ def one_run(probes: int, threads: int, budget: float | None, batch_size: int) ->
     import torch
     import torchvision
 
-    from depara.extract import build_graphs
+    from depara.extraction.extract import build_graphs
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Extraction throughput of depara.engine: Ray with 2 workers vs 1, and Ray (1 worker) vs the local engine.
+"""Extraction throughput of depara.extraction.engine: Ray with 2 workers vs 1, and Ray (1 worker) vs the local engine.
 
 Each job extracts two layers of a randomly initialised torchvision model (a different seed per job, so every
 job is new to the store) on the same probe images. All three runs happen in this one process, interleaved
@@ -43,7 +43,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from depara.engine import Job, extract_graphs
+    from depara.extraction.engine import Job, extract_graphs
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))

@@ -9,7 +9,7 @@ scorer would pay:
 
 - each label-based peer: every source's pooled features over the labelled images (LEEP / NCE: its head's
   outputs instead), then the estimator;
-- the frozen DEPARA default: :func:`depara.realbank.scoring.frozen_label_scores` (every source's stage output on
+- the frozen DEPARA default: :func:`depara.benches.realbank.scoring.frozen_label_scores` (every source's stage output on
   the frozen probes, the frozen edges, the registered ``depara_labels``);
 - the previous frozen default and the other label-graph comparisons on today's graph (flattened, centred features
   of the ``n_probe`` subset): each source's forward pass over the probes, its edges, the comparison;
@@ -55,17 +55,17 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
-    from depara._io import write_csv, write_json
-    from depara.agreement import label_agreement
-    from depara.baselines import linear_cka, rsa
-    from depara.estimators import SourceInputs, TargetInputs, get_estimator
-    from depara.realbank.bench import SCALES, available_targets, load_defaults, target_splits
-    from depara.realbank.models import logits, pooled_features
-    from depara.realbank.scoring import (PEER_METHODS, _edges, _node_maps, _v, frozen_label_scores, probe_rows,
-                                         train_quick_target)
-    from depara.realbank.truth import TruthConfig, measure_pair
-    from depara.realbank.zoo import load_or_train_zoo
-    from depara.labels import edge_similarities
+    from depara.io.files import write_csv, write_json
+    from depara.core.similarity_edges import label_agreement
+    from depara.estimators.baselines import linear_cka, rsa
+    from depara.estimators.registry import SourceInputs, TargetInputs, get_estimator
+    from depara.benches.realbank.bench import SCALES, available_targets, load_defaults, target_splits
+    from depara.benches.realbank.models import logits, pooled_features
+    from depara.benches.realbank.scoring import (PEER_METHODS, _edges, _node_maps, _v, frozen_label_scores,
+        probe_rows, train_quick_target)
+    from depara.benches.realbank.truth import TruthConfig, measure_pair
+    from depara.benches.realbank.zoo import load_or_train_zoo
+    from depara.core.labels import edge_similarities
 
     sc = SCALES[args.scale]
     root = Path(args.cache) / "realbank"

@@ -12,7 +12,7 @@ Prints, measured in ONE run (no timed tests), and writes the same lines to ``--o
   (the node term asked for: an input-gradient pass per candidate layer and batch), against the floor of those
   M + 1 models;
 * ``grad loop vs batched``: per model, one batch's per-layer input gradients by the per-layer loop that
-  :mod:`depara.extract` uses, and by one ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked
+  :mod:`depara.extraction.extract` uses, and by one ``torch.autograd.grad(..., is_grads_batched=True)`` over the stacked
   layer scalars (largest difference, and times);
 * ``bootstrap``: the scoring time of ``n_boot`` resamples on the cached graphs (numpy work);
 * ``added model``: a second run with one model added (the others cached) against that model's own run
@@ -65,7 +65,7 @@ def entry(arch: str, size: int, seed: int = 0, name: str | None = None):
     import torch
     from torchvision import models as tvm
 
-    from depara.zoo import ModelEntry
+    from depara.extraction.zoo import ModelEntry
 
     torch.manual_seed(seed)
     return ModelEntry(name or arch, f"torchvision:{arch}", preprocessing=f"{size}x{size}",
@@ -106,11 +106,11 @@ def floor_fn(entries, x_all: dict, batch_size: int):
 
 def grad_loop_vs_batched(e, x, repeats: int) -> tuple[int, float, float, float, float]:
     """(layers, max |loop − batched|, max |loop|, loop CPU s, batched CPU s) on one batch of a model's auto
-    layers: depara.extract's per-layer loop against one vmapped backward over the stacked layer scalars."""
+    layers: depara.extraction.extract's per-layer loop against one vmapped backward over the stacked layer scalars."""
     import torch
 
-    from depara.extract import _attribute_batch, _LayerCapture, _ModelState, _scalar
-    from depara.layers_auto import auto_layers
+    from depara.extraction.extract import _attribute_batch, _LayerCapture, _ModelState, _scalar
+    from depara.extraction.layers_auto import auto_layers
 
     model = e.load()
     layers = auto_layers(model)
@@ -140,7 +140,7 @@ def peak_rss_mb(data: Path, arch: str, size: int, budget: float) -> tuple[float,
     code = f"""
 import resource, json
 import numpy as np
-from depara.selection import select
+from depara.selection.job import select
 import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_select import entry
 e = entry({arch!r}, {size})
@@ -149,7 +149,7 @@ sel = select({str(data)!r}, {{e.name: e}}, layers="all", n_boot=0, cache_dir={te
              feature_memory_mb={budget})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 import torch
-from depara.extract import capture_features
+from depara.extraction.extract import capture_features
 m = e.load().eval()
 layers = sel.models[e.name]["layers"]
 feats = capture_features(m, torch.zeros(1, 3, {size}, {size}), layers)
@@ -175,9 +175,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from depara._io import check_out_file, write_text
-    from depara.probes import ProbeSet
-    from depara.selection import select
+    from depara.io.files import check_out_file, write_text
+    from depara.extraction.probes import ProbeSet
+    from depara.selection.job import select
 
     check_out_file(args.out, "out")
     lines: list[str] = []

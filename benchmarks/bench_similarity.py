@@ -1,4 +1,4 @@
-"""Speed of `depara.graph_similarity.similarity_matrix` against its floor, measured in the same run.
+"""Speed of `depara.core.similarity.similarity_matrix` against its floor, measured in the same run.
 
 Floor = what any batched implementation must do: rank + standardise each edge vector once, normalise each
 graph's node maps once, then ONE matrix product of the stacked standardised ranks and ONE of the stacked
@@ -21,8 +21,8 @@ import time
 import numpy as np
 from scipy.stats import rankdata
 
-from depara.graph import Graph
-from depara.graph_similarity import edge_similarity_matrix, similarity, similarity_matrix
+from depara.core.graph import Graph
+from depara.core.similarity import edge_similarity_matrix, similarity, similarity_matrix
 
 
 def make_graphs(n_graphs: int, n_probes: int, node_size: int, seed: int) -> list[Graph]:

@@ -1,14 +1,14 @@
 """similarity_matrix of many stored graphs (with stored edge ranks) against the two-GEMM floor; peak memory.
 
 Graphs: ``--graphs`` random graphs over ``--probes`` probes (edges tanh of Gaussians, float32; Gaussian node
-maps of ``--node-size`` values), each saved once with its edge ranks (``depara.edge_ranks``), in ``--dir``
+maps of ``--node-size`` values), each saved once with its edge ranks (``depara.core.edges``), in ``--dir``
 (kept between runs; 1,000 × 1,000 × 256 is ~5 GB). Every phase runs in its own subprocess so that its peak
 resident memory (``ru_maxrss``) is its own:
 
 * ``floor``: (best of ``--repeats``) the standardised ranks and normalised maps are stacked (streamed from the files, untimed), then
   ONLY the two matrix products R Rᵀ and X Xᵀ are timed: the least any batched implementation must do;
 * ``impl``: (best of ``--repeats``) ``similarity_matrix(graph_files, dtype=...)`` is timed whole: the files'
-  headers and stored ranks / node maps read straight into the stacks (:mod:`depara.graph_rows`), the two
+  headers and stored ranks / node maps read straight into the stacks (:mod:`depara.core.graph_rows`), the two
   products, the normalisation — the path a user runs on a store;
 * ``blocked``: ``similarity_matrix_blocked(files, memory_mb=--block-mb)`` from the files, timed whole (stack
   build + block products), with the cost per block pair (for the cluster calculation in docs/ray.md);
@@ -50,8 +50,8 @@ def files(args) -> list[Path]:
 
 def make(args) -> dict:
     """Write the graphs that are missing (with their ranks); returns the ranking time spent."""
-    from depara.edge_ranks import attach_edge_ranks
-    from depara.graph import Graph
+    from depara.core.edges import attach_edge_ranks
+    from depara.core.graph import Graph
 
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,9 +74,9 @@ def make(args) -> dict:
 
 
 def phase_floor(args, dtype) -> dict:
-    from depara.edge_ranks import standardized_edge_ranks
-    from depara.graph import Graph
-    from depara.graph_similarity import normalized_nodes
+    from depara.core.edges import standardized_edge_ranks
+    from depara.core.graph import Graph
+    from depara.core.similarity import normalized_nodes
 
     paths = files(args)
     g0 = Graph.load(paths[0])
@@ -104,7 +104,7 @@ def phase_floor(args, dtype) -> dict:
 
 
 def phase_impl(args, dtype) -> dict:
-    from depara.graph_similarity import similarity_matrix
+    from depara.core.similarity import similarity_matrix
 
     paths = files(args)  # the whole path: graph files → stacks → products, nothing loaded beforehand
     times = []
@@ -119,7 +119,7 @@ def phase_impl(args, dtype) -> dict:
 
 
 def phase_blocked(args, dtype) -> dict:
-    from depara.similarity_blocked import block_product, block_size_for, build_stack, similarity_matrix_blocked
+    from depara.core.similarity_blocked import block_product, block_size_for, build_stack, similarity_matrix_blocked
 
     work = Path(args.dir) / "blocked_work"
     t0 = time.perf_counter()
@@ -145,7 +145,7 @@ def phase_blocked(args, dtype) -> dict:
 def phase_rank(args) -> dict:
     from scipy.stats import rankdata
 
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     paths = files(args)[:10]
     t = 0.0

@@ -1,6 +1,6 @@
 """The task-bank benchmark (issue 6) with its headline cost ratio: ranking vs the ground-truth training.
 
-Runs `depara.taskbank.run_bench` (cached: a second run only re-scores) and prints, from that one run, the
+Runs `depara.benches.taskbank.run_bench` (cached: a second run only re-scores) and prints, from that one run, the
 seconds DEPARA needs to rank every source for every target (graph extraction of all task encoders on the
 in-domain probes + the similarity matrix) against the seconds the measured ground truth took (every target
 readout on every frozen source encoder + the from-scratch references; the recorded wall time of each cached
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 
-from depara.taskbank import run_bench
+from depara.benches.taskbank import run_bench
 
 
 def main() -> None:

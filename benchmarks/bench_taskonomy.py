@@ -1,4 +1,4 @@
-"""Time and peak memory of `depara.taskonomy.compute_matrices` on synthetic data in the published formats.
+"""Time and peak memory of `depara.benches.taskonomy.compute_matrices` on synthetic data in the published formats.
 
 Writes 20 tasks of N probes (features N×D, gradXinput N×H×W×C float32) to a scratch folder, then measures in
 separate processes: first run (graphs built, cached), second run (from the cache), and the streaming path
@@ -57,7 +57,7 @@ def _rss_anon_mib() -> float:
 def child(root: str, cache: str, max_node_bytes: int) -> None:
     import threading
 
-    from depara.taskonomy import compute_matrices
+    from depara.benches.taskonomy import compute_matrices
 
     peak_anon = [0.0]
     done = threading.Event()

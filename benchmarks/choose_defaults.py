@@ -4,7 +4,7 @@
         --write-config configs/defaults.toml
 
 Nothing here reads a real image: the candidates are scored against the procedural bank's measured transfer
-affinities (``depara.taskbank``: its task networks and ground truth, cached), on its in-domain probe scenes.
+affinities (``depara.benches.taskbank``: its task networks and ground truth, cached), on its in-domain probe scenes.
 
 The DEPARA family scored for each (target, source):
 
@@ -17,8 +17,8 @@ The DEPARA family scored for each (target, source):
 - the **target model** is either a *quick* model (the target's task network trained from scratch for
   ``--quick-steps`` steps on the target's limited labelled split: what the real-image bank can afford, and what a
   practitioner without a target model could train) or the bank's *full* target network;
-- the **label graph** is built from the target's labels on the probes (:func:`depara.labels.label_edges` for class
-  labels; :func:`depara.labels.target_edges` of the 4×4-pooled targets for regression and dense tasks).
+- the **label graph** is built from the target's labels on the probes (:func:`depara.core.labels.label_edges` for class
+  labels; :func:`depara.core.labels.target_edges` of the 4×4-pooled targets for regression and dense tasks).
 
 Grid: node (6) × α ∈ {0, 0.1, 0.25, 0.5, 1, 2, 4} × w ∈ {0, 0.25, 0.5, 0.75, 1} × target model × layer.
 
@@ -29,13 +29,13 @@ probes=subset``); α = 0, w = 1 rows are the label family's first member below.
 Round 3 (issue 10) adds, decided before any real-image number was looked at:
 
 - the **label family** (α = 0, w = 1: the label graph alone, ``target_model = "-"``, no target model):
-  comparison ∈ {global, per_probe, knn} (:mod:`depara.agreement`: Spearman of all edges; per-probe rank-biserial
+  comparison ∈ {global, per_probe, knn} (:mod:`depara.core.similarity_edges`: Spearman of all edges; per-probe rank-biserial
   ``2·AUC_i − 1`` of same-class vs other-class probes; kNN same-class lift with k = ⌊√N⌋) × features ∈ {flat,
   pooled} (the layer output flattened, or averaged over space) × scale ∈ {centred, standardised} (dimensions
   centred, or centred and divided by their standard deviation over the probes) × probes ∈ {subset, labelled}
   (the bank's probe scenes with their labels, or the target's whole labelled split, capped at 500) × layer ∈
-  {rep, conv3}: 48 candidates. Regression/dense targets compare with :func:`depara.labels.target_edges` of their
-  pooled targets through :func:`depara.agreement.graph_agreement` (same comparisons);
+  {rep, conv3}: 48 candidates. Regression/dense targets compare with :func:`depara.core.labels.target_edges` of their
+  pooled targets through :func:`depara.core.similarity_edges.graph_agreement` (same comparisons);
 - for consistency, the **target-model edge term** E (α = 0, w = 0) with comparison ∈ {per_probe, knn} (global is in
   the grid above), flat/centred features on the probe scenes, both target models and both layers: 8 candidates.
 
@@ -58,7 +58,7 @@ on them (``--combine``), procedural data only:
     python benchmarks/choose_defaults.py --combine benchmarks/results/defaults_choice/classification_demo \\
         benchmarks/results/defaults_choice/classification_default --write-config configs/defaults.toml
 
-``--classification`` measures the ground truth of :mod:`depara.taskbank.classify` (every class target and its
+``--classification`` measures the ground truth of :mod:`depara.benches.taskbank.classify` (every class target and its
 ``@10`` variant × every task encoder of the bank at ``--scale``, except an encoder trained on the target's own
 labels; 3 seeds; linear probe and fine-tuning) and scores the 48 label-family candidates on it: probes ``subset``
 = the bank's probe scenes with the target's labels, ``labelled`` = the target's labelled training images of the
@@ -93,10 +93,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from depara._io import ensure_dir, write_csv, write_json  # noqa: E402
-from depara.evaluate import rank_quality  # noqa: E402
-from depara.agreement import COMPARISONS, POOLINGS, SCALES, graph_agreement, probe_edges  # noqa: E402
-from depara.labels import edge_similarities, label_edges, target_edges  # noqa: E402
+from depara.io.files import ensure_dir, write_csv, write_json  # noqa: E402
+from depara.evaluation.rank_quality import rank_quality  # noqa: E402
+from depara.core.similarity_edges import COMPARISONS, POOLINGS, SCALES, graph_agreement, probe_edges  # noqa: E402
+from depara.core.labels import edge_similarities, label_edges, target_edges  # noqa: E402
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -109,7 +109,7 @@ STATUS_QUO = ("global", "flat", "centred", "subset")
 
 
 def _features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
-    from depara.extract import capture_features
+    from depara.extraction.extract import capture_features
 
     with torch.no_grad():
         outs = [capture_features(encoder, x[i:i + 128], [layer])[layer] for i in range(0, len(x), 128)]
@@ -118,7 +118,7 @@ def _features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
 
 def _raw_features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
     """The layer output N×C×H×W (float32), batch by batch."""
-    from depara.extract import capture_features
+    from depara.extraction.extract import capture_features
 
     with torch.no_grad():
         outs = [capture_features(encoder, x[i:i + 128], [layer])[layer] for i in range(0, len(x), 128)]
@@ -128,7 +128,7 @@ def _raw_features(encoder, x: torch.Tensor, layer: str) -> np.ndarray:
 def label_family_score(src_edges: np.ndarray, target: tuple, comparison: str) -> float:
     """The label graph's agreement with a source graph: class labels via :func:`label_agreement`, regression
     targets via :func:`graph_agreement` with their :func:`target_edges`."""
-    from depara.agreement import label_agreement
+    from depara.core.similarity_edges import label_agreement
 
     kind, value = target
     if kind == "labels":
@@ -137,14 +137,14 @@ def label_family_score(src_edges: np.ndarray, target: tuple, comparison: str) ->
 
 
 def _label_target(task, y: np.ndarray) -> tuple:
-    from depara.taskbank.bench import label_targets
+    from depara.benches.taskbank.bench import label_targets
 
     labels, regression = label_targets(task, y)
     return ("edges", target_edges(labels)) if regression else ("labels", labels)
 
 
 def _edges(f: np.ndarray) -> np.ndarray:
-    from depara.graph import _edges_from_features
+    from depara.core.graph import _edges_from_features
 
     return _edges_from_features(f, center=True, edge="cosine")
 
@@ -152,9 +152,9 @@ def _edges(f: np.ndarray) -> np.ndarray:
 def quick_target(cfg, task, data, steps: int, seed: int):
     """The target's task network trained from scratch on its limited split (Adam, batch 32, ``steps`` steps)."""
 
-    from depara.realbank.scoring import train_steps
-    from depara.taskbank.networks import TaskNet
-    from depara.taskbank.train import per_sample_loss, task_seed
+    from depara.benches.realbank.scoring import train_steps
+    from depara.benches.taskbank.networks import TaskNet
+    from depara.benches.taskbank.train import per_sample_loss, task_seed
 
     torch.manual_seed(task_seed(cfg, "quick", task.name, str(seed)))
     net = TaskNet(task, cfg.image_size, cfg.width)
@@ -165,7 +165,7 @@ def quick_target(cfg, task, data, steps: int, seed: int):
 
 
 def target_label_edges(task, y: np.ndarray) -> np.ndarray:
-    from depara.taskbank.bench import label_targets
+    from depara.benches.taskbank.bench import label_targets
 
     labels, regression = label_targets(task, y)
     return target_edges(labels) if regression else label_edges(labels)
@@ -216,8 +216,8 @@ def _printer(tag: str):
 
 def _bank(args, say):
     """The procedural bank at ``args.scale`` / ``args.seed``: (config, cache root, scene data, trained encoders)."""
-    from depara.taskbank.bench import cache_root_for
-    from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
+    from depara.benches.taskbank.bench import cache_root_for
+    from depara.benches.taskbank.train import SceneData, load_or_train_encoders, make_config
 
     cfg = make_config(args.scale, seed=args.seed)
     root = cache_root_for(cfg, args.cache)
@@ -227,11 +227,11 @@ def _bank(args, say):
 
 
 def _main(args) -> int:
-    from depara.baselines import linear_cka, rsa
-    from depara.taskbank.affinity import measure_affinities
-    from depara.taskbank.bench import NODE_OPTIONS, _node_maps, label_based_scores
-    from depara.taskbank.tasks import get_task
-    from depara.graph_similarity import normalized_nodes
+    from depara.estimators.baselines import linear_cka, rsa
+    from depara.benches.taskbank.affinity import measure_affinities
+    from depara.benches.taskbank.bench import NODE_OPTIONS, _node_maps, label_based_scores
+    from depara.benches.taskbank.tasks import get_task
+    from depara.core.similarity import normalized_nodes
 
     t0 = time.perf_counter()
     say = _printer("choose")
@@ -247,7 +247,7 @@ def _main(args) -> int:
     edges = {layer: {n: _edges(feats[layer][n]) for n in names} for layer in LAYERS}
     label_mats, _ = label_based_scores(cfg, encoders, data, lambda m: None)
     # The label family's probe sets: the probe scenes, and the limited (labelled) split's clean images.
-    from depara.taskbank.tasks import task_inputs
+    from depara.benches.taskbank.tasks import task_inputs
 
     n_lab = min(cfg.n_limited, MAX_LABELLED_PROBES)
     x_sets = {"subset": x, "labelled": torch.from_numpy(task_inputs(get_task("autoencoding"),
@@ -397,7 +397,7 @@ def _main(args) -> int:
               "seconds": time.perf_counter() - t0}
     write_json(out / "chosen.json", choice)
     _figure(grid_rows, chosen, out / "alpha_weight.png")
-    from depara.results import write_manifest
+    from depara.report.manifest import write_manifest
 
     write_manifest(out, "defaults_choice", title=f"Choosing DEPARA defaults on the procedural task bank ({args.scale})",
                    summary=(f"chosen α={chosen['alpha']:g}, w={chosen['label_weight']:g}, layer {chosen['layer']}, "
@@ -421,7 +421,7 @@ def _figure(grid_rows, chosen, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depara.plots._common import save_figure
+    from depara.report.plots._common import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, tm in zip(axes, ("quick", "full")):
@@ -455,7 +455,7 @@ _CONFIG_FORMULA = (
     "# label_weight = 1 and node_weight = 0: the label graph alone, no target model needed.",
     "# edge_comparison (global | per_probe | knn), edge_features (flat | pooled), edge_scale",
     "# (centred | standardised), probes (subset | labelled): how the source graph is built and compared",
-    "# (depara.agreement).",
+    "# (depara.core.similarity_edges).",
 )
 
 
@@ -469,8 +469,8 @@ def _config_body(d: dict) -> list[str]:
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    """Write a config file whole or not at all (:func:`depara._io.atomic_path`)."""
-    from depara._io import atomic_path
+    """Write a config file whole or not at all (:func:`depara.io.files.atomic_path`)."""
+    from depara.io.files import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -585,7 +585,7 @@ def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
     r3 = rec["round3_procedural_regression_score"]
     inc = rec["incumbent_score"]
     lines = ["# depara's frozen DEPARA defaults, round 4: chosen on the PROCEDURAL task bank only, on its",
-             "# CLASSIFICATION targets (depara.taskbank.classify) by the ROUND-4 RULE of benchmarks/choose_defaults.py",
+             "# CLASSIFICATION targets (depara.benches.taskbank.classify) by the ROUND-4 RULE of benchmarks/choose_defaults.py",
              "# (python benchmarks/choose_defaults.py --combine benchmarks/results/defaults_choice/classification_demo",
              "#  benchmarks/results/defaults_choice/classification_default --write-config configs/defaults.toml).",
              "# Frozen before the real-image bank is run on it.",
@@ -605,12 +605,12 @@ def _write_config_r4(path: Path, rec: dict, n_dirs: int) -> None:
 
 def _classification(args) -> int:
     """``--classification``: ground truth of the procedural class targets, the label family and the peers."""
-    from depara.agreement import label_agreement, pool_features
+    from depara.core.similarity_edges import label_agreement, pool_features
     from depara.errors import DeparaError
-    from depara.estimators import list_estimators
-    from depara.scoring import score_sources
-    from depara.taskbank import classify as C
-    from depara.taskbank.tasks import get_task, task_inputs
+    from depara.estimators.registry import list_estimators
+    from depara.estimators.scoring import score_sources
+    from depara.benches.taskbank import classify as C
+    from depara.benches.taskbank.tasks import get_task, task_inputs
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -775,7 +775,7 @@ def _classification(args) -> int:
                 "test_images": int(len(test_scenes)), "peers": peer_methods, "peers_not_scored": peer_fail,
                 "truth_seconds": truth_seconds, "truth_cached_entries": n_cached, "scoring_seconds": score_seconds,
                 "seconds": time.perf_counter() - t0}
-    from depara.results import write_manifest
+    from depara.report.manifest import write_manifest
 
     write_manifest(out, "defaults_choice_classification",
                    title=f"Label family on the procedural CLASSIFICATION targets ({args.scale})",

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from depara.demo import run_demo
+from depara.benches.demo import run_demo
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ Stages (each cached under --cache; a re-run with everything cached only evaluate
 available source (docs/sources.md) on every image set, once; the linear-probe truth per (target, source, layer,
 seed); every scorer per (target, source, layer) on the seed-0 train images; then the rows (every scorer with each
 layer read, the baselines, the DEPARA family and its combinations), the truth's reliability, and the rule of
-benchmarks/results/pretrained_bank/RULE.md (depara.realbank.rule). --cached-only skips sources not yet extracted.
+benchmarks/results/pretrained_bank/RULE.md (depara.benches.realbank.rule). --cached-only skips sources not yet extracted.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from depara._io import write_csv, write_json, write_text
-from depara.realbank import pretrained as P
-from depara.realbank import pretrained_bench as B
-from depara.realbank import pretrained_scoring as S
-from depara.realbank import rule as R
-from depara.realbank.evaluation import bootstrap_mean, paired_difference, seed_ceiling, split_half_reliability
+from depara.benches.realbank import pretrained as P
+from depara.benches.realbank import pretrained_bench as B
+from depara.benches.realbank import pretrained_scoring as S
+from depara.benches.realbank import rule as R
+from depara.benches.realbank.evaluation import bootstrap_mean, paired_difference, seed_ceiling, split_half_reliability
 
 PEERS_IN_COMBOS = ("LogME", "H-score", "TransRate", "PARC", "GBC", "PACTran-G", "ETran", "NCTI", "PED", "RSA", "CKA")
 KNN = "k-NN accuracy"

@@ -3,7 +3,7 @@
     python benchmarks/realbank_layers.py --cache CACHE [--scale default] [--out benchmarks/results/realbank_layers]
 
 For every (target, source) of the bank (the zoo and splits of ``depara bench realbank``, cache filled by it): the
-ground truth is the linear-probe test accuracy (as in :mod:`depara.realbank.truth`) of the pooled features of each
+ground truth is the linear-probe test accuracy (as in :mod:`depara.benches.realbank.truth`) of the pooled features of each
 stage (``stage1``, ``stage2``, ``stage3``) on the seed's split, mean over the bank's seeds. Scores per stage, from
 the labelled set of the first seed only: the frozen default's label-graph score (``E_frozen``: the registered
 ``depara_labels`` on the stage's edges built as ``configs/defaults.toml`` says — round 3: pooled, standardised
@@ -44,16 +44,16 @@ def _stage_features(body, x: np.ndarray) -> dict[str, torch.Tensor]:
 def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
-    from depara._io import ensure_dir, write_csv, write_json
-    from depara.baselines import logme
-    from depara.graph import _edges_from_features
-    from depara.labels import edge_similarities, label_edges
-    from depara.agreement import probe_edges
-    from depara.estimators import get_estimator
-    from depara.realbank.bench import SCALES, available_targets, load_defaults, target_splits
-    from depara.realbank.scoring import probe_rows
-    from depara.realbank.truth import linear_probe
-    from depara.realbank.zoo import load_or_train_zoo
+    from depara.io.files import ensure_dir, write_csv, write_json
+    from depara.estimators.baselines import logme
+    from depara.core.graph import _edges_from_features
+    from depara.core.labels import edge_similarities, label_edges
+    from depara.core.similarity_edges import probe_edges
+    from depara.estimators.registry import get_estimator
+    from depara.benches.realbank.bench import SCALES, available_targets, load_defaults, target_splits
+    from depara.benches.realbank.scoring import probe_rows
+    from depara.benches.realbank.truth import linear_probe
+    from depara.benches.realbank.zoo import load_or_train_zoo
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", default=None, help="the realbank cache (required unless --summarize-only)")
@@ -109,7 +109,7 @@ def summarize(out: Path) -> int:
     the mean accuracy points lost, with 95 % bootstrap intervals over targets (per-target means resampled)."""
     import csv
 
-    from depara._io import write_csv
+    from depara.io.files import write_csv
 
     with open(out / "layers.csv", newline="") as fh:
         rows = [{k: (v if k in ("target", "source") else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]

@@ -1,4 +1,4 @@
-"""Fixed, seeded inputs on which depara.baselines was compared with the reference implementations.
+"""Fixed, seeded inputs on which depara.estimators.baselines was compared with the reference implementations.
 
 The reference numbers held in tests/test_baselines.py were computed by running thuml/LogME (commit 56551ca)
 and tllib.ranking of thuml/Transfer-Learning-Library (commit c4aa59e) locally on exactly these arrays.

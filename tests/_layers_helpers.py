@@ -25,7 +25,7 @@ def make_tiny_digits(root: Path, *, per_class: int = 6, seed: int = 0) -> Path:
 
     Returns the data folder holding synthetic/, real/, real_1of2/.
     """
-    from depara.data import make_synth_digits, shrink_domain, split_domain
+    from depara.benches.data import make_synth_digits, shrink_domain, split_domain
 
     make_synth_digits(root / "digits", synthetic_per_class=per_class, real_per_class=per_class, size=32, seed=seed)
     data = root / "data"

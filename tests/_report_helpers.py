@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from depara.results import MANIFEST, read_manifest, write_manifest
+from depara.report.manifest import MANIFEST, read_manifest, write_manifest
 
 
 def tiny_png(width: int = 3, height: int = 2, shade: int = 0) -> bytes:

@@ -1,4 +1,4 @@
-"""depara.agreement: the global / per-probe / kNN comparisons and the feature handling, against independent
+"""depara.core.similarity_edges: the global / per-probe / kNN comparisons and the feature handling, against independent
 computations (scipy, scikit-learn, brute force), with hypothesis properties (monotone transforms, permutations)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from scipy import stats
 from scipy.spatial.distance import squareform
 from sklearn.metrics import roc_auc_score
 
-from depara.agreement import (graph_agreement, knn_k, label_agreement, label_agreement_terms, probe_edges,
-                              probe_features, resampled_label_agreement)
+from depara.core.similarity_edges import (graph_agreement, knn_k, label_agreement, label_agreement_terms,
+    probe_edges, probe_features, resampled_label_agreement)
 from depara.errors import DeparaError
-from depara.labels import label_edges
+from depara.core.labels import label_edges
 
 
 def _case(seed: int, n: int = 30, k: int = 3):
@@ -161,7 +161,7 @@ def test_invariant_to_monotone_transforms_and_probe_permutations(seed, compariso
 def test_registered_depara_labels_reads_the_frozen_options():
     """The one label-graph score: the registry's depara_labels = label_agreement of the frozen edges."""
     from depara import options as O
-    from depara.estimators import SourceInputs, TargetInputs, depara_labels_edges, get_estimator
+    from depara.estimators.registry import SourceInputs, TargetInputs, depara_labels_edges, get_estimator
 
     rng = np.random.default_rng(8)
     f = rng.normal(size=(20, 6, 3, 3))
@@ -180,7 +180,7 @@ def test_registered_depara_labels_reads_the_frozen_options():
 
 def test_pool_features_is_the_one_pooling_for_maps_tokens_and_vectors():
     """Maps: mean over space; tokens N×T×D: mean over tokens; N×D unchanged — and probe_features uses it."""
-    from depara.agreement import pool_features, probe_features
+    from depara.core.similarity_edges import pool_features, probe_features
 
     rng = np.random.default_rng(5)
     maps, tokens, vec = rng.normal(size=(6, 3, 4, 5)), rng.normal(size=(6, 7, 3)), rng.normal(size=(6, 3))

@@ -182,7 +182,7 @@ def W(tmp_path_factory) -> dict[str, Path]:
     w["state"] = nets / "state.pt"
     torch.save(_Net(0).state_dict(), w["state"])
     # graphs
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     g = d / "graphs"
     g.mkdir()
@@ -739,19 +739,19 @@ def test_cli_bad_input(case, W, tuple_model, capsys, monkeypatch):
 
 # ============================================================================================ API cases
 def _entry(name, module, size=SIZE, layers="auto"):
-    from depara.zoo import ModelEntry
+    from depara.extraction.zoo import ModelEntry
 
     return ModelEntry(name, f"module:{name}", preprocessing=f"{size}x{size}", module=module, layers=layers)
 
 
 def _probes(w, folder="flat", prep="16x16"):
-    from depara.probes import ProbeSet
+    from depara.extraction.probes import ProbeSet
 
     return ProbeSet.from_folder(w[folder], prep)
 
 
 def _graph(w, name="g0"):
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     return Graph.load(w["graphs"] / f"{name}.safetensors")
 
@@ -765,7 +765,7 @@ def _select(w, tmp, **kw):
 
 
 def _harness(models, images, labels, **kw):
-    from depara import harness
+    from depara.selection import harness
 
     return harness.run_harness(models, images, labels, methods="logme", **kw)
 
@@ -821,7 +821,7 @@ API = {
     "build-fixed-size": lambda w, t: (lambda: _build(w, FixedSize(32), ["fc"]), "cannot run on float32 probes"),
     "build-forward-error": lambda w, t: (lambda: _build(w, _Boom(), ["fc"]), "RuntimeError: boom"),
     "build-keyerror-in-forward": lambda w, t: (lambda: _build(w, _KeyErr(), ["fc"]), "KeyError: 'missing'"),
-    "list-layers-keyerror": lambda w, t: (lambda: __import__("depara.models", fromlist=["list_layers"]).list_layers(
+    "list-layers-keyerror": lambda w, t: (lambda: __import__("depara.extraction.models", fromlist=["list_layers"]).list_layers(
         _KeyErr(), (3, SIZE, SIZE)), "KeyError: 'missing'"),
     "build-batch-zero": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=0), "batch_size"),
     "build-batch-nan": lambda w, t: (lambda: _build(w, _Net(0), ["fc"], batch_size=float("nan")), "batch_size"),
@@ -917,7 +917,7 @@ API = {
 
 
 def _flat(w, name):
-    from depara.data import list_split
+    from depara.benches.data import list_split
 
     return list_split(w["flat_test"] / name, "test")
 
@@ -935,7 +935,7 @@ def _sim():
 
 
 def _readers():
-    from depara import readers
+    from depara.io import readers
 
     return readers
 
@@ -973,7 +973,7 @@ def test_models_of_different_input_sizes_each_at_its_own_size(W, tmp_path):
     """The positive twin of the fixed-size cases: two models that only run at 16 and 32 px, each given its
     own preprocessing, are ranked side by side (select and the harness)."""
     import depara
-    from depara.probes import Preprocess
+    from depara.extraction.probes import Preprocess
 
     sel = depara.select(W["good"], {"small": _entry("small", FixedSize(16)), "big": _entry("big", FixedSize(32), size=32)},
                         layers=["fc"], n_boot=0, cache_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""depara.baselines against the reference implementations (numbers held below), independent formulas,
+"""depara.estimators.baselines against the reference implementations (numbers held below), independent formulas,
 properties, and every bad-input case."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from scipy import optimize
 from scipy.spatial.distance import pdist
 from scipy.stats import ortho_group, spearmanr
 
-from depara import baselines as B
+from depara.estimators import baselines as B
 from depara.errors import DeparaError
 
 from _baselines_helpers import make

@@ -1,4 +1,4 @@
-"""SFDA, NLEEP, PARC, GBC (depara.baselines): equal to the authors' code, properties, bad input.
+"""SFDA, NLEEP, PARC, GBC (depara.estimators.baselines): equal to the authors' code, properties, bad input.
 
 The expected values in tests/data/estimator_references_a.json were written by
 benchmarks/reference/run_references_a.py, which runs the authors' code (TencentARC/SFDA, dbolya/parc,
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from depara import baselines as B
+from depara.estimators import baselines as B
 from depara.errors import DeparaError
 
 REFS = json.loads((Path(__file__).parent / "data" / "estimator_references_a.json").read_text())
@@ -288,7 +288,7 @@ def test_degenerate_inputs():
 
 
 def test_registered_in_the_registry_and_all():
-    from depara.estimators import get_estimator
+    from depara.estimators.registry import get_estimator
 
     for name in ALL:
         assert get_estimator(name).fn is getattr(B, name) and name in B.__all__

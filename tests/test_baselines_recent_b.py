@@ -1,4 +1,4 @@
-"""PACTran-Gaussian, ETran, NCTI and PED (depara.baselines, section b): equality with the authors' code (values in
+"""PACTran-Gaussian, ETran, NCTI and PED (depara.estimators.baselines, section b): equality with the authors' code (values in
 tests/data/estimator_references_b.json, written by benchmarks/reference/run_references_b.py), independent
 computations, properties and bad input."""
 
@@ -14,7 +14,7 @@ from scipy.special import logsumexp, softmax
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 
-from depara import baselines as B
+from depara.estimators import baselines as B
 from depara.errors import DeparaError
 
 from _baselines_helpers import classification_case, general_features, scaled_case
@@ -332,6 +332,6 @@ def test_registered_in_module_tables():
     for name in ("pactran_gaussian", "etran", "etran_components", "etran_combine", "ncti", "ncti_components",
                  "ncti_combine", "ped", "ped_features"):
         assert name in B.__all__ and callable(getattr(B, name))
-    from depara.estimators import get_estimator
+    from depara.estimators.registry import get_estimator
 
     assert get_estimator("pactran").fn is B.pactran_gaussian and get_estimator("ped").fn is B.ped

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from depara.errors import DeparaError
-from depara.taskbank import classify as C
-from depara.taskbank.scenes import SceneBatch
+from depara.benches.taskbank import classify as C
+from depara.benches.taskbank.scenes import SceneBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,10 +93,10 @@ def test_few_shot_and_stratified_samplers():
 
 
 def test_ground_truth_entry_is_cached_reread_and_remeasured_when_corrupt(tmp_path):
-    from depara.realbank.truth import linear_probe
-    from depara.taskbank.networks import Encoder
-    from depara.taskbank.tasks import get_task, task_inputs
-    from depara.taskbank.train import SceneData, make_config
+    from depara.benches.realbank.truth import linear_probe
+    from depara.benches.taskbank.networks import Encoder
+    from depara.benches.taskbank.tasks import get_task, task_inputs
+    from depara.benches.taskbank.train import SceneData, make_config
 
     cfg = make_config("tiny", n_limited=48, n_test=32)
     data = SceneData(cfg)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from depara.cli.main import main
-from depara.extract import build_graph
-from depara.graph import Graph
-from depara.probes import ProbeSet
+from depara.extraction.extract import build_graph
+from depara.core.graph import Graph
+from depara.extraction.probes import ProbeSet
 
 from _core_torch_helpers import tiny_vgg, write_images
 
@@ -30,7 +30,7 @@ def model_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def state_file(tmp_path_factory):
     """A squeezenet1_1 state dict with a 3-class head (a torchvision architecture, small)."""
-    from depara.models import load_model
+    from depara.extraction.models import load_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "sq.pt"
@@ -57,7 +57,7 @@ def test_extract_one_layer_matches_the_library(state_file, probe_dir, tmp_path, 
                  "features.4", "--preprocess", "48x48", "--node-size", "12", "--batch-size", "4", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     g = Graph.load(out)
-    from depara.models import load_model
+    from depara.extraction.models import load_model
 
     expected = build_graph(load_model(f"file:{state_file}?arch=squeezenet1_1"),
                            ProbeSet.from_folder(probe_dir, preprocess="48x48"), "features.4", node_size=12)
@@ -81,7 +81,7 @@ def test_extract_several_layers_to_a_folder_with_a_list(state_file, probe_dir, t
     assert a.probe_ids == b.probe_ids == ("c1/img3.png", "c0/img0.png", "c1/img1.png")
     assert a.nodes.shape == (3, 32 * 32) and a.meta["method"] == "saliency" and a.meta["scalar"] == "l2"
     assert (a.nodes >= 0).all()
-    from depara.models import load_model
+    from depara.extraction.models import load_model
 
     expected = build_graph(load_model(f"file:{state_file}?arch=squeezenet1_1"),
                            ProbeSet.from_list(lst, root=probe_dir, preprocess="32x32"), "features.2",
@@ -114,9 +114,9 @@ def test_unknown_layer_and_model(state_file, probe_dir, tmp_path, capsys):
 
 
 def test_output_in_a_missing_folder_fails_before_extraction(state_file, probe_dir, tmp_path, capsys, monkeypatch):
-    import depara.extract
+    import depara.extraction.extract
 
-    monkeypatch.setattr(depara.extract, "build_graphs", lambda *a, **k: pytest.fail("extraction ran"))
+    monkeypatch.setattr(depara.extraction.extract, "build_graphs", lambda *a, **k: pytest.fail("extraction ran"))
     err = _run_err(["extract", f"file:{state_file}?arch=squeezenet1_1", "--probes", str(probe_dir),
                     "--layer", "features.2", "--out", str(tmp_path / "nope" / "g.safetensors")], capsys)
     assert "folder" in err and "nope" in err
@@ -135,13 +135,13 @@ def test_bad_probes(state_file, tmp_path, capsys):
 
 def test_interrupted_extraction_leaves_no_file(state_file, probe_dir, tmp_path, monkeypatch):
     """Ctrl-C during extraction, or a crash while writing, leaves nothing under the output name."""
-    import depara.extract
-    import depara.graph
+    import depara.extraction.extract
+    import depara.core.graph
 
     out = tmp_path / "g.safetensors"
     args = ["extract", f"file:{state_file}?arch=squeezenet1_1", "--probes", str(probe_dir), "--layer", "features.2",
             "--preprocess", "32x32", "--out", str(out)]
-    real_scalar = depara.extract._scalar
+    real_scalar = depara.extraction.extract._scalar
     calls = []
 
     def interrupt_on_second_batch(output, scalar):
@@ -150,12 +150,12 @@ def test_interrupted_extraction_leaves_no_file(state_file, probe_dir, tmp_path, 
             raise KeyboardInterrupt
         return real_scalar(output, scalar)
 
-    monkeypatch.setattr(depara.extract, "_scalar", interrupt_on_second_batch)
+    monkeypatch.setattr(depara.extraction.extract, "_scalar", interrupt_on_second_batch)
     # (the exit code of an interrupted run is the entry point's business, cli/main.py; here: no file)
     main(args + ["--batch-size", "3"])
     assert len(calls) == 2  # interrupted in the second batch
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(depara.extract, "_scalar", real_scalar)
+    monkeypatch.setattr(depara.extraction.extract, "_scalar", real_scalar)
 
     def crash_mid_write(tensors, filename, metadata=None):
         calls.append(filename)
@@ -163,7 +163,7 @@ def test_interrupted_extraction_leaves_no_file(state_file, probe_dir, tmp_path, 
             fh.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(depara.graph, "_write_safetensors", crash_mid_write)  # graph.py writes the file itself
+    monkeypatch.setattr(depara.core.graph, "_write_safetensors", crash_mid_write)  # graph.py writes the file itself
     main(args)
     assert len(calls) == 3  # the writer was reached
     assert list(tmp_path.iterdir()) == []

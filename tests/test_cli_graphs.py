@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from depara.cli.main import main
-from depara.graph import Graph
-from depara.results import read_manifest
-from depara.graph_similarity import rank_sources, similarity_matrix
+from depara.core.graph import Graph
+from depara.report.manifest import read_manifest
+from depara.core.similarity import rank_sources, similarity_matrix
 
 N = 12
 IDS = [f"probe_{i:02d}.png" for i in range(N)]

@@ -1,4 +1,4 @@
-"""depara.data: split, shrink, synth-digits — on generated images and on the real VisDA photographs."""
+"""depara.benches.data: split, shrink, synth-digits — on generated images and on the real VisDA photographs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from depara.cli.main import main
-from depara.data import fraction_name, make_synth_digits, parse_ratios, shrink_domain, split_domain
+from depara.benches.data import fraction_name, make_synth_digits, parse_ratios, shrink_domain, split_domain
 from depara.errors import DeparaError
 
 from _layers_helpers import write_class_folders
@@ -146,7 +146,7 @@ def test_bad_split_inputs(tmp_path):
 
 
 def test_split_failure_midway_leaves_nothing(tmp_path, monkeypatch):
-    import depara.data.split as split_mod
+    import depara.benches.data.split as split_mod
 
     src = write_class_folders(tmp_path / "syn", {"a": 10, "b": 10})
     calls = {"n": 0}

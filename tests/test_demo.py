@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import depara.demo as demo
+import depara.benches.demo as demo
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.results import read_manifest
+from depara.report.manifest import read_manifest
 
 from _report_helpers import (assert_every_figure_embedded, assert_self_contained, assert_table_matches_csv,
                              make_rank_folder, parse_page)
@@ -58,9 +58,9 @@ def fakes(monkeypatch) -> FakePipelines:
 
 
 def test_demo_runs_both_pipelines_and_reports_them(fakes: FakePipelines, tmp_path: Path, capsys) -> None:
-    from depara.taskbank.train import SCALES as BANK_SCALES
-    from depara.taskbank.train import make_config
-    from depara.train.demo import SCALES as LAYER_SCALES
+    from depara.benches.taskbank.train import SCALES as BANK_SCALES
+    from depara.benches.taskbank.train import make_config
+    from depara.benches.layers.demo import SCALES as LAYER_SCALES
 
     # The demo size is a valid scale of both real pipelines (their own checks; the run itself is too slow here).
     assert demo.DEMO_SCALE == "demo" and demo.DEMO_SCALE in BANK_SCALES and demo.DEMO_SCALE in LAYER_SCALES

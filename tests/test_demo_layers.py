@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from depara._io import read_csv
+from depara.io.files import read_csv
 from depara.cli.main import main
 
 
@@ -44,7 +44,7 @@ def test_demo_layers_tiny_end_to_end(depara_cache, tmp_path, capsys):
     again = read_csv(out2 / "layer_scores.csv")
     assert [float(r["V"]) for r in again] == pytest.approx([float(r["V"]) for r in scores], abs=1e-6)
     from depara.errors import DeparaError
-    from depara.train import run_layers_demo
+    from depara.benches.layers import run_layers_demo
 
     with pytest.raises(DeparaError, match="scale 'huge'"):
         run_layers_demo("huge", tmp_path / "x")

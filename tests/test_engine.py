@@ -1,4 +1,4 @@
-"""depara.engine without Ray: jobs through the graph store, failures per job, the bad-input messages."""
+"""depara.extraction.engine without Ray: jobs through the graph store, failures per job, the bad-input messages."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from depara.engine import (Job, ShardResult, _check_address, assemble_job, extract_graphs, import_ray,
-                           run_shard, shard_ranges, summary)
+from depara.extraction.engine import (Job, ShardResult, _check_address, assemble_job, extract_graphs, import_ray,
+    run_shard, shard_ranges, summary)
 from depara.errors import DeparaError
-from depara.extract import build_graphs
-from depara.models import load_model
-from depara.probes import ProbeSet
+from depara.extraction.extract import build_graphs
+from depara.extraction.models import load_model
+from depara.extraction.probes import ProbeSet
 from depara.options import GraphOptions
-from depara.store import GraphStore, graph_key, weights_hash
+from depara.extraction.store import GraphStore, graph_key, weights_hash
 
 from _core_torch_helpers import write_images
 
@@ -121,7 +121,7 @@ def test_unreachable_address_is_one_line_and_fast():
 
 def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, probes, tmp_path, capsys):
     from depara.cli.main import main
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     args = ["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--preprocess", "32x32",
             "--node-size", "8"]
@@ -175,10 +175,10 @@ def test_assembly_refuses_missing_parts_and_failed_shards(probes, tmp_path):
 
 
 def test_engine_and_select_share_store_entries(probes, tmp_path):
-    """One key derivation (depara.store.graph_key): what one extracts, the other reuses — both directions."""
-    from depara._io import seed_everything
-    from depara.selection import _model_graphs
-    from depara.zoo import ModelEntry
+    """One key derivation (depara.extraction.store.graph_key): what one extracts, the other reuses — both directions."""
+    from depara.io.files import seed_everything
+    from depara.selection.job import _model_graphs
+    from depara.extraction.zoo import ModelEntry
 
     job = Job(SPEC, LAYERS, str(probes), preprocess="32x32")  # THE default graph options, as select uses
     entry = ModelEntry("m", SPEC, preprocessing="32x32", layers=LAYERS)

@@ -1,4 +1,4 @@
-"""depara.evaluate: P@K / R@K as the paper counts them, rank correlations, truth helpers, bad input."""
+"""depara.evaluation.rank_quality: P@K / R@K as the paper counts them, rank correlations, truth helpers, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from depara import evaluate as ev
+from depara.evaluation import rank_quality as ev
 from depara.errors import DeparaError
 
 

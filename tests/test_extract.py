@@ -1,4 +1,4 @@
-"""depara.extract: features, attributions and graphs of a small CNN against hand computations."""
+"""depara.extraction.extract: features, attributions and graphs of a small CNN against hand computations."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from scipy.spatial.distance import pdist
 from torch import nn
 
 from depara.errors import DeparaError
-from depara.extract import attribution_maps, build_graph, build_graphs, capture_features
-from depara.probes import Preprocess, ProbeSet
+from depara.extraction.extract import attribution_maps, build_graph, build_graphs, capture_features
+from depara.extraction.probes import Preprocess, ProbeSet
 
 from _core_torch_helpers import random_images, tiny_vgg
 
@@ -85,7 +85,7 @@ def test_capture_features_equals_manual_forward_in_one_pass():
 def test_fast_gradient_path_matches_captum():
     import captum.attr as ca
 
-    from depara.extract import _LayerScalar
+    from depara.extraction.extract import _LayerScalar
 
     net = tiny_vgg()
     x = random_images(4)
@@ -153,7 +153,7 @@ def test_forward_stops_after_the_last_requested_layer():
 def test_linear_model_all_methods_equal_gradient_times_input(scalar, monkeypatch):
     """For a bias-free linear model and a zero baseline, IG, DeepLIFT and LRP (ε → 0) all equal x ⊙ ∂s/∂x
     (for s = ‖z‖ LRP starts from the relevance z_k²/‖z‖, which also gives x ⊙ ∂s/∂x)."""
-    import depara.extract
+    import depara.extraction.extract
 
     torch.manual_seed(1)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 3, bias=False))
@@ -165,7 +165,7 @@ def test_linear_model_all_methods_equal_gradient_times_input(scalar, monkeypatch
             np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max(), err_msg=method)
     lrp_eps = build_graph(net, x, "2", method="lrp", scalar=scalar, channel_reduction="none")
     assert lrp_eps.meta["lrp_epsilon"] == 1e-4
-    monkeypatch.setattr(depara.extract, "LRP_EPSILON", 1e-12)
+    monkeypatch.setattr(depara.extraction.extract, "LRP_EPSILON", 1e-12)
     lrp = build_graph(net, x, "2", method="lrp", scalar=scalar, channel_reduction="none").nodes
     np.testing.assert_allclose(lrp, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
     # ε = 1e-4 absorbs a little relevance where activations are near zero: close, not equal

@@ -1,4 +1,4 @@
-"""depara.extract with ``nodes=False``: forward passes only, graphs without nodes, the same edges and features."""
+"""depara.extraction.extract with ``nodes=False``: forward passes only, graphs without nodes, the same edges and features."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from scipy.spatial.distance import pdist
 from torch import nn
 
 from depara.errors import DeparaError
-from depara.extract import build_graphs
-from depara.graph import Graph
+from depara.extraction.extract import build_graphs
+from depara.core.graph import Graph
 
 from _core_torch_helpers import random_images, tiny_vgg
 
@@ -87,7 +87,7 @@ def test_bad_nodes_argument():
 
 def test_nodeless_source_graphs_are_compared_like_label_graphs():
     """S = λE and V undefined (NaN) wherever a graph without nodes is involved; its E is the full graph's E."""
-    from depara.graph_similarity import node_similarity, rank_sources, similarity, similarity_matrix
+    from depara.core.similarity import node_similarity, rank_sources, similarity, similarity_matrix
 
     net, x = tiny_vgg(), random_images(8)
     full = build_graphs(net, x, ["2", "8"])

@@ -11,11 +11,11 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist
 
-from depara import extract as extract_mod
-from depara import graph as graph_mod
+from depara.extraction import extract as extract_mod
+from depara.core import graph as graph_mod
 from depara.errors import DeparaError
-from depara.extract import build_graphs
-from depara.graph import Graph
+from depara.extraction.extract import build_graphs
+from depara.core.graph import Graph
 
 from _core_torch_helpers import random_images, tiny_vgg
 

@@ -31,10 +31,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from depara.errors import DeparaError
-from depara.graph import Graph
-from depara.probes import ProbeSet
-from depara.report import load_results, render_html, render_markdown
-from depara.results import read_manifest
+from depara.core.graph import Graph
+from depara.extraction.probes import ProbeSet
+from depara.report.html import load_results, render_html, render_markdown
+from depara.report.manifest import read_manifest
 
 #: Hard per-example limit (seconds); hypothesis' deadline below is the soft one (it reports slow examples).
 HANG_S = 10

@@ -11,9 +11,9 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 
 import depara
-from depara import graph as graph_mod
+from depara.core import graph as graph_mod
 from depara.errors import DeparaError
-from depara.graph import Graph
+from depara.core.graph import Graph
 
 
 def _rng(seed=0):
@@ -216,14 +216,14 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
-    import depara.graph
+    import depara.core.graph
 
     def explode(tensors, filename, metadata=None):
         with open(filename, "wb") as fh:
             fh.write(b"half written")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(depara.graph, "_write_safetensors", explode)
+    monkeypatch.setattr(depara.core.graph, "_write_safetensors", explode)
     with pytest.raises(KeyboardInterrupt):
         _graph().save(tmp_path / "g.safetensors")
     assert os.listdir(tmp_path) == []

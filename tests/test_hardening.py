@@ -23,16 +23,17 @@ import torch
 from PIL import Image
 from torch import nn
 
-from depara._io import atomic_path, check_out_path, clean_stale_parts, clean_stale_temp_dirs, temp_dir, write_json
+from depara.io.files import (atomic_path, check_out_path, clean_stale_parts, clean_stale_temp_dirs, temp_dir,
+    write_json)
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.extract import build_graph
-from depara.graph import Graph
-from depara.probes import ProbeSet
-from depara.readers import loads_json, read_json_file
-from depara.report import render_report
-from depara.results import read_manifest, write_manifest
-from depara.graph_similarity import edge_similarity, node_similarity, rank_sources, similarity
+from depara.extraction.extract import build_graph
+from depara.core.graph import Graph
+from depara.extraction.probes import ProbeSet
+from depara.io.readers import loads_json, read_json_file
+from depara.report.html import render_report
+from depara.report.manifest import read_manifest, write_manifest
+from depara.core.similarity import edge_similarity, node_similarity, rank_sources, similarity
 
 from _core_torch_helpers import tiny_vgg, write_images
 
@@ -272,7 +273,7 @@ def _graph(meta=None, seed=0, n=5) -> Graph:
 
 
 def test_graph_files_are_byte_reproducible_across_processes(tmp_path):
-    code = ("import numpy as np, sys; from depara.graph import Graph; rng = np.random.default_rng(0); "
+    code = ("import numpy as np, sys; from depara.core.graph import Graph; rng = np.random.default_rng(0); "
             "g = Graph.from_arrays(rng.normal(size=(5, 6)), rng.normal(size=(5, 7)), "
             "meta={'zeta': 1, 'alpha': {'b': 2, 'a': [1, 'x']}, 'model': 'm'}); g.save(sys.argv[1])")
     blobs = []
@@ -506,9 +507,9 @@ def test_out_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     assert main(["compare", str(g), str(tmp_path / "b.safetensors"), "--out", str(ro / "m.csv")]) == 2
     assert "is not writable" in capsys.readouterr().err
     # extract: the destination is refused before the model is even loaded
-    import depara.models
+    import depara.extraction.models
 
-    monkeypatch.setattr(depara.models, "load_model", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(depara.extraction.models, "load_model", lambda *a, **k: pytest.fail("work started"))
     write_images(tmp_path / "probes", ["a.png", "b.png", "c.png"])
     assert main(["extract", "torchvision:resnet18", "--probes", str(tmp_path / "probes"), "--layer", "fc",
                  "--out", str(ro / "g.safetensors")]) == 2
@@ -520,9 +521,9 @@ def test_out_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("x")
     assert main(["report", str(results), "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'file'}: exists and is not a folder\n"
-    import depara.taskbank.bench
+    import depara.benches.taskbank.bench
 
-    monkeypatch.setattr(depara.taskbank.bench, "run_bench", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(depara.benches.taskbank.bench, "run_bench", lambda *a, **k: pytest.fail("work started"))
     assert main(["bench", "taskbank", "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == f"error: --out {tmp_path / 'file'}: exists and is not a folder\n"
     with pytest.raises(DeparaError, match=r"out_dir .*file: exists and is not a folder"):
@@ -530,12 +531,12 @@ def test_out_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
 
 
 def test_os_errors_become_one_line_at_the_cli_boundary(tmp_path, capsys, monkeypatch):
-    import depara.report
+    import depara.report.html
 
     def denied(*a, **k):
         raise PermissionError(13, "Permission denied", str(tmp_path / "x" / "report.html"))
 
-    monkeypatch.setattr(depara.report, "render_report", denied)
+    monkeypatch.setattr(depara.report.html, "render_report", denied)
     write_manifest(tmp_path, "rank")
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: Permission denied: {tmp_path / 'x' / 'report.html'}\n"
@@ -543,7 +544,7 @@ def test_os_errors_become_one_line_at_the_cli_boundary(tmp_path, capsys, monkeyp
     def bug(*a, **k):
         raise KeyError("oops")
 
-    monkeypatch.setattr(depara.report, "render_report", bug)
+    monkeypatch.setattr(depara.report.html, "render_report", bug)
     assert main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: internal error (KeyError: 'oops')") and err.count("\n") == 1

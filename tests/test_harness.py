@@ -1,4 +1,4 @@
-"""depara.harness (scores from precomputed arrays, evaluation, outputs, torch extraction) and `depara score`."""
+"""depara.selection.harness (scores from precomputed arrays, evaluation, outputs, torch extraction) and `depara score`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 from scipy import stats
 from torch import nn
 
-from depara import baselines as B
-from depara import harness as H
+from depara.estimators import baselines as B
+from depara.selection import harness as H
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.results import read_manifest
+from depara.report.manifest import read_manifest
 
 from _baselines_helpers import softmax
 from _core_torch_helpers import FixedSize
@@ -106,8 +106,8 @@ def test_evaluate_scores_ties_are_pessimistic_and_constant_is_nan():
     row = H.evaluate_scores(table, [0.9, 0.5, 0.7])[0]
     assert np.isnan(row["kendall"]) and np.isnan(row["pearson"])
     assert row["pick"] == "b" and row["p_at_1"] == 0.0  # worst of the tied sources
-    # the one P@K (depara.evaluate.rank_quality, sklearn order: truth first): tied top scores, relevant ranked last
-    from depara.evaluate import rank_quality
+    # the one P@K (depara.evaluation.rank_quality.rank_quality, sklearn order: truth first): tied top scores, relevant ranked last
+    from depara.evaluation.rank_quality import rank_quality
     assert rank_quality(np.array([0.1, 0.9, 0.5]), np.array([1.0, 1.0, 0.0]), ks=[1]).p_at_k[1] == 0.0
 
 
@@ -174,7 +174,7 @@ def test_extract_inputs_penultimate_and_probs():
 
 
 def test_run_harness_end_to_end_with_depara(tmp_path):
-    pytest.importorskip("depara.graph_similarity")
+    pytest.importorskip("depara.core.similarity")
     torch.manual_seed(0)
     images = torch.randn(24, 3, 16, 16)
     labels = np.arange(24) % 3
@@ -183,8 +183,8 @@ def test_run_harness_end_to_end_with_depara(tmp_path):
                         truth={"s1": 0.5, "s2": 0.7, "s3": 0.6}, out=tmp_path / "out", ks=(1, 2))
     assert res.table.methods == H.estimator_names(default=True)
     assert res.table.meta["rsa_cka_reference"] == "target features"
-    from depara.extract import build_graph
-    from depara.graph_similarity import similarity
+    from depara.extraction.extract import build_graph
+    from depara.core.similarity import similarity
 
     g_t = build_graph(_tiny_net(4, n_out=3), images[:10], "6")
     want = similarity(build_graph(models["s2"], images[:10], "6"), g_t)
@@ -268,8 +268,8 @@ def test_cli_score_image_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_score_npz_with_saved_graphs(tmp_path):
-    from depara.graph import Graph
-    from depara.graph_similarity import similarity
+    from depara.core.graph import Graph
+    from depara.core.similarity import similarity
 
     rng = np.random.default_rng(0)
     sources, labels = _arrays()
@@ -293,7 +293,7 @@ def test_cli_score_npz_with_saved_graphs(tmp_path):
 
 # ------------------------------------------------------------------------------- sources of different input sizes
 def test_sources_with_different_input_sizes_get_their_own_preprocessing():
-    from depara.probes import Preprocess, ProbeSet
+    from depara.extraction.probes import Preprocess, ProbeSet
 
     rng = np.random.default_rng(0)
     images = ProbeSet.from_images([rng.integers(0, 255, (20, 20, 3), dtype=np.uint8) for _ in range(12)],

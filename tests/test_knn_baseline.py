@@ -10,8 +10,8 @@ from sklearn.preprocessing import StandardScaler
 
 from depara import get_estimator
 from depara.errors import DeparaError
-from depara.estimators import SourceInputs, TargetInputs
-from depara.knn_baseline import knn_accuracy
+from depara.estimators.registry import SourceInputs, TargetInputs
+from depara.estimators.knn_baseline import knn_accuracy
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])

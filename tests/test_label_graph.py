@@ -1,4 +1,4 @@
-"""The label graph (depara.labels, Graph.from_labels) against hand computations, and nodeless similarity."""
+"""The label graph (depara.core.labels, Graph.from_labels) against hand computations, and nodeless similarity."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from hypothesis import strategies as st
 from scipy.stats import spearmanr
 
 from depara.errors import DeparaError
-from depara.graph import Graph
-from depara.labels import depara_score, edge_similarities, hybrid_edge_similarity, label_edges
-from depara.graph_similarity import (edge_similarity, node_similarity, rank_sources, similarity,
-                               similarity_matrix)
+from depara.core.graph import Graph
+from depara.core.labels import depara_score, edge_similarities, hybrid_edge_similarity, label_edges
+from depara.core.similarity import edge_similarity, node_similarity, rank_sources, similarity, similarity_matrix
 
 
 def test_label_edges_hand_computation():

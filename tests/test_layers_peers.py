@@ -1,4 +1,4 @@
-"""Peer estimators per layer (depara.train.peers): scores equal the baselines called directly, the evaluation
+"""Peer estimators per layer (depara.benches.layers.peers): scores equal the baselines called directly, the evaluation
 equals scipy's correlations, pooled features equal a hand computation, and `layers-select --peers` writes a
 results folder."""
 
@@ -11,15 +11,15 @@ import pytest
 import torch
 from scipy import stats
 
-from depara import baselines
-from depara._io import read_csv, write_csv, write_json
+from depara.estimators import baselines
+from depara.io.files import read_csv, write_csv, write_json
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.extract import capture_features
-from depara.train import build_model, transfer_units
-from depara.train.models import ModelInfo, save_info, save_weights
-from depara.train.peers import (evaluate_layers, layer_key, peer_layer_table, pooled_layer_features,
-                                resolve_target_data)
+from depara.extraction.extract import capture_features
+from depara.benches.layers import build_model, transfer_units
+from depara.benches.layers.models import ModelInfo, save_info, save_weights
+from depara.benches.layers.peers import (evaluate_layers, layer_key, peer_layer_table, pooled_layer_features,
+    resolve_target_data)
 
 from _layers_helpers import make_tiny_digits
 
@@ -168,7 +168,7 @@ def test_layers_select_cli_with_peers_writes_a_score_folder(tiny_runs, tmp_path,
         assert (out / "peers" / name).is_file(), name
     assert manifest["settings"]["n_train"] == {"half": 20} and manifest["settings"]["n_probes"] == 10
     evaluation = read_csv(out / "peers" / "peer_evaluation_half.csv")
-    from depara.train.peers import LABEL_METHODS
+    from depara.benches.layers.peers import LABEL_METHODS
 
     # every registered label method that is defined on 20 samples of 10 classes (NLEEP's 50 Gaussians are not:
     # left out with its reason), then RSA/CKA, DEPARA's columns and the trivial rule
@@ -205,7 +205,7 @@ def test_layers_select_peers_bad_inputs(tiny_runs, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_layers_tiny_writes_the_peer_comparison(depara_cache, tmp_path):
-    from depara.train import run_layers_demo
+    from depara.benches.layers import run_layers_demo
 
     torch.set_num_threads(1)
     r = run_layers_demo("tiny", tmp_path / "demo", progress=False, peers_out=tmp_path / "peers")

@@ -9,13 +9,13 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist
 
-from depara._io import read_csv, write_csv
+from depara.io.files import read_csv, write_csv
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.extract import build_graph, build_graphs
-from depara.graph_similarity import edge_similarity, node_similarity
-from depara.train import build_model, load_checkpoint, score_layers, train_domain, transfer_units
-from depara.train.select import correlate, read_transfer_accuracies
+from depara.extraction.extract import build_graph, build_graphs
+from depara.core.similarity import edge_similarity, node_similarity
+from depara.benches.layers import build_model, load_checkpoint, score_layers, train_domain, transfer_units
+from depara.benches.layers.select import correlate, read_transfer_accuracies
 from depara.options import LAYER_SELECTION_OPTIONS
 
 from _layers_helpers import make_tiny_digits
@@ -80,7 +80,7 @@ def test_gradients_not_accumulated_across_layers():
 
 
 def test_score_layers_equals_similarity_of_separately_built_graphs(runs):
-    from depara.probes import Preprocess, ProbeSet
+    from depara.extraction.probes import Preprocess, ProbeSet
 
     src, src_info = load_checkpoint(runs["synthetic"])
     tgt, tgt_info = load_checkpoint(runs["real"])
@@ -148,7 +148,7 @@ def test_layers_select_bad_inputs(runs, tmp_path, capsys):
 
 
 def test_average_over_seeds_hand_computed():
-    from depara.train.demo import average_over_seeds
+    from depara.benches.layers.demo import average_over_seeds
 
     a = [{"depth": "2", "layer": "f.5", "kind": "conv", "val_acc": "0.5", "test_acc": "0.4"},
          {"depth": "1", "layer": "f.2", "kind": "conv", "val_acc": "0.7", "test_acc": "0.6"}]

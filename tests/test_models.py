@@ -1,4 +1,4 @@
-"""depara.models: torchvision / timm / file specs, the offline hub cache, layer listing, bad input."""
+"""depara.extraction.models: torchvision / timm / file specs, the offline hub cache, layer listing, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from depara.errors import DeparaError
-from depara.models import list_layers, load_model, parse_spec
+from depara.extraction.models import list_layers, load_model, parse_spec
 
 from _core_torch_helpers import random_images, tiny_vgg
 

@@ -1,4 +1,4 @@
-"""depara.plots.ranking: every figure is written, labelled, and the tree clusters what it should."""
+"""depara.report.plots.ranking: every figure is written, labelled, and the tree clusters what it should."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster
 
-from depara import evaluate as ev
+from depara.evaluation import rank_quality as ev
 from depara.errors import DeparaError
-from depara.plots import ranking as rp
-from depara.graph_similarity import RankRow
-from depara.tree import draw_tree, similarity_to_distance, task_linkage
+from depara.report.plots import ranking as rp
+from depara.core.similarity import RankRow
+from depara.core.tree import draw_tree, similarity_to_distance, task_linkage
 
 
 @pytest.fixture

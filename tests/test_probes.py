@@ -1,4 +1,4 @@
-"""depara.probes: probe sets from folders and image lists, preprocessing presets, bad input."""
+"""depara.extraction.probes: probe sets from folders and image lists, preprocessing presets, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from depara.errors import DeparaError
-from depara.probes import IMAGENET_MEAN, IMAGENET_STD, Preprocess, ProbeSet
+from depara.extraction.probes import IMAGENET_MEAN, IMAGENET_STD, Preprocess, ProbeSet
 
 from _core_torch_helpers import write_images
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from depara.errors import DeparaError
-from depara.evaluate import pessimistic_order, precision_recall_at_k, rank_quality
+from depara.evaluation.rank_quality import pessimistic_order, precision_recall_at_k, rank_quality
 
 
 def test_hand_computed_case_with_ties():
@@ -74,7 +74,7 @@ def test_bad_input_names_the_argument(truth, scores, match):
 
 
 def test_task_matrix_correlations_are_rank_quality_per_target():
-    from depara.evaluate import rank_correlations
+    from depara.evaluation.rank_quality import rank_correlations
 
     rng = np.random.default_rng(1)
     scores, truth = rng.random((6, 6)), rng.random((6, 6))

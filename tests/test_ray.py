@@ -1,4 +1,4 @@
-"""depara.engine on Ray: a local runtime (2 CPUs), a killed worker, and a head + worker started by `ray start`.
+"""depara.extraction.engine on Ray: a local runtime (2 CPUs), a killed worker, and a head + worker started by `ray start`.
 
 Skipped when Ray is not installed; deselect with ``-m "not ray"``. About a minute in all (Ray start-up dominates).
 """
@@ -19,9 +19,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from depara.engine import Job, _check_marker, extract_graphs  # noqa: E402
+from depara.extraction.engine import Job, _check_marker, extract_graphs  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.store import GraphStore  # noqa: E402
+from depara.extraction.store import GraphStore  # noqa: E402
 
 from _core_torch_helpers import write_images  # noqa: E402
 
@@ -149,7 +149,7 @@ def test_store_not_visible_on_a_node_is_one_line(local_ray, tmp_path):
 
 def test_cli_extract_engine_ray_equals_local(local_ray, probes, tmp_path):
     from depara.cli.main import main
-    from depara.graph import Graph
+    from depara.core.graph import Graph
 
     args = ["extract", SPEC, "--probes", str(probes), "--layer", "features.3", "--preprocess", "32x32",
             "--node-size", "8"]
@@ -163,10 +163,10 @@ def test_cli_extract_engine_ray_equals_local(local_ray, probes, tmp_path):
 
 
 def test_blocked_similarity_blocks_as_ray_tasks(local_ray, tmp_path):
-    from depara.edge_ranks import attach_edge_ranks
-    from depara.graph import Graph
-    from depara.graph_similarity import similarity_matrix
-    from depara.similarity_blocked import similarity_matrix_blocked
+    from depara.core.edges import attach_edge_ranks
+    from depara.core.graph import Graph
+    from depara.core.similarity import similarity_matrix
+    from depara.core.similarity_blocked import similarity_matrix_blocked
 
     rng = np.random.default_rng(0)
     ids = [f"p{i}" for i in range(10)]

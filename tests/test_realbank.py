@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import kendalltau
 
 from depara.errors import DeparaError
-from depara.realbank import bench as B
-from depara.realbank import data as D
+from depara.benches.realbank import bench as B
+from depara.benches.realbank import data as D
 
 
 def _rows(path):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from depara.errors import DeparaError
-from depara.realbank import pretrained as P
+from depara.benches.realbank import pretrained as P
 
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968}  # espresso, cup

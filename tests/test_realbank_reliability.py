@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from depara.realbank.evaluation import split_half_reliability, split_halves
+from depara.benches.realbank.evaluation import split_half_reliability, split_halves
 
 
 def test_two_seeds_by_hand():

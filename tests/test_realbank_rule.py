@@ -1,11 +1,11 @@
-"""The pretrained bank's rule (depara.realbank.rule) on hand-made tables."""
+"""The pretrained bank's rule (depara.benches.realbank.rule) on hand-made tables."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from depara.realbank import rule as R
+from depara.benches.realbank import rule as R
 
 LAYERS = {"a": ("l1", "l2", "l3"), "b": ("l1", "l2", "l3"), "c": ("l1", "l2", "l3")}
 

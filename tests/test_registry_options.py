@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depara import baselines
+from depara.estimators import baselines
 from depara.errors import DeparaError
-from depara.estimators import (Estimator, SourceInputs, TargetInputs, get_estimator, list_estimators,
-                               parse_estimators, register_estimator)
+from depara.estimators.registry import (Estimator, SourceInputs, TargetInputs, get_estimator, list_estimators,
+    parse_estimators, register_estimator)
 from depara.options import DEFAULT_GRAPH_OPTIONS, ChannelReduction, GraphOptions, Scalar
 
 
@@ -67,7 +67,7 @@ def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
     import inspect
 
     from depara.cli.core import extract
-    from depara.extract import build_graph
+    from depara.extraction.extract import build_graph
     from depara.options import DEFAULT_BATCH_SIZE, DEFAULT_NODE_SIZE
 
     from _core_torch_helpers import random_images, tiny_vgg

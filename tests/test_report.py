@@ -13,8 +13,8 @@ from rich.console import Console
 from depara.cli._table import print_ranking
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.report import MAX_HTML_ROWS, format_cell, load_results, render_report
-from depara.results import write_manifest
+from depara.report.html import MAX_HTML_ROWS, format_cell, load_results, render_report
+from depara.report.manifest import write_manifest
 
 from _report_helpers import (RANKING, assert_every_figure_embedded, assert_self_contained,
                              assert_table_matches_csv, embedded_images, find_table, make_demo_folder,

@@ -31,8 +31,8 @@ def _chromium() -> str | None:
 def report_page(tmp_path_factory) -> tuple[Path, object]:
     from PIL import Image
 
-    from depara.selection import select
-    from depara.zoo import ModelEntry
+    from depara.selection.job import select
+    from depara.extraction.zoo import ModelEntry
 
     root = tmp_path_factory.mktemp("browser")
     rng = np.random.default_rng(0)

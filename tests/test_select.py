@@ -17,9 +17,9 @@ from PIL import Image  # noqa: E402
 import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
-from depara.selection import _pair_index, bootstrap_indices, percentile_interval, select  # noqa: E402
-from depara.graph_similarity import similarity  # noqa: E402
-from depara.zoo import ModelEntry  # noqa: E402
+from depara.selection.job import _pair_index, bootstrap_indices, percentile_interval, select  # noqa: E402
+from depara.core.similarity import similarity  # noqa: E402
+from depara.extraction.zoo import ModelEntry  # noqa: E402
 
 SIZE = 16
 
@@ -125,7 +125,7 @@ def test_pair_index_equals_brute_force(case):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=3, max_size=30))
 def test_spearman_equals_scipy_with_ties(pairs):
-    from depara.selection import _spearman
+    from depara.selection.job import _spearman
 
     x, y = (np.array(v, dtype=float) for v in zip(*pairs))
     expected = stats.spearmanr(x, y).statistic if x.std() > 0 and y.std() > 0 else np.nan
@@ -151,7 +151,7 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
     from sklearn.metrics import roc_auc_score
 
     from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
-    from depara.store import GraphStore
+    from depara.extraction.store import GraphStore
 
     assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("per_probe", "flat", "centred")
     store = GraphStore(tmp_path / "store")
@@ -179,8 +179,8 @@ def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     assert sel.scorers == ["depara", "depara_v", "depara_e"] and sel.settings["nodes"] is True
     assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
     assert sel.settings["target_model"]["layer"] == "2"
-    from depara.extract import build_graphs
-    from depara.probes import ProbeSet
+    from depara.extraction.extract import build_graphs
+    from depara.extraction.probes import ProbeSet
 
     probes = ProbeSet.from_folder(flat, "16x16")
     tg = build_graphs(_net(7), probes, ["2"], node_size=56)["2"]
@@ -339,8 +339,8 @@ def test_mixed_mode_images_are_converted(tmp_path):
 def test_demo_tiny_end_to_end_and_cached(tmp_path):
     """`depara demo` at its tiny size: select on real digits, the measured truth beside the pick, the report;
     a second run retrains nothing and rebuilds no graph."""
-    from depara.demo import DEMO_ZOO, run_demo
-    from depara.results import read_manifest
+    from depara.benches.demo import DEMO_ZOO, run_demo
+    from depara.report.manifest import read_manifest
 
     cache = tmp_path / "cache"
     first = run_demo(tmp_path / "out", cache_dir=cache, scale="tiny", progress=False)

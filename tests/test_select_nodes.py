@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
 import depara  # noqa: E402
-from depara.selection import select  # noqa: E402
-from depara.zoo import ModelEntry  # noqa: E402
+from depara.selection.job import select  # noqa: E402
+from depara.extraction.zoo import ModelEntry  # noqa: E402
 
 SIZE = 16
 NODE_SCORERS = ["depara", "depara_v", "depara_e", "depara_labels", "logme"]
@@ -69,8 +69,8 @@ def test_default_computes_no_nodes_and_equals_the_full_run(classes, tmp_path):
         np.testing.assert_array_equal(full.intervals[s], bare.intervals[s])
     # the node term is really there in the full run (so the comparison above is between different extractions)
     assert np.all(np.isfinite(full.values["depara_v"]))
-    from depara.evaluate import combine
-    from depara.selection import LAM
+    from depara.evaluation.rank_quality import combine
+    from depara.selection.job import LAM
 
     np.testing.assert_allclose(full.values["depara"], combine(full.values["depara_v"], full.values["depara_e"], LAM))
 

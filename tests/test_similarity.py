@@ -13,19 +13,12 @@ import importlib
 
 import depara
 from depara.errors import DeparaError
-from depara.graph import Graph
-from depara.graph_similarity import (
-    edge_similarity,
-    edge_similarity_matrix,
-    node_similarity,
-    node_similarity_matrix,
-    rank_sources,
-    similarity,
-    similarity_matrix,
-)
+from depara.core.graph import Graph
+from depara.core.similarity import (edge_similarity, edge_similarity_matrix, node_similarity, node_similarity_matrix,
+    rank_sources, similarity, similarity_matrix)
 
-# `depara.similarity` is the function (public API); its module is `depara.graph_similarity`.
-sim = importlib.import_module("depara.graph_similarity")
+# `depara.similarity` is the function (public API); its module is `depara.core.similarity`.
+sim = importlib.import_module("depara.core.similarity")
 
 
 def _tied_graph(rng, n=8, p=5, levels=4, ids=None, meta=None):

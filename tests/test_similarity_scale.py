@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.stats import rankdata, spearmanr
 
-from depara.edge_ranks import attach_edge_ranks, doubled_ranks, standardized_edge_ranks
+from depara.core.edges import attach_edge_ranks, doubled_ranks, standardized_edge_ranks
 from depara.errors import DeparaError
-from depara.graph import Graph
-from depara.graph_similarity import similarity_matrix, standardized_ranks
-from depara.similarity_blocked import blocks_count, build_stack, block_size_for, similarity_matrix_blocked
+from depara.core.graph import Graph
+from depara.core.similarity import similarity_matrix, standardized_ranks
+from depara.core.similarity_blocked import blocks_count, build_stack, block_size_for, similarity_matrix_blocked
 
 
 def _graphs(g=7, n=12, p=5, seed=0, ties=False):
@@ -151,7 +151,7 @@ def test_similarity_matrix_from_files_is_bit_identical_to_loaded_graphs(tmp_path
 
 
 def test_node_blocks_of_probes_equal_one_block(tmp_path, monkeypatch):
-    import depara.graph_similarity as gs
+    import depara.core.similarity as gs
 
     paths = _save_all(_graphs(g=5, seed=4), tmp_path)
     whole = similarity_matrix(paths)

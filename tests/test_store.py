@@ -9,7 +9,7 @@ import pytest
 
 from depara import Graph
 from depara.errors import DeparaError
-from depara.store import STORE_VERSION, GraphStore, weights_hash
+from depara.extraction.store import STORE_VERSION, GraphStore, weights_hash
 
 
 def _graph(seed: int = 0, n: int = 6) -> Graph:
@@ -99,8 +99,8 @@ def test_weights_hash_follows_the_weights_only():
 
 def test_graph_key_is_the_options_record_select_always_used():
     from depara.options import DEFAULT_GRAPH_OPTIONS, GraphOptions
-    from depara.probes import Preprocess
-    from depara.store import graph_key, graph_key_options
+    from depara.extraction.probes import Preprocess
+    from depara.extraction.store import graph_key, graph_key_options
 
     prep = Preprocess.parse("32x32")
     record = {**DEFAULT_GRAPH_OPTIONS.to_meta(), "preprocess": prep.describe()}  # select's literal record

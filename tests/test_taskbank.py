@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from depara.errors import DeparaError
-from depara.taskbank import TASK_NAMES, generate_scenes, get_task, task_inputs
-from depara.taskbank.cache import load_json_entry, load_tensors_entry, save_json_entry, save_tensors_entry
-from depara.taskbank.networks import ENCODER_LAYERS, REP_CHANNELS, TaskNet
-from depara.taskbank.scenes import AMBIENT
-from depara.taskbank.train import SceneData, load_or_train_encoders, make_config
+from depara.benches.taskbank import TASK_NAMES, generate_scenes, get_task, task_inputs
+from depara.benches.taskbank.cache import load_json_entry, load_tensors_entry, save_json_entry, save_tensors_entry
+from depara.benches.taskbank.networks import ENCODER_LAYERS, REP_CHANNELS, TaskNet
+from depara.benches.taskbank.scenes import AMBIENT
+from depara.benches.taskbank.train import SceneData, load_or_train_encoders, make_config
 
 
 # ---------------------------------------------------------------------------------------------- scenes
@@ -157,7 +157,7 @@ def one_thread():
 
 
 def test_training_resumes_and_rebuilds_corrupt_entries(tmp_path, one_thread):
-    from depara.taskbank.affinity import measure_affinities
+    from depara.benches.taskbank.affinity import measure_affinities
 
     cfg = _micro_config()
     data = SceneData(cfg)
@@ -197,7 +197,7 @@ def test_training_resumes_and_rebuilds_corrupt_entries(tmp_path, one_thread):
 
 # ---------------------------------------------------------------------------------------------- probes
 def test_out_of_domain_probes_skip_gracefully(monkeypatch, tmp_path):
-    from depara.taskbank import probesets
+    from depara.benches.taskbank import probesets
 
     monkeypatch.setattr(probesets, "FASHION_MNIST_DIRS", (str(tmp_path / "none"),))
     monkeypatch.delenv("DEPARA_FASHION_MNIST", raising=False)
@@ -216,7 +216,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _matrix(path: Path) -> tuple[list[str], np.ndarray]:
-    from depara.evaluate import read_matrix_csv
+    from depara.evaluation.rank_quality import read_matrix_csv
 
     names, m = read_matrix_csv(path)
     return list(names), m
@@ -236,7 +236,7 @@ def tiny_run(depara_cache, tmp_path_factory):
 
 @pytest.mark.slow
 def test_tiny_bench_writes_results(tiny_run):
-    from depara.results import read_manifest
+    from depara.report.manifest import read_manifest
 
     man = read_manifest(tiny_run)
     assert man["kind"] == "taskbank" and "P@3" in man["summary"]
@@ -283,10 +283,10 @@ def test_tiny_bench_headline_is_library_default_similarity(tiny_run):
     independently from the written matrices."""
     import math
 
-    from depara.evaluate import precision_recall_at_k
+    from depara.evaluation.rank_quality import precision_recall_at_k
     from depara.options import DEFAULT_LAMBDA
-    from depara.results import read_manifest
-    from depara.taskbank.bench import HEADLINE
+    from depara.report.manifest import read_manifest
+    from depara.benches.taskbank.bench import HEADLINE
 
     names, truth = _matrix(tiny_run / "gt_affinity.csv")
     _, v = _matrix(tiny_run / "matrices" / "in-domain__V__l2-mean.csv")
@@ -320,10 +320,10 @@ def test_tiny_bench_headline_is_library_default_similarity(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_bench_label_scores_equal_direct_baselines(tiny_run, depara_cache, one_thread):
-    """LogME / H-score / TransRate come through the harness; they equal direct depara.baselines calls."""
-    from depara import baselines
-    from depara.taskbank.affinity import encode
-    from depara.taskbank.bench import _dense_regression_targets, cache_root_for
+    """LogME / H-score / TransRate come through the harness; they equal direct depara.estimators.baselines calls."""
+    from depara.estimators import baselines
+    from depara.benches.taskbank.affinity import encode
+    from depara.benches.taskbank.bench import _dense_regression_targets, cache_root_for
 
     cfg = make_config("tiny")
     data = SceneData(cfg)
@@ -358,10 +358,10 @@ def test_tiny_bench_label_scores_equal_direct_baselines(tiny_run, depara_cache, 
 def test_headline_constants_are_the_library_defaults():
     import inspect
 
-    from depara.extract import build_graphs
-    from depara.graph_similarity import rank_sources, similarity, similarity_matrix
+    from depara.extraction.extract import build_graphs
+    from depara.core.similarity import rank_sources, similarity, similarity_matrix
     from depara.options import DEFAULT_GRAPH_OPTIONS
-    from depara.taskbank.bench import BANK_OPTIONS, HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
+    from depara.benches.taskbank.bench import BANK_OPTIONS, HEADLINE, LIBRARY_LAMBDA, LIBRARY_NODE
 
     # build_graphs' default options are THE defaults; the bank changes only the node grid (its probes' own)
     assert inspect.signature(build_graphs).parameters["options"].default is None
@@ -401,7 +401,7 @@ def test_cli_bad_scale_and_threads(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- scoring pieces
 def test_dense_targets_pooled_for_logme_match_block_means():
-    from depara.taskbank.bench import _dense_regression_targets
+    from depara.benches.taskbank.bench import _dense_regression_targets
 
     s = generate_scenes(3, seed=2)
     depth = get_task("depth").targets(s)  # 3×1×32×32
@@ -415,7 +415,7 @@ def test_dense_targets_pooled_for_logme_match_block_means():
 
 
 def test_node_similarity_per_option_matches_direct_autograd(one_thread):
-    from depara.taskbank.bench import NODE_OPTIONS, graph_scores
+    from depara.benches.taskbank.bench import NODE_OPTIONS, graph_scores
 
     torch.manual_seed(0)
     encoders = {n: TaskNet(get_task(n), 32, 4).encoder.eval() for n in ("depth", "normal", "light")}

@@ -1,4 +1,4 @@
-"""depara.taskonomy + `depara taskonomy matrices|plot`: published formats at test scale (20 tasks, N=12, D=16,
+"""depara.benches.taskonomy + `depara taskonomy matrices|plot`: published formats at test scale (20 tasks, N=12, D=16,
 8×8×2 maps), matrices against independent formulas, caching, evaluation outputs, bad input."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from scipy import stats
 from scipy.spatial.distance import pdist
 
 from _eval_helpers import TASKS, make_taskonomy_like, write_sort_gt
-from depara import evaluate as ev
-from depara import taskonomy as tx
+from depara.evaluation import rank_quality as ev
+from depara.benches import taskonomy as tx
 from depara.cli.main import main
 from depara.errors import DeparaError
-from depara.graph import Graph
-from depara.published import read_published_hits
+from depara.core.graph import Graph
+from depara.evaluation.published import read_published_hits
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""depara.train: models, domain training (log, checkpoints, resume), layer-wise transfer and its three old bugs."""
+"""depara.benches.layers: models, domain training (log, checkpoints, resume), layer-wise transfer and its three old bugs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from depara._io import read_csv
+from depara.io.files import read_csv
 from depara.errors import DeparaError
-from depara.train import (build_model, fresh_transfer_model, load_checkpoint, load_imagenet_source, train_domain,
-                          transfer_layers, transfer_units)
-from depara.train.engine import ImageSet, train_one_epoch, make_optimizer
-from depara.train.models import read_weights
+from depara.benches.layers import (build_model, fresh_transfer_model, load_checkpoint, load_imagenet_source,
+    train_domain, transfer_layers, transfer_units)
+from depara.benches.layers.engine import ImageSet, train_one_epoch, make_optimizer
+from depara.benches.layers.models import read_weights
 
 from _layers_helpers import make_tiny_digits
 
@@ -107,7 +107,7 @@ def test_checkpoint_of_another_architecture(source_run, tmp_path):
 def test_fresh_weights_per_depth_and_bn_copied(source_run):
     src, info = load_checkpoint(source_run)
     units = transfer_units(src)
-    from depara._io import seed_everything
+    from depara.io.files import seed_everything
 
     seed_everything(7)
     reference = build_model(info.arch, 10, width=info.width).state_dict()  # a fresh init for seed 7

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from depara.errors import DeparaError
-from depara.zoo import ModelEntry, parse_model_specs, read_zoo
+from depara.extraction.zoo import ModelEntry, parse_model_specs, read_zoo
 
 GOOD = """
 [[model]]
@@ -80,7 +80,7 @@ def test_torchvision_weights_bring_their_own_preprocessing():
 
 def test_auto_layers_per_family():
     tvm = pytest.importorskip("torchvision.models")
-    from depara.layers_auto import auto_layers, family
+    from depara.extraction.layers_auto import auto_layers, family
 
     assert auto_layers(tvm.resnet18()) == ["layer1", "layer2", "layer3", "layer4"]
     vgg = tvm.vgg11_bn()

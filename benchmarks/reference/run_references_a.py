@@ -125,7 +125,7 @@ def run_sfda_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
     import sklearn.preprocessing
     import warnings
 
-    from depara import baselines as B
+    from depara.estimators import baselines as B
 
     dest = work / "sfda"
     dest.mkdir()
@@ -176,7 +176,7 @@ def run_sfda_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
 def run_parc_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
     import sklearn.exceptions  # methods.py names sklearn.exceptions at import time
 
-    from depara import baselines as B
+    from depara.estimators import baselines as B
 
     dest = work / "parc"
     dest.mkdir()
@@ -217,7 +217,7 @@ def run_parc_repo(repo: Path, work: Path, record: dict, compare: dict) -> None:
 
 
 def run_google(folder: Path, tf_path: str | None, record: dict, compare: dict) -> None:
-    from depara import baselines as B
+    from depara.estimators import baselines as B
 
     if tf_path:
         sys.path.append(tf_path)  # after the environment's packages, so its numpy stays the one loaded
@@ -288,7 +288,7 @@ def main() -> None:
                         "sklearn": sklearn.__version__, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         **record,
     }
-    from depara._io import write_json
+    from depara.io.files import write_json
     write_json(args.out, out)
     for key, rows in compare.items():
         for case, ref, ours in rows:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from _baselines_helpers import general_features, scaled_case  # noqa: E402
 
-from depara._io import write_json  # noqa: E402
+from depara.io.files import write_json  # noqa: E402
 
 # name -> kwargs of tests/_baselines_helpers.classification_case (plus an optional feature scale)
 CASES = {

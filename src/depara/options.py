@@ -6,7 +6,7 @@ node grid they are resampled to, and how edges are made from the features (``cen
 an :class:`~enum.Enum` of strings (``str`` subclasses, so ``Scalar.l2 == "l2"``); plain strings are accepted and
 converted on construction, with a one-line :class:`~depara.errors.DeparaError` naming the option otherwise.
 
-``build_graph(s)`` (:mod:`depara.extract`), the CLI (``depara extract``, ``depara score``) and the benchmarks read
+``build_graph(s)`` (:mod:`depara.extraction.extract`), the CLI (``depara extract``, ``depara score``) and the benchmarks read
 their defaults from here, so a graph built with the API and one built with the CLI are comparable. Every graph
 records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
 ``edge``; :meth:`GraphOptions.to_meta`), so comparing graphs built differently can be refused.
@@ -109,8 +109,8 @@ DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 #: λ = ∞, which means S = E, the edge term alone (the limit of S/λ; for every finite λ, S and S/λ rank alike).
 #: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
 DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
-# How the source graph is built and compared with the label graph (depara.agreement; frozen in the same file):
-# Round 4 (issue 10): re-chosen on the bank's procedural CLASSIFICATION targets (depara.taskbank.classify; the
+# How the source graph is built and compared with the label graph (depara.core.similarity_edges; frozen in the same file):
+# Round 4 (issue 10): re-chosen on the bank's procedural CLASSIFICATION targets (depara.benches.taskbank.classify; the
 # ROUND-4 RULE of benchmarks/choose_defaults.py), the layer below the representation in configs/defaults.toml.
 DEFAULT_EDGE_COMPARISON = "per_probe"  #: global (Spearman of all edges) | per_probe | knn
 DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
@@ -118,7 +118,7 @@ DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centre
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 #: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
 DEFAULT_LAYER = "below-representation"
-#: k of the leave-one-out k-NN accuracy baseline (``knn``; depara.knn_baseline), fixed before any bench run
+#: k of the leave-one-out k-NN accuracy baseline (``knn``; depara.estimators.knn_baseline), fixed before any bench run
 DEFAULT_KNN_NEIGHBOURS = 5
 
 
@@ -172,7 +172,7 @@ class GraphOptions:
         edge: edge metric (:class:`EdgeMetric`).
 
     Build-time knobs that do not change the graph (batch size, device, memory budget, progress bars) are NOT
-    options: they are arguments of :func:`depara.extract.build_graphs`.
+    options: they are arguments of :func:`depara.extraction.extract.build_graphs`.
     """
 
     method: AttributionMethod = AttributionMethod.input_x_gradient
@@ -221,7 +221,7 @@ class GraphOptions:
 #: THE defaults, shared by ``build_graph(s)``, the CLI and the benchmarks.
 DEFAULT_GRAPH_OPTIONS = GraphOptions()
 
-#: The preset of layer selection (``depara layers-select``, :func:`depara.train.select.score_layers`): the original
+#: The preset of layer selection (``depara layers-select``, :func:`depara.benches.layers.select.score_layers`): the original
 #: layer-selection code's node (scalar = mean of the layer output, channel reduction = mean of absolute values) and
 #: uncentred features; ``node_size`` None there means the smaller of the two models' input sizes.
 LAYER_SELECTION_OPTIONS = GraphOptions(scalar=Scalar.mean, channel_reduction=ChannelReduction.abs_mean, center=False,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import DeparaError
-from ..report import format_cell
+from ..report.html import format_cell
 
 
 def print_ranking(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str, pick_line: str, *,

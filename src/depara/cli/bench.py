@@ -12,7 +12,7 @@ from .app import bench_app
 
 def _check_run(out: Path, cache: Optional[Path], threads: int) -> None:
     """What every bench checks before minutes of training: the thread count, the output and cache folders."""
-    from .._io import check_out_tree
+    from ..io.files import check_out_tree
     from ..errors import DeparaError
 
     if threads < 0:
@@ -36,7 +36,7 @@ def taskbank(
 ) -> None:
     """Train the procedural task bank (cached), measure transfer affinities, and score DEPARA, DEPARA-V/E,
     RSA, CKA and LogME against them (P@K, PR curve, rank correlations, node definitions, λ sweep, tree)."""
-    from ..taskbank.bench import run_bench
+    from ..benches.taskbank.bench import run_bench
 
     _check_run(out, cache, threads)
     result = run_bench(scale, out, seed=seed, cache_dir=cache, progress=not quiet, threads=threads or None)
@@ -63,7 +63,7 @@ def realbank(
     """Real-image transfer bench: measure linear-probe and fine-tuning accuracy of a zoo of small sources on
     real-image targets (cached), score every peer and DEPARA variant from the labelled target set, and report rank
     quality with bootstrap intervals (the out-of-sample test of the frozen defaults)."""
-    from ..realbank.bench import run_realbank
+    from ..benches.realbank.bench import run_realbank
 
     _check_run(out, cache_dir, threads)
     result = run_realbank(scale, out, seed=seed, cache_dir=cache_dir, progress=not quiet, threads=threads or None,

@@ -14,8 +14,8 @@ CACHE_HELP = "Cache folder (default $DEPARA_CACHE, else ~/.cache/depara); the st
 
 def _store(cache: Optional[Path]):
     from ..errors import DeparaError
-    from ..readers import exists
-    from ..store import GraphStore
+    from ..io.readers import exists
+    from ..extraction.store import GraphStore
 
     if cache is not None and exists(cache) and not cache.is_dir():
         raise DeparaError(f"--cache {cache}: exists and is not a folder")

@@ -1,6 +1,6 @@
 """`depara layers` (module names with output shapes) and `depara extract` (DEPARA graphs of a model).
 
-Both only parse arguments and call :mod:`depara.models`, :mod:`depara.probes` and :mod:`depara.extract`.
+Both only parse arguments and call :mod:`depara.extraction.models`, :mod:`depara.extraction.probes` and :mod:`depara.extraction.extract`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .._io import check_out_path, ensure_dir, seed_everything
+from ..io.files import check_out_path, ensure_dir, seed_everything
 from ..errors import DeparaError
 from ._flags import flags
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_GRAPH_OPTIONS, DEFAULT_NODE_SIZE,
@@ -38,7 +38,7 @@ def layers(
     from rich.console import Console
     from rich.table import Table
 
-    from ..models import list_layers, load_model
+    from ..extraction.models import list_layers, load_model
 
     net = load_model(model, weights=_weights(weights))
     modules = dict(net.named_modules())
@@ -58,7 +58,7 @@ def layers(
 
 
 def _probe_set(probes: Path, root: Optional[Path], preprocess: str):
-    from ..probes import ProbeSet
+    from ..extraction.probes import ProbeSet
 
     if probes.is_dir():
         if root is not None:
@@ -111,8 +111,8 @@ def extract(
                                                   "then one joining them; default: one task for all probes."),
 ) -> None:
     """Build the DEPARA graph(s) of MODEL at --layer on a probe set and save them."""
-    from ..extract import build_graphs
-    from ..models import load_model
+    from ..extraction.extract import build_graphs
+    from ..extraction.models import load_model
 
     layers = list(dict.fromkeys(layer))
     if node_size < 0:
@@ -149,7 +149,7 @@ def extract(
             meta={"model": model, "weights": _weights(weights), "probes": str(probes), "seed": seed})
     if len(layers) > 1 or out.is_dir():
         ensure_dir(out)
-    from ..edge_ranks import attach_edge_ranks
+    from ..core.edges import attach_edge_ranks
 
     for name, g in graphs.items():
         attach_edge_ranks(g).save(targets[name])
@@ -160,9 +160,9 @@ def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: l
                        *, engine: str, address: Optional[str], store: Optional[Path], weights: Optional[str],
                        node_size: int, device: Optional[str], probes_per_task: Optional[int] = None,
                        **options) -> None:
-    """`depara extract --engine ray`: one job through depara.engine; the graphs are read back from the store."""
-    from ..engine import Job, extract_graphs
-    from ..store import GraphStore
+    """`depara extract --engine ray`: one job through depara.extraction.engine; the graphs are read back from the store."""
+    from ..extraction.engine import Job, extract_graphs
+    from ..extraction.store import GraphStore
 
     job = Job(model, tuple(layers), str(probes.resolve()), weights=_weights(weights),
               probe_root=str(root.resolve()) if root is not None else None, node_size=node_size or None,

@@ -1,6 +1,6 @@
 """`depara compare` (V/E/S matrices of several graph files) and `depara rank` (sources ranked for a target).
 
-Both only parse arguments, load graphs and call :mod:`depara.graph_similarity` and :mod:`depara.graph_results`.
+Both only parse arguments, load graphs and call :mod:`depara.core.similarity` and :mod:`depara.report.graph_files`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Optional
 
 import typer
 
-from .._io import check_out_dir, check_out_file, write_csv, write_json
+from ..io.files import check_out_dir, check_out_file, write_csv, write_json
 from ..errors import DeparaError
-from ..graph import Graph
+from ..core.graph import Graph
 from ..options import DEFAULT_LAMBDA, format_lam
 from .app import app
 
@@ -51,8 +51,8 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from ..graph_results import most_similar_pair, write_similarity_csv
-    from ..graph_similarity import similarity_matrix
+    from ..report.graph_files import most_similar_pair, write_similarity_csv
+    from ..core.similarity import similarity_matrix
 
     if len(graphs) < 2:
         raise DeparaError(f"compare: give at least two graph files, got {len(graphs)}")
@@ -99,8 +99,8 @@ def rank(
                                        "manifest.json (created; its parent must exist)."),
 ) -> None:
     """Rank source graphs by DEPARA similarity S = V + λE to a target graph, best first."""
-    from ..graph_results import pick_line, ranking_document, ranking_table, write_rank_results
-    from ..graph_similarity import rank_sources
+    from ..report.graph_files import pick_line, ranking_document, ranking_table, write_rank_results
+    from ..core.similarity import rank_sources
     from ._table import print_ranking
 
     _check_optional_out(csv, "--csv")

@@ -1,6 +1,6 @@
 """Layer-transferability commands: `depara data split|shrink|synth-digits`, `depara train`, `depara transfer`,
-`depara layers-select` and `depara demo layers`. Parsing only: the work is in :mod:`depara.data` and
-:mod:`depara.train`.
+`depara layers-select` and `depara demo layers`. Parsing only: the work is in :mod:`depara.benches.data` and
+:mod:`depara.benches.layers`.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def split_cmd(
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Decode-check every image first."),
 ) -> None:
     """Split a domain folder per class into train/val/test, deterministically."""
-    from ..data import split_domain
-    from .._io import check_out_tree
+    from ..benches.data import split_domain
+    from ..io.files import check_out_tree
 
     check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
@@ -100,8 +100,8 @@ def shrink_cmd(
     mode: Mode = typer.Option(Mode.link, "--mode"),
 ) -> None:
     """Keep 1/RATIO of each class's train images; val and test unchanged."""
-    from ..data import shrink_domain
-    from .._io import check_out_tree
+    from ..benches.data import shrink_domain
+    from ..io.files import check_out_tree
 
     check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
@@ -120,8 +120,8 @@ def synth_digits_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """An offline syn->real pair: digits rendered from matplotlib's fonts vs scikit-learn's real handwritten digits."""
-    from ..data import make_synth_digits
-    from .._io import check_out_tree
+    from ..benches.data import make_synth_digits
+    from ..io.files import check_out_tree
 
     check_out_tree(out, "--out")  # a file, or an unwritable folder: refused before any image is read
 
@@ -150,7 +150,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Train a VGG-bn on one domain: log.csv per epoch, best/last checkpoints, resumable."""
-    from ..train import train_domain
+    from ..benches.layers import train_domain
 
     _check_training_numbers(width=width, lr=lr, momentum=momentum, weight_decay=weight_decay)
     with flags(arch="--arch", width="--width", epochs="--epochs"):
@@ -182,7 +182,7 @@ def transfer_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """For every depth k: a fresh model, layers 1..k copied (with batch norm) and frozen, the rest fine-tuned."""
-    from ..train import transfer_layers, write_transfer_results
+    from ..benches.layers import transfer_layers, write_transfer_results
 
     _check_training_numbers(lr=lr, momentum=momentum, weight_decay=weight_decay)
     with flags(arch="--arch", fraction="--fraction", epochs="--epochs"):
@@ -199,7 +199,7 @@ def transfer_cmd(
 
 def _print_layer_table(result: dict) -> None:
     """The layers best first by the primary score (the first λ), accuracies where known, then the pick in one line."""
-    from ..train.select import score_lam
+    from ..benches.layers.select import score_lam
     from ._table import print_ranking
 
     rows = result["rows"]
@@ -235,11 +235,11 @@ def layers_select_cmd(
                                help="Also score each layer with LogME, H-score, TransRate, RSA, CKA; write OUT/peers/."),
 ) -> None:
     """Per layer k: DEPARA between the source at layer k and the target-domain model's logits."""
-    from ..train import layers_select
+    from ..benches.layers import layers_select
 
     transfers = _parse_transfer(transfer or [])
     if peers:  # check the peers' inputs before the DEPARA work
-        from ..train.peers import resolve_target_data
+        from ..benches.layers.peers import resolve_target_data
 
         if not transfers:
             raise DeparaError("--peers: needs --transfer NAME=FOLDER (the accuracies to compare the scores against)")
@@ -252,7 +252,7 @@ def layers_select_cmd(
                           source_arch=source_arch, options=options, batch_size=batch_size)
     _print_layer_table(r)
     if peers:
-        from ..train.peers import score_layers_with_peers
+        from ..benches.layers.peers import score_layers_with_peers
 
         with flags(accuracies="--transfer", transfer="--transfer", arch="--source-arch"):
             p = score_layers_with_peers(source, target, probes, transfers, target_data=target_data,
@@ -275,7 +275,7 @@ def demo_layers_cmd(
                                              help="Also compare LogME, H-score, TransRate, RSA, CKA per layer here."),
 ) -> None:
     """The whole layer-selection experiment on synth-digits: data, training, transfer, DEPARA per layer."""
-    from ..train import run_layers_demo
+    from ..benches.layers import run_layers_demo
 
     parent_quiet = bool(ctx.parent is not None and ctx.parent.params.get("quiet"))
     with flags(scale="--scale"):

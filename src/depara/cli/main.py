@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     * anything else is a bug: ``error: internal error (<type>: <message>)``, exit 1; set ``DEPARA_DEBUG=1`` for
       the traceback.
     Stale temporary files of earlier, killed runs are removed: ``depara-features-<PID>-*`` folders in the temp dir
-    at every start (:func:`depara._io.clean_stale_temp_dirs`), ``.<name>.<PID>-*.part`` files by the next write
-    into their folder (:func:`depara._io.clean_stale_parts`).
+    at every start (:func:`depara.io.files.clean_stale_temp_dirs`), ``.<name>.<PID>-*.part`` files by the next write
+    into their folder (:func:`depara.io.files.clean_stale_parts`).
     """
     import os
     import signal
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
-    from .._io import clean_stale_temp_dirs
+    from ..io.files import clean_stale_temp_dirs
 
     clean_stale_temp_dirs()  # feature folders of earlier runs that were killed (SIGKILL) before cleaning up
     _show_library_notes()  # e.g. "probe folder P: skipped pipe.png (not a regular file ...)"

@@ -19,8 +19,8 @@ def report(
                                        help="Where to write report.html and report.md (default: RESULTS_DIR)."),
 ) -> None:
     """Render a results folder into one self-contained HTML page (figures embedded) and a Markdown summary."""
-    from .._io import check_out_tree
-    from ..report import render_report
+    from ..io.files import check_out_tree
+    from ..report.html import render_report
 
     check_out_tree(out if out is not None else results_dir, "--out")
     files = render_report(results_dir, out)
@@ -43,7 +43,7 @@ def demo(
     measured ground truth, then write a report. A few minutes the first time, seconds after."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..demo import run_demo
+    from ..benches.demo import run_demo
 
     result = run_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
     console = Console()

@@ -1,6 +1,6 @@
 """`depara score`: every registered transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA,
 DEPARA) on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
-:mod:`depara.harness` and :mod:`depara.data.targets` only; library errors name arguments, mapped here to flags."""
+:mod:`depara.selection.harness` and :mod:`depara.selection.targets` only; library errors name arguments, mapped here to flags."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, Optional
 
 import typer
 
-from .._io import seed_everything
+from ..io.files import seed_everything
 from ..errors import DeparaError
-from ..estimators import estimator_names
+from ..estimators.registry import estimator_names
 from ..options import DEFAULT_LAMBDA
 from ._flags import flags
 from .app import app
@@ -83,9 +83,9 @@ def score(
     from rich.console import Console
     from rich.table import Table
 
-    from .. import harness
-    from .._io import check_out_dir
-    from ..data import targets
+    from ..selection import harness
+    from ..io.files import check_out_dir
+    from ..selection import targets
 
     from ..options import check_lam
 
@@ -131,7 +131,7 @@ def score(
         tgt = _load_model(target_model) if target_model else None
         probe_set = None
         if tgt is not None:
-            from ..probes import ProbeSet
+            from ..extraction.probes import ProbeSet
 
             if probes is not None:
                 probe_set = ProbeSet.from_folder(probes, preprocess)
@@ -189,17 +189,17 @@ def _own_preprocessing_hint():
 
 def _load_model(spec: str):
     try:
-        from ..models import load_model
+        from ..extraction.models import load_model
     except ImportError:  # pragma: no cover - depends on the core-torch module being present
-        raise DeparaError(f"model {spec}: depara.models is not available to load model specs") from None
+        raise DeparaError(f"model {spec}: depara.extraction.models is not available to load model specs") from None
     return load_model(spec)
 
 
 def _score_npz(specs, target_data: Path, methods, regression: bool, lam: float, graph, target_graph,
                truth_values, ks):
-    from .. import harness
-    from ..data import targets
-    from ..graph import Graph
+    from ..selection import harness
+    from ..selection import targets
+    from ..core.graph import Graph
 
     with flags(path="--target-data"):
         target = targets.load_target_npz(target_data, regression)

@@ -1,5 +1,5 @@
 """`depara select DATA --models ... | --zoo ...`: which model and which layer to transfer. Parses and calls
-:func:`depara.selection.select` only."""
+:func:`depara.selection.job.select` only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
-from ..readers import exists
+from ..io.readers import exists
 from ._flags import flags
 from .app import app, demo_app
 
@@ -57,8 +57,8 @@ def select_cmd(
                                           "cluster (default: a private local runtime)."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
-    from .._io import check_out_dir
-    from ..selection import select
+    from ..io.files import check_out_dir
+    from ..selection.job import select
 
     if (models is None) == (zoo is None):
         raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
@@ -74,7 +74,7 @@ def select_cmd(
                                                   else names)
     candidates = str(zoo) if zoo is not None else _split(models)
     if zoo is not None and not str(zoo).lower().endswith(".toml"):
-        from ..zoo import read_zoo
+        from ..extraction.zoo import read_zoo
 
         candidates = read_zoo(zoo)  # type: ignore[assignment]
     with flags(**_SELECT_FLAGS):
@@ -111,7 +111,7 @@ def demo_benchmarks(
     from rich.console import Console
     from rich.markup import escape
 
-    from ..demo import run_benchmark_demo
+    from ..benches.demo import run_benchmark_demo
 
     result = run_benchmark_demo(out, seed=seed, cache_dir=cache, progress=not quiet)
     console = Console()

@@ -1,4 +1,4 @@
-"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.taskonomy / depara.tree."""
+"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.benches.taskonomy / depara.core.tree."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def matrices(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build each task's graph once (cached) and write the task-by-task V, E, RSA and DEPARA(λ) matrices."""
-    from .. import taskonomy
-    from .._io import check_out_dir
+    from ..benches import taskonomy
+    from ..io.files import check_out_dir
     from ..options import check_lam
 
     check_lam(lam, "--lam")
@@ -82,13 +82,13 @@ def plot(
     out: Path = typer.Option(..., "--out", help="Output folder."),
 ) -> None:
     """Score the matrices against the truth: hits/P@K/R@K CSVs, PR curve, P@K curve, λ sweep, tree, manifest."""
-    from .. import taskonomy
-    from .._io import check_out_dir, ensure_dir
+    from ..benches import taskonomy
+    from ..io.files import check_out_dir, ensure_dir
 
     check_out_dir(out, "--out")
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)
-    from ..published import read_published_hits
+    from ..evaluation.published import read_published_hits
 
     pub = read_published_hits(published) if published is not None else None
     ensure_dir(out)
@@ -108,9 +108,9 @@ def tree(
     heatmap: Optional[Path] = typer.Option(None, "--heatmap", help="Also draw a heatmap PNG here."),
 ) -> None:
     """Task similarity tree: hierarchical clustering of the symmetrised similarity matrix (scipy)."""
-    from .._io import check_out_file
-    from ..evaluate import read_matrix_csv
-    from ..tree import draw_tree
+    from ..io.files import check_out_file
+    from ..evaluation.rank_quality import read_matrix_csv
+    from ..core.tree import draw_tree
 
     check_out_file(out, "--out")
     if heatmap is not None:

@@ -1,0 +1,346 @@
+"""The real-image transfer bench: ``depara bench realbank`` (out-of-sample test of the frozen DEPARA defaults).
+
+``run_realbank(scale, out)``:
+
+1. loads the real-image targets (:mod:`.data`; a missing data set is skipped with a note in the manifest);
+2. trains the source zoo (:mod:`.zoo`, cached);
+3. measures the ground truth of every (target, source) under both protocols on every seed (:mod:`.truth`, cached);
+4. scores every source for every target with every peer and DEPARA variant from the target's labelled set only
+   (:mod:`.scoring`, cached), the frozen default read from ``configs/defaults.toml``;
+5. evaluates every scorer per protocol with bootstrap intervals over targets (:mod:`.evaluation`), draws the
+   figures, and writes CSV tables, the frozen config copy and ``manifest.json`` (kind ``realbank``) into ``out``.
+
+Everything is deterministic under ``seed`` (seeds ``seed, seed+1, …`` are the ground-truth seeds; ``seed`` is the
+split the scorers see).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
+from ...extraction.threads import cpu_threads
+from ...errors import DeparaError
+from ..taskbank.cache import fingerprint, load_json_entry, save_json_entry
+from . import data as D
+from .evaluation import METRICS, ORACLE, RANDOM, SEED_CEILING, evaluate, paired_difference
+from .scoring import DEPARA_VARIANTS, FROZEN, PEERS, Defaults, score_target
+from .truth import TruthConfig, measure_pair
+from .zoo import DEFAULT_ZOO, DEMO_ZOO, TINY_ZOO, load_or_train_zoo
+
+ALL_TARGETS = tuple(D.TARGETS) + tuple(f"{t}@{D.FEW_SHOT}" for t in D.TARGETS if t not in D.SMALL_POOLS)
+PROTOCOLS = ("linear_probe", "fine_tune")
+
+
+@dataclass(frozen=True)
+class Scale:
+    targets: tuple[str, ...]
+    zoo: tuple
+    seeds: int
+    pool: int
+    n_train: int
+    n_test: int
+    ft_steps: int
+    n_probe: int
+    quick_steps: int
+    quick_width: int = 8
+    extra: dict = field(default_factory=dict)
+
+
+SCALES = {
+    "tiny": Scale(("digits10", "lfw-face", "digits-parity@10"), TINY_ZOO, seeds=2, pool=300, n_train=100,
+                  n_test=100, ft_steps=8, n_probe=40, quick_steps=15),
+    "demo": Scale(("digits10", "digits-parity@10", "fmnist10", "fmnist-shoes@10", "lfw-face", "photo-patch",
+                   "visda-vehicle"), DEMO_ZOO, seeds=2, pool=600, n_train=200, n_test=200, ft_steps=30,
+                  n_probe=100, quick_steps=60),
+    "default": Scale(ALL_TARGETS, DEFAULT_ZOO, seeds=3, pool=800, n_train=200, n_test=250, ft_steps=30,
+                     n_probe=120, quick_steps=100),
+}
+
+
+def repo_defaults_path() -> Path:
+    """``configs/defaults.toml`` of the repository this package lives in."""
+    return Path(__file__).resolve().parents[4] / "configs" / "defaults.toml"
+
+
+def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
+    """The frozen DEPARA default from the TOML config (``[depara]`` table), its raw content and path."""
+    import tomllib
+
+    p = Path(path) if path is not None else repo_defaults_path()
+    if path is None and not p.is_file():  # an installed package: the same values, carried by depara.options
+        from ... import options as O
+
+        return Defaults(node_weight=O.DEFAULT_NODE_WEIGHT, label_weight=O.DEFAULT_LABEL_WEIGHT,
+                        edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
+                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES, layer=O.DEFAULT_LAYER), {}, p
+    if not p.is_file():
+        raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        d = doc["depara"]
+        if str(d.get("layer", "representation")) not in ("representation", "below-representation"):
+            raise ValueError(f"layer {d.get('layer')!r} is not 'representation' or 'below-representation'")
+        from ...core.similarity_edges import COMPARISONS, POOLINGS, SCALES
+        from .scoring import PROBE_SETS
+
+        # Files written before issue 10 have no edge keys: today's DEPARA graph (the previous frozen default).
+        edge = {"edge_comparison": COMPARISONS, "edge_features": POOLINGS, "edge_scale": SCALES, "probes": PROBE_SETS}
+        for k, allowed in edge.items():
+            if str(d.get(k, allowed[0])) not in allowed:
+                raise ValueError(f"{k} {d.get(k)!r} is not one of {', '.join(allowed)}")
+        return Defaults(node_scalar=str(d["node_scalar"]), node_reduction=str(d["node_reduction"]),
+                        node_weight=float(d["node_weight"]), label_weight=float(d["label_weight"]),
+                        layer=str(d.get("layer", "representation")),
+                        **{k: str(d.get(k, allowed[0])) for k, allowed in edge.items()}), doc, p
+    except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise DeparaError(f"defaults config {p}: expected a [depara] table with node_scalar, node_reduction, "
+                          f"node_weight, label_weight ({type(exc).__name__}: {exc})") from None
+
+
+def _printer(progress: bool):
+    t0 = time.perf_counter()
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"[realbank {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+
+def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True, threads: int | None = 1,
+                 defaults_path=None) -> dict:
+    """Run the real-image bench at ``scale`` ("tiny" | "demo" | "default") into folder ``out``; returns the summary.
+
+    ``cache_dir``: default ``$DEPARA_CACHE`` or ``~/.cache/depara`` (sources, ground truth and scores are cached
+    there; a rerun reuses them, an interrupted run resumes, a corrupt entry is rebuilt). ``threads``: torch and BLAS
+    threads during the run (None = leave as is). ``defaults_path``: the frozen config (default the repository's
+    ``configs/defaults.toml``).
+    """
+    if scale not in SCALES:
+        raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
+    with cpu_threads(threads):
+        return _run(scale, Path(out), seed=int(seed), cache_dir=cache_dir, progress=progress,
+                    defaults_path=defaults_path)
+
+
+def available_targets(sc: "Scale"):
+    """(name, pool) of each target of scale ``sc`` whose data is installed, in order (absent ones skipped)."""
+    for t in sc.targets:
+        try:
+            yield t, D.load_target(t, sc.pool)
+        except D.Unavailable:
+            continue
+
+
+def target_splits(sc: "Scale", t: str, pool, seeds) -> list:
+    """The train/test split of target ``t`` for each seed (few-shot targets, ``name@k``, draw k per class)."""
+    shots = D.FEW_SHOT if "@" in t else None
+    return [D.make_split(pool.y, seed=s, n_train=sc.n_train, n_test=sc.n_test, shots=shots) for s in seeds]
+
+
+def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bool = True) -> dict:
+    """Train the zoo and measure the ground truth of ``scale`` into the cache, nothing else (no scoring, no
+    evaluation, no results): lets the expensive, defaults-independent part run while the defaults are chosen."""
+    sc = SCALES[scale]
+    cache_root = Path(cache_dir or default_cache_dir()) / "realbank"
+    cfg = TruthConfig(ft_steps=sc.ft_steps)
+    seeds = [seed + k for k in range(sc.seeds)]
+    nets, infos, _ = load_or_train_zoo(sc.zoo, cache_root, seed, progress=_printer(progress))
+    n_done = 0
+    for t, pool in available_targets(sc):
+        splits = target_splits(sc, t, pool, seeds)
+        for n in nets:
+            measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
+                         cache_root=cache_root)
+            n_done += 1
+        _printer(progress)(f"ground truth of {t} measured")
+    return {"pairs": n_done}
+
+
+def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, defaults_path) -> dict:
+    from ...report.manifest import write_manifest
+    from .figures import plot_intervals, plot_picks
+
+    sc = SCALES[scale]
+    defaults, defaults_doc, defaults_file = load_defaults(defaults_path)
+    out = ensure_dir(out)
+    say = _printer(progress)
+    cache_root = Path(cache_dir or default_cache_dir()) / "realbank"
+    t_start = time.perf_counter()
+    cfg = TruthConfig(ft_steps=sc.ft_steps)
+    seeds = [seed + k for k in range(sc.seeds)]
+
+    # 1. targets
+    pools, skipped = {}, {}
+    for t in sc.targets:
+        try:
+            pools[t] = D.load_target(t, sc.pool)
+        except D.Unavailable as exc:
+            skipped[t] = str(exc)
+            say(f"target {t} skipped: {exc}")
+    if len(pools) < 2:
+        raise DeparaError(f"scale {scale}: fewer than 2 targets available ({', '.join(skipped) or 'none'} skipped)")
+
+    # 2. sources
+    say(f"scale {scale}: {len(pools)} targets, {len(sc.zoo)} sources, {len(seeds)} seeds; cache {cache_root}")
+    with _bar(len(sc.zoo), "sources", progress) as bar:
+        nets, infos, src_skipped = load_or_train_zoo(sc.zoo, cache_root, seed, progress=None, bar=bar)
+    skipped.update({f"source {k}": v for k, v in src_skipped.items()})
+    sources = list(nets)
+    if len(sources) < 3:
+        raise DeparaError(f"scale {scale}: fewer than 3 sources available")
+    zoo_key = fingerprint({n: infos[n]["file_sha256"] for n in sources})
+
+    # 3. ground truth, 4. scores
+    truth = {p: {} for p in PROTOCOLS}
+    per_seed = {p: {} for p in PROTOCOLS}
+    truth_rows, score_rows, costs = [], [], {"gt_seconds": 0.0, "scoring_seconds": 0.0, "frozen_seconds": 0.0,
+                                             "peers_seconds": 0.0}
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    score_info = {}
+    with _bar(len(pools) * (len(sources) + 1), "targets x sources", progress) as bar:
+        for t, pool in pools.items():
+            splits = target_splits(sc, t, pool, seeds)
+            acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
+            for j, n in enumerate(sources):
+                r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
+                                 cache_root=cache_root)
+                for p in PROTOCOLS:
+                    acc[p][:, j] = r[p]
+                costs["gt_seconds"] += r["seconds_forward"] + r["seconds_lp"] + r["seconds_ft"]
+                for k, s in enumerate(seeds):
+                    truth_rows.append({"target": t, "source": n, "seed": s, "linear_probe": r["linear_probe"][k],
+                                       "fine_tune": r["fine_tune"][k]})
+                if bar is not None:
+                    bar.update(1)
+            for p in PROTOCOLS:
+                per_seed[p][t] = acc[p]
+                truth[p][t] = acc[p].mean(axis=0)
+            # Scores from the seed-`seed` split's labelled (train) images only.
+            tr = splits[0].train
+            key = fingerprint({"zoo": zoo_key, "target": t, "train": fingerprint({"i": tr.tolist()}),
+                               "defaults": asdict(defaults), "n_probe": sc.n_probe, "quick": [sc.quick_steps,
+                                                                                               sc.quick_width],
+                               "seed": seed, "peers": list(PEERS), "v": 2})
+            path = cache_root / "scores" / f"{t}-{key}.json"
+            hit = load_json_entry(path, key)
+            if hit is None:
+                s_t, info = score_target(nets, pool.x[tr], pool.y[tr], defaults=defaults, n_probe=sc.n_probe,
+                                         quick_steps=sc.quick_steps, quick_width=sc.quick_width, seed=seed)
+                hit = {"scores": {k: [float(v) for v in a] for k, a in s_t.items()}, "info": info}
+                save_json_entry(path, key, hit)
+            scores[t] = {k: np.array(v, dtype=np.float64) for k, v in hit["scores"].items()}
+            score_info[t] = hit["info"]
+            costs["scoring_seconds"] += hit["info"]["seconds_total"]
+            costs["frozen_seconds"] += hit["info"]["seconds_frozen_default"]
+            costs["peers_seconds"] += hit["info"]["seconds_peers"]
+            for k, a in scores[t].items():
+                score_rows.extend({"target": t, "scorer": k, "source": n, "score": float(v)} for n, v in zip(sources, a))
+            if bar is not None:
+                bar.update(1)
+
+    # 5. evaluation
+    say("evaluating")
+    order = [FROZEN] + [v for v in DEPARA_VARIANTS if v != FROZEN] + [p for p in PEERS]
+    scores = {t: {k: s[k] for k in order if k in s} for t, s in scores.items()}
+    tables, figures, summary_by_protocol, winners, comparisons = {}, {}, {}, {}, {}
+    per_target_all = []
+    for p in PROTOCOLS:
+        rows, summ = evaluate(truth[p], per_seed[p], scores, sources, seed=seed)
+        per_target_all += [{"protocol": p, **r} for r in rows]
+        summary_by_protocol[p] = summ
+        real = [r for r in summ if r["scorer"] not in (RANDOM, ORACLE, SEED_CEILING)]
+        win_tau = max(real, key=lambda r: r["weighted_tau"])
+        win_reg = min(real, key=lambda r: r["regret"])
+        label_free = [r for r in real if r["scorer"] in ("RSA (target model)", "CKA (target model)")]
+        best_lf = max(label_free, key=lambda r: r["weighted_tau"])
+        winners[p] = {"weighted_tau": win_tau["scorer"], "regret": win_reg["scorer"],
+                      "best_label_free_peer": best_lf["scorer"]}
+        comp = {}
+        for other in ("LogME", best_lf["scorer"]):
+            for m in ("weighted_tau", "regret"):
+                a = [r[m] for r in rows if r["scorer"] == FROZEN]
+                b = [r[m] for r in rows if r["scorer"] == other]
+                d, lo, hi = paired_difference(np.array(a), np.array(b), np.random.default_rng([seed, 9]))
+                comp[f"{m}: frozen − {other}"] = {"mean": d, "lo": lo, "hi": hi}
+        comparisons[p] = comp
+        write_csv(out / f"summary_{p}.csv", summ)
+        tables[f"summary_{p}"] = f"summary_{p}.csv"
+    write_csv(out / "per_target.csv", per_target_all, header=["protocol", "scorer", "target", *METRICS, "pick",
+                                                               "pick_truth", "best", "best_truth"])
+    tables["per_target"] = "per_target.csv"
+    write_csv(out / "truth_per_seed.csv", truth_rows)
+    tables["truth_per_seed"] = "truth_per_seed.csv"
+    for p in PROTOCOLS:
+        write_csv(out / f"truth_{p}.csv", [{"target": t, **{n: float(v) for n, v in zip(sources, truth[p][t])}}
+                                           for t in truth[p]])
+        tables[f"truth_{p}"] = f"truth_{p}.csv"
+    write_csv(out / "scores.csv", score_rows)
+    tables["scores"] = "scores.csv"
+    noise_rows = []
+    for p in PROTOCOLS:
+        for t in truth[p]:
+            a = per_seed[p][t]
+            noise_rows.append({"protocol": p, "target": t, "mean_accuracy": float(a.mean()),
+                               "seed_std_mean_over_sources": float(a.std(axis=0, ddof=1).mean()) if len(a) > 1
+                               else float("nan"),
+                               "source_spread": float(a.mean(axis=0).max() - a.mean(axis=0).min())})
+    write_csv(out / "seed_noise.csv", noise_rows)
+    tables["seed_noise"] = "seed_noise.csv"
+    write_csv(out / "sources.csv", [{"source": n, **{k: v for k, v in infos[n].items() if k != "file_sha256"}}
+                                    for n in sources])
+    tables["sources"] = "sources.csv"
+    write_csv(out / "targets.csv", [{"target": t, "description": D.TARGETS[t.split("@")[0]][1],
+                                     "few_shot": D.FEW_SHOT if "@" in t else "", "pool": len(pools[t].y),
+                                     "classes": pools[t].n_classes, "labelled": score_info[t]["n_labelled"],
+                                     "probes": score_info[t]["n_probe"]} for t in pools])
+    tables["targets"] = "targets.csv"
+    figures["rank_quality"] = plot_intervals(summary_by_protocol, out / "rank_quality.png", highlight=(FROZEN,)).name
+    for p in PROTOCOLS:
+        picks = {sc_name: {r["target"]: r["pick"] for r in per_target_all
+                           if r["protocol"] == p and r["scorer"] == sc_name}
+                 for sc_name in (FROZEN, "LogME", winners[p]["best_label_free_peer"])}
+        figures[f"picks_{p}"] = plot_picks(truth[p], sources, picks, out / f"picks_{p}.png",
+                                           f"{p.replace('_', ' ')}: picks vs truth").name
+    shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
+    total = time.perf_counter() - t_start
+    ratio = costs["scoring_seconds"] / max(costs["gt_seconds"], 1e-9)
+    costs.update({"scoring_over_gt": ratio, "frozen_over_gt": costs["frozen_seconds"] / max(costs["gt_seconds"], 1e-9),
+                  "run_seconds": total})
+    write_json(out / "costs.json", costs)
+    head = {p: {r["scorer"]: r for r in summary_by_protocol[p]} for p in PROTOCOLS}
+
+    def _fmt(p, s):
+        r = head[p][s]
+        return f"{r['weighted_tau']:.2f} [{r['weighted_tau_lo']:.2f}, {r['weighted_tau_hi']:.2f}]"
+    summary = ("; ".join(f"{p.replace('_', ' ')}: frozen DEPARA wτ {_fmt(p, FROZEN)}, LogME {_fmt(p, 'LogME')}, "
+                         f"winner {winners[p]['weighted_tau']}" for p in PROTOCOLS)
+               + f"; scoring/ground-truth compute {ratio:.3f}")
+    write_manifest(out, "realbank", title=f"Real-image bank ({scale}): which source to transfer, out of sample",
+                   summary=summary,
+                   settings={"scale": scale, "seed": seed, "seeds": seeds, **{k: v for k, v in asdict(sc).items()
+                                                                              if k not in ("zoo", "extra")},
+                             "truth": cfg.key(), "frozen_defaults": asdict(defaults),
+                             "frozen_defaults_file": "frozen_defaults.toml"},
+                   tables=tables, figures=figures,
+                   extra={"skipped": skipped, "winners": winners, "comparisons": comparisons, "costs": costs,
+                          "sources": sources, "targets": list(pools),
+                          "frozen_default": defaults.describe()})
+    say(summary)
+    return {"summary": summary, "winners": winners, "comparisons": comparisons, "costs": costs,
+            "summary_rows": summary_by_protocol, "skipped": skipped, "out": str(out)}

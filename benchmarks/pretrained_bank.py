@@ -178,6 +178,73 @@ def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, note
                                        "seconds": seconds, "python": platform.python_version(),
                                        "n_candidates": len(per_cand)})
     write_text(out / "chosen.txt", chosen.name + "\n" + "\n".join(notes) + "\n")
+    key = key_rows(summary, chosen)
+    write_text(out / "summary.md", table(key, refs, comparisons))
+    figure(key, out / "rank_quality.png")
+
+
+def key_rows(summary: list[dict], chosen: R.Candidate) -> list[dict]:
+    """The rows a reader needs: the choice, the round-4 default, every peer and baseline at its best read."""
+    by = {r["candidate"]: r for r in summary}
+    names = [chosen.name, f"{ROUND4} @ below"]
+    for scorer in [*PEERS_IN_COMBOS, KNN, "static prior: parameters", "static prior: own-task top-1",
+                   "always the last layer", *S.MEMBERS]:
+        best = max((by[f"{scorer} @ {r}"] for r in R.READS), key=lambda row: row["rule_score"])
+        if best["candidate"] not in names:
+            names.append(best["candidate"])
+    return [by[n] for n in names]
+
+
+def _ci(row: dict, m: str, digits: int = 2) -> str:
+    return f"{row[m]:.{digits}f} [{row[m + '_lo']:.{digits}f}, {row[m + '_hi']:.{digits}f}]"
+
+
+def table(rows: list[dict], refs: dict, comparisons: list[dict]) -> str:
+    lines = ["| scorer @ layer read | rule score | models: weighted τ | models: regret (points) | layers: weighted τ "
+             "| best layer picked | joint (model, layer) regret |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['candidate']} | {r['rule_score']:.3f} | {_ci(r, 'model_wtau')} | "
+                     f"{_ci(r, 'model_regret', 1)} | {_ci(r, 'layer_wtau')} | {_ci(r, 'layer_pick')} | "
+                     f"{_ci(r, 'joint_regret', 1)} |")
+    mean = lambda k: float(np.nanmean([v[k] for v in refs.values()]))  # noqa: E731
+    lines += ["", f"Random ranking: models weighted τ {mean('random_weighted_tau'):.2f}. Another seed's accuracies "
+              f"as the scores (noise ceiling): weighted τ {mean('another_seed_weighted_tau'):.2f}, regret "
+              f"{mean('another_seed_regret'):.1f} points. Split-half reliability of the model truth (10 seeds, "
+              f"Spearman–Brown): weighted τ {mean('weighted_tau_reliability'):.2f} (implied ceiling "
+              f"{mean('weighted_tau_ceiling'):.2f}), Spearman {mean('spearman_reliability'):.2f} (ceiling "
+              f"{mean('spearman_ceiling'):.2f}); of the layer truth: weighted τ "
+              f"{mean('layer_weighted_tau_reliability'):.2f}.", "",
+              "| chosen minus | models: weighted τ | layers: weighted τ | best layer picked | models: regret | joint regret |",
+              "|---|---|---|---|---|---|"]
+    for c in comparisons:
+        cells = [f"{c[m][0]:+.2f} [{c[m][1]:+.2f}, {c[m][2]:+.2f}]" for m in
+                 ("model_wtau", "layer_wtau", "layer_pick", "model_regret", "joint_regret")]
+        lines.append(f"| {c['b']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("model_wtau", "models: weighted τ"), ("layer_wtau", "layers: weighted τ"),
+               ("joint_regret", "joint pick regret (points)"))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 0.35 * len(rows) + 1.5), sharey=True)
+    ys = np.arange(len(rows))[::-1]
+    for ax, (m, label) in zip(axes, metrics):
+        for y, r in zip(ys, rows):
+            colour = "tab:red" if y == ys[0] else "tab:blue" if r["candidate"].startswith("DEPARA") else "black"
+            ax.errorbar(r[m], y, xerr=[[r[m] - r[m + "_lo"]], [r[m + "_hi"] - r[m]]], fmt="o", color=colour, capsize=3)
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(ys)
+    axes[0].set_yticklabels([r["candidate"] for r in rows], fontsize=7)
+    fig.suptitle("Pretrained bank, linear probe: means over targets with 95 % bootstrap intervals (red: the choice)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,11 @@ def test_rule_score_and_choice():
     chosen, _ = R.choose({d: 0.4, p: 0.6, combo: 0.65}, members={"d"})
     assert chosen == combo
     assert R.choose({d: 0.4, p: 0.6}, members=None)[0] == p
+
+
+def test_missing_scores_rank_last():
+    np.testing.assert_array_equal(R.lowest_for_missing(np.array([0.5, np.nan, 0.2])), [0.5, -0.8, 0.2])
+    np.testing.assert_array_equal(R.lowest_for_missing(np.array([np.nan, np.nan])), [0.0, 0.0])
+    scores = {s: {"x": {"l1": np.nan, "l2": np.nan, "l3": v}} for s, v in (("a", 1.0), ("b", np.nan), ("c", 0.0))}
+    m = R.target_measures(TRUTH, scores, ["a", "b", "c"], R.Candidate(("x",), "last"), _layers)
+    assert m["model_regret"] == 0.0  # a (the best) scores highest; b's missing score ranks it last

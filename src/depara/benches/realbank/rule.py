@@ -41,6 +41,15 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(v, method="average")
 
 
+def lowest_for_missing(values: np.ndarray) -> np.ndarray:
+    """``values`` with every NaN/inf (a scorer that refused the input, a static prior unknown for a source) set
+    below the lowest finite value, so it ranks last; all missing → all equal."""
+    v = np.asarray(values, dtype=np.float64).copy()
+    ok = np.isfinite(v)
+    v[~ok] = v[ok].min() - 1.0 if ok.any() else 0.0
+    return v
+
+
 def layer_values(scores_t: dict, sources, scorer: str, layers_of) -> list[np.ndarray]:
     """Per source, the scorer's values over its candidate layers (in the source's layer order)."""
     return [np.array([scores_t[s][scorer].get(layer, np.nan) for layer in layers_of(s)], float) for s in sources]
@@ -83,13 +92,15 @@ def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, lay
     layer picked share) and the joint pick's regret for one target."""
     t_model, t_layers, t_joint, _ = truth_views(truth_t, sources, layers_of)
     s_model, s_layers, s_joint = candidate_views(scores_t, sources, cand, layers_of)
+    s_model, s_joint = lowest_for_missing(s_model), lowest_for_missing(s_joint)
+    s_layers = [lowest_for_missing(v) for v in s_layers]
     names = list(sources)
     m = rank_rows(s_model, t_model, names)
     lw, lpick = [], []
     for s_l, t_l in zip(s_layers, t_layers):
         lw.append(rank_rows(s_l, t_l, [str(i) for i in range(len(t_l))])["weighted_tau"])
-        lpick.append(float(t_l[int(np.argmax(np.where(np.isfinite(s_l), s_l, -np.inf)))] >= t_l.max()))
-    joint_pick = int(np.argmax(np.where(np.isfinite(s_joint), s_joint, -np.inf)))
+        lpick.append(float(t_l[int(np.argmax(s_l))] >= t_l.max()))
+    joint_pick = int(np.argmax(s_joint))
     return {"model_wtau": m["weighted_tau"], "model_kendall": m["kendall"], "model_regret": m["regret"],
             "layer_wtau": float(np.nanmean(lw)), "layer_pick": float(np.mean(lpick)),
             "joint_regret": 100.0 * float(t_joint.max() - t_joint[joint_pick])}

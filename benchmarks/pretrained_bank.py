@@ -31,11 +31,11 @@ KNN = "k-NN accuracy"
 ROUND4 = S.member_name("per_probe", "centred")  # the round-4 frozen default's comparison and scale (read: below)
 
 
-def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log) -> tuple[dict, dict, list[str], dict]:
-    """truth[t][s][layer] (per seed), scores[t][s][scorer][layer], the sources used, and costs."""
+def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log, only=None) -> tuple[dict, dict, list[str]]:
+    """truth[t][s][layer] (per seed), scores[t][s][scorer][layer] and the sources used (``only``: these names)."""
     sets = {k: v for k, v in B.available_image_sets().items() if not v}
     sources = []
-    for name in P.SOURCE_NAMES:
+    for name in only or P.SOURCE_NAMES:
         spec = P.get_source(name)
         if not P.available(spec):
             log(f"skip {name}: package {spec.package} not installed")
@@ -45,7 +45,7 @@ def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log) -> tuple[di
             log(f"skip {name}: not extracted yet (--cached-only)")
             continue
         sources.append(name)
-    truth, scores, costs = {}, {}, {"extract_s": {}, "truth_s": {}, "score_s": {}}
+    truth, scores = {}, {}
     for target in B.TARGETS:
         if target.image_set not in sets:
             continue
@@ -60,7 +60,7 @@ def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log) -> tuple[di
             scores[target.name][name] = S.score_pair(target.name, name, P.source_version(spec), feats, train0, y,
                                                      cache)
         log(f"{target.name}: truth and scores ready")
-    return truth, scores, sources, costs
+    return truth, scores, sources
 
 
 def candidates(scorers: list[str]) -> list[R.Candidate]:
@@ -103,7 +103,7 @@ def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> 
                for k, v in split_half_reliability(per_seed, m).items()}
         layer_rel = [split_half_reliability(np.array([truth[t][s][l] for l in layers_of(s)]).T,
                                             "weighted_tau")["reliability"] for s in sources]
-        ceil = seed_ceiling(per_seed, sources)
+        ceil = seed_ceiling(per_seed, sources) if len(sources) >= 3 else {"weighted_tau": np.nan, "regret": np.nan}
         rand = [R.rank_rows(rng.permutation(len(sources)).astype(float), t_model, sources)["weighted_tau"]
                 for _ in range(200)]
         refs[t] = {**rel, "layer_weighted_tau_reliability": float(np.nanmean(layer_rel)),
@@ -141,13 +141,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cached-only", action="store_true")
+    ap.add_argument("--sources", help="comma-separated source names (default: every available one)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     cfg = B.BenchConfig()
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
-    truth, scores, sources, _ = collect(args.cache, cfg, args.cached_only, log)
+    only = [P.get_source(n.strip()).name for n in args.sources.split(",")] if args.sources else None
+    truth, scores, sources = collect(args.cache, cfg, args.cached_only, log, only)
     layers_of = lambda s: P.get_source(s).layers  # noqa: E731
+    log(f"truth and scores of {len(sources)} sources on {len(truth)} targets ready")
     per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources, layers_of))
+    log(f"{len(per_cand)} candidates evaluated")
     summary = summarise(per_cand)
     results = {c: R.rule_score(prs) for c, prs in per_cand.items()
                if c.parts[0] in S.MEMBERS or (len(c.parts) == 1 and c.parts[0] in PEERS_IN_COMBOS)}

@@ -14,6 +14,7 @@ member and a peer averages their ranks (over the sources for models, over a sour
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.stats import rankdata
@@ -87,6 +88,18 @@ def truth_views(truth_t: dict, sources, layers_of):
     return model, layer_means, np.concatenate(layer_means), per_seed
 
 
+@lru_cache(maxsize=200_000)
+def _rank_measures(score_ranks: tuple, truth: tuple) -> tuple[float, float, float]:
+    row = rank_rows(np.array(score_ranks), np.array(truth), [str(i) for i in range(len(truth))])
+    return row["weighted_tau"], row["kendall"], row["regret"]
+
+
+def rank_measures(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """(weighted τ, Kendall τ-b, regret in points) of :func:`~.evaluation.rank_rows`, memoised on the scores'
+    ranks: every one of them depends on the scores only through their order and ties, so equal orders share it."""
+    return _rank_measures(tuple(rankdata(scores, method="average")), tuple(np.asarray(truth, float)))
+
+
 def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, layers_of) -> dict:
     """Model ranking (weighted τ, Kendall τ, regret in points), layer ranking (mean weighted τ over sources, best
     layer picked share) and the joint pick's regret for one target."""
@@ -94,14 +107,13 @@ def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, lay
     s_model, s_layers, s_joint = candidate_views(scores_t, sources, cand, layers_of)
     s_model, s_joint = lowest_for_missing(s_model), lowest_for_missing(s_joint)
     s_layers = [lowest_for_missing(v) for v in s_layers]
-    names = list(sources)
-    m = rank_rows(s_model, t_model, names)
+    m_wtau, m_kendall, m_regret = rank_measures(s_model, t_model)
     lw, lpick = [], []
     for s_l, t_l in zip(s_layers, t_layers):
-        lw.append(rank_rows(s_l, t_l, [str(i) for i in range(len(t_l))])["weighted_tau"])
+        lw.append(rank_measures(s_l, t_l)[0])
         lpick.append(float(t_l[int(np.argmax(s_l))] >= t_l.max()))
     joint_pick = int(np.argmax(s_joint))
-    return {"model_wtau": m["weighted_tau"], "model_kendall": m["kendall"], "model_regret": m["regret"],
+    return {"model_wtau": m_wtau, "model_kendall": m_kendall, "model_regret": m_regret,
             "layer_wtau": float(np.nanmean(lw)), "layer_pick": float(np.mean(lpick)),
             "joint_regret": 100.0 * float(t_joint.max() - t_joint[joint_pick])}
 

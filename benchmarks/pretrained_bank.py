@@ -182,9 +182,24 @@ def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, note
                                        "seconds": seconds, "python": platform.python_version(),
                                        "n_candidates": len(per_cand)})
     write_text(out / "chosen.txt", chosen.name + "\n" + "\n".join(notes) + "\n")
+    write_text(out / "frozen_choice.toml", frozen_toml(chosen, summary))
     key = key_rows(summary, chosen)
     write_text(out / "summary.md", table(key, refs, comparisons))
     figure(key, out / "rank_quality.png")
+
+
+def frozen_toml(chosen: R.Candidate, summary: list[dict]) -> str:
+    """The choice as configs/pretrained_defaults.toml records it (RULE.md: what is frozen)."""
+    comparison, scale, k = S.MEMBERS[chosen.parts[0]]
+    row = next(r for r in summary if r["candidate"] == chosen.name)
+    layer = {"last": "representation", "below": "below-representation"}.get(chosen.read, "best-scored")
+    lines = ["# Chosen on the pretrained bank by benchmarks/results/pretrained_bank/RULE.md",
+             "# (python benchmarks/pretrained_bank.py --cache DIR --out benchmarks/results/pretrained_bank)",
+             f"# {chosen.name}: rule score {row['rule_score']:.4f}", "", "[depara]",
+             f'edge_comparison = "{comparison}"', f'edge_scale = "{scale}"', 'edge_features = "pooled"',
+             f"knn_k = {k if k is not None else 0}  # 0: floor(sqrt(N))", f'layer = "{layer}"',
+             f'peer = "{chosen.parts[1] if len(chosen.parts) > 1 else ""}"  # rank-averaged with the member if set']
+    return "\n".join(lines) + "\n"
 
 
 def key_rows(summary: list[dict], chosen: R.Candidate) -> list[dict]:

@@ -156,11 +156,12 @@ def main(argv=None) -> int:
     results = {c: R.rule_score(prs) for c, prs in per_cand.items()
                if c.parts[0] in S.MEMBERS or (len(c.parts) == 1 and c.parts[0] in PEERS_IN_COMBOS)}
     chosen, notes = R.choose(results, members=set(S.MEMBERS))
-    report(args.out, cfg, sources, truth, per_cand, refs, summary, chosen, notes, time.perf_counter() - t0)
+    report(args.out, cfg, sources, truth, per_cand, refs, summary, chosen, notes, time.perf_counter() - t0,
+           args.cache)
     return 0
 
 
-def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, notes, seconds) -> None:
+def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, notes, seconds, cache: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "summary.csv", sorted(summary, key=lambda r: -r["rule_score"]))
     write_csv(out / "per_target.csv", [{"candidate": c.name, **r} for c, prs in per_cand.items() for r in prs
@@ -171,9 +172,12 @@ def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, note
                                   for t in truth for s in truth[t] for l, v in truth[t][s].items()])
     cands = {c.name: c for c in per_cand}
     logme = cands["LogME @ last"]
-    comparisons = [paired(per_cand, chosen, ref) for ref in
-                   (logme, cands[f"{KNN} @ last"], cands["static prior: parameters @ last"],
-                    cands[f"{ROUND4} @ below"])]
+    refs_to = [logme, best_read(summary, cands, "LogME"), cands[f"{KNN} @ last"], best_read(summary, cands, KNN),
+               cands["static prior: parameters @ last"], cands["static prior: own-task top-1 @ last"],
+               cands[f"{ROUND4} @ below"]]
+    refs_to += [R.Candidate((p,), chosen.read) for p in chosen.parts]  # each part alone (same read)
+    comparisons = [paired(per_cand, chosen, ref) for ref in dict.fromkeys(refs_to)]
+    write_csv(out / "costs.csv", costs(cache, truth))
     write_json(out / "choice.json", {"chosen": chosen.name, "notes": notes, "paired_vs": comparisons,
                                      "reference_means": {k: float(np.nanmean([v[k] for v in refs.values()]))
                                                          for k in next(iter(refs.values())) if
@@ -200,6 +204,28 @@ def frozen_toml(chosen: R.Candidate, summary: list[dict]) -> str:
              f"knn_k = {k if k is not None else 0}  # 0: floor(sqrt(N))", f'layer = "{layer}"',
              f'peer = "{chosen.parts[1] if len(chosen.parts) > 1 else ""}"  # rank-averaged with the member if set']
     return "\n".join(lines) + "\n"
+
+
+def best_read(summary: list[dict], cands: dict, scorer: str) -> R.Candidate:
+    """``scorer`` with its best layer read by the rule score (the fairest single read to compare with)."""
+    rows = [r for r in summary if r["candidate"] in {f"{scorer} @ {read}" for read in R.READS}]
+    return cands[max(rows, key=lambda r: r["rule_score"])["candidate"]]
+
+
+def costs(cache: Path, truth: dict) -> list[dict]:
+    """Each scorer's measured run time as a share of the linear-probe truth's (both from the cache's records,
+    taken in the same runs at the same load), summed over every (target, source)."""
+    import json
+
+    t_truth, t_score = 0.0, {}
+    for t in truth:
+        for s in truth[t]:
+            t_truth += json.loads((cache / "truth" / t / f"{s}.json").read_text())["payload"]["seconds"]
+            for name, sec in json.loads((cache / "scores" / t / f"{s}.json").read_text())["payload"]["seconds"].items():
+                t_score[name] = t_score.get(name, 0.0) + sec
+    return [{"scorer": "linear-probe truth (10 seeds x 4 layers)", "seconds": t_truth, "share_of_truth": 1.0}] + \
+        [{"scorer": k, "seconds": v, "share_of_truth": v / t_truth} for k, v in sorted(t_score.items(),
+                                                                                       key=lambda kv: kv[1])]
 
 
 def key_rows(summary: list[dict], chosen: R.Candidate) -> list[dict]:

@@ -144,9 +144,9 @@ def _label_target(task, y: np.ndarray) -> tuple:
 
 
 def _edges(f: np.ndarray) -> np.ndarray:
-    from depara.core.graph import _edges_from_features
+    from depara.core.edges import edges_from_features
 
-    return _edges_from_features(f, center=True, edge="cosine")
+    return edges_from_features(f, center=True, edge="cosine")
 
 
 def quick_target(cfg, task, data, steps: int, seed: int):
@@ -421,7 +421,7 @@ def _figure(grid_rows, chosen, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from depara.report.plots._common import save_figure
+    from depara.report.plots.common import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, tm in zip(axes, ("quick", "full")):

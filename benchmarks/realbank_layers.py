@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
     from depara.io.files import ensure_dir, write_csv, write_json
     from depara.estimators.baselines import logme
-    from depara.core.graph import _edges_from_features
+    from depara.core.edges import edges_from_features
     from depara.core.labels import edge_similarities, label_edges
     from depara.core.similarity_edges import probe_edges
     from depara.estimators.registry import get_estimator
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
                 acc = {s: np.mean([linear_probe(feats[s][sp.train].mean(dim=(2, 3)).double().numpy(), pool.y[sp.train],
                                                 feats[s][sp.test].mean(dim=(2, 3)).double().numpy(), pool.y[sp.test])
                                    for sp in splits]) for s in STAGES}
-                e = edge_similarities([_edges_from_features(feats[s][tr0][pick].flatten(1).double().numpy(),
+                e = edge_similarities([edges_from_features(feats[s][tr0][pick].flatten(1).double().numpy(),
                                                             center=True, edge="cosine") for s in STAGES], lab)
                 ef = [frozen.fn(probe_edges(feats[s][tr0][fr].numpy(), pooling=dflt.edge_features,
                                             scale=dflt.edge_scale), y0[fr], dflt.edge_comparison) for s in STAGES]

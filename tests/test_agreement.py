@@ -161,7 +161,8 @@ def test_invariant_to_monotone_transforms_and_probe_permutations(seed, compariso
 def test_registered_depara_labels_reads_the_frozen_options():
     """The one label-graph score: the registry's depara_labels = label_agreement of the frozen edges."""
     from depara import options as O
-    from depara.estimators.registry import SourceInputs, TargetInputs, depara_labels_edges, get_estimator
+    from depara.estimators.depara_family import depara_labels_edges
+    from depara.estimators.registry import SourceInputs, TargetInputs, get_estimator
 
     rng = np.random.default_rng(8)
     f = rng.normal(size=(20, 6, 3, 3))
@@ -190,3 +191,18 @@ def test_pool_features_is_the_one_pooling_for_maps_tokens_and_vectors():
     assert pool_features(maps).dtype == np.float32 and pool_features(tokens).shape == (6, 3)
     np.testing.assert_allclose(probe_features(tokens, pooling="pooled"), probe_features(tokens.mean(axis=1)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_torch_pooling_follows_the_same_rule():
+    import torch
+
+    from depara.core.similarity_edges import pool_features, pooling_kind
+    from depara.extraction.source_features import pool_features as pool_tensor
+
+    rng = np.random.default_rng(3)
+    for shape, kind in (((4, 3, 5, 2), "maps"), ((4, 7, 3), "tokens"), ((4, 6), "flat"), ((4, 2, 3, 2, 2), "maps")):
+        x = rng.normal(size=shape).astype(np.float32)
+        assert pooling_kind(len(shape)) == kind
+        pooled = pool_tensor(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(pooled, pool_features(x), rtol=1e-5, atol=1e-6)
+    assert pool_tensor(torch.from_numpy(rng.normal(size=(4, 7, 3)).astype(np.float32))).shape == (4, 3)  # tokens

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from depara.extraction.engine import (Job, ShardResult, _check_address, assemble_job, extract_graphs, import_ray,
+from depara.io.cluster import check_address
+from depara.extraction.engine import (Job, ShardResult, assemble_job, extract_graphs, import_ray,
     run_shard, shard_ranges, summary)
 from depara.errors import DeparaError
 from depara.extraction.extract import build_graphs
@@ -112,11 +113,11 @@ def test_unreachable_address_is_one_line_and_fast():
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     with pytest.raises(DeparaError, match=rf"address '127.0.0.1:{port}': no Ray cluster reachable"):
-        _check_address(f"127.0.0.1:{port}")
+        check_address(f"127.0.0.1:{port}")
     assert time.perf_counter() - t0 < 10
     for bad in ("localhost", "host:port", "1.2.3.4:0", ""):
         with pytest.raises(DeparaError, match="expected 'auto' or HOST:PORT"):
-            _check_address(bad)
+            check_address(bad)
 
 
 def test_cli_extract_engine_ray_without_ray_and_local_stores_ranks(monkeypatch, probes, tmp_path, capsys):

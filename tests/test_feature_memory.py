@@ -12,7 +12,7 @@ import torch
 from scipy.spatial.distance import pdist
 
 from depara.extraction import extract as extract_mod
-from depara.core import graph as graph_mod
+from depara.core import edges as edges_mod
 from depara.errors import DeparaError
 from depara.extraction.extract import build_graphs
 from depara.core.graph import Graph
@@ -31,8 +31,8 @@ def test_chunked_gram_of_a_memmap_matches_pdist(tmp_path, monkeypatch, edge, cen
     path = tmp_path / "f.npy"
     np.save(path, feats)
     mm = np.load(path, mmap_mode="r")
-    monkeypatch.setattr(graph_mod, "_CHUNK_BYTES", 8 * 9 * 4)  # 4 columns per chunk: 9 chunks, last one short
-    assert len(graph_mod._column_chunks(9, 35)) == 9
+    monkeypatch.setattr(edges_mod, "CHUNK_BYTES", 8 * 9 * 4)  # 4 columns per chunk: 9 chunks, last one short
+    assert len(edges_mod.column_chunks(9, 35)) == 9
     g = Graph.from_arrays(rng.normal(size=(9, 3)), mm, center=center, edge=edge)
     flat = feats.reshape(9, -1).astype(np.float64)
     flat = flat - flat.mean(axis=0) if center else flat
@@ -45,7 +45,7 @@ def test_chunking_keeps_exact_ties(monkeypatch):
     base = rng.normal(size=(4, 50))
     # probes 4, 5 duplicate probe 1; probe 6 = 2 × probe 2 (same direction): equal cosines, exactly
     feats = np.vstack([base, base[1], base[1], 2 * base[2]])
-    monkeypatch.setattr(graph_mod, "_CHUNK_BYTES", 8 * 7 * 3)  # 3 columns per chunk
+    monkeypatch.setattr(edges_mod, "CHUNK_BYTES", 8 * 7 * 3)  # 3 columns per chunk
     g = Graph.from_arrays(rng.normal(size=(7, 2)), feats, center=False)
     m = g.edge_matrix()
     assert m[0, 1] == m[0, 4] == m[0, 5] and m[3, 1] == m[3, 4] == m[3, 5]
@@ -56,7 +56,7 @@ def test_chunking_keeps_exact_ties(monkeypatch):
 def test_no_full_size_float64_copy(monkeypatch):
     n, d = 6, 200_000  # 4.8 MB float32, 9.6 MB as float64
     feats = np.random.default_rng(12).normal(size=(n, d)).astype(np.float32)
-    monkeypatch.setattr(graph_mod, "_CHUNK_BYTES", 2**20)
+    monkeypatch.setattr(edges_mod, "CHUNK_BYTES", 2**20)
     tracemalloc.start()
     try:
         Graph.from_arrays(np.ones((n, 2)), feats)
@@ -69,7 +69,7 @@ def test_no_full_size_float64_copy(monkeypatch):
 def test_zero_row_after_centring_still_detected_in_chunks(monkeypatch):
     feats = np.random.default_rng(13).normal(size=(5, 30))
     feats[2] = (feats.sum(axis=0) - feats[2]) / 4  # the mean of the other probes: zero after centring (rounding)
-    monkeypatch.setattr(graph_mod, "_CHUNK_BYTES", 8 * 5 * 7)
+    monkeypatch.setattr(edges_mod, "CHUNK_BYTES", 8 * 5 * 7)
     with pytest.raises(DeparaError, match=r"probe row\(s\) are all zero after centring.*probe index 2"):
         Graph.from_arrays(np.ones((5, 2)), feats)
 

@@ -80,7 +80,7 @@ def test_channel_reduction_in_chunks_of_a_memmap(tmp_path, monkeypatch):
     path = tmp_path / "attr.npy"
     np.save(path, attr)
     mm = np.load(path, mmap_mode="r")
-    monkeypatch.setattr(graph_mod, "_CHUNK_BYTES", 100)  # force several probe chunks
+    monkeypatch.setattr(graph_mod, "CHUNK_BYTES", 100)  # force several probe chunks
     g = Graph.from_arrays(mm, rng.normal(size=(11, 4)), channel_reduction="abs_mean", channel_axis=1)
     np.testing.assert_allclose(g.nodes, np.abs(attr).mean(axis=1).reshape(11, -1), rtol=1e-6)
 

@@ -11,7 +11,8 @@ from depara.evaluation import rank_quality as ev
 from depara.errors import DeparaError
 from depara.report.plots import ranking as rp
 from depara.core.similarity import RankRow
-from depara.core.tree import draw_tree, similarity_to_distance, task_linkage
+from depara.core.tree import similarity_to_distance, task_linkage
+from depara.report.plots.ranking import draw_tree
 
 
 @pytest.fixture

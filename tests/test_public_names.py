@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import depara
@@ -110,6 +111,10 @@ OLD_PATHS = sorted(depara.MOVED_MODULES) + sorted(depara.MOVED_PACKAGES) + ["tra
 @pytest.mark.parametrize("old", OLD_PATHS)
 def test_old_module_path_warns_and_is_the_new_module(old):
     new = _new_path(old)
+    if "." in old:  # the old parent package first (it warns on its own)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            importlib.import_module(f"depara.{old.rpartition('.')[0]}")
     sys.modules.pop(f"depara.{old}", None)  # the alias only; the module itself stays imported under its new name
     with pytest.warns(DeprecationWarning, match=re.escape(f"depara.{old} moved to {new}")):
         module = importlib.import_module(f"depara.{old}")
@@ -144,3 +149,25 @@ def test_an_unknown_name_is_still_an_attribute_error():
         depara.nonexistent  # noqa: B018
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("depara.nonexistent")
+
+
+def test_draw_tree_at_its_old_place_warns_and_is_the_plot():
+    from depara.core import tree
+    from depara.report.plots.ranking import draw_tree
+
+    with pytest.warns(DeprecationWarning, match="moved to depara.report.plots.ranking.draw_tree"):
+        old = tree.draw_tree
+    assert old is draw_tree
+    with pytest.raises(AttributeError):
+        tree.no_such_name  # noqa: B018
+
+
+def test_label_graph_at_its_old_place_warns_and_builds_the_label_graph():
+    from depara.core import labels
+    from depara.core.graph import Graph
+
+    with pytest.warns(DeprecationWarning, match="Graph.from_labels"):
+        label_graph = labels.label_graph
+    g = label_graph(np.array([0, 0, 1, 1]), None, {"name": "t"})
+    assert g == Graph.from_labels(np.array([0, 0, 1, 1]), None, {"name": "t"})
+    assert g.meta["kind"] == "labels" and g.meta["n_classes"] == 2 and g.nodes.shape == (4, 0)

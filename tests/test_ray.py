@@ -19,7 +19,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from depara.extraction.engine import Job, _check_marker, extract_graphs  # noqa: E402
+from depara.extraction.engine import Job, extract_graphs  # noqa: E402
+from depara.io.cluster import check_marker  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
 from depara.extraction.store import GraphStore  # noqa: E402
 
@@ -139,7 +140,7 @@ def test_worker_killed_mid_task_is_retried_without_partial_graphs(local_ray, pro
 
 
 def test_store_not_visible_on_a_node_is_one_line(local_ray, tmp_path):
-    probe = ray.remote(num_cpus=0, max_retries=0)(_check_marker)
+    probe = ray.remote(num_cpus=0, max_retries=0)(check_marker)
     with pytest.raises(ray.exceptions.RayTaskError) as info:
         ray.get(probe.remote(tmp_path, "no-such-token"))
     cause = info.value.cause

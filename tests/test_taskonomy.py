@@ -184,7 +184,7 @@ def test_load_truth_and_published(shared_data):
     assert tx.published_method_key("DEPARA-V(grad*input nodes)") == "V"
     assert tx.published_method_key("DEPARA(V+0.25E)") == "DEPARA"
     assert tx.published_method_key("RSA") == "RSA"
-    # published hits -> the table of METHOD.md: DEPARA P@1 = 16/18 = .889, P@5 = 68/90 = .756
+    # published hits -> the paper's table: DEPARA P@1 = 16/18 = .889, P@5 = 68/90 = .756
     pts = tx.ev_points(ks, hits, 18, 5)
     assert pts["precision"][0] == pytest.approx(0.889, abs=1e-3)
     assert pts["precision"][list(ks).index(5)] == pytest.approx(0.756, abs=1e-3)

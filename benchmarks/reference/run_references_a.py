@@ -2,7 +2,7 @@
 
 The reference code is never copied into depara: this script imports it from the places given on the command line
 and records where it came from (repository@commit, file, function, parameters, seed) beside every value in
-``tests/data/estimator_references_a.json``, which ``tests/test_baselines_recent_a.py`` compares depara with.
+``tests/data/estimator_references_a.json``, which ``tests/test_estimators_sfda_nleep_parc_gbc.py`` compares depara with.
 
 References
 ----------

@@ -9,7 +9,7 @@ The public API. ``import depara`` stays light (numpy/scipy only): the torch laye
     >>> depara.rank_sources({"a": g_a, "b": g_b}, g_target)          # rows (name, S, V, E), best first
     >>> depara.build_graph(model, probes, "layer4", depara.GraphOptions(scalar="mean"))   # options: depara.options
     >>> depara.list_estimators(needs_labels=False)                   # DEPARA and its peers: depara.estimators.registry
-    >>> depara.rank_quality(truth, scores)                           # Kendall τ, P@K, pick, regret: depara.evaluation.rank_quality
+    >>> depara.rank_quality(truth, scores)                           # Kendall τ, P@K, pick, regret: depara.evaluation
 
 Subpackages by layer (docs/architecture.md), each importing only the ones below it: ``core`` (the method in
 numpy) → ``evaluation``, ``estimators`` → ``extraction`` (torch) → ``report``, ``selection`` (the main jobs) →
@@ -60,6 +60,7 @@ MOVED_MODULES = {
     "graph_results": "report.graph_files",
     "graph_rows": "core.graph_rows",
     "graph_similarity": "core.similarity",
+    "plots._common": "report.plots.common",
     "harness": "selection.harness",
     "ids": "core.ids",
     "labels": "core.labels",

@@ -14,10 +14,14 @@ class DeparaError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
-def exception_reason(exc: BaseException, limit: int = 200) -> str:
-    """One line saying why ``exc`` happened: ``<Type>: <reason>``, for an error raised by user code (a model's
-    forward pass). TorchScript puts a generic header ("The following operation failed in the TorchScript
-    interpreter.") and a traceback first and the reason last, so for it the last ``...Error: ...`` line is taken."""
+def exception_reason(exc: BaseException, limit: int | None = 200) -> str:
+    """One line saying why ``exc`` happened: a :class:`DeparaError`'s own first line, else ``<Type>: <reason>``
+    (an error raised by user code, e.g. a model's forward pass, or by a worker), the reason cut at ``limit``
+    characters (None: not cut). TorchScript puts a generic header ("The following operation failed in the
+    TorchScript interpreter.") and a traceback first and the reason last, so for it the last ``...Error: ...`` line
+    is taken."""
+    if isinstance(exc, DeparaError):
+        return (str(exc).strip().splitlines() or [""])[0]
     name = type(exc).__name__
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     if not lines:
@@ -29,4 +33,4 @@ def exception_reason(exc: BaseException, limit: int = 200) -> str:
     reason = reason.removeprefix(f"{name}: ")
     if reason.startswith("builtins."):  # TorchScript's re-raised Python exception: "builtins.KeyError: ..."
         name, _, reason = reason.removeprefix("builtins.").partition(": ")
-    return f"{name}: {reason[:limit]}" if reason else name
+    return f"{name}: {reason[:limit]}" if reason else name  # [:None] keeps it whole

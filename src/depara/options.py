@@ -1,14 +1,14 @@
 """The options of a DEPARA graph, and THE defaults used by the Python API and the CLI alike.
 
-One frozen :class:`GraphOptions` describes how a graph is built (METHOD.md §1): the attribution ``method``, the
+One frozen :class:`GraphOptions` describes how a graph is built (docs/method.md §1): the attribution ``method``, the
 per-image ``scalar`` of the layer output whose attribution is taken, the colour-channel reduction of the maps, the
 node grid they are resampled to, and how edges are made from the features (``center``, ``edge``). Every option is
 an :class:`~enum.Enum` of strings (``str`` subclasses, so ``Scalar.l2 == "l2"``); plain strings are accepted and
 converted on construction, with a one-line :class:`~depara.errors.DeparaError` naming the option otherwise.
 
-``build_graph(s)`` (:mod:`depara.extraction.extract`), the CLI (``depara extract``, ``depara score``) and the benchmarks read
-their defaults from here, so a graph built with the API and one built with the CLI are comparable. Every graph
-records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
+``build_graph(s)`` (:mod:`depara.extraction.extract`), the CLI (``depara extract``, ``depara score``) and the
+benchmarks read their defaults from here, so a graph built with the API and one built with the CLI are comparable.
+Every graph records its options in ``meta`` (``method``, ``scalar``, ``channel_reduction``, ``node_size``, ``center``,
 ``edge``; :meth:`GraphOptions.to_meta`), so comparing graphs built differently can be refused.
 
 Defaults (``DEFAULT_*``): node = grad×input of the L2 norm of the layer output, signed channel mean, maps on a
@@ -54,7 +54,7 @@ class _StrEnum(str, Enum):
 
 
 class AttributionMethod(_StrEnum):
-    """How the attribution map of a probe is computed (METHOD.md §1)."""
+    """How the attribution map of a probe is computed (docs/method.md §1)."""
 
     input_x_gradient = "input_x_gradient"  #: x ⊙ ∂s/∂x (the paper's choice)
     saliency = "saliency"  #: |∂s/∂x|

@@ -1,4 +1,4 @@
-"""The Taskonomy model-selection experiment (METHOD.md §3) from the published per-task formats.
+"""The Taskonomy model-selection experiment (docs/method.md §5) from the published per-task formats.
 
 Layout read (one folder per task, names from ``tasks.txt``)::
 
@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -363,7 +363,7 @@ def write_matrices_results(m: TaskonomyMatrices, out_dir: str | os.PathLike, *,
     Returns ``{"files": key → CSV, "summary": one line, "note": why V/DEPARA are missing (or "")}``.
     """
     from ..report.manifest import write_manifest
-    from ..core.tree import draw_tree
+    from ..report.plots.ranking import draw_tree
 
     out = ensure_dir(out_dir)
     files = write_matrices(m, out)
@@ -457,26 +457,10 @@ def published_method_key(label: str) -> str | None:
 DEFAULT_LAMBDAS = tuple(float(x) for x in np.concatenate([[0.0], np.logspace(-3, 1, 33)]))
 
 
-def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], truth: np.ndarray,
-                      out_dir: str | os.PathLike, *, relevant: int = 5,
-                      published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                      lambdas: Sequence[float] = DEFAULT_LAMBDAS, tree_method: str = "average",
-                      settings: Mapping | None = None, label: str = "") -> dict:
-    """Score every available method against the truth; write CSVs, figures and ``manifest.json`` into ``out_dir``.
-
-    ``label`` (e.g. "test-scale synthetic data") is prepended to every figure title.
-
-    Returns the manifest's content (as a dict) plus ``curves`` (method key → RankingCurve).
-    """
-    from ..report.plots import ranking as plots
-    from ..report.manifest import write_manifest
-
-    from ..core.tree import check_linkage_method, draw_tree
-
-    check_linkage_method(tree_method)
-    names = matrices.names
-    truth = ev.align_matrix(truth, truth_names, names, "truth")
-    out = ensure_dir(out_dir)
+def _method_tables(matrices: TaskonomyMatrices, truth: np.ndarray, names: Sequence[str], relevant: int, out: Path
+                   ) -> tuple[dict[str, "ev.RankingCurve"], list[dict], dict[str, str]]:
+    """Each method's P@K curve and rank correlations, written as ``pk_<method>.csv``, ``rank_correlations.csv``
+    and ``summary.csv`` into ``out``. Returns (curves by method key, summary rows, the tables written)."""
     curves: dict[str, ev.RankingCurve] = {}
     corr_rows, summary_rows, tables = [], [], {}
     for key, scores in matrices.methods().items():
@@ -496,9 +480,12 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
     write_csv(out / "rank_correlations.csv", corr_rows)
     write_csv(out / "summary.csv", summary_rows)
     tables.update(rank_correlations="rank_correlations.csv", summary="summary.csv")
-    first = next(iter(curves.values()))
-    n_t, n_c = first.n_targets, first.n_candidates
-    labelled = {METHOD_LABELS[k]: c for k, c in curves.items()}
+    return curves, summary_rows, tables
+
+
+def _published_points(published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None, curves: Mapping[str, Any],
+                      n_t: int, n_c: int, relevant: int) -> dict[str, dict]:
+    """The published curves as figure points (K within 1..n_c), each matched to the method it reports."""
     pub_points = {}
     for pub_label, (ks, hits) in (published or {}).items():
         ok = (ks >= 1) & (ks <= n_c)
@@ -507,6 +494,35 @@ def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], t
         if key in curves:
             pts["match"] = METHOD_LABELS[key]
         pub_points[f"{pub_label} (published)"] = pts
+    return pub_points
+
+
+def evaluate_matrices(matrices: TaskonomyMatrices, truth_names: Sequence[str], truth: np.ndarray,
+                      out_dir: str | os.PathLike, *, relevant: int = 5,
+                      published: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                      lambdas: Sequence[float] = DEFAULT_LAMBDAS, tree_method: str = "average",
+                      settings: Mapping | None = None, label: str = "") -> dict:
+    """Score every available method against the truth; write CSVs, figures and ``manifest.json`` into ``out_dir``.
+
+    ``label`` (e.g. "test-scale synthetic data") is prepended to every figure title.
+
+    Returns the manifest's content (as a dict) plus ``curves`` (method key → RankingCurve).
+    """
+    from ..report.plots import ranking as plots
+    from ..report.manifest import write_manifest
+
+    from ..core.tree import check_linkage_method
+    from ..report.plots.ranking import draw_tree
+
+    check_linkage_method(tree_method)
+    names = matrices.names
+    truth = ev.align_matrix(truth, truth_names, names, "truth")
+    out = ensure_dir(out_dir)
+    curves, summary_rows, tables = _method_tables(matrices, truth, names, relevant, out)
+    first = next(iter(curves.values()))
+    n_t, n_c = first.n_targets, first.n_candidates
+    labelled = {METHOD_LABELS[k]: c for k, c in curves.items()}
+    pub_points = _published_points(published, curves, n_t, n_c, relevant)
     figures = {}
     pre = f"[{label}] " if label else ""
     plots.plot_pr_curve(labelled, out / "pr_curve.png", published=pub_points,

@@ -1,6 +1,7 @@
 """`depara layers` (module names with output shapes) and `depara extract` (DEPARA graphs of a model).
 
-Both only parse arguments and call :mod:`depara.extraction.models`, :mod:`depara.extraction.probes` and :mod:`depara.extraction.extract`.
+Both only parse arguments and call :mod:`depara.extraction.models`, :mod:`depara.extraction.probes` and
+:mod:`depara.extraction.extract`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ._flags import flags
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_GRAPH_OPTIONS, DEFAULT_NODE_SIZE,
                        AttributionMethod, ChannelReduction, EdgeMetric, GraphOptions)
 from ..options import Scalar as OptScalar
-from .app import app
+from .app import GRAPHS, app
 
 # The option enums and THE defaults shared with the Python API (depara.options).
 Method, Scalar, Reduction, Edge = AttributionMethod, OptScalar, ChannelReduction, EdgeMetric
@@ -28,7 +29,7 @@ def _weights(value: Optional[str]) -> Optional[str]:
     return None if value is None or value.lower() in ("none", "") else value
 
 
-@app.command("layers")
+@app.command("layers", rich_help_panel=GRAPHS)
 def layers(
     model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
     input_size: tuple[int, int, int] = typer.Option((3, 224, 224), "--input-size", help="Input C H W."),
@@ -75,7 +76,7 @@ def _layer_file(layer: str) -> str:
     return f"{safe}.safetensors"
 
 
-@app.command("extract")
+@app.command("extract", rich_help_panel=GRAPHS)
 def extract(
     model: str = typer.Argument(..., help="Model spec: torchvision:<name>, timm:<name> or file:<path>[?arch=<name>]."),
     probes: Path = typer.Option(..., "--probes", help="Probe image folder (recursive) or image-list file."),
@@ -160,7 +161,8 @@ def _extract_on_engine(model: str, probes: Path, root: Optional[Path], layers: l
                        *, engine: str, address: Optional[str], store: Optional[Path], weights: Optional[str],
                        node_size: int, device: Optional[str], probes_per_task: Optional[int] = None,
                        **options) -> None:
-    """`depara extract --engine ray`: one job through depara.extraction.engine; the graphs are read back from the store."""
+    """`depara extract --engine ray`: one job through depara.extraction.engine; the graphs are read back from the
+    store."""
     from ..extraction.engine import Job, extract_graphs
     from ..extraction.store import GraphStore
 

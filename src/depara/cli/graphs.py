@@ -16,7 +16,7 @@ from ..io.files import check_out_dir, check_out_file, write_csv, write_json
 from ..errors import DeparaError
 from ..core.graph import Graph
 from ..options import DEFAULT_LAMBDA, format_lam
-from .app import app
+from .app import GRAPHS, app
 
 GRAPH_SUFFIX = ".safetensors"
 
@@ -40,7 +40,7 @@ def _check_optional_out(path: Optional[Path], option: str) -> None:
         check_out_file(path, option)
 
 
-@app.command("compare")
+@app.command("compare", rich_help_panel=GRAPHS)
 def compare(
     graphs: list[Path] = typer.Argument(..., help="Graph files (.safetensors) built on the same probe set."),
     lam: float = typer.Option(DEFAULT_LAMBDA, "--lam", help="λ in S = V + λE; inf (the default, frozen node weight 0): S = E, the edge term alone."),
@@ -88,7 +88,7 @@ def _source_files(sources: Path, target: Path) -> list[Path]:
     return files
 
 
-@app.command("rank")
+@app.command("rank", rich_help_panel=GRAPHS)
 def rank(
     target: Path = typer.Option(..., "--target", help="Graph file of the target model/task."),
     sources: Path = typer.Option(..., "--sources", help=f"Folder of source graph files (*{GRAPH_SUFFIX})."),

@@ -15,7 +15,7 @@ from ..errors import DeparaError
 from ..options import (DEFAULT_BATCH_SIZE, LAYER_SELECTION_OPTIONS, AttributionMethod, ChannelReduction, EdgeMetric,
                        Scalar, check_lam)
 from ._flags import check_number, flags
-from .app import app, data_app, demo_app
+from .app import BENCHES, app, data_app, demo_app
 
 _LS = LAYER_SELECTION_OPTIONS
 
@@ -132,7 +132,7 @@ def synth_digits_cmd(
 
 
 # ------------------------------------------------------------------------------------------------- train
-@app.command("train")
+@app.command("train", rich_help_panel=BENCHES)
 def train_cmd(
     data: Path = typer.Argument(..., help="Folder holding split domains: DATA/<domain>/{train,val}."),
     domain: str = typer.Option(..., "--domain", help="Domain to train on, e.g. synthetic or real."),
@@ -160,7 +160,7 @@ def train_cmd(
     _echo(f"{r['run']}: best val accuracy {100 * r['best_val_acc']:.1f}% at epoch {r['best_epoch']}/{r['epochs']}")
 
 
-@app.command("transfer")
+@app.command("transfer", rich_help_panel=BENCHES)
 def transfer_cmd(
     data: Path = typer.Argument(..., help="Folder holding DATA/<target>_<fraction>/{train,val,test}."),
     source: str = typer.Option(..., "--source", help="A `depara train` run folder, or 'imagenet'."),
@@ -215,7 +215,7 @@ def _print_layer_table(result: dict) -> None:
     print_ranking(table, columns, title=title, pick_line=result["summary"])
 
 
-@app.command("layers-select")
+@app.command("layers-select", rich_help_panel=BENCHES)
 def layers_select_cmd(
     source: str = typer.Option(..., "--source", help="Source run folder / checkpoint, or 'imagenet'."),
     target: Path = typer.Option(..., "--target", help="Run folder / checkpoint of the target-domain model."),

@@ -66,6 +66,35 @@ def _usage_line(exc: Exception) -> str:
     return f"{text} (see '{path} --help')" if path else text
 
 
+def _other_failure(exc: Exception, interrupted: bool) -> int:
+    """The exit code (and the one line on stderr) of any other exception: a click usage error, click's Exit /
+    Abort, or a bug (``internal error``; the traceback with ``DEPARA_DEBUG=1``)."""
+    import os
+
+    name = type(exc).__name__
+    if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # ClickException / UsageError / BadParameter
+        # One line like every other bad input (click's own box is 3+ lines): what was wrong, and where
+        # to read the usage of the command that refused it.
+        print(f"error: {_usage_line(exc)}", file=sys.stderr)
+        return int(exc.exit_code) or 2
+    if name == "Exit" and hasattr(exc, "exit_code"):
+        if interrupted:
+            print("interrupted", file=sys.stderr)
+            return 130
+        return int(exc.exit_code)
+    if name == "Abort":
+        if interrupted or isinstance(exc.__context__, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
+        print("aborted", file=sys.stderr)
+        return 1
+    if os.environ.get("DEPARA_DEBUG"):
+        raise
+    print(f"error: internal error ({name}: {_one_line(exc)[:300]}); this is a bug in depara, rerun with "
+          "DEPARA_DEBUG=1 for the traceback", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI: the one boundary where failures become one line on stderr and an exit code.
 
@@ -80,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     at every start (:func:`depara.io.files.clean_stale_temp_dirs`), ``.<name>.<PID>-*.part`` files by the next write
     into their folder (:func:`depara.io.files.clean_stale_parts`).
     """
-    import os
     import signal
     import threading
 
@@ -120,28 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: input nested too deeply (recursion limit reached)", file=sys.stderr)
         return 2
     except Exception as exc:  # usage errors of click, or of the click that newer typer bundles (typer._click)
-        name = type(exc).__name__
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # ClickException / UsageError / BadParameter
-            # One line like every other bad input (click's own box is 3+ lines): what was wrong, and where
-            # to read the usage of the command that refused it.
-            print(f"error: {_usage_line(exc)}", file=sys.stderr)
-            return int(exc.exit_code) or 2
-        if name == "Exit" and hasattr(exc, "exit_code"):
-            if interrupted:
-                print("interrupted", file=sys.stderr)
-                return 130
-            return int(exc.exit_code)
-        if name == "Abort":
-            if interrupted or isinstance(exc.__context__, KeyboardInterrupt):
-                print("interrupted", file=sys.stderr)
-                return 130
-            print("aborted", file=sys.stderr)
-            return 1
-        if os.environ.get("DEPARA_DEBUG"):
-            raise
-        print(f"error: internal error ({name}: {_one_line(exc)[:300]}); this is a bug in depara, rerun with "
-              "DEPARA_DEBUG=1 for the traceback", file=sys.stderr)
-        return 1
+        return _other_failure(exc, interrupted)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

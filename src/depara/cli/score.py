@@ -1,6 +1,7 @@
 """`depara score`: every registered transferability estimator (LogME, LEEP, NCE, H-score, TransRate, RSA, CKA,
 DEPARA) on the same sources and target data, with an optional ground-truth evaluation. Parses and calls
-:mod:`depara.selection.harness` and :mod:`depara.selection.targets` only; library errors name arguments, mapped here to flags."""
+:mod:`depara.selection.harness` and :mod:`depara.selection.targets` only; library errors name arguments, mapped here
+to flags."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..errors import DeparaError
 from ..estimators.registry import estimator_names
 from ..options import DEFAULT_LAMBDA
 from ._flags import flags
-from .app import app
+from .app import ESTIMATORS, app
 
 METHOD_HELP = (f"{'|'.join(estimator_names())}|all (repeatable or a comma list; default every default estimator "
                "the inputs allow)")
@@ -37,7 +38,7 @@ def _named(spec: str) -> tuple[str, str]:
     return (Path(value).stem if kind in ("file", "") else value), spec
 
 
-@app.command("score")
+@app.command("score", rich_help_panel=ESTIMATORS)
 def score(
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help=METHOD_HELP),
     sources: list[str] = typer.Option(..., "--sources", "-s", help="Candidate sources, repeatable or comma list: "
@@ -80,13 +81,8 @@ def score(
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Score candidate sources for a target with every transferability estimator; evaluate against --truth."""
-    from rich.console import Console
-    from rich.table import Table
-
     from ..selection import harness
     from ..io.files import check_out_dir
-    from ..selection import targets
-
     from ..options import check_lam
 
     check_lam(lam, "--lam")
@@ -97,6 +93,30 @@ def score(
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
     check_out_dir(out, "--out")
+    specs, truth_values, k_values = _checked_sources_truth_ks(sources, truth, ks)
+    settings: dict[str, Any] = {"methods": methods or "all", "sources": dict(specs), "target_data": str(target_data),
+                                "target_model": target_model, "regression": regression, "lam": lam, "seed": seed,
+                                "feature_layer": feature_layer, "graph_layer": graph_layer, "ks": k_values,
+                                "truth": str(truth) if truth else None}
+    if target_data.suffix.lower() == ".npz":
+        result_table, evaluation = _score_npz(specs, target_data, methods, regression, lam, graph, target_graph,
+                                              truth_values, k_values)
+        harness.write_results(out, result_table, evaluation, truth=truth_values, settings=settings)
+    else:
+        result_table, evaluation = _score_images(
+            specs, target_data, out, settings, methods=methods, regression=regression, target_model=target_model,
+            probes=probes, truth=truth_values, feature_layer=feature_layer, graph_layer=graph_layer, lam=lam,
+            ks=k_values, batch_size=batch_size, device=device, seed=seed, max_probes=max_probes,
+            preprocess=preprocess, source_preprocess=source_preprocess, target_preprocess=target_preprocess)
+    _print_results(result_table, evaluation, out)
+
+
+def _checked_sources_truth_ks(sources: list[str], truth: Path | None, ks: str
+                              ) -> tuple[list[tuple[str, str]], Any, list[int]]:
+    """(named source specs, truth values or None, the K values) of the flags, each checked (DeparaError naming
+    the flag)."""
+    from ..selection import targets
+
     specs = [_named(s) for s in _split(sources)]
     if not specs:
         raise DeparaError("--sources: give at least one source")
@@ -111,52 +131,57 @@ def score(
         raise DeparaError(f"--ks: expected a comma list of integers, got {ks!r}") from None
     if not k_values or min(k_values) < 1:
         raise DeparaError(f"--ks: expected a comma list of integers >= 1 (the K of P@K), got {ks!r}")
-    settings: dict[str, Any] = {"methods": methods or "all", "sources": dict(specs), "target_data": str(target_data),
-                                "target_model": target_model, "regression": regression, "lam": lam, "seed": seed,
-                                "feature_layer": feature_layer, "graph_layer": graph_layer, "ks": k_values,
-                                "truth": str(truth) if truth else None}
+    return specs, truth_values, k_values
 
-    if target_data.suffix.lower() == ".npz":
-        result_table, evaluation = _score_npz(specs, target_data, methods, regression, lam, graph, target_graph,
-                                              truth_values, k_values)
-        harness.write_results(out, result_table, evaluation, truth=truth_values, settings=settings)
-    else:
-        bad = [s for _, s in specs if s.endswith(".npz")]
-        if bad:
-            raise DeparaError(f"--sources {bad[0]}: precomputed .npz sources need an .npz --target-data")
-        with flags(root="--target-data"):
-            images, labels, class_names = targets.labelled_images(target_data, preprocess)
-        settings.update(preprocess=preprocess, classes=class_names, n_images=int(len(labels)))
-        models = {name: _load_model(spec) for name, spec in specs}
-        tgt = _load_model(target_model) if target_model else None
-        probe_set = None
-        if tgt is not None:
-            from ..extraction.probes import ProbeSet
 
-            if probes is not None:
-                probe_set = ProbeSet.from_folder(probes, preprocess)
-            else:  # probes: a seeded subset of the target images
-                with flags(max_probes="--max-probes"):
-                    probe_set = targets.probe_subset(images, max_probes, seed)
-                settings["probes"] = f"{len(probe_set)} target images (seed {seed})"
-        # Each model sees the images through its own preprocessing: --source-preprocess, else the model's
-        # declared one, else --preprocess.
-        per_source = {}
-        for item in _split(source_preprocess):
-            name, sep, spec = item.partition("=")
-            if not sep or name not in models:
-                raise DeparaError(f"--source-preprocess {item!r}: expected NAME=SPEC with NAME one of "
-                                  f"{', '.join(models)}")
-            per_source[name] = spec
-        settings.update(source_preprocess=per_source, target_preprocess=target_preprocess)
-        with flags(preprocess="--source-preprocess"), _own_preprocessing_hint():
-            res = harness.run_harness(models, images, labels,
-                                      methods=methods, regression=regression, target_model=tgt, probes=probe_set,
-                                      truth=truth_values, out=out, feature_layer=feature_layer,
-                                      graph_layer=graph_layer, lam=lam, ks=k_values, batch_size=batch_size,
-                                      device=device, settings=settings, progress=True,
-                                      preprocess=per_source or None, target_preprocess=target_preprocess)
-        result_table, evaluation = res.table, res.evaluation
+def _score_images(specs: list[tuple[str, str]], target_data: Path, out: Path, settings: dict[str, Any], *,
+                  target_model: str | None, probes: Path | None, seed: int, max_probes: int, preprocess: str,
+                  source_preprocess: list[str] | None, target_preprocess: str | None, **run: Any):
+    """``depara score`` on a folder of labelled images: load the models, draw the probes, run the harness (``run``:
+    the harness's other options). Returns (score table, evaluation rows)."""
+    from ..selection import harness, targets
+
+    bad = [s for _, s in specs if s.endswith(".npz")]
+    if bad:
+        raise DeparaError(f"--sources {bad[0]}: precomputed .npz sources need an .npz --target-data")
+    with flags(root="--target-data"):
+        images, labels, class_names = targets.labelled_images(target_data, preprocess)
+    settings.update(preprocess=preprocess, classes=class_names, n_images=int(len(labels)))
+    models = {name: _load_model(spec) for name, spec in specs}
+    tgt = _load_model(target_model) if target_model else None
+    probe_set = None
+    if tgt is not None:
+        from ..extraction.probes import ProbeSet
+
+        if probes is not None:
+            probe_set = ProbeSet.from_folder(probes, preprocess)
+        else:  # probes: a seeded subset of the target images
+            with flags(max_probes="--max-probes"):
+                probe_set = targets.probe_subset(images, max_probes, seed)
+            settings["probes"] = f"{len(probe_set)} target images (seed {seed})"
+    # Each model sees the images through its own preprocessing: --source-preprocess, else the model's
+    # declared one, else --preprocess.
+    per_source = {}
+    for item in _split(source_preprocess):
+        name, sep, spec = item.partition("=")
+        if not sep or name not in models:
+            raise DeparaError(f"--source-preprocess {item!r}: expected NAME=SPEC with NAME one of "
+                              f"{', '.join(models)}")
+        per_source[name] = spec
+    settings.update(source_preprocess=per_source, target_preprocess=target_preprocess)
+    with flags(preprocess="--source-preprocess"), _own_preprocessing_hint():
+        res = harness.run_harness(models, images, labels, target_model=tgt, probes=probe_set, out=out,
+                                  settings=settings, progress=True, preprocess=per_source or None,
+                                  target_preprocess=target_preprocess, **run)
+    return res.table, res.evaluation
+
+
+def _print_results(result_table, evaluation, out: Path) -> None:
+    """The score table, the agreement with --truth (when given) and the summary line, on the console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..selection import harness
 
     console = Console()
     tab = Table(title="transferability scores (higher = better)", header_style="bold cyan")

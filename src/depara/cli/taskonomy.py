@@ -1,4 +1,5 @@
-"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.benches.taskonomy / depara.core.tree."""
+"""`depara taskonomy matrices|plot` and `depara tree`: parse arguments, call depara.benches.taskonomy /
+depara.core.tree."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .app import app, taskonomy_app
+from .app import GRAPHS, app, taskonomy_app
 
 
 def _cache_dir(cache: Optional[Path], out: Path) -> Path:
@@ -100,7 +101,7 @@ def plot(
     typer.echo(f"results in {out}")
 
 
-@app.command("tree")
+@app.command("tree", rich_help_panel=GRAPHS)
 def tree(
     matrix: Path = typer.Option(..., "--matrix", help="Labelled square similarity CSV (e.g. DEPARA.csv)."),
     out: Path = typer.Option(..., "--out", help="Dendrogram PNG."),
@@ -110,7 +111,7 @@ def tree(
     """Task similarity tree: hierarchical clustering of the symmetrised similarity matrix (scipy)."""
     from ..io.files import check_out_file
     from ..evaluation.rank_quality import read_matrix_csv
-    from ..core.tree import draw_tree
+    from ..report.plots.ranking import draw_tree
 
     check_out_file(out, "--out")
     if heatmap is not None:

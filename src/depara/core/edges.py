@@ -1,6 +1,6 @@
 """Edge ranks computed once at build time, so comparing thousands of graphs is matrix products only.
 
-The edge similarity E of two graphs is the Spearman correlation of their edge vectors (METHOD.md §2): the dot
+The edge similarity E of two graphs is the Spearman correlation of their edge vectors (docs/method.md §2): the dot
 product of their *standardised ranks* (average ranks for ties, centred, scaled to unit norm). Ranking an edge
 vector of M = N(N−1)/2 values is an O(M log M) sort; for 100 graphs × 1,000 probes it was ~97 % of the time of
 :func:`depara.core.similarity.similarity_matrix`. A graph may therefore carry its ranks:
@@ -11,7 +11,7 @@ vector of M = N(N−1)/2 values is an O(M log M) sort; for 100 graphs × 1,000 p
   safetensors tensor ``edge_ranks`` and :meth:`~depara.core.graph.Graph.load` reads them back, checked by
   :func:`check_edge_ranks`.
 * :func:`standardized_edge_ranks` turns them into the unit-norm centred float64 vector in O(M) (an affine map,
-  no sort), bit-for-bit what :func:`depara.core.similarity.standardized_ranks` computes from the edges themselves.
+  no sort), bit-for-bit what :func:`standardized_ranks` computes from the edges themselves.
 
 numpy/scipy only.
 """
@@ -25,6 +25,10 @@ from scipy.stats import rankdata
 
 from ..errors import DeparaError
 
+#: Bytes per chunk when reducing/validating large (possibly memory-mapped) attribution arrays (chunks of probes)
+#: and when accumulating the edge Gram matrix (chunks of float64 feature columns), so a 1000×256×256×8 float32
+#: Taskonomy array (2 GB) or 200 VGG conv1 feature maps (200×64×224×224) never need a full-size temporary.
+CHUNK_BYTES = 64 * 2**20
 #: Doubled ranks are stored as int32: exact for up to 2**30 edges (N ≈ 46,000 probes).
 _MAX_EDGES = 2**30
 #: Edge pairs checked against the ranks' order when loading (a cheap guard against ranks of other edges).
@@ -84,6 +88,26 @@ def standardize(ranks: np.ndarray, name: str) -> np.ndarray:
     return ranks
 
 
+def standardized_ranks(values: np.ndarray, name: str = "edges") -> np.ndarray:
+    """Average ranks of a vector (M,), centred and scaled to unit norm (float64): THE rank helper of depara.
+
+    The dot product of two such vectors is their Spearman correlation (ties: average ranks;
+    :func:`ranked_correlation`). Raises DeparaError naming ``name`` when the vector is constant (Spearman
+    undefined).
+    """
+    return standardize(rankdata(np.asarray(values), method="average"), name)
+
+
+def ranked_correlation(ranks_a: np.ndarray, ranks_b: np.ndarray) -> float:
+    """The Spearman correlation of two vectors from their :func:`standardized_ranks`, clipped to [−1, 1]."""
+    return float(np.clip(np.dot(ranks_a, ranks_b), -1.0, 1.0))
+
+
+def spearman(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("source", "target")) -> float:
+    """Spearman correlation of two vectors (average ranks for ties); DeparaError naming the constant one."""
+    return ranked_correlation(standardized_ranks(a, names[0]), standardized_ranks(b, names[1]))
+
+
 def standardized_edge_ranks(edges: np.ndarray, doubled: np.ndarray | None = None, name: str = "graph",
                             out: np.ndarray | None = None) -> np.ndarray:
     """Standardised ranks (float64, (M,)) of ``edges``: from their stored ``doubled`` ranks in O(M), else ranked now.
@@ -138,3 +162,66 @@ def check_edge_ranks(ranks: Any, edges: np.ndarray, where: str) -> np.ndarray:
             raise DeparaError(f"{where}: stored edge_ranks do not order the stored edges (ranks of another "
                               "graph?); rebuild the graph")
     return arr
+
+
+# ------------------------------------------------------------------------------------- features → edges
+def column_chunks(n_probes: int, n_columns: int):
+    """Column slices of an N×D matrix holding at most ``CHUNK_BYTES`` of float64 each."""
+    width = max(1, CHUNK_BYTES // (8 * n_probes))
+    return [slice(c, min(n_columns, c + width)) for c in range(0, n_columns, width)]
+
+
+def edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np.ndarray:
+    """N×D features → condensed N(N−1)/2 float32 cosine similarities (or Pearson correlations) of rows.
+
+    Computed as one N×N Gram matrix accumulated in float64 over column chunks of the features (at most
+    ``CHUNK_BYTES`` of float64 each), divided by the products of the row norms. Centring over probes subtracts
+    each column's own mean, so it is exact chunk by chunk; no full-size float64 copy is ever made, and a
+    memory-mapped input is only read (twice for ``edge="correlation"``: once more for the row means).
+    """
+    flat = features.reshape(features.shape[0], -1)  # a view for contiguous arrays (and memmaps)
+    n, d = flat.shape
+    chunks = column_chunks(n, d)
+
+    abs_max = 0.0
+
+    def chunk(cols: slice) -> np.ndarray:
+        nonlocal abs_max
+        block = np.array(flat[:, cols], dtype=np.float64, copy=True)  # never alter the input
+        abs_max = max(abs_max, float(block.max()), -float(block.min()))
+        if center:
+            block -= block.mean(axis=0, keepdims=True)
+        return block
+
+    row_means = None
+    if edge == "correlation":
+        row_sums = np.zeros(n)
+        for cols in chunks:
+            row_sums += chunk(cols).sum(axis=1)
+        row_means = (row_sums / d)[:, None]
+    gram = np.zeros((n, n))
+    squares = np.zeros(n)
+    for cols in chunks:
+        block = chunk(cols)
+        if row_means is not None:
+            block -= row_means
+        gram += block @ block.T
+        squares += np.einsum("ij,ij->i", block, block)
+    norms = np.sqrt(squares)
+    # A row counts as zero when its norm vanishes relative to the features' own magnitude, so rows that are
+    # zero only up to the rounding of the centring are caught too.
+    tol = 1e-12 * max(abs_max, np.finfo(float).tiny) * np.sqrt(d)
+    zero = norms <= tol
+    if zero.any():
+        idx = np.flatnonzero(zero)
+        why = ("constant across feature dimensions (Pearson correlation undefined)" if edge == "correlation"
+               else "all zero" + (" after centring over probes" if center else ""))
+        raise DeparaError(f"features: {idx.size} probe row(s) are {why}, e.g. probe index {int(idx[0])}; "
+                          "cosine/correlation edges are undefined for them")
+    # Dot products of the raw rows, divided by the norms afterwards (as scipy's pdist does): exactly orthogonal
+    # or identical pairs then give exactly equal values, so ties are not split by normalisation rounding. Every
+    # chunk adds its block in the same order for every pair, which keeps those ties exact.
+    iu = np.triu_indices(n, k=1)
+    dots = gram[iu]
+    dots /= norms[iu[0]] * norms[iu[1]]
+    return np.clip(dots, -1.0, 1.0).astype(np.float32)

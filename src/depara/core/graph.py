@@ -2,7 +2,7 @@
 
 A graph over N probe images holds
 
-* ``nodes``: N×P float32, the attribution map of each probe flattened to P values (METHOD.md §1);
+* ``nodes``: N×P float32, the attribution map of each probe flattened to P values (docs/method.md §1);
 * ``edges``: N(N−1)/2 float32, the condensed upper triangle (``scipy.spatial.distance.squareform`` order,
   i.e. pairs (0,1), (0,2), …, (0,N−1), (1,2), …) of the probe-by-probe similarity of the model's features:
   cosine similarity (``edge="cosine"``, the DEPARA edge) or Pearson correlation (``edge="correlation"``, the RSA
@@ -17,7 +17,8 @@ JSON size/depth). depara writes the header itself with sorted keys, so a graph's
 Nothing is ever pickled. Graphs built from a probe set record ``meta["probe_hash"]`` (the content hash of the
 probe images), and :mod:`depara.core.similarity` refuses to compare graphs over different images.
 
-This module is numpy only; the torch layer (:mod:`depara.extraction.extract`) builds graphs through :meth:`Graph.from_arrays`.
+This module is numpy only; the torch layer (:mod:`depara.extraction.extract`) builds graphs through
+:meth:`Graph.from_arrays`.
 """
 
 from __future__ import annotations
@@ -32,17 +33,15 @@ import numpy as np
 
 from ..io.files import atomic_path
 from ..errors import DeparaError
+from .edges import CHUNK_BYTES, edges_from_features
 from .ids import check_probe_ids
+from .labels import class_count, label_edges
 
 FORMAT_TAG = "depara-graph"
 FORMAT_VERSION = "1"
 EDGE_METRICS = ("cosine", "correlation")
 CHANNEL_REDUCTIONS = (None, "none", "mean", "abs_mean")
 
-# Bytes per chunk when reducing/validating large (possibly memory-mapped) attribution arrays (chunks of probes)
-# and when accumulating the edge Gram matrix (chunks of float64 feature columns), so a 1000×256×256×8 float32
-# Taskonomy array (2 GB) or 200 VGG conv1 feature maps (200×64×224×224) never need a full-size temporary.
-_CHUNK_BYTES = 64 * 2**20
 
 
 def condensed_size(n_probes: int) -> int:
@@ -69,7 +68,7 @@ def _as_array(x: Any, what: str) -> np.ndarray:
 
 def _chunk_len(arr: np.ndarray) -> int:
     per_probe = max(1, arr[:1].nbytes)
-    return max(1, _CHUNK_BYTES // per_probe)
+    return max(1, CHUNK_BYTES // per_probe)
 
 
 def _count_nonfinite(arr: np.ndarray) -> int:
@@ -110,68 +109,6 @@ def _reduce_channels(attributions: np.ndarray, reduction: str | None, channel_ax
             block = np.abs(block)
         out[start:start + step] = block.mean(axis=axis).reshape(block.shape[0], -1)
     return out
-
-
-def _column_chunks(n_probes: int, n_columns: int):
-    """Column slices of an N×D matrix holding at most ``_CHUNK_BYTES`` of float64 each."""
-    width = max(1, _CHUNK_BYTES // (8 * n_probes))
-    return [slice(c, min(n_columns, c + width)) for c in range(0, n_columns, width)]
-
-
-def _edges_from_features(features: np.ndarray, *, center: bool, edge: str) -> np.ndarray:
-    """N×D features → condensed N(N−1)/2 float32 cosine similarities (or Pearson correlations) of rows.
-
-    Computed as one N×N Gram matrix accumulated in float64 over column chunks of the features (at most
-    ``_CHUNK_BYTES`` of float64 each), divided by the products of the row norms. Centring over probes subtracts
-    each column's own mean, so it is exact chunk by chunk; no full-size float64 copy is ever made, and a
-    memory-mapped input is only read (twice for ``edge="correlation"``: once more for the row means).
-    """
-    flat = features.reshape(features.shape[0], -1)  # a view for contiguous arrays (and memmaps)
-    n, d = flat.shape
-    chunks = _column_chunks(n, d)
-
-    abs_max = 0.0
-
-    def chunk(cols: slice) -> np.ndarray:
-        nonlocal abs_max
-        block = np.array(flat[:, cols], dtype=np.float64, copy=True)  # never alter the input
-        abs_max = max(abs_max, float(block.max()), -float(block.min()))
-        if center:
-            block -= block.mean(axis=0, keepdims=True)
-        return block
-
-    row_means = None
-    if edge == "correlation":
-        row_sums = np.zeros(n)
-        for cols in chunks:
-            row_sums += chunk(cols).sum(axis=1)
-        row_means = (row_sums / d)[:, None]
-    gram = np.zeros((n, n))
-    squares = np.zeros(n)
-    for cols in chunks:
-        block = chunk(cols)
-        if row_means is not None:
-            block -= row_means
-        gram += block @ block.T
-        squares += np.einsum("ij,ij->i", block, block)
-    norms = np.sqrt(squares)
-    # A row counts as zero when its norm vanishes relative to the features' own magnitude, so rows that are
-    # zero only up to the rounding of the centring are caught too.
-    tol = 1e-12 * max(abs_max, np.finfo(float).tiny) * np.sqrt(d)
-    zero = norms <= tol
-    if zero.any():
-        idx = np.flatnonzero(zero)
-        why = ("constant across feature dimensions (Pearson correlation undefined)" if edge == "correlation"
-               else "all zero" + (" after centring over probes" if center else ""))
-        raise DeparaError(f"features: {idx.size} probe row(s) are {why}, e.g. probe index {int(idx[0])}; "
-                          "cosine/correlation edges are undefined for them")
-    # Dot products of the raw rows, divided by the norms afterwards (as scipy's pdist does): exactly orthogonal
-    # or identical pairs then give exactly equal values, so ties are not split by normalisation rounding. Every
-    # chunk adds its block in the same order for every pair, which keeps those ties exact.
-    iu = np.triu_indices(n, k=1)
-    dots = gram[iu]
-    dots /= norms[iu[0]] * norms[iu[1]]
-    return np.clip(dots, -1.0, 1.0).astype(np.float32)
 
 
 def _check_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -430,7 +367,7 @@ class Graph:
         _check_finite(attr, "attributions")
         _check_finite(feat, "features")
         nodes = _reduce_channels(attr, channel_reduction, channel_axis)
-        edges = _edges_from_features(feat, center=bool(center), edge=edge)
+        edges = edges_from_features(feat, center=bool(center), edge=edge)
         full_meta = _check_meta(meta)
         full_meta.update(edge=edge, center=bool(center),
                          channel_reduction=None if channel_reduction in (None, "none") else channel_reduction)
@@ -535,9 +472,12 @@ class Graph:
         """A target graph from the probes' class labels: edges from class identity, no nodes (N×0).
 
         Edge (i, j) = cosine of the centred one-hot labels of probes i and j (1 within a class, negative across);
-        the math is in :mod:`depara.core.labels`. Comparisons with it use the edge term only
+        the math is in :mod:`depara.core.labels`. ``meta`` gains ``{"kind": "labels", "n_classes": K,
+        "edge": "cosine", "center": True}``. Comparisons with it use the edge term only
         (:func:`depara.similarity`).
         """
-        from .labels import label_graph
-
-        return label_graph(labels, probe_ids, meta)
+        edges = label_edges(labels)
+        n = np.asarray(labels).shape[0]
+        info = dict(meta or {})
+        info.update(kind="labels", n_classes=class_count(labels), edge="cosine", center=True)
+        return cls(np.zeros((n, 0), np.float32), edges, probe_ids, info)

@@ -29,14 +29,19 @@ numpy only.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import DeparaError
+from .edges import edges_from_features, ranked_correlation, standardized_ranks
+from .score import combine
 
 
-def _class_indices(labels: Any) -> np.ndarray:
+def class_indices(labels: Any) -> np.ndarray:
+    """The probes' class labels (integers or strings, N ≥ 3, ≥ 2 classes) as indices 0..K−1; DeparaError naming
+    ``labels`` otherwise."""
     y = np.asarray(labels)
     if y.ndim != 1:
         raise DeparaError(f"labels: expected a 1-D array of N class labels, got shape {y.shape}")
@@ -53,12 +58,17 @@ def _class_indices(labels: Any) -> np.ndarray:
     return idx.reshape(-1)
 
 
+def class_count(labels: Any) -> int:
+    """The number of distinct classes K among the labels."""
+    return int(np.unique(np.asarray(labels)).shape[0])
+
+
 def label_edges(labels: Any) -> np.ndarray:
     """Condensed N(N−1)/2 float32 edges of the label graph (squareform order), by the closed form above.
 
     Equal to ``Graph.from_arrays(onehot, onehot, center=True).edges`` (cosine of centred one-hot rows).
     """
-    idx = _class_indices(labels)
+    idx = class_indices(labels)
     n = idx.shape[0]
     p = np.bincount(idx) / n
     s = float(np.dot(p, p))
@@ -72,8 +82,6 @@ def label_edges(labels: Any) -> np.ndarray:
 
 def target_edges(targets: Any) -> np.ndarray:
     """Condensed edges of a regression target graph: cosine of the centred target rows (N×D, D ≥ 1)."""
-    from .graph import _edges_from_features
-
     t = np.asarray(targets, dtype=np.float64)
     if t.ndim == 1:
         t = t[:, None]
@@ -81,30 +89,13 @@ def target_edges(targets: Any) -> np.ndarray:
         raise DeparaError(f"targets: expected N×D regression targets with N >= 3, got shape {t.shape}")
     if not np.all(np.isfinite(t)):
         raise DeparaError("targets: contains NaN or inf")
-    return _edges_from_features(t, center=True, edge="cosine")
-
-
-def label_graph(labels: Any, probe_ids: Sequence[Any] | None = None, meta: Mapping[str, Any] | None = None):
-    """The label graph of N labelled probes: :class:`~depara.core.graph.Graph` with N×0 nodes and :func:`label_edges`.
-
-    ``meta`` gains ``{"kind": "labels", "n_classes": K, "edge": "cosine", "center": True}``.
-    """
-    from .graph import Graph
-
-    edges = label_edges(labels)
-    n = np.asarray(labels).shape[0]
-    info = dict(meta or {})
-    info.update(kind="labels", n_classes=int(np.unique(np.asarray(labels)).shape[0]), edge="cosine", center=True)
-    return Graph(np.zeros((n, 0), np.float32), edges, probe_ids, info)
+    return edges_from_features(t, center=True, edge="cosine")
 
 
 def edge_similarities(source_edges: Sequence[np.ndarray], target_edge: np.ndarray) -> np.ndarray:
     """Spearman correlation (average ranks for ties) of each source edge vector with one target edge vector: (S,)."""
-    from .similarity import standardized_ranks
-
     t = standardized_ranks(np.asarray(target_edge), "the target graph")
-    return np.array([float(np.clip(np.dot(standardized_ranks(np.asarray(e), f"source {i}"), t), -1.0, 1.0))
-                     for i, e in enumerate(source_edges)])
+    return np.array([ranked_correlation(standardized_ranks(e, f"source {i}"), t) for i, e in enumerate(source_edges)])
 
 
 def hybrid_edge_similarity(e_model: Any, e_labels: Any, weight: float) -> np.ndarray:
@@ -124,4 +115,18 @@ def depara_score(v: Any, e: Any, node_weight: float) -> np.ndarray:
     if a < 0:
         raise DeparaError(f"node_weight: expected a number >= 0, got {node_weight!r}")
     e = np.asarray(e, dtype=np.float64)
-    return e if a == 0 else a * np.asarray(v, dtype=np.float64) + e
+    if a == 0:  # S = V + λE with λ = ∞: the edge term alone, whatever V is
+        return combine(np.full(e.shape, np.nan), e, math.inf)
+    return a * combine(v, e, 1.0 / a)
+
+
+def __getattr__(name: str):
+    # label_graph(labels, probe_ids, meta) of release 0.1 is Graph.from_labels; the old name warns for one release.
+    if name == "label_graph":
+        import importlib
+        import warnings
+
+        warnings.warn("depara.core.labels.label_graph is depara.core.graph.Graph.from_labels; the old name goes in "
+                      "the next release", DeprecationWarning, stacklevel=2)
+        return importlib.import_module("depara.core.graph").Graph.from_labels
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Comparing DEPARA graphs (METHOD.md §2): node similarity, edge similarity, S = V + λE, batched matrices, ranking.
+"""Comparing DEPARA graphs (docs/method.md §2): node similarity, edge similarity, S = V + λE, batched matrices, ranking.
 
 * Node similarity ``V(g1, g2) = (1/N) Σ_i cos(a_i^1, a_i^2)`` over the probes' attribution maps. An all-zero
   map has no direction; its cosine with anything is taken as **0** (it carries no attribution agreement), so
@@ -26,11 +26,10 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
-from .edges import centred_doubled_ranks, constant_edges_error, standardize, standardized_edge_ranks
+from .edges import centred_doubled_ranks, constant_edges_error, standardized_edge_ranks, standardized_ranks
 from ..errors import DeparaError
-from ..evaluation.rank_quality import combine
+from .score import combine
 from .graph import Graph
 from .graph_rows import Scratch, graph_rows, normalize_rows_into
 from ..options import DEFAULT_LAMBDA, check_lam
@@ -92,14 +91,14 @@ def _first_differing_probe(g1: Graph, g2: Graph) -> str:
     return ""
 
 
-def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bool = True,
+def check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bool = True,
                       edges: bool = True) -> None:
     """Refuse to compare graphs that are not over the same probes or not built the same way.
 
     * the same probe ids in the same order (always);
     * the same probe **content**: when both graphs record ``meta["probe_hash"]`` (the SHA-256 of the probe images,
-      :meth:`depara.extraction.probes.ProbeSet.content_hash`, written by :func:`depara.build_graphs`), the hashes must be
-      equal; the first differing probe is named when both also record ``meta["probe_digests_short"]``. Graphs
+      :meth:`depara.extraction.probes.ProbeSet.content_hash`, written by :func:`depara.build_graphs`), the hashes must
+      be equal; the first differing probe is named when both also record ``meta["probe_digests_short"]``. Graphs
       without a recorded hash (files written before it was recorded, :meth:`Graph.from_arrays` without one) are
       compared on their ids only;
     * for nodes (``nodes=True``): the same node size and, for each key of :data:`NODE_OPTION_KEYS` that both
@@ -141,15 +140,6 @@ def _check_comparable(g1: Graph, g2: Graph, name1: str, name2: str, *, nodes: bo
                           "(build_graph(..., node_size=...))")
 
 
-def standardized_ranks(edges: np.ndarray, name: str = "edges") -> np.ndarray:
-    """Average ranks of an edge vector (M,), centred and scaled to unit norm (float64).
-
-    The dot product of two such vectors is their Spearman correlation (ties: average ranks).
-    Raises DeparaError naming ``name`` when the vector is constant (Spearman undefined).
-    """
-    return standardize(rankdata(np.asarray(edges), method="average"), name)
-
-
 def normalized_nodes(nodes: np.ndarray) -> np.ndarray:
     """Each row of an N×P node array scaled to unit L2 norm (float64); all-zero rows stay zero (cosine 0)."""
     x = np.array(nodes, dtype=np.float64, copy=True)
@@ -175,7 +165,7 @@ def node_similarity(g1: Graph, g2: Graph) -> float:
         if _nodeless(g):
             raise DeparaError(f"{what}: graph {_label(g, what)} has no nodes (a label graph, or one built with "
                               "nodes=False): the node similarity is undefined; compare its edges (edge_similarity)")
-    _check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"), edges=False)
+    check_comparable(g1, g2, _label(g1, "g1"), _label(g2, "g2"), edges=False)
     x1, x2 = normalized_nodes(g1.nodes), normalized_nodes(g2.nodes)
     return float(np.clip(np.einsum("ij,ij->i", x1, x2).mean(), -1.0, 1.0))
 
@@ -184,13 +174,13 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
     """E = Spearman rank correlation (average ranks for ties) of the two graphs' edge vectors."""
     g1, g2 = _check_graph(g1, "g1"), _check_graph(g2, "g2")
     n1, n2 = _label(g1, "g1"), _label(g2, "g2")
-    _check_comparable(g1, g2, n1, n2, nodes=False)
+    check_comparable(g1, g2, n1, n2, nodes=False)
     return _spearman_from_standardized(standardized_ranks(g1.edges, f"graph {n1}"),
                                        standardized_ranks(g2.edges, f"graph {n2}"))
 
 
 def similarity(g1: Graph, g2: Graph, lam: float = DEFAULT_LAMBDA) -> float:
-    """DEPARA score S = V + λE of two graphs over the same probes (the rule: :func:`depara.evaluation.rank_quality.combine`).
+    """DEPARA score S = V + λE of two graphs over the same probes (the rule: :func:`depara.core.score.combine`).
 
     The default λ = ∞ (:data:`depara.options.DEFAULT_LAMBDA`, the frozen node weight α = 0) gives S = E: V is
     then not computed, so node-less graphs compare too. A finite λ (the paper: 0.25) adds the node term.
@@ -356,9 +346,9 @@ def similarity_matrix(graphs: Mapping[str, Any] | Sequence[Any], lam: float = DE
     names, items = graph_rows(graphs, "graphs")
     with_nodes = [k for k, g in enumerate(items) if not _nodeless(g)]
     for name, g in zip(names[1:], items[1:]):
-        _check_comparable(items[0], g, repr(names[0]), repr(name), nodes=False)
+        check_comparable(items[0], g, repr(names[0]), repr(name), nodes=False)
     for k in with_nodes[1:]:
-        _check_comparable(items[with_nodes[0]], items[k], repr(names[with_nodes[0]]), repr(names[k]))
+        check_comparable(items[with_nodes[0]], items[k], repr(names[with_nodes[0]]), repr(names[k]))
     quoted = [repr(n) for n in names]
     scratch = Scratch()
     m = items[0].n_edges
@@ -382,7 +372,7 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
     target = _check_graph(target, "target")
     names, items = _names_and_graphs(sources, "sources")
     for name, g in zip(names, items):
-        _check_comparable(target, g, "target", f"source {name!r}",
+        check_comparable(target, g, "target", f"source {name!r}",
                           nodes=not (_nodeless(target) or _nodeless(g)))
     target_ranks = standardized_edge_ranks(target.edges, getattr(target, "edge_ranks", None), "the target graph")
     target_nodes = None if _nodeless(target) else normalized_nodes(target.nodes)

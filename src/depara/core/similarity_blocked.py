@@ -34,10 +34,10 @@ import numpy as np
 
 from .edges import constant_edges_error
 from ..errors import DeparaError
-from ..evaluation.rank_quality import combine
+from .score import combine
 from .graph_rows import Scratch, graph_rows
-from .similarity import SimilarityMatrices, _check_comparable, _check_lam
-from ..options import DEFAULT_LAMBDA
+from .similarity import SimilarityMatrices, check_comparable
+from ..options import DEFAULT_LAMBDA, check_lam
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def build_stack(graphs: Mapping[str, Any] | Sequence[Any], workdir: str | os.Pat
     # valid-looking stack. Files are read range by range (depara.core.graph_rows), never loaded as Graphs.
     with open(stack._path("ranks", ".part"), "wb") as ranks, open(stack._path("nodes", ".part"), "wb") as nodes:
         for name, src in zip(names, items):
-            _check_comparable(first, src, repr(names[0]), repr(name))
+            check_comparable(first, src, repr(names[0]), repr(name))
             label = f"graph {name!r}"
             src.ranks_into(ranks_row, scratch, label)
             # 2·rank − (M+1) → unit norm: exactly the standardised ranks (the scale is a power of two away).
@@ -163,7 +163,7 @@ def similarity_matrix_blocked(graphs: Mapping[str, Any] | Sequence[Any], lam: fl
     SimilarityMatrices
         G×G float64 ``V``, ``E``, ``S`` with the stack's ``names``.
     """
-    lam = _check_lam(lam)
+    lam = check_lam(lam)
     if engine not in ("local", "ray"):
         raise DeparaError(f"engine: expected one of local, ray, got {engine!r}")
     if stack is None:
@@ -203,7 +203,7 @@ def _blocks_local(stack: Stack, pairs: list) -> list[tuple[np.ndarray, np.ndarra
 
 
 def _blocks_on_ray(stack: Stack, pairs: list, address: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    from ..extraction.engine import check_shared_store, connect, import_ray
+    from ..io.cluster import check_shared_store, connect, import_ray
 
     ray = import_ray()
     started = connect(address)

@@ -1,6 +1,6 @@
 """How well a source's probe graph agrees with a target graph: the DEPARA edge term and two local variants.
 
-DEPARA's edge term (Song et al., CVPR 2020; METHOD.md §2) compares two graphs over the same N probes by the
+DEPARA's edge term (Song et al., CVPR 2020; docs/method.md §2) compares two graphs over the same N probes by the
 Spearman correlation of their N(N−1)/2 edges. This module gives that comparison and two *local* alternatives, for
 a target graph built from a target model (or regression targets) and for the **label graph** of class labels
 (:mod:`depara.core.labels`), plus the feature handling the edges are built from. numpy/scipy only.
@@ -55,9 +55,12 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from ..errors import DeparaError
+from .edges import edges_from_features, spearman
+from .labels import class_indices, label_edges
 
-__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pool_features", "probe_features", "probe_edges", "label_agreement",
-           "label_agreement_terms", "graph_agreement", "graph_agreement_terms", "resampled_label_agreement"]
+__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features",
+           "probe_edges", "label_agreement", "label_agreement_terms", "graph_agreement", "graph_agreement_terms",
+           "resampled_label_agreement"]
 
 COMPARISONS = ("global", "per_probe", "knn")
 POOLINGS = ("flat", "pooled")
@@ -76,6 +79,14 @@ def knn_k(n: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ features
+def pooling_kind(ndim: int) -> str:
+    """THE rule of spatial pooling, by the number of axes of a layer output: ``"tokens"`` (3: N×T×D transformer
+    tokens, averaged over T), ``"maps"`` (4 or more: channels-first N×C×spatial…, averaged over every axis after
+    the second), ``"flat"`` (N×D, kept). :func:`pool_features` applies it to numpy arrays,
+    :func:`depara.extraction.source_features.pool_features` to torch tensors."""
+    return "tokens" if ndim == 3 else "maps" if ndim >= 4 else "flat"
+
+
 def pool_features(features: Any) -> np.ndarray:
     """THE spatial pooling of a layer output: N×C×H×W… / N×T×D / N×D → N×C float32 (mean in float64).
 
@@ -84,9 +95,10 @@ def pool_features(features: Any) -> np.ndarray:
     for its label-based peers and by the Ray engine, so the three agree.
     """
     f = np.asarray(features)
-    if f.ndim == 3:  # transformer tokens N×T×D: mean over tokens
+    kind = pooling_kind(f.ndim)
+    if kind == "tokens":  # transformer tokens N×T×D: mean over tokens
         return f.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if f.ndim >= 4:
+    if kind == "maps":
         return f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2, dtype=np.float64).astype(np.float32)
     return f.reshape(f.shape[0], -1).astype(np.float32)
 
@@ -123,9 +135,7 @@ def probe_features(features: Any, *, pooling: str = "flat", scale: str = "centre
 
 def probe_edges(features: Any, *, pooling: str = "flat", scale: str = "centred") -> np.ndarray:
     """Condensed N(N−1)/2 float32 edges (centred cosine) of :func:`probe_features` of a layer output."""
-    from .graph import _edges_from_features
-
-    return _edges_from_features(probe_features(features, pooling=pooling, scale=scale), center=True,
+    return edges_from_features(probe_features(features, pooling=pooling, scale=scale), center=True,
                                 edge="cosine")
 
 
@@ -146,9 +156,7 @@ def _rows(edges: Any, what: str) -> np.ndarray:
 
 def _labels_rows(labels: Any, n: int) -> np.ndarray:
     """N×(N−1) boolean same-class matrix (row i: is probe j, j ≠ i, in i's class)."""
-    from .labels import _class_indices
-
-    y = _class_indices(labels)
+    y = class_indices(labels)
     if y.shape[0] != n:
         raise DeparaError(f"labels: {y.shape[0]} labels for a graph of {n} probes")
     same = y[:, None] == y[None, :]
@@ -169,13 +177,6 @@ def _check_k(k: int | None, n: int) -> int:
     if not 1 <= k <= n - 2:
         raise DeparaError(f"k: expected 1 <= k <= N−2 = {n - 2} neighbours, got {k}")
     return k
-
-
-def _spearman(a: np.ndarray, b: np.ndarray, what: str) -> float:
-    from .similarity import standardized_ranks
-
-    return float(np.clip(np.dot(standardized_ranks(a, f"{what} (source)"), standardized_ranks(b, f"{what} (target)")),
-                         -1.0, 1.0))
 
 
 # ------------------------------------------------------------------------------------------------ labels
@@ -209,8 +210,8 @@ def label_agreement(source_edges: Any, labels: Any, comparison: str = "global", 
     ----------
     source_edges : (N(N−1)/2,) condensed edges of the source's graph on N labelled probes (squareform order).
     labels : (N,) class labels of the probes (at least 2 classes).
-    comparison : ``"global"`` (Spearman with :func:`depara.core.labels.label_edges`, DEPARA's E against the label graph),
-        ``"per_probe"`` (mean rank-biserial ``2·AUC_i − 1``) or ``"knn"`` (mean kNN same-class lift); see the
+    comparison : ``"global"`` (Spearman with :func:`depara.core.labels.label_edges`, DEPARA's E against the label
+        graph), ``"per_probe"`` (mean rank-biserial ``2·AUC_i − 1``) or ``"knn"`` (mean kNN same-class lift); see the
         module docstring.
     k : neighbours of ``"knn"`` (default :func:`knn_k`).
 
@@ -220,13 +221,11 @@ def label_agreement(source_edges: Any, labels: Any, comparison: str = "global", 
     """
     comparison = _choice(comparison, COMPARISONS, "comparison")
     if comparison == "global":
-        from .labels import label_edges
-
         e = np.asarray(source_edges)
         lab = label_edges(labels)
         if lab.shape != e.shape:
             raise DeparaError(f"labels: {np.asarray(labels).shape[0]} labels do not match {e.shape[0]} edges")
-        return _spearman(e, lab, "label agreement")
+        return spearman(e, lab, ("label agreement (source)", "label agreement (target)"))
     terms = label_agreement_terms(source_edges, labels, comparison, k)
     if not np.isfinite(terms).any():
         raise DeparaError("labels: no probe has both a same-class and an other-class probe; the agreement is "
@@ -247,8 +246,6 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
     idx_sets = np.asarray(idx_sets, dtype=np.int64)
     out = np.full(idx_sets.shape[0], np.nan)
     if comparison == "global":
-        from .labels import label_edges
-
         e = np.asarray(source_edges, dtype=np.float64)
         lab = label_edges(labels).astype(np.float64)
         n = np.asarray(labels).shape[0]
@@ -259,7 +256,7 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
             i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
             pairs = n * i - i * (i + 1) // 2 + j - i - 1
             try:
-                out[r] = _spearman(e[pairs], lab[pairs], "label agreement")
+                out[r] = spearman(e[pairs], lab[pairs], ("label agreement (source)", "label agreement (target)"))
             except DeparaError:
                 pass  # a resample with constant edges: undefined
         return out
@@ -312,7 +309,7 @@ def graph_agreement(source_edges: Any, target_edges: Any, comparison: str = "glo
         s, t = np.asarray(source_edges), np.asarray(target_edges)
         if s.shape != t.shape:
             raise DeparaError(f"target_edges: {t.shape} edges vs the source's {s.shape}")
-        return _spearman(s, t, "graph agreement")
+        return spearman(s, t, ("graph agreement (source)", "graph agreement (target)"))
     terms = graph_agreement_terms(source_edges, target_edges, comparison, k)
     if not np.isfinite(terms).any():
         raise DeparaError("target_edges: every probe's row is constant; the agreement is undefined")

@@ -3,21 +3,16 @@
 A similarity matrix (higher = more similar, rows = targets, columns = sources, any diagonal) is symmetrised and
 turned into a normalised distance (:func:`similarity_to_distance`), then clustered with
 ``scipy.cluster.hierarchy.linkage`` (:func:`task_linkage`); :func:`leaf_order` is the dendrogram's leaf order,
-used to order heatmaps. :func:`draw_tree` computes the tree and hands it to the plots, which only draw.
+used to order heatmaps. :func:`depara.report.plots.ranking.draw_tree` draws the tree these functions compute.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import DeparaError
 
-__all__ = ["LINKAGE_METHODS", "check_linkage_method", "similarity_to_distance", "task_linkage", "leaf_order",
-           "draw_tree"]
+__all__ = ["LINKAGE_METHODS", "check_linkage_method", "similarity_to_distance", "task_linkage", "leaf_order"]
 
 LINKAGE_METHODS = ("average", "single", "complete", "weighted", "centroid", "median", "ward")
 
@@ -66,16 +61,13 @@ def leaf_order(similarity, method: str = "average") -> np.ndarray:
     return leaves_list(task_linkage(similarity, method))
 
 
-def draw_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, method: str = "average",
-              title: str = "Task similarity tree", heatmap: str | os.PathLike | None = None,
-              heatmap_title: str = "Task similarity", colorbar_label: str = "similarity") -> dict[str, Path]:
-    """Cluster ``similarity`` and draw the dendrogram to ``out`` (and, with ``heatmap``, the matrix in the tree's
-    leaf order). Returns {"tree": path[, "heatmap": path]}."""
-    from ..report.plots.ranking import plot_heatmap, plot_tree
+def __getattr__(name: str):
+    # draw_tree (a figure) moved to depara.report.plots.ranking; the old name warns for one release.
+    if name == "draw_tree":
+        import importlib
+        import warnings
 
-    z = task_linkage(similarity, method)
-    paths = {"tree": plot_tree(names, z, out, method=method, title=title)}
-    if heatmap is not None:
-        paths["heatmap"] = plot_heatmap(names, similarity, heatmap, order=leaf_order(similarity, method),
-                                        title=heatmap_title, colorbar_label=colorbar_label)
-    return paths
+        warnings.warn("depara.core.tree.draw_tree moved to depara.report.plots.ranking.draw_tree", DeprecationWarning,
+                      stacklevel=2)
+        return importlib.import_module("depara.report.plots.ranking").draw_tree
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

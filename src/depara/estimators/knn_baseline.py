@@ -1,4 +1,5 @@
-"""Leave-one-out k-NN accuracy: the plain baseline every transferability claim needs (registered as ``knn``).
+"""Leave-one-out k-NN accuracy: the plain baseline every transferability claim needs (registered opt-in as
+``knn``: default runs keep their columns).
 
 A 42,000-experiment study (arXiv 2503.18528) finds the k-NN accuracy of the target labels in a source's features
 beating the published estimators; a score that does not beat it adds nothing. Each sample is classified by the
@@ -13,10 +14,15 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..options import DEFAULT_KNN_NEIGHBOURS
+from .registry import FEATURE_LABEL, estimator
 
 __all__ = ["knn_accuracy"]
 
 
+@estimator("knn", tags=FEATURE_LABEL, label="k-NN accuracy", aliases=("knn_accuracy",), default=False,
+           description="leave-one-out k-NN accuracy of the labels in the source's standardised features",
+           reference="Plain baseline; cf. arXiv 2503.18528",
+           adapter=lambda s, t: knn_accuracy(s.features, t.labels))
 def knn_accuracy(features, labels, k: int = DEFAULT_KNN_NEIGHBOURS) -> float:
     """Leave-one-out k-NN accuracy of ``labels`` (N class indices) in ``features`` (N×D, trailing axes flattened).
 

@@ -1,12 +1,13 @@
 """Scoring candidate sources with every registered estimator, from precomputed arrays (numpy only).
 
-Given each candidate source's arrays on the target data (:class:`~depara.estimators.registry.SourceInputs`: features N×D,
-optional source-head probabilities N×Cs, optional DEPARA graph on the probe set), the target labels (or regression
+Given each candidate source's arrays on the target data (:class:`~depara.estimators.registry.SourceInputs`: features
+N×D, optional source-head probabilities N×Cs, optional DEPARA graph on the probe set), the target labels (or regression
 targets), and optionally the target model's own features and graph, :func:`score_sources` computes every requested
 estimator of :mod:`depara.estimators.registry` for every source → :class:`ScoreTable` (higher = better throughout).
 :func:`evaluate_scores` judges each method's column against ground truth with
-:func:`depara.evaluation.rank_quality.rank_quality` (one row per method). The task-bank and layer-transfer benchmarks call these
-directly with arrays they already hold; :func:`depara.selection.harness.run_harness` chains them after the torch extraction.
+:func:`depara.evaluation.rank_quality.rank_quality` (one row per method). The task-bank and layer-transfer benchmarks
+call these directly with arrays they already hold; :func:`depara.selection.harness.run_harness` chains them after the
+torch extraction.
 
 Method conventions (see ``docs/sections/baselines.md``):
 
@@ -162,7 +163,8 @@ def as_truth(truth, sources: Sequence[str]) -> np.ndarray:
 
 
 def evaluate_scores(table: ScoreTable, truth, *, ks: Sequence[int] = (1, 3, 5)) -> list[dict[str, Any]]:
-    """Agreement of each method's scores with the ground truth: one :func:`depara.evaluation.rank_quality.rank_quality` per method.
+    """Agreement of each method's scores with the ground truth: one
+    :func:`depara.evaluation.rank_quality.rank_quality` per method.
 
     Args:
         table: from :func:`score_sources`.

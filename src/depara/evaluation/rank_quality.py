@@ -36,8 +36,8 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy import stats
 
+from ..core.score import combine  # noqa: F401 - the rule's old home: depara.evaluate.combine
 from ..errors import DeparaError
-from ..options import check_lam
 
 Ties = Literal["pessimistic", "expected"]
 _TIES = ("pessimistic", "expected")
@@ -551,26 +551,6 @@ def relevant_sets(truth, relevant: int = 5, *, names: Sequence[str] | None = Non
         order = np.lexsort((key[cand], -t[i, cand]))
         out[label[i]] = [label[c] for c in cand[order[:relevant]]]
     return out
-
-
-def combine(node, edge, lam: float):
-    """THE DEPARA combination rule S = V + λE (METHOD.md §2), for scalars or arrays of any shape.
-
-    - λ = ∞ (the default, :data:`depara.options.DEFAULT_LAMBDA`, from the frozen node weight α = 0): S = E, the
-      edge term alone (the limit of S/λ, which ranks like S for every finite λ). V may then be absent (NaN).
-    - V NaN (a node-less graph, e.g. a label graph, is involved): S = λE, the node term is absent, not zero.
-    - otherwise S = V + λE.
-    """
-    lam = check_lam(lam)
-    v = np.asarray(node, dtype=np.float64)
-    e = np.asarray(edge, dtype=np.float64)
-    if v.shape != e.shape:
-        raise DeparaError(f"node similarity shape {v.shape} and edge similarity shape {e.shape} differ")
-    if np.isinf(lam):
-        s = e.copy()
-    else:
-        s = np.where(np.isnan(v), lam * e, v + lam * e)
-    return float(s) if s.ndim == 0 else s
 
 
 # ------------------------------------------------------------------------------------------- labelled CSV I/O

@@ -5,12 +5,12 @@ of work of both engines, and of retries under Ray: ``extract_graphs(jobs, store,
 Ray task per job; the task loads the model and the probes on its node, builds the graphs of all the job's
 layers in one pass (:func:`depara.extraction.extract.build_graphs`), computes each graph's edge ranks once
 (:func:`depara.core.edges.attach_edge_ranks`) and writes every graph to the content-addressed store
-(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store keys
-of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
+(:class:`depara.extraction.store.GraphStore`). The store is the only state the tasks share: a task returns the store
+keys of its graphs, never the graphs, so results travel through the (shared) filesystem, and the driver or any later
 run reads them with ``store.get(key)``. ``engine="local"`` runs the very same function in this process, one job
 after another, so both engines write identical graphs under identical keys — the keys of ``depara select``
-(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what the
-other extracted.
+(:func:`depara.extraction.store.graph_key`, with each layer's pooled features beside the graph), so either reuses what
+the other extracted.
 
 **Probe shards** (``probes_per_task``): a job is split into one task per (model, layer set, probe shard), each
 storing its probes' node maps and uncentred features as content-keyed parts (:func:`run_shard`), and one task
@@ -28,14 +28,13 @@ What happens when something goes wrong:
 * a store folder that some Ray node cannot see (not on a shared filesystem) is detected before any job runs:
   the driver writes a marker file and one probe task per node looks for it; a one-line error names the node.
 
-numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only for
-``engine="ray"``.
+numpy/torch through :mod:`depara.extraction.extract`; Ray is optional (``pip install -e ".[ray]"``) and imported only
+for ``engine="ray"``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,13 +44,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..core.similarity_edges import pool_features
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
+from ..io.cluster import check_shared_store, connect, import_ray  # noqa: F401 - also this module's API
 
 ENGINES = ("local", "ray")
-RAY_INSTALL = 'pip install -e ".[ray]"'
-#: Seconds allowed for a TCP connection to a HOST:PORT Ray address before it is reported unreachable.
-CONNECT_TIMEOUT_S = 5.0
-_MARKER_PREFIX = ".depara-shared-"
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..options import GraphOptions
@@ -156,7 +152,8 @@ def _probe_set(job: Job):
 
 
 def _entry_keys(job: Job, model_hash: str, probe_set: Any) -> dict[str, tuple[str, str]]:
-    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara select``."""
+    """{layer: (graph key, pooled-features key)}: :func:`depara.extraction.store.graph_key`, exactly as ``depara
+    select``."""
     from .store import graph_key
 
     opts, prep, phash = job.graph_options(), probe_set.preprocess, probe_set.content_hash()
@@ -346,20 +343,13 @@ def _where() -> str:
     return socket.gethostname()
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one line: a DeparaError's message, else 'Type: first line'."""
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
-    return msg if isinstance(exc, DeparaError) else f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
 def _reported(job: Job, fn: Any, *args: Any) -> Result:
     """``fn(*args)`` (a Result), with any exception turned into a failed Result (not retried: it would fail again)."""
     start = time.perf_counter()
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
-        return Result(job.key, False, {}, one_line(exc), (), _where(), time.perf_counter() - start)
+        return Result(job.key, False, {}, exception_reason(exc, None), (), _where(), time.perf_counter() - start)
 
 
 def _run_reported(job: Job, store: Any) -> Result:
@@ -372,7 +362,7 @@ def _shard_reported(job: Job, store: Any, start: int, stop: int) -> ShardResult:
     try:
         return run_shard(job, store, start, stop)
     except Exception as exc:  # noqa: BLE001 - reported by the job
-        return ShardResult(job.key, (start, stop), "", one_line(exc))
+        return ShardResult(job.key, (start, stop), "", exception_reason(exc, None))
 
 
 def _ranges(job: Job, probes_per_task: int | None) -> list[tuple[int, int]]:
@@ -501,101 +491,6 @@ def _local_job(job: Job, store: Any, probes_per_task: int | None) -> Result:
 
 
 # ------------------------------------------------------------------------------------------------ Ray
-def import_ray():
-    """The ``ray`` module, or a DeparaError saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise DeparaError(f"engine='ray': Ray is not installed; install the extra with {RAY_INSTALL} "
-                          "(or pip install 'ray[default]')") from None
-    return ray
-
-
-def _check_address(address: str) -> None:
-    """Fail fast (one line) when a HOST:PORT address does not answer, instead of Ray's long connect loop."""
-    if address == "auto":
-        return
-    hostport = address[len("ray://"):] if address.startswith("ray://") else address
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DeparaError(f"address: expected 'auto' or HOST:PORT of a Ray cluster (e.g. 10.0.0.5:6379), got "
-                          f"{address!r}")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as exc:
-        raise DeparaError(f"address {address!r}: no Ray cluster reachable at {host}:{port} "
-                          f"({exc.strerror or type(exc).__name__}); start one with `ray start --head` there, or "
-                          "check the host and port") from None
-
-
-def connect(address: str | None = None, num_workers: int | None = None) -> bool:
-    """Initialise Ray for the engine; True when this call started it (the caller then shuts it down).
-
-    See :func:`extract_graphs` for ``address`` and ``num_workers``.
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    if address is None:
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-            raise DeparaError(f"num_workers: expected a positive integer, got {num_workers!r}")
-        ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return True
-    if not isinstance(address, str) or not address:
-        raise DeparaError(f"address: expected 'auto' or HOST:PORT, got {address!r}")
-    if num_workers is not None:
-        raise DeparaError("num_workers: only for the private runtime (address=None); a cluster has its own CPUs")
-    _check_address(address)
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DeparaError(f"address {address!r}: cannot connect to a Ray cluster ({first})") from None
-    return True
-
-
-def _check_marker(root: Path, token: str) -> None:
-    if not (Path(root) / f"{_MARKER_PREFIX}{token}").is_file():
-        raise DeparaError(f"store {root}: not visible from Ray node {socket.gethostname()} "
-                          f"({_node_ip()}); put the store on a filesystem every node mounts at the same path")
-
-
-def _node_ip() -> str:
-    try:
-        import ray
-
-        return ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - only for the message
-        return "?"
-
-
-def check_shared_store(root: Path, token: str | None = None) -> None:
-    """Check that every alive Ray node sees ``root``: write a marker, look for it with one task per node.
-
-    Raises a one-line DeparaError naming the first node that does not see it.
-    """
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    token = token or secrets.token_hex(8)
-    marker = root / f"{_MARKER_PREFIX}{token}"
-    marker.write_text("depara engine: shared-store check\n")
-    try:
-        probe = ray.remote(num_cpus=0, max_retries=0)(_check_marker)
-        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(root, token) for n in ray.nodes() if n.get("Alive")]
-        try:
-            ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), DeparaError) else None
-            raise DeparaError(str(cause) if cause else one_line(exc)) from None
-    finally:
-        marker.unlink(missing_ok=True)
-
-
 def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int | None, max_retries: int,
              progress: bool, probes_per_task: int | None = None) -> dict[str, Result]:
     ray = import_ray()
@@ -610,7 +505,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
             try:
                 ranges = _ranges(job, probes_per_task)
             except Exception as exc:  # noqa: BLE001 - e.g. its probes are missing: that job fails
-                results[job.key] = Result(job.key, False, {}, one_line(exc))
+                results[job.key] = Result(job.key, False, {}, exception_reason(exc, None))
                 continue
             if len(ranges) == 1:
                 refs[task.remote(job, store)] = job
@@ -625,7 +520,7 @@ def _run_ray(jobs: list[Job], store: Any, address: str | None, num_workers: int 
                     try:
                         results[job.key] = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - e.g. the worker died more than max_retries times
-                        why = one_line(exc)
+                        why = exception_reason(exc, None)
                         if isinstance(exc, ray.exceptions.WorkerCrashedError):
                             why = f"the Ray worker died {max_retries + 1} times (retries exhausted): {why}"
                         results[job.key] = Result(job.key, False, {}, why)

@@ -1,6 +1,6 @@
 """The torch layer: features and attribution maps of named layers of any PyTorch model, and DEPARA graphs.
 
-For a model m, a layer ℓ (a name from ``model.named_modules()``) and probes x_i (METHOD.md §1):
+For a model m, a layer ℓ (a name from ``model.named_modules()``) and probes x_i (docs/method.md §1):
 
 * feature of x_i = the output f_ℓ(x_i) of the module, flattened;
 * scalar of x_i = s(f_ℓ(x_i)) with s = ``sum`` / ``mean`` / ``l2`` (Euclidean norm) over the output's elements;
@@ -51,7 +51,8 @@ import torch
 from torch import nn
 
 from ..errors import DeparaError, exception_reason
-from ..core.graph import Graph, _edges_from_features
+from ..core.edges import edges_from_features
+from ..core.graph import Graph
 from ..core.ids import check_probe_ids
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, IG_STEPS, LRP_EPSILON, AttributionMethod,
     GraphOptions, Scalar)
@@ -310,7 +311,8 @@ def _reduce_and_resample(attr: torch.Tensor, channel_reduction: str, node_size: 
 
 
 # ---------------------------------------------------------------------------------------------- graphs
-def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+def resolve_device(model: nn.Module, device: Any) -> torch.device:
+    """The torch device to run on: ``device`` checked (DeparaError naming it), or the model's own when None."""
     if device is None:
         p = next(model.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
@@ -445,7 +447,8 @@ class _FeatureStore:
         self.close()
 
 
-def _memory_budget(feature_memory_mb: Any) -> int:
+def memory_budget(feature_memory_mb: Any) -> int:
+    """``feature_memory_mb`` (a finite number >= 0; DeparaError naming it otherwise) as a byte budget."""
     if isinstance(feature_memory_mb, bool) or not isinstance(feature_memory_mb, (int, float, np.integer,
                                                                                  np.floating)) \
             or not np.isfinite(feature_memory_mb) or feature_memory_mb < 0:
@@ -542,8 +545,8 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     # Validated before the (possibly long) extraction, with the same rules Graph applies.
     ids = check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
-    dev = _resolve_device(model, device)
-    budget = _memory_budget(feature_memory_mb)
+    dev = resolve_device(model, device)
+    budget = memory_budget(feature_memory_mb)
     method, scalar = opts.method.value, opts.scalar.value
     if not isinstance(nodes, (bool, np.bool_)):
         raise DeparaError(f"nodes: expected True or False, got {nodes!r}")
@@ -597,7 +600,7 @@ def graph_from_parts(maps: np.ndarray, features: np.ndarray, options: GraphOptio
         # The edges exactly as Graph.from_arrays computes them; the nodes are N×0 (no attribution).
         n = features.shape[0]
         return Graph(np.zeros((n, 0), np.float32),
-                     _edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), probe_ids,
+                     edges_from_features(features, center=bool(opts.center), edge=opts.edge.value), probe_ids,
                      dict(meta))
     g = Graph.from_arrays(maps, features, center=opts.center, edge=opts.edge.value, probe_ids=probe_ids,
                           channel_reduction=None, meta=meta)
@@ -668,7 +671,7 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
     method = AttributionMethod.parse(method, "method").value
     scalar = Scalar.parse(scalar, "scalar").value
     resolve_layer(model, layer)
-    dev = _resolve_device(model, None)
+    dev = resolve_device(model, None)
     with _ModelState(model, dev):
         return _attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
 

@@ -15,7 +15,8 @@ Reading probe files (one door, :func:`_open_image`, for folders and lists alike)
   list's ``root``) is refused with a one-line error, and so is a folder reached twice (a **symlink loop** or a
   second link to the same folder), so links can never multiply the probes or read another folder;
 * **special files** (FIFOs, devices, sockets) are never opened (``stat`` first): in a folder they are skipped
-  with a note (logged on ``depara.extraction.probes`` and kept in :attr:`ProbeSet.notes`); named in a list they are an error;
+  with a note (logged on ``depara.extraction.probes`` and kept in :attr:`ProbeSet.notes`); named in a list they are an
+  error;
 * images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` ≈ 89.5 Mpx) are refused with a
   one-line error before any pixel is decoded; a file Pillow cannot decode is a one-line error naming it;
 * the first frame of a multi-frame file (GIF, TIFF) is used; pixels are converted to 8-bit RGB **by mode**:

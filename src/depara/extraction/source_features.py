@@ -3,10 +3,11 @@ DEPARA graphs of several models on one probe set.
 
 Every model sees the images through ITS OWN preprocessing, so sources with different input sizes (224 px ImageNet
 models beside 256 px Taskonomy encoders, or small custom networks) can be scored together: give the images as a
-:class:`~depara.extraction.probes.ProbeSet` (raw images) and, per model, a :class:`~depara.extraction.probes.Preprocess` (``preprocess``:
-one for all, or a mapping name → preprocess); a model without one gets :func:`default_preprocess` (the input size
-and normalisation its weights declare, e.g. timm's ``pretrained_cfg``, else the probe set's own). A model that
-cannot run at the size it is given fails with a one-line DeparaError naming the model and the size.
+:class:`~depara.extraction.probes.ProbeSet` (raw images) and, per model, a
+:class:`~depara.extraction.probes.Preprocess` (``preprocess``: one for all, or a mapping name → preprocess); a model
+without one gets :func:`default_preprocess` (the input size and normalisation its weights declare, e.g. timm's
+``pretrained_cfg``, else the probe set's own). A model that cannot run at the size it is given fails with a one-line
+DeparaError naming the model and the size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..core.similarity_edges import pooling_kind
 from ..errors import DeparaError
 from ..estimators.registry import SourceInputs
 from ..options import DEFAULT_BATCH_SIZE, GraphOptions
@@ -45,8 +47,13 @@ def last_linear(model: "nn.Module") -> str | None:
 
 
 def pool_features(t: "torch.Tensor") -> "torch.Tensor":
-    """B×C×H×W (or B×C×L) → B×C by global average pooling; B×D stays; anything else is flattened."""
-    if t.ndim >= 3:
+    """:func:`depara.core.similarity_edges.pool_features` for a torch tensor, by the same rule
+    (:func:`~depara.core.similarity_edges.pooling_kind`: B×C×spatial… maps → B×C, B×T×D tokens → B×D, B×D kept),
+    computed in the tensor's own dtype and device."""
+    kind = pooling_kind(t.ndim)
+    if kind == "tokens":
+        return t.mean(dim=1)
+    if kind == "maps":
         return t.flatten(2).mean(dim=2)
     return t.reshape(t.shape[0], -1)
 
@@ -111,16 +118,17 @@ def extract_inputs(models: Mapping[str, "nn.Module"], images: "ProbeSet | torch.
 
     Args:
         models: name → model.
-        images: a :class:`~depara.extraction.probes.ProbeSet` of raw target images (each model gets its own preprocessing,
-            see the module docstring), or a float tensor N×C×H×W already preprocessed for every model.
+        images: a :class:`~depara.extraction.probes.ProbeSet` of raw target images (each model gets its own
+            preprocessing, see the module docstring), or a float tensor N×C×H×W already preprocessed for every
+            model.
         feature_layer: module name (one for all, or per model); default = the INPUT of the model's last
             ``nn.Linear`` (the penultimate representation). Feature maps of more than 2 dimensions are
             global-average pooled to B×C.
         preprocess: with a ProbeSet, one preprocessing for all or a mapping name → preprocessing.
 
     Returns:
-        name → :class:`~depara.estimators.registry.SourceInputs` with ``features`` (N×D float32) and ``probs`` = softmax of
-        the model output when it is B×K with K ≥ 2 (else None).
+        name → :class:`~depara.estimators.registry.SourceInputs` with ``features`` (N×D float32) and ``probs`` =
+        softmax of the model output when it is B×K with K ≥ 2 (else None).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")

@@ -60,8 +60,8 @@ def ranking_document(rows: Sequence[RankRow], *, target: str, target_name: str, 
 
 def write_rank_results(out: str | os.PathLike, rows: Sequence[RankRow], *, target_name: str,
                        settings: Mapping[str, Any], lam: float) -> Path:
-    """A ``rank`` results folder: ``ranking.csv``, ``ranking.png`` (:func:`depara.report.plots.ranking.plot_ranking`) and
-    ``manifest.json``. ``out`` is created (its parent must exist)."""
+    """A ``rank`` results folder: ``ranking.csv``, ``ranking.png`` (:func:`depara.report.plots.ranking.plot_ranking`)
+    and ``manifest.json``. ``out`` is created (its parent must exist)."""
     from ..io.files import ensure_dir, write_csv
     from .plots.ranking import plot_ranking
     from .manifest import write_manifest

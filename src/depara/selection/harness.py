@@ -2,12 +2,14 @@
 
 :func:`run_harness` chains the layers, each usable alone:
 
-1. :func:`depara.extraction.source_features.extract_inputs` / :func:`~depara.extraction.source_features.build_depara_graphs` (torch):
-   run each source model ONCE over the target images (each through its own preprocessing) to get its features and
-   head probabilities, and build DEPARA graphs on the probe set;
-2. :func:`depara.estimators.scoring.score_sources` (numpy): every estimator of the registry (:mod:`depara.estimators.registry`) for
-   every source → :class:`~depara.estimators.scoring.ScoreTable`;
-3. :func:`depara.estimators.scoring.evaluate_scores`: against ground truth, one :func:`depara.evaluation.rank_quality.rank_quality` per method;
+1. :func:`depara.extraction.source_features.extract_inputs` /
+   :func:`~depara.extraction.source_features.build_depara_graphs` (torch): run each source model ONCE over the target
+   images (each through its own preprocessing) to get its features and head probabilities, and build DEPARA graphs on
+   the probe set;
+2. :func:`depara.estimators.scoring.score_sources` (numpy): every estimator of the registry
+   (:mod:`depara.estimators.registry`) for every source → :class:`~depara.estimators.scoring.ScoreTable`;
+3. :func:`depara.estimators.scoring.evaluate_scores`: against ground truth, one
+   :func:`depara.evaluation.rank_quality.rank_quality` per method;
 4. :func:`depara.report.score_files.write_results`: CSV/JSON, bar charts and a manifest.
 
 The names other modules import from here (``score_sources``, ``SourceInputs``, ``ScoreTable``, ``evaluate_scores``,
@@ -62,8 +64,8 @@ def run_harness(source_models: Mapping[str, "nn.Module"], images: "ProbeSet | to
 
     ``images``: the N target images, a :class:`~depara.extraction.probes.ProbeSet` (each model sees them through its own
     preprocessing: ``preprocess`` = one for all or a mapping source name → preprocessing, default the model's
-    declared one, :func:`depara.extraction.source_features.default_preprocess`; ``target_preprocess`` for the target model)
-    or an N×C×H×W tensor preprocessed for every model. ``labels`` their classes (or targets with ``regression``).
+    declared one, :func:`depara.extraction.source_features.default_preprocess`; ``target_preprocess`` for the target
+    model) or an N×C×H×W tensor preprocessed for every model. ``labels`` their classes (or targets with ``regression``).
     ``target_model`` (a model trained on the target task) gives the reference representation of rsa/cka (its
     features at ``target_feature_layer``, default the input of its last ``nn.Linear``) and, with ``probes``
     (a ProbeSet or an N×C×H×W tensor), the target graph of ``depara``; source graphs are built on the same

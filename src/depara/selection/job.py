@@ -7,7 +7,7 @@ One call does the whole job::
     sel.table           # one row per (model, layer), best first: each scorer's value, 95 % interval, rank
     sel.report("out/")  # results folder (CSV/JSON/figures/manifest) + report.html / report.md
 
-What is computed follows what is given (METHOD.md §1–2; Song et al., CVPR 2020):
+What is computed follows what is given (docs/method.md §1–2; Song et al., CVPR 2020):
 
 * **a target model** (``target_model=``) → DEPARA proper: each candidate's graph against the target model's graph
   on the same probes: the edge term ``depara_e`` (E), and on request (``scorers=``) the node term ``depara_v``
@@ -55,7 +55,8 @@ import numpy as np
 
 from ..errors import DeparaError, exception_reason
 from ..core.similarity_edges import pool_features
-from ..evaluation.rank_quality import combine
+from ..core.edges import standardized_ranks
+from ..core.score import combine
 from ..options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, DEFAULT_NODE_WEIGHT, format_lam
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,13 +151,11 @@ def _pair_index(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 def _unit_ranks(x: np.ndarray) -> np.ndarray | None:
-    """Average ranks (ties share), centred and scaled to unit norm; None when constant (Spearman undefined)."""
-    from scipy.stats import rankdata
-
-    r = rankdata(x)
-    r -= r.mean()
-    norm = float(np.linalg.norm(r))
-    return r / norm if norm > 0 else None
+    """:func:`depara.core.edges.standardized_ranks` of ``x``; None when constant (Spearman undefined)."""
+    try:
+        return standardized_ranks(x)
+    except DeparaError:
+        return None
 
 
 def _spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
@@ -464,10 +463,10 @@ def _score_all(cands: list[tuple[str, str]], graphs: list["Graph"], pooled: list
         tn = normalized_nodes(target.nodes)
         cos = [np.einsum("ij,ij->i", normalized_nodes(g.nodes), tn) for g in graphs]
     # depara_labels: the registered estimator's edges and comparison, every resample at once (one implementation
-    # with the real-image bank: depara.estimators.registry.depara_labels_resampled).
+    # with the real-image bank: depara.estimators.depara_family.depara_labels_resampled).
     lab_vals = None
     if labels is not None and "depara_labels" in scorers:
-        from ..estimators.registry import depara_labels_edges, depara_labels_resampled
+        from ..estimators.depara_family import depara_labels_edges, depara_labels_resampled
 
         lab_vals = [depara_labels_resampled(depara_labels_edges(g, pooled[c]), labels, idx_sets)
                     for c, g in enumerate(graphs)]
@@ -736,7 +735,7 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
     Returns {model name: one-line error} of the models whose task failed; Ray retries a task whose worker died
     (:mod:`depara.extraction.engine`), the store's atomic puts never leave a partial entry.
     """
-    from ..extraction.engine import check_shared_store, connect, import_ray, one_line
+    from ..io.cluster import check_shared_store, connect, import_ray
 
     ray = import_ray()
     started = connect(address)
@@ -750,7 +749,7 @@ def _extract_on_ray(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", laye
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - reported per model, the others complete
                 cause = getattr(exc, "cause", None)
-                failed[name] = one_line(cause if isinstance(cause, BaseException) else exc)
+                failed[name] = exception_reason(cause if isinstance(cause, BaseException) else exc, None)
         return failed
     finally:
         if started:
@@ -811,11 +810,11 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {n_boot}")
     peer_boot = _check_int(peer_boot, "peer_boot", 0)
     batch_size = _check_int(batch_size, "batch_size", 1)
-    from ..extraction.extract import _memory_budget, _resolve_device
+    from ..extraction.extract import memory_budget, resolve_device
 
-    _memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
+    memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
     if device is not None:
-        _resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
+        resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
     if not (layers in ("auto", "all") or (isinstance(layers, str) and layers) or
             (isinstance(layers, Sequence) and not isinstance(layers, str) and layers
              and all(isinstance(x, str) and x for x in layers))):

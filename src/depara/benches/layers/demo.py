@@ -42,7 +42,8 @@ CACHE_VERSION = "v1"
 
 
 def _cached(path: Path, build: Callable[[], object], what: str):
-    """Run ``build`` (which resumes from / reuses ``path``); if it fails on a corrupt entry, wipe it and rebuild once."""
+    """Run ``build`` (which resumes from / reuses ``path``); if it fails on a corrupt entry, wipe it and rebuild
+    once."""
     try:
         return build()
     except (DeparaError, RuntimeError, OSError, KeyError, ValueError) as exc:
@@ -97,8 +98,8 @@ def run_layers_demo(scale: str, out: str | os.PathLike, *, seed: int = 0, cache_
     ``correlations.csv``, ``transfer_<fraction>.csv`` (accuracy per depth, mean over the transfer seeds), the training
     logs, ``layers.png`` and ``manifest.json``
     (kind ``layers-select``). With ``peers_out``, LogME, H-score, TransRate, RSA and CKA also score every layer
-    beside DEPARA (:func:`depara.benches.layers.peers.score_layers_with_peers`) into that folder (manifest kind ``score``);
-    the result then has ``"peers"`` (its summary line).
+    beside DEPARA (:func:`depara.benches.layers.peers.score_layers_with_peers`) into that folder (manifest kind
+    ``score``); the result then has ``"peers"`` (its summary line).
     """
     import torch
 

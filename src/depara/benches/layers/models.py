@@ -236,7 +236,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
 
 
 def model_preprocess(info: ModelInfo, size: int | None = None):
-    """The :class:`~depara.extraction.probes.Preprocess` a trained model expects: its image size (or ``size``), mean and std."""
+    """The :class:`~depara.extraction.probes.Preprocess` a trained model expects: its image size (or ``size``), mean
+    and std."""
     from ...extraction.probes import Preprocess
 
     s = int(size or info.image_size)

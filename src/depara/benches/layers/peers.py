@@ -16,8 +16,8 @@ LEEP and NCE do not apply per layer: both read the source model's own classifier
 the SOURCE classes), which exists only after the last layer, so every depth would get the same value.
 
 Every method is scored through :func:`depara.estimators.scoring.score_sources` and evaluated with
-:func:`depara.evaluation.rank_quality.rank_quality` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick), whose
-``regret`` is the accuracy lost by transferring up to the picked layer instead of the best one.
+:func:`depara.evaluation.rank_quality.rank_quality` (Kendall τ-b, weighted τ, Spearman, Pearson, P@K, the top-1 pick),
+whose ``regret`` is the accuracy lost by transferring up to the picked layer instead of the best one.
 """
 
 from __future__ import annotations
@@ -120,12 +120,33 @@ def depara_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [k for k in keys if k in ("V", "E") or score_lam(k) is not None]
 
 
+def _probe_method_scores(layers: Sequence[tuple[int, str]], keys: Sequence[str], probe_methods: Sequence[str],
+                         probe_features: Mapping[str, np.ndarray] | None, target_outputs,
+                         meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The ``rsa``/``cka`` scores of every layer against the target-domain model's outputs on the probes (``meta``
+    gains ``n_probes`` and ``rsa_cka_reference``)."""
+    if probe_features is None or target_outputs is None:
+        raise DeparaError(f"method {probe_methods[0]}: needs probe_features and the target model's outputs")
+    missing = [n for _, n in layers if n not in probe_features]
+    if missing:
+        raise DeparaError(f"probe_features: no features for layer {missing[0]!r}")
+    reference = np.asarray(target_outputs, dtype=np.float64)
+    # score_sources only reads the labels' length when a reference representation is given
+    table = score_sources({k: SourceInputs(features=probe_features[n]) for k, (_, n) in zip(keys, layers)},
+                          np.zeros(reference.shape[0], dtype=np.int64), methods=list(probe_methods),
+                          target_features=reference)
+    meta["n_probes"] = table.meta["n_samples"]
+    meta["rsa_cka_reference"] = "target-domain model's logits on the probes"
+    return table.scores
+
+
 def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[str, np.ndarray], labels, *,
                      probe_features: Mapping[str, np.ndarray] | None = None, target_outputs=None,
                      depara_rows: Sequence[Mapping[str, Any]] | None = None,
                      methods: Sequence[str] = PEER_METHODS, shallower: bool = True,
                      transrate_eps: float = 1e-4) -> ScoreTable:
-    """Score every layer with every peer method (via :func:`depara.selection.harness.score_sources`), plus DEPARA columns.
+    """Score every layer with every peer method (via :func:`depara.selection.harness.score_sources`), plus DEPARA
+    columns.
 
     Args:
         layers: ``(depth, module name)`` per candidate layer, shallow to deep.
@@ -172,19 +193,7 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
             scores.update(table.scores)
             meta["n_train"] = table.meta["n_samples"]
     if probe_methods:
-        if probe_features is None or target_outputs is None:
-            raise DeparaError(f"method {probe_methods[0]}: needs probe_features and the target model's outputs")
-        missing = [n for _, n in layers if n not in probe_features]
-        if missing:
-            raise DeparaError(f"probe_features: no features for layer {missing[0]!r}")
-        reference = np.asarray(target_outputs, dtype=np.float64)
-        # score_sources only reads the labels' length when a reference representation is given
-        table = score_sources({k: SourceInputs(features=probe_features[n]) for k, (_, n) in zip(keys, layers)},
-                              np.zeros(reference.shape[0], dtype=np.int64), methods=probe_methods,
-                              target_features=reference)
-        scores.update(table.scores)
-        meta["n_probes"] = table.meta["n_samples"]
-        meta["rsa_cka_reference"] = "target-domain model's logits on the probes"
+        scores.update(_probe_method_scores(layers, keys, probe_methods, probe_features, target_outputs, meta))
     if depara_rows:
         by_depth = {int(float(r["depth"])): r for r in depara_rows}
         absent = [d for d, _ in layers if d not in by_depth]
@@ -381,9 +390,9 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
                        accuracies: Mapping[str, Mapping[int, float]], *, settings: Mapping[str, Any] | None = None,
                        title: str = "Peer estimators vs DEPARA per layer") -> Path:
     """Write per fraction ``peer_scores_<f>.csv`` (a row per layer: depth, layer, accuracy, every method's score),
-    ``peer_evaluation_<f>.csv`` (a row per method), its bar chart (:func:`depara.report.plots.harness.plot_method_agreement`),
-    ``peer_layers.png`` (every score per depth beside the accuracy, one panel per fraction),
-    ``peer_evaluation.json`` and ``manifest.json`` (kind ``score``)."""
+    ``peer_evaluation_<f>.csv`` (a row per method), its bar chart
+    (:func:`depara.report.plots.harness.plot_method_agreement`), ``peer_layers.png`` (every score per depth beside the
+    accuracy, one panel per fraction), ``peer_evaluation.json`` and ``manifest.json`` (kind ``score``)."""
     from ...report.plots.harness import plot_method_agreement
     from ...report.plots.layers_peers import panel_from_rows, plot_layer_peers
     from ...report.manifest import write_manifest

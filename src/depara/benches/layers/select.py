@@ -1,6 +1,6 @@
 """Layer selection with DEPARA: score each layer of a source model against the target-domain model.
 
-For each transferable layer #k of the source (METHOD.md §4): the graph of the source at layer k on the probes vs
+For each transferable layer #k of the source (docs/method.md §5): the graph of the source at layer k on the probes vs
 the graph of the model trained on the target domain at its logits on the same probes; S_V, S_E and
 S = S_V + λ·S_E per layer. With the measured transfer accuracies (``depara transfer``), the Spearman and
 Kendall correlations of each score with accuracy, and the accuracy lost by transferring up to the top-scored
@@ -15,36 +15,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ...core.score import combine
 from ...io.files import ensure_dir, read_csv, write_csv
 from ...errors import DeparaError
 from ...report.manifest import write_manifest
+from ...report.plots.layers import SCORE_PREFIX, score_column, score_lam  # noqa: F401 - the results' column names
 from ...options import LAYER_SELECTION_OPTIONS, GraphOptions
 from .models import ModelInfo, model_preprocess, transfer_units
 
 SCORES_CSV = "layer_scores.csv"
 CORRELATIONS_CSV = "correlations.csv"
 FIGURE = "layers.png"
-#: Prefix of the ``layer_scores.csv`` column holding S = V + λE for one λ (``S_lam10`` for λ = 10).
-SCORE_PREFIX = "S_lam"
-
-
-def score_column(lam: float) -> str:
-    """The ``layer_scores.csv`` column of S = V + λE: ``S_lam<λ>`` (``S_lam1``, ``S_lam10``, ``S_lam0.25``)."""
-    return f"{SCORE_PREFIX}{float(lam):g}"
-
-
-def score_lam(column: str) -> float | None:
-    """λ of a :func:`score_column` name, or None for any other column (the one parser of those names)."""
-    if not column.startswith(SCORE_PREFIX):
-        return None
-    try:
-        return float(column[len(SCORE_PREFIX):])
-    except ValueError:
-        return None
-
-
 def depara_method_name(column: str) -> str:
-    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv`` column)."""
+    """``V`` → ``DEPARA V``, ``S_lam1`` → ``DEPARA V+E``, ``S_lam10`` → ``DEPARA V+10E`` (a ``layer_scores.csv``
+    column)."""
     lam = score_lam(column)
     if lam is not None:
         return f"DEPARA V+{'' if lam == 1 else f'{lam:g}'}E"
@@ -56,10 +40,10 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
                  batch_size: int = 32, progress: bool = False) -> list[dict]:
     """Per transferable layer of ``source``: ``{depth, layer, kind, V, E, S_lam<λ>...}``.
 
-    ``probes``: a folder of images (read recursively) or a :class:`depara.extraction.probes.ProbeSet`; each model sees them
-    through its own preprocessing. ``options``: default :data:`depara.options.LAYER_SELECTION_OPTIONS`; a ``node_size`` of None
-    means the smaller of the two models' input sizes. All source layers come from ONE forward pass per batch
-    (``depara.extraction.extract.build_graphs``).
+    ``probes``: a folder of images (read recursively) or a :class:`depara.extraction.probes.ProbeSet`; each model sees
+    them through its own preprocessing. ``options``: default :data:`depara.options.LAYER_SELECTION_OPTIONS`; a
+    ``node_size`` of None means the smaller of the two models' input sizes. All source layers come from ONE forward
+    pass per batch (``depara.extraction.extract.build_graphs``).
     """
     from ...extraction.extract import build_graph, build_graphs
     from ...core.similarity import edge_similarity, node_similarity
@@ -86,15 +70,15 @@ def score_layers(source, source_info: ModelInfo, target, target_info: ModelInfo,
         v, e = node_similarity(g, tgt_graph), edge_similarity(g, tgt_graph)
         row = {"depth": unit.index, "layer": unit.output, "kind": unit.kind, "V": v, "E": e}
         for lam in lams:
-            row[score_column(lam)] = v + lam * e
+            row[score_column(lam)] = combine(v, e, lam)
         rows.append(row)
     return rows
 
 
 def correlate(rows: Sequence[Mapping], accuracies: Mapping[int, float], score_keys: Sequence[str]) -> list[dict]:
-    """For each score column, :func:`depara.evaluation.rank_quality.rank_quality` of the layers that have an accuracy (truth =
-    accuracy): ``spearman``, ``kendall`` with their p-values (scipy), the top-scored layer ``pick_depth`` (ties →
-    the worse layer, the one tie rule), its ``pick_truth``, the most accurate layer ``best_depth`` and
+    """For each score column, :func:`depara.evaluation.rank_quality.rank_quality` of the layers that have an accuracy
+    (truth = accuracy): ``spearman``, ``kendall`` with their p-values (scipy), the top-scored layer ``pick_depth``
+    (ties → the worse layer, the one tie rule), its ``pick_truth``, the most accurate layer ``best_depth`` and
     ``best_truth``, and ``regret`` = best_truth − pick_truth (the accuracy lost by the pick)."""
     from scipy.stats import kendalltau, spearmanr
 

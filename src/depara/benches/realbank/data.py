@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import DeparaError
-from ..taskbank.probesets import FASHION_MNIST_DIRS, _resize, _to_rgb01, _to_tensor_layout, shared_data_dir
+from ..taskbank.probesets import FASHION_MNIST_DIRS, resize_images, to_rgb01, to_tensor_layout, shared_data_dir
 
 SIZE = 32
 PHOTO_TARGET = ("astronaut", "coffee", "chelsea", "rocket", "colorwheel", "immunohistochemistry")
@@ -56,8 +56,8 @@ class Pool:
 
 def _layout(images01: np.ndarray) -> np.ndarray:
     """N×H×W(×3) in [0, 1] → N×3×32×32 in [-1, 1]."""
-    out = np.stack([_resize(_to_rgb01(im), SIZE) for im in images01])
-    return _to_tensor_layout(np.clip(out, 0, 1))
+    out = np.stack([resize_images(to_rgb01(im), SIZE) for im in images01])
+    return to_tensor_layout(np.clip(out, 0, 1))
 
 
 # ---------------------------------------------------------------------------------------------- raw sets
@@ -118,7 +118,7 @@ def lfw() -> tuple[np.ndarray, np.ndarray]:
 def _photo(name: str) -> np.ndarray:
     import skimage.data
 
-    img = _to_rgb01(getattr(skimage.data, name)())
+    img = to_rgb01(getattr(skimage.data, name)())
     step = max(1, min(img.shape[:2]) // 256)
     return img[::step, ::step]
 
@@ -135,9 +135,9 @@ def photo_patches(names: tuple[str, ...], per_class: int, seed: int, size: int =
         for _ in range(per_class):
             side = int(rng.uniform(1 / 8, 1 / 3) * min(h, w))
             r, c = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            xs.append(_resize(img[r:r + side, c:c + side], size))
+            xs.append(resize_images(img[r:r + side, c:c + side], size))
             ys.append(k)
-    return _to_tensor_layout(np.clip(np.stack(xs), 0, 1)), np.array(ys, np.int64)
+    return to_tensor_layout(np.clip(np.stack(xs), 0, 1)), np.array(ys, np.int64)
 
 
 @lru_cache(maxsize=None)
@@ -154,12 +154,12 @@ def visda(size: int = SIZE) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     out, ys = [], []
     for p in files:
         with Image.open(p) as im:
-            img = _to_rgb01(np.asarray(im.convert("RGB")))
+            img = to_rgb01(np.asarray(im.convert("RGB")))
         h, w = img.shape[:2]
         s = min(h, w)
-        out.append(_resize(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], size))
+        out.append(resize_images(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], size))
         ys.append(classes.index(p.name.rsplit("_", 1)[0]))
-    return _to_tensor_layout(np.clip(np.stack(out), 0, 1)), np.array(ys, np.int64), classes
+    return to_tensor_layout(np.clip(np.stack(out), 0, 1)), np.array(ys, np.int64), classes
 
 
 # ---------------------------------------------------------------------------------------------- targets

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...report.plots._common import save_figure
+from ...report.plots.common import save_figure
 
 PROTOCOL_LABELS = {"linear_probe": "linear probe", "fine_tune": "fine-tuning"}
 

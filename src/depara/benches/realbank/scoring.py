@@ -134,13 +134,13 @@ LAYERS = {"representation": REP_LAYER, "below-representation": "stage2"}
 
 def _edges(body, x: torch.Tensor, layer: str = REP_LAYER) -> tuple[np.ndarray, np.ndarray]:
     """(DEPARA edges = centred cosine of the flattened features at ``layer``, those features)."""
-    from ...core.graph import _edges_from_features
+    from ...core.edges import edges_from_features
 
     stages = list(dict(body.named_children()))
     upto = body[:stages.index(layer) + 1]
     with torch.no_grad():
         f = torch.cat([upto(x[i:i + 256]) for i in range(0, len(x), 256)]).flatten(1).double().numpy()
-    return _edges_from_features(f, center=True, edge="cosine"), f
+    return edges_from_features(f, center=True, edge="cosine"), f
 
 
 def stage_output(body, x, layer: str = REP_LAYER) -> np.ndarray:

@@ -8,8 +8,9 @@
    (scalar ``sum``/``mean``/``l2`` × channel reduction ``mean`` (signed)/``abs_mean``), and scores every
    (target, source) pair by DEPARA ``V + λE``, DEPARA-V, DEPARA-E, RSA and linear CKA;
 3. scores the label-based estimators (LogME on every target; H-score, TransRate and the recent label-based peers
-   on the classification targets, NaN with a note where one is undefined), taken from the estimator registry and scored through :func:`depara.estimators.scoring.score_sources`, from
-   the source representation of the target's limited labelled training set;
+   on the classification targets, NaN with a note where one is undefined), taken from the estimator registry and
+   scored through :func:`depara.estimators.scoring.score_sources`, from the source representation of the target's
+   limited labelled training set;
 4. evaluates every score matrix with the paper's protocol (top-``relevant`` truth, P@K/R@K, PR curve) and rank
    correlations, sweeps λ, compares node definitions, draws the task similarity tree, and records the cost of
    ranking against the cost of the ground-truth training.
@@ -44,7 +45,7 @@ from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
 from ...extraction.threads import cpu_threads
 from ...errors import DeparaError
 from ...estimators.registry import get_estimator, list_estimators
-from ...evaluation.rank_quality import combine
+from ...core.score import combine
 from ...options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, GraphOptions, Scalar, format_lam
 from ...evaluation.published import TASKONOMY_RELEVANT, TASKONOMY_TARGETS, published_curves, read_published_hits
 from .affinity import encode, measure_affinities, write_affinity_csvs
@@ -161,8 +162,8 @@ def label_based_scores(cfg: BankConfig, encoders: dict, data: SceneData, say) ->
     """LogME (every target), H-score and TransRate (classification targets): T×T matrices (NaN where the
     method does not apply), from each source's representation of the target's limited labelled set.
 
-    Scored through the estimator registry (:func:`depara.estimators.scoring.score_sources`): each source's features on the
-    target's set are extracted once and every applicable method scores them.
+    Scored through the estimator registry (:func:`depara.estimators.scoring.score_sources`): each source's features on
+    the target's set are extracted once and every applicable method scores them.
     """
     from ...estimators.scoring import SourceInputs, score_sources
 
@@ -555,7 +556,8 @@ def _figures(out, names, truth, gt, scores, curves_in, lam_rows, node_rows, summ
              main_method, say) -> dict[str, str]:
     from ...report.plots import ranking as rp
     from ...report.plots import taskbank as tp
-    from ...core.tree import draw_tree, leaf_order
+    from ...core.tree import leaf_order
+    from ...report.plots.ranking import draw_tree
 
     figs = {}
     keep = [main_method, PAPER_SETTING, V_LIBRARY, "DEPARA-E", "RSA", "linear CKA", "LogME (labels)"]

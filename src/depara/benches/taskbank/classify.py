@@ -2,8 +2,8 @@
 
 The bank's own targets are mostly dense/regression tasks; the label-graph default of depara compares a source
 graph with CLASS labels. This module adds class-label targets computed from the same rendered scenes
-(:class:`~depara.benches.taskbank.scenes.SceneBatch`) and measures how well each of the bank's task encoders transfers to
-them under two protocols, so that label-graph candidates can be chosen on procedural class-label targets.
+(:class:`~depara.benches.taskbank.scenes.SceneBatch`) and measures how well each of the bank's task encoders transfers
+to them under two protocols, so that label-graph candidates can be chosen on procedural class-label targets.
 
 Targets (:data:`CLASS_TARGETS`, fixed before any measurement; every label is an int64 in 0..C−1). "Largest object"
 is the instance with most visible pixels (ties: the lowest instance id, as the renderer's ``shape``); "visible"
@@ -35,9 +35,9 @@ Ground truth (:func:`measure_truth`) for each (target, source encoder), for each
   bank's ``test`` split (every image);
 - (a) **linear probe**: the frozen encoder's flattened ``rep`` output (8×S/4×S/4) →
   :func:`depara.benches.realbank.truth.linear_probe` (standardised L2 logistic regression, C = 1), test accuracy;
-- (b) **fine-tuning**: ``conv3`` + ``rep`` + a fresh :class:`~depara.benches.taskbank.networks.GlobalHead` trained together
-  (Adam: lr 1e-3 for conv3/rep, 1e-2 for the head; batch 32; :attr:`TruthSettings.ft_steps` steps) on top of the
-  frozen ``conv1``/``conv2`` (their output computed once), test accuracy.
+- (b) **fine-tuning**: ``conv3`` + ``rep`` + a fresh :class:`~depara.benches.taskbank.networks.GlobalHead` trained
+  together (Adam: lr 1e-3 for conv3/rep, 1e-2 for the head; batch 32; :attr:`TruthSettings.ft_steps` steps) on top of
+  the frozen ``conv1``/``conv2`` (their output computed once), test accuracy.
 
 The seed changes the subsample, the head's initialisation and the batch order. One checksummed JSON entry per
 (bank config, target, source, seeds, settings) under ``cache_root/classify``; a corrupt entry is re-measured.
@@ -309,8 +309,8 @@ def measure_truth(cfg, cache_root: Path, variant: str, source: str, encoder, dat
     "fine_tune": [...], "train_sizes": [...], "seconds": s, "cached": bool}``.
 
     ``cfg``/``data``: the bank's :class:`~depara.benches.taskbank.train.BankConfig` and
-    :class:`~depara.benches.taskbank.train.SceneData`; ``features``: an optional dict shared across calls that keeps each
-    source's frozen outputs on the limited and test splits (computed once per source). One cache entry per
+    :class:`~depara.benches.taskbank.train.SceneData`; ``features``: an optional dict shared across calls that keeps
+    each source's frozen outputs on the limited and test splits (computed once per source). One cache entry per
     (bank config, target, source, seeds, settings); a corrupt or stale entry is re-measured.
     """
     target, shots = parse_variant(variant)

@@ -32,13 +32,14 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def resize_images(img: np.ndarray, size: int) -> np.ndarray:
+    """An H×W(×C) image resized to size×size (bilinear, anti-aliased), float32."""
     from skimage.transform import resize
 
     return resize(img, (size, size), order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
-def _to_rgb01(img: np.ndarray) -> np.ndarray:
+def to_rgb01(img: np.ndarray) -> np.ndarray:
     """uint8/bool/float H×W(×C) -> float32 H×W×3 in [0, 1]."""
     a = np.asarray(img)
     a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
@@ -47,7 +48,7 @@ def _to_rgb01(img: np.ndarray) -> np.ndarray:
     return a[..., :3]
 
 
-def _to_tensor_layout(images: np.ndarray) -> np.ndarray:
+def to_tensor_layout(images: np.ndarray) -> np.ndarray:
     """N×S×S×3 in [0, 1] -> N×3×S×S in [-1, 1]."""
     return np.ascontiguousarray(np.moveaxis(images, -1, 1) * 2.0 - 1.0, dtype=np.float32)
 
@@ -59,7 +60,7 @@ def skimage_probes(n: int, size: int, seed: int = 0) -> np.ndarray:
     photos = []
     for name in SKIMAGE_PHOTOS:
         try:
-            img = _to_rgb01(getattr(skimage.data, name)())
+            img = to_rgb01(getattr(skimage.data, name)())
         except Exception:  # noqa: BLE001 - a photo needing an optional download is simply skipped
             continue
         # Shrink big photos once, so each crop's anti-aliased resize stays cheap.
@@ -74,8 +75,8 @@ def skimage_probes(n: int, size: int, seed: int = 0) -> np.ndarray:
         h, w = img.shape[:2]
         side = int(rng.uniform(0.2, 1.0) * min(h, w))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        out[i] = _resize(img[y:y + side, x:x + side], size)
-    return _to_tensor_layout(np.clip(out, 0, 1))
+        out[i] = resize_images(img[y:y + side, x:x + side], size)
+    return to_tensor_layout(np.clip(out, 0, 1))
 
 
 def visda_probes(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -89,12 +90,12 @@ def visda_probes(n: int, size: int, seed: int = 0) -> np.ndarray:
     out = []
     for p in files[:n]:
         with Image.open(p) as im:
-            img = _to_rgb01(np.asarray(im.convert("RGB")))
+            img = to_rgb01(np.asarray(im.convert("RGB")))
         h, w = img.shape[:2]
         side = min(h, w)
         y, x = (h - side) // 2, (w - side) // 2
-        out.append(_resize(img[y:y + side, x:x + side], size))
-    return _to_tensor_layout(np.clip(np.stack(out), 0, 1))
+        out.append(resize_images(img[y:y + side, x:x + side], size))
+    return to_tensor_layout(np.clip(np.stack(out), 0, 1))
 
 
 def _fashion_file() -> Path:
@@ -113,8 +114,8 @@ def fashion_mnist_probes(n: int, size: int, seed: int = 0) -> np.ndarray:
     count, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
     images = np.frombuffer(raw, np.uint8, offset=16).reshape(count, rows, cols)
     pick = np.random.default_rng([int(seed), 28]).choice(count, size=min(n, count), replace=False)
-    out = np.stack([_resize(_to_rgb01(images[i]), size) for i in np.sort(pick)])
-    return _to_tensor_layout(np.clip(out, 0, 1))
+    out = np.stack([resize_images(to_rgb01(images[i]), size) for i in np.sort(pick)])
+    return to_tensor_layout(np.clip(out, 0, 1))
 
 
 OUT_OF_DOMAIN = {"skimage": skimage_probes, "visda": visda_probes, "fashion-mnist": fashion_mnist_probes}

@@ -8,7 +8,25 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._common import save_figure
+from .common import save_figure
+
+#: Prefix of the ``layer_scores.csv`` column holding S = V + λE for one λ (``S_lam10`` for λ = 10).
+SCORE_PREFIX = "S_lam"
+
+
+def score_column(lam: float) -> str:
+    """The ``layer_scores.csv`` column of S = V + λE: ``S_lam<λ>`` (``S_lam1``, ``S_lam10``, ``S_lam0.25``)."""
+    return f"{SCORE_PREFIX}{float(lam):g}"
+
+
+def score_lam(column: str) -> float | None:
+    """λ of a :func:`score_column` name, or None for any other column (the one parser of those names)."""
+    if not column.startswith(SCORE_PREFIX):
+        return None
+    try:
+        return float(column[len(SCORE_PREFIX):])
+    except ValueError:
+        return None
 
 
 def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, lams: Sequence[float] = (1.0, 10.0),
@@ -21,8 +39,6 @@ def plot_layer_selection(rows: Sequence[Mapping], path: str | os.PathLike, *, la
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ...benches.layers.select import score_column
 
     depth = np.array([int(r["depth"]) for r in rows])
     n_panels = 3 if accuracy_names else 2

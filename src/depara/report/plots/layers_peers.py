@@ -1,5 +1,5 @@
-"""Figure of the per-layer peer comparison (:mod:`depara.benches.layers.peers`): every estimator's score per transfer depth,
-z-scored within the method, beside the measured transfer accuracy. Draws what it is given; computes no score."""
+"""Figure of the per-layer peer comparison (:mod:`depara.benches.layers.peers`): every estimator's score per transfer
+depth, z-scored within the method, beside the measured transfer accuracy. Draws what it is given; computes no score."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ...errors import DeparaError  # noqa: E402
-from ._common import save_figure  # noqa: E402
+from .common import save_figure  # noqa: E402
 
 _STYLE = {"label-based": "--", "label-free": ":", "depara": "-", "trivial": "-."}
 

@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._common import save_figure  # noqa: E402
+from .common import save_figure  # noqa: E402
+from ...core.tree import leaf_order, task_linkage  # noqa: E402
 from ...errors import DeparaError  # noqa: E402
 
 _MARKERS = "os^Dvp*hX<>"
@@ -65,7 +66,8 @@ def plot_pr_curve(curves: Mapping[str, Any], out: str | os.PathLike, *,
     """Precision against recall over K = 1..S−1 for each method.
 
     Args:
-        curves: label → :class:`depara.evaluation.rank_quality.RankingCurve` (all with the same targets and relevant size).
+        curves: label → :class:`depara.evaluation.rank_quality.RankingCurve` (all with the same targets and
+            relevant size).
         out: PNG path.
         published: label → ``{"precision": ..., "recall": ..., "K": ...}`` points drawn as unconnected open
             markers; an optional ``"match"`` entry names the curve whose colour they take.
@@ -221,4 +223,17 @@ def plot_ranking(rows: Sequence[Any], out: str | os.PathLike, *, title: str = "S
 
 
 __all__ = ["plot_pr_curve", "plot_precision_at_k", "plot_lambda_sweep", "plot_tree", "plot_heatmap",
-           "plot_ranking"]
+           "plot_ranking", "draw_tree"]
+
+
+def draw_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, method: str = "average",
+              title: str = "Task similarity tree", heatmap: str | os.PathLike | None = None,
+              heatmap_title: str = "Task similarity", colorbar_label: str = "similarity") -> dict[str, Path]:
+    """Cluster ``similarity`` and draw the dendrogram to ``out`` (and, with ``heatmap``, the matrix in the tree's
+    leaf order). Returns {"tree": path[, "heatmap": path]}."""
+    z = task_linkage(similarity, method)
+    paths = {"tree": plot_tree(names, z, out, method=method, title=title)}
+    if heatmap is not None:
+        paths["heatmap"] = plot_heatmap(names, similarity, heatmap, order=leaf_order(similarity, method),
+                                        title=heatmap_title, colorbar_label=colorbar_label)
+    return paths

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._common import save_figure  # noqa: E402
+from .common import save_figure  # noqa: E402
 from ...errors import DeparaError  # noqa: E402
 
 

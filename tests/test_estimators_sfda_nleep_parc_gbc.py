@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from depara.estimators import baselines as B
 from depara.errors import DeparaError
+from depara.estimators.separability import shrunk_lda_proba
 
 REFS = json.loads((Path(__file__).parent / "data" / "estimator_references_a.json").read_text())
 RTOL = 1e-6
@@ -156,7 +157,7 @@ def test_sfda_first_stage_is_shrunk_lda_of_sklearn():
 
     x, y = blobs(7, n=90, d=5, n_classes=3)
     priors = np.bincount(y) / y.size
-    proba, s = B._shrunk_lda_proba(x, y, 3, priors, None)
+    proba, s = shrunk_lda_proba(x, y, 3, priors, None)
     lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=s).fit(x, y)
     np.testing.assert_allclose(proba, lda.predict_proba(x), rtol=1e-8, atol=1e-12)
     lam = np.linalg.eigvalsh(np.cov(x - np.array([x[y == c].mean(0) for c in range(3)])[y], rowvar=False, bias=True))

@@ -1,4 +1,4 @@
-"""A systematic bad-input sweep of every user entry point (round 4): each CLI command and the public API behind it.
+"""A systematic bad-input sweep of every user entry point: each CLI command and the public API behind it.
 
 Every case feeds one realistic bad input and asserts what the house rules promise:
 

@@ -1,0 +1,79 @@
+"""DEPARA in the registry: S = V + λE against a target model's graph (``depara``), its two terms alone
+(``depara_v``, ``depara_e``) and the edge term against the label graph of the target's class labels
+(``depara_labels``, the frozen default when labels are given). numpy only; the comparisons are
+:mod:`depara.core.similarity` and :mod:`depara.core.similarity_edges`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.similarity import edge_similarity, node_similarity, similarity
+from ..core.similarity_edges import label_agreement, probe_edges, resampled_label_agreement
+from ..errors import DeparaError
+from ..options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
+from .registry import FEATURE_LABEL, GRAPHS, estimator
+
+__all__ = ["depara_labels_edges", "depara_labels_resampled"]
+
+_PAPER = "Song et al., DEPARA, CVPR 2020"
+
+
+@estimator("depara", tags=GRAPHS, label="DEPARA", reference=_PAPER,
+           description="S = V + λE: node (attribution map) plus λ times edge (probe-similarity rank) agreement of "
+                       "the source's and the target model's DEPARA graphs",
+           adapter=lambda s, t: _depara_parts(s.graph, t.graph, t.lam))
+def _depara_parts(graph, target_graph, lam: float) -> float:
+    return float(similarity(graph, target_graph, lam=lam))
+
+
+@estimator("depara_v", tags=GRAPHS, label="DEPARA-V", default=False, reference=_PAPER,
+           description="node similarity V alone (mean cosine of the probes' attribution maps)",
+           adapter=lambda s, t: _depara_v(s.graph, t.graph))
+def _depara_v(graph, target_graph) -> float:
+    return float(node_similarity(graph, target_graph))
+
+
+@estimator("depara_e", tags=GRAPHS, label="DEPARA-E", default=False, reference=_PAPER,
+           description="edge similarity E alone (Spearman of the probe-by-probe feature similarities)",
+           adapter=lambda s, t: _depara_e(s.graph, t.graph))
+def _depara_e(graph, target_graph) -> float:
+    return float(edge_similarity(graph, target_graph))
+
+
+def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.ndarray:
+    """The source edges the label-graph score compares, built as the frozen defaults say.
+
+    With the frozen ``DEFAULT_EDGE_FEATURES = "flat"`` and ``DEFAULT_EDGE_SCALE = "centred"`` these are the DEPARA
+    graph's own edges (``graph.edges``); otherwise :func:`depara.core.similarity_edges.probe_edges` of ``features``
+    (the source's layer output on the probes: N×C×H×W, or already pooled N×C for ``"pooled"``).
+    """
+    if (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred") and graph is not None:
+        return np.asarray(graph.edges)
+    if features is None:
+        raise DeparaError(f"method depara_labels: needs the source's features on the probes (edges of "
+                          f"{DEFAULT_EDGE_FEATURES}, {DEFAULT_EDGE_SCALE} features)")
+    return probe_edges(features, pooling=DEFAULT_EDGE_FEATURES, scale=DEFAULT_EDGE_SCALE)
+
+
+# Through the registry (the harness, `depara score`) it reads the source's features on the LABELLED samples: the
+# labels belong to those samples, while a source's DEPARA graph there is built on a separate probe set (for the
+# target-model terms), so its edges cannot be paired with the labels. With the frozen flat, centred handling the
+# edges of the features are the DEPARA graph's own edges at that layer; `depara.select` builds its graphs on the
+# labelled images themselves and passes them to depara_labels_edges directly.
+@estimator("depara_labels", tags=FEATURE_LABEL, label="DEPARA-labels",
+           reference="Song et al., DEPARA, CVPR 2020 (edge term against the label graph)",
+           description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
+                       "edge comparison; needs the samples' class labels, no target model",
+           adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels))
+def _depara_labels(edges, labels, comparison: str | None = None) -> float:
+    """The label-graph DEPARA score of one source: :func:`depara.core.similarity_edges.label_agreement` of its
+    probe edges (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison
+    (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given."""
+    return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+
+
+def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:
+    """``depara_labels`` on each resample of the probes (R×N indices; row 0 the identity = the point estimate),
+    by the frozen comparison: :func:`depara.core.similarity_edges.resampled_label_agreement`. (R,) float array."""
+    return resampled_label_agreement(edges, labels, DEFAULT_EDGE_COMPARISON, idx_sets)

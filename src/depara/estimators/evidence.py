@@ -1,0 +1,319 @@
+"""Estimators from the evidence or a generalisation bound of a linear model on the features: LogME, PACTran
+(Gaussian prior), PED (LogME after potential-energy descent of the features). numpy/scipy only.
+
+LogME equals the public reference implementation (thuml/LogME at commit 56551ca) on well-posed inputs to 1e-6
+relative; where they differ (rank(F) < D) its docstring says what is done and why. PACTran and PED are checked
+against their authors' code by ``benchmarks/reference/run_references_b.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import scipy.optimize
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp, softmax
+
+from ..errors import DeparaError
+from .checks import as_class_indices, as_features, count, gram_eigh, one_hot_labels, positive
+from .registry import FEATURE_LABEL, estimator
+
+__all__ = ["logme", "pactran_gaussian", "ped", "ped_features"]
+
+
+@estimator("logme", tags=replace(FEATURE_LABEL, supports_regression=True), label="LogME",
+           description="log marginal evidence of a Bayesian linear model on the features (per sample, averaged over "
+                       "classes)",
+           reference="You et al., LogME, ICML 2021",
+           adapter=lambda s, t: logme(s.features, t.labels, regression=t.regression))
+def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol: float = 1e-3) -> float:
+    """LogME: the log marginal evidence of a Bayesian linear model from features to targets.
+
+    You, Liu, Wang, Long, *LogME: Practical Assessment of Pre-trained Models for Transfer Learning*, ICML 2021;
+    the fast fixed-point solver of You et al., *Ranking and Tuning Pre-trained Models: A New Paradigm for
+    Exploiting Model Hubs*, JMLR 2022 (Algorithm 2), as in thuml/LogME ``LogME._fit_fixed_point``.
+
+    Args:
+        features: N×D target-sample features of the source model (not centred, as in the reference).
+        labels: N class indices 0..C−1 (classification) or, with ``regression=True``, N or N×T real targets.
+        regression: treat ``labels`` as real-valued targets, one evidence per target column.
+        max_iter, tol: at most ``max_iter`` fixed-point updates, stopping when α/β changes by ≤ ``tol``
+            relative. The defaults (11, 1e-3) are the reference's; they can stop short of the maximum evidence
+            when N ≲ D (by up to ~1e-2 per sample in our tests); raise ``max_iter`` to converge fully.
+
+    Returns:
+        The per-sample evidence log p(y | F, α*, β*) / N averaged over the C one-hot columns (or the T targets).
+        Higher = better; typically in about [−2, 2] for unit-scale features.
+
+    Conventions: α, β start at 1 and are updated as in the reference (1e-5 guards both denominators). The evidence needs the D eigenvalues
+    of FᵀF; when rank(F) = k < D (always when N < D, also for duplicated columns) the D − k zero eigenvalues
+    contribute log α each to log|A|. thuml/LogME drops them, which is its known N < D bug (issue #23, fixed
+    by PR #24 by zero-padding σ to length D); here they are kept, so the value equals the paper's formula (and
+    the reference's own ``_fit_icml`` route), and equals the unpatched reference whenever F has full column rank.
+    """
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1 and tol > 0):
+        raise DeparaError(f"max_iter/tol: expected max_iter >= 1 and tol > 0, got {max_iter} and {tol}")
+    f = as_features(features, "features")
+    n, d = f.shape
+    if regression:
+        y = as_features(labels if np.ndim(labels) != 1 else np.asarray(labels)[:, None], "targets")
+        if y.shape[0] != n:
+            raise DeparaError(f"targets: has {y.shape[0]} rows but the features have {n}")
+    else:
+        idx, n_classes = as_class_indices(labels, "labels", n)
+        y = one_hot_labels(idx, n_classes)
+
+    vec_w, vec, on_features = gram_eigh(f)
+    # x = Uᵀy, the targets in the basis of the left singular vectors (k×T).
+    x = (vec.T @ (f.T @ y)) / np.sqrt(vec_w)[:, None] if on_features else vec.T @ y
+    rank = vec_w.shape[0]
+    sigma = vec_w[:, None]
+    x2 = x**2
+    res_x2 = (y**2).sum(axis=0) - x2.sum(axis=0)  # part of ‖y‖² outside the column space of F
+
+    n_t = y.shape[1]
+    alpha, beta = np.ones(n_t), np.ones(n_t)
+    m2_fin, res2_fin = np.zeros(n_t), np.zeros(n_t)
+    active = np.ones(n_t, dtype=bool)
+    for _ in range(max_iter):
+        t = alpha / beta
+        gamma = (sigma / (sigma + t)).sum(axis=0)
+        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=0)
+        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=0) + res_x2
+        new_alpha = gamma / (m2 + 1e-5)
+        new_beta = (n - gamma) / (res2 + 1e-5)
+        converged = np.abs(new_alpha / new_beta - t) / t <= tol
+        alpha = np.where(active, new_alpha, alpha)
+        beta = np.where(active, new_beta, beta)
+        m2_fin = np.where(active, m2, m2_fin)
+        res2_fin = np.where(active, res2, res2_fin)
+        active &= ~converged
+        if not active.any():
+            break
+    log_det_a = np.log(alpha + beta * sigma).sum(axis=0) + (d - rank) * np.log(alpha)
+    evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * log_det_a
+                - beta / 2.0 * res2_fin - alpha / 2.0 * m2_fin - n / 2.0 * np.log(2 * np.pi)) / n
+    return float(np.mean(evidence))
+
+
+def _pactran_map_head(x: np.ndarray, idx: np.ndarray, n_classes: int, ldas2: float, *, max_iter: int, tol: float,
+                      seed: int | None) -> tuple[float, np.ndarray]:
+    """PACTran's MAP softmax head on the centred features ``x`` (see :func:`pactran_gaussian`): (L(θ*), the N×C
+    softmax at θ*)."""
+    n, d = x.shape
+    one_hot = one_hot_labels(idx, n_classes)
+    rows = np.arange(n)
+
+    def logits_of(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = theta.reshape(d + 1, n_classes)
+        return x @ t[:d] + t[d:], t[:d]
+
+    def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        logits, w = logits_of(theta)
+        log_q = logits - logsumexp(logits, axis=1, keepdims=True)
+        loss = -log_q[rows, idx].sum() / n + 0.5 * np.sum(w * w) / ldas2
+        grad_f = (np.exp(log_q) - one_hot) / n
+        grad = np.concatenate([x.T @ grad_f + w / ldas2, grad_f.sum(axis=0, keepdims=True)], axis=0)
+        return float(loss), grad.ravel()
+
+    rng = np.random.RandomState(seed)  # the legacy stream: same draws as np.random.seed(seed); np.random.normal
+    theta0 = np.concatenate([rng.normal(size=(d, n_classes)) * 0.03, np.zeros((1, n_classes))], axis=0).ravel()
+    theta = scipy.optimize.minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
+                                 options=dict(maxiter=max_iter), tol=tol).x
+    pac_opt, _ = loss_and_grad(theta)
+    prob = softmax(logits_of(theta)[0], axis=1)
+    return pac_opt, prob
+
+
+@estimator("pactran", tags=FEATURE_LABEL, label="PACTran-G",
+           description="minus the PAC-Bayes Gaussian bound of a linear softmax head on the features (PACTran-Gaussian)",
+           reference="Ding et al., PACTran, ECCV 2022",
+           adapter=lambda s, t: pactran_gaussian(s.features, t.labels))
+def pactran_gaussian(features, labels, *, lda_factor: float = 1.0, s2_factor: float | None = None,
+                     max_iter: int = 100, tol: float = 1e-6, seed: int | None = 0) -> float:
+    """PACTran-Gaussian: a PAC-Bayesian bound on the target risk of a linear softmax head on the features.
+
+    Ding, Chen, Levinboim, Goodman, Soricut, *PACTran: PAC-Bayesian Metrics for Estimating the Transferability
+    of Pretrained Models to Classification Tasks*, ECCV 2022; ``calculate_pac_gauss`` of
+    google-research/pactran_metrics (``compute_metrics.py``), the "PAC_Gauss with diagonal variance" metric.
+
+    With F̃ the column-centred N×D features, Y the N×C one-hot labels, θ = (W ∈ R^{D×C}, b ∈ R^C) and
+    λN = ``lda_factor``·N, the MAP head minimises
+
+        L(θ) = (1/N) Σ_i −log softmax(f̃_i W + b)_{y_i} + ‖W‖²_F / (2 λN)
+
+    by L-BFGS-B (at most ``max_iter`` iterations, tolerance ``tol``, start W ~ N(0, 0.03²) from
+    ``np.random.RandomState(seed)``, b = 0). With p = softmax at θ*, the summed diagonal Hessian is
+    H = Σ_i ‖f̃_i‖² Σ_c p_ic(1 − p_ic) + DC/(λN) + Σ_ic p_ic(1 − p_ic), σ⁻² = H·λN/(DC) + 1e-10, and
+
+        PAC_Gauss = L(θ*) + (DC / (2 λN)) · (s2_factor / D) · log σ⁻²,
+
+    a bound (lower = better). **Returned: −PAC_Gauss, so higher = more transferable**, as the ETran authors
+    use it (``-pg[0][1]`` in mgholamikn/ETran ``evaluate_metric.py``).
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model (centred here; the caller's array is not modified,
+        unlike the reference, which subtracts the mean in place).
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2.
+    lda_factor : float
+        λ, the prior precision scale (the reference's ``lda_factor``; the ETran authors use 1).
+    s2_factor : float, optional
+        Prior variance factor, s² = ``s2_factor``/D. None → 100·``lda_factor``, the first (reported) of the
+        two values the reference computes for λ ∈ {10, 1, 0.1}; any positive λ and s2 are accepted here (the
+        reference raises NameError for other λ).
+    max_iter : int
+        L-BFGS-B iteration cap (reference: 100).
+    tol : float
+        L-BFGS-B tolerance (reference: 1e-6). At 1e-6 the optimiser stops on the relative decrease of L before
+        the optimum, so the value depends on the start point (on the reference's own code, over seeds 0–4, by
+        up to 3.5e-4 relative on a 300×24, 5-class input; see the JSON); ``tol=1e-12`` reaches the optimum
+        (equal to scikit-learn's ``LogisticRegression(C=lda_factor)`` head to 1e-6 in the tests).
+    seed : int or None
+        Seed of the legacy NumPy stream that draws the start point; seed s reproduces the reference run after
+        ``np.random.seed(s)`` (its ``main`` seeds 0). When the optimiser converges the value does not depend
+        on it (see ``tol``).
+
+    Returns
+    -------
+    float
+        −PAC_Gauss (nats per sample plus the complexity term); higher = more transferable.
+
+    Notes
+    -----
+    Cost O(I·N·D·C) for I ≤ ``max_iter`` L-BFGS iterations, memory O(N·(D + C) + D·C). The cross-entropy is
+    computed without the reference's ``label·log(label + 1e-10)`` term, a constant 1e-10 per sample.
+    """
+    lam = positive(lda_factor, "lda_factor")
+    s2f = 100.0 * lam if s2_factor is None else positive(s2_factor, "s2_factor")
+    max_iter = count(max_iter, "max_iter")
+    tol = positive(tol, "tol")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise DeparaError(f"seed: expected a non-negative integer or None, got {seed!r}")
+    f = as_features(features, "features")
+    idx, n_classes = as_class_indices(labels, "labels", f.shape[0])
+    x = f - f.mean(axis=0, keepdims=True)
+    n, d = x.shape
+    ldas2 = lam * n
+    pac_opt, prob = _pactran_map_head(x, idx, n_classes, ldas2, max_iter=max_iter, tol=tol, seed=seed)
+    h_f = prob - prob**2
+    # Σ_{d,c} (x²)ᵀ h_f = Σ_i ‖x_i‖² Σ_c h_ic, without forming the D×C matrix.
+    h_sum = np.sum((x**2).sum(axis=1) * h_f.sum(axis=1)) + d * n_classes / ldas2 + h_f.sum()
+    kd = d * n_classes
+    sigma2_inv = h_sum * ldas2 / kd + 1e-10
+    pac_gauss = pac_opt + 0.5 * kd / ldas2 * (s2f / d) * np.log(sigma2_inv)
+    return float(-pac_gauss)
+
+
+def _ped_step(x: np.ndarray, idx: np.ndarray, one_hot: np.ndarray, counts: np.ndarray, centre: np.ndarray,
+                scale: np.ndarray, time_step: float, nsigma: float, constant: float) -> tuple[np.ndarray, float]:
+    """One step of potential-energy descent (the reference's ``One_Step_PED``); returns (moved x, Σ|shift|)."""
+    z = (x - centre) / scale
+    means = one_hot.T @ z / counts[:, None]  # C×D
+    resid = z - means[idx]
+    radius = np.sqrt((one_hot.T @ resid**2).sum(axis=1) / counts)  # √(Σ_d var_cd), ddof 0
+    dist = cdist(means, means)
+    overlap = np.maximum(nsigma * (radius[:, None] + radius[None, :]) - dist, 0.0)
+    np.fill_diagonal(overlap, 0.0)
+    move = np.minimum(0.5 * time_step**2 * constant * overlap, overlap)
+    # Class a moves by Σ_b move_ab (μ_a − μ_b)/d_ab, away from every class it overlaps. Coincident means have no
+    # direction: no move (the reference divides by zero and returns NaN features).
+    weight = np.divide(move, dist, out=np.zeros_like(move), where=dist > 0)
+    shift = weight.sum(axis=1)[:, None] * means - weight @ means
+    return (z + shift[idx]) * scale + centre, float(np.abs(shift).sum())
+
+
+def ped_features(features, labels, *, general_features=None, time_step: float = 0.1, nsigma: float = 0.6,
+                 constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6,
+                 eps: float = 1e-3) -> tuple[np.ndarray, int]:
+    """The features after PED's potential-energy descent, and the number of steps taken (see :func:`ped`).
+
+    Returns
+    -------
+    (numpy.ndarray of shape (N, D), int)
+        Moved float64 features (a new array) and the number of accepted steps.
+    """
+    time_step = positive(time_step, "time_step")
+    nsigma = positive(nsigma, "nsigma")
+    constant = positive(constant, "constant")
+    exit_ratio = positive(exit_ratio, "exit_ratio")
+    eps = positive(eps, "eps")
+    max_steps = count(max_steps, "max_steps", minimum=0)
+    x = as_features(features, "features")
+    idx, n_classes = as_class_indices(labels, "labels", x.shape[0])
+    ref = x if general_features is None else as_features(general_features, "general_features")
+    if ref.shape[1] != x.shape[1]:
+        raise DeparaError(f"general_features: has {ref.shape[1]} columns but the features have {x.shape[1]}")
+    centre = ref.mean(axis=0)
+    scale = np.maximum(ref.std(axis=0), eps)
+    one_hot = one_hot_labels(idx, n_classes)
+    counts = np.bincount(idx, minlength=n_classes).astype(np.float64)
+    first = None
+    steps = 0
+    while steps < max_steps:
+        moved, change = _ped_step(x, idx, one_hot, counts, centre, scale, time_step, nsigma, constant)
+        if first is None:
+            first = change
+        # Stop once a step moves less than exit_ratio of the first; no motion at all (first = 0) stops at once
+        # (the reference computes 0/0 = NaN there, which also stops it).
+        if first == 0 or not change / first > exit_ratio:
+            break
+        x = moved
+        steps += 1
+    return x.copy() if steps == 0 else x, steps
+
+
+@estimator("ped", tags=FEATURE_LABEL, label="PED",
+           description="LogME on features moved by potential-energy descent (PED)",
+           reference="Li et al., PED, ICCV 2023",
+           adapter=lambda s, t: ped(s.features, t.labels))
+def ped(features, labels, *, estimator=None, general_features=None, time_step: float = 0.1, nsigma: float = 0.6,
+        constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> float:
+    """PED: score the features after simulating the fine-tuning dynamics as potential-energy descent.
+
+    Li, Hu, Ge, Shan, Duan, *Exploring Model Transferability through the Lens of Potential Energy*, ICCV 2023;
+    ``PED_Score`` / ``One_Step_PED`` of lixiaotong97/PED ``metrics.py`` with the defaults of its
+    ``evaluate_metric_cpu.py`` (time step 0.1, nsigma 0.6, exit ratio 0.5, constant 1, at most 6 steps).
+
+    Each class c is a ball centred at its mean μ_c with radius R_c = √(Σ_d Var(z_d | c)) in features z
+    standardised by a reference distribution's mean/std (std floored at ``eps``). Two classes repel with force
+    F_ab = max(nsigma·(R_a + R_b) − ‖μ_a − μ_b‖, 0); in one step every sample of class a moves by
+    Σ_b min(½·t²·k·F_ab, F_ab)·(μ_a − μ_b)/‖μ_a − μ_b‖ (t = ``time_step``, k = ``constant``). Steps repeat while the
+    total displacement Σ|shift| exceeds ``exit_ratio`` times the first step's; the moved features (mapped back
+    to the original scale) are scored by ``estimator``.
+
+    Parameters
+    ----------
+    features : array_like, shape (N, D)
+        Target-sample features of the source model.
+    labels : array_like, shape (N,)
+        Class indices 0..C−1, every class present, C ≥ 2.
+    estimator : callable, optional
+        ``estimator(moved_features, labels) -> float``, higher = better; default :func:`logme`. The paper
+        plugs PED into LogME, SFDA and NLEEP; the reference script's default is SFDA.
+    general_features : array_like, shape (M, D), optional
+        Features of the same source model on a general dataset, whose mean/std standardise the dynamics (the
+        reference uses ImageNet-val features and raises without them). None → the target features' own
+        mean/std (a documented substitute; the value then needs no second dataset).
+    time_step, nsigma, constant, exit_ratio, max_steps, eps : float / int
+        The dynamics' parameters, as above.
+
+    Returns
+    -------
+    float
+        ``estimator`` on the moved features; higher = more transferable.
+
+    Notes
+    -----
+    One step costs O(N·D + C²·D) time and O(N·D + C²) memory (the reference builds a C×C×D force tensor);
+    at most ``max_steps`` steps, plus the inner estimator's cost.
+    """
+    moved, _ = ped_features(features, labels, general_features=general_features, time_step=time_step,
+                            nsigma=nsigma, constant=constant, exit_ratio=exit_ratio, max_steps=max_steps, eps=eps)
+    fn = logme if estimator is None else estimator
+    if not callable(fn):
+        raise DeparaError(f"estimator: expected a callable estimator(features, labels) -> float, got {fn!r}")
+    return float(fn(moved, labels))

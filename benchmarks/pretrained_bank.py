@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depara._io import write_csv, write_json, write_text
+from depara.io.files import write_csv, write_json, write_text
 from depara.benches.realbank import pretrained as P
 from depara.benches.realbank import pretrained_bench as B
 from depara.benches.realbank import pretrained_scoring as S

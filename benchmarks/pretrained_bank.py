@@ -156,6 +156,9 @@ def main(argv=None) -> int:
     results = {c: R.rule_score(prs) for c, prs in per_cand.items()
                if c.parts[0] in S.MEMBERS or (len(c.parts) == 1 and c.parts[0] in PEERS_IN_COMBOS)}
     chosen, notes = R.choose(results, members=set(S.MEMBERS))
+    loto = leave_one_target_out(per_cand, list(results))
+    log(f"leave-one-target-out: {loto['model_wtau']:.3f} models, {loto['layer_wtau']:.3f} layers")
+    write_json(args.out / "leave_one_target_out.json", loto)
     report(args.out, cfg, sources, truth, per_cand, refs, summary, chosen, notes, time.perf_counter() - t0,
            args.cache)
     return 0
@@ -204,6 +207,24 @@ def frozen_toml(chosen: R.Candidate, summary: list[dict]) -> str:
              f"knn_k = {k if k is not None else 0}  # 0: floor(sqrt(N))", f'layer = "{layer}"',
              f'peer = "{chosen.parts[1] if len(chosen.parts) > 1 else ""}"  # rank-averaged with the member if set']
     return "\n".join(lines) + "\n"
+
+
+def leave_one_target_out(per_cand: dict, results_keys: list[R.Candidate]) -> dict:
+    """The rule applied to all targets but one, judged on the one left out, for every target: an estimate of the
+    choice procedure's out-of-sample quality on this bench (the in-sample lead of a choice among hundreds is
+    optimistic). Returns the picks and the held-out means of the rule score's two parts and of the layer pick."""
+    targets = [r["target"] for r in next(iter(per_cand.values()))]
+    picks, held = [], {"model_wtau": [], "layer_wtau": [], "layer_pick": [], "joint_regret": []}
+    for i, t in enumerate(targets):
+        train = {c: R.rule_score([r for j, r in enumerate(per_cand[c]) if j != i]) for c in results_keys}
+        chosen, _ = R.choose(train, members=set(S.MEMBERS))
+        picks.append({"held_out": t, "chosen": chosen.name})
+        for m in held:
+            held[m].append(per_cand[chosen][i][m])
+    rng = np.random.default_rng(23)
+    logme = {m: np.array([r[m] for r in per_cand[R.Candidate(("LogME",), "below")]], float) for m in held}
+    vs = {m: paired_difference(np.array(v, float), logme[m], rng) for m, v in held.items()}
+    return {"picks": picks, **{m: float(np.nanmean(v)) for m, v in held.items()}, "minus LogME @ below": vs}
 
 
 def best_read(summary: list[dict], cands: dict, scorer: str) -> R.Candidate:

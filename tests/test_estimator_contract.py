@@ -42,7 +42,7 @@ NAMES = estimator_names()
 
 
 def test_every_builtin_is_registered_in_the_listing_order():
-    assert NAMES == BUILTIN_ORDER and len(NAMES) == 19  # DEPARA's four and the 15 peers
+    assert NAMES == BUILTIN_ORDER and len(NAMES) == 20  # DEPARA's four, the 15 peers and the k-NN baseline
 
 
 @pytest.mark.parametrize("name", NAMES)

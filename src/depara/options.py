@@ -122,6 +122,8 @@ DEFAULT_LAYER = "below-representation"
 #: The fewest images per class the label scorers of ``depara select`` accept (a class of one image has no
 #: same-class pair: its label-graph terms and class statistics are undefined).
 MIN_IMAGES_PER_CLASS = 2
+#: k of the leave-one-out k-NN accuracy baseline (``knn``; depara.estimators.knn_baseline), fixed before any bench run
+DEFAULT_KNN_NEIGHBOURS = 5
 
 
 def _node_size(value: Any) -> tuple[int, int] | None:

@@ -9,7 +9,7 @@ every registered estimator from precomputed arrays.
 """
 
 # Importing the family modules registers their estimators (the listing order is registry.BUILTIN_ORDER).
-from . import depara_family, evidence, head, representation, separability  # noqa: F401  (registering)
+from . import depara_family, evidence, head, knn_baseline, representation, separability  # noqa: F401  (registering)
 from .depara_family import depara_labels_edges, depara_labels_resampled
 from .registry import (BUILTIN_ORDER, Estimator, SourceInputs, Tags, TargetInputs, estimator, estimator_names,
                        get_estimator, list_estimators, parse_estimators, reference_representation,

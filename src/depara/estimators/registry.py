@@ -209,7 +209,7 @@ _ALIASES: dict[str, str] = {}
 #: The order in which the built-in estimators are listed (tables, figures, ``--method all``), whichever module
 #: registers them first; estimators registered by users follow, in registration order.
 BUILTIN_ORDER = ("logme", "leep", "nce", "hscore", "transrate", "rsa", "cka", "depara", "depara_v", "depara_e",
-                 "depara_labels", "sfda", "nleep", "parc", "gbc", "pactran", "etran", "ncti", "ped")
+                 "depara_labels", "sfda", "nleep", "parc", "gbc", "pactran", "etran", "ncti", "ped", "knn")
 
 
 def _listing_key(item: tuple[int, str]) -> tuple[int, int]:

@@ -124,8 +124,9 @@ def _photo(name: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def photo_patches(names: tuple[str, ...], per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``per_class`` random square crops (side 1/8 to 1/3 of the shorter side) of each photo; label = photo."""
+def photo_patches(names: tuple[str, ...], per_class: int, seed: int, size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` random square crops (side 1/8 to 1/3 of the shorter side) of each photo, resized to ``size``
+    (the same crops whatever the size); label = photo."""
     rng = np.random.default_rng([seed, 77])
     xs, ys = [], []
     for k, name in enumerate(names):
@@ -134,14 +135,15 @@ def photo_patches(names: tuple[str, ...], per_class: int, seed: int) -> tuple[np
         for _ in range(per_class):
             side = int(rng.uniform(1 / 8, 1 / 3) * min(h, w))
             r, c = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            xs.append(resize_images(img[r:r + side, c:c + side], SIZE))
+            xs.append(resize_images(img[r:r + side, c:c + side], size))
             ys.append(k)
     return to_tensor_layout(np.clip(np.stack(xs), 0, 1)), np.array(ys, np.int64)
 
 
 @lru_cache(maxsize=None)
-def visda() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """The shared VisDA real photos (centre square crop), labels 0..11 by sorted class name, class names."""
+def visda(size: int = SIZE) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The shared VisDA real photos (centre square crop resized to ``size``), labels 0..11 by sorted class name,
+    class names."""
     from PIL import Image
 
     root = shared_data_dir() / "visda_real_probe200"
@@ -155,7 +157,7 @@ def visda() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
             img = to_rgb01(np.asarray(im.convert("RGB")))
         h, w = img.shape[:2]
         s = min(h, w)
-        out.append(resize_images(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], SIZE))
+        out.append(resize_images(img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s], size))
         ys.append(classes.index(p.name.rsplit("_", 1)[0]))
     return to_tensor_layout(np.clip(np.stack(out), 0, 1)), np.array(ys, np.int64), classes
 

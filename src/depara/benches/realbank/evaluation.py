@@ -90,3 +90,35 @@ def evaluate(truth: dict[str, np.ndarray], per_seed: dict[str, np.ndarray], scor
             out.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
         summary.append(out)
     return per_target, summary
+
+
+def split_halves(k: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every split of seeds 0..k−1 into two halves (the first holds seed 0 and ⌊k/2⌋ seeds; the second the rest)."""
+    from itertools import combinations
+
+    if k < 2:
+        return []
+    return [(a, tuple(s for s in range(k) if s not in a))
+            for a in ((0, *rest) for rest in combinations(range(1, k), k // 2 - 1))]
+
+
+def split_half_reliability(per_seed: np.ndarray, metric: str = "spearman") -> dict:
+    """Reliability of a measured truth from its seeds: split the seeds in halves (every split), correlate the two
+    halves' mean accuracies over the candidates with ``metric`` (a :data:`METRICS` correlation), average over
+    splits (``r_half``), and correct to the full number of seeds by Spearman–Brown (``reliability`` = 2r/(1+r)).
+    ``ceiling`` = √reliability: the correlation a perfect scorer (the truth measured with infinitely many seeds)
+    can expect with this truth (classical attenuation; exact for Pearson, an approximation for rank measures).
+
+    per_seed: seeds × candidates. With fewer than 2 seeds or 2 candidates every value is NaN.
+    """
+    per_seed = np.asarray(per_seed, dtype=np.float64)
+    splits = split_halves(per_seed.shape[0])
+    if not splits or per_seed.shape[1] < 2:
+        return {"r_half": float("nan"), "reliability": float("nan"), "ceiling": float("nan"), "splits": 0}
+    names = [str(i) for i in range(per_seed.shape[1])]
+    rs = [rank_rows(per_seed[list(a)].mean(axis=0), per_seed[list(b)].mean(axis=0), names)[metric]
+          for a, b in splits]
+    r = float(np.nanmean(rs))
+    rel = 2.0 * r / (1.0 + r) if r > -1.0 else float("nan")
+    return {"r_half": r, "reliability": rel, "ceiling": float(np.sqrt(rel)) if rel >= 0 else 0.0,
+            "splits": len(splits)}

@@ -6,7 +6,7 @@ near-equal ones, and Spearman's ρ ranks that round-off. This script evaluates t
 (``OPENBLAS_CORETYPE``, one process each, one BLAS thread) and stores, per case and kernel, the label RDM's number
 of distinct values, its SHA-256 and the value, under the key ``parc_label_rdm_round_off``. It also stores per case
 ``reference_label_rdm_sha256``, the digest of the label RDM with which the recorded value is reproduced (the
-kernels whose value equals the recorded one to 1e-12). ``tests/test_baselines_recent_a.py`` compares the
+kernels whose value equals the recorded one to 1e-12). ``tests/test_estimators_sfda_nleep_parc_gbc.py`` compares the
 recorded value only on a CPU whose label RDM has that digest, and documents the spread.
 
 Usage (from the repository root; about 20 s)::

@@ -22,10 +22,14 @@ RANDOM, ORACLE, SEED_CEILING = "random", "oracle", "another seed (noise ceiling)
 
 
 def rank_rows(scores: np.ndarray, truth: np.ndarray, sources, ks=(1, 3)) -> dict:
-    """One scorer on one target: the metrics of :func:`depara.evaluation.rank_quality.rank_quality` (regret in points)."""
+    """One scorer on one target: the metrics of :func:`depara.evaluation.rank_quality.rank_quality` (regret in points).
+
+    Every :data:`METRICS` key is present: P@K for a K above the number of sources is NaN (no top-K to find)."""
     row = rank_quality(np.asarray(truth, dtype=np.float64), np.asarray(scores, dtype=np.float64), ks=ks,
                        names=list(sources)).as_row()
     row["regret"] = 100.0 * row["regret"]
+    for m in METRICS:
+        row.setdefault(m, float("nan"))
     return row
 
 

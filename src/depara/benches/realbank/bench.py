@@ -6,7 +6,7 @@
 2. trains the source zoo (:mod:`.zoo`, cached);
 3. measures the ground truth of every (target, source) under both protocols on every seed (:mod:`.truth`, cached);
 4. scores every source for every target with every peer and DEPARA variant from the target's labelled set only
-   (:mod:`.scoring`, cached), the frozen default read from ``configs/defaults.toml``;
+   (:mod:`.scoring`, cached), the frozen default from :mod:`depara.options` (or a defaults file given);
 5. evaluates every scorer per protocol with bootstrap intervals over targets (:mod:`.evaluation`), draws the
    figures, and writes CSV tables, the frozen config copy and ``manifest.json`` (kind ``realbank``) into ``out``.
 
@@ -66,24 +66,38 @@ SCALES = {
 }
 
 
-def repo_defaults_path() -> Path:
-    """``configs/defaults.toml`` of the repository this package lives in."""
-    return Path(__file__).resolve().parents[4] / "configs" / "defaults.toml"
+def frozen_defaults() -> Defaults:
+    """The frozen DEPARA default as the package carries it: the values of :mod:`depara.options` (the one source;
+    ``tests/test_registry_options.py`` checks them equal to the repository's ``configs/defaults.toml``)."""
+    from ... import options as O
+
+    g = O.DEFAULT_GRAPH_OPTIONS
+    return Defaults(node_scalar=str(getattr(g.scalar, "value", g.scalar)),  # the option enums' plain values
+                    node_reduction=str(getattr(g.channel_reduction, "value", g.channel_reduction)),
+                    node_weight=O.DEFAULT_NODE_WEIGHT,
+                    label_weight=O.DEFAULT_LABEL_WEIGHT, layer=O.DEFAULT_LAYER,
+                    edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
+                    edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES)
 
 
-def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
-    """The frozen DEPARA default from the TOML config (``[depara]`` table), its raw content and path."""
+def defaults_toml(defaults: Defaults) -> str:
+    """``defaults`` as a defaults file: the ``[depara]`` table :func:`load_defaults` reads back."""
+    import json
+
+    return "[depara]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(defaults).items())
+
+
+def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path | None]:
+    """The frozen DEPARA default, its raw ``[depara]`` content and the file it came from: with ``path``, that TOML
+    file (a ``[depara]`` table); without, :func:`frozen_defaults` (file None)."""
     import tomllib
 
-    p = Path(path) if path is not None else repo_defaults_path()
-    if path is None and not p.is_file():  # an installed package: the same values, carried by depara.options
-        from ... import options as O
-
-        return Defaults(node_weight=O.DEFAULT_NODE_WEIGHT, label_weight=O.DEFAULT_LABEL_WEIGHT,
-                        edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
-                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES, layer=O.DEFAULT_LAYER), {}, p
+    if path is None:
+        defaults = frozen_defaults()
+        return defaults, {"depara": asdict(defaults)}, None
+    p = Path(path)
     if not p.is_file():
-        raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
+        raise DeparaError(f"defaults config {p}: not found")
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
         d = doc["depara"]
@@ -130,8 +144,8 @@ def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bo
 
     ``cache_dir``: default ``$DEPARA_CACHE`` or ``~/.cache/depara`` (sources, ground truth and scores are cached
     there; a rerun reuses them, an interrupted run resumes, a corrupt entry is rebuilt). ``threads``: torch and BLAS
-    threads during the run (None = leave as is). ``defaults_path``: the frozen config (default the repository's
-    ``configs/defaults.toml``).
+    threads during the run (None = leave as is). ``defaults_path``: a defaults TOML to score instead of the frozen
+    default (:func:`frozen_defaults`, the values of :mod:`depara.options`).
     """
     if scale not in SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
@@ -373,7 +387,10 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     summary_by_protocol, winners, comparisons, per_target_all = evaluate_protocols(m, sources, seed, out, tables)
     write_tables(m, out, tables, per_target_all, sources, infos, pools)
     figures = draw_figures(m, out, sources, summary_by_protocol, winners, per_target_all)
-    shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
+    if defaults_file is None:
+        (out / "frozen_defaults.toml").write_text(defaults_toml(defaults), encoding="utf-8")
+    else:
+        shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
     costs = m.costs
     ratio = costs["scoring_seconds"] / max(costs["gt_seconds"], 1e-9)
     costs.update({"scoring_over_gt": ratio, "frozen_over_gt": costs["frozen_seconds"] / max(costs["gt_seconds"], 1e-9),

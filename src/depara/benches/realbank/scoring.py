@@ -10,7 +10,7 @@ images; never the test images) and the source models. From it:
   (``stage3``): against the **label graph** (:meth:`depara.core.graph.Graph.from_labels`; edge term only), against the
   **quick target model**'s graph (V, E, V + λE for the paper's and the previous library settings), the **hybrid**
   ``α·V + (1 − w)·E_model + w·E_label`` and the **frozen default** (the α, w, node and edge handling read from
-  ``configs/defaults.toml``; its label-graph term is the registered estimator ``depara_labels``);
+  :mod:`depara.options`; its label-graph term is the registered estimator ``depara_labels``);
 - the **label family** of issue 10 (:mod:`depara.core.similarity_edges`), each source's graph at its representation against
   the label graph: comparison global / per_probe / knn × features flat / pooled × dimensions centred /
   standardised × probes ``subset`` (the ``n_probe`` probes) / ``labelled`` (every labelled image, at most 500),
@@ -70,7 +70,8 @@ DEPARA_VARIANTS = (FROZEN, HYBRID, PAPER, OLD_DEFAULT, E_MODEL, *E_MODEL_LOCAL, 
 
 @dataclass(frozen=True)
 class Defaults:
-    """The frozen DEPARA default (``configs/defaults.toml``): node definition, node weight α, label weight w."""
+    """A DEPARA default (the frozen one: :func:`.bench.frozen_defaults`): node definition, node weight α, label
+    weight w, layer and edge handling."""
 
     node_scalar: str = "l2"
     node_reduction: str = "mean"

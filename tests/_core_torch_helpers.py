@@ -76,3 +76,10 @@ def write_shifted_images(folder: Path, n: int, shift: int = 0, mode: str = "RGB"
     for i in range(n):
         a = (rng.random((size, size, 3)) * 80 + shift).astype(np.uint8)
         Image.fromarray(a).convert(mode).save(folder / f"{i}.png")
+
+
+def write_shifted_classes(root: Path, per_class: int, n_classes: int = 3, step: int = 60) -> Path:
+    """Class folders ``root/class0``… of :func:`write_shifted_images`, class c shifted by ``step·c``; returns root."""
+    for c in range(n_classes):
+        write_shifted_images(root / f"class{c}", per_class, shift=step * c)
+    return root

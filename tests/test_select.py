@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 torch = pytest.importorskip("torch")
-from _core_torch_helpers import write_shifted_images  # noqa: E402
+from _core_torch_helpers import write_shifted_classes, write_shifted_images  # noqa: E402
 
 import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
@@ -37,10 +37,7 @@ def _entry(name: str, seed: int, size: int = SIZE) -> ModelEntry:
 
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("classes")
-    for c in range(3):
-        write_shifted_images(root / f"class{c}", 5, shift=60 * c)
-    return root
+    return write_shifted_classes(tmp_path_factory.mktemp("classes"), 5)
 
 
 @pytest.fixture(scope="module")

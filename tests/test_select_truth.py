@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from _core_torch_helpers import write_shifted_images  # noqa: E402
+from _core_torch_helpers import write_shifted_classes, write_shifted_images  # noqa: E402
 from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 
@@ -48,10 +48,7 @@ def _entry(name: str, seed: int, **kw) -> ModelEntry:
 
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("classes")
-    for c in range(3):
-        write_shifted_images(root / f"class{c}", 6, shift=60 * c)
-    return root
+    return write_shifted_classes(tmp_path_factory.mktemp("classes"), 6)
 
 
 # ------------------------------------------------------------------------------------------------ intervals

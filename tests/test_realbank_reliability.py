@@ -37,7 +37,7 @@ def test_too_few_seeds_is_nan():
     assert math.isnan(split_half_reliability(np.array([[0.1, 0.2]]))["reliability"])
 
 
-@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # P@3 is NaN on every seed
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # P@3 is NaN on every seed: no "Mean of empty slice"
 def test_seed_ceiling_with_two_sources_by_hand():
     """Fewer sources than P@3 needs: the ceiling still comes back, P@3 NaN (it raised KeyError before)."""
     from depara.benches.realbank.evaluation import METRICS, seed_ceiling

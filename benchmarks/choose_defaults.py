@@ -95,7 +95,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from depara.io.files import ensure_dir, write_csv, write_json  # noqa: E402
 from depara.evaluation.rank_quality import rank_quality  # noqa: E402
-from depara.core.similarity_edges import COMPARISONS, POOLINGS, SCALES, graph_agreement, probe_edges  # noqa: E402
+from depara.core.similarity_edges import COMPARISONS, POOLINGS, EDGE_SCALES, graph_agreement, probe_edges  # noqa: E402
 from depara.core.labels import edge_similarities, label_edges, target_edges  # noqa: E402
 
 ALPHAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -257,7 +257,7 @@ def _main(args) -> int:
         for layer in LAYERS:
             raw = {n: _raw_features(encoders[n], xs, layer) for n in names}
             for fe in POOLINGS:
-                for sc in SCALES:
+                for sc in EDGE_SCALES:
                     fam_edges[(ps, layer, fe, sc)] = {n: probe_edges(raw[n], pooling=fe, scale=sc) for n in names}
     say(f"label family: {len(fam_edges)} edge settings x {len(names)} sources")
 
@@ -329,7 +329,7 @@ def _main(args) -> int:
     near.sort(key=lambda r: (r["alpha"] > 0, r["label_weight"] < 1, r["alpha"], -r["label_weight"],
                              r["layer"] != "rep", r["node"] not in ("-", "l2/mean"),
                              COMPARISONS.index(r["comparison"]), POOLINGS.index(r["features"]),
-                             SCALES.index(r["scale"]), PROBE_SETS.index(r["probes"]), -r["mean_weighted_tau"]))
+                             EDGE_SCALES.index(r["scale"]), PROBE_SETS.index(r["probes"]), -r["mean_weighted_tau"]))
     chosen = near[0]
     ckey = tuple(chosen[k] for k in ("target_model", "layer", "node", "alpha", "label_weight", "comparison",
                                      "features", "scale", "probes"))
@@ -503,7 +503,7 @@ FAMILY_KEYS = ("layer", "comparison", "features", "scale", "probes")
 
 def family_candidates() -> list[tuple[str, str, str, str, str]]:
     """The 48 label-family members as (layer, comparison, features, scale, probes)."""
-    return [(layer, c, fe, sc, ps) for layer in LAYERS for c in COMPARISONS for fe in POOLINGS for sc in SCALES
+    return [(layer, c, fe, sc, ps) for layer in LAYERS for c in COMPARISONS for fe in POOLINGS for sc in EDGE_SCALES
             for ps in PROBE_SETS]
 
 
@@ -515,7 +515,8 @@ def simplicity(key) -> tuple:
     """The existing tie-break order: rep before conv3; global < per_probe < knn; flat < pooled; centred <
     standardised; subset < labelled."""
     layer, comp, fe, sc, ps = key
-    return (LAYERS.index(layer), COMPARISONS.index(comp), POOLINGS.index(fe), SCALES.index(sc), PROBE_SETS.index(ps))
+    return (LAYERS.index(layer), COMPARISONS.index(comp), POOLINGS.index(fe), EDGE_SCALES.index(sc),
+            PROBE_SETS.index(ps))
 
 
 def round4_choice(scores: dict, tolerance: float = 0.01) -> tuple[tuple, str]:
@@ -676,7 +677,7 @@ def _classification(args) -> int:
     raw = {(ps, layer): {n: _raw_features(encoders[n], xs, layer) for n in names}
            for ps, xs in x_sets.items() for layer in LAYERS}
     sub_edges = {(layer, fe, sc): {n: probe_edges(raw[("subset", layer)][n], pooling=fe, scale=sc) for n in names}
-                 for layer in LAYERS for fe in POOLINGS for sc in SCALES}
+                 for layer in LAYERS for fe in POOLINGS for sc in EDGE_SCALES}
     # the peers' features: each source's rep output on the labelled pool, pooled once (rows are indexed per seed)
     pooled_pool = {n: pool_features(raw[("labelled", "rep")][n]).astype(np.float64) for n in names}
     peer_methods = [e.name for e in list_estimators(needs_features=True, needs_source_probs=False,

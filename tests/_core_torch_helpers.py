@@ -63,3 +63,23 @@ def write_images(folder: Path, names: list[str], size: tuple[int, int] = (40, 30
         Image.fromarray(arr).save(path)
         paths.append(path)
     return paths
+
+
+def write_shifted_images(folder: Path, n: int, shift: int = 0, mode: str = "RGB", seed: int = 0,
+                         size: int = 16) -> None:
+    """``n`` random size×size PNGs ``0.png``… in ``folder`` (made), pixels uniform in [shift, shift + 80) from
+    ``default_rng(seed + shift)``, saved in PIL ``mode``: a shift per class makes the classes separable."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + shift)
+    for i in range(n):
+        a = (rng.random((size, size, 3)) * 80 + shift).astype(np.uint8)
+        Image.fromarray(a).convert(mode).save(folder / f"{i}.png")
+
+
+def write_shifted_classes(root: Path, per_class: int, n_classes: int = 3, step: int = 60) -> Path:
+    """Class folders ``root/class0``… of :func:`write_shifted_images`, class c shifted by ``step·c``; returns root."""
+    for c in range(n_classes):
+        write_shifted_images(root / f"class{c}", per_class, shift=step * c)
+    return root

@@ -125,3 +125,62 @@ def test_no_private_name_crosses_a_module():
                                                     ("depara.core.graph", "depara.extraction.extract", False)])
 def test_the_import_reader_sees_imports(module, target, expected):
     assert (target in GRAPH[module]) is expected
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def _is_typer_command(path: Path, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A function under src/depara/cli/ decorated ``@<app>.command(...)`` (or ``@<app>.command``)."""
+    if PKG / "cli" not in path.parents:
+        return False
+    for d in fn.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        if isinstance(target, ast.Attribute) and target.attr == "command":
+            return True
+    return False
+
+
+def function_lengths(path: Path) -> list[tuple[str, int]]:
+    """(qualified name, lines) of every function and method in ``path``. A typer command's signature is its option
+    declarations, so it is counted from the first line of its body (docstring included) to its last line; every
+    other function from its ``def`` (decorators excluded) to its last line."""
+    out = []
+
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = child.body[0].lineno if _is_typer_command(path, child) else child.lineno
+                out.append((f"{prefix}{child.name}", child.end_lineno - first + 1))
+                walk(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                walk(child, f"{prefix}{child.name}.")
+            else:
+                walk(child, prefix)
+
+    walk(ast.parse(path.read_text()), "")
+    return out
+
+
+def test_the_length_reader_counts_by_hand(tmp_path):
+    cli = PKG / "cli" / "x.py"  # not written: only its place decides the typer exclusion
+    src = ("@app.command()\ndef cmd(\n    a: int = 1,\n    b: int = 2,\n):\n    x = 1\n    return x\n\n\n"
+           "class K:\n    def m(self):\n        def inner():\n            return 1\n        return inner\n")
+    for path, cmd_lines in ((cli, 2), (tmp_path / "y.py", 6)):
+        tree = ast.parse(src)
+        fn = tree.body[0]
+        first = fn.body[0].lineno if _is_typer_command(path, fn) else fn.lineno
+        assert fn.end_lineno - first + 1 == cmd_lines
+    p = tmp_path / "k.py"
+    p.write_text(src)
+    assert function_lengths(p) == [("cmd", 6), ("K.m", 4), ("K.m.inner", 2)]
+
+
+def test_no_function_over_80_lines():
+    long = [f"{p.relative_to(SRC)}:{name} ({n} lines)" for p in sorted(PKG.rglob("*.py"))
+            for name, n in function_lengths(p) if n > MAX_FUNCTION_LINES]
+    assert [f for f in long if f.split(" (")[0] not in PENDING_SPLITS] == []
+
+
+#: Functions over the limit whose split is under way in another change (remove each entry with that change).
+PENDING_SPLITS = {"depara/selection/job.py:select"}

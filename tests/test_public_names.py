@@ -171,3 +171,14 @@ def test_label_graph_at_its_old_place_warns_and_builds_the_label_graph():
     g = label_graph(np.array([0, 0, 1, 1]), None, {"name": "t"})
     assert g == Graph.from_labels(np.array([0, 0, 1, 1]), None, {"name": "t"})
     assert g.meta["kind"] == "labels" and g.meta["n_classes"] == 2 and g.nodes.shape == (4, 0)
+
+
+def test_edge_scales_at_their_old_name_warn_and_are_the_same_tuple():
+    # SCALES names run sizes in the benches; the edge scalings are EDGE_SCALES
+    from depara.core import similarity_edges
+
+    with pytest.warns(DeprecationWarning, match="SCALES is now EDGE_SCALES"):
+        old = similarity_edges.SCALES
+    assert old is similarity_edges.EDGE_SCALES == ("centred", "standardised")
+    with pytest.raises(AttributeError):
+        similarity_edges.no_such_name  # noqa: B018

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from scipy.stats import kendalltau
 from depara.errors import DeparaError
 from depara.benches.realbank import bench as B
 from depara.benches.realbank import data as D
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _rows(path):
@@ -58,7 +62,10 @@ def test_results_folder(runs):
         assert (out / name).is_file()
     for name in manifest["figures"].values():
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "frozen_defaults.toml").read_text() == B.repo_defaults_path().read_text()
+    # the frozen default the package carries (depara.options), written as the [depara] table of the repository's file
+    frozen = tomllib.loads((REPO / "configs" / "defaults.toml").read_text(encoding="utf-8"))["depara"]
+    assert tomllib.loads((out / "frozen_defaults.toml").read_text(encoding="utf-8"))["depara"] == frozen
+    assert B.load_defaults(out / "frozen_defaults.toml")[0] == B.frozen_defaults()
     costs = json.loads((out / "costs.json").read_text())
     assert 0 < costs["scoring_over_gt"] < np.inf
 
@@ -126,9 +133,11 @@ def test_frozen_config_is_the_procedural_choice():
     """configs/defaults.toml holds exactly what benchmarks/choose_defaults.py chose on the procedural bank (round 4:
     the ROUND-4 RULE on its classification targets, ``--combine``)."""
     defaults, _, path = B.load_defaults()
-    chosen = json.loads((path.parents[1] / "benchmarks" / "results" / "defaults_choice" /
+    chosen = json.loads((REPO / "benchmarks" / "results" / "defaults_choice" /
                          "classification_chosen.json").read_text())
-    assert dataclasses.asdict(defaults) == chosen["defaults"]
+    assert path is None and dataclasses.asdict(defaults) == chosen["defaults"]
+    # one source: the package's values (depara.options) are the repository's file, read by the same reader
+    assert B.load_defaults(REPO / "configs" / "defaults.toml")[0] == defaults
 
 
 def test_bad_defaults_file_and_cli_errors(tmp_path, capsys):

@@ -35,3 +35,20 @@ def test_four_seeds_by_hand():
 
 def test_too_few_seeds_is_nan():
     assert math.isnan(split_half_reliability(np.array([[0.1, 0.2]]))["reliability"])
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # P@3 is NaN on every seed: no "Mean of empty slice"
+def test_seed_ceiling_with_two_sources_by_hand():
+    """Fewer sources than P@3 needs: the ceiling still comes back, P@3 NaN (it raised KeyError before)."""
+    from depara.benches.realbank.evaluation import METRICS, seed_ceiling
+
+    # seeds × sources; leave one seed out, the other seeds' mean is the truth:
+    # seed 0 scores (1, 2) vs truth (2, 2.5): same order, τ = 1, regret 0, P@1 = 1
+    # seed 1 scores (3, 1) vs truth (1, 3): reversed, τ = −1, regret 100·(3 − 1) = 200, P@1 = 0
+    # seed 2 scores (1, 4) vs truth (2, 1.5): reversed, τ = −1, regret 100·(2 − 1.5) = 50, P@1 = 0
+    out = seed_ceiling(np.array([[1.0, 2.0], [3.0, 1.0], [1.0, 4.0]]), ["a", "b"])
+    assert set(out) == set(METRICS)
+    assert out["kendall"] == pytest.approx(-1 / 3)
+    assert out["regret"] == pytest.approx(250 / 3)
+    assert out["p_at_1"] == pytest.approx(1 / 3)
+    assert math.isnan(out["p_at_3"])

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 torch = pytest.importorskip("torch")
-from PIL import Image  # noqa: E402
+from _core_torch_helpers import write_shifted_classes, write_shifted_images  # noqa: E402
 
 import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
@@ -35,26 +35,15 @@ def _entry(name: str, seed: int, size: int = SIZE) -> ModelEntry:
     return ModelEntry(name, f"module:{name}", preprocessing=f"{size}x{size}", module=_net(seed))
 
 
-def _write_images(folder: Path, n: int, shift: int = 0, mode: str = "RGB", seed: int = 0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed + shift)
-    for i in range(n):
-        a = (rng.random((SIZE, SIZE, 3)) * 80 + shift).astype(np.uint8)
-        Image.fromarray(a).convert(mode).save(folder / f"{i}.png")
-
-
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("classes")
-    for c in range(3):
-        _write_images(root / f"class{c}", 5, shift=60 * c)
-    return root
+    return write_shifted_classes(tmp_path_factory.mktemp("classes"), 5)
 
 
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("flat")
-    _write_images(root, 8)
+    write_shifted_images(root, 8)
     return root
 
 
@@ -256,24 +245,24 @@ def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, 
 def _bad_cases(root: Path, scripted: dict[str, Path]) -> list[tuple[list[str], str]]:
     """(arguments, expected message part) of the bad-input table."""
     few = root / "few"
-    _write_images(few / "a", 1)
-    _write_images(few / "b", 1)
+    write_shifted_images(few / "a", 1)
+    write_shifted_images(few / "b", 1)
     one = root / "one"
-    _write_images(one / "only", 4)
+    write_shifted_images(one / "only", 4)
     corrupt = root / "corrupt"
-    _write_images(corrupt / "a", 3)
-    _write_images(corrupt / "b", 3)
+    write_shifted_images(corrupt / "a", 3)
+    write_shifted_images(corrupt / "b", 3)
     (corrupt / "b" / "bad.png").write_bytes(b"not an image")
     mixed = root / "mixed"
-    _write_images(mixed / "a", 3)
-    _write_images(mixed, 2)
+    write_shifted_images(mixed / "a", 3)
+    write_shifted_images(mixed, 2)
     zoo_missing = root / "missing.toml"
     zoo_missing.write_text('[[model]]\nname = "x"\n')
     zoo_dup = root / "dup.toml"
     zoo_dup.write_text(f'[[model]]\nname = "x"\nspec = "file:{scripted["net0"]}"\n' * 2)
     good = str(root / "good")
-    _write_images(Path(good) / "a", 3)
-    _write_images(Path(good) / "b", 3, shift=90)
+    write_shifted_images(Path(good) / "a", 3)
+    write_shifted_images(Path(good) / "b", 3, shift=90)
     net = f"file:{scripted['net0']}"
     return [
         ([good, "--models", "resnet:18"], "unknown source 'resnet'"),
@@ -307,7 +296,7 @@ def test_cli_bad_input_table(scripted, tmp_path, capsys):
 def test_mixed_mode_images_are_converted(tmp_path):
     root = tmp_path / "modes"
     for c, mode in enumerate(("L", "RGBA", "P")):
-        _write_images(root / mode, 3, shift=50 * c, mode=mode)
+        write_shifted_images(root / mode, 3, shift=50 * c, mode=mode)
     sel = select(root, {"a": _entry("a", 0)}, layers=["3"], n_boot=0, cache_dir=tmp_path)
     assert sel.best == ("a", "3")
 

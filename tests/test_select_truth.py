@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from _core_torch_helpers import write_shifted_classes, write_shifted_images  # noqa: E402
 from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 
@@ -45,19 +46,9 @@ def _entry(name: str, seed: int, **kw) -> ModelEntry:
     return ModelEntry(name, f"module:{name}", preprocessing=f"{SIZE}x{SIZE}", module=_net(seed, **kw))
 
 
-def _images(folder: Path, n: int, shift: int = 0, seed: int = 0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed + shift)
-    for i in range(n):
-        Image.fromarray((rng.random((SIZE, SIZE, 3)) * 80 + shift).astype(np.uint8)).save(folder / f"{i}.png")
-
-
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("classes")
-    for c in range(3):
-        _images(root / f"class{c}", 6, shift=60 * c)
-    return root
+    return write_shifted_classes(tmp_path_factory.mktemp("classes"), 6)
 
 
 # ------------------------------------------------------------------------------------------------ intervals
@@ -118,7 +109,7 @@ def test_ties_at_the_top_are_reported_as_ties(classes, tmp_path):
 def test_three_probes_give_no_share_and_no_interval(tmp_path):
     """3 probes: no half-sample has a pair of probes, so nothing is claimed about how sure the pick is."""
     flat = tmp_path / "flat"
-    _images(flat, 3)
+    write_shifted_images(flat, 3)
     target = ModelEntry("t", "module:t", preprocessing=f"{SIZE}x{SIZE}", module=_net(7), layers=("2",))
     sel = select(flat, {"a": _entry("a", 0), "b": _entry("b", 1)}, target_model=target, layers=["1"], n_boot=20,
                  cache_dir=tmp_path / "c")
@@ -129,7 +120,7 @@ def test_three_probes_give_no_share_and_no_interval(tmp_path):
 def test_too_few_images_per_class_said_in_one_line(tmp_path):
     singletons = tmp_path / "single"
     for c in range(5):
-        _images(singletons / f"c{c}", 1, shift=40 * c)
+        write_shifted_images(singletons / f"c{c}", 1, shift=40 * c)
     with pytest.raises(DeparaError, match=r"the label scorers need at least 2 images per class; class 'c0' has 1 "
                                           r"\(5 classes below the minimum\)"):
         select(singletons, {"a": _entry("a", 0)}, cache_dir=tmp_path / "c")

@@ -55,8 +55,8 @@ def realbank(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", "--cache",
                                              help="Cache folder (default $DEPARA_CACHE or ~/.cache/depara)."),
     defaults: Optional[Path] = typer.Option(None, "--defaults",
-                                            help="Frozen defaults TOML (default the repository's "
-                                                 "configs/defaults.toml)."),
+                                            help="Defaults TOML to score instead of the frozen "
+                                                 "defaults (default: the package's, as in configs/defaults.toml)."),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads during the run (0 = torch's default)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:

@@ -58,13 +58,14 @@ from ..errors import DeparaError
 from .edges import edges_from_features, spearman
 from .labels import class_indices, label_edges
 
-__all__ = ["COMPARISONS", "POOLINGS", "SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features",
+__all__ = ["COMPARISONS", "POOLINGS", "EDGE_SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features",
            "probe_edges", "label_agreement", "label_agreement_terms", "graph_agreement", "graph_agreement_terms",
            "resampled_label_agreement"]
 
 COMPARISONS = ("global", "per_probe", "knn")
 POOLINGS = ("flat", "pooled")
-SCALES = ("centred", "standardised")
+#: How the probe features are scaled before the edges (``scale=``): centred, or centred and standardised.
+EDGE_SCALES = ("centred", "standardised")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
@@ -112,7 +113,7 @@ def probe_features(features: Any, *, pooling: str = "flat", scale: str = "centre
     dropping constant ones (all dropped: DeparaError). Memory: one float32 copy of the (pooled) features.
     """
     pooling = _choice(pooling, POOLINGS, "pooling")
-    scale = _choice(scale, SCALES, "scale")
+    scale = _choice(scale, EDGE_SCALES, "scale")
     f = np.asarray(features)
     if f.ndim < 2 or f.shape[0] < 3:
         raise DeparaError(f"features: expected N×D or N×C×H×W with N >= 3 probes, got shape {f.shape}")
@@ -327,3 +328,15 @@ def graph_agreement(source_edges: Any, target_edges: Any, comparison: str = "glo
     if not np.isfinite(terms).any():
         raise DeparaError("target_edges: every probe's row is constant; the agreement is undefined")
     return float(np.nanmean(terms))
+
+
+def __getattr__(name: str):
+    # SCALES (the edge scalings) is EDGE_SCALES: SCALES names run sizes in the benches; the old name warns for one
+    # release.
+    if name == "SCALES":
+        import warnings
+
+        warnings.warn(f"{__name__}.SCALES is now EDGE_SCALES; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return EDGE_SCALES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@
 2. trains the source zoo (:mod:`.zoo`, cached);
 3. measures the ground truth of every (target, source) under both protocols on every seed (:mod:`.truth`, cached);
 4. scores every source for every target with every peer and DEPARA variant from the target's labelled set only
-   (:mod:`.scoring`, cached), the frozen default read from ``configs/defaults.toml``;
+   (:mod:`.scoring`, cached), the frozen default from :mod:`depara.options` (or a defaults file given);
 5. evaluates every scorer per protocol with bootstrap intervals over targets (:mod:`.evaluation`), draws the
    figures, and writes CSV tables, the frozen config copy and ``manifest.json`` (kind ``realbank``) into ``out``.
 
@@ -66,34 +66,49 @@ SCALES = {
 }
 
 
-def repo_defaults_path() -> Path:
-    """``configs/defaults.toml`` of the repository this package lives in."""
-    return Path(__file__).resolve().parents[4] / "configs" / "defaults.toml"
+def frozen_defaults() -> Defaults:
+    """The frozen DEPARA default as the package carries it: the values of :mod:`depara.options` (the one source;
+    ``tests/test_registry_options.py`` checks them equal to the repository's ``configs/defaults.toml``)."""
+    from ... import options as O
+
+    g = O.DEFAULT_GRAPH_OPTIONS
+    return Defaults(node_scalar=str(getattr(g.scalar, "value", g.scalar)),  # the option enums' plain values
+                    node_reduction=str(getattr(g.channel_reduction, "value", g.channel_reduction)),
+                    node_weight=O.DEFAULT_NODE_WEIGHT,
+                    label_weight=O.DEFAULT_LABEL_WEIGHT, layer=O.DEFAULT_LAYER,
+                    edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
+                    edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES)
 
 
-def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path]:
-    """The frozen DEPARA default from the TOML config (``[depara]`` table), its raw content and path."""
+def defaults_toml(defaults: Defaults) -> str:
+    """``defaults`` as a defaults file: the ``[depara]`` table :func:`load_defaults` reads back."""
+    import json
+
+    return "[depara]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in asdict(defaults).items())
+
+
+def load_defaults(path: Path | None = None) -> tuple[Defaults, dict, Path | None]:
+    """The frozen DEPARA default, its raw ``[depara]`` content and the file it came from: with ``path``, that TOML
+    file (a ``[depara]`` table); without, :func:`frozen_defaults` (file None)."""
     import tomllib
 
-    p = Path(path) if path is not None else repo_defaults_path()
-    if path is None and not p.is_file():  # an installed package: the same values, carried by depara.options
-        from ... import options as O
-
-        return Defaults(node_weight=O.DEFAULT_NODE_WEIGHT, label_weight=O.DEFAULT_LABEL_WEIGHT,
-                        edge_comparison=O.DEFAULT_EDGE_COMPARISON, edge_features=O.DEFAULT_EDGE_FEATURES,
-                        edge_scale=O.DEFAULT_EDGE_SCALE, probes=O.DEFAULT_PROBES, layer=O.DEFAULT_LAYER), {}, p
+    if path is None:
+        defaults = frozen_defaults()
+        return defaults, {"depara": asdict(defaults)}, None
+    p = Path(path)
     if not p.is_file():
-        raise DeparaError(f"defaults config {p}: not found (expected configs/defaults.toml)")
+        raise DeparaError(f"defaults config {p}: not found")
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
         d = doc["depara"]
         if str(d.get("layer", "representation")) not in ("representation", "below-representation"):
             raise ValueError(f"layer {d.get('layer')!r} is not 'representation' or 'below-representation'")
-        from ...core.similarity_edges import COMPARISONS, POOLINGS, SCALES
+        from ...core.similarity_edges import COMPARISONS, EDGE_SCALES, POOLINGS
         from .scoring import PROBE_SETS
 
         # Files written before issue 10 have no edge keys: today's DEPARA graph (the previous frozen default).
-        edge = {"edge_comparison": COMPARISONS, "edge_features": POOLINGS, "edge_scale": SCALES, "probes": PROBE_SETS}
+        edge = {"edge_comparison": COMPARISONS, "edge_features": POOLINGS, "edge_scale": EDGE_SCALES,
+                "probes": PROBE_SETS}
         for k, allowed in edge.items():
             if str(d.get(k, allowed[0])) not in allowed:
                 raise ValueError(f"{k} {d.get(k)!r} is not one of {', '.join(allowed)}")
@@ -129,8 +144,8 @@ def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bo
 
     ``cache_dir``: default ``$DEPARA_CACHE`` or ``~/.cache/depara`` (sources, ground truth and scores are cached
     there; a rerun reuses them, an interrupted run resumes, a corrupt entry is rebuilt). ``threads``: torch and BLAS
-    threads during the run (None = leave as is). ``defaults_path``: the frozen config (default the repository's
-    ``configs/defaults.toml``).
+    threads during the run (None = leave as is). ``defaults_path``: a defaults TOML to score instead of the frozen
+    default (:func:`frozen_defaults`, the values of :mod:`depara.options`).
     """
     if scale not in SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SCALES)}")
@@ -173,21 +188,23 @@ def warm_ground_truth(scale: str, *, seed: int = 0, cache_dir=None, progress: bo
     return {"pairs": n_done}
 
 
-@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
-def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, defaults_path) -> dict:
-    from ...report.manifest import write_manifest
-    from .figures import plot_intervals, plot_picks
+@dataclass
+class Measured:
+    """What steps 3 and 4 produce: the truth per protocol (mean over seeds and per seed), every scorer's scores,
+    the rows of the truth and score tables, the scoring information per target and the compute costs."""
 
-    sc = SCALES[scale]
-    defaults, defaults_doc, defaults_file = load_defaults(defaults_path)
-    out = ensure_dir(out)
-    say = _printer(progress)
-    cache_root = Path(cache_dir or default_cache_dir()) / "realbank"
-    t_start = time.perf_counter()
-    cfg = TruthConfig(ft_steps=sc.ft_steps)
-    seeds = [seed + k for k in range(sc.seeds)]
+    truth: dict = field(default_factory=lambda: {p: {} for p in PROTOCOLS})
+    per_seed: dict = field(default_factory=lambda: {p: {} for p in PROTOCOLS})
+    scores: dict = field(default_factory=dict)
+    score_info: dict = field(default_factory=dict)
+    truth_rows: list = field(default_factory=list)
+    score_rows: list = field(default_factory=list)
+    costs: dict = field(default_factory=lambda: {"gt_seconds": 0.0, "scoring_seconds": 0.0, "frozen_seconds": 0.0,
+                                                 "peers_seconds": 0.0})
 
-    # 1. targets
+
+def load_pools(sc: Scale, scale: str, say) -> tuple[dict, dict]:
+    """Step 1: every target of ``sc`` whose data is installed, and a note for each one skipped (at least 2 left)."""
     pools, skipped = {}, {}
     for t in sc.targets:
         try:
@@ -197,73 +214,59 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
             say(f"target {t} skipped: {exc}")
     if len(pools) < 2:
         raise DeparaError(f"scale {scale}: fewer than 2 targets available ({', '.join(skipped) or 'none'} skipped)")
+    return pools, skipped
 
-    # 2. sources
-    say(f"scale {scale}: {len(pools)} targets, {len(sc.zoo)} sources, {len(seeds)} seeds; cache {cache_root}")
-    with _bar(len(sc.zoo), "sources", progress) as bar:
-        nets, infos, src_skipped = load_or_train_zoo(sc.zoo, cache_root, seed, progress=None, bar=bar)
-    skipped.update({f"source {k}": v for k, v in src_skipped.items()})
-    sources = list(nets)
-    if len(sources) < 3:
-        raise DeparaError(f"scale {scale}: fewer than 3 sources available")
-    zoo_key = fingerprint({n: infos[n]["file_sha256"] for n in sources})
 
-    # 3. ground truth, 4. scores
-    truth = {p: {} for p in PROTOCOLS}
-    per_seed = {p: {} for p in PROTOCOLS}
-    truth_rows, score_rows, costs = [], [], {"gt_seconds": 0.0, "scoring_seconds": 0.0, "frozen_seconds": 0.0,
-                                             "peers_seconds": 0.0}
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    score_info = {}
-    with _bar(len(pools) * (len(sources) + 1), "targets x sources", progress) as bar:
-        for t, pool in pools.items():
-            splits = target_splits(sc, t, pool, seeds)
-            acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
-            for j, n in enumerate(sources):
-                r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg,
-                                 cache_root=cache_root)
-                for p in PROTOCOLS:
-                    acc[p][:, j] = r[p]
-                costs["gt_seconds"] += r["seconds_forward"] + r["seconds_lp"] + r["seconds_ft"]
-                for k, s in enumerate(seeds):
-                    truth_rows.append({"target": t, "source": n, "seed": s, "linear_probe": r["linear_probe"][k],
-                                       "fine_tune": r["fine_tune"][k]})
-                if bar is not None:
-                    bar.update(1)
-            for p in PROTOCOLS:
-                per_seed[p][t] = acc[p]
-                truth[p][t] = acc[p].mean(axis=0)
-            # Scores from the seed-`seed` split's labelled (train) images only.
-            tr = splits[0].train
-            key = fingerprint({"zoo": zoo_key, "target": t, "train": fingerprint({"i": tr.tolist()}),
-                               "defaults": asdict(defaults), "n_probe": sc.n_probe, "quick": [sc.quick_steps,
-                                                                                               sc.quick_width],
-                               "seed": seed, "peers": list(PEERS), "v": 2})
-            path = cache_root / "scores" / f"{t}-{key}.json"
-            hit = load_json_entry(path, key)
-            if hit is None:
-                s_t, info = score_target(nets, pool.x[tr], pool.y[tr], defaults=defaults, n_probe=sc.n_probe,
-                                         quick_steps=sc.quick_steps, quick_width=sc.quick_width, seed=seed)
-                hit = {"scores": {k: [float(v) for v in a] for k, a in s_t.items()}, "info": info}
-                save_json_entry(path, key, hit)
-            scores[t] = {k: np.array(v, dtype=np.float64) for k, v in hit["scores"].items()}
-            score_info[t] = hit["info"]
-            costs["scoring_seconds"] += hit["info"]["seconds_total"]
-            costs["frozen_seconds"] += hit["info"]["seconds_frozen_default"]
-            costs["peers_seconds"] += hit["info"]["seconds_peers"]
-            for k, a in scores[t].items():
-                score_rows.extend({"target": t, "scorer": k, "source": n, "score": float(v)} for n, v in zip(sources, a))
-            if bar is not None:
-                bar.update(1)
-
-    # 5. evaluation
-    say("evaluating")
-    order = [FROZEN] + [v for v in DEPARA_VARIANTS if v != FROZEN] + [p for p in PEERS]
-    scores = {t: {k: s[k] for k in order if k in s} for t, s in scores.items()}
-    tables, figures, summary_by_protocol, winners, comparisons = {}, {}, {}, {}, {}
-    per_target_all = []
+def measure_truth(m: Measured, sc: Scale, t: str, pool, splits, seeds, zoo, cfg: TruthConfig, cache_root: Path,
+                  bar) -> None:
+    """Step 3 for target ``t``: both protocols' accuracy of every source on every seed, into ``m``."""
+    nets, infos, sources = zoo
+    acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
+    for j, n in enumerate(sources):
+        r = measure_pair(nets[n], infos[n]["file_sha256"], t, pool, splits, seeds, cfg=cfg, cache_root=cache_root)
+        for p in PROTOCOLS:
+            acc[p][:, j] = r[p]
+        m.costs["gt_seconds"] += r["seconds_forward"] + r["seconds_lp"] + r["seconds_ft"]
+        for k, s in enumerate(seeds):
+            m.truth_rows.append({"target": t, "source": n, "seed": s, "linear_probe": r["linear_probe"][k],
+                                 "fine_tune": r["fine_tune"][k]})
+        if bar is not None:
+            bar.update(1)
     for p in PROTOCOLS:
-        rows, summ = evaluate(truth[p], per_seed[p], scores, sources, seed=seed)
+        m.per_seed[p][t] = acc[p]
+        m.truth[p][t] = acc[p].mean(axis=0)
+
+
+def score_cached(m: Measured, sc: Scale, t: str, pool, train, nets: dict, zoo_key: str, defaults: Defaults,
+                 seed: int, cache_root: Path) -> None:
+    """Step 4 for target ``t``: every scorer's scores from the labelled (train) images only, cached, into ``m``."""
+    key = fingerprint({"zoo": zoo_key, "target": t, "train": fingerprint({"i": train.tolist()}),
+                       "defaults": asdict(defaults), "n_probe": sc.n_probe, "quick": [sc.quick_steps, sc.quick_width],
+                       "seed": seed, "peers": list(PEERS), "v": 2})
+    path = cache_root / "scores" / f"{t}-{key}.json"
+    hit = load_json_entry(path, key)
+    if hit is None:
+        s_t, info = score_target(nets, pool.x[train], pool.y[train], defaults=defaults, n_probe=sc.n_probe,
+                                 quick_steps=sc.quick_steps, quick_width=sc.quick_width, seed=seed)
+        hit = {"scores": {k: [float(v) for v in a] for k, a in s_t.items()}, "info": info}
+        save_json_entry(path, key, hit)
+    m.scores[t] = {k: np.array(v, dtype=np.float64) for k, v in hit["scores"].items()}
+    m.score_info[t] = hit["info"]
+    m.costs["scoring_seconds"] += hit["info"]["seconds_total"]
+    m.costs["frozen_seconds"] += hit["info"]["seconds_frozen_default"]
+    m.costs["peers_seconds"] += hit["info"]["seconds_peers"]
+    for k, a in m.scores[t].items():
+        m.score_rows.extend({"target": t, "scorer": k, "source": n, "score": float(v)} for n, v in zip(nets, a))
+
+
+def evaluate_protocols(m: Measured, sources: list, seed: int, out: Path, tables: dict):
+    """Step 5: each protocol's per-target rows and summary (``summary_<protocol>.csv``), its winners and the
+    frozen default's paired differences to LogME and to the best label-free peer."""
+    order = [FROZEN] + [v for v in DEPARA_VARIANTS if v != FROZEN] + [p for p in PEERS]
+    scores = {t: {k: s[k] for k in order if k in s} for t, s in m.scores.items()}
+    summary_by_protocol, winners, comparisons, per_target_all = {}, {}, {}, []
+    for p in PROTOCOLS:
+        rows, summ = evaluate(m.truth[p], m.per_seed[p], scores, sources, seed=seed)
         per_target_all += [{"protocol": p, **r} for r in rows]
         summary_by_protocol[p] = summ
         real = [r for r in summ if r["scorer"] not in (RANDOM, ORACLE, SEED_CEILING)]
@@ -275,29 +278,36 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
                       "best_label_free_peer": best_lf["scorer"]}
         comp = {}
         for other in ("LogME", best_lf["scorer"]):
-            for m in ("weighted_tau", "regret"):
-                a = [r[m] for r in rows if r["scorer"] == FROZEN]
-                b = [r[m] for r in rows if r["scorer"] == other]
+            for metric in ("weighted_tau", "regret"):
+                a = [r[metric] for r in rows if r["scorer"] == FROZEN]
+                b = [r[metric] for r in rows if r["scorer"] == other]
                 d, lo, hi = paired_difference(np.array(a), np.array(b), np.random.default_rng([seed, 9]))
-                comp[f"{m}: frozen − {other}"] = {"mean": d, "lo": lo, "hi": hi}
+                comp[f"{metric}: frozen − {other}"] = {"mean": d, "lo": lo, "hi": hi}
         comparisons[p] = comp
         write_csv(out / f"summary_{p}.csv", summ)
         tables[f"summary_{p}"] = f"summary_{p}.csv"
+    return summary_by_protocol, winners, comparisons, per_target_all
+
+
+def write_tables(m: Measured, out: Path, tables: dict, per_target_all: list, sources: list, infos: dict,
+                 pools: dict) -> None:
+    """The CSV tables after the summaries: per target, the truth (per seed and per protocol), the scores, the seed
+    noise, the sources and the targets; each one named in ``tables``."""
     write_csv(out / "per_target.csv", per_target_all, header=["protocol", "scorer", "target", *METRICS, "pick",
                                                                "pick_truth", "best", "best_truth"])
     tables["per_target"] = "per_target.csv"
-    write_csv(out / "truth_per_seed.csv", truth_rows)
+    write_csv(out / "truth_per_seed.csv", m.truth_rows)
     tables["truth_per_seed"] = "truth_per_seed.csv"
     for p in PROTOCOLS:
-        write_csv(out / f"truth_{p}.csv", [{"target": t, **{n: float(v) for n, v in zip(sources, truth[p][t])}}
-                                           for t in truth[p]])
+        write_csv(out / f"truth_{p}.csv", [{"target": t, **{n: float(v) for n, v in zip(sources, m.truth[p][t])}}
+                                           for t in m.truth[p]])
         tables[f"truth_{p}"] = f"truth_{p}.csv"
-    write_csv(out / "scores.csv", score_rows)
+    write_csv(out / "scores.csv", m.score_rows)
     tables["scores"] = "scores.csv"
     noise_rows = []
     for p in PROTOCOLS:
-        for t in truth[p]:
-            a = per_seed[p][t]
+        for t in m.truth[p]:
+            a = m.per_seed[p][t]
             noise_rows.append({"protocol": p, "target": t, "mean_accuracy": float(a.mean()),
                                "seed_std_mean_over_sources": float(a.std(axis=0, ddof=1).mean()) if len(a) > 1
                                else float("nan"),
@@ -309,30 +319,84 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     tables["sources"] = "sources.csv"
     write_csv(out / "targets.csv", [{"target": t, "description": D.TARGETS[t.split("@")[0]][1],
                                      "few_shot": D.FEW_SHOT if "@" in t else "", "pool": len(pools[t].y),
-                                     "classes": pools[t].n_classes, "labelled": score_info[t]["n_labelled"],
-                                     "probes": score_info[t]["n_probe"]} for t in pools])
+                                     "classes": pools[t].n_classes, "labelled": m.score_info[t]["n_labelled"],
+                                     "probes": m.score_info[t]["n_probe"]} for t in pools])
     tables["targets"] = "targets.csv"
-    figures["rank_quality"] = plot_intervals(summary_by_protocol, out / "rank_quality.png", highlight=(FROZEN,)).name
+
+
+def draw_figures(m: Measured, out: Path, sources: list, summary_by_protocol: dict, winners: dict,
+                 per_target_all: list) -> dict:
+    """The rank-quality intervals and, per protocol, the picks of the frozen default, LogME and the best
+    label-free peer against the truth; ``{figure: file name}``."""
+    from .figures import plot_intervals, plot_picks
+
+    figures = {"rank_quality": plot_intervals(summary_by_protocol, out / "rank_quality.png", highlight=(FROZEN,)).name}
     for p in PROTOCOLS:
         picks = {sc_name: {r["target"]: r["pick"] for r in per_target_all
                            if r["protocol"] == p and r["scorer"] == sc_name}
                  for sc_name in (FROZEN, "LogME", winners[p]["best_label_free_peer"])}
-        figures[f"picks_{p}"] = plot_picks(truth[p], sources, picks, out / f"picks_{p}.png",
+        figures[f"picks_{p}"] = plot_picks(m.truth[p], sources, picks, out / f"picks_{p}.png",
                                            f"{p.replace('_', ' ')}: picks vs truth").name
-    shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
-    total = time.perf_counter() - t_start
-    ratio = costs["scoring_seconds"] / max(costs["gt_seconds"], 1e-9)
-    costs.update({"scoring_over_gt": ratio, "frozen_over_gt": costs["frozen_seconds"] / max(costs["gt_seconds"], 1e-9),
-                  "run_seconds": total})
-    write_json(out / "costs.json", costs)
+    return figures
+
+
+def headline(summary_by_protocol: dict, winners: dict, ratio: float) -> str:
+    """The one-line summary: per protocol the frozen default's and LogME's weighted τ with intervals, the winner."""
     head = {p: {r["scorer"]: r for r in summary_by_protocol[p]} for p in PROTOCOLS}
 
     def _fmt(p, s):
         r = head[p][s]
         return f"{r['weighted_tau']:.2f} [{r['weighted_tau_lo']:.2f}, {r['weighted_tau_hi']:.2f}]"
-    summary = ("; ".join(f"{p.replace('_', ' ')}: frozen DEPARA wτ {_fmt(p, FROZEN)}, LogME {_fmt(p, 'LogME')}, "
-                         f"winner {winners[p]['weighted_tau']}" for p in PROTOCOLS)
-               + f"; scoring/ground-truth compute {ratio:.3f}")
+    return ("; ".join(f"{p.replace('_', ' ')}: frozen DEPARA wτ {_fmt(p, FROZEN)}, LogME {_fmt(p, 'LogME')}, "
+                      f"winner {winners[p]['weighted_tau']}" for p in PROTOCOLS)
+            + f"; scoring/ground-truth compute {ratio:.3f}")
+
+
+@writes_results_folder("out")  # written whole: an interrupted run leaves the previous folder
+def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, defaults_path) -> dict:
+    from ...report.manifest import write_manifest
+
+    sc = SCALES[scale]
+    defaults, defaults_doc, defaults_file = load_defaults(defaults_path)
+    out = ensure_dir(out)
+    say = _printer(progress)
+    cache_root = Path(cache_dir or default_cache_dir()) / "realbank"
+    t_start = time.perf_counter()
+    cfg = TruthConfig(ft_steps=sc.ft_steps)
+    seeds = [seed + k for k in range(sc.seeds)]
+    pools, skipped = load_pools(sc, scale, say)  # 1. targets
+    say(f"scale {scale}: {len(pools)} targets, {len(sc.zoo)} sources, {len(seeds)} seeds; cache {cache_root}")
+    with _bar(len(sc.zoo), "sources", progress) as bar:  # 2. sources
+        nets, infos, src_skipped = load_or_train_zoo(sc.zoo, cache_root, seed, progress=None, bar=bar)
+    skipped.update({f"source {k}": v for k, v in src_skipped.items()})
+    sources = list(nets)
+    if len(sources) < 3:
+        raise DeparaError(f"scale {scale}: fewer than 3 sources available")
+    zoo_key = fingerprint({n: infos[n]["file_sha256"] for n in sources})
+    m = Measured()
+    with _bar(len(pools) * (len(sources) + 1), "targets x sources", progress) as bar:  # 3. ground truth, 4. scores
+        for t, pool in pools.items():
+            splits = target_splits(sc, t, pool, seeds)
+            measure_truth(m, sc, t, pool, splits, seeds, (nets, infos, sources), cfg, cache_root, bar)
+            # Scores from the seed-`seed` split's labelled (train) images only.
+            score_cached(m, sc, t, pool, splits[0].train, nets, zoo_key, defaults, seed, cache_root)
+            if bar is not None:
+                bar.update(1)
+    say("evaluating")  # 5. evaluation
+    tables: dict = {}
+    summary_by_protocol, winners, comparisons, per_target_all = evaluate_protocols(m, sources, seed, out, tables)
+    write_tables(m, out, tables, per_target_all, sources, infos, pools)
+    figures = draw_figures(m, out, sources, summary_by_protocol, winners, per_target_all)
+    if defaults_file is None:
+        (out / "frozen_defaults.toml").write_text(defaults_toml(defaults), encoding="utf-8")
+    else:
+        shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
+    costs = m.costs
+    ratio = costs["scoring_seconds"] / max(costs["gt_seconds"], 1e-9)
+    costs.update({"scoring_over_gt": ratio, "frozen_over_gt": costs["frozen_seconds"] / max(costs["gt_seconds"], 1e-9),
+                  "run_seconds": time.perf_counter() - t_start})
+    write_json(out / "costs.json", costs)
+    summary = headline(summary_by_protocol, winners, ratio)
     write_manifest(out, "realbank", title=f"Real-image bank ({scale}): which source to transfer, out of sample",
                    summary=summary,
                    settings={"scale": scale, "seed": seed, "seeds": seeds, **{k: v for k, v in asdict(sc).items()

@@ -22,16 +22,29 @@ RANDOM, ORACLE, SEED_CEILING = "random", "oracle", "another seed (noise ceiling)
 
 
 def rank_rows(scores: np.ndarray, truth: np.ndarray, sources, ks=(1, 3)) -> dict:
-    """One scorer on one target: the metrics of :func:`depara.evaluation.rank_quality.rank_quality` (regret in points)."""
+    """One scorer on one target: the metrics of :func:`depara.evaluation.rank_quality.rank_quality` (regret in points).
+
+    Every :data:`METRICS` key is present: P@K for a K above the number of sources is NaN (no top-K to find)."""
     row = rank_quality(np.asarray(truth, dtype=np.float64), np.asarray(scores, dtype=np.float64), ks=ks,
                        names=list(sources)).as_row()
     row["regret"] = 100.0 * row["regret"]
+    for m in METRICS:
+        row.setdefault(m, float("nan"))
     return row
+
+
+def mean_of_rows(rows: list[dict]) -> dict:
+    """Each :data:`METRICS` column's mean over ``rows``, NaN left out (all NaN: NaN, without numpy's warning)."""
+    out = {}
+    for m in METRICS:
+        v = np.array([r[m] for r in rows], dtype=np.float64)
+        out[m] = float(np.nanmean(v)) if np.any(~np.isnan(v)) else float("nan")
+    return out
 
 
 def random_expectation(truth: np.ndarray, sources, rng: np.random.Generator, draws: int = 200) -> dict:
     rows = [rank_rows(rng.permutation(len(truth)).astype(float), truth, sources) for _ in range(draws)]
-    return {m: float(np.nanmean([r[m] for r in rows])) for m in METRICS}
+    return mean_of_rows(rows)
 
 
 def seed_ceiling(per_seed: np.ndarray, sources) -> dict:
@@ -40,7 +53,7 @@ def seed_ceiling(per_seed: np.ndarray, sources) -> dict:
     if k < 2:
         return {m: float("nan") for m in METRICS}
     rows = [rank_rows(per_seed[s], np.delete(per_seed, s, axis=0).mean(axis=0), sources) for s in range(k)]
-    return {m: float(np.nanmean([r[m] for r in rows])) for m in METRICS}
+    return mean_of_rows(rows)
 
 
 def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.similarity_edges import SCALES, label_agreement, probe_edges
+from ...core.similarity_edges import EDGE_SCALES, label_agreement, probe_edges
 from ...errors import DeparaError
 from ...estimators.registry import SourceInputs, TargetInputs, get_estimator
 from ..taskbank.cache import fingerprint, load_json_entry, save_json_entry
@@ -38,14 +38,14 @@ def member_name(comparison: str, scale: str, k: int | None = None) -> str:
 #: member name → (comparison, scale, k)
 MEMBERS: dict[str, tuple[str, str, int | None]] = {
     member_name(c, s, k): (c, s, k)
-    for s in SCALES for c, ks in (("global", (None,)), ("per_probe", (None,)), ("knn", KNN_KS)) for k in ks}
+    for s in EDGE_SCALES for c, ks in (("global", (None,)), ("per_probe", (None,)), ("knn", KNN_KS)) for k in ks}
 
 
 def member_scores(features: np.ndarray, labels: np.ndarray, seconds: dict | None = None) -> dict[str, float]:
     """Every label-family member's score of one feature set (edges built once per scale; the edge time is
     counted in each member's run time added to ``seconds``)."""
     out = {}
-    for scale in SCALES:
+    for scale in EDGE_SCALES:
         t0 = time.perf_counter()
         edges = probe_edges(features, pooling="pooled", scale=scale)
         t_edges = time.perf_counter() - t0

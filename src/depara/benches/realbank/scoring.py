@@ -10,7 +10,7 @@ images; never the test images) and the source models. From it:
   (``stage3``): against the **label graph** (:meth:`depara.core.graph.Graph.from_labels`; edge term only), against the
   **quick target model**'s graph (V, E, V + λE for the paper's and the previous library settings), the **hybrid**
   ``α·V + (1 − w)·E_model + w·E_label`` and the **frozen default** (the α, w, node and edge handling read from
-  ``configs/defaults.toml``; its label-graph term is the registered estimator ``depara_labels``);
+  :mod:`depara.options`; its label-graph term is the registered estimator ``depara_labels``);
 - the **label family** of issue 10 (:mod:`depara.core.similarity_edges`), each source's graph at its representation against
   the label graph: comparison global / per_probe / knn × features flat / pooled × dimensions centred /
   standardised × probes ``subset`` (the ``n_probe`` probes) / ``labelled`` (every labelled image, at most 500),
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ...estimators.registry import estimator_names, get_estimator
-from ...core.similarity_edges import COMPARISONS, POOLINGS, SCALES, graph_agreement, label_agreement, probe_edges
+from ...core.similarity_edges import COMPARISONS, POOLINGS, EDGE_SCALES, graph_agreement, label_agreement, probe_edges
 from ...core.labels import depara_score, edge_similarities, hybrid_edge_similarity, label_edges
 from .models import REP_LAYER, Net, logits, pooled_features
 
@@ -62,7 +62,7 @@ def family_name(comparison: str, features: str, scale: str, probes: str) -> str:
     return f"DEPARA-label [{comparison}, {features}, {scale}, {probes}]"
 
 
-LABEL_FAMILY = tuple(family_name(c, f, s, p) for c in COMPARISONS for f in POOLINGS for s in SCALES
+LABEL_FAMILY = tuple(family_name(c, f, s, p) for c in COMPARISONS for f in POOLINGS for s in EDGE_SCALES
                      for p in PROBE_SETS)
 E_MODEL_LOCAL = tuple(f"DEPARA-E (target model, {c})" for c in COMPARISONS[1:])
 DEPARA_VARIANTS = (FROZEN, HYBRID, PAPER, OLD_DEFAULT, E_MODEL, *E_MODEL_LOCAL, V_MODEL) + LABEL_FAMILY
@@ -70,7 +70,8 @@ DEPARA_VARIANTS = (FROZEN, HYBRID, PAPER, OLD_DEFAULT, E_MODEL, *E_MODEL_LOCAL, 
 
 @dataclass(frozen=True)
 class Defaults:
-    """The frozen DEPARA default (``configs/defaults.toml``): node definition, node weight α, label weight w."""
+    """A DEPARA default (the frozen one: :func:`.bench.frozen_defaults`): node definition, node weight α, label
+    weight w, layer and edge handling."""
 
     node_scalar: str = "l2"
     node_reduction: str = "mean"
@@ -179,10 +180,42 @@ def _v(src_nodes: np.ndarray, tgt_nodes: np.ndarray) -> float:
     return float(np.einsum("ij,ij->i", normalized_nodes(src_nodes), normalized_nodes(tgt_nodes)).mean())
 
 
+def peer_scores(nets: dict, x_train: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every peer that reads the labelled set (``{peer label: (S,) scores in nets order}``): each source's pooled
+    representation and softmax head through :func:`depara.selection.harness.score_sources`."""
+    from ...selection.harness import SourceInputs, score_sources
+
+    sources = {}
+    for n in nets:
+        f = pooled_features(nets[n].body, x_train)
+        z = logits(nets[n], x_train)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        sources[n] = SourceInputs(features=f, probs=p / p.sum(axis=1, keepdims=True))
+    table = score_sources(sources, y, methods=list(PEER_METHODS))
+    return {(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m]): table.scores[m]
+            for m in table.methods}
+
+
+def label_family_scores(nets: dict, x_train: np.ndarray, y: np.ndarray, *, n_probe: int,
+                        seed: int) -> dict[str, np.ndarray]:
+    """The label family at the representation: every (comparison, features, edge scale, probe set) member's scores
+    (``{family_name(...): (S,) in nets order}``)."""
+    raw = {n: stage_output(nets[n].body, x_train) for n in nets}
+    scores = {}
+    for ps in PROBE_SETS:
+        rows = probe_rows(len(y), n_probe, ps, seed)
+        for fe in POOLINGS:
+            for edge_scale in EDGE_SCALES:
+                ed = {n: probe_edges(raw[n][rows], pooling=fe, scale=edge_scale) for n in nets}
+                for comp in COMPARISONS:
+                    scores[family_name(comp, fe, edge_scale, ps)] = np.array(
+                        [label_agreement(ed[n], y[rows], comp) for n in nets])
+    return scores
+
+
 def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaults: Defaults, n_probe: int,
                  quick_steps: int, quick_width: int, seed: int) -> tuple[dict[str, np.ndarray], dict]:
     """Every scorer's score of every source (``{scorer: (S,) array in nets order}``) and timing info."""
-    from ...selection.harness import SourceInputs, score_sources
     from ...estimators.baselines import linear_cka, rsa
 
     names = list(nets)
@@ -192,16 +225,7 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
     pick = probe_rows(len(y), n_probe, "subset", seed)
     probes = torch.from_numpy(x_train[pick])
     y_probe = y[pick]
-    # Peers on the labelled set.
-    sources = {}
-    for n in names:
-        f = pooled_features(nets[n].body, x_train)
-        z = logits(nets[n], x_train)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        sources[n] = SourceInputs(features=f, probs=p / p.sum(axis=1, keepdims=True))
-    table = score_sources(sources, y, methods=list(PEER_METHODS))
-    scores = {(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m]): table.scores[m]
-              for m in table.methods}
+    scores = peer_scores(nets, x_train, y)  # peers on the labelled set
     t_peers = time.perf_counter() - t0
 
     # Graph parts on the probes: node maps for each node definition used, edges, flattened representation.
@@ -221,15 +245,7 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
 
     # The label family at the representation: every (comparison, features, scale, probes).
     t4 = time.perf_counter()
-    raw = {n: stage_output(nets[n].body, x_train) for n in names}
-    for ps in PROBE_SETS:
-        rows = probe_rows(len(y), n_probe, ps, seed)
-        for fe in POOLINGS:
-            for sc in SCALES:
-                ed = {n: probe_edges(raw[n][rows], pooling=fe, scale=sc) for n in names}
-                for comp in COMPARISONS:
-                    scores[family_name(comp, fe, sc, ps)] = np.array([label_agreement(ed[n], y[rows], comp)
-                                                                      for n in names])
+    scores.update(label_family_scores(nets, x_train, y, n_probe=n_probe, seed=seed))
     t_family = time.perf_counter() - t4
     # The frozen default's label term, timed on its own (forward pass over its probes, edges, comparison).
     t5 = time.perf_counter()

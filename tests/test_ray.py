@@ -112,9 +112,13 @@ def test_worker_killed_mid_task_is_retried_without_partial_graphs(local_ray, pro
         while time.time() < deadline and not killed:
             pids = _task_pids("ray::_ray_job")
             if pids:
-                time.sleep(1.0)  # mid-task: the worker is importing torch / extracting
-                os.kill(pids[0], signal.SIGKILL)  # a process Ray started for this test's task
-                killed.append(pids[0])
+                # Mid-task (importing torch / extracting; a warm worker runs the whole job in under a second at
+                # low load), and only if it still runs the task: a worker killed once idle would fail the next
+                # test's task instead.
+                time.sleep(0.3)
+                if pids[0] in _task_pids("ray::_ray_job"):
+                    os.kill(pids[0], signal.SIGKILL)  # a process Ray started for this test's task
+                    killed.append(pids[0])
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer)

@@ -292,14 +292,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n = len(job.probe_set)
     res = Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
                      np.empty((0, n // 2), dtype=np.int64))
-    # A peer that ranks (the default, or a part of the default rank average) on every half-sample, so its interval
-    # and share won come from the same machinery as any score; the other peers on the first peer_boot only.
-    computed, ranking = computed_scorers(job.chosen), computed_scorers([job.default])
-    peer_reps = {s: 1 + (opt["n_boot"] if s in ranking else min(opt["n_boot"], opt["peer_boot"]))
-                 for s in computed if s in LABEL_PEERS}
-    vals, reused = cached_scores(results, computed, job.y, target_graph, target_id, res, peer_reps, store,
-                                  job.probe_set.content_hash(), progress)
-    vals = with_rank_averages(vals, computed, job.chosen)
+    vals, reused = _scores(job, results, target_graph, target_id, res, opt, store, progress)
     said = verdict(vals, job.chosen, job.default, n, n // 2)
     settings = {"data": job.desc, "n_probes": n, "labels": job.y is not None,
                 "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
@@ -313,6 +306,20 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     sel = _selection(results, job, vals, said, settings)
     sel.data_path = data if isinstance(data, (str, os.PathLike)) else None
     return sel
+
+
+def _scores(job: _Job, results: list[ModelResult], target_graph: Any, target_id: Any, res: Resamples,
+            opt: dict[str, Any], store: Any, progress: bool) -> tuple[np.ndarray, int]:
+    """values[s, c, r] of ``job.chosen`` (rank averages made from their parts) and the number of candidates whose
+    scores were reused. A peer that ranks (the default, or a part of the default rank average) is refitted on every
+    half-sample, so its interval and share won come from the same machinery as any score; the other peers on the
+    first ``peer_boot`` only."""
+    computed, ranking = computed_scorers(job.chosen), computed_scorers([job.default])
+    peer_reps = {s: 1 + (opt["n_boot"] if s in ranking else min(opt["n_boot"], opt["peer_boot"]))
+                 for s in computed if s in LABEL_PEERS}
+    vals, reused = cached_scores(results, computed, job.y, target_graph, target_id, res, peer_reps, store,
+                                 job.probe_set.content_hash(), progress)
+    return with_rank_averages(vals, computed, job.chosen), reused
 
 
 def _selection(results: list[ModelResult], job: _Job, vals: np.ndarray, said: Verdict,

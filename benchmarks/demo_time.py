@@ -39,7 +39,7 @@ def summarize(folder: Path) -> None:
     from depara.report.manifest import read_manifest
 
     rows = []
-    for sub in sorted(folder.glob("seed*")):
+    for sub in sorted(p for p in folder.glob("seed*") if p.is_dir()):
         manifest = read_manifest(sub)
         rows.append({"seed": manifest["settings"]["seed"], **{k: manifest["extra"].get(k) for k in COLUMNS}})
     numeric = [k for k in COLUMNS if all(isinstance(r[k], (int, float)) for r in rows)]

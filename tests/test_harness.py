@@ -336,15 +336,13 @@ def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
 
 
 def test_harness_scores_the_frozen_label_default_without_a_target_model():
-    """`depara_labels` (the frozen default when there are labels) runs in the harness from images and labels alone —
-    no target model, no probe set — and equals an independent computation: the per-probe comparison (mean over
-    probes of 2·AUC − 1, scikit-learn's roc_auc_score of same-class vs other-class similarities) of the centred
-    cosine similarities of the source's features on the labelled images."""
-    from sklearn.metrics import roc_auc_score
-
+    """`depara_labels` (the label-graph member of the frozen default) runs in the harness from images and labels
+    alone — no target model, no probe set — and equals an independent computation: the kNN comparison (round 5:
+    k = ⌊√N⌋; each probe's share of same-class neighbours minus its class's share of the others, averaged) of the
+    cosine similarities of the source's features on the labelled images, each dimension standardised."""
     from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
 
-    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("per_probe", "flat", "centred")
+    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "standardised")
     torch.manual_seed(0)
     models = {n: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                                nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)) for n in ("a", "b")}
@@ -353,12 +351,19 @@ def test_harness_scores_the_frozen_label_default_without_a_target_model():
     res = H.run_harness(models, x, y, methods=["depara_labels"])
     assert res.table.methods == ("depara_labels",)
     for i, name in enumerate(res.table.sources):
-        f = res.inputs[name].features.astype(np.float64).reshape(len(y), -1)
-        f = f - f.mean(axis=0)
+        f = res.inputs[name].features.astype(np.float64)
+        f = f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2) if f.ndim > 2 else f  # pooled over space
+        f, sd = f - f.mean(axis=0), f.std(axis=0)
+        f = f[:, sd > 1e-9] / sd[sd > 1e-9]  # constant dimensions (a dead ReLU) dropped
         f = f / np.linalg.norm(f, axis=1, keepdims=True)
         sim = f @ f.T
-        terms = [2 * roc_auc_score(np.delete(y == y[j], j), np.delete(sim[j], j)) - 1 for j in range(len(y))]
-        assert res.table.scores["depara_labels"][i] == pytest.approx(np.mean(terms), abs=1e-9)
+        k = int(np.floor(np.sqrt(len(y))))
+        terms = []
+        for j in range(len(y)):
+            others = np.delete(np.arange(len(y)), j)
+            near = others[np.argsort(-sim[j, others], kind="stable")[:k]]
+            terms.append(np.mean(y[near] == y[j]) - np.mean(y[others] == y[j]))
+        assert res.table.scores["depara_labels"][i] == pytest.approx(np.mean(terms), abs=1e-6)
     # and beside a peer, still without a target model
     both = H.run_harness(models, x, y, methods=["logme", "depara_labels"])
     assert np.allclose(both.table.scores["depara_labels"], res.table.scores["depara_labels"])

@@ -129,15 +129,26 @@ def test_split_is_stratified_and_disjoint():
     assert np.bincount(y[few.train]).tolist() == [10] * 4 and np.array_equal(few.test, sp.test)
 
 
-def test_frozen_config_is_the_procedural_choice():
-    """configs/defaults.toml holds exactly what benchmarks/choose_defaults.py chose on the procedural bank (round 4:
-    the ROUND-4 RULE on its classification targets, ``--combine``)."""
+def test_frozen_config_is_the_round5_choice():
+    """configs/defaults.toml holds what the round-5 rule chose on the pretrained bank (configs/pretrained_defaults.toml,
+    written by benchmarks/pretrained_bank.py: the member's comparison, scale, features and layer read, and the peer
+    rank-averaged with it); the node definition and weights are round 4's (benchmarks/choose_defaults.py, kept in
+    benchmarks/results/defaults_choice/classification_chosen.json), which round 5 did not re-choose. One source: the
+    package's values (depara.options) are the repository's file, read by the same reader."""
+    import tomllib
+
     defaults, _, path = B.load_defaults()
-    chosen = json.loads((REPO / "benchmarks" / "results" / "defaults_choice" /
-                         "classification_chosen.json").read_text())
-    assert path is None and dataclasses.asdict(defaults) == chosen["defaults"]
-    # one source: the package's values (depara.options) are the repository's file, read by the same reader
-    assert B.load_defaults(REPO / "configs" / "defaults.toml")[0] == defaults
+    file_defaults, doc, _ = B.load_defaults(REPO / "configs" / "defaults.toml")
+    assert path is None and file_defaults == defaults
+    chosen = tomllib.loads((REPO / "configs" / "pretrained_defaults.toml").read_text(encoding="utf-8"))["depara"]
+    assert chosen["knn_k"] == 0  # 0: k = ⌊√N⌋, the only k depara.options offers
+    assert (defaults.edge_comparison, defaults.edge_scale, defaults.edge_features, defaults.layer) == (
+        chosen["edge_comparison"], chosen["edge_scale"], chosen["edge_features"], chosen["layer"])
+    assert doc["depara"]["peer"] == chosen["peer"].lower()
+    round4 = json.loads((REPO / "benchmarks" / "results" / "defaults_choice" /
+                         "classification_chosen.json").read_text())["defaults"]
+    kept = ("node_scalar", "node_reduction", "node_weight", "label_weight", "probes")
+    assert {k: getattr(defaults, k) for k in kept} == {k: round4[k] for k in kept}
 
 
 def test_bad_defaults_file_and_cli_errors(tmp_path, capsys):

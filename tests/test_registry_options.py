@@ -86,7 +86,7 @@ def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
 
 
 def test_frozen_scorer_defaults_equal_the_committed_config():
-    """depara.options carries the defaults frozen in configs/defaults.toml (chosen on the procedural bank only)."""
+    """depara.options carries the defaults frozen in configs/defaults.toml (round 5: chosen on the pretrained bank)."""
     import tomllib
     from pathlib import Path
 
@@ -97,6 +97,7 @@ def test_frozen_scorer_defaults_equal_the_committed_config():
     assert (O.DEFAULT_EDGE_COMPARISON, O.DEFAULT_EDGE_FEATURES, O.DEFAULT_EDGE_SCALE, O.DEFAULT_PROBES) == (
         frozen["edge_comparison"], frozen["edge_features"], frozen["edge_scale"], frozen["probes"])
     assert O.DEFAULT_LAYER == frozen["layer"]
+    assert O.DEFAULT_RANK_PEER == frozen["peer"]
     assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
         frozen["node_scalar"], frozen["node_reduction"])
 

@@ -98,40 +98,86 @@ def test_spearman_equals_scipy_with_ties(pairs):
     assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, abs=1e-12)
 
 
+def test_rank_average_by_hand_and_against_scipy():
+    """Four candidates, two probe sets; ranks 1 = lowest, ties averaged, a NaN part leaves its candidate out."""
+    from depara.selection.scoring import rank_average, with_rank_averages
+
+    labels_score = np.array([[0.9, 0.1], [0.2, 0.3], [0.5, 0.3], [0.7, np.nan]])  # [candidate, probe set]
+    peer = np.array([[-3.0, 2.0], [-1.0, 1.0], [-2.0, 1.0], [-4.0, 0.0]])
+    got = rank_average(np.stack([labels_score, peer]))
+    # probe set 0: ranks (4, 1, 2, 3) and (2, 4, 3, 1) → (3, 2.5, 2.5, 2)
+    # probe set 1 (candidate 3 undefined): (1, 2.5, 2.5) and (3, 1.5, 1.5) → (2, 2, 2), NaN
+    np.testing.assert_array_equal(got[:, 0], [3.0, 2.5, 2.5, 2.0])
+    np.testing.assert_array_equal(got[:, 1], [2.0, 2.0, 2.0, np.nan])
+    np.testing.assert_array_equal(got[:, 0], (stats.rankdata(labels_score[:, 0]) + stats.rankdata(peer[:, 0])) / 2)
+    values = np.stack([labels_score, peer])  # values[s, c, r] of the registry scorers
+    out = with_rank_averages(values, ["depara_labels", "ped"], ["depara_labels_ped", "ped"])
+    np.testing.assert_array_equal(out[0], got)
+    np.testing.assert_array_equal(out[1], peer)
+
+
 # ------------------------------------------------------------------------------------------------- cases
+def _pooled_layer_outputs(net: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every child's output on ``images``, averaged over space (N×C), by forward hooks: independent of select."""
+    out: dict[str, np.ndarray] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, name=name: out.__setitem__(name, o.detach().double()))
+             for name, m in net.named_children()]
+    with torch.no_grad():
+        net(images)
+    for h in hooks:
+        h.remove()
+    return {k: (v.flatten(2).mean(2) if v.ndim == 4 else v).numpy() for k, v in out.items()}
+
+
+def _knn_label_agreement(feats: np.ndarray, labels: np.ndarray) -> float:
+    """The round-5 frozen default by hand: dimensions standardised over the probes, cosine similarities, each
+    probe's k = ⌊√N⌋ most similar others, the share of them in its class minus its class's share of the others."""
+    f = feats - feats.mean(axis=0)
+    sd = f.std(axis=0)
+    f = f[:, sd > 1e-9] / sd[sd > 1e-9]
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    sim = f @ f.T
+    n = len(labels)
+    k = int(np.floor(np.sqrt(n)))
+    terms = []
+    for i in range(n):
+        others = np.array([j for j in range(n) if j != i])
+        near = others[np.argsort(-sim[i, others], kind="stable")[:k]]
+        same = labels[others] == labels[i]
+        terms.append(np.mean(labels[near] == labels[i]) - same.mean())
+    return float(np.mean(terms))
+
+
 def test_labels_only_case_scores_against_independent_computations(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     sel = select(classes, models, n_boot=30, cache_dir=tmp_path)
-    assert sel.case == "labels" and sel.scorer == "depara_labels"
-    assert set(sel.scorers) == {"depara_labels", "logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped"}
+    # round 5: the default ranks by the rank average of the label graph's score and PED (configs/defaults.toml)
+    assert sel.case == "labels" and sel.scorer == "depara_labels_ped"
+    assert set(sel.scorers) == {"depara_labels_ped", "depara_labels", "logme", "hscore", "transrate", "rsa", "cka",
+                                "gbc", "ped"}
     assert {m for m, _ in sel.candidates} == {"a", "b"}
     assert sel.models["a"]["layers"] == ["0", "1", "2", "3", "4"]  # generic family: children minus the head
     rows = sel.table
     assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    vals = [r["depara_labels"] for r in rows]
+    vals = [r["depara_labels_ped"] for r in rows]
     assert vals == sorted(vals, reverse=True) and (rows[0]["model"], rows[0]["layer"]) == sel.best
-    # independent: the frozen defaults (configs/defaults.toml, round 4) compare the graph's own edges (the layer
-    # output flattened, centred cosine) with the labels probe by probe: for each probe the rank-biserial
-    # 2·AUC − 1 of its same-class vs other-class similarities (scikit-learn's roc_auc_score), averaged
-    from sklearn.metrics import roc_auc_score
-
+    # the rank average is scipy's average ranks of its two parts across the candidates, averaged
+    expected = (stats.rankdata(sel.values["depara_labels"]) + stats.rankdata(sel.values["ped"])) / 2
+    np.testing.assert_array_equal(sel.values["depara_labels_ped"], expected)
+    # independent: depara_labels at the frozen defaults (kNN comparison, k = ⌊√N⌋, of the layer output averaged
+    # over space, standardised) from the networks' own layer outputs
+    from depara.extraction.probes import ProbeSet
     from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
-    from depara.extraction.store import GraphStore
 
-    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("per_probe", "flat", "centred")
-    store = GraphStore(tmp_path / "store")
+    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "standardised")
     labels = np.repeat([0, 1, 2], 5)
-    graphs = [depara.Graph.load(p) for p in store.entries() if p.suffix == ".safetensors"]
-    by_key = {(g.meta["model"], g.meta["layer"]): g for g in graphs}
-    off = ~np.eye(15, dtype=bool)
+    images = ProbeSet.from_folder(classes, f"{SIZE}x{SIZE}").tensor()
+    feats = {m: _pooled_layer_outputs(_net(seed), images) for m, seed in (("a", 0), ("b", 1))}
     for c, (m, layer) in enumerate(sel.candidates):
-        g = by_key[(m, layer)]
-        s_full = np.zeros((15, 15))
-        s_full[np.triu_indices(15, 1)] = np.asarray(g.edges, float)
-        s_full = s_full + s_full.T
-        expected = np.mean([2 * roc_auc_score(labels[off[i]] == labels[i], s_full[i][off[i]]) - 1
-                            for i in range(15)])
-        assert sel.values["depara_labels"][c] == pytest.approx(expected, abs=1e-6)
+        assert sel.values["depara_labels"][c] == pytest.approx(_knn_label_agreement(feats[m][layer], labels),
+                                                               abs=1e-6)
+    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); LogME on peer_boot
+    assert np.isfinite(sel.intervals["ped"]).all() and np.isfinite(sel.intervals["depara_labels_ped"]).all()
     assert 0.0 <= sel.p_best <= 1.0
     assert "pick model" in sel.summary and str(sel.best[1]) in sel.summary
 
@@ -188,7 +234,8 @@ def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
     assert second.models["a"]["extracted"] == [] and second.models["b"]["extracted"] == []
     assert len(second.models["c"]["extracted"]) == 5
     assert second.settings["scores_reused"] == 10  # only the added model's candidates are scored
-    for s in first.scorers:
+    # a rank average ranks across the candidates, so an added model legitimately moves it; its parts are reused
+    for s in (s for s in first.scorers if s != "depara_labels_ped"):
         for c, cand in enumerate(first.candidates):
             c2 = second.candidates.index(cand)
             assert np.array_equal(second.values[s][c2], first.values[s][c], equal_nan=True)

@@ -30,7 +30,8 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
-    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_LAYER", "MIN_IMAGES_PER_CLASS",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_RANK_PEER", "DEFAULT_LAYER",
+    "MIN_IMAGES_PER_CLASS",
     "LRP_EPSILON", "IG_STEPS",
     "choices", "check_lam",
     "format_lam",
@@ -100,23 +101,29 @@ MAX_NODE_PIXELS = 1024 * 1024
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
 
-# The frozen scorer defaults, chosen on the procedural task bank only (benchmarks/choose_defaults.py) and frozen in
-# configs/defaults.toml before the real-image bank's out-of-sample run (tests/test_registry_options.py checks that
-# these constants equal that file). score = α·V(source, target model) + (1 − w)·E(source, target model)
-# + w·E(source, label graph): with α = 0 and w = 1 the default is the label graph's edge term alone (no target model).
+# The frozen scorer defaults, frozen in configs/defaults.toml (tests/test_registry_options.py checks that these
+# constants equal that file; docs/defaults.md says how each round chose them).
+# score = α·V(source, target model) + (1 − w)·E(source, target model) + w·E(source, label graph):
+# with α = 0 and w = 1 the default is the label graph's edge term alone (no target model).
 DEFAULT_NODE_WEIGHT = 0.0  #: α, the weight of the node term V (0: the node term is not used by default)
 DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 #: λ of the paper's S = V + λE as the API and the CLI use it by default: 1/α of the frozen node weight. With α = 0
 #: λ = ∞, which means S = E, the edge term alone (the limit of S/λ; for every finite λ, S and S/λ rank alike).
 #: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
 DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
-# How the source graph is built and compared with the label graph (depara.core.similarity_edges; frozen in the same file):
-# Round 4 (issue 10): re-chosen on the bank's procedural CLASSIFICATION targets (depara.benches.taskbank.classify; the
-# ROUND-4 RULE of benchmarks/choose_defaults.py), the layer below the representation in configs/defaults.toml.
-DEFAULT_EDGE_COMPARISON = "per_probe"  #: global (Spearman of all edges) | per_probe | knn
-DEFAULT_EDGE_FEATURES = "flat"  #: the layer output flattened (flat) or averaged over space (pooled)
-DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
+# How the source graph is built and compared with the label graph (depara.core.similarity_edges; same file).
+# Round 5 (issue 20): chosen on the pretrained bank (six networks pretrained elsewhere, 9 real targets) by the rule
+# committed before its run (benchmarks/results/pretrained_bank/RULE.md; its choice: configs/pretrained_defaults.toml):
+# the kNN comparison (k = ⌊√N⌋, depara.core.similarity_edges.knn_k) of pooled, standardised features,
+# RANK-AVERAGED with the peer DEFAULT_RANK_PEER (the default scorer of `depara select` with labels).
+# Round 4 (issue 10) was per_probe / flat / centred, chosen on procedural classification targets (docs/defaults.md).
+DEFAULT_EDGE_COMPARISON = "knn"  #: global (Spearman of all edges) | per_probe | knn (k = ⌊√N⌋)
+DEFAULT_EDGE_FEATURES = "pooled"  #: the layer output flattened (flat) or averaged over space (pooled)
+DEFAULT_EDGE_SCALE = "standardised"  #: dimensions centred over the probes, or centred and standardised
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
+#: The label-based peer (a registry name) whose rank is averaged with ``depara_labels``'s across the candidates
+#: in the default label scorer of ``depara select`` (depara.selection.scorers.DEFAULT_SCORER); "" for none.
+DEFAULT_RANK_PEER = "ped"
 #: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
 DEFAULT_LAYER = "below-representation"
 #: The fewest images per class the label scorers of ``depara select`` accept (a class of one image has no

@@ -19,12 +19,14 @@ What is computed follows what is given (docs/method.md §1–2; Song et al., CVP
   (:meth:`depara.Graph.from_labels`: the cosine of the centred one-hot labels, high within a class, low across);
   the node term is undefined for a label graph and is left out. Beside it label-based peers from the estimator
   registry (:mod:`depara.estimators.registry`) on the layer's globally pooled features: ``logme``, ``hscore``,
-  ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels), ``gbc``, ``ped``. LEEP and NCE
-  score a model's *head*, not a layer, and are not offered here;
+  ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels), ``gbc``, ``ped``; and the rank average of
+  ``depara_labels`` with ``ped`` (``depara_labels_ped``, :data:`depara.selection.scorers.RANK_AVERAGES`: the mean
+  of a candidate's two ranks across the candidates, on every probe set). LEEP and NCE score a model's *head*, not
+  a layer, and are not offered here;
 * **neither** → a one-line :class:`~depara.errors.DeparaError` saying what is needed.
 
-The ranking (and the pick) follows one scorer per case, :data:`DEFAULT_SCORER` (the frozen defaults: the label
-graph's edge term when labels are given, else the edge term against the target model). Every scorer gets a
+The ranking (and the pick) follows one scorer per case, :data:`DEFAULT_SCORER` (the frozen defaults: with labels
+the round-5 rank average ``depara_labels_ped``, else the edge term against the target model). Every scorer gets a
 **95 % interval over probes** from ``n_boot`` **half-samples** (⌊N/2⌋ probes drawn without replacement,
 stratified by class; the same half-samples for every candidate, so the comparison is paired), each score
 recomputed on the half-sample as on a real probe set of that size (no probe is ever duplicated, so fitted scores
@@ -64,8 +66,8 @@ from .candidates import ModelResult, candidates_graphs, model_graphs
 from .data import as_entries, as_target, check_model_files, load_data, subsample
 from .result import Selection
 from .scorers import (DEFAULT_SCORER, GRAPH_OPTIONS, LABEL_PEERS, LAM, MAX_BOOT, NODE_SCORERS, PROTOCOLS,
-                      SCORERS, SCORES_VERSION)
-from .scoring import Resamples, cached_scores
+                      RANK_AVERAGES, SCORERS, SCORES_VERSION, computed_scorers)
+from .scoring import Resamples, cached_scores, with_rank_averages
 from .verdict import Verdict, verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,8 +133,9 @@ def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot
 def _choose_scorers(case: str, labelled: bool, scorers: Sequence[str] | str | None,
                     protocol: str) -> tuple[list[str], str]:
     """(the scorers to compute, the one that ranks) for this case; unknown or inapplicable names refused."""
+    label_scorers = [*RANK_AVERAGES, "depara_labels", *LABEL_PEERS]
     applicable = (["depara", "depara_v", "depara_e"] if case == "target_model" else []) + \
-        (["depara_labels", *LABEL_PEERS] if labelled else [])
+        (label_scorers if labelled else [])
     if scorers is None:
         # The node term has weight 0 in the frozen defaults: the scorers built on it are computed only when
         # asked for, so the default extraction needs no attribution maps (forward passes only).
@@ -145,7 +148,7 @@ def _choose_scorers(case: str, labelled: bool, scorers: Sequence[str] | str | No
                 raise DeparaError(f"scorers: unknown scorer {s!r}; expected one of {', '.join(SCORERS)}")
             if s not in applicable:
                 raise DeparaError(f"scorers: {s} is not available here (needs "
-                                  f"{'a target model' if s.startswith('depara') and s != 'depara_labels' else 'labels'})")
+                                  f"{'labels' if s in label_scorers else 'a target model'})")
     # With labels the frozen default is the label graph (w = 1), whether or not a target model is given too.
     default = DEFAULT_SCORER[("labels" if labelled else case, protocol)]
     return (chosen if default in chosen else [default, *chosen]), default
@@ -247,7 +250,8 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         otherwise it is forward passes only, and the graphs have no nodes.
     n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
     peer_boot : half-samples for the intervals of the label-based peers (logme, hscore, ...), at most
-        ``n_boot``: each is a model fit per half-sample, so they get fewer (all ``n_boot`` when a peer ranks).
+        ``n_boot``: each is a model fit per half-sample, so they get fewer (all ``n_boot`` for a peer that ranks,
+        alone or as a part of the ranking rank average: ``ped`` by default).
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
         Checked before any work, with the data (:func:`depara.io.files.check_run_paths`): not a file, not broken,
         writable, not inside the data folder.
@@ -288,9 +292,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n = len(job.probe_set)
     res = Resamples(n, half_samples(n, opt["n_boot"], opt["seed"], job.y) if opt["n_boot"] else
                      np.empty((0, n // 2), dtype=np.int64))
-    peer_reps = 1 + (min(opt["n_boot"], opt["peer_boot"]) if job.default not in LABEL_PEERS else opt["n_boot"])
-    vals, reused = cached_scores(results, job.chosen, job.y, target_graph, target_id, res, peer_reps, store,
-                                  job.probe_set.content_hash(), progress)
+    vals, reused = _scores(job, results, target_graph, target_id, res, opt, store, progress)
     said = verdict(vals, job.chosen, job.default, n, n // 2)
     settings = {"data": job.desc, "n_probes": n, "labels": job.y is not None,
                 "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
@@ -304,6 +306,20 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     sel = _selection(results, job, vals, said, settings)
     sel.data_path = data if isinstance(data, (str, os.PathLike)) else None
     return sel
+
+
+def _scores(job: _Job, results: list[ModelResult], target_graph: Any, target_id: Any, res: Resamples,
+            opt: dict[str, Any], store: Any, progress: bool) -> tuple[np.ndarray, int]:
+    """values[s, c, r] of ``job.chosen`` (rank averages made from their parts) and the number of candidates whose
+    scores were reused. A peer that ranks (the default, or a part of the default rank average) is refitted on every
+    half-sample, so its interval and share won come from the same machinery as any score; the other peers on the
+    first ``peer_boot`` only."""
+    computed, ranking = computed_scorers(job.chosen), computed_scorers([job.default])
+    peer_reps = {s: 1 + (opt["n_boot"] if s in ranking else min(opt["n_boot"], opt["peer_boot"]))
+                 for s in computed if s in LABEL_PEERS}
+    vals, reused = cached_scores(results, computed, job.y, target_graph, target_id, res, peer_reps, store,
+                                 job.probe_set.content_hash(), progress)
+    return with_rank_averages(vals, computed, job.chosen), reused
 
 
 def _selection(results: list[ModelResult], job: _Job, vals: np.ndarray, said: Verdict,

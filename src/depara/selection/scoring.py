@@ -11,14 +11,14 @@ import numpy as np
 from ..errors import DeparaError
 from ..core.edges import standardized_ranks
 from ..options import format_lam
-from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, SCORES_VERSION
+from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, RANK_AVERAGES, SCORES_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.graph import Graph
     from .candidates import ModelResult
 
 __all__ = ["pair_index", "unit_ranks", "spearman_units", "spearman", "peer_score", "Resamples", "score_all",
-           "digest", "cached_scores"]
+           "digest", "cached_scores", "rank_average", "with_rank_averages"]
 
 
 # ================================================================================================ pairs
@@ -94,10 +94,10 @@ class Resamples:
 
 
 def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
-               target: "Graph | None", res: Resamples, progress: bool, peer_reps: int) -> np.ndarray:
+               target: "Graph | None", res: Resamples, progress: bool, peer_reps: Mapping[str, int]) -> np.ndarray:
     """values[s, c, r]: scorer s, candidate c, probe set r of ``res.rows`` (r = 0: all probes, the point
-    estimate). The label-based peers are recomputed on the first ``peer_reps`` rows only (NaN after): each costs
-    a fit (tens of ms), the DEPARA scores a re-ranking of the edges."""
+    estimate). A label-based peer is recomputed on its first ``peer_reps[name]`` rows only (1 if not named; NaN
+    after): each costs a fit (tens of ms), the DEPARA scores a re-ranking of the edges."""
     from ..core.similarity import normalized_nodes
     from ..io.progress import progress_bar
 
@@ -127,7 +127,7 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
                     values[s, c, r] = est.from_terms(V, E, LAM)
                 elif s in at_once:
                     values[s, c, r] = at_once[s][c][r]
-                elif r < peer_reps:
+                elif r < peer_reps.get(est.name, 1):
                     values[s, c, r] = peer_score(est.name, pooled[c][idx], labels[idx])
     return values
 
@@ -144,7 +144,8 @@ def digest(a: np.ndarray | None) -> str | None:
 
 def cached_scores(results: Sequence["ModelResult"], scorers: list[str], labels: np.ndarray | None,
                    target: "Graph | None", target_id: Mapping[str, Any] | None, res: Resamples,
-                   peer_reps: int, store: Any, probe_hash: str, progress: bool) -> tuple[np.ndarray, int]:
+                   peer_reps: Mapping[str, int], store: Any, probe_hash: str,
+                   progress: bool) -> tuple[np.ndarray, int]:
     """:func:`score_all` over every candidate of ``results``, each candidate's S × R block of values kept in the
     store (kind ``"scores"``) and reused when the same candidate is scored again the same way.
 
@@ -157,7 +158,8 @@ def cached_scores(results: Sequence["ModelResult"], scorers: list[str], labels: 
     from .. import __version__
 
     common = {"scorers": list(scorers), "labels": digest(labels), "target": dict(target_id) if target_id else None,
-              "resamples": res.digest(), "peer_reps": int(peer_reps), "lam": format_lam(LAM),
+              "resamples": res.digest(), "peer_reps": {k: int(peer_reps[k]) for k in sorted(peer_reps)},
+              "lam": format_lam(LAM),
               "version": f"{__version__}/{SCORES_VERSION}"}
     graphs, pooled, keys = [], [], []
     for r in results:
@@ -182,3 +184,27 @@ def cached_scores(results: Sequence["ModelResult"], scorers: list[str], labels: 
             values[:, c] = fresh[:, i]
             store.put_array(keys[c], fresh[:, i])
     return values, len(keys) - len(todo)
+
+
+# ============================================================================================ rank averages
+def rank_average(parts: np.ndarray) -> np.ndarray:
+    """parts[p, c, r] (scorer p, candidate c, probe set r) → [c, r]: the mean over the scorers of each candidate's
+    rank across the candidates (``scipy.stats.rankdata``, average ranks for ties; 1 = the lowest score, so higher
+    is better), on each probe set separately. A candidate that a part leaves undefined (NaN) on a probe set is NaN
+    there, and the others are ranked without it."""
+    from scipy.stats import rankdata
+
+    parts = np.asarray(parts, dtype=np.float64)
+    out = np.full(parts.shape[1:], np.nan)
+    for r in range(parts.shape[2]):
+        ok = np.isfinite(parts[:, :, r]).all(axis=0)
+        if ok.any():
+            out[ok, r] = np.mean([rankdata(part[ok, r], method="average") for part in parts], axis=0)
+    return out
+
+
+def with_rank_averages(values: np.ndarray, computed: Sequence[str], chosen: Sequence[str]) -> np.ndarray:
+    """values[s, c, r] of the registry scorers ``computed`` → the same for ``chosen``, each rank average
+    (:data:`depara.selection.scorers.RANK_AVERAGES`) made from its parts by :func:`rank_average`."""
+    return np.stack([rank_average(values[[computed.index(p) for p in RANK_AVERAGES[name]]])
+                     if name in RANK_AVERAGES else values[list(computed).index(name)] for name in chosen])

@@ -262,3 +262,19 @@ def test_report_reads_sentence_then_figure_then_top_table(tmp_path):
     assert rows[0]["depara_labels (95% interval)"] == "0.50 [0.45, 0.55]" and rows[0]["logme rank"] == "12"
     with open(tmp_path / "ranking.csv", newline="", encoding="utf-8") as fh:
         assert len(list(csv.DictReader(fh))) == 12
+
+
+def test_rank_average_intervals_stay_within_the_possible_ranks():
+    """A rank average lies in [1, ranked candidates]: its interval is cut there (hand case: 3 candidates, spread
+    half-samples that would reach past both ends), and still holds the point value."""
+    from depara.selection.scorers import LABELS_DEFAULT
+    from depara.selection.verdict import verdict
+
+    rng = np.random.default_rng(0)
+    point = np.array([1.0, 2.0, 3.0])
+    halves = np.clip(point[:, None] + rng.normal(0, 3.0, size=(3, 50)), 1, 3)
+    vals = np.concatenate([point[:, None], halves], axis=1)[None]
+    said = verdict(vals, [LABELS_DEFAULT], LABELS_DEFAULT, n=40, m=20)
+    iv = said.intervals[LABELS_DEFAULT]
+    assert np.all(iv[:, 0] >= 1.0) and np.all(iv[:, 1] <= 3.0)
+    assert np.all((iv[:, 0] <= point) & (point <= iv[:, 1]))

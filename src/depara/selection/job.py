@@ -266,17 +266,16 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         with ``skip_failed=True`` it is left out instead, and named with its error in the summary sentence,
         the report and ``settings["skipped_models"]`` (all failing: an error). The target model never is.
 
-    Returns
-    -------
-    Selection
+    Returns the :class:`Selection`.
     """
     from ..extraction.store import GraphStore
     from ..evaluation.uncertainty import half_samples
-
     from ..io.files import check_run_paths
 
     t0 = time.perf_counter()
     check_run_paths(data, cache_dir=cache_dir, cache_readonly=cache_readonly, engine=engine)
+    if not isinstance(skip_failed, bool):
+        raise DeparaError(f"skip_failed: expected True or False, got {skip_failed!r}")
     opt = _check_options(protocol, probes, seed, n_boot, peer_boot, batch_size, feature_memory_mb, device,
                          layers, engine, address)
     job = _prepare(data, models, target_model, labels, opt["probes"], opt["seed"], scorers, protocol)
@@ -284,8 +283,6 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
               nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"])
-    if not isinstance(skip_failed, bool):
-        raise DeparaError(f"skip_failed: expected True or False, got {skip_failed!r}")
     results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address,
                                                                          skip_failed)
     t_extract = time.perf_counter() - t0
@@ -294,18 +291,26 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
                      np.empty((0, n // 2), dtype=np.int64))
     vals, reused = _scores(job, results, target_graph, target_id, res, opt, store, progress)
     said = verdict(vals, job.chosen, job.default, n, n // 2)
-    settings = {"data": job.desc, "n_probes": n, "labels": job.y is not None,
-                "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
-                "case": job.case, "scorer": job.default, "layers": layers if isinstance(layers, str) else list(layers),
-                "seed": opt["seed"], "nodes": kw["nodes"], "n_boot": opt["n_boot"],
-                "peer_boot": min(opt["n_boot"], opt["peer_boot"]), "half_sample_size": n // 2, "lam": format_lam(LAM),
-                "graph_options": GRAPH_OPTIONS, "probe_hash": job.probe_set.content_hash(), "cache": str(store.root),
-                "target_model": target_info or None, "engine": engine, "scores_reused": reused,
-                **({"skipped_models": failed} if failed else {}),
-                "seconds": {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)}}
+    settings = _settings(job, opt, protocol, layers, kw["nodes"], str(store.root), engine, target_info, reused,
+                         failed, {"extract": round(t_extract, 3), "total": round(time.perf_counter() - t0, 3)})
     sel = _selection(results, job, vals, said, settings)
     sel.data_path = data if isinstance(data, (str, os.PathLike)) else None
     return sel
+
+
+def _settings(job: _Job, opt: dict[str, Any], protocol: str, layers: Any, nodes: bool, cache: str, engine: str,
+              target_info: dict[str, Any], reused: int, failed: dict[str, str], seconds: dict[str, float]
+              ) -> dict[str, Any]:
+    """The run's settings, as ``Selection.settings`` and the results folder's manifest record them."""
+    n = len(job.probe_set)
+    return {"data": job.desc, "n_probes": n, "labels": job.y is not None,
+            "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
+            "case": job.case, "scorer": job.default, "layers": layers if isinstance(layers, str) else list(layers),
+            "seed": opt["seed"], "nodes": nodes, "n_boot": opt["n_boot"],
+            "peer_boot": min(opt["n_boot"], opt["peer_boot"]), "half_sample_size": n // 2, "lam": format_lam(LAM),
+            "graph_options": GRAPH_OPTIONS, "probe_hash": job.probe_set.content_hash(), "cache": cache,
+            "target_model": target_info or None, "engine": engine, "scores_reused": reused,
+            **({"skipped_models": failed} if failed else {}), "seconds": seconds}
 
 
 def _scores(job: _Job, results: list[ModelResult], target_graph: Any, target_id: Any, res: Resamples,

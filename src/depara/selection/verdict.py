@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeparaError
+from .scorers import RANK_AVERAGES
 
 __all__ = ["Verdict", "verdict"]
 
@@ -36,6 +37,10 @@ def verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) 
     has_halves = vals.shape[2] > 1
     intervals = {s: (subsample_intervals(vals[i, :, 0], vals[i, :, 1:], n, m) if has_halves else
                      np.full((vals.shape[1], 2), np.nan)) for i, s in enumerate(scorers)}
+    for i, s in enumerate(scorers):  # a rank average lies in [1, ranked candidates]: its interval is cut there
+        if s in RANK_AVERAGES:
+            top = max(1.0, float(np.isfinite(vals[i, :, 0]).sum()))
+            intervals[s] = np.where(np.isfinite(intervals[s]), np.clip(intervals[s], 1.0, top), intervals[s])
     main = vals[scorers.index(default), :, 0]
     finite = [c for c in range(len(main)) if np.isfinite(main[c])]
     if not finite:

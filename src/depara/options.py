@@ -13,7 +13,8 @@ Every graph records its options in ``meta`` (``method``, ``scalar``, ``channel_r
 
 Defaults (``DEFAULT_*``): node = grad×input of the L2 norm of the layer output, signed channel mean, maps on a
 56×56 grid (so models with different input sizes, 224 px ImageNet and 256 px Taskonomy, give comparable nodes),
-features centred over the probes, cosine edges, λ = 1. numpy-free and torch-free: importable everywhere.
+features centred over the probes, cosine edges; S = V + λE at λ = ∞ (:data:`DEFAULT_LAMBDA`: the edge term
+alone, the frozen node weight being 0). numpy-free and torch-free: importable everywhere.
 """
 
 from __future__ import annotations

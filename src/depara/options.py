@@ -32,7 +32,7 @@ __all__ = [
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
     "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_RANK_PEER", "DEFAULT_LAYER",
-    "MIN_IMAGES_PER_CLASS",
+    "MIN_IMAGES_PER_CLASS", "SELECT_MAX_PROBES", "SELECT_N_BOOT", "SELECT_PEER_BOOT",
     "LRP_EPSILON", "IG_STEPS",
     "choices", "check_lam",
     "format_lam",
@@ -101,6 +101,11 @@ DEFAULT_NODE_SIZE = 56
 MAX_NODE_PIXELS = 1024 * 1024
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
+#: `depara select`: at most this many images are used; probe half-samples for the intervals and the share won; the
+#: label-based peers' half-samples (each a model fit; all of them for a peer that is part of the ranking scorer).
+SELECT_MAX_PROBES = 500
+SELECT_N_BOOT = 200
+SELECT_PEER_BOOT = 20
 
 # The frozen scorer defaults, frozen in configs/defaults.toml (tests/test_registry_options.py checks that these
 # constants equal that file; docs/defaults.md says how each round chose them).

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
+from ..options import DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, SELECT_MAX_PROBES, SELECT_N_BOOT
 from ._flags import flags
 from .app import app, demo_app
 
@@ -41,10 +42,10 @@ def select_cmd(
     scorers: Optional[list[str]] = typer.Option(None, "--scorers", help="Scorers to compute (comma list or "
                                                 "repeated; default: every applicable one without a node term). "
                                                 "depara / depara_v add attribution maps (backward passes)."),
-    probes: int = typer.Option(500, "--probes", help="Use at most this many of the images."),
+    probes: int = typer.Option(SELECT_MAX_PROBES, "--probes", help="Use at most this many of the images."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw, the half-samples and the random "
                       "initialisation of models without weights."),
-    n_boot: int = typer.Option(200, "--n-boot", help="Probe half-samples for the intervals and the share won "
+    n_boot: int = typer.Option(SELECT_N_BOOT, "--n-boot", help="Probe half-samples for the intervals and the share won "
                                "(0: none)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
@@ -52,8 +53,8 @@ def select_cmd(
                                          "~/.cache/depara)."),
     cache_readonly: bool = typer.Option(False, "--cache-readonly", help="Read the cache, write nothing to it; an "
                                         "entry that fails its check is refused instead of rebuilt."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Probes per forward+backward pass."),
-    feature_memory_mb: float = typer.Option(2048, "--feature-memory-mb", help="RAM budget for features (MiB)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Probes per forward+backward pass."),
+    feature_memory_mb: float = typer.Option(DEFAULT_FEATURE_MEMORY_MB, "--feature-memory-mb", help="RAM budget for features (MiB)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (one Ray task per model; "
                                "the cache must be on a filesystem every node sees)."),

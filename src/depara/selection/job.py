@@ -61,7 +61,8 @@ import numpy as np
 from ..errors import DeparaError
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING
 from ..io.escape import visible
-from ..options import DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS, format_lam
+from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS,
+                       SELECT_MAX_PROBES, SELECT_N_BOOT, SELECT_PEER_BOOT, format_lam)
 from .candidates import ModelResult, candidates_graphs, model_graphs
 from .data import as_entries, as_target, check_model_files, load_data, subsample
 from .result import Selection
@@ -218,10 +219,11 @@ def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, addr
 
 
 def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto", protocol: str = "finetune",
-           probes: int = 500, seed: int = 0, *, labels: Any = None, scorers: Sequence[str] | None = None,
-           n_boot: int = 200, peer_boot: int = 20, cache_dir: str | os.PathLike | None = None,
-           cache_readonly: bool = False, device: Any = None,
-           batch_size: int = 32, feature_memory_mb: float = 2048, progress: bool = False,
+           probes: int = SELECT_MAX_PROBES, seed: int = 0, *, labels: Any = None,
+           scorers: Sequence[str] | None = None, n_boot: int = SELECT_N_BOOT, peer_boot: int = SELECT_PEER_BOOT,
+           cache_dir: str | os.PathLike | None = None, cache_readonly: bool = False, device: Any = None,
+           batch_size: int = DEFAULT_BATCH_SIZE, feature_memory_mb: float = DEFAULT_FEATURE_MEMORY_MB,
+           progress: bool = False,
            engine: str = "local", address: str | None = None, skip_failed: bool = False) -> Selection:
     """Rank every (model, layer) of ``models`` for transfer to ``data``; see the module docstring.
 

@@ -131,10 +131,8 @@ def _is_path(weights: Any) -> bool:
 def _build(kind: str, name: str, weights: Any, num_classes: int | None) -> nn.Module:
     """Architecture ``name`` of library ``kind`` with named weights, none, or a state-dict file."""
     path = Path(weights) if weights is not None and _is_path(weights) else None
-    if kind == "torchvision":
-        model = _torchvision(name, None if path is not None else weights, num_classes)
-    else:
-        model = _timm(name, None if path is not None else weights, num_classes)
+    loader = _torchvision if kind == "torchvision" else _timm
+    model = loader(name, None if path is not None else weights, num_classes)
     if path is not None:
         state = _read_state_dict(path)
         model = _load_state(model, state, lambda n: _build(kind, name, None, n), path, num_classes)
@@ -148,9 +146,7 @@ def _torchvision(name: str, weights: Any, num_classes: int | None) -> nn.Module:
     available = tvm.list_models()
     if name not in available:
         raise DeparaError(f"model torchvision:{name}: unknown torchvision model{_suggest(name, available)}")
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights is None or weights is False:
         return tvm.get_model(name, weights=None, **kwargs)
     enum = tvm.get_model_weights(name)
@@ -188,9 +184,7 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> nn.Module:
         raise DeparaError(f"model timm:{name}: the timm package is not installed (pip install timm)") from None
     if not timm.is_model(name):
         raise DeparaError(f"model timm:{name}: unknown timm model{_suggest(name, timm.list_models())}")
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights is None or weights is False:
         return timm.create_model(name, pretrained=False, **kwargs)
     if not (weights is True or str(weights).upper() == "DEFAULT"):
@@ -236,8 +230,7 @@ def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str)
         arch_kind, _, arch_name = arch.partition(":")
         if arch_kind not in ("torchvision", "timm"):
             raise DeparaError(f"model {spec!r}: arch {arch!r}: expected a torchvision name or timm:<name>")
-    build = (lambda n: _torchvision(arch_name, None, n)) if arch_kind == "torchvision" else \
-        (lambda n: _timm(arch_name, None, n))
+    build = lambda n: _build(arch_kind, arch_name, None, n)  # noqa: E731
     return _load_state(build(num_classes), state, build, path, num_classes)
 
 

@@ -206,8 +206,7 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------------ files
 def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str) -> nn.Module:
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    _model_file(path)
     suffix = path.suffix.lower()
     if suffix in (EXPORT_SUFFIX, ONNX_SUFFIX):
         if arch or num_classes is not None:
@@ -234,6 +233,14 @@ def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str)
     return _load_state(build(num_classes), state, build, path, num_classes)
 
 
+def _model_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, refused in one line unless it is a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeparaError(f"model file {path}: not found")
+    return path
+
+
 def load_exported(path: str | os.PathLike) -> nn.Module:
     """A ``torch.export`` program file (``torch.export.save``, ``.pt2``) as a module with the module names of the
     model it was exported from (``torch.export.unflatten``), so layers are named as in that model.
@@ -244,9 +251,7 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
     (``.eval()`` on the loaded module does not turn batch statistics off), so a program exported in training mode
     (batch norm with batch statistics, active dropout) is refused too: export from ``model.eval()``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    path = _model_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -292,9 +297,7 @@ def load_onnx(path: str | os.PathLike) -> nn.Module:
     The file is parsed as protobuf (no code runs). The model's first input must have a dynamic batch axis
     (``dynamic_axes`` in ``torch.onnx.export``); a fixed one is refused in one line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    path = _model_file(path)
     try:
         import onnx
         from onnx2torch import convert

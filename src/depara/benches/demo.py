@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io.files import check_results_dir, default_cache_dir, ensure_dir
+from ..io.files import check_cache_dir, check_results_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
 from ..report.manifest import read_manifest, write_manifest, write_results_folder, writes_results_folder
@@ -30,6 +30,11 @@ __all__ = ["run_demo", "run_benchmark_demo", "demo_images", "linear_probe_truth"
 #: real split), 2-3 minutes on 2 shared CPU cores when nothing is cached. ``tiny`` (the CI smoke size) is noise.
 DEMO_SCALE = "demo"
 SECTIONS = ("taskbank", "layers")
+
+
+def _check_seed(seed: Any) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
 
 
 def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -53,13 +58,9 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
     ``summaries`` (each pipeline's one-line pick), ``seconds`` (wall time per step) and ``report`` / ``markdown``
     (the paths written).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
+    _check_seed(seed)
     out_dir = check_results_dir(out, "--out")  # replaced whole: checked before any work
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if cache.exists() and not cache.is_dir():
-        raise DeparaError(f"--cache {cache}: exists and is not a folder")
-    ensure_dir(cache)
+    cache = ensure_dir(check_cache_dir(cache_dir, "--cache"))
     say = _Narrator(progress)
     result = _benchmark_sections(out_dir, seed, cache, progress, say)
     files = render_report(out_dir)
@@ -176,16 +177,13 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     its store, so a second run takes seconds. Returns ``{"summary", "summaries", "selection", "truth", "seconds",
     "report", "markdown"}``.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
+    _check_seed(seed)
     if scale not in SELECT_SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SELECT_SCALES)}")
     if target not in TARGETS:
         raise DeparaError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     out_dir = check_results_dir(out, "--out", keep=DEMO_INPUTS)  # replaced whole at the end: checked first
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if cache.exists() and not cache.is_dir():
-        raise DeparaError(f"--cache {cache}: exists and is not a folder")
+    cache = check_cache_dir(cache_dir, "--cache")
     out_dir, cache = ensure_dir(out_dir), ensure_dir(cache)
     cfg = SELECT_SCALES[scale]
     say = _Narrator(progress)

@@ -417,7 +417,7 @@ def _probe_accuracies(model: Any, layers: list[str], x_train: Any, y_train: np.n
 
 def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
     """Per scorer: its pick, the pick's measured accuracy and regret, its rank correlations with the truth."""
-    from scipy import stats
+    from ..evaluation.rank_quality import rank_quality
 
     cands = sel.candidates
     best = float(np.max(acc))
@@ -426,8 +426,8 @@ def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
         v = sel.values[s]
         ok = np.isfinite(v)
         pick = int(np.nanargmax(np.where(ok, v, -np.inf)))
-        rho = stats.spearmanr(v[ok], acc[ok]).statistic if ok.sum() > 2 else float("nan")
-        tau = stats.kendalltau(v[ok], acc[ok]).statistic if ok.sum() > 2 else float("nan")
+        q = rank_quality(acc[ok], v[ok], ks=()) if ok.sum() > 2 else None
+        rho, tau = (q.spearman, q.kendall) if q is not None else (float("nan"), float("nan"))
         rows.append({"scorer": s, "pick": f"{cands[pick][0]}:{cands[pick][1]}", "pick_accuracy": acc[pick],
                      "regret": best - acc[pick], "spearman": float(rho), "kendall": float(tau)})
     rows.sort(key=lambda r: (r["scorer"] != sel.scorer, r["regret"]))

@@ -436,7 +436,7 @@ def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
 
 def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], float], cfg: dict, scale: str,
                        target: str, seed: int, seconds: dict[str, float], computed: int) -> dict[str, Any]:
-    from ..evaluation.uncertainty import rounded
+    from ..evaluation.uncertainty import LEVEL, rounded
     from ..io.files import write_csv
 
     cands = sel.candidates
@@ -452,7 +452,7 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
     lo, hi = sel.intervals[s][pick]
     untrained = [c for c in range(len(cands)) if cands[c][0].endswith("-untrained")]
     value, interval = rounded(float(sel.values[s][pick]), lo, hi)
-    summary = (f"pick {name[pick]} ({s} {value}" + (f", 95% interval {interval}" if interval else "") +
+    summary = (f"pick {name[pick]} ({s} {value}" + (f", {int(LEVEL * 100)}% interval {interval}" if interval else "") +
                f", first in {sel.p_best:.0%} of probe half-samples); runner-up {name[runner]}. Measured (linear "
                f"probe, {len(cands)} "
                f"candidates, held-out real digits): the pick {acc[pick]:.1f}%, the runner-up {acc[runner]:.1f}%, "

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io.files import check_results_dir, default_cache_dir, ensure_dir
+from ..io.files import check_cache_dir, check_results_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
 from ..report.manifest import read_manifest, write_manifest, write_results_folder, writes_results_folder
@@ -30,6 +30,11 @@ __all__ = ["run_demo", "run_benchmark_demo", "demo_images", "linear_probe_truth"
 #: real split), 2-3 minutes on 2 shared CPU cores when nothing is cached. ``tiny`` (the CI smoke size) is noise.
 DEMO_SCALE = "demo"
 SECTIONS = ("taskbank", "layers")
+
+
+def _check_seed(seed: Any) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
 
 
 def _load_pipelines() -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -53,13 +58,9 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
     ``summaries`` (each pipeline's one-line pick), ``seconds`` (wall time per step) and ``report`` / ``markdown``
     (the paths written).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
+    _check_seed(seed)
     out_dir = check_results_dir(out, "--out")  # replaced whole: checked before any work
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if cache.exists() and not cache.is_dir():
-        raise DeparaError(f"--cache {cache}: exists and is not a folder")
-    ensure_dir(cache)
+    cache = ensure_dir(check_cache_dir(cache_dir, "--cache"))
     say = _Narrator(progress)
     result = _benchmark_sections(out_dir, seed, cache, progress, say)
     files = render_report(out_dir)
@@ -176,16 +177,13 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     its store, so a second run takes seconds. Returns ``{"summary", "summaries", "selection", "truth", "seconds",
     "report", "markdown"}``.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DeparaError(f"--seed {seed!r}: expected a non-negative integer")
+    _check_seed(seed)
     if scale not in SELECT_SCALES:
         raise DeparaError(f"scale {scale!r}: expected one of {', '.join(SELECT_SCALES)}")
     if target not in TARGETS:
         raise DeparaError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
     out_dir = check_results_dir(out, "--out", keep=DEMO_INPUTS)  # replaced whole at the end: checked first
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if cache.exists() and not cache.is_dir():
-        raise DeparaError(f"--cache {cache}: exists and is not a folder")
+    cache = check_cache_dir(cache_dir, "--cache")
     out_dir, cache = ensure_dir(out_dir), ensure_dir(cache)
     cfg = SELECT_SCALES[scale]
     say = _Narrator(progress)
@@ -419,7 +417,7 @@ def _probe_accuracies(model: Any, layers: list[str], x_train: Any, y_train: np.n
 
 def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
     """Per scorer: its pick, the pick's measured accuracy and regret, its rank correlations with the truth."""
-    from scipy import stats
+    from ..evaluation.rank_quality import rank_quality
 
     cands = sel.candidates
     best = float(np.max(acc))
@@ -428,8 +426,8 @@ def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
         v = sel.values[s]
         ok = np.isfinite(v)
         pick = int(np.nanargmax(np.where(ok, v, -np.inf)))
-        rho = stats.spearmanr(v[ok], acc[ok]).statistic if ok.sum() > 2 else float("nan")
-        tau = stats.kendalltau(v[ok], acc[ok]).statistic if ok.sum() > 2 else float("nan")
+        q = rank_quality(acc[ok], v[ok], ks=()) if ok.sum() > 2 else None
+        rho, tau = (q.spearman, q.kendall) if q is not None else (float("nan"), float("nan"))
         rows.append({"scorer": s, "pick": f"{cands[pick][0]}:{cands[pick][1]}", "pick_accuracy": acc[pick],
                      "regret": best - acc[pick], "spearman": float(rho), "kendall": float(tau)})
     rows.sort(key=lambda r: (r["scorer"] != sel.scorer, r["regret"]))
@@ -438,7 +436,7 @@ def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
 
 def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], float], cfg: dict, scale: str,
                        target: str, seed: int, seconds: dict[str, float], computed: int) -> dict[str, Any]:
-    from ..evaluation.uncertainty import rounded
+    from ..evaluation.uncertainty import LEVEL, rounded
     from ..io.files import write_csv
 
     cands = sel.candidates
@@ -454,7 +452,7 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
     lo, hi = sel.intervals[s][pick]
     untrained = [c for c in range(len(cands)) if cands[c][0].endswith("-untrained")]
     value, interval = rounded(float(sel.values[s][pick]), lo, hi)
-    summary = (f"pick {name[pick]} ({s} {value}" + (f", 95% interval {interval}" if interval else "") +
+    summary = (f"pick {name[pick]} ({s} {value}" + (f", {int(LEVEL * 100)}% interval {interval}" if interval else "") +
                f", first in {sel.p_best:.0%} of probe half-samples); runner-up {name[runner]}. Measured (linear "
                f"probe, {len(cands)} "
                f"candidates, held-out real digits): the pick {acc[pick]:.1f}%, the runner-up {acc[runner]:.1f}%, "

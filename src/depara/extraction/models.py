@@ -131,10 +131,8 @@ def _is_path(weights: Any) -> bool:
 def _build(kind: str, name: str, weights: Any, num_classes: int | None) -> nn.Module:
     """Architecture ``name`` of library ``kind`` with named weights, none, or a state-dict file."""
     path = Path(weights) if weights is not None and _is_path(weights) else None
-    if kind == "torchvision":
-        model = _torchvision(name, None if path is not None else weights, num_classes)
-    else:
-        model = _timm(name, None if path is not None else weights, num_classes)
+    loader = _torchvision if kind == "torchvision" else _timm
+    model = loader(name, None if path is not None else weights, num_classes)
     if path is not None:
         state = _read_state_dict(path)
         model = _load_state(model, state, lambda n: _build(kind, name, None, n), path, num_classes)
@@ -148,9 +146,7 @@ def _torchvision(name: str, weights: Any, num_classes: int | None) -> nn.Module:
     available = tvm.list_models()
     if name not in available:
         raise DeparaError(f"model torchvision:{name}: unknown torchvision model{_suggest(name, available)}")
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights is None or weights is False:
         return tvm.get_model(name, weights=None, **kwargs)
     enum = tvm.get_model_weights(name)
@@ -188,9 +184,7 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> nn.Module:
         raise DeparaError(f"model timm:{name}: the timm package is not installed (pip install timm)") from None
     if not timm.is_model(name):
         raise DeparaError(f"model timm:{name}: unknown timm model{_suggest(name, timm.list_models())}")
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights is None or weights is False:
         return timm.create_model(name, pretrained=False, **kwargs)
     if not (weights is True or str(weights).upper() == "DEFAULT"):
@@ -212,8 +206,7 @@ def _timm(name: str, weights: Any, num_classes: int | None) -> nn.Module:
 
 # ------------------------------------------------------------------------------------------------ files
 def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str) -> nn.Module:
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    _model_file(path)
     suffix = path.suffix.lower()
     if suffix in (EXPORT_SUFFIX, ONNX_SUFFIX):
         if arch or num_classes is not None:
@@ -236,9 +229,16 @@ def _load_file(path: Path, arch: str | None, num_classes: int | None, spec: str)
         arch_kind, _, arch_name = arch.partition(":")
         if arch_kind not in ("torchvision", "timm"):
             raise DeparaError(f"model {spec!r}: arch {arch!r}: expected a torchvision name or timm:<name>")
-    build = (lambda n: _torchvision(arch_name, None, n)) if arch_kind == "torchvision" else \
-        (lambda n: _timm(arch_name, None, n))
+    build = lambda n: _build(arch_kind, arch_name, None, n)  # noqa: E731
     return _load_state(build(num_classes), state, build, path, num_classes)
+
+
+def _model_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, refused in one line unless it is a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeparaError(f"model file {path}: not found")
+    return path
 
 
 def load_exported(path: str | os.PathLike) -> nn.Module:
@@ -251,9 +251,7 @@ def load_exported(path: str | os.PathLike) -> nn.Module:
     (``.eval()`` on the loaded module does not turn batch statistics off), so a program exported in training mode
     (batch norm with batch statistics, active dropout) is refused too: export from ``model.eval()``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    path = _model_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -299,9 +297,7 @@ def load_onnx(path: str | os.PathLike) -> nn.Module:
     The file is parsed as protobuf (no code runs). The model's first input must have a dynamic batch axis
     (``dynamic_axes`` in ``torch.onnx.export``); a fixed one is refused in one line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DeparaError(f"model file {path}: not found")
+    path = _model_file(path)
     try:
         import onnx
         from onnx2torch import convert

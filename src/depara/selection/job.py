@@ -79,10 +79,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL",
            "SHARE_MEANING", "LAM", "SCORES_VERSION"]
 
-#: The name of the extraction step that tests/test_engine.py imports from here.
-_model_graphs = model_graphs
-
-
 def _check_int(value: Any, what: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise DeparaError(f"{what}: expected an integer >= {low}, got {value!r}")

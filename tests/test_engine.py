@@ -245,7 +245,7 @@ def test_assembly_refuses_missing_parts_and_failed_shards(probes, tmp_path):
 def test_engine_and_select_share_store_entries(probes, tmp_path):
     """One key derivation (depara.extraction.store.graph_key): what one extracts, the other reuses — both directions."""
     from depara.io.files import seed_everything
-    from depara.selection.job import _model_graphs
+    from depara.selection.candidates import model_graphs
     from depara.extraction.zoo import ModelEntry
 
     job = Job(SPEC, LAYERS, str(probes), preprocess="32x32")  # THE default graph options, as select uses
@@ -253,8 +253,8 @@ def test_engine_and_select_share_store_entries(probes, tmp_path):
 
     def select_side(store):
         seed_everything(0)
-        return _model_graphs(entry, ProbeSet.from_folder(probes, preprocess="32x32"), list(LAYERS), GraphStore(store),
-                             device="cpu", batch_size=32, feature_memory_mb=64, progress=False)
+        return model_graphs(entry, ProbeSet.from_folder(probes, preprocess="32x32"), list(LAYERS), GraphStore(store),
+                            device="cpu", batch_size=32, feature_memory_mb=64, progress=False)
 
     first = extract_graphs([job], tmp_path / "a", progress=False)[SPEC]
     reused = select_side(tmp_path / "a")

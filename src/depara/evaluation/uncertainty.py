@@ -60,17 +60,14 @@ def half_samples(n: int, n_rep: int, seed: int, labels: np.ndarray | None = None
     y = np.asarray(labels)
     if y.shape != (n,):
         raise DeparaError(f"labels: expected {n} labels, got shape {y.shape}")
-    classes = np.unique(y)
+    members = [np.flatnonzero(y == c) for c in np.unique(y)]
+    odd = {k: i for i, k in enumerate(k for k, mem in enumerate(members) if len(mem) % 2)}  # class → i-th odd
+    n_extra = m - sum(len(mem) // 2 for mem in members)  # how many odd classes give ⌈n_c/2⌉
     out = np.empty((n_rep, m), dtype=np.int64)
-    odd = [c for c in classes if (y == c).sum() % 2]
-    n_extra = m - sum(int((y == c).sum()) // 2 for c in classes)  # how many odd classes give ⌈n_c/2⌉
     for r in range(n_rep):
         extra = set(rng.permutation(len(odd))[:n_extra].tolist())
-        rows = []
-        for c in classes:
-            members = np.flatnonzero(y == c)
-            take = len(members) // 2 + (1 if c in odd and odd.index(c) in extra else 0)
-            rows.append(members[np.argsort(keys[r, members])[:take]])
+        rows = [mem[np.argsort(keys[r, mem])[:len(mem) // 2 + (k in odd and odd[k] in extra)]]
+                for k, mem in enumerate(members)]
         out[r] = np.sort(np.concatenate(rows))
     return out
 

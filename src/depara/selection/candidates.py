@@ -63,8 +63,8 @@ def resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: "
 
 
 def extract_layers(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str], prep: "Preprocess", meta: dict,
-             *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
-             ) -> dict[str, tuple["Graph", np.ndarray]]:
+                   *, batch_size: int, device: Any, feature_memory_mb: float, progress: bool, nodes: bool = True
+                   ) -> dict[str, tuple["Graph", np.ndarray]]:
     """Graphs and pooled features of ``layers`` in ONE pass over the probes (one forward+backward per batch;
     with ``nodes=False`` one forward pass per batch and graphs without nodes).
 
@@ -78,8 +78,7 @@ def extract_layers(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str]
                           device=device, progress=progress, preprocess=prep, meta=meta,
                           feature_memory_mb=feature_memory_mb, nodes=nodes,
                           on_features=lambda name, f: pooled.__setitem__(name, pool_features(f)))
-    out = {name: (graphs[name], pooled[name]) for name in layers}
-    return out
+    return {name: (graphs[name], pooled[name]) for name in layers}
 
 
 @dataclass
@@ -150,7 +149,7 @@ def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: An
     if missing:
         meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
         built = extract_layers(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
-                         feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
+                               feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
         for n, (g, f) in built.items():
             store.put(keys[n][0], g)
             store.put_array(keys[n][1], f)

@@ -45,9 +45,7 @@ def load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> t
                 if hollow:  # a class silently dropped would change the label graph and every score
                     raise DeparaError(f"data {path}: class folder {hollow[0]!r} holds no image (remove it, or "
                                       "add its images)")
-                names = [pid.split("/", 1)[0] for pid in probes.ids]
-                class_names = sorted(set(names))
-                labels = np.array([class_names.index(c) for c in names])
+                labels = [pid.split("/", 1)[0] for pid in probes.ids]  # folder names, indexed below
             desc = f"{path} ({'class sub-folders' if subdirs else 'flat folder'})"
         elif path.is_file():
             probes = ProbeSet.from_list(path, preprocess=preprocess_default)
@@ -67,11 +65,9 @@ def load_data(data: Any, labels: Any, preprocess_default: str = "imagenet") -> t
             # NaN would become a class of its own in np.unique; objects (None, mixed types) cannot be ordered
             bad = "NaN or inf" if raw.dtype.kind == "f" else f"values of dtype {raw.dtype}"
             raise DeparaError(f"labels: expected integer or string class labels, got {bad}")
-        if not class_names:
-            uniq, inv = np.unique(raw, return_inverse=True)
-            class_names = [str(u) for u in uniq]
-            labels = inv
-        labels = np.asarray(labels, dtype=np.int64)
+        uniq, inv = np.unique(raw, return_inverse=True)
+        class_names = [str(u) for u in uniq]
+        labels = np.asarray(inv, dtype=np.int64)
     return probes, labels, class_names, desc
 
 

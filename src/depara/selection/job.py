@@ -79,10 +79,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL",
            "SHARE_MEANING", "LAM", "SCORES_VERSION"]
 
-#: The name of the extraction step that tests/test_engine.py imports from here.
-_model_graphs = model_graphs
-
-
 def _check_int(value: Any, what: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise DeparaError(f"{what}: expected an integer >= {low}, got {value!r}")
@@ -107,7 +103,8 @@ class _Job:
 
 def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot: Any, batch_size: Any,
                    feature_memory_mb: Any, device: Any, layers: Any, engine: str, address: Any) -> dict[str, int]:
-    """Every scalar option checked before any model or image is read; the integers as ints."""
+    """Every scalar option checked before any model or image is read; the integers as ints (``peer_boot`` at
+    most ``n_boot``)."""
     from ..extraction.extract import memory_budget, resolve_device
 
     if protocol not in PROTOCOLS:
@@ -117,6 +114,7 @@ def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot
             "batch_size": _check_int(batch_size, "batch_size", 1)}
     if ints["n_boot"] > MAX_BOOT:  # the resamples are held in memory: n_boot × N/2 indices and their values
         raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {ints['n_boot']}")
+    ints["peer_boot"] = min(ints["n_boot"], ints["peer_boot"])  # at most n_boot: the peers' own half-samples
     memory_budget(feature_memory_mb)  # a NaN / negative budget fails here, also when every graph is cached
     if device is not None:
         resolve_device(None, device)  # "gpu9", or cuda on a machine without it: refused before any work
@@ -309,7 +307,7 @@ def _settings(job: _Job, opt: dict[str, Any], protocol: str, layers: Any, nodes:
             "n_classes": int(np.unique(job.y).size) if job.y is not None else 0, "protocol": protocol,
             "case": job.case, "scorer": job.default, "layers": layers if isinstance(layers, str) else list(layers),
             "seed": opt["seed"], "nodes": nodes, "n_boot": opt["n_boot"],
-            "peer_boot": min(opt["n_boot"], opt["peer_boot"]), "half_sample_size": n // 2, "lam": format_lam(LAM),
+            "peer_boot": opt["peer_boot"], "half_sample_size": n // 2, "lam": format_lam(LAM),
             "graph_options": GRAPH_OPTIONS, "probe_hash": job.probe_set.content_hash(), "cache": cache,
             "target_model": target_info or None, "engine": engine, "scores_reused": reused,
             **({"skipped_models": failed} if failed else {}), "seconds": seconds}
@@ -322,7 +320,7 @@ def _scores(job: _Job, results: list[ModelResult], target_graph: Any, target_id:
     half-sample, so its interval and share won come from the same machinery as any score; the other peers on the
     first ``peer_boot`` only."""
     computed, ranking = computed_scorers(job.chosen), computed_scorers([job.default])
-    peer_reps = {s: 1 + (opt["n_boot"] if s in ranking else min(opt["n_boot"], opt["peer_boot"]))
+    peer_reps = {s: 1 + (opt["n_boot"] if s in ranking else opt["peer_boot"])
                  for s in computed if s in LABEL_PEERS}
     vals, reused = cached_scores(results, computed, job.y, target_graph, target_id, res, peer_reps, store,
                                  job.probe_set.content_hash(), progress)

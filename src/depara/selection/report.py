@@ -22,7 +22,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import DeparaError
 from ..io.escape import csv_cell
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, rounded
 
@@ -124,10 +123,7 @@ def write_selection(sel: Any, out_dir: str | os.PathLike, *, extra: Mapping[str,
     from ..io.files import ensure_dir, write_csv, write_json
     from ..report.manifest import write_manifest
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DeparaError(f"out {out}: exists and is not a folder")
-    out = ensure_dir(out)
+    out = ensure_dir(out_dir, "out")  # a file in the way: "out ...: exists and is not a folder"
     s = sel.scorer
     write_csv(out / "ranking.csv", _full_rows(sel))
     write_json(out / "ranking.json", sel.to_dict())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
-from ..core.edges import standardized_ranks
+from ..core.edges import ranked_correlation, standardized_ranks
 from ..options import format_lam
 from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, RANK_AVERAGES, SCORES_VERSION
 
@@ -44,7 +44,8 @@ def unit_ranks(x: np.ndarray) -> np.ndarray | None:
 
 
 def spearman_units(rx: np.ndarray | None, ry: np.ndarray | None) -> float:
-    return float(np.clip(rx @ ry, -1.0, 1.0)) if rx is not None and ry is not None else float("nan")
+    """:func:`depara.core.edges.ranked_correlation` of two :func:`unit_ranks`; NaN when either is None."""
+    return ranked_correlation(rx, ry) if rx is not None and ry is not None else float("nan")
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

@@ -32,15 +32,11 @@ def verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) 
     scores best first, undefined ones after, unranked), the pick's ties (equal score), the shares of half-samples
     won (:func:`depara.evaluation.uncertainty.win_shares`, ties split) and the candidates too close to call (a tie, or an
     interval overlapping the pick's)."""
-    from ..evaluation.uncertainty import recentred, subsample_intervals, win_shares
+    from ..evaluation.uncertainty import recentred, win_shares
 
     has_halves = vals.shape[2] > 1
-    intervals = {s: (subsample_intervals(vals[i, :, 0], vals[i, :, 1:], n, m) if has_halves else
-                     np.full((vals.shape[1], 2), np.nan)) for i, s in enumerate(scorers)}
-    for i, s in enumerate(scorers):  # a rank average lies in [1, ranked candidates]: its interval is cut there
-        if s in RANK_AVERAGES:
-            top = max(1.0, float(np.isfinite(vals[i, :, 0]).sum()))
-            intervals[s] = np.where(np.isfinite(intervals[s]), np.clip(intervals[s], 1.0, top), intervals[s])
+    intervals = {s: _interval(vals[i], s in RANK_AVERAGES, n, m) if has_halves else
+                 np.full((vals.shape[1], 2), np.nan) for i, s in enumerate(scorers)}
     main = vals[scorers.index(default), :, 0]
     finite = [c for c in range(len(main)) if np.isfinite(main[c])]
     if not finite:
@@ -58,3 +54,12 @@ def verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) 
     overlap = [c for c in order[1:len(finite)] if np.isfinite(lo_p) and intervals[default][c][1] >= lo_p]
     too_close = [c for c in order[1:len(finite)] if c in tied or c in overlap]
     return Verdict(intervals, order, len(finite), shares, tied, too_close)
+
+
+def _interval(vals: np.ndarray, rank_average: bool, n: int, m: int) -> np.ndarray:
+    """(C, 2) intervals of one scorer from its values[c, r] (r = 0: the point); a rank average lies in
+    [1, ranked candidates], so its interval is cut there (NaN stays NaN)."""
+    from ..evaluation.uncertainty import subsample_intervals
+
+    out = subsample_intervals(vals[:, 0], vals[:, 1:], n, m)
+    return np.clip(out, 1.0, max(1.0, float(np.isfinite(vals[:, 0]).sum()))) if rank_average else out

@@ -199,7 +199,7 @@ def bench_phrase(share: float, protocol: str = "finetune") -> str:
     rows = BENCH_RELIABILITY.get(_BENCH_PROTOCOL.get(protocol, protocol), ())
     for lo, hi, count, best, within1 in rows:
         if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
-            return (f"probe resampling only; on the real-image bank, of {count} candidates first in {lo:.0%}–{hi:.0%} "
-                    f"of half-samples, {round(best * count)} were truly best, {round(within1 * count)} within 1 point "
-                    "of the best")
+            return (f"probe resampling only; on the real-image bank, scored by the round-4 label score, of {count} "
+                    f"candidates first in {lo:.0%}–{hi:.0%} of half-samples, {round(best * count)} were truly best, "
+                    f"{round(within1 * count)} within 1 point of the best")
     return "probe resampling only, not a probability of transferring best"

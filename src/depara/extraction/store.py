@@ -229,8 +229,7 @@ class GraphStore:
             raise DeparaError(f"cache entry {p}: {problem}; the cache is read-only, so it is not rebuilt (remove "
                               "the entry, e.g. with 'depara cache verify --remove', or use a writable cache)")
         log.warning("cache entry %s: %s; rebuilding it", p, problem)
-        _remove(p)
-        _remove(_check_path(p))
+        _remove_entry(p)
 
     def _verified(self, key: str) -> Path | None:
         """The entry's path when it exists and passes its check; None when absent or rejected."""
@@ -319,8 +318,7 @@ class GraphStore:
         p = self.path(key)
         existed = p.is_file()
         if not self.readonly:
-            _remove(p)
-            _remove(_check_path(p))
+            _remove_entry(p)
         return existed
 
     # ------------------------------------------------------------------------------------------- upkeep
@@ -349,8 +347,7 @@ class GraphStore:
             if problem is not None:
                 bad.append((p, problem))
                 if remove:
-                    _remove(p)
-                    _remove(_check_path(p))
+                    _remove_entry(p)
         return bad
 
     def info(self) -> dict[str, Any]:
@@ -384,8 +381,10 @@ def _check_path(entry: Path) -> Path:
     return entry.with_name(entry.name + CHECK_SUFFIX)
 
 
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+def _remove_entry(entry: Path) -> None:
+    """Delete an entry file and its check record (either may be missing)."""
+    for path in (entry, _check_path(entry)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

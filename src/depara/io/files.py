@@ -271,6 +271,18 @@ def check_results_dir(path: str | os.PathLike, what: str = "output folder", *, r
     return p
 
 
+def check_results_out(path: str | os.PathLike, what: str = "--out",
+                      inputs: Iterable[tuple[str, Any]] = (), keep: Sequence[str] = ()) -> Path:
+    """THE check of a run's results folder before any work: its parent folder exists (:func:`check_out_dir`), it
+    is apart from every input ``(name, path)`` in ``inputs`` (:func:`check_apart` with ``whole``: none inside it,
+    it inside none), and it is new, empty or a results folder, since it is replaced whole
+    (:func:`check_results_dir`, ``keep`` as there)."""
+    check_out_dir(path, what)
+    for data_what, data in inputs:
+        check_apart(path, what, data, data_what, whole=True)
+    return check_results_dir(path, what, keep=keep)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, what: str = "output folder", *, replace: bool = True,
                keep: Sequence[str] = ()) -> Iterator[Path]:
@@ -384,9 +396,7 @@ def check_run_paths(data: Any, *, out: str | os.PathLike | None = None, cache_di
     if isinstance(data, (str, os.PathLike)) and path_exists(data) and not Path(data).is_dir():
         regular_file(data, "data")  # a FIFO, device or socket is named as such (not "not found")
     if out is not None:
-        check_out_dir(out, "out")  # its parent folder must exist
-        check_apart(out, "out", data, whole=True)
-        check_results_dir(out, "out")
+        check_results_out(out, "out", [("data", data)])
     if cache_readonly and engine == "ray":
         raise DeparaError("cache_readonly: the ray engine passes graphs through the cache, so it needs a writable "
                           "one")

@@ -223,6 +223,13 @@ def temp_dir(prefix: str = TEMP_DIR_PREFIX) -> "tempfile.TemporaryDirectory[str]
     return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
+def _chmod_as_created(path: Path, mode: int) -> None:
+    """Give ``path`` the permissions ``mode`` less the process umask (what a plain open() or mkdir gives)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -238,10 +245,7 @@ def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp makes the file private (0600); give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        _chmod_as_created(tmp_path, 0o666)  # mkstemp makes it private (0600); give it what open() would
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -304,9 +308,7 @@ def atomic_dir(path: str | os.PathLike, what: str = "output folder", *, replace:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".part", dir=parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); give it what mkdir would
+        _chmod_as_created(tmp, 0o777)  # mkdtemp makes it private (0700); give it what mkdir would
         _swap_in(tmp, final, keep)
     finally:
         if tmp.exists():

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..io.files import atomic_path, default_cache_dir, sha256_file, write_text
-from ..io.readers import loads_json
+from ..io.readers import loads_json, read_bytes_limited
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -204,9 +204,8 @@ class GraphStore:
         try:
             if not check.is_file():
                 return "no check record (written by an older depara, or its write was interrupted)"
-            with open(check, "rb") as fh:
-                record = loads_json(fh.read(_MAX_CHECK_BYTES + 1), str(check), max_bytes=_MAX_CHECK_BYTES,
-                                    max_depth=2)
+            record = loads_json(read_bytes_limited(check, "check record", _MAX_CHECK_BYTES), str(check),
+                                max_depth=2)
         except (DeparaError, OSError):
             return "its check record is unreadable"
         if not isinstance(record, dict):

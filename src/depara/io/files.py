@@ -44,11 +44,18 @@ def check_out_path(path: str | os.PathLike, what: str = "output", kind: str = "a
     (or anything else that is not a regular file); ``kind="dir"``: ``path``, if it exists, must be a writable
     folder; ``kind="any"``: either.
     """
-    try:
+    with _usable_path(path, what):
         return _check_out_path(path, what, kind)
-    except (OSError, ValueError) as exc:  # a name the OS refuses (too long, NUL byte)
-        if isinstance(exc, DeparaError):
-            raise
+
+
+@contextlib.contextmanager
+def _usable_path(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """A name the OS refuses (too long, NUL byte) met inside the block becomes a one-line DeparaError."""
+    try:
+        yield
+    except DeparaError:
+        raise
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
 
@@ -90,13 +97,8 @@ def check_out_dir(path: str | os.PathLike, what: str = "output") -> Path:
 def check_out_tree(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Check an output FOLDER that will be created with its parents: ``path`` (if it exists) or else the nearest
     existing ancestor must be a writable folder. Call it before any work starts."""
-    try:
+    with _usable_path(path, what):
         return _check_out_tree(path, what)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DeparaError):
-            raise
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
 
 
 def _check_out_tree(path: str | os.PathLike, what: str) -> Path:

@@ -103,11 +103,8 @@ def check_out_tree(path: str | os.PathLike, what: str = "output folder") -> Path
 
 def _check_out_tree(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
-    if p.exists() or p.is_symlink():
-        if not p.is_dir():
-            raise DeparaError(f"{what} {p}: exists and is not a folder")
-        _probe_writable(p, what, p)
-        return p
+    if p.exists() or p.is_symlink():  # as an existing --out folder of check_out_dir
+        return _check_out_path(p, what, "dir")
     ancestor = p.parent if str(p.parent) else Path(".")
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent

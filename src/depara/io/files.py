@@ -260,7 +260,11 @@ def check_results_dir(path: str | os.PathLike, what: str = "output folder", *, r
     new folder replaces it whole; any other folder (your files, a data folder) is refused rather than replaced.
     ``replace=False``: any existing folder is refused.
     """
-    p = check_out_tree(path, what)
+    return _replaceable(check_out_tree(path, what), what, replace, keep)
+
+
+def _replaceable(p: Path, what: str, replace: bool = True, keep: Sequence[str] = ()) -> Path:
+    """``p`` (already checked as an output folder) unless it is a folder that must not be replaced whole."""
     if p.is_dir():
         if not replace:
             raise DeparaError(f"{what} {p}: already exists (remove it or choose another out folder)")
@@ -280,10 +284,10 @@ def check_results_out(path: str | os.PathLike, what: str = "--out",
     is apart from every input ``(name, path)`` in ``inputs`` (:func:`check_apart` with ``whole``: none inside it,
     it inside none), and it is new, empty or a results folder, since it is replaced whole
     (:func:`check_results_dir`, ``keep`` as there)."""
-    check_out_dir(path, what)
+    p = check_out_dir(path, what)  # which also passes check_results_dir's check_out_tree: not run twice
     for data_what, data in inputs:
         check_apart(path, what, data, data_what, whole=True)
-    return check_results_dir(path, what, keep=keep)
+    return _replaceable(p, what, keep=keep)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ..io.files import check_out_dir, check_out_file, check_results_dir, write_csv, write_json
+from ..io.files import check_out_file, check_results_out, write_csv, write_json
 from ..errors import DeparaError
 from ..core.graph import Graph
 from ..options import DEFAULT_LAMBDA, format_lam
@@ -106,8 +106,7 @@ def rank(
     _check_optional_out(csv, "--csv")
     _check_optional_out(json, "--json")
     if out is not None:
-        check_out_dir(out, "--out")
-        check_results_dir(out, "--out")  # replaced whole when written: an unrelated folder is refused now
+        check_results_out(out, "--out")
     files = _source_files(sources, target)
     target_graph = Graph.load(target)
     names = _graph_names(files)

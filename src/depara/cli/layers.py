@@ -69,15 +69,12 @@ def _parse_transfer(values: list[str]) -> dict[str, Path]:
 def _check_select_out(out: Path, source: str, target: Path, probes: Path, transfers: dict[str, Path]) -> None:
     """``layers-select --out`` before any work: a new, empty or results folder (it is replaced whole) whose parent
     exists, apart from every input (none inside it, it inside none)."""
-    from ..io.files import check_apart, check_out_dir, check_results_dir
+    from ..io.files import check_results_out
 
-    check_out_dir(out, "--out")
     inputs = [("--target", target), ("--probes", probes), *(("--transfer", p) for p in transfers.values())]
     if source != "imagenet":
         inputs.append(("--source", Path(source)))
-    for flag, path in inputs:
-        check_apart(out, "--out", path, flag, whole=True)
-    check_results_dir(out, "--out")
+    check_results_out(out, "--out", inputs)
 
 
 # ------------------------------------------------------------------------------------------------- data

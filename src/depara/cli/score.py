@@ -82,7 +82,7 @@ def score(
 ) -> None:
     """Score candidate sources for a target with every transferability estimator; evaluate against --truth."""
     from ..selection import harness
-    from ..io.files import check_apart, check_out_dir, check_results_dir
+    from ..io.files import check_results_out
     from ..options import check_lam
 
     check_lam(lam, "--lam")
@@ -92,9 +92,7 @@ def score(
     seed_everything(seed)
     with flags(methods="--method"):
         methods = harness.parse_methods(_split(method)) if method else None
-    check_out_dir(out, "--out")
-    check_apart(out, "--out", target_data, "--target-data", whole=True)
-    check_results_dir(out, "--out")  # replaced whole when the results are written: an unrelated folder refused now
+    check_results_out(out, "--out", [("--target-data", target_data)])
     specs, truth_values, k_values = _checked_sources_truth_ks(sources, truth, ks)
     settings: dict[str, Any] = {"methods": methods or "all", "sources": dict(specs), "target_data": str(target_data),
                                 "target_model": target_model, "regression": regression, "lam": lam, "seed": seed,

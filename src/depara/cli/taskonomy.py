@@ -48,13 +48,11 @@ def matrices(
 ) -> None:
     """Build each task's graph once (cached) and write the task-by-task V, E, RSA and DEPARA(λ) matrices."""
     from ..benches import taskonomy
-    from ..io.files import check_apart, check_out_dir, check_results_dir
+    from ..io.files import check_results_out
     from ..options import check_lam
 
     check_lam(lam, "--lam")
-    check_out_dir(out, "--out")
-    check_apart(out, "--out", features, "--features", whole=True)
-    check_results_dir(out, "--out", keep=("cache",))  # replaced whole when written (its default cache kept)
+    check_results_out(out, "--out", [("--features", features)], keep=("cache",))  # its default cache kept
     fresh = not out.exists()
     try:
         m = taskonomy.compute_matrices(features, attributions_root=attributions, attribution_file=attribution_file,
@@ -86,11 +84,9 @@ def plot(
 ) -> None:
     """Score the matrices against the truth: hits/P@K/R@K CSVs, PR curve, P@K curve, λ sweep, tree, manifest."""
     from ..benches import taskonomy
-    from ..io.files import check_apart, check_out_dir, check_results_dir
+    from ..io.files import check_results_out
 
-    check_out_dir(out, "--out")
-    check_apart(out, "--out", matrices_dir, "--matrices", whole=True)
-    check_results_dir(out, "--out")  # replaced whole when written: an unrelated folder is refused now
+    check_results_out(out, "--out", [("--matrices", matrices_dir)])
     m = taskonomy.read_matrices(matrices_dir)
     names, t = taskonomy.load_truth(truth)
     from ..evaluation.published import read_published_hits

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..io.files import atomic_path, default_cache_dir, sha256_file, write_text
-from ..io.readers import loads_json
+from ..io.readers import loads_json, read_bytes_limited
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -204,9 +204,8 @@ class GraphStore:
         try:
             if not check.is_file():
                 return "no check record (written by an older depara, or its write was interrupted)"
-            with open(check, "rb") as fh:
-                record = loads_json(fh.read(_MAX_CHECK_BYTES + 1), str(check), max_bytes=_MAX_CHECK_BYTES,
-                                    max_depth=2)
+            record = loads_json(read_bytes_limited(check, "check record", _MAX_CHECK_BYTES), str(check),
+                                max_depth=2)
         except (DeparaError, OSError):
             return "its check record is unreadable"
         if not isinstance(record, dict):
@@ -229,8 +228,7 @@ class GraphStore:
             raise DeparaError(f"cache entry {p}: {problem}; the cache is read-only, so it is not rebuilt (remove "
                               "the entry, e.g. with 'depara cache verify --remove', or use a writable cache)")
         log.warning("cache entry %s: %s; rebuilding it", p, problem)
-        _remove(p)
-        _remove(_check_path(p))
+        _remove_entry(p)
 
     def _verified(self, key: str) -> Path | None:
         """The entry's path when it exists and passes its check; None when absent or rejected."""
@@ -319,8 +317,7 @@ class GraphStore:
         p = self.path(key)
         existed = p.is_file()
         if not self.readonly:
-            _remove(p)
-            _remove(_check_path(p))
+            _remove_entry(p)
         return existed
 
     # ------------------------------------------------------------------------------------------- upkeep
@@ -349,8 +346,7 @@ class GraphStore:
             if problem is not None:
                 bad.append((p, problem))
                 if remove:
-                    _remove(p)
-                    _remove(_check_path(p))
+                    _remove_entry(p)
         return bad
 
     def info(self) -> dict[str, Any]:
@@ -384,8 +380,10 @@ def _check_path(entry: Path) -> Path:
     return entry.with_name(entry.name + CHECK_SUFFIX)
 
 
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+def _remove_entry(entry: Path) -> None:
+    """Delete an entry file and its check record (either may be missing)."""
+    for path in (entry, _check_path(entry)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

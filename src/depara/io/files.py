@@ -44,11 +44,18 @@ def check_out_path(path: str | os.PathLike, what: str = "output", kind: str = "a
     (or anything else that is not a regular file); ``kind="dir"``: ``path``, if it exists, must be a writable
     folder; ``kind="any"``: either.
     """
-    try:
+    with _usable_path(path, what):
         return _check_out_path(path, what, kind)
-    except (OSError, ValueError) as exc:  # a name the OS refuses (too long, NUL byte)
-        if isinstance(exc, DeparaError):
-            raise
+
+
+@contextlib.contextmanager
+def _usable_path(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """A name the OS refuses (too long, NUL byte) met inside the block becomes a one-line DeparaError."""
+    try:
+        yield
+    except DeparaError:
+        raise
+    except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
 
@@ -90,22 +97,14 @@ def check_out_dir(path: str | os.PathLike, what: str = "output") -> Path:
 def check_out_tree(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Check an output FOLDER that will be created with its parents: ``path`` (if it exists) or else the nearest
     existing ancestor must be a writable folder. Call it before any work starts."""
-    try:
+    with _usable_path(path, what):
         return _check_out_tree(path, what)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DeparaError):
-            raise
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise DeparaError(f"{what} {path}: not a usable path ({reason})") from None
 
 
 def _check_out_tree(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
-    if p.exists() or p.is_symlink():
-        if not p.is_dir():
-            raise DeparaError(f"{what} {p}: exists and is not a folder")
-        _probe_writable(p, what, p)
-        return p
+    if p.exists() or p.is_symlink():  # as an existing --out folder of check_out_dir
+        return _check_out_path(p, what, "dir")
     ancestor = p.parent if str(p.parent) else Path(".")
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -223,6 +222,13 @@ def temp_dir(prefix: str = TEMP_DIR_PREFIX) -> "tempfile.TemporaryDirectory[str]
     return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
+def _chmod_as_created(path: Path, mode: int) -> None:
+    """Give ``path`` the permissions ``mode`` less the process umask (what a plain open() or mkdir gives)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -238,10 +244,7 @@ def atomic_path(path: str | os.PathLike, what: str = "output") -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp makes the file private (0600); give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        _chmod_as_created(tmp_path, 0o666)  # mkstemp makes it private (0600); give it what open() would
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -257,7 +260,11 @@ def check_results_dir(path: str | os.PathLike, what: str = "output folder", *, r
     new folder replaces it whole; any other folder (your files, a data folder) is refused rather than replaced.
     ``replace=False``: any existing folder is refused.
     """
-    p = check_out_tree(path, what)
+    return _replaceable(check_out_tree(path, what), what, replace, keep)
+
+
+def _replaceable(p: Path, what: str, replace: bool = True, keep: Sequence[str] = ()) -> Path:
+    """``p`` (already checked as an output folder) unless it is a folder that must not be replaced whole."""
     if p.is_dir():
         if not replace:
             raise DeparaError(f"{what} {p}: already exists (remove it or choose another out folder)")
@@ -269,6 +276,18 @@ def check_results_dir(path: str | os.PathLike, what: str = "output folder", *, r
             raise DeparaError(f"{what} {p}: exists and is not a depara results folder (no manifest.json); it would "
                               "be replaced whole, so give a new or empty folder")
     return p
+
+
+def check_results_out(path: str | os.PathLike, what: str = "--out",
+                      inputs: Iterable[tuple[str, Any]] = (), keep: Sequence[str] = ()) -> Path:
+    """THE check of a run's results folder before any work: its parent folder exists (:func:`check_out_dir`), it
+    is apart from every input ``(name, path)`` in ``inputs`` (:func:`check_apart` with ``whole``: none inside it,
+    it inside none), and it is new, empty or a results folder, since it is replaced whole
+    (:func:`check_results_dir`, ``keep`` as there)."""
+    p = check_out_dir(path, what)  # which also passes check_results_dir's check_out_tree: not run twice
+    for data_what, data in inputs:
+        check_apart(path, what, data, data_what, whole=True)
+    return _replaceable(p, what, keep=keep)
 
 
 @contextlib.contextmanager
@@ -292,9 +311,7 @@ def atomic_dir(path: str | os.PathLike, what: str = "output folder", *, replace:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=".part", dir=parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); give it what mkdir would
+        _chmod_as_created(tmp, 0o777)  # mkdtemp makes it private (0700); give it what mkdir would
         _swap_in(tmp, final, keep)
     finally:
         if tmp.exists():
@@ -384,9 +401,7 @@ def check_run_paths(data: Any, *, out: str | os.PathLike | None = None, cache_di
     if isinstance(data, (str, os.PathLike)) and path_exists(data) and not Path(data).is_dir():
         regular_file(data, "data")  # a FIFO, device or socket is named as such (not "not found")
     if out is not None:
-        check_out_dir(out, "out")  # its parent folder must exist
-        check_apart(out, "out", data, whole=True)
-        check_results_dir(out, "out")
+        check_results_out(out, "out", [("data", data)])
     if cache_readonly and engine == "ray":
         raise DeparaError("cache_readonly: the ray engine passes graphs through the cache, so it needs a writable "
                           "one")

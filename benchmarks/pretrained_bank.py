@@ -24,7 +24,8 @@ from depara.benches.realbank import pretrained as P
 from depara.benches.realbank import pretrained_bench as B
 from depara.benches.realbank import pretrained_scoring as S
 from depara.benches.realbank import rule as R
-from depara.benches.realbank.evaluation import bootstrap_mean, paired_difference, seed_ceiling, split_half_reliability
+from depara.benches.realbank.evaluation import (bootstrap_mean, paired_difference, random_expectation, seed_ceiling,
+                                                split_half_reliability)
 
 PEERS_IN_COMBOS = ("LogME", "H-score", "TransRate", "PARC", "GBC", "PACTran-G", "ETran", "NCTI", "PED", "RSA", "CKA")
 KNN = "k-NN accuracy"
@@ -98,17 +99,15 @@ def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> 
     refs = {}
     rng = np.random.default_rng(20)
     for t in truth:
-        t_model, t_layers, t_joint, per_seed = R.truth_views(truth[t], sources, layers_of)
+        t_model, _, _, per_seed = R.truth_views(truth[t], sources, layers_of)
         rel = {f"{m}_{k}": v for m in ("weighted_tau", "spearman")
                for k, v in split_half_reliability(per_seed, m).items()}
         layer_rel = [split_half_reliability(np.array([truth[t][s][l] for l in layers_of(s)]).T,
                                             "weighted_tau")["reliability"] for s in sources]
         ceil = seed_ceiling(per_seed, sources) if len(sources) >= 3 else {"weighted_tau": np.nan, "regret": np.nan}
-        rand = [R.rank_rows(rng.permutation(len(sources)).astype(float), t_model, sources)["weighted_tau"]
-                for _ in range(200)]
         refs[t] = {**rel, "layer_weighted_tau_reliability": float(np.nanmean(layer_rel)),
                    "another_seed_weighted_tau": ceil["weighted_tau"], "another_seed_regret": ceil["regret"],
-                   "random_weighted_tau": float(np.mean(rand)),
+                   "random_weighted_tau": random_expectation(t_model, sources, rng)["weighted_tau"],
                    "best_source": sources[int(np.argmax(t_model))], "best_accuracy": float(t_model.max()),
                    "worst_accuracy": float(t_model.min())}
     return per_cand, refs

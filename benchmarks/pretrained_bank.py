@@ -24,12 +24,14 @@ from depara.benches.realbank import pretrained as P
 from depara.benches.realbank import pretrained_bench as B
 from depara.benches.realbank import pretrained_scoring as S
 from depara.benches.realbank import rule as R
-from depara.benches.realbank.evaluation import (bootstrap_mean, paired_difference, random_expectation, seed_ceiling,
+from depara.benches.realbank.evaluation import (bootstrap_columns, paired_difference, random_expectation, seed_ceiling,
                                                 split_half_reliability)
 
 PEERS_IN_COMBOS = ("LogME", "H-score", "TransRate", "PARC", "GBC", "PACTran-G", "ETran", "NCTI", "PED", "RSA", "CKA")
 KNN = "k-NN accuracy"
 ROUND4 = S.member_name("per_probe", "centred")  # the round-4 frozen default's comparison and scale (read: below)
+#: the per-target measures of R.target_measures that the summary gives with bootstrap intervals
+MEASURES = ("model_wtau", "model_kendall", "model_regret", "layer_wtau", "layer_pick", "joint_regret")
 
 
 def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log, only=None) -> tuple[dict, dict, list[str]]:
@@ -117,11 +119,8 @@ def summarise(per_cand: dict) -> list[dict]:
     rng = np.random.default_rng(21)
     rows = []
     for cand, prs in per_cand.items():
-        row = {"candidate": cand.name, "parts": len(cand.parts), "read": cand.read, "rule_score": R.rule_score(prs)}
-        for m in ("model_wtau", "model_kendall", "model_regret", "layer_wtau", "layer_pick", "joint_regret"):
-            mean, lo, hi = bootstrap_mean(np.array([r[m] for r in prs], float), rng)
-            row.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
-        rows.append(row)
+        rows.append({"candidate": cand.name, "parts": len(cand.parts), "read": cand.read,
+                     "rule_score": R.rule_score(prs), **bootstrap_columns(prs, MEASURES, rng)})
     return rows
 
 

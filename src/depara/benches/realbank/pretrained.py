@@ -53,11 +53,6 @@ class PretrainedSource:
     bgr: bool = False
     own_accuracy: float | None = None  # top-1 on the source's own task where its authors publish it (percent)
 
-    @property
-    def rep_layer(self) -> str:
-        """The layer read for whole-model ranking by default (the deepest candidate)."""
-        return self.layers[-1]
-
 
 SOURCES: tuple[PretrainedSource, ...] = (
     PretrainedSource(

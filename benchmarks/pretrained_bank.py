@@ -74,7 +74,12 @@ def candidates(scorers: list[str]) -> list[R.Candidate]:
     return singles + combos
 
 
-def static_scores(sources: list[str], layers_of) -> dict[str, dict[str, dict[str, float]]]:
+def layers_of(source: str) -> tuple[str, ...]:
+    """A source's candidate layers (the rule's ``layers_of``)."""
+    return P.get_source(source).layers
+
+
+def static_scores(sources: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """The static priors as per-layer 'scores' (the same value at every layer; they never look at the target)."""
     out = {}
     for name in sources:
@@ -89,7 +94,6 @@ def static_scores(sources: list[str], layers_of) -> dict[str, dict[str, dict[str
 
 def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> tuple[dict, dict]:
     """candidate → per-target measure rows; and the reference rows (random, noise ceiling, reliability)."""
-    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
     for t in scores:
         for s in sources:
             scores[t][s] = {**scores[t][s], **extra[s]}
@@ -146,9 +150,8 @@ def main(argv=None) -> int:
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     only = [P.get_source(n.strip()).name for n in args.sources.split(",")] if args.sources else None
     truth, scores, sources = collect(args.cache, cfg, args.cached_only, log, only)
-    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
     log(f"truth and scores of {len(sources)} sources on {len(truth)} targets ready")
-    per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources, layers_of))
+    per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources))
     log(f"{len(per_cand)} candidates evaluated")
     summary = summarise(per_cand)
     results = {c: R.rule_score(prs) for c, prs in per_cand.items()

@@ -24,11 +24,14 @@ from depara.benches.realbank import pretrained as P
 from depara.benches.realbank import pretrained_bench as B
 from depara.benches.realbank import pretrained_scoring as S
 from depara.benches.realbank import rule as R
-from depara.benches.realbank.evaluation import bootstrap_mean, paired_difference, seed_ceiling, split_half_reliability
+from depara.benches.realbank.evaluation import (bootstrap_columns, paired_difference, random_expectation, seed_ceiling,
+                                                split_half_reliability)
 
 PEERS_IN_COMBOS = ("LogME", "H-score", "TransRate", "PARC", "GBC", "PACTran-G", "ETran", "NCTI", "PED", "RSA", "CKA")
 KNN = "k-NN accuracy"
 ROUND4 = S.member_name("per_probe", "centred")  # the round-4 frozen default's comparison and scale (read: below)
+#: the per-target measures of R.target_measures that the summary gives with bootstrap intervals
+MEASURES = ("model_wtau", "model_kendall", "model_regret", "layer_wtau", "layer_pick", "joint_regret")
 
 
 def collect(cache: Path, cfg: B.BenchConfig, cached_only: bool, log, only=None) -> tuple[dict, dict, list[str]]:
@@ -71,7 +74,12 @@ def candidates(scorers: list[str]) -> list[R.Candidate]:
     return singles + combos
 
 
-def static_scores(sources: list[str], layers_of) -> dict[str, dict[str, dict[str, float]]]:
+def layers_of(source: str) -> tuple[str, ...]:
+    """A source's candidate layers (the rule's ``layers_of``)."""
+    return P.get_source(source).layers
+
+
+def static_scores(sources: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """The static priors as per-layer 'scores' (the same value at every layer; they never look at the target)."""
     out = {}
     for name in sources:
@@ -86,7 +94,6 @@ def static_scores(sources: list[str], layers_of) -> dict[str, dict[str, dict[str
 
 def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> tuple[dict, dict]:
     """candidate → per-target measure rows; and the reference rows (random, noise ceiling, reliability)."""
-    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
     for t in scores:
         for s in sources:
             scores[t][s] = {**scores[t][s], **extra[s]}
@@ -98,17 +105,15 @@ def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> 
     refs = {}
     rng = np.random.default_rng(20)
     for t in truth:
-        t_model, t_layers, t_joint, per_seed = R.truth_views(truth[t], sources, layers_of)
+        t_model, _, _, per_seed = R.truth_views(truth[t], sources, layers_of)
         rel = {f"{m}_{k}": v for m in ("weighted_tau", "spearman")
                for k, v in split_half_reliability(per_seed, m).items()}
         layer_rel = [split_half_reliability(np.array([truth[t][s][l] for l in layers_of(s)]).T,
                                             "weighted_tau")["reliability"] for s in sources]
         ceil = seed_ceiling(per_seed, sources) if len(sources) >= 3 else {"weighted_tau": np.nan, "regret": np.nan}
-        rand = [R.rank_rows(rng.permutation(len(sources)).astype(float), t_model, sources)["weighted_tau"]
-                for _ in range(200)]
         refs[t] = {**rel, "layer_weighted_tau_reliability": float(np.nanmean(layer_rel)),
                    "another_seed_weighted_tau": ceil["weighted_tau"], "another_seed_regret": ceil["regret"],
-                   "random_weighted_tau": float(np.mean(rand)),
+                   "random_weighted_tau": random_expectation(t_model, sources, rng)["weighted_tau"],
                    "best_source": sources[int(np.argmax(t_model))], "best_accuracy": float(t_model.max()),
                    "worst_accuracy": float(t_model.min())}
     return per_cand, refs
@@ -118,11 +123,8 @@ def summarise(per_cand: dict) -> list[dict]:
     rng = np.random.default_rng(21)
     rows = []
     for cand, prs in per_cand.items():
-        row = {"candidate": cand.name, "parts": len(cand.parts), "read": cand.read, "rule_score": R.rule_score(prs)}
-        for m in ("model_wtau", "model_kendall", "model_regret", "layer_wtau", "layer_pick", "joint_regret"):
-            mean, lo, hi = bootstrap_mean(np.array([r[m] for r in prs], float), rng)
-            row.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
-        rows.append(row)
+        rows.append({"candidate": cand.name, "parts": len(cand.parts), "read": cand.read,
+                     "rule_score": R.rule_score(prs), **bootstrap_columns(prs, MEASURES, rng)})
     return rows
 
 
@@ -148,9 +150,8 @@ def main(argv=None) -> int:
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
     only = [P.get_source(n.strip()).name for n in args.sources.split(",")] if args.sources else None
     truth, scores, sources = collect(args.cache, cfg, args.cached_only, log, only)
-    layers_of = lambda s: P.get_source(s).layers  # noqa: E731
     log(f"truth and scores of {len(sources)} sources on {len(truth)} targets ready")
-    per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources, layers_of))
+    per_cand, refs = evaluate_all(truth, scores, sources, static_scores(sources))
     log(f"{len(per_cand)} candidates evaluated")
     summary = summarise(per_cand)
     results = {c: R.rule_score(prs) for c, prs in per_cand.items()

@@ -16,7 +16,6 @@ split the scorers see).
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
+from ...io.progress import progress_bar
 from ...extraction.threads import cpu_threads
 from ...report.manifest import writes_results_folder
 from ...errors import DeparaError
@@ -129,13 +129,6 @@ def _printer(progress: bool):
             print(f"[realbank {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
     return say
 
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
 
 
 def run_realbank(scale: str, out, *, seed: int = 0, cache_dir=None, progress: bool = True, threads: int | None = 1,
@@ -366,7 +359,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     seeds = [seed + k for k in range(sc.seeds)]
     pools, skipped = load_pools(sc, scale, say)  # 1. targets
     say(f"scale {scale}: {len(pools)} targets, {len(sc.zoo)} sources, {len(seeds)} seeds; cache {cache_root}")
-    with _bar(len(sc.zoo), "sources", progress) as bar:  # 2. sources
+    with progress_bar(total=len(sc.zoo), desc="sources", enabled=progress) as bar:  # 2. sources
         nets, infos, src_skipped = load_or_train_zoo(sc.zoo, cache_root, seed, progress=None, bar=bar)
     skipped.update({f"source {k}": v for k, v in src_skipped.items()})
     sources = list(nets)
@@ -374,7 +367,8 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
         raise DeparaError(f"scale {scale}: fewer than 3 sources available")
     zoo_key = fingerprint({n: infos[n]["file_sha256"] for n in sources})
     m = Measured()
-    with _bar(len(pools) * (len(sources) + 1), "targets x sources", progress) as bar:  # 3. ground truth, 4. scores
+    n_steps = len(pools) * (len(sources) + 1)
+    with progress_bar(total=n_steps, desc="targets x sources", enabled=progress) as bar:  # 3. truth, 4. scores
         for t, pool in pools.items():
             splits = target_splits(sc, t, pool, seeds)
             measure_truth(m, sc, t, pool, splits, seeds, (nets, infos, sources), cfg, cache_root, bar)

@@ -163,10 +163,6 @@ def visda(size: int = SIZE) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 # ---------------------------------------------------------------------------------------------- targets
-def _relabel(y: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    return np.unique(fn(y), return_inverse=True)[1].astype(np.int64)
-
-
 def _fm(n: int) -> tuple[np.ndarray, np.ndarray]:
     return fashion("t10k", n, 0)
 
@@ -231,12 +227,6 @@ TARGETS: dict[str, tuple[Callable[[int], Pool], str]] = {
 FEW_SHOT = 10  # images per class of the few-shot variants
 #: targets whose pool is already few-shot sized (no separate few-shot variant)
 SMALL_POOLS = ("visda12", "visda-vehicle")
-
-
-def target_family(name: str) -> str:
-    """The data set behind a target name (``fmnist10@10`` → ``fmnist``)."""
-    base = name.split("@")[0]
-    return base.split("-")[0].rstrip("0123456789")
 
 
 def load_target(name: str, pool_size: int) -> Pool:

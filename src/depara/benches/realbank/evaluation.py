@@ -66,6 +66,16 @@ def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, reps: int = 200
     return float(v.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def bootstrap_columns(rows: list[dict], metrics, rng: np.random.Generator) -> dict:
+    """Each of ``metrics``' mean over ``rows`` with its :func:`bootstrap_mean` interval: ``{m, m_lo, m_hi}`` per
+    metric, in order (one draw of ``rng`` per metric)."""
+    out = {}
+    for m in metrics:
+        mean, lo, hi = bootstrap_mean(np.array([r[m] for r in rows], float), rng)
+        out.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
+    return out
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000):
     """Bootstrap (mean, lo, hi) of the per-target difference a − b (targets where both are finite)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -97,11 +107,7 @@ def evaluate(truth: dict[str, np.ndarray], per_seed: dict[str, np.ndarray], scor
     boot = np.random.default_rng([seed, 556])
     for sc in [*scorers, RANDOM, ORACLE, SEED_CEILING]:
         rows = [r for r in per_target if r["scorer"] == sc]
-        out = {"scorer": sc, "n_targets": len(rows)}
-        for m in METRICS:
-            mean, lo, hi = bootstrap_mean(np.array([r[m] for r in rows], float), boot)
-            out.update({m: mean, f"{m}_lo": lo, f"{m}_hi": hi})
-        summary.append(out)
+        summary.append({"scorer": sc, "n_targets": len(rows), **bootstrap_columns(rows, METRICS, boot)})
     return per_target, summary
 
 

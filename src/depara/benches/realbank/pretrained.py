@@ -11,7 +11,6 @@ OpenCV at the top; only their weight files are read). Weight files are read with
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from ...errors import DeparaError
+from ...io.files import sha256_file
 from ...extraction.extract import capture_features
 from ...extraction.source_features import pool_features
 
@@ -52,11 +52,6 @@ class PretrainedSource:
     scale: float = 1.0
     bgr: bool = False
     own_accuracy: float | None = None  # top-1 on the source's own task where its authors publish it (percent)
-
-    @property
-    def rep_layer(self) -> str:
-        """The layer read for whole-model ranking by default (the deepest candidate)."""
-        return self.layers[-1]
 
 
 SOURCES: tuple[PretrainedSource, ...] = (
@@ -130,7 +125,7 @@ def available(spec: PretrainedSource) -> bool:
 
 def source_version(spec: PretrainedSource) -> str:
     """``package==version`` plus the first 12 hex digits of the weight file's SHA-256 (for cache keys)."""
-    digest = hashlib.sha256(weight_file(spec).read_bytes()).hexdigest()[:12]
+    digest = sha256_file(weight_file(spec))[:12]
     return f"{spec.package}=={importlib.metadata.version(spec.package)}:{digest}"
 
 

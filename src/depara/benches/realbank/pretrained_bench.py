@@ -151,16 +151,6 @@ def features(source: str, image_set: str, cache_dir: Path, *, batch_size: int = 
     return feats
 
 
-def extraction_seconds(source: str, image_set: str, cache_dir: Path) -> float | None:
-    """Seconds the cached extraction of (source, image set) took when it was made (None if not cached)."""
-    side = Path(cache_dir) / "features" / source / f"{image_set}.json"
-    if not side.is_file():
-        return None
-    import json
-
-    return float(json.loads(side.read_text())["payload"].get("seconds", float("nan")))
-
-
 def truth(target: Target, source: str, feats: dict[str, np.ndarray], y: np.ndarray, cfg: BenchConfig,
           cache_dir: Path) -> dict[str, list[float]]:
     """layer → per-seed linear-probe test accuracies of ``source`` on ``target`` (cached)."""

@@ -36,12 +36,6 @@ class Candidate:
         return " + ".join(self.parts) + f" @ {self.read}"
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (1 = lowest); NaN counts as the lowest value."""
-    v = np.where(np.isfinite(values), values, -np.inf)
-    return rankdata(v, method="average")
-
-
 def lowest_for_missing(values: np.ndarray) -> np.ndarray:
     """``values`` with every NaN/inf (a scorer that refused the input, a static prior unknown for a source) set
     below the lowest finite value, so it ranks last; all missing → all equal."""
@@ -49,6 +43,11 @@ def lowest_for_missing(values: np.ndarray) -> np.ndarray:
     ok = np.isfinite(v)
     v[~ok] = v[ok].min() - 1.0 if ok.any() else 0.0
     return v
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (1 = lowest); a missing value ranks lowest (:func:`lowest_for_missing`)."""
+    return rankdata(lowest_for_missing(values), method="average")
 
 
 def layer_values(scores_t: dict, sources, scorer: str, layers_of) -> list[np.ndarray]:

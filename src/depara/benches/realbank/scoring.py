@@ -39,9 +39,15 @@ from .models import REP_LAYER, Net, logits, pooled_features
 #: The peer estimators scored on every target: every registered estimator that needs no graph (issue 12's recent
 #: ones included), by their registry labels; RSA/CKA against the labels and against a quick target model.
 PEER_METHODS = estimator_names(default=True, needs_graph=False)
-_HARNESS = {m: get_estimator(m).label for m in PEER_METHODS}
-PEERS = tuple(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m] for m in PEER_METHODS) \
-    + ("RSA (target model)", "CKA (target model)")
+
+
+def _peer_row(method: str) -> str:
+    """A peer's row name: its registry label, with ``(labels)`` for RSA/CKA (also scored against a target model)."""
+    label = get_estimator(method).label
+    return label + " (labels)" if method in ("rsa", "cka") else label
+
+
+PEERS = tuple(_peer_row(m) for m in PEER_METHODS) + ("RSA (target model)", "CKA (target model)")
 FROZEN = "DEPARA (frozen default)"
 LABEL = "DEPARA-label (E vs label graph)"
 HYBRID = "DEPARA hybrid (V+E model, E labels, w=0.5)"
@@ -137,10 +143,8 @@ def _edges(body, x: torch.Tensor, layer: str = REP_LAYER) -> tuple[np.ndarray, n
     """(DEPARA edges = centred cosine of the flattened features at ``layer``, those features)."""
     from ...core.edges import edges_from_features
 
-    stages = list(dict(body.named_children()))
-    upto = body[:stages.index(layer) + 1]
-    with torch.no_grad():
-        f = torch.cat([upto(x[i:i + 256]) for i in range(0, len(x), 256)]).flatten(1).double().numpy()
+    out = stage_output(body, x, layer)
+    f = out.reshape(len(out), -1).astype(np.float64)
     return edges_from_features(f, center=True, edge="cosine"), f
 
 
@@ -192,8 +196,7 @@ def peer_scores(nets: dict, x_train: np.ndarray, y: np.ndarray) -> dict[str, np.
         p = np.exp(z - z.max(axis=1, keepdims=True))
         sources[n] = SourceInputs(features=f, probs=p / p.sum(axis=1, keepdims=True))
     table = score_sources(sources, y, methods=list(PEER_METHODS))
-    return {(_HARNESS[m] + " (labels)" if m in ("rsa", "cka") else _HARNESS[m]): table.scores[m]
-            for m in table.methods}
+    return {_peer_row(m): table.scores[m] for m in table.methods}
 
 
 def label_family_scores(nets: dict, x_train: np.ndarray, y: np.ndarray, *, n_probe: int,

@@ -135,3 +135,29 @@ def test_the_earlier_digits_demo_still_runs(tiny_run, tmp_path):
                         progress=False)
     assert set(out["truth"]) == set(out["selection"].candidates)
     assert read_manifest(tmp_path / "out")["settings"]["demo"]["target"] == "digits"
+
+
+def _selection_without_resamples():
+    """Three candidates ranked by a hand-set score, as `select(..., n_boot=0)` returns them: no intervals, no
+    shares of half-samples."""
+    from depara.selection.result import Selection
+
+    cands = [("net-a", "layer1"), ("net-a", "layer2"), ("net-untrained", "layer1")]
+    values = {"depara_labels": np.array([0.2, 0.5, 0.1])}
+    return Selection(candidates=cands, scorers=["depara_labels"], scorer="depara_labels", values=values,
+                     intervals={"depara_labels": np.full((3, 2), np.nan)}, order=[1, 0, 2], p_best=float("nan"),
+                     too_close=[], case="labels", settings={"n_boot": 0, "protocol": "linear"},
+                     models={"net-a": {"layers": ["layer1", "layer2"]}, "net-untrained": {"layers": ["layer1"]}})
+
+
+def test_truth_sentence_is_selects_sentence_plus_the_truth_and_never_nan():
+    """Without half-samples (n_boot = 0) the demo's line is select's own sentence (no interval, no share: never
+    "first in nan%") followed by the measured truth of the pick, runner-up, best, worst and best untrained layer."""
+    sel = _selection_without_resamples()
+    truth = {("net-a", "layer1"): 81.25, ("net-a", "layer2"): 70.0, ("net-untrained", "layer1"): 12.5}
+    text = demo.truth_sentence(sel, truth)
+    assert text.startswith(sel.summary + ". Measured")
+    assert "no interval: n_boot = 0" in text and "nan" not in text.lower() and "first in" not in text
+    assert text.endswith("the pick net-a:layer2 70.0%, the runner-up net-a:layer1 81.2%, the best net-a:layer1 "
+                         "81.2% (regret 11.2 points), the worst net-untrained:layer1 12.5%, the best untrained layer "
+                         "12.5%")

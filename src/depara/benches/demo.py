@@ -24,7 +24,8 @@ from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
 from ..report.manifest import read_manifest, write_manifest, write_results_folder, writes_results_folder
 
-__all__ = ["run_demo", "run_benchmark_demo", "demo_images", "linear_probe_truth", "DEMO_SCALE", "TARGETS"]
+__all__ = ["run_demo", "run_benchmark_demo", "demo_images", "linear_probe_truth", "truth_sentence", "DEMO_SCALE",
+           "TARGETS"]
 
 #: The size the demo runs at: both pipelines' ``demo`` scale (12-task bank; VGG11-bn layer transfer on the 1/10
 #: real split), 2-3 minutes on 2 shared CPU cores when nothing is cached. ``tiny`` (the CI smoke size) is noise.
@@ -434,9 +435,25 @@ def _scorer_rows(sel: Any, acc: np.ndarray) -> list[dict[str, Any]]:
     return rows
 
 
+def truth_sentence(sel: Any, truth: dict[tuple[str, str], float]) -> str:
+    """The demo's one line: select's own sentence (:attr:`Selection.summary`: the pick, its interval, how sure,
+    what is too close to call, notes) followed by the measured truth (:data:`TRUTH`) of the pick, the runner-up,
+    the best and the worst candidate and the best untrained layer. ``truth``: (model, layer) → accuracy (%)."""
+    cands = sel.candidates
+    acc = np.array([truth[c] for c in cands])
+    name = [f"{m}:{la}" for m, la in cands]
+    best, worst = int(np.argmax(acc)), int(np.argmin(acc))
+    pick, runner = sel.order[0], sel.order[1] if len(sel.order) > 1 else sel.order[0]
+    text = (f"{sel.summary}. Measured (linear probe, {len(cands)} candidates, held-out real digits): the pick "
+            f"{name[pick]} {acc[pick]:.1f}%, the runner-up {name[runner]} {acc[runner]:.1f}%, the best {name[best]} "
+            f"{acc[best]:.1f}% (regret {acc[best] - acc[pick]:.1f} points), the worst {name[worst]} "
+            f"{acc[worst]:.1f}%")
+    untrained = [acc[c] for c in range(len(cands)) if cands[c][0].endswith("-untrained")]
+    return text + (f", the best untrained layer {max(untrained):.1f}%" if untrained else "")
+
+
 def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], float], cfg: dict, scale: str,
                        target: str, seed: int, seconds: dict[str, float], computed: int) -> dict[str, Any]:
-    from ..evaluation.uncertainty import LEVEL, rounded
     from ..io.files import write_csv
 
     cands = sel.candidates
@@ -449,26 +466,19 @@ def _write_demo_report(out_dir: Path, sel: Any, truth: dict[tuple[str, str], flo
     truth_rows = sorted(({"candidate": name[c], "model": cands[c][0], "layer": cands[c][1],
                           "linear_probe_accuracy": acc[c], s: float(sel.values[s][c])} for c in range(len(cands))),
                         key=lambda r: -r["linear_probe_accuracy"])
-    lo, hi = sel.intervals[s][pick]
     untrained = [c for c in range(len(cands)) if cands[c][0].endswith("-untrained")]
-    value, interval = rounded(float(sel.values[s][pick]), lo, hi)
-    summary = (f"pick {name[pick]} ({s} {value}" + (f", {int(LEVEL * 100)}% interval {interval}" if interval else "") +
-               f", first in {sel.p_best:.0%} of probe half-samples); runner-up {name[runner]}. Measured (linear "
-               f"probe, {len(cands)} "
-               f"candidates, held-out real digits): the pick {acc[pick]:.1f}%, the runner-up {acc[runner]:.1f}%, "
-               f"the best {name[best]} {acc[best]:.1f}% (regret {acc[best] - acc[pick]:.1f} points), the worst "
-               f"{name[worst]} {acc[worst]:.1f}%")
-    if untrained:
-        summary += f", the best untrained layer {max(acc[c] for c in untrained):.1f}%"
+    summary = truth_sentence(sel, truth)
     sel.settings.update({"demo": {"scale": scale, "target": target, "seed": seed, **cfg, "zoo_version": ZOO_VERSION,
                                   "zoo": {k: {"arch": a, "source": t} for k, (a, t, _) in DEMO_ZOO.items()},
                                   "truth": TRUTH, "truth_computed": computed, "seconds": seconds}})
     extra = {"truth_best": name[best], "regret": round(float(acc[best] - acc[pick]), 2),
-             "spearman": round(rows[0]["spearman"], 4), "pick_accuracy": round(float(acc[pick]), 2),
+             "pick_accuracy": round(float(acc[pick]), 2),
              "pick_runner_up": name[runner], "pick_runner_up_accuracy": round(float(acc[runner]), 2),
              "truth_best_accuracy": round(float(acc[best]), 2), "truth_worst": name[worst],
              "truth_worst_accuracy": round(float(acc[worst]), 2),
              "truth_spread": round(float(acc[best] - acc[worst]), 2)}
+    if np.isfinite(rows[0]["spearman"]):  # undefined with fewer than 3 ranked candidates: left out, never "nan"
+        extra["spearman"] = round(rows[0]["spearman"], 4)
     if untrained:
         extra["truth_best_untrained_accuracy"] = round(float(max(acc[c] for c in untrained)), 2)
 

@@ -348,3 +348,19 @@ def test_cuda_matches_cpu():
     cpu = build_graph(net, x, "8", device="cpu")
     gpu = build_graph(net, x, "8", device="cuda")
     np.testing.assert_allclose(gpu.nodes, cpu.nodes, rtol=1e-3, atol=1e-5 * np.abs(cpu.nodes).max())
+
+
+@pytest.mark.parametrize("method, exc", [("deeplift", AssertionError()), ("lrp", RuntimeError()),
+                                         ("lrp", TypeError())])
+def test_captum_errors_with_an_empty_message_are_one_line(monkeypatch, method, exc):
+    """Captum raising with no message at all: one line naming the method and the exception's type (its empty
+    message once made an IndexError)."""
+    import captum.attr as ca
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(ca.DeepLift if method == "deeplift" else ca.LRP, "attribute", fail)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    with pytest.raises(DeparaError, match=rf"^method {method}: Captum .*\b{type(exc).__name__}\b[^\n]*$"):
+        build_graph(net, random_images(3, size=8), "2", method=method)

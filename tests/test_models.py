@@ -150,3 +150,23 @@ def test_bad_weights_and_files(tmp_path):
         list_layers(tiny_vgg(), (3, 0, 32))
     with pytest.raises(DeparaError, match="cannot run on it"):
         list_layers(tiny_vgg(), (5, 32, 32))
+
+
+def test_cached_weights_failing_with_an_empty_message_are_one_line(tmp_path, monkeypatch):
+    """A cached weights file whose loading raises with no message: one line naming the weights, the file and the
+    exception's type (the empty message once made an IndexError)."""
+    from torchvision import models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DEPARA_OFFLINE", "1")
+    cached = tmp_path / "hub" / "checkpoints" / os.path.basename(tvm.get_model_weights("squeezenet1_1").DEFAULT.url)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not weights")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError()
+
+    monkeypatch.setattr(tvm, "get_model", fail)
+    with pytest.raises(DeparaError, match=rf"^weights \S+ of torchvision:squeezenet1_1: cached file {cached} cannot be "
+                                          r"loaded \(RuntimeError\)$"):
+        load_model("torchvision:squeezenet1_1", weights="DEFAULT")

@@ -299,3 +299,18 @@ def test_streaming_path_gives_the_same_matrices(tdata, matrices):
     nodes = tx._memmap_nodes(cached)
     assert isinstance(nodes, np.memmap)
     np.testing.assert_array_equal(nodes, Graph.load(cached).nodes)
+
+
+@pytest.mark.parametrize("exc", [ValueError(), OSError()])
+def test_unreadable_array_with_an_empty_message_is_one_line(tmp_path, monkeypatch, exc):
+    """numpy raising with no message: one line naming the file and the exception's type (the empty message once
+    made an IndexError)."""
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros(3))
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(tx.np, "load", fail)
+    with pytest.raises(DeparaError, match=rf"^{path}: .*\({type(exc).__name__}\)$"):
+        tx.open_array(path)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..evaluation import rank_quality as ev
 from ..io.files import ensure_dir, write_csv, write_json
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
 from ..core.graph import Graph
 from ..evaluation.published import read_published_hits  # noqa: F401 - its documented place (tx.read_published_hits)
 from ..core.similarity import edge_similarity_matrix, node_similarity_matrix, similarity_matrix
@@ -91,9 +91,9 @@ def open_array(path: str | os.PathLike, what: str = "array") -> np.ndarray:
     try:
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
-        raise DeparaError(f"{p}: not a plain numeric .npy array ({str(exc).splitlines()[0]})") from None
+        raise DeparaError(f"{p}: not a plain numeric .npy array ({exception_reason(exc)})") from None
     except (OSError, EOFError) as exc:
-        raise DeparaError(f"{p}: unreadable .npy file ({str(exc).splitlines()[0] or type(exc).__name__})") from None
+        raise DeparaError(f"{p}: unreadable .npy file ({exception_reason(exc)})") from None
     if not isinstance(arr, np.ndarray):
         raise DeparaError(f"{p}: an .npz archive, expected a single .npy array")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)):
@@ -433,7 +433,7 @@ def load_truth(path: str | os.PathLike) -> tuple[tuple[str, ...], np.ndarray]:
                 try:
                     rows = np.loadtxt(f, delimiter=",", ndmin=2)
                 except ValueError as exc:
-                    raise DeparaError(f"{f}: not a numeric CSV ({str(exc).splitlines()[0]})") from None
+                    raise DeparaError(f"{f}: not a numeric CSV ({exception_reason(exc)})") from None
             try:
                 return tuple(names), ev.truth_from_sort_gt(np.asarray(rows), n_tasks=len(names))
             except DeparaError as exc:

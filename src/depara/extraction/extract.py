@@ -218,7 +218,7 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
             with _not_in_place(model):
                 return ca.DeepLift(fn).attribute(x, baselines=baseline)
         except (AssertionError, RuntimeError, NotImplementedError) as exc:
-            first = str(exc).strip().split(". ")[0].splitlines()[0][:160]
+            first = exception_reason(exc, 160).split(". ")[0]
             raise DeparaError(f"method deeplift: Captum cannot run DeepLift on this model at layer {layer!r} "
                               f"({first}; DeepLift needs each activation module to be called once per forward, "
                               "e.g. not ResNet's shared ReLU); use another method") from None
@@ -234,12 +234,12 @@ def _captum_attribution(model: nn.Module, layer: str, x: torch.Tensor, method: s
                 return lrp.attribute(x)
         except TypeError as exc:
             found = re.search(r"type <class '([\w.]+)'>", str(exc))
-            what = found.group(1) if found else str(exc).splitlines()[0][:120]
+            what = found.group(1) if found else exception_reason(exc, 120)
             raise DeparaError(f"method lrp: Captum has no LRP rule for module type {what} in this model; "
                               "use another method") from None
         except RuntimeError as exc:
             raise DeparaError(f"method lrp: Captum cannot run LRP on this model at layer {layer!r} "
-                              f"({str(exc).splitlines()[0][:160]}); use another method") from None
+                              f"({exception_reason(exc, 160)}); use another method") from None
         finally:
             for module in fn.modules():
                 if hasattr(module, "rule"):

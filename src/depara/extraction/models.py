@@ -171,7 +171,7 @@ def _torchvision(name: str, weights: Any, num_classes: int | None) -> nn.Module:
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a partial download a RuntimeError
         if cached.is_file():
             raise DeparaError(f"weights {w.name} of torchvision:{name}: cached file {cached} cannot be loaded "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+                              f"({exception_reason(exc, 160)})") from None
         raise DeparaError(f"weights {w.name} of torchvision:{name}: not in the torch hub cache and cannot be "
                           f"downloaded; missing file {cached} ({type(exc).__name__})") from None
 

@@ -162,3 +162,18 @@ def test_duplicate_ids_and_binary_list(tmp_path):
 def test_bad_in_memory_image():
     with pytest.raises(DeparaError, match="probe 0: expected an H×W or H×W×C image"):
         ProbeSet.from_images([np.zeros((2, 3, 4, 5))]).tensor()
+
+
+@pytest.mark.parametrize("spec, what", [("8x8:nan:0.5", "mean"), ("8x8:0.5:inf", "std"), ("8x8:0.5,-inf,0.5:1", "mean"),
+                                        ("8x8:0:nan,1,1", "std")])
+def test_non_finite_mean_or_std_is_refused_in_one_line(spec, what):
+    with pytest.raises(DeparaError, match=rf"^preprocess {what}: expected finite numbers, got \([^\n]*\)$"):
+        Preprocess.parse(spec)
+
+
+@pytest.mark.parametrize("kwargs, what", [({"size": (float("inf"), 8)}, "preprocess size"),
+                                          ({"size": 8, "resize": (8, float("inf"))}, "preprocess resize"),
+                                          ({"size": float("nan")}, "preprocess size")])
+def test_non_finite_sizes_are_refused_in_one_line(kwargs, what):
+    with pytest.raises(DeparaError, match=rf"^{what}: expected an int or \(H, W\)"):
+        Preprocess(**kwargs)

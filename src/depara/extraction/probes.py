@@ -114,6 +114,9 @@ class Preprocess:
             std = std * 3
         if len(mean) != 3 or len(std) != 3:
             raise DeparaError(f"preprocess mean/std: expected 1 or 3 values each, got {len(mean)} and {len(std)}")
+        for what, values in (("mean", mean), ("std", std)):
+            if not all(np.isfinite(values)):
+                raise DeparaError(f"preprocess {what}: expected finite numbers, got {values}")
         if any(s <= 0 for s in std):
             raise DeparaError(f"preprocess std: expected positive values, got {std}")
         object.__setattr__(self, "mean", mean)
@@ -178,7 +181,7 @@ def pair_of_sizes(value: Any, what: str) -> tuple[int, int]:
         value = (int(value), int(value))
     try:
         h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise DeparaError(f"{what}: expected an int or (H, W), got {value!r}") from None
     if h <= 0 or w <= 0:
         raise DeparaError(f"{what}: expected positive sizes, got {(h, w)}")

@@ -17,7 +17,7 @@ import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
 from depara.selection.job import select  # noqa: E402
-from depara.selection.scoring import pair_index as _pair_index  # noqa: E402
+from depara.core.edges import pair_index  # noqa: E402
 from depara.core.similarity import similarity  # noqa: E402
 from depara.extraction.zoo import ModelEntry  # noqa: E402
 
@@ -63,9 +63,9 @@ def scripted(tmp_path_factory) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------------------ pairs
 def test_pair_index_keeps_distinct_probe_pairs_in_condensed_order():
     n = 5
-    np.testing.assert_array_equal(_pair_index(np.arange(n), n), np.arange(10))
+    np.testing.assert_array_equal(pair_index(np.arange(n), n), np.arange(10))
     # resample (3, 0, 3, 1): pairs (3,0), (3,3)✗, (3,1), (0,3), (0,1), (3,1) → condensed (0,3)=2, (1,3)=5, (0,1)=0
-    np.testing.assert_array_equal(_pair_index(np.array([3, 0, 3, 1]), n), [2, 5, 2, 0, 5])
+    np.testing.assert_array_equal(pair_index(np.array([3, 0, 3, 1]), n), [2, 5, 2, 0, 5])
 
 
 from hypothesis import given, settings  # noqa: E402
@@ -84,7 +84,7 @@ def test_pair_index_equals_brute_force(case):
     full = squareform(cond + 1)  # full[i, j] = condensed index + 1 (0 on the diagonal)
     expected = [full[idx[a], idx[b]] - 1 for a in range(len(idx)) for b in range(a + 1, len(idx))
                 if idx[a] != idx[b]]
-    np.testing.assert_array_equal(_pair_index(idx, n), expected)
+    np.testing.assert_array_equal(pair_index(idx, n), expected)
 
 
 @settings(max_examples=60, deadline=None)

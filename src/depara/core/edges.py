@@ -35,6 +35,20 @@ _MAX_EDGES = 2**30
 _ORDER_CHECKS = 64
 
 
+def pair_index(idx: np.ndarray, n: int) -> np.ndarray:
+    """Condensed-edge indices (the order of ``scipy.spatial.distance.squareform``, N = ``n`` probes) of the pairs
+    (a < b) of a resample ``idx`` (probe indices, repeats allowed) whose probes differ: idx[a] ≠ idx[b].
+
+    For the identity resample this is every pair in condensed order; for sorted distinct indices, the edges of
+    the subgraph of those probes in its own condensed order.
+    """
+    a, b = np.triu_indices(len(idx), k=1)
+    i, j = idx[a], idx[b]
+    keep = i != j
+    i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
+    return n * i - i * (i + 1) // 2 + j - i - 1
+
+
 def doubled_ranks(edges: np.ndarray) -> np.ndarray:
     """Twice the average ranks (1-based, ties averaged) of an edge vector (M,), as exact int32 values."""
     edges = np.asarray(edges)

@@ -55,7 +55,7 @@ from scipy.spatial.distance import squareform
 from scipy.stats import rankdata
 
 from ..errors import DeparaError
-from .edges import edges_from_features, spearman
+from .edges import edges_from_features, pair_index, spearman
 from .labels import class_indices, label_edges
 
 __all__ = ["COMPARISONS", "POOLINGS", "EDGE_SCALES", "knn_k", "pooling_kind", "pool_features", "probe_features",
@@ -253,11 +253,7 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
         lab = label_edges(labels).astype(np.float64)
         n = np.asarray(labels).shape[0]
         for r, idx in enumerate(idx_sets):
-            a, b = np.triu_indices(len(idx), k=1)
-            i, j = idx[a], idx[b]
-            keep = i != j
-            i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
-            pairs = n * i - i * (i + 1) // 2 + j - i - 1
+            pairs = pair_index(idx, n)
             try:
                 out[r] = spearman(e[pairs], lab[pairs], ("label agreement (source)", "label agreement (target)"))
             except DeparaError:
@@ -270,9 +266,7 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
         keep = np.unique(idx)  # the resample's distinct probes, in increasing order
         if keep.size < 4:
             continue
-        i, j = np.triu_indices(keep.size, k=1)
-        a, b = keep[i], keep[j]
-        sub = e[n * a - a * (a + 1) // 2 + b - a - 1]  # the condensed edges of the resample's own graph
+        sub = e[pair_index(keep, n)]  # the condensed edges of the resample's own graph
         try:
             t = label_agreement_terms(sub, y[keep], comparison, k)
         except DeparaError:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import DeparaError
-from ..core.edges import ranked_correlation, standardized_ranks
+from ..core.edges import pair_index, ranked_correlation, standardized_ranks
 from ..options import format_lam
 from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, RANK_AVERAGES, SCORES_VERSION
 
@@ -19,20 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["pair_index", "unit_ranks", "spearman_units", "spearman", "peer_score", "Resamples", "score_all",
            "digest", "cached_scores", "rank_average", "with_rank_averages"]
-
-
-# ================================================================================================ pairs
-def pair_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Condensed-edge indices of the pairs (a < b) of a resample whose probes differ: idx[a] ≠ idx[b].
-
-    For the identity resample this is every pair in condensed order, so point estimates equal
-    :func:`depara.core.similarity.edge_similarity`.
-    """
-    a, b = np.triu_indices(len(idx), k=1)
-    i, j = idx[a], idx[b]
-    keep = i != j
-    i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
-    return n * i - i * (i + 1) // 2 + j - i - 1
 
 
 def unit_ranks(x: np.ndarray) -> np.ndarray | None:

@@ -367,3 +367,19 @@ def test_harness_scores_the_frozen_label_default_without_a_target_model():
     # and beside a peer, still without a target model
     both = H.run_harness(models, x, y, methods=["logme", "depara_labels"])
     assert np.allclose(both.table.scores["depara_labels"], res.table.scores["depara_labels"])
+
+
+def test_cli_score_weightless_models_do_not_depend_on_the_order_of_sources(tmp_path, capsys):
+    """Models without weights are built right after torch.manual_seed(--seed) (as select builds them): the same
+    sources in two orders give the same scores, and the same architecture under two names the same weights."""
+    data = _image_folder(tmp_path / "data")
+    tables = []
+    for order in (("a=torchvision:mobilenet_v3_small", "b=torchvision:resnet18", "c=torchvision:resnet18"),
+                  ("c=torchvision:resnet18", "b=torchvision:resnet18", "a=torchvision:mobilenet_v3_small")):
+        out = tmp_path / f"o{len(tables)}"
+        code = main(["score", "-s", ",".join(order), "--target-data", str(data), "--preprocess", "32x32",
+                     "--method", "logme,hscore", "--seed", "3", "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        tables.append(json.loads((out / "scores.json").read_text())["scores"])
+    assert tables[0] == tables[1]
+    assert tables[0]["logme"]["b"] == tables[0]["logme"]["c"] != tables[0]["logme"]["a"]

@@ -147,8 +147,10 @@ def _score_images(specs: list[tuple[str, str]], target_data: Path, out: Path, se
     with flags(root="--target-data"):
         images, labels, class_names = targets.labelled_images(target_data, preprocess)
     settings.update(preprocess=preprocess, classes=class_names, n_images=int(len(labels)))
-    models = {name: _load_model(spec) for name, spec in specs}
-    tgt = _load_model(target_model) if target_model else None
+    # each model without weights is built right after torch.manual_seed(seed), as select does: its weights do
+    # not depend on the order of --sources
+    models = {name: _seeded_model(spec, seed) for name, spec in specs}
+    tgt = _seeded_model(target_model, seed) if target_model else None
     probe_set = None
     if tgt is not None:
         from ..extraction.probes import ProbeSet
@@ -210,6 +212,15 @@ def _own_preprocessing_hint():
     except DeparaError as exc:
         msg = re.sub(r"\(preprocess=\{'([^']+)': \.\.\.\}\)", r"(--source-preprocess \1=WxH)", str(exc))
         raise DeparaError(msg) from None
+
+
+def _seeded_model(spec: str, seed: int):
+    """:func:`_load_model` under :func:`depara.extraction.models.seeded` (``torch.manual_seed(seed)`` right before the
+    model is built, the global RNG left as it was), as `select` builds its candidates."""
+    from ..extraction.models import seeded
+
+    with seeded(seed):
+        return _load_model(spec)
 
 
 def _load_model(spec: str):

@@ -11,8 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_dir() -> Path:
-    """`DEPARA_SHARED_DATA` or `../shared/data` beside the repository."""
-    return Path(os.environ.get("DEPARA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    """`DEPARA_SHARED_DATA` or `../shared/data` beside the repository (the library's one rule)."""
+    from depara.io.files import shared_data_dir as library_rule
+
+    return library_rule()
 
 
 @pytest.fixture(scope="session")

@@ -224,3 +224,43 @@ def test_data_cli(tmp_path, capsys):
     assert main(["data", "split", str(tmp_path / "d" / "real"), "--out", str(tmp_path / "t"), "--ratios", "5:5:5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --ratios 5:5:5") and err.count("\n") == 1
+
+
+def test_shared_data_dir_is_the_variable_else_the_repositorys_sibling(tmp_path, monkeypatch):
+    """One rule for the shared reference data: $DEPARA_SHARED_DATA, else ../shared/data beside the checkout the
+    package runs from (this one: two folders above src/depara); the benches read their data through it."""
+    import depara
+    from depara.benches.taskbank import probesets
+    from depara.io.files import repository_root, shared_data_dir
+
+    monkeypatch.setenv("DEPARA_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path}/visda_real_probe200: no VisDA probe photos"):
+        probesets.visda_probes(2, 8)  # the bench's reader follows the variable
+    checkout = Path(depara.__file__).resolve().parents[2]
+    assert (checkout / "pyproject.toml").is_file() and repository_root() == checkout
+    for unset in ("", None):
+        if unset is None:
+            monkeypatch.delenv("DEPARA_SHARED_DATA")
+        else:
+            monkeypatch.setenv("DEPARA_SHARED_DATA", unset)
+        assert shared_data_dir() == checkout.parent / "shared" / "data"
+
+
+def test_shared_data_dir_of_an_installed_copy_is_beside_the_current_folder(tmp_path):
+    """Installed from a wheel (no checkout around the package), the repository root is the current folder: the
+    default is ./../shared/data, whatever folder the package was installed into."""
+    import subprocess
+    import sys
+
+    import depara
+
+    site = tmp_path / "env" / "lib" / "site-packages"
+    shutil.copytree(Path(depara.__file__).parent, site / "depara", ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "project" / "repo"
+    work.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k != "DEPARA_SHARED_DATA"}
+    env["PYTHONPATH"] = str(site)
+    code = "from depara.benches.taskbank.probesets import shared_data_dir; print(shared_data_dir())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, check=True)
+    assert Path(out.stdout.strip()) == tmp_path / "project" / "shared" / "data"

@@ -493,6 +493,21 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "depara"
 
 
+def repository_root() -> Path:
+    """The source checkout this package runs from: the first folder above it holding ``pyproject.toml`` and
+    ``src/depara``; the current folder when depara is installed from a wheel (no checkout around it)."""
+    here = Path(__file__).resolve()
+    return next((p for p in here.parents if (p / "pyproject.toml").is_file() and (p / "src" / "depara").is_dir()),
+                Path.cwd())
+
+
+def shared_data_dir() -> Path:
+    """The shared reference data (published numbers, Taskonomy truth, VisDA photos): ``$DEPARA_SHARED_DATA`` when
+    set and not empty, else ``../shared/data`` relative to :func:`repository_root` (README: Tests)."""
+    env = os.environ.get("DEPARA_SHARED_DATA")
+    return Path(env) if env else repository_root().parent / "shared" / "data"
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and (when imported) torch, for deterministic runs under ``--seed``."""
     random.seed(seed)

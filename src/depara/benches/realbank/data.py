@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from ...errors import DeparaError
-from ..taskbank.probesets import FASHION_MNIST_DIRS, resize_images, to_rgb01, to_tensor_layout, shared_data_dir
+from ...io.files import shared_data_dir
+from ..taskbank.probesets import FASHION_MNIST_DIRS, resize_images, to_rgb01, to_tensor_layout
 
 SIZE = 32
 PHOTO_TARGET = ("astronaut", "coffee", "chelsea", "rocket", "colorwheel", "immunohistochemistry")

@@ -41,7 +41,7 @@ import torch
 
 from dataclasses import dataclass, field
 
-from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
+from ...io.files import default_cache_dir, ensure_dir, shared_data_dir, write_csv, write_json
 from ...extraction.threads import cpu_threads
 from ...report.manifest import writes_results_folder
 from ...errors import DeparaError
@@ -51,7 +51,7 @@ from ...options import DEFAULT_GRAPH_OPTIONS, DEFAULT_LAMBDA, ChannelReduction, 
 from ...evaluation.published import TASKONOMY_RELEVANT, TASKONOMY_TARGETS, published_curves, read_published_hits
 from .affinity import encode, measure_affinities, write_affinity_csvs
 from .networks import REP_LAYER
-from .probesets import out_of_domain_probes, shared_data_dir
+from .probesets import out_of_domain_probes
 from .tasks import get_task
 from .train import BankConfig, SceneData, load_or_train_encoders, make_config
 

@@ -18,18 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ...io.files import shared_data_dir
+
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "hubble_deep_field", "immunohistochemistry",
                   "retina", "colorwheel", "camera", "brick", "grass", "gravel", "coins", "moon", "clock", "page",
                   "text")
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
-
-
-def shared_data_dir() -> Path:
-    """``$DEPARA_SHARED_DATA`` or ``../shared/data`` beside the repository (= the package's ../../..)."""
-    env = os.environ.get("DEPARA_SHARED_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[4].parent / "shared" / "data"
 
 
 def resize_images(img: np.ndarray, size: int) -> np.ndarray:

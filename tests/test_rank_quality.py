@@ -87,3 +87,29 @@ def test_task_matrix_correlations_are_rank_quality_per_target():
         assert (q.pick_truth, q.regret) == (want.pick_truth, want.regret) == (rc.top1_truth[i], rc.regret[i])
         assert q.pick_name == "abcdef"[cand[want.pick]]
         np.testing.assert_equal(q.kendall, rc.kendall[i])
+
+
+def test_rank_average_is_one_rule_for_select_and_the_bank():
+    """One rank average (depara.evaluation.rank_quality.rank_average) for select's default and the pretrained
+    bank's combinations: NaN and ±inf are missing; a candidate missing from any part has none, the others are
+    ranked without it (scipy's average ranks, 1 = lowest); further axes are handled one index at a time."""
+    from scipy.stats import rankdata
+
+    from depara.benches.realbank import rule
+    from depara.evaluation.rank_quality import rank_average
+    from depara.selection import scoring
+
+    x = np.array([0.1, np.nan, 0.3, 0.2, 5.0])
+    y = np.array([3.0, 1.0, 2.0, 2.0, np.inf])
+    # candidates 0, 2, 3: x (0.1, 0.3, 0.2) -> (1, 3, 2); y (3, 2, 2) -> (3, 1.5, 1.5)
+    np.testing.assert_array_equal(rank_average(np.stack([x, y])), [2.0, np.nan, 2.25, 1.75, np.nan])
+    ok = np.isfinite(x) & np.isfinite(y)
+    np.testing.assert_array_equal(rank_average(np.stack([x, y]))[ok], (rankdata(x[ok]) + rankdata(y[ok])) / 2)
+    cube = np.stack([np.stack([x, x[::-1]], axis=1), np.stack([y, y[::-1]], axis=1)])  # parts × candidates × 2
+    got = rank_average(cube)
+    np.testing.assert_array_equal(got[:, 0], rank_average(np.stack([x, y])))
+    np.testing.assert_array_equal(got[:, 1], rank_average(np.stack([x[::-1], y[::-1]])))
+    assert np.isnan(rank_average(np.full((2, 3), np.nan))).all()
+    assert scoring.rank_average is rank_average and rule.rank_average is rank_average
+    with pytest.raises(DeparaError, match="parts: expected scorers × candidates"):
+        rank_average(np.ones(3))

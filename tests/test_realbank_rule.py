@@ -74,3 +74,24 @@ def test_missing_scores_rank_last():
     scores = {s: {"x": {"l1": np.nan, "l2": np.nan, "l3": v}} for s, v in (("a", 1.0), ("b", np.nan), ("c", 0.0))}
     m = R.target_measures(TRUTH, scores, ["a", "b", "c"], R.Candidate(("x",), "last"), _layers)
     assert m["model_regret"] == 0.0  # a (the best) scores highest; b's missing score ranks it last
+
+
+def test_a_combination_leaves_a_candidate_missing_from_a_part_unranked():
+    """select's rule (depara.evaluation.rank_quality.rank_average): a candidate missing from one part has no rank
+    average and the others are ranked without it; the rank measures then place it last, like a missing single
+    score."""
+    nan = np.nan
+    scores = {"a": {"x": {"l1": 0, "l2": 1, "l3": 2}, "y": {"l1": 9, "l2": 1, "l3": 0}},
+              "b": {"x": {"l1": 0, "l2": 1, "l3": 1}, "y": {"l1": 0, "l2": 1, "l3": nan}},
+              "c": {"x": {"l1": 5, "l2": 6, "l3": 7}, "y": {"l1": 0, "l2": 0, "l3": 3}}}
+    model, layers, joint = R.candidate_views(scores, ["a", "b", "c"], R.Candidate(("x", "y"), "last"), _layers)
+    # last layer: b has no y -> no average; a, c: x (2, 7) -> (1, 2), y (0, 3) -> (1, 2): (1, NaN, 2)
+    np.testing.assert_array_equal(model, [1.0, nan, 2.0])
+    # source b's layers: l3 has no y; l1, l2: x (0, 1) -> (1, 2), y (0, 1) -> (1, 2)
+    np.testing.assert_array_equal(layers[1], [1.0, 2.0, nan])
+    assert np.isnan(joint[5]) and np.isfinite(np.delete(joint, 5)).all()
+    # joint: x over the 8 other pairs (0,1,2, 0,1, 5,6,7) -> ranks (1.5,3.5,5, 1.5,3.5, 6,7,8); y (9,1,0, 0,1, 0,0,3)
+    # -> (8, 5.5, 2.5, 2.5, 5.5, 2.5, 2.5, 7): a/l1 (1.5 + 8) / 2
+    assert joint[0] == pytest.approx((1.5 + 8) / 2)
+    m = R.target_measures(TRUTH, scores, ["a", "b", "c"], R.Candidate(("x", "y"), "last"), _layers)
+    assert m["model_regret"] == pytest.approx(40.0)  # c (2) first, a next, b (no average) last: c's 0.5 vs a's 0.9

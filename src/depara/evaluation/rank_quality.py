@@ -604,9 +604,34 @@ def read_matrix_csv(path) -> tuple[tuple[str, ...], np.ndarray]:
     return names, values
 
 
+# ------------------------------------------------------------------------------------------------ rank averages
+def rank_average(parts) -> np.ndarray:
+    """THE rank average of several scorers (select's ``depara_labels_ped``, the pretrained bank's combinations).
+
+    ``parts[p, c, ...]`` (scorer p, candidate c, then any further axes, e.g. probe half-samples) → ``[c, ...]``:
+    the mean over the scorers of each candidate's average rank among the candidates (``scipy.stats.rankdata``,
+    ties averaged; 1 = the lowest score, so higher is better), separately at every index of the further axes.
+
+    Missing values (NaN or ±inf: a scorer that refused the input or left a candidate undefined): a candidate
+    missing from any part has no rank average (NaN there), and the other candidates are ranked without it. Where a
+    missing score must still be ordered (a bench's rank measures against the truth), it is placed below the lowest
+    finite score afterwards, like a missing single score (:func:`depara.benches.realbank.rule.lowest_for_missing`).
+    """
+    parts = np.asarray(parts, dtype=np.float64)
+    if parts.ndim < 2:
+        raise DeparaError(f"parts: expected scorers × candidates [× ...], got shape {parts.shape}")
+    flat = parts.reshape(parts.shape[0], parts.shape[1], -1)
+    out = np.full(flat.shape[1:], np.nan)
+    for r in range(flat.shape[2]):
+        ok = np.isfinite(flat[:, :, r]).all(axis=0)
+        if ok.any():
+            out[ok, r] = np.mean([stats.rankdata(part[ok, r], method="average") for part in flat], axis=0)
+    return out.reshape(parts.shape[1:])
+
+
 __all__ = [
     "RankQuality", "rank_quality", "pessimistic_order",
     "RankingCurve", "RankCorrelations", "precision_recall_at_k", "random_curve", "oracle_curve",
     "rank_correlations", "truth_from_sort_gt", "relevant_sets", "align_matrix", "combine",
-    "read_matrix_csv", "write_matrix_csv",
+    "read_matrix_csv", "write_matrix_csv", "rank_average",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..core.edges import pair_index, ranked_correlation, standardized_ranks
+from ..evaluation.rank_quality import rank_average
 from ..options import format_lam
 from .scorers import GRAPH_OPTIONS, LAM, NODE_SCORERS, RANK_AVERAGES, SCORES_VERSION
 
@@ -174,24 +175,9 @@ def cached_scores(results: Sequence["ModelResult"], scorers: list[str], labels: 
 
 
 # ============================================================================================ rank averages
-def rank_average(parts: np.ndarray) -> np.ndarray:
-    """parts[p, c, r] (scorer p, candidate c, probe set r) → [c, r]: the mean over the scorers of each candidate's
-    rank across the candidates (``scipy.stats.rankdata``, average ranks for ties; 1 = the lowest score, so higher
-    is better), on each probe set separately. A candidate that a part leaves undefined (NaN) on a probe set is NaN
-    there, and the others are ranked without it."""
-    from scipy.stats import rankdata
-
-    parts = np.asarray(parts, dtype=np.float64)
-    out = np.full(parts.shape[1:], np.nan)
-    for r in range(parts.shape[2]):
-        ok = np.isfinite(parts[:, :, r]).all(axis=0)
-        if ok.any():
-            out[ok, r] = np.mean([rankdata(part[ok, r], method="average") for part in parts], axis=0)
-    return out
-
-
 def with_rank_averages(values: np.ndarray, computed: Sequence[str], chosen: Sequence[str]) -> np.ndarray:
     """values[s, c, r] of the registry scorers ``computed`` → the same for ``chosen``, each rank average
-    (:data:`depara.selection.scorers.RANK_AVERAGES`) made from its parts by :func:`rank_average`."""
+    (:data:`depara.selection.scorers.RANK_AVERAGES`) made from its parts by
+    :func:`depara.evaluation.rank_quality.rank_average`."""
     return np.stack([rank_average(values[[computed.index(p) for p in RANK_AVERAGES[name]]])
                      if name in RANK_AVERAGES else values[list(computed).index(name)] for name in chosen])

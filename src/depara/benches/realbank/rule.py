@@ -8,7 +8,9 @@ Model truth = a source's best candidate layer (seed-mean accuracy); layer truth 
 A scorer ranks models through a **layer read** (``last``: the deepest candidate; ``below``: the one under it;
 ``max``: its best-scored layer) and ranks a source's layers by its scores of them. A **combination** of a DEPARA
 member and a peer averages their ranks (over the sources for models, over a source's layers for layers, over every
-(source, layer) pair for the joint pick).
+(source, layer) pair for the joint pick) with select's own rank average
+(:func:`depara.evaluation.rank_quality.rank_average`: a candidate missing from a part has none, and is then ranked
+below the lowest finite score by :func:`lowest_for_missing`, like a missing single score).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import rankdata
 
+from ...evaluation.rank_quality import rank_average
 from .evaluation import rank_rows
 
 READS = ("last", "below", "max")
@@ -45,11 +48,6 @@ def lowest_for_missing(values: np.ndarray) -> np.ndarray:
     return v
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (1 = lowest); a missing value ranks lowest (:func:`lowest_for_missing`)."""
-    return rankdata(lowest_for_missing(values), method="average")
-
-
 def layer_values(scores_t: dict, sources, scorer: str, layers_of) -> list[np.ndarray]:
     """Per source, the scorer's values over its candidate layers (in the source's layer order)."""
     return [np.array([scores_t[s][scorer].get(layer, np.nan) for layer in layers_of(s)], float) for s in sources]
@@ -72,9 +70,9 @@ def candidate_views(scores_t: dict, sources, cand: Candidate, layers_of):
     if len(cand.parts) == 1:
         joint = np.concatenate(per_part[0])
         return models[0], per_part[0], joint
-    model = np.mean([_ranks(m) for m in models], axis=0)
-    layers = [np.mean([_ranks(part[i]) for part in per_part], axis=0) for i in range(len(sources))]
-    joint = np.mean([_ranks(np.concatenate(part)) for part in per_part], axis=0)
+    model = rank_average(np.stack(models))
+    layers = [rank_average(np.stack([part[i] for part in per_part])) for i in range(len(sources))]
+    joint = rank_average(np.stack([np.concatenate(part) for part in per_part]))
     return model, layers, joint
 
 

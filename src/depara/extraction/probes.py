@@ -66,7 +66,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
 from ..io.readers import exists as _exists, file_entry as _file_entry, real_path as _real
 
 log = logging.getLogger(__name__)
@@ -365,7 +365,7 @@ def _apply(prep: Preprocess, transform: Any, image: Any, pid: str) -> torch.Tens
         return transform(image)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         raise DeparaError(f"probe {pid}: preprocessing {prep.name!r} failed on a {w}×{h} image "
-                          f"({type(exc).__name__}: {_first_line(exc)})") from None
+                          f"({exception_reason(exc)})") from None
 
 
 def _list_entry(line: str) -> str:
@@ -478,7 +478,7 @@ def _open_image(path: Any, pid: str, *, decode: bool):
         except DeparaError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            why = _first_line(exc).rstrip(".")
+            why = exception_reason(exc).rstrip(".")
             raise DeparaError(f"probe {pid}: file {path} is too large to decode safely ({why}; "
                               "Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
         except FileNotFoundError:
@@ -489,13 +489,8 @@ def _open_image(path: Any, pid: str, *, decode: bool):
             if not decode:
                 raise DeparaError(f"probe {pid}: file {path} is not a readable image ({type(exc).__name__})") \
                     from None
-            raise DeparaError(f"probe {pid}: file {path} is corrupt or not an image ({type(exc).__name__}: "
-                              f"{_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+            raise DeparaError(f"probe {pid}: file {path} is corrupt or not an image "
+                              f"({exception_reason(exc)})") from None
 
 
 def _check_image_header(path: Path, pid: str) -> None:
@@ -562,7 +557,7 @@ def _to_rgb(im: Any, pid: str, source: Any):
         return im.convert("RGB")
     except (ValueError, OSError) as exc:
         raise DeparaError(f"probe {pid}: image {source} has mode {mode}, which cannot be converted to RGB "
-                          f"({_first_line(exc)})") from None
+                          f"({exception_reason(exc)})") from None
 
 
 def _to_pil(source: Any, pid: str):
@@ -576,8 +571,8 @@ def _to_pil(source: Any, pid: str):
         except DeparaError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. an image whose pixels were never loaded
-            raise DeparaError(f"probe {pid}: in-memory image cannot be read ({type(exc).__name__}: "
-                              f"{_first_line(exc)})") from None
+            raise DeparaError(f"probe {pid}: in-memory image cannot be read "
+                              f"({exception_reason(exc)})") from None
     arr = np.asarray(source)
     if arr.ndim == 2:
         arr = arr[..., None]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..core.similarity_edges import pooling_kind
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
 from ..estimators.registry import SourceInputs
 from ..options import DEFAULT_BATCH_SIZE, GraphOptions
 
@@ -106,10 +106,6 @@ def _loader(name: str, model: "nn.Module", images, preprocess: PreprocessSpec):
     return images.shape[0], "×".join(map(str, images.shape[2:])), lambda a, b: images[a:b]
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-
-
 def extract_inputs(models: Mapping[str, "nn.Module"], images: "ProbeSet | torch.Tensor", *,
                    feature_layer: str | Mapping[str, str] | None = None, batch_size: int = 64,
                    device: Any = None, progress: bool = False, preprocess: PreprocessSpec = None
@@ -176,7 +172,8 @@ def _extract_one(name: str, model: "nn.Module", n: int, size: str, load, layer: 
                 except DeparaError:
                     raise
                 except (RuntimeError, ValueError) as exc:
-                    raise DeparaError(f"source {name}: the model cannot run on {size} inputs ({_first_line(exc)}); "
+                    raise DeparaError(f"source {name}: the model cannot run on {size} inputs "
+                                      f"({exception_reason(exc, 160)}); "
                                       f"give it its own preprocessing (preprocess={{{name!r}: ...}})") from None
                 feats.append(captured.pop())
                 captured.clear()
@@ -224,6 +221,7 @@ def build_depara_graphs(models: Mapping[str, "nn.Module"], probes: "ProbeSet | t
                 raise
             size = "×".join(map(str, prep.size)) if prep is not None else \
                 "×".join(map(str, probes.shape[2:])) if isinstance(probes, torch.Tensor) else "?"
-            raise DeparaError(f"model {name}: cannot build its graph on {size} inputs ({_first_line(exc)}); "
+            raise DeparaError(f"model {name}: cannot build its graph on {size} inputs "
+                              f"({exception_reason(exc, 160)}); "
                               f"give it its own preprocessing (preprocess={{{name!r}: ...}})") from None
     return graphs

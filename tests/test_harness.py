@@ -383,3 +383,28 @@ def test_cli_score_weightless_models_do_not_depend_on_the_order_of_sources(tmp_p
         tables.append(json.loads((out / "scores.json").read_text())["scores"])
     assert tables[0] == tables[1]
     assert tables[0]["logme"]["b"] == tables[0]["logme"]["c"] != tables[0]["logme"]["a"]
+
+
+def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_does(tmp_path, capsys):
+    """A source name with rich markup is printed as given (escaped), never swallowed; correlations that are undefined
+    (two sources with the same features: constant scores) print as the report prints them ("NaN"), never
+    Python's "nan"."""
+    from depara.report.html import format_cell
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", labels=np.arange(30) % 3)
+    np.savez(tmp_path / "a.npz", features=rng.standard_normal((30, 4)))
+    (tmp_path / "truth.json").write_text(json.dumps({"x[red]": 1.0, "b": 2.0}))
+    code = main(["score", "-s", f"x[red]={tmp_path / 'a.npz'},b={tmp_path / 'a.npz'}", "--target-data",
+                 str(tmp_path / "t.npz"), "-m", "logme", "--truth", str(tmp_path / "truth.json"), "--out",
+                 str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0
+    logme = json.loads((tmp_path / "o" / "scores.json").read_text())["scores"]["logme"]
+    assert logme["x[red]"] == logme["b"]
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert any(line.split("│")[1].strip() == "x[red]" and line.split("│")[2].strip() == format_cell(logme["b"])
+               for line in rows)
+    agreement = next(line for line in rows if line.split("│")[1].strip() == "logme")
+    assert [c.strip() for c in agreement.split("│")[2:5]] == ["NaN"] * 3 and agreement.split("│")[6].strip() == "x[red]"
+    assert "nan" not in out and "pick source x[red] " in out

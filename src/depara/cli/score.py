@@ -183,7 +183,12 @@ def _print_results(result_table, evaluation, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..io.escape import terminal
+    from ..report.html import format_cell
     from ..selection import harness
+
+    def cell(value: Any) -> str:  # names as given (markup escaped), numbers as the report shows them (NaN: undefined)
+        return terminal(value if isinstance(value, str) else format_cell(value))
 
     console = Console()
     tab = Table(title="transferability scores (higher = better)", header_style="bold cyan")
@@ -191,7 +196,7 @@ def _print_results(result_table, evaluation, out: Path) -> None:
     for m in result_table.methods:
         tab.add_column(m, justify="right")
     for row in result_table.rows():
-        tab.add_row(row["source"], *[f"{row[m]:.4g}" for m in result_table.methods])
+        tab.add_row(cell(row["source"]), *[cell(row[m]) for m in result_table.methods])
     console.print(tab)
     if evaluation:
         ev = Table(title="agreement with --truth", header_style="bold cyan")
@@ -199,9 +204,9 @@ def _print_results(result_table, evaluation, out: Path) -> None:
         for c in cols:
             ev.add_column(c, justify="left" if c in ("method", "pick") else "right")
         for r in evaluation:
-            ev.add_row(*[r[c] if isinstance(r[c], str) else f"{r[c]:.3f}" for c in cols])
+            ev.add_row(*[cell(r[c]) for c in cols])
         console.print(ev)
-    console.print(harness.summary_line(result_table, evaluation) + f"; results in {out}")
+    console.print(terminal(harness.summary_line(result_table, evaluation) + f"; results in {out}"))
 
 
 @contextmanager

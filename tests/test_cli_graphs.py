@@ -146,3 +146,17 @@ def test_compare_same_file_twice_keeps_both(graph_dir, tmp_path):
     rows = _read_csv(tmp_path / "m.csv")
     assert len(rows) == 6 and rows[0]["name"] == f"{path}#0"
     assert float(rows[0][f"{path}#1"]) == pytest.approx(1.0)  # S = E (default λ = ∞): the same graph twice
+
+
+def test_compare_prints_names_as_given_and_an_undefined_node_term_in_words(tmp_path, capsys):
+    """File stems with markup are printed as given (never swallowed); with a label graph (no nodes) V is undefined
+    and the line says so instead of printing "nan"."""
+    rng = np.random.default_rng(0)
+    Graph.from_labels(np.arange(12) % 3).save(tmp_path / "labels.safetensors")
+    Graph.from_arrays(rng.standard_normal((12, 4, 4)), rng.standard_normal((12, 6))).save(tmp_path / "a[red].safetensors")
+    code = main(["compare", str(tmp_path / "labels.safetensors"), str(tmp_path / "a[red].safetensors")])
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    e = similarity_matrix({"l": Graph.load(tmp_path / "labels.safetensors"),
+                           "a": Graph.load(tmp_path / "a[red].safetensors")}).E[0, 1]
+    assert code == 0 and "│ a[red] │" in out and "nan" not in out
+    assert f"most similar pair: labels ~ a[red] (S = {e:.4f}, V undefined (a graph without nodes), E = {e:.4f})" in out

@@ -51,6 +51,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
+    from ..io.escape import terminal
     from ..report.graph_files import most_similar_pair, write_similarity_csv
     from ..core.similarity import similarity_matrix
 
@@ -65,14 +66,15 @@ def compare(
     console = Console()
     table = Table(title="S = E (λ = ∞)" if math.isinf(lam) else f"S = V + {lam:g}·E", header_style="bold cyan")
     table.add_column("graph")
-    for name in names:
-        table.add_column(name, justify="right")
+    for name in names:  # names as given: file stems may hold markup ("a[red]")
+        table.add_column(terminal(name), justify="right")
     for i, name in enumerate(names):
-        table.add_row(name, *[f"{x:.4f}" for x in mats.S[i]])
+        table.add_row(terminal(name), *[f"{x:.4f}" for x in mats.S[i]])
     console.print(table)
     i, j = most_similar_pair(mats)
-    console.print(f"most similar pair: {names[i]} ~ {names[j]} (S = {mats.S[i, j]:.4f}, V = {mats.V[i, j]:.4f}, "
-                  f"E = {mats.E[i, j]:.4f})" + (f"; matrices written to {out}" if out is not None else ""))
+    v = f"V = {mats.V[i, j]:.4f}" if math.isfinite(mats.V[i, j]) else "V undefined (a graph without nodes)"
+    console.print(terminal(f"most similar pair: {names[i]} ~ {names[j]} (S = {mats.S[i, j]:.4f}, {v}, "
+                           f"E = {mats.E[i, j]:.4f})" + (f"; matrices written to {out}" if out is not None else "")))
 
 
 def _source_files(sources: Path, target: Path) -> list[Path]:

@@ -183,3 +183,13 @@ def test_extract_on_real_photos_from_an_image_list(shared_data, model_file, tmp_
     g = Graph.load(out)
     assert g.probe_ids == tuple(entries) and g.nodes.shape == (8, 256)
     assert np.isfinite(g.edges).all() and g.edges.std() > 0
+
+
+def test_layers_prints_a_model_path_with_markup_as_given(state_file, tmp_path, capsys):
+    import shutil
+
+    odd = tmp_path / "net[red].pt"
+    shutil.copyfile(state_file, odd)
+    assert main(["layers", f"file:{odd}?arch=squeezenet1_1", "--input-size", "3", "64", "64"]) == 0
+    out = "".join(capsys.readouterr().out.split())  # the title may wrap anywhere
+    assert "net[red].pt" in out and "features.0" in out

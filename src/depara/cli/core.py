@@ -40,6 +40,7 @@ def layers(
     from rich.table import Table
 
     from ..extraction.models import list_layers, load_model
+    from ..io.escape import terminal
 
     net = load_model(model, weights=_weights(weights))
     modules = dict(net.named_modules())
@@ -48,13 +49,13 @@ def layers(
             layer_shapes = list_layers(net, input_size)
     except DeparaError as exc:  # name the model too: "model file:x.pt: --input-size (3, 16, 16): ..."
         raise DeparaError(f"model {model}: {exc}") from None
-    table = Table(title=f"{model} — input {' × '.join(map(str, input_size))}")
+    table = Table(title=terminal(f"{model} — input {' × '.join(map(str, input_size))}"))  # a path may hold "[red]"
     table.add_column("layer")
     table.add_column("type")
     table.add_column("output shape")
     for name, shape in layer_shapes:
         kind = type(modules[name]).__name__ if name in modules else "output"
-        table.add_row(name, kind, "—" if shape is None else " × ".join(map(str, shape)))
+        table.add_row(terminal(name), terminal(kind), "—" if shape is None else " × ".join(map(str, shape)))
     Console(width=120).print(table)
 
 

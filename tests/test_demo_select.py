@@ -161,3 +161,14 @@ def test_truth_sentence_is_selects_sentence_plus_the_truth_and_never_nan():
     assert text.endswith("the pick net-a:layer2 70.0%, the runner-up net-a:layer1 81.2%, the best net-a:layer1 "
                          "81.2% (regret 11.2 points), the worst net-untrained:layer1 12.5%, the best untrained layer "
                          "12.5%")
+
+
+@pytest.mark.slow
+def test_a_results_path_with_markup_is_printed_as_given(tiny_run, tmp_path, capsys):
+    """The narrated steps print the results path as given: a folder "a[/x]" is text, not a closing markup tag
+    (which once ended the run in a MarkupError after all the work). Cached: the tiny run's networks are reused."""
+    root, _ = tiny_run
+    out = tmp_path / "a[" / "x]"
+    demo.run_demo(out, cache_dir=root / "cache", scale="tiny", progress=True)
+    err = "".join(capsys.readouterr().err.split())  # the console wraps long lines anywhere
+    assert "".join(str(out / "report.html").split()) in err

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..io.escape import terminal
 from ..io.files import check_cache_dir, check_results_dir, ensure_dir
 from ..errors import DeparaError
 from ..report.html import pick_and_truth, render_report
@@ -65,7 +66,7 @@ def run_benchmark_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str 
     say = _Narrator(progress)
     result = _benchmark_sections(out_dir, seed, cache, progress, say)
     files = render_report(out_dir)
-    say(f"[bold green]report:[/bold green] {files.html}")
+    say(f"[bold green]report:[/bold green] {terminal(files.html)}")
     return {**result, "report": files.html, "markdown": files.markdown}
 
 
@@ -91,7 +92,7 @@ def _benchmark_sections(out_dir: Path, seed: int, cache: Path, progress: bool, s
         summaries[name] = str(manifest.get("summary", ""))
         if _picks(manifest.get("extra")):
             picks[name] = _picks(manifest.get("extra"))
-        say(f"  done in {seconds[name]:.1f} s: {summaries[name]}")
+        say(f"  done in {seconds[name]:.1f} s: {terminal(summaries[name])}")
     summary = f"source: {summaries['taskbank']} | layer: {summaries['layers']}"
     say(f"[bold]step {len(SECTIONS) + 1}/{len(SECTIONS) + 1}[/bold] writing the report")
     write_manifest(
@@ -217,7 +218,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
     seconds["truth"] = round(time.perf_counter() - start, 2)
 
     files = _write_demo_report(out_dir, sel, truth, cfg, scale, target, seed, seconds, computed)
-    say(f"[bold green]report:[/bold green] {files['report']}")
+    say(f"[bold green]report:[/bold green] {terminal(files['report'])}")  # a path may hold "[/x]"
     return {**files, "selection": sel, "truth": truth, "seconds": seconds}
 
 

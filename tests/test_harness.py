@@ -408,3 +408,15 @@ def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_doe
     agreement = next(line for line in rows if line.split("│")[1].strip() == "logme")
     assert [c.strip() for c in agreement.split("│")[2:5]] == ["NaN"] * 3 and agreement.split("│")[6].strip() == "x[red]"
     assert "nan" not in out and "pick source x[red] " in out
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
+def test_an_unreadable_npz_names_the_file_and_the_reason_in_the_projects_wording(tmp_path, content):
+    """The reason comes from depara.errors.exception_reason (type and first line), like every other file error."""
+    from depara.selection.targets import load_source_npz
+
+    path = tmp_path / "s.npz"
+    path.write_bytes(content)
+    with pytest.raises(DeparaError, match=rf"^path {path}: not a readable \.npz \((BadZipFile|EOFError|ValueError)"
+                                          r"(: [^\n]*)?\)$"):
+        load_source_npz(path)

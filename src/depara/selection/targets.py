@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeparaError
+from ..errors import DeparaError, exception_reason
 
 __all__ = ["labelled_images", "probe_subset", "load_npz", "NpzTarget", "load_target_npz", "load_source_npz",
            "read_truth", "TRUTH_COLUMNS"]
@@ -77,8 +77,7 @@ def load_npz(path: str | os.PathLike, what: str = "path") -> dict[str, np.ndarra
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         # truncated archives raise BadZipFile/EOFError; object arrays ValueError (pickles are never loaded)
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise DeparaError(f"{what} {p}: not a readable .npz ({reason})") from None
+        raise DeparaError(f"{what} {p}: not a readable .npz ({exception_reason(exc, 160)})") from None
 
 
 @dataclass(frozen=True)

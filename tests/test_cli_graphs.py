@@ -153,7 +153,8 @@ def test_compare_prints_names_as_given_and_an_undefined_node_term_in_words(tmp_p
     and the line says so instead of printing "nan"."""
     rng = np.random.default_rng(0)
     Graph.from_labels(np.arange(12) % 3).save(tmp_path / "labels.safetensors")
-    Graph.from_arrays(rng.standard_normal((12, 4, 4)), rng.standard_normal((12, 6))).save(tmp_path / "a[red].safetensors")
+    graph = Graph.from_arrays(rng.standard_normal((12, 4, 4)), rng.standard_normal((12, 6)))
+    graph.save(tmp_path / "a[red].safetensors")
     code = main(["compare", str(tmp_path / "labels.safetensors"), str(tmp_path / "a[red].safetensors")])
     out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     e = similarity_matrix({"l": Graph.load(tmp_path / "labels.safetensors"),

@@ -154,7 +154,8 @@ def test_decompression_bomb_is_a_one_line_error(tmp_path, monkeypatch):
     write_images(root, ["a.png", "b.png"])
     (root / "bomb.png").write_bytes(png_declaring(30000, 30000))
     with time_limit(20), pytest.raises(DeparaError, match=r"probe bomb.png: file .*bomb.png is too large to decode "
-                                                           r"safely \(DecompressionBombError: Image size \(900000000 pixels\)") as info:
+                                                           r"safely \(DecompressionBombError: Image size "
+                                                           r"\(900000000 pixels\)") as info:
         ProbeSet.from_folder(root)
     one_line(info)
     # between MAX_IMAGE_PIXELS and twice that Pillow only warns: refused as well

@@ -406,7 +406,8 @@ def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_doe
     assert any(line.split("│")[1].strip() == "x[red]" and line.split("│")[2].strip() == format_cell(logme["b"])
                for line in rows)
     agreement = next(line for line in rows if line.split("│")[1].strip() == "logme")
-    assert [c.strip() for c in agreement.split("│")[2:5]] == ["NaN"] * 3 and agreement.split("│")[6].strip() == "x[red]"
+    cells = [c.strip() for c in agreement.split("│")]
+    assert cells[2:5] == ["NaN"] * 3 and cells[6] == "x[red]"
     assert "nan" not in out and "pick source x[red] " in out
 
 

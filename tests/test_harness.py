@@ -408,7 +408,8 @@ def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_doe
     agreement = next(line for line in rows if line.split("│")[1].strip() == "logme")
     cells = [c.strip() for c in agreement.split("│")]
     assert cells[2:5] == ["NaN"] * 3 and cells[6] == "x[red]"
-    assert "nan" not in out and "pick source x[red] " in out
+    assert not any("nan" in line for line in rows)
+    assert "(logme: tied: x[red], b)" in " ".join(out.split())  # the summary names the tie, markup as given
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
@@ -421,3 +422,21 @@ def test_an_unreadable_npz_names_the_file_and_the_reason_in_the_projects_wording
     with pytest.raises(DeparaError, match=rf"^path {path}: not a readable \.npz \((BadZipFile|EOFError|ValueError)"
                                           r"(: [^\n]*)?\)$"):
         load_source_npz(path)
+
+
+def test_summary_line_reports_ties_instead_of_picking_one():
+    """`depara score`'s line: a method whose top score is shared picks none of the tied sources; votes that tie are
+    "too close to call"; a clear majority still picks (hand-made tables)."""
+    def table(**scores):
+        return H.ScoreTable(sources=("a", "b", "c"), methods=tuple(scores),
+                            scores={m: np.array(v, dtype=float) for m, v in scores.items()})
+
+    assert H.summary_line(table(logme=[1, 1, 0], cka=[2, 2, 0])) == \
+        "no pick: no method ranks one source first (logme: tied: a, b; cka: tied: a, b)"
+    assert H.summary_line(table(logme=[1, 0, 0], cka=[0, 1, 0])) == \
+        "too close to call: a, b are each ranked first by 1 of 2 methods"
+    assert H.summary_line(table(logme=[0, 1, 0], cka=[0, 1, 0], rsa=[1, 1, 0])) == \
+        "pick source b (2 of 3 methods rank it first); rsa tied: a, b"
+    assert H.summary_line(table(depara=[0, 0, 1], logme=[1, 1, 0])) == "pick source c (DEPARA); logme: tied: a, b"
+    assert H.summary_line(table(depara=[np.nan] * 3, logme=[0, 0, 1])) == \
+        "pick source c (1 of 2 methods rank it first); depara undefined"

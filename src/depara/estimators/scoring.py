@@ -183,20 +183,42 @@ def evaluate_scores(table: ScoreTable, truth, *, ks: Sequence[int] = (1, 3, 5)) 
             for m in table.methods]
 
 
+def _firsts(table: ScoreTable, method: str) -> list[str]:
+    """The sources with ``method``'s highest finite score (several when tied; none when every score is NaN)."""
+    v = np.asarray(table.scores[method], dtype=np.float64)
+    ok = np.isfinite(v)
+    return [s for s, x, f in zip(table.sources, v, ok) if f and x == v[ok].max()] if ok.any() else []
+
+
 def summary_line(table: ScoreTable, evaluation: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """One line: what to pick."""
-    picks = {m: table.ranking(m)[0] for m in table.methods}
+    """One line: what to pick. A method whose top score is shared by several sources picks none of them: the line
+    says they are tied, and says "too close to call" when the methods' votes tie."""
+    firsts = {m: _firsts(table, m) for m in table.methods}
     if evaluation:
         scored = [r for r in evaluation if not math.isnan(r["kendall"])]
         if scored:
             best = max(scored, key=lambda r: r["kendall"])
             return (f"{best['method']} agrees best with the ground truth (Kendall tau = {best['kendall']:.2f}); "
                     f"it picks source {best['pick']} (relative accuracy {best['relative_accuracy']:.3f})")
-    if "depara" in picks:
-        return f"pick source {picks['depara']} (DEPARA); " + ", ".join(f"{m}: {s}" for m, s in picks.items()
-                                                                      if m != "depara")
+
+    def said(m: str) -> str:
+        f = firsts[m]
+        return f[0] if len(f) == 1 else f"tied: {', '.join(f)}" if f else "undefined"
+
+    if len(firsts.get("depara", [])) == 1:
+        return f"pick source {said('depara')} (DEPARA); " + ", ".join(f"{m}: {said(m)}" for m in firsts
+                                                                    if m != "depara")
     votes: dict[str, int] = {}
-    for s in picks.values():
-        votes[s] = votes.get(s, 0) + 1
-    top = max(votes, key=votes.get)
-    return f"pick source {top} ({votes[top]} of {len(picks)} methods rank it first)"
+    for f in firsts.values():
+        if len(f) == 1:
+            votes[f[0]] = votes.get(f[0], 0) + 1
+    unsure = [m for m, f in firsts.items() if len(f) != 1]
+    if not votes:
+        return "no pick: no method ranks one source first (" + "; ".join(f"{m}: {said(m)}" for m in firsts) + ")"
+    most = max(votes.values())
+    top = [s for s, n in votes.items() if n == most]
+    rest = f"; {', '.join(f'{m} {said(m)}' for m in unsure)}" if unsure else ""
+    if len(top) > 1:
+        return (f"too close to call: {', '.join(top)} are each ranked first by {most} of {len(firsts)} methods"
+                + rest)
+    return f"pick source {top[0]} ({most} of {len(firsts)} methods rank it first)" + rest

@@ -122,26 +122,33 @@ def realbank(cache: Path, bank: Path, n_rep: int, seed: int, log, keep: Path | N
 
 
 def plot(tables: dict, out: Path) -> None:
+    """reliability.png: per bench and protocol, the share truly best / within 1 point against the share won (top)
+    and the mean regret of the candidates in each bin (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [(b, p) for b in tables for p in tables[b]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8), sharey=True, squeeze=False)
-    for ax, (b, p) in zip(axes[0], panels):
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 6.2), sharex=True, sharey="row",
+                             squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
+    for k, (b, p) in enumerate(panels):
+        ax, reg = axes[0][k], axes[1][k]
         rows = [r for r in tables[b][p] if r["count"]]
+        x = [r["mean_share"] for r in rows]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="calibrated")
-        ax.plot([r["mean_share"] for r in rows], [r["best_rate"] for r in rows], "o-", label="truly best")
-        ax.plot([r["mean_share"] for r in rows], [r["within1_rate"] for r in rows], "s:", label="within 1 point")
+        ax.plot(x, [r["best_rate"] for r in rows], "o-", label="truly best")
+        ax.plot(x, [r["within1_rate"] for r in rows], "s:", label="within 1 point")
         for r in rows:
             ax.annotate(f"{r['count']}", (r["mean_share"], r["best_rate"]), fontsize=7, xytext=(3, -9),
                         textcoords="offset points")
         ax.set_title(f"{TITLES[b]}\n{p.replace('_', ' ')} truth", fontsize=8)
-        ax.set_xlabel("share of half-samples won (bin mean)", fontsize=8)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
+        reg.bar(x, [r["mean_regret"] for r in rows], width=0.04, color="tab:red")
+        reg.set_xlabel("share of half-samples won (bin mean)", fontsize=8)
     axes[0][0].set_ylabel("observed rate (numbers: candidates in the bin)", fontsize=8)
+    axes[1][0].set_ylabel("mean regret in the bin (points)", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)

@@ -1,33 +1,36 @@
-"""What select's P(best) and "too close to call" are worth: a reliability check on the real-image bank.
+"""What select's shipped confidence is worth: a reliability diagram of its share of half-samples won, and of "too
+close to call", on the benches with measured truth.
 
-    python benchmarks/calibration.py --cache CACHE [--bank BANK] [--n-rep 200] [--out benchmarks/results/calibration]
+    python benchmarks/calibration.py --pretrained-cache PCACHE --cache CACHE [--bank BANK] [--n-rep 200]
+                                     [--benches pretrained_bank,realbank] [--out benchmarks/results/calibration]
 
-For each of the real-image bank's targets (``depara bench realbank --scale default``: 16 targets, 12 sources; the
-zoo from CACHE, trained there when absent) this scores every source as ``depara.select`` does at its default
-(``depara_labels`` on the frozen probes and layer, the values in the bank's committed ``scores.csv``), draws the
-same half-samples select draws (:mod:`depara.evaluation.uncertainty`), and computes each source's P(best) (share of
-half-samples in which it ranks first) and interval, and the "too close to call" set (sources whose interval
-overlaps the pick's). Against the ground truth of a ``depara bench realbank --scale default`` results folder BANK
-(``truth_linear_probe.csv``, ``truth_fine_tune.csv``: accuracy averaged over 3 seeds; default the committed
-``benchmarks/results/realbank_default``; give the folder of a bank run on the same CACHE, so that the sources
-scored are the ones whose truth was measured; its truth tables are copied into the output) it writes:
+The scorer measured is the one ``depara select`` ships for the labels case (``depara.selection.scorers.
+LABELS_DEFAULT``: the rank average of the kNN label-graph score and PED), with select's own code
+(:mod:`depara.benches.calibration`): every candidate scored on the target's probes and on ``--n-rep`` stratified
+half-samples, the rank average formed on each, then select's intervals, shares won and too-close set.
 
-* ``per_source.csv``: target, source, score, interval, P(best), truth per protocol, truly best / within 1 point;
-* ``picks.csv``: per target and protocol the pick, its P(best), its regret (points), whether the truly best source
-  (or one within 1 point of it) is in {pick} ∪ too-close, and whether a source outside that set is within 1 point;
-* ``reliability.csv``: per protocol and P(best) bin, the mean announced P(best), the share truly best, the share
-  within 1 point of the best, and the count (every source of every target is one row of the diagram);
-  ``reliability_coarse.csv`` the same in three wider bins (what ``depara select``'s sentence quotes);
-* ``reliability.png``: the reliability diagram (one panel per protocol) and ``manifest.json``.
+* ``pretrained_bank`` (real pretrained networks; ``benchmarks/pretrained_bank.py``'s cache PCACHE, read only):
+  9 targets; the candidates are every (source, candidate layer) pair, ranked jointly as select ranks
+  (model, layer) candidates; probes: the seed-0 train images the bank's scorers see; truth: the seed-mean
+  linear-probe accuracy of each pair (10 seeds). **In-sample**: the default was chosen on this bench.
+* ``realbank`` (the trained-here 32-px bank, ``depara bench realbank --scale default``; zoo from CACHE, truth from
+  the results folder BANK, default the committed ``benchmarks/results/realbank_default``): 16 targets, 12 sources
+  at the frozen layer, the frozen probe subset; truth per protocol (linear probe, fine-tune; 3 seeds). Out of
+  sample for this default.
 
-The truth is read, never re-measured, so the run costs the zoo (cached) and one forward pass per source and target.
+Per bench, under ``--out/<bench>/``: ``candidates.csv`` (every candidate of every target: score, interval, share,
+pick / too close, truth, regret), ``picks.csv`` (per target), ``reliability.csv`` and ``reliability_coarse.csv`` (per
+protocol and bin of the share: count, mean share, share truly best, within 1 point, mean regret; the coarse bins are
+what select's sentence quotes, :data:`depara.evaluation.uncertainty.BENCH_RELIABILITY`), ``thresholds.csv`` (picks
+announced at "first in ≥ p"); ``reliability.png`` (one panel per bench and protocol) and ``manifest.json`` (load,
+command, seconds, the too-close record) in ``--out``. The truth is read, never re-measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import shutil
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,187 +42,186 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from depara.io.files import ensure_dir, write_csv  # noqa: E402
 from depara.report.manifest import write_manifest  # noqa: E402
-from depara.core.similarity_edges import probe_edges, resampled_label_agreement  # noqa: E402
-from depara.estimators.registry import get_estimator  # noqa: E402
-from depara.benches.realbank import data as D  # noqa: E402
-from depara.benches.realbank.bench import SCALES, load_defaults, target_splits  # noqa: E402
-from depara.benches.realbank.scoring import FROZEN, LAYERS, probe_rows, stage_output  # noqa: E402
-from depara.benches.realbank.zoo import load_or_train_zoo  # noqa: E402
-from depara.evaluation.uncertainty import half_samples, recentred, reliability, subsample_intervals, win_shares  # noqa: E402
+from depara.core.similarity_edges import pool_features  # noqa: E402
+from depara.benches import calibration as C  # noqa: E402
 
 DEFAULT_BANK = ROOT / "benchmarks" / "results" / "realbank_default"
-PROTOCOLS = ("linear_probe", "fine_tune")
-BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
-#: Wider bins, each with enough sources to state a rate: what ``depara.evaluation.uncertainty.BENCH_RELIABILITY``
-#: (the sentence of ``depara select``) quotes.
-COARSE_BINS = (0.0, 0.1, 0.5, 1.0)
+BENCHES = ("pretrained_bank", "realbank")
+TITLES = {"pretrained_bank": "pretrained bank (in-sample)", "realbank": "32-px real bank (out of sample)"}
+
+
+def keep_path(keep: Path | None, bench: str, target: str, n_rep: int, seed: int) -> Path | None:
+    """Where a target's scores are kept between runs (``--keep``), or None."""
+    return None if keep is None else ensure_dir(keep) / f"{bench}-{target}-{n_rep}-{seed}.npy"
+
+
+def pretrained_bank(cache: Path, n_rep: int, seed: int, log, keep: Path | None = None) -> dict[str, list[dict]]:
+    """{"linear_probe": candidate rows} of the pretrained bank from its cache (features and truth read only)."""
+    from depara.benches.realbank import pretrained as P
+    from depara.benches.realbank import pretrained_bench as B
+
+    cfg = B.BenchConfig()
+    sets = {k for k, v in B.available_image_sets().items() if not v}
+    sources = [s for s in P.SOURCE_NAMES
+               if all((cache / "features" / s / f"{st}.safetensors").is_file() for st in sets)]
+    rows = []
+    for target in B.TARGETS:
+        if target.image_set not in sets:
+            continue
+        y = target.labels(B.IMAGE_SETS[target.image_set]()[1])
+        train = cfg.split(y, 0).train
+        yt = np.unique(y[train], return_inverse=True)[1].astype(np.int64)
+        names, feats, truth = [], [], []
+        for s in sources:
+            f = B.features(s, target.image_set, cache)
+            acc = B.truth(target, s, f, y, cfg, cache)
+            for layer in P.get_source(s).layers:
+                names.append(f"{s}:{layer}")
+                feats.append(np.asarray(f[layer][train]))
+                truth.append(100.0 * float(np.mean(acc[layer])))
+        point, said = C.shipped_verdict(feats, yt, n_rep, seed,
+                                        keep=keep_path(keep, "pretrained_bank", target.name, n_rep, seed))
+        rows += C.candidate_rows(target.name, names, point, said, np.array(truth))
+        log(f"pretrained_bank {target.name}: pick {names[said.order[0]]} first in "
+            f"{said.shares[said.order[0]]:.0%}, {len(said.too_close)} too close")
+    return {"linear_probe": rows}
 
 
 def read_truth(bank: Path, protocol: str) -> dict[str, dict[str, float]]:
-    """{target: {source: accuracy in points}} from a bank results folder's truth table."""
+    """{target: {source: accuracy in points}} from a realbank results folder's truth table."""
     with open(bank / f"truth_{protocol}.csv", newline="") as fh:
         return {r.pop("target"): {k: 100 * float(v) for k, v in r.items()} for r in csv.DictReader(fh)}
 
 
-def bank_scores(bank: Path) -> dict[tuple[str, str], float]:
-    """The frozen default's score of every (target, source) in the bank folder (a check of the scoring here)."""
-    with open(bank / "scores.csv", newline="") as fh:
-        return {(r["target"], r["source"]): float(r["score"]) for r in csv.DictReader(fh) if r["scorer"] == FROZEN}
+def realbank(cache: Path, bank: Path, n_rep: int, seed: int, log, keep: Path | None = None) -> dict[str, list[dict]]:
+    """{protocol: candidate rows} of the trained-here 32-px bank (zoo from ``cache``, truth from ``bank``)."""
+    from depara.benches.realbank import data as D
+    from depara.benches.realbank.bench import SCALES, load_defaults, target_splits
+    from depara.benches.realbank.scoring import LAYERS, probe_rows, stage_output
+    from depara.benches.realbank.zoo import load_or_train_zoo
+
+    sc = SCALES["default"]
+    defaults = load_defaults()[0]
+    nets, _, _ = load_or_train_zoo(sc.zoo, cache / "realbank", seed)
+    sources = list(nets)
+    truth = {p: read_truth(bank, p) for p in ("linear_probe", "fine_tune")}
+    out: dict[str, list[dict]] = {p: [] for p in truth}
+    for t in truth["linear_probe"]:
+        pool = D.load_target(t, sc.pool)
+        tr = target_splits(sc, t, pool, [seed])[0].train
+        y = np.unique(pool.y[tr], return_inverse=True)[1].astype(np.int64)
+        rows = probe_rows(len(y), sc.n_probe, defaults.probes, seed)
+        x = pool.x[tr][rows]
+        feats = [pool_features(stage_output(net.body, x, LAYERS[defaults.layer])) for net in nets.values()]
+        point, said = C.shipped_verdict(feats, y[rows], n_rep, seed, keep=keep_path(keep, "realbank", t, n_rep, seed))
+        for p in truth:
+            out[p] += C.candidate_rows(t, sources, point, said, np.array([truth[p][t][s] for s in sources]))
+        log(f"realbank {t}: pick {sources[said.order[0]]} first in {said.shares[said.order[0]]:.0%}, "
+            f"{len(said.too_close)} too close")
+    return out
 
 
-def score_target(nets: dict, x: np.ndarray, y: np.ndarray, defaults, n_probe: int, n_rep: int, seed: int):
-    """(point (S,), intervals (S, 2), P(best) (S,)) of every source, as depara.select computes them."""
-    rows = probe_rows(len(y), n_probe, defaults.probes, seed)
-    yp = y[rows]
-    n = len(rows)
-    idx = half_samples(n, n_rep, seed, yp)
-    est = get_estimator("depara_labels")
-    point, sub = [], []
-    for net in nets.values():
-        e = probe_edges(stage_output(net.body, x[rows], LAYERS[defaults.layer]), pooling=defaults.edge_features,
-                        scale=defaults.edge_scale)
-        point.append(est.fn(e, yp, defaults.edge_comparison))
-        sub.append(resampled_label_agreement(e, yp, defaults.edge_comparison, idx))
-    point, sub = np.array(point), np.array(sub)
-    m = idx.shape[1]
-    return point, subsample_intervals(point, sub, n, m), win_shares(recentred(point, sub, n, m))
-
-
-def target_rows(t, sources, point, iv, pb, truth):
-    """per_source rows and per-protocol pick rows of one target."""
-    pick = int(np.nanargmax(point))
-    close = [j for j in range(len(sources)) if j != pick and iv[j, 1] >= iv[pick, 0]]
-    per, picks = [], []
-    for j, s in enumerate(sources):
-        row = {"target": t, "source": s, "score": point[j], "lo": iv[j, 0], "hi": iv[j, 1], "p_best": pb[j],
-               "pick": j == pick, "too_close": j in close}
-        for p in PROTOCOLS:
-            best = max(truth[p][t].values())
-            row[f"truth_{p}"] = truth[p][t][s]
-            row[f"best_{p}"] = truth[p][t][s] == best
-            row[f"within1_{p}"] = truth[p][t][s] >= best - 1.0
-        per.append(row)
-    for p in PROTOCOLS:
-        acc = np.array([truth[p][t][s] for s in sources])
-        best = acc.max()
-        in_set = [pick, *close]
-        outside = [j for j in range(len(sources)) if j not in in_set]
-        picks.append({"protocol": p, "target": t, "pick": sources[pick], "p_best": pb[pick],
-                      "regret": best - acc[pick], "too_close": len(close),
-                      "best_in_set": bool(np.any(acc[in_set] == best)),
-                      "within1_in_set": bool(np.any(acc[in_set] >= best - 1.0)),
-                      "within1_outside": bool(np.any(acc[outside] >= best - 1.0)) if outside else False})
-    return per, picks
-
-
-def reliability_rows(per: list[dict], bins) -> list[dict]:
-    """The reliability table of every (target, source): per protocol and bin of P(best), the count, the mean
-    announced P(best), the share truly best and the share within 1 point of the best."""
-    prob = np.array([r["p_best"] for r in per])
-    table = []
-    for p in PROTOCOLS:
-        best = reliability(prob, np.array([r[f"best_{p}"] for r in per], dtype=float), bins)
-        near = reliability(prob, np.array([r[f"within1_{p}"] for r in per], dtype=float), bins)
-        table += [{"protocol": p, "bin_lo": b["bin_lo"], "bin_hi": b["bin_hi"], "count": b["count"],
-                   "mean_p": b["mean_p"], "best_rate": b["rate"], "within1_rate": w["rate"]}
-                  for b, w in zip(best, near)]
-    return table
-
-
-def plot(table: list[dict], out: Path) -> None:
+def plot(tables: dict, out: Path) -> None:
+    """reliability.png: per bench and protocol, the share truly best / within 1 point against the share won (top)
+    and the mean regret of the candidates in each bin (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PROTOCOLS), figsize=(9, 4), sharey=True)
-    for ax, p in zip(axes, PROTOCOLS):
-        rows = [r for r in table if r["protocol"] == p and r["count"]]
+    panels = [(b, p) for b in tables for p in tables[b]]
+    fig, axes = plt.subplots(2, len(panels), figsize=(3.4 * len(panels), 6.2), sharex=True, sharey="row",
+                             squeeze=False, gridspec_kw={"height_ratios": [3, 2]})
+    for k, (b, p) in enumerate(panels):
+        ax, reg = axes[0][k], axes[1][k]
+        rows = [r for r in tables[b][p] if r["count"]]
+        x = [r["mean_share"] for r in rows]
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="calibrated")
-        ax.plot([r["mean_p"] for r in rows], [r["best_rate"] for r in rows], "o-", label="truly best")
-        ax.plot([r["mean_p"] for r in rows], [r["within1_rate"] for r in rows], "s:", label="within 1 point")
+        ax.plot(x, [r["best_rate"] for r in rows], "o-", label="truly best")
+        ax.plot(x, [r["within1_rate"] for r in rows], "s:", label="within 1 point")
         for r in rows:
-            ax.annotate(str(r["count"]), (r["mean_p"], r["best_rate"]), fontsize=7, xytext=(3, -9),
+            ax.annotate(f"{r['count']}", (r["mean_share"], r["best_rate"]), fontsize=7, xytext=(3, -9),
                         textcoords="offset points")
-        ax.set_title(f"real-image bank, {p.replace('_', ' ')}", fontsize=9)
-        ax.set_xlabel("announced P(best) (bin mean)")
+        ax.set_title(f"{TITLES[b]}\n{p.replace('_', ' ')} truth", fontsize=8)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-    axes[0].set_ylabel("observed rate (numbers: sources in the bin)")
-    axes[0].legend(fontsize=7, loc="upper left")
+        reg.bar(x, [r["mean_regret"] for r in rows], width=0.04, color="tab:red")
+        reg.set_xlabel("share of half-samples won (bin mean)", fontsize=8)
+    axes[0][0].set_ylabel("observed rate (numbers: candidates in the bin)", fontsize=8)
+    axes[1][0].set_ylabel("mean regret in the bin (points)", fontsize=8)
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
     plt.close(fig)
 
 
+def write_bench(out: Path, per_protocol: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """The bench's tables under ``out``; (fine reliability tables per protocol, summary per protocol)."""
+    out = ensure_dir(out)
+    fine, summary = {}, {}
+    for name, rows_of in (("candidates", lambda p, r: r), ("picks", lambda p, r: C.pick_rows(r)),
+                          ("reliability", lambda p, r: C.reliability_rows(r, C.BINS)),
+                          ("reliability_coarse", lambda p, r: C.reliability_rows(r, C.COARSE_BINS)),
+                          ("thresholds", lambda p, r: C.threshold_rows(C.pick_rows(r)))):
+        write_csv(out / f"{name}.csv", [{"protocol": p, **row} for p, r in per_protocol.items()
+                                        for row in rows_of(p, r)])
+    for p, rows in per_protocol.items():
+        fine[p] = C.reliability_rows(rows, C.BINS)
+        picks = C.pick_rows(rows)
+        summary[p] = {"too_close": C.too_close_summary(picks),
+                      "picks": {"mean_share": float(np.nanmean([r["share"] for r in picks])),
+                                "truly_best": float(np.mean([r["best"] for r in picks])),
+                                "within1": float(np.mean([r["within1"] for r in picks])),
+                                "mean_regret": float(np.mean([r["regret"] for r in picks]))},
+                      "thresholds": C.threshold_rows(picks),
+                      "coarse": C.reliability_rows(rows, C.COARSE_BINS)}
+    return fine, summary
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", required=True, help="the realbank cache folder (its realbank/ zoo is reused)")
+    ap.add_argument("--pretrained-cache", help="benchmarks/pretrained_bank.py's --cache folder (read only)")
+    ap.add_argument("--cache", help="the realbank cache folder (its realbank/ zoo is reused)")
     ap.add_argument("--bank", default=str(DEFAULT_BANK), help="a realbank results folder (its truth tables)")
+    ap.add_argument("--benches", default=",".join(BENCHES))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration"))
     ap.add_argument("--n-rep", type=int, default=200, help="half-samples per target (select's default n_boot)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", help="a folder keeping every target's scores, reused by a later run (not committed)")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    sc = SCALES["default"]
-    defaults = load_defaults()[0]
-    nets, _, skipped = load_or_train_zoo(sc.zoo, Path(args.cache) / "realbank", args.seed)
-    sources = list(nets)
-    bank = Path(args.bank)
-    truth = {p: read_truth(bank, p) for p in PROTOCOLS}
-    committed = bank_scores(bank)
-    per, picks, diffs = [], [], []
-    for t in truth[PROTOCOLS[0]]:
-        pool = D.load_target(t, sc.pool)
-        tr = target_splits(sc, t, pool, [args.seed])[0].train
-        y = np.unique(pool.y[tr], return_inverse=True)[1].astype(np.int64)
-        point, iv, pb = score_target(nets, pool.x[tr], y, defaults, sc.n_probe, args.n_rep, args.seed)
-        diffs += [abs(point[j] - committed[(t, s)]) for j, s in enumerate(sources)]
-        a, b = target_rows(t, sources, point, iv, pb, {p: truth[p] for p in PROTOCOLS})
-        per += a
-        picks += b
-        print(f"{t}: pick {b[0]['pick']} P(best) {b[0]['p_best']:.2f}, {b[0]['too_close']} too close", flush=True)
-    table, coarse = reliability_rows(per, BINS), reliability_rows(per, COARSE_BINS)
+    benches = [b.strip() for b in args.benches.split(",") if b.strip()]
+    t0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
     out = ensure_dir(Path(args.out))
-    write_csv(out / "per_source.csv", per)
-    write_csv(out / "picks.csv", picks)
-    write_csv(out / "reliability.csv", table)
-    write_csv(out / "reliability_coarse.csv", coarse)
-    for p in PROTOCOLS:
-        shutil.copyfile(bank / f"truth_{p}.csv", out / f"truth_{p}.csv")
-    plot(table, out)
-    import json
-
-    summary = {"targets": len(truth[PROTOCOLS[0]]), "sources": len(sources), "n_rep": args.n_rep,
-               "max_abs_diff_vs_bank_scores": float(max(diffs)), "skipped_sources": skipped,
-               "seconds": round(time.perf_counter() - t0, 1),
-               "command": f"python benchmarks/calibration.py --cache CACHE --bank BANK --n-rep {args.n_rep}"}
-    for p in PROTOCOLS:
-        rows = [r for r in picks if r["protocol"] == p]
-        summary[p] = {"mean_p_best_of_picks": float(np.mean([r["p_best"] for r in rows])),
-                      "pick_truly_best": float(np.mean([r["regret"] == 0 for r in rows])),
-                      "pick_within1": float(np.mean([r["regret"] <= 1.0 for r in rows])),
-                      "mean_regret": float(np.mean([r["regret"] for r in rows])),
-                      "best_in_too_close_set": float(np.mean([r["best_in_set"] for r in rows])),
-                      "within1_in_too_close_set": float(np.mean([r["within1_in_set"] for r in rows])),
-                      "within1_outside_set": float(np.mean([r["within1_outside"] for r in rows])),
-                      "mean_too_close": float(np.mean([r["too_close"] for r in rows])),
-                      **{f"picks_share_{name}": {"n": len(sub), "truly_best": int(sum(r["regret"] == 0 for r in sub)),
-                                                 "within1": int(sum(r["regret"] <= 1.0 for r in sub)),
-                                                 "mean_regret": float(np.mean([r["regret"] for r in sub]))}
-                         for name, sub in (("ge_0.7", [r for r in rows if r["p_best"] >= 0.7]),
-                                           ("lt_0.7", [r for r in rows if r["p_best"] < 0.7])) if sub}}
-    lp, ft = summary["linear_probe"], summary["fine_tune"]
-    line = (f"picks announced at a mean P(best) of {lp['mean_p_best_of_picks']:.2f} were truly best in "
-            f"{lp['pick_truly_best']:.0%} (linear probe) / {ft['pick_truly_best']:.0%} (fine-tune) of 16 targets; "
-            f"the truly best source was too close to call with the pick in {lp['best_in_too_close_set']:.0%} / "
-            f"{ft['best_in_too_close_set']:.0%}")
-    write_manifest(out, "calibration", title="What select's P(best) and 'too close to call' are worth: real-image bank",
-                   summary=line, settings={"n_rep": args.n_rep, "seed": args.seed, "command": summary["command"]},
-                   tables={"reliability": "reliability.csv", "reliability_coarse": "reliability_coarse.csv",
-                           "picks": "picks.csv", "per_source": "per_source.csv"},
-                   figures={"reliability": "reliability.png"}, extra=summary)
-    print(json.dumps(summary, indent=2))
+    keep = Path(args.keep) if args.keep else None
+    fine, summary, seconds = {}, {}, {}
+    for b in benches:
+        t1 = time.process_time()
+        if b == "pretrained_bank":
+            rows = pretrained_bank(Path(args.pretrained_cache), args.n_rep, args.seed, print, keep)
+        elif b == "realbank":
+            rows = realbank(Path(args.cache), Path(args.bank), args.n_rep, args.seed, print, keep)
+        else:
+            ap.error(f"--benches: unknown bench {b!r} (expected {', '.join(BENCHES)})")
+        fine[b], summary[b] = write_bench(out / b, rows)
+        seconds[b] = round(time.process_time() - t1, 1)
+    plot(fine, out)
+    command = (f"python benchmarks/calibration.py --pretrained-cache PCACHE --cache CACHE --n-rep {args.n_rep} "
+               f"--benches {','.join(benches)}")
+    line = "; ".join(f"{TITLES[b]}, {p.replace('_', ' ')}: picks truly best in {s['picks']['truly_best']:.0%} of "
+                     f"{s['too_close']['targets']} targets (mean share won {s['picks']['mean_share']:.2f}), mean "
+                     f"regret {s['picks']['mean_regret']:.1f} points, truly best in pick + too close in "
+                     f"{s['too_close']['best_in_set']:.0%}" for b in summary for p, s in summary[b].items())
+    write_manifest(out, "calibration", title=f"What select's confidence ({C.SHIPPED}) is worth", summary=line,
+                   settings={"scorer": C.SHIPPED, "n_rep": args.n_rep, "seed": args.seed, "command": command},
+                   tables={f"{b}/{n}": f"{b}/{n}.csv" for b in benches
+                           for n in ("reliability", "reliability_coarse", "thresholds", "picks", "candidates")},
+                   figures={"reliability": "reliability.png"},
+                   extra={"benches": summary, "cpu_seconds": seconds,
+                          "wall_seconds": round(time.perf_counter() - t0, 1),
+                          "cpu_seconds_total": round(time.process_time() - cpu0, 1),
+                          "load_average_start": [round(v, 2) for v in load0],
+                          "load_average_end": [round(v, 2) for v in os.getloadavg()]})
+    print(line)
     return 0
 
 

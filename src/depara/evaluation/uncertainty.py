@@ -32,8 +32,9 @@ import numpy as np
 
 from ..errors import DeparaError
 
-__all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "recentred", "win_shares",
-           "reliability", "decimals", "rounded", "BENCH_RELIABILITY", "bench_phrase"]
+__all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "rank_intervals",
+           "recentred", "win_shares", "reliability", "decimals", "rounded", "BENCH_SCORER", "BENCH_RELIABILITY",
+           "bench_phrase"]
 
 #: The coverage of every interval select reports.
 LEVEL = 0.95
@@ -101,6 +102,30 @@ def subsample_intervals(point: np.ndarray, sub: np.ndarray, n: int, m: int, leve
     sd = np.sqrt(np.nansum((s - mean) ** 2, axis=1) / (count[ok] - 1))
     half = student_t.ppf((1 + level) / 2, df=n - 1) * rate_factor(n, m) * sd
     out[ok, 0], out[ok, 1] = point[ok] - half, point[ok] + half
+    return out
+
+
+def rank_intervals(point: np.ndarray, sub: np.ndarray, n: int, level: float = LEVEL) -> np.ndarray:
+    """(C, 2) intervals of a rank average: ``point ± t · s`` with ``s`` the root mean square of the half-sample
+    values' distance from the point (not from their own mean), ``t`` as :func:`subsample_intervals`.
+
+    A rank is not smooth: where candidates are close, a half-sample's rank is pulled towards the middle as well as
+    spread, and its spread need not shrink with N (tied candidates rank anywhere at any N). The centred,
+    rate-corrected spread of :func:`subsample_intervals` (right for a smooth score) misses the pull and covers the
+    expected rank average of 4 tied candidates in 84 % of simulated data sets; the distance from the point
+    counts both (92 % tied, 94 % graded; tests/test_uncertainty.py). NaN values are ignored; fewer than 2 finite ones or a NaN point:
+    (nan, nan)."""
+    from scipy.stats import t as student_t
+
+    point = np.asarray(point, dtype=np.float64)
+    sub = np.asarray(sub, dtype=np.float64).reshape(point.shape[0], -1)
+    d2 = (sub - point[:, None]) ** 2
+    count = np.isfinite(d2).sum(axis=1)
+    out = np.full((point.shape[0], 2), np.nan)
+    ok = np.isfinite(point) & (count >= 2)
+    if ok.any():
+        half = student_t.ppf((1 + level) / 2, df=n - 1) * np.sqrt(np.nanmean(d2[ok], axis=1))
+        out[ok, 0], out[ok, 1] = point[ok] - half, point[ok] + half
     return out
 
 
@@ -182,24 +207,50 @@ def rounded(value: float, lo: float = float("nan"), hi: float = float("nan")) ->
     return f"{value:.{d}f}", f"[{lo:.{d}f}, {hi:.{d}f}]"
 
 
-#: The reliability of the share of half-samples won on the real-image bank (benchmarks/calibration.py; committed
-#: in benchmarks/results/calibration/reliability_coarse.csv, which tests/test_uncertainty.py checks this against):
-#: per protocol, rows (bin low, bin high, sources in the bin, share truly best, share within 1 point of the best).
-#: 16 targets × 12 sources; each source of each target is one case.
-BENCH_RELIABILITY: dict[str, tuple[tuple[float, float, int, float, float], ...]] = {
-    "linear_probe": ((0.0, 0.1, 149, 8 / 149, 11 / 149), (0.1, 0.5, 35, 5 / 35, 11 / 35), (0.5, 1.0, 8, 3 / 8, 3 / 8)),
-    "fine_tune": ((0.0, 0.1, 149, 6 / 149, 11 / 149), (0.1, 0.5, 35, 7 / 35, 13 / 35), (0.5, 1.0, 8, 3 / 8, 4 / 8)),
+#: The ranking scorer whose shares the benches measured: select's labels default (the rank average of the kNN
+#: label-graph score and PED; :data:`depara.selection.scorers.LABELS_DEFAULT`, which tests/test_calibration.py
+#: checks this against).
+BENCH_SCORER = "depara_labels_ped"
+#: What a share of half-samples won by :data:`BENCH_SCORER` was worth on each bench (benchmarks/calibration.py,
+#: every candidate of every target one case; committed in benchmarks/results/calibration/<bench>/
+#: reliability_coarse.csv, which tests/test_uncertainty.py checks this against): bench → (the bench in words,
+#: {truth protocol: rows (bin low, bin high, candidates in the bin, truly best, within 1 point of the best,
+#: mean regret in points)}).
+BENCH_RELIABILITY: dict[str, tuple[str, dict[str, tuple[tuple[float, float, int, int, int, float], ...]]]] = {
+    "realbank": ("the 32-px real bank (out of sample)", {
+        "linear_probe": ((0.0, 0.1, 162, 9, 19, 13.588089415787506), (0.1, 0.5, 17, 5, 5, 4.897647893845884),
+                         (0.5, 1.0, 13, 5, 6, 2.1357723577235794)),
+        "fine_tune": ((0.0, 0.1, 162, 8, 13, 17.88524191440284), (0.1, 0.5, 17, 4, 6, 4.6698067302801896),
+                      (0.5, 1.0, 13, 5, 6, 3.5381448722912157)),
+    }),
+    "pretrained_bank": ("the pretrained bank (in-sample)", {
+        "linear_probe": ((0.0, 0.1, 196, 6, 18, 11.36878546721981), (0.1, 0.5, 13, 3, 9, 1.0736473873631678),
+                         (0.5, 1.0, 7, 2, 4, 1.3942536021894898)),
+    }),
 }
-#: select's protocol names → the bank's.
+#: select's protocol names → the benches'.
 _BENCH_PROTOCOL = {"finetune": "fine_tune", "linear": "linear_probe"}
 
 
-def bench_phrase(share: float, protocol: str = "finetune") -> str:
-    """What a share of half-samples won was worth on the real-image bank, in words (module docstring)."""
-    rows = BENCH_RELIABILITY.get(_BENCH_PROTOCOL.get(protocol, protocol), ())
-    for lo, hi, count, best, within1 in rows:
-        if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
-            return (f"probe resampling only; on the real-image bank, scored by the round-4 label score, of {count} "
-                    f"candidates first in {lo:.0%}–{hi:.0%} of half-samples, {round(best * count)} were truly best, "
-                    f"{round(within1 * count)} within 1 point of the best")
-    return "probe resampling only, not a probability of transferring best"
+def bench_phrase(share: float, protocol: str = "finetune", scorer: str = BENCH_SCORER) -> str:
+    """What a share of half-samples won was worth on the benches, in words: for :data:`BENCH_SCORER`, per bench
+    (:data:`BENCH_RELIABILITY`; its truth for ``protocol``, else its linear-probe truth) how many candidates
+    with a share in the same bin were truly best, within 1 point, and their mean regret. Another scorer was not
+    measured, and the phrase says so."""
+    if scorer != BENCH_SCORER or not np.isfinite(share):
+        return f"probe resampling only; what it is worth was not measured on a bench for {scorer}"
+    parts = []
+    for name, tables in BENCH_RELIABILITY.values():
+        key = _BENCH_PROTOCOL.get(protocol, protocol)
+        key = key if key in tables else "linear_probe"
+        rows = tables.get(key, ())
+        for lo, hi, count, best, within1, regret in rows:
+            if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
+                parts.append(f"{best} of {count} on {name}, {key.replace('_', '-')} truth (within 1 point "
+                             f"{within1}, mean regret {regret:.1f} points)")
+    if not parts:
+        return "probe resampling only, not a probability of transferring best"
+    lo, hi = next((r[0], r[1]) for _, t in BENCH_RELIABILITY.values() for rows in t.values() for r in rows
+                  if r[0] <= share < r[1] or (share == r[1] == rows[-1][1]))
+    return (f"probe resampling only; measured for {BENCH_SCORER}, candidates first in {lo:.0%}–{hi:.0%} of "
+            f"half-samples were truly best in " + "; ".join(parts))

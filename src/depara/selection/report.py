@@ -62,7 +62,7 @@ def sentence(sel: Any) -> str:
         text += f"; tied with {_names(sel, sel.tied)} (equal {s}): too close to call"
     elif np.isfinite(share):
         text += (f"; first in {share:.0%} of probe half-samples "
-                 f"({bench_phrase(share, sel.settings.get('protocol', 'finetune'))})")
+                 f"({bench_phrase(share, sel.settings.get('protocol', 'finetune'), s)})")
     close = [t for t in sel.too_close if t not in sel.tied]
     if close:
         text += f"; too close to call with {_names(sel, close)}"

@@ -57,9 +57,12 @@ def verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) 
 
 
 def _interval(vals: np.ndarray, rank_average: bool, n: int, m: int) -> np.ndarray:
-    """(C, 2) intervals of one scorer from its values[c, r] (r = 0: the point); a rank average lies in
-    [1, ranked candidates], so its interval is cut there (NaN stays NaN)."""
-    from ..evaluation.uncertainty import subsample_intervals
+    """(C, 2) intervals of one scorer from its values[c, r] (r = 0: the point, then the half-samples):
+    :func:`~depara.evaluation.uncertainty.subsample_intervals` for a score,
+    :func:`~depara.evaluation.uncertainty.rank_intervals` for a rank average, which lies in [1, ranked candidates]
+    and is cut there (NaN stays NaN)."""
+    from ..evaluation.uncertainty import rank_intervals, subsample_intervals
 
-    out = subsample_intervals(vals[:, 0], vals[:, 1:], n, m)
-    return np.clip(out, 1.0, max(1.0, float(np.isfinite(vals[:, 0]).sum()))) if rank_average else out
+    if not rank_average:
+        return subsample_intervals(vals[:, 0], vals[:, 1:], n, m)
+    return np.clip(rank_intervals(vals[:, 0], vals[:, 1:], n), 1.0, max(1.0, float(np.isfinite(vals[:, 0]).sum())))

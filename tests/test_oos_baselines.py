@@ -97,3 +97,22 @@ def test_layer_pick_round5_default_is_the_rank_average_of_its_parts():
     assert set(out) == {"E_label", "R4", "K5", "LogME", "PED", "kNN", "D5"}
     want = (rankdata(out["K5"]) + rankdata(out["PED"])) / 2
     assert out["D5"] == pytest.approx(list(want))
+
+
+def test_layer_bench_noise_ceiling_and_random_rows_against_hand_computation():
+    from scipy.stats import kendalltau
+
+    from depara.benches.layers.baselines import CEILING, RANDOM, reference_rows
+
+    per_seed = [{1: .6, 2: .7, 3: .8}, {1: .4, 2: .8, 3: .6}, {1: .5, 2: .6, 3: .7}]
+    ceiling, random = reference_rows(per_seed, [1, 2, 3])
+    assert (ceiling["method"], ceiling["family"], random["method"]) == (CEILING, "reference", RANDOM)
+    # each seed picks its best depth, judged on the other two seeds' mean (as in the layer-pick test above):
+    # regret 0.05, 0.10 and 0.05 (fractions, like every row of the layer bench)
+    assert ceiling["regret"] == pytest.approx(0.2 / 3)
+    acc = np.array([[s[d] for d in (1, 2, 3)] for s in per_seed])
+    taus = [kendalltau(acc[i], np.delete(acc, i, axis=0).mean(axis=0)).statistic for i in range(3)]
+    assert ceiling["kendall"] == pytest.approx(np.mean(taus))
+    assert abs(random["kendall"]) < 0.2 and 0 < random["regret"] < 0.2
+    (only_random,) = reference_rows(per_seed[:1], [1, 2, 3])  # one seed: no ceiling, random only
+    assert only_random["method"] == RANDOM

@@ -150,6 +150,14 @@ def _probe_method_scores(layers: Sequence[tuple[int, str]], keys: Sequence[str],
     return table.scores
 
 
+def _with_extra(scores: dict[str, np.ndarray], extra: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
+    for m, v in (extra or {}).items():
+        if np.shape(v) != (n,):
+            raise DeparaError(f"extra: scores of {m!r} have shape {np.shape(v)}, expected ({n},)")
+        scores[m] = np.asarray(v, dtype=np.float64)
+    return scores
+
+
 def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[str, np.ndarray], labels, *,
                      probe_features: Mapping[str, np.ndarray] | None = None, target_outputs=None,
                      depara_rows: Sequence[Mapping[str, Any]] | None = None,
@@ -204,11 +212,7 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
                 continue
             scores.update(table.scores)
             meta["n_train"] = table.meta["n_samples"]
-    scores = with_rank_averages(scores)
-    for m, v in (extra or {}).items():
-        if np.shape(v) != (len(layers),):
-            raise DeparaError(f"extra: scores of {m!r} have shape {np.shape(v)}, expected ({len(layers)},)")
-        scores[m] = np.asarray(v, dtype=np.float64)
+    scores = _with_extra(with_rank_averages(scores), extra, len(layers))
     if probe_methods:
         scores.update(_probe_method_scores(layers, keys, probe_methods, probe_features, target_outputs, meta))
     if depara_rows:
@@ -333,6 +337,20 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
     return " | ".join(parts) or "no evaluation"
 
 
+def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], batch_size: int, progress: bool):
+    """A target fraction's labelled train split, the source's pooled features of it per layer, and the round-4
+    member's score per layer (:func:`depara.benches.layers.baselines.round4_label_scores`)."""
+    from .engine import load_split, normalise
+
+    if not (root / "train").is_dir():
+        raise DeparaError(f"{root}: target fraction folder has no train/ split")
+    train = load_split(root, "train", int(src_info.image_size),
+                       classes=src_info.classes if src_info.domain != "imagenet" else None)
+    images = normalise(train.images, src_info.mean, src_info.std)
+    feats = pooled_layer_features(src_model, images, names, batch_size=batch_size, progress=progress)
+    return train, feats, round4_label_scores(src_model, images, names, train.labels.numpy(), batch_size=batch_size)
+
+
 def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike, probes,
                             accuracies: Mapping[str, Mapping[int, float] | str | os.PathLike], *,
                             target_data: Mapping[str, str | os.PathLike] | None = None,
@@ -359,7 +377,7 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     Returns:
         ``{"tables": {fraction: ScoreTable}, "evaluation": {fraction: rows}, "summary": str, "out": path|None}``.
     """
-    from .engine import load_source, load_split, normalise
+    from .engine import load_source
     from .models import load_checkpoint, transfer_units
 
     if not accuracies:
@@ -392,18 +410,11 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     tables, evaluations, n_train = {}, {}, {}
     params = parameters_up_to(src_model, units)
     for name, acc in accs.items():
-        root = Path(target_data[name])
-        if not (root / "train").is_dir():
-            raise DeparaError(f"{root}: target fraction folder has no train/ split")
-        train = load_split(root, "train", int(src_info.image_size),
-                           classes=src_info.classes if src_info.domain != "imagenet" else None)
-        images = normalise(train.images, src_info.mean, src_info.std)
-        feats = pooled_layer_features(src_model, images, names, batch_size=batch_size, progress=progress)
-        extra = {ROUND4_LABELS: round4_label_scores(src_model, images, names, train.labels.numpy(),
-                                                    batch_size=batch_size), PARAMS_PRIOR: params}
+        train, feats, r4 = _fraction_features(src_model, src_info, Path(target_data[name]), names, batch_size,
+                                              progress)
         table = peer_layer_table(layers, feats, train.labels.numpy(), probe_features=probe_features,
                                  target_outputs=target_outputs, depara_rows=depara_rows, methods=methods,
-                                 extra=extra)
+                                 extra={ROUND4_LABELS: r4, PARAMS_PRIOR: params})
         tables[name], n_train[name] = table, len(train)
         per_seed = _seed_accuracies(accuracies[name]) or [acc]
         evaluations[name] = (evaluate_layers(table, acc) + reference_rows(per_seed, [d for d, _ in layers])

@@ -214,9 +214,33 @@ def summarize(out: Path) -> int:
     summary += [{"scorer": name, "pairs": len(rows), "targets": len(targets), "note": why, **blank}
                 for name, why in NOT_APPLICABLE.items()]
     write_csv(out / "summary.csv", summary)
+    write_csv(out / "paired.csv", paired_rows(rows, targets))
     for r in summary:
         print(r)
     return 0
+
+
+#: Paired comparisons reported: (scorer, minus scorer) columns of layers.csv.
+PAIRS = (("D5", "R4"), ("D5", "LogME"), ("D5", "kNN"), ("K5", "R4"), ("K5", "LogME"), ("D5", "K5"))
+
+
+def paired_rows(rows: list[dict], targets: list[str]) -> list[dict]:
+    """Per :data:`PAIRS` present: the difference of the per-target means (best stage picked, points lost), with a
+    95 % bootstrap interval over targets (the same targets resampled for both)."""
+    rng = np.random.default_rng(1)
+    out = []
+    for a, b in PAIRS:
+        if f"{a}_stage1" not in rows[0] or f"{b}_stage1" not in rows[0]:
+            continue
+        row = {"scorer": SCORERS[a], "minus": SCORERS[b], "targets": len(targets)}
+        for j, name in enumerate(("best_stage_picked", "mean_points_lost")):
+            d = np.array([np.mean([pair_outcomes(r, a)[j] - pair_outcomes(r, b)[j] for r in rows if r["target"] == t])
+                          for t in targets])
+            boot = d[rng.integers(0, len(d), size=(2000, len(d)))].mean(axis=1)
+            row.update({name: float(d.mean()), f"{name}_lo": float(np.percentile(boot, 2.5)),
+                        f"{name}_hi": float(np.percentile(boot, 97.5))})
+        out.append(row)
+    return out
 
 
 if __name__ == "__main__":

@@ -174,12 +174,12 @@ def test_layers_select_cli_with_peers_writes_a_score_folder(tiny_runs, tmp_path,
     # every registered label method that is defined on 20 samples of 10 classes (NLEEP's 50 Gaussians are not:
     # left out with its reason), the round-5 rank average, the round-4 member and the parameter prior, then
     # RSA/CKA, DEPARA's columns, the trivial rule, random (one transfer seed: no noise ceiling) and the prior that
-    # cannot apply per layer
-    assert "nleep" not in [r["method"] for r in evaluation]
+    # cannot apply per layer, and NLEEP's reason as the last row
     assert [r["method"] for r in evaluation] == [m for m in LABEL_METHODS if m != "nleep"] + [
         "depara_labels_ped", ROUND4_LABELS, PARAMS_PRIOR, "rsa", "cka", "DEPARA V", "DEPARA E", "DEPARA V+E",
-        "DEPARA V+10E", "shallower", "random", *NOT_APPLICABLE]
-    assert [r["family"] for r in evaluation[-2:]] == ["reference", "n/a"] and evaluation[-1]["note"]
+        "DEPARA V+10E", "shallower", "random", *NOT_APPLICABLE, "nleep"]
+    assert [r["family"] for r in evaluation[-3:]] == ["reference", "n/a", "n/a"] and evaluation[-2]["note"]
+    assert evaluation[-1]["note"].startswith("undefined on this data: ") and evaluation[-1]["kendall"] == ""
     scores = read_csv(out / "peers" / "peer_scores_half.csv")
     from scipy.stats import rankdata
 

@@ -337,9 +337,20 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
     return " | ".join(parts) or "no evaluation"
 
 
+def _evaluation_rows(table: ScoreTable, acc: Mapping[int, float], per_seed: Sequence[Mapping[int, float]]
+                     ) -> list[dict[str, Any]]:
+    """:func:`evaluate_layers`, then the reference rows (noise ceiling, random), the baselines that cannot apply per
+    layer and the methods undefined on this data (their reasons in ``note``)."""
+    undefined = [{"method": m, "family": "n/a", "note": f"undefined on this data: {why}"}
+                 for m, why in table.meta.get("not_scored", {}).items()]
+    return (evaluate_layers(table, acc) + reference_rows(per_seed, [d for d, _ in _layers_of(table)])
+            + not_applicable_rows() + undefined)
+
+
 def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], batch_size: int, progress: bool):
     """A target fraction's labelled train split, the source's pooled features of it per layer, and the round-4
-    member's score per layer (:func:`depara.benches.layers.baselines.round4_label_scores`)."""
+    member's score per layer (:func:`depara.benches.layers.baselines.round4_label_scores`), or the one-line reason
+    it is undefined on this data."""
     from .engine import load_split, normalise
 
     if not (root / "train").is_dir():
@@ -348,7 +359,12 @@ def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], ba
                        classes=src_info.classes if src_info.domain != "imagenet" else None)
     images = normalise(train.images, src_info.mean, src_info.std)
     feats = pooled_layer_features(src_model, images, names, batch_size=batch_size, progress=progress)
-    return train, feats, round4_label_scores(src_model, images, names, train.labels.numpy(), batch_size=batch_size)
+    try:
+        r4: np.ndarray | str = round4_label_scores(src_model, images, names, train.labels.numpy(),
+                                                   batch_size=batch_size)
+    except DeparaError as exc:  # e.g. one image per class: no probe has a same-class neighbour
+        r4 = str(exc)
+    return train, feats, r4
 
 
 def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike, probes,
@@ -412,13 +428,14 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     for name, acc in accs.items():
         train, feats, r4 = _fraction_features(src_model, src_info, Path(target_data[name]), names, batch_size,
                                               progress)
+        extra = {PARAMS_PRIOR: params} if isinstance(r4, str) else {ROUND4_LABELS: r4, PARAMS_PRIOR: params}
         table = peer_layer_table(layers, feats, train.labels.numpy(), probe_features=probe_features,
                                  target_outputs=target_outputs, depara_rows=depara_rows, methods=methods,
-                                 extra={ROUND4_LABELS: r4, PARAMS_PRIOR: params})
+                                 extra=extra)
+        if isinstance(r4, str):
+            table.meta.setdefault("not_scored", {})[ROUND4_LABELS] = r4
         tables[name], n_train[name] = table, len(train)
-        per_seed = _seed_accuracies(accuracies[name]) or [acc]
-        evaluations[name] = (evaluate_layers(table, acc) + reference_rows(per_seed, [d for d, _ in layers])
-                             + not_applicable_rows())
+        evaluations[name] = _evaluation_rows(table, acc, _seed_accuracies(accuracies[name]) or [acc])
     summary = peers_summary(evaluations)
     result: dict[str, Any] = {"tables": tables, "evaluation": evaluations, "summary": summary, "out": None}
     if out is not None:

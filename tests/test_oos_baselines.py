@@ -116,3 +116,19 @@ def test_layer_bench_noise_ceiling_and_random_rows_against_hand_computation():
     assert abs(random["kendall"]) < 0.2 and 0 < random["regret"] < 0.2
     (only_random,) = reference_rows(per_seed[:1], [1, 2, 3])  # one seed: no ceiling, random only
     assert only_random["method"] == RANDOM
+
+
+def test_layer_table_adds_the_round5_rank_average_only_where_both_parts_score():
+    from depara.benches.layers.peers import peer_layer_table
+
+    rng = np.random.default_rng(0)
+    layers = [(1, "a"), (2, "b"), (3, "c")]
+    y = np.repeat(np.arange(3), 6)
+    feats = {n: rng.normal(size=(18, 4)) + (i + 1) * y[:, None] for i, (_, n) in enumerate(layers)}
+    t = peer_layer_table(layers, feats, y, methods=["depara_labels", "ped"], shallower=False)
+    want = (rankdata(t.scores["depara_labels"]) + rankdata(t.scores["ped"])) / 2
+    assert t.scores["depara_labels_ped"] == pytest.approx(want)
+    # one image per class: the label graph has no same-class probe, so the member and the average are absent
+    t1 = peer_layer_table(layers, {n: f[::6] for n, f in feats.items()}, np.arange(3),
+                          methods=["depara_labels", "ped"])
+    assert "depara_labels" in t1.meta["not_scored"] and "depara_labels_ped" not in t1.methods

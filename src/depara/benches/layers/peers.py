@@ -37,6 +37,7 @@ from ...evaluation.rank_quality import rank_quality
 from ...estimators.scoring import ScoreTable, SourceInputs, score_sources
 from ...extraction.source_features import pool_features
 from ...report.manifest import writes_results_folder
+from ...selection.scorers import RANK_AVERAGES
 from .baselines import (NOT_APPLICABLE, PARAMS_PRIOR, REFERENCE, ROUND4_LABELS, not_applicable_rows,
                         parameters_up_to, reference_rows, round4_label_scores, with_rank_averages)
 from .models import model_preprocess
@@ -341,8 +342,12 @@ def _evaluation_rows(table: ScoreTable, acc: Mapping[int, float], per_seed: Sequ
                      ) -> list[dict[str, Any]]:
     """:func:`evaluate_layers`, then the reference rows (noise ceiling, random), the baselines that cannot apply per
     layer and the methods undefined on this data (their reasons in ``note``)."""
+    not_scored = table.meta.get("not_scored", {})
     undefined = [{"method": m, "family": "n/a", "note": f"undefined on this data: {why}"}
-                 for m, why in table.meta.get("not_scored", {}).items()]
+                 for m, why in not_scored.items()]
+    undefined += [{"method": name, "family": "n/a", "note": f"undefined on this data: its part {part} is"}
+                  for name, parts in RANK_AVERAGES.items() if name not in table.methods
+                  for part in [p for p in parts if p in not_scored][:1]]
     return (evaluate_layers(table, acc) + reference_rows(per_seed, [d for d, _ in _layers_of(table)])
             + not_applicable_rows() + undefined)
 

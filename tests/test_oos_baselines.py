@@ -132,3 +132,18 @@ def test_layer_table_adds_the_round5_rank_average_only_where_both_parts_score():
     t1 = peer_layer_table(layers, {n: f[::6] for n, f in feats.items()}, np.arange(3),
                           methods=["depara_labels", "ped"])
     assert "depara_labels" in t1.meta["not_scored"] and "depara_labels_ped" not in t1.methods
+
+
+def test_taskbank_labels_scores_rank_average_across_the_sources():
+    spec = importlib.util.spec_from_file_location("taskbank_labels_oos", ROOT / "benchmarks" / "taskbank_labels_oos.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 7)
+    feats = {s: rng.normal(size=(21, 5)) + w * y[:, None] for s, w in (("a", 0.0), ("b", 1.0), ("c", 3.0))}
+    out = mod.target_scores(feats, y)
+    assert set(out) == {"depara_labels", "ped", "knn", "logme", "round4", "depara_labels_ped"}
+    want = (rankdata([out["depara_labels"][s] for s in "abc"]) + rankdata([out["ped"][s] for s in "abc"])) / 2
+    assert [out["depara_labels_ped"][s] for s in "abc"] == pytest.approx(list(want))
+    # the source whose features separate the classes most is ahead on the k-NN accuracy
+    assert out["knn"]["c"] > out["knn"]["a"]

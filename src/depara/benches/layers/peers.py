@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -481,8 +482,8 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
         write_csv(out_dir / f"peer_evaluation_{name}.csv", list(evaluations[name]), header=columns)
         tables_written[f"peer_scores_{name}"] = f"peer_scores_{name}.csv"
         tables_written[f"peer_evaluation_{name}"] = f"peer_evaluation_{name}.csv"
-        # two-line tick labels so the long DEPARA names do not collide
-        plot_method_agreement([{**r, "method": str(r["method"]).replace("DEPARA ", "DEPARA\n")}
+        # tick labels wrapped at 9 characters so the long names do not collide
+        plot_method_agreement([{**r, "method": "\n".join(textwrap.wrap(str(r["method"]), 9))}
                                for r in evaluations[name] if r["family"] not in ("reference", "n/a")], out_dir / f"peer_agreement_{name}.png",
                               title=f"{name}: agreement of each estimator with per-layer transfer accuracy")
         figures[f"peer_agreement_{name}"] = f"peer_agreement_{name}.png"

@@ -25,14 +25,16 @@ CEILING = "another seed's measured affinities (noise ceiling)"
 def ranking_row(method: str, scores: np.ndarray, truth: np.ndarray, names: Sequence[str],
                 ks: Sequence[int] = (1, 3, 5)) -> dict:
     """One row of the bank's tables for a score matrix (rows = targets, columns = sources) against ``truth``:
-    P@K for each of ``ks``, mean Spearman, Kendall and weighted τ over the targets, the top-1 regret; ``note``
-    empty."""
+    P@K for each of ``ks``, mean Spearman, Kendall and weighted τ over the targets, the top-1 regret, each target's
+    Spearman (the spread behind the mean, as text); ``note`` empty."""
     curve = precision_recall_at_k(scores, truth, max(ks), ks=ks, names=names)
     corr = rank_correlations(scores, truth, names=names)
     row = {"method": method, "n_targets": curve.n_targets}
     row.update({f"P@{k}": float(curve.at(k)[1]) for k in ks})
     row.update({"mean_spearman": corr.mean["spearman"], "mean_kendall": corr.mean["kendall"],
-                "mean_weighted_tau": corr.mean["weighted_tau"], "top1_regret": corr.mean["regret"], "note": ""})
+                "mean_weighted_tau": corr.mean["weighted_tau"], "top1_regret": corr.mean["regret"],
+                "spearman_per_target": "; ".join(f"{t} {v:.2f}" for t, v in zip(corr.targets, corr.spearman)),
+                "note": ""})
     return row
 
 
@@ -56,5 +58,5 @@ def noise_ceiling_row(truth: np.ndarray, other: np.ndarray, names: Sequence[str]
 def not_applicable_rows(reasons: dict[str, str], ks: Sequence[int] = (1, 3, 5)) -> list[dict]:
     """A row per baseline that cannot apply, with its reason in ``note`` and its numbers empty."""
     blank = {"n_targets": "", **{f"P@{k}": "" for k in ks}, "mean_spearman": "", "mean_kendall": "",
-             "mean_weighted_tau": "", "top1_regret": ""}
+             "mean_weighted_tau": "", "top1_regret": "", "spearman_per_target": ""}
     return [{"method": name, **blank, "note": why} for name, why in reasons.items()]

@@ -31,11 +31,13 @@ def reasons(n_params: int) -> dict[str, str]:
                                                                "loss (pixels, depth, normals, counts, classes): no "
                                                                "common scale to rank the sources by",
         "k-NN accuracy (knn)": "needs the target's class labels: 11 of the 13 targets are dense maps or "
-                               "regressions; on the 2 classification targets (count, shape) not run: it needs the "
-                               "cached task networks, which this script does not retrain",
-        "round-5 labels default (depara_labels_ped) and its kNN member": "needs class labels (as k-NN accuracy); "
-                                                                         "the label-free default ran: DEPARA, E "
-                                                                         "alone, λ = ∞ (first row)",
+                               "regressions; on the 2 classification targets (count, shape): labels_oos.csv "
+                               "(benchmarks/taskbank_labels_oos.py)",
+        "round-5 labels default (depara_labels_ped) and its kNN member": "need class labels (as k-NN accuracy); on "
+                                                                         "the 2 classification targets: "
+                                                                         "labels_oos.csv; the label-free default "
+                                                                         "ran on all 13: DEPARA, E alone, λ = ∞ "
+                                                                         "(first row)",
     }
 
 

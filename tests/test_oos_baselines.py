@@ -147,3 +147,14 @@ def test_taskbank_labels_scores_rank_average_across_the_sources():
     assert [out["depara_labels_ped"][s] for s in "abc"] == pytest.approx(list(want))
     # the source whose features separate the classes most is ahead on the k-NN accuracy
     assert out["knn"]["c"] > out["knn"]["a"]
+
+
+def test_layer_bench_kendall_per_seed_is_each_seeds_tau():
+    from scipy.stats import kendalltau
+
+    from depara.benches.layers.baselines import kendall_per_seed
+
+    per_seed = [{1: .6, 2: .7, 3: .8}, {1: .4, 2: .8, 3: .6}, {1: .5, 2: .5, 3: .5}]
+    text = kendall_per_seed(np.array([1.0, 2.0, 3.0]), per_seed, [1, 2, 3])
+    want = [kendalltau([1, 2, 3], [.6, .7, .8]).statistic, kendalltau([1, 2, 3], [.4, .8, .6]).statistic]
+    assert text == f"{want[0]:.2f} / {want[1]:.2f} / n/a"  # a constant seed has no τ

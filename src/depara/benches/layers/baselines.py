@@ -26,7 +26,7 @@ from ...selection.scorers import RANK_AVERAGES
 from ...selection.scoring import rank_average
 
 __all__ = ["ROUND4_LABELS", "PARAMS_PRIOR", "NOT_APPLICABLE", "REFERENCE", "with_rank_averages",
-           "round4_label_scores", "parameters_up_to", "reference_rows", "not_applicable_rows"]
+           "round4_label_scores", "parameters_up_to", "reference_rows", "not_applicable_rows", "kendall_per_seed"]
 
 #: The round-4 labels default's handling (configs/defaults.toml before round 5).
 ROUND4 = {"edge_comparison": "per_probe", "edge_features": "flat", "edge_scale": "centred"}
@@ -103,3 +103,13 @@ def reference_rows(per_seed: Sequence[Mapping[int, float]], depths: Sequence[int
 def not_applicable_rows() -> list[dict[str, Any]]:
     """A row per baseline that cannot rank layers, its reason in ``note``."""
     return [{"method": name, "family": "n/a", "note": why} for name, why in NOT_APPLICABLE.items()]
+
+
+def kendall_per_seed(scores: np.ndarray, per_seed: Sequence[Mapping[int, float]], depths: Sequence[int]) -> str:
+    """The spread behind one row's τ: Kendall τ-b of ``scores`` (one per depth) against each transfer seed's
+    accuracies alone (``scipy.stats.kendalltau``), as text ``"0.12 / 0.18 / 0.15"`` (``"n/a"`` where undefined)."""
+    from scipy.stats import kendalltau
+
+    x = np.asarray(scores, dtype=np.float64)
+    taus = [kendalltau(x, [float(s[d]) for d in depths]).statistic for s in per_seed]
+    return " / ".join("n/a" if not np.isfinite(t) else f"{t:.2f}" for t in taus)

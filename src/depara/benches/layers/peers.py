@@ -39,8 +39,9 @@ from ...estimators.scoring import ScoreTable, SourceInputs, score_sources
 from ...extraction.source_features import pool_features
 from ...report.manifest import writes_results_folder
 from ...selection.scorers import RANK_AVERAGES
-from .baselines import (NOT_APPLICABLE, PARAMS_PRIOR, REFERENCE, ROUND4_LABELS, not_applicable_rows,
-                        parameters_up_to, reference_rows, round4_label_scores, with_rank_averages)
+from .baselines import (NOT_APPLICABLE, PARAMS_PRIOR, REFERENCE, ROUND4_LABELS, kendall_per_seed,
+                        not_applicable_rows, parameters_up_to, reference_rows, round4_label_scores,
+                        with_rank_averages)
 from .models import model_preprocess
 from .select import depara_method_name, score_lam
 
@@ -349,8 +350,12 @@ def _evaluation_rows(table: ScoreTable, acc: Mapping[int, float], per_seed: Sequ
     undefined += [{"method": name, "family": "n/a", "note": f"undefined on this data: its part {part} is"}
                   for name, parts in RANK_AVERAGES.items() if name not in table.methods
                   for part in [p for p in parts if p in not_scored][:1]]
-    return (evaluate_layers(table, acc) + reference_rows(per_seed, [d for d, _ in _layers_of(table)])
-            + not_applicable_rows() + undefined)
+    depths = [d for d, _ in _layers_of(table)]
+    rows = evaluate_layers(table, acc)
+    if len(per_seed) > 1:  # each row's τ against each transfer seed alone: the spread behind the mean's τ
+        for r in rows:
+            r["kendall_per_seed"] = kendall_per_seed(table.scores[r["method"]], per_seed, depths)
+    return rows + reference_rows(per_seed, depths) + not_applicable_rows() + undefined
 
 
 def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], batch_size: int, progress: bool):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -37,11 +38,18 @@ from ...evaluation.rank_quality import rank_quality
 from ...estimators.scoring import ScoreTable, SourceInputs, score_sources
 from ...extraction.source_features import pool_features
 from ...report.manifest import writes_results_folder
+from ...selection.scorers import RANK_AVERAGES
+from .baselines import (NOT_APPLICABLE, PARAMS_PRIOR, REFERENCE, ROUND4_LABELS, kendall_per_seed,
+                        not_applicable_rows, parameters_up_to, reference_rows, round4_label_scores,
+                        with_rank_averages)
 from .models import model_preprocess
 from .select import depara_method_name, score_lam
 
-#: Label-based peers (from the estimator registry): scored on the shrunk target training images with their labels.
-LABEL_METHODS: tuple[str, ...] = estimator_names(needs_labels=True, needs_source_probs=False, default=True)
+#: Label-based peers (from the estimator registry): scored on the shrunk target training images with their labels;
+#: the registry's defaults plus the k-NN accuracy baseline (issue 20). Where ``depara_labels`` and ``ped`` both
+#: score, the round-5 default ``depara_labels_ped`` (their rank average across the layers) is added.
+LABEL_METHODS: tuple[str, ...] = estimator_names(needs_labels=True, needs_source_probs=False, default=True) + (
+    "knn",)
 #: Label-free peers (the registry's estimators with a reference representation): scored on the probes against the
 #: target-domain model's logits.
 PROBE_METHODS: tuple[str, ...] = estimator_names(uses_target_features=True)
@@ -54,9 +62,13 @@ SHALLOWER = "shallower"
 
 
 def method_family(method: str) -> str:
-    """``label-based`` | ``label-free`` | ``depara`` | ``trivial`` (for tables and captions)."""
-    if method in LABEL_METHODS:
+    """``label-based`` | ``label-free`` | ``depara`` | ``trivial`` | ``reference`` | ``n/a`` (tables, captions)."""
+    if method in LABEL_METHODS or method == ROUND4_LABELS or method.startswith("depara_labels_"):
         return "label-based"
+    if method in REFERENCE:
+        return "reference"
+    if method in NOT_APPLICABLE:
+        return "n/a"
     if method in PROBE_METHODS:
         return "label-free"
     if method.startswith("DEPARA"):
@@ -141,11 +153,19 @@ def _probe_method_scores(layers: Sequence[tuple[int, str]], keys: Sequence[str],
     return table.scores
 
 
+def _with_extra(scores: dict[str, np.ndarray], extra: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
+    for m, v in (extra or {}).items():
+        if np.shape(v) != (n,):
+            raise DeparaError(f"extra: scores of {m!r} have shape {np.shape(v)}, expected ({n},)")
+        scores[m] = np.asarray(v, dtype=np.float64)
+    return scores
+
+
 def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[str, np.ndarray], labels, *,
                      probe_features: Mapping[str, np.ndarray] | None = None, target_outputs=None,
                      depara_rows: Sequence[Mapping[str, Any]] | None = None,
                      methods: Sequence[str] = PEER_METHODS, shallower: bool = True,
-                     transrate_eps: float = 1e-4) -> ScoreTable:
+                     transrate_eps: float = 1e-4, extra: Mapping[str, np.ndarray] | None = None) -> ScoreTable:
     """Score every layer with every peer method (via :func:`depara.selection.harness.score_sources`), plus DEPARA
     columns.
 
@@ -159,6 +179,8 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
             becomes a method named by :func:`depara_method_name` (``DEPARA V``, ``DEPARA V+10E``, ...).
         methods: peer methods among :data:`PEER_METHODS`.
         shallower: add the trivial score −depth.
+        extra: more score columns, method name → (L,) array in the order of ``layers`` (e.g. the round-4 member,
+            the parameter prior of :mod:`depara.benches.layers.baselines`).
 
     Returns:
         A :class:`~depara.selection.harness.ScoreTable` whose sources are :func:`layer_key` names, shallow to deep. A
@@ -193,6 +215,7 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
                 continue
             scores.update(table.scores)
             meta["n_train"] = table.meta["n_samples"]
+    scores = _with_extra(with_rank_averages(scores), extra, len(layers))
     if probe_methods:
         scores.update(_probe_method_scores(layers, keys, probe_methods, probe_features, target_outputs, meta))
     if depara_rows:
@@ -274,6 +297,19 @@ def resolve_target_data(transfer: Mapping[str, str | os.PathLike]) -> dict[str, 
     return out
 
 
+def _seed_accuracies(value) -> list[dict[int, float]]:
+    """Each transfer seed's ``{depth: accuracy}`` from the ``test_acc_seed<k>`` columns of a transfer CSV (as
+    ``depara demo layers`` writes them); ``[]`` for a mapping or a CSV without them."""
+    from .select import read_transfer_accuracies
+
+    if isinstance(value, Mapping):
+        return []
+    p = Path(value) / "transfer.csv" if Path(value).is_dir() else Path(value)
+    rows = read_csv(p)
+    cols = [c for c in (rows[0] if rows else {}) if c.startswith("test_acc_seed")]
+    return [read_transfer_accuracies(p, c) for c in cols]
+
+
 def _accuracies(value) -> dict[int, float]:
     from .select import read_transfer_accuracies
 
@@ -290,7 +326,7 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
     """One line per fraction: the method with the highest Kendall τ, and DEPARA's and LogME's τ beside it."""
     parts = []
     for name, rows in evaluations.items():
-        scored = [r for r in rows if not math.isnan(float(r["kendall"]))]
+        scored = [r for r in rows if r["family"] not in ("reference", "n/a") and not math.isnan(float(r["kendall"]))]
         if not scored:
             continue
         best = max(scored, key=lambda r: float(r["kendall"]))
@@ -302,6 +338,44 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
                 line += f"; {m} τ {_fmt(by[m]['kendall'])}"
         parts.append(line)
     return " | ".join(parts) or "no evaluation"
+
+
+def _evaluation_rows(table: ScoreTable, acc: Mapping[int, float], per_seed: Sequence[Mapping[int, float]]
+                     ) -> list[dict[str, Any]]:
+    """:func:`evaluate_layers`, then the reference rows (noise ceiling, random), the baselines that cannot apply per
+    layer and the methods undefined on this data (their reasons in ``note``)."""
+    not_scored = table.meta.get("not_scored", {})
+    undefined = [{"method": m, "family": "n/a", "note": f"undefined on this data: {why}"}
+                 for m, why in not_scored.items()]
+    undefined += [{"method": name, "family": "n/a", "note": f"undefined on this data: its part {part} is"}
+                  for name, parts in RANK_AVERAGES.items() if name not in table.methods
+                  for part in [p for p in parts if p in not_scored][:1]]
+    depths = [d for d, _ in _layers_of(table)]
+    rows = evaluate_layers(table, acc)
+    if len(per_seed) > 1:  # each row's τ against each transfer seed alone: the spread behind the mean's τ
+        for r in rows:
+            r["kendall_per_seed"] = kendall_per_seed(table.scores[r["method"]], per_seed, depths)
+    return rows + reference_rows(per_seed, depths) + not_applicable_rows() + undefined
+
+
+def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], batch_size: int, progress: bool):
+    """A target fraction's labelled train split, the source's pooled features of it per layer, and the round-4
+    member's score per layer (:func:`depara.benches.layers.baselines.round4_label_scores`), or the one-line reason
+    it is undefined on this data."""
+    from .engine import load_split, normalise
+
+    if not (root / "train").is_dir():
+        raise DeparaError(f"{root}: target fraction folder has no train/ split")
+    train = load_split(root, "train", int(src_info.image_size),
+                       classes=src_info.classes if src_info.domain != "imagenet" else None)
+    images = normalise(train.images, src_info.mean, src_info.std)
+    feats = pooled_layer_features(src_model, images, names, batch_size=batch_size, progress=progress)
+    try:
+        r4: np.ndarray | str = round4_label_scores(src_model, images, names, train.labels.numpy(),
+                                                   batch_size=batch_size)
+    except DeparaError as exc:  # e.g. one image per class: no probe has a same-class neighbour
+        r4 = str(exc)
+    return train, feats, r4
 
 
 def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike, probes,
@@ -330,7 +404,7 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     Returns:
         ``{"tables": {fraction: ScoreTable}, "evaluation": {fraction: rows}, "summary": str, "out": path|None}``.
     """
-    from .engine import load_source, load_split, normalise
+    from .engine import load_source
     from .models import load_checkpoint, transfer_units
 
     if not accuracies:
@@ -361,18 +435,18 @@ def score_layers_with_peers(source: str | os.PathLike, target: str | os.PathLike
     target_outputs = pooled_layer_features(tgt_model, tgt_images, [tgt_layer], batch_size=batch_size)[tgt_layer]
 
     tables, evaluations, n_train = {}, {}, {}
+    params = parameters_up_to(src_model, units)
     for name, acc in accs.items():
-        root = Path(target_data[name])
-        if not (root / "train").is_dir():
-            raise DeparaError(f"{root}: target fraction folder has no train/ split")
-        train = load_split(root, "train", int(src_info.image_size),
-                           classes=src_info.classes if src_info.domain != "imagenet" else None)
-        feats = pooled_layer_features(src_model, normalise(train.images, src_info.mean, src_info.std), names,
-                                      batch_size=batch_size, progress=progress)
+        train, feats, r4 = _fraction_features(src_model, src_info, Path(target_data[name]), names, batch_size,
+                                              progress)
+        extra = {PARAMS_PRIOR: params} if isinstance(r4, str) else {ROUND4_LABELS: r4, PARAMS_PRIOR: params}
         table = peer_layer_table(layers, feats, train.labels.numpy(), probe_features=probe_features,
-                                 target_outputs=target_outputs, depara_rows=depara_rows, methods=methods)
+                                 target_outputs=target_outputs, depara_rows=depara_rows, methods=methods,
+                                 extra=extra)
+        if isinstance(r4, str):
+            table.meta.setdefault("not_scored", {})[ROUND4_LABELS] = r4
         tables[name], n_train[name] = table, len(train)
-        evaluations[name] = evaluate_layers(table, acc)
+        evaluations[name] = _evaluation_rows(table, acc, _seed_accuracies(accuracies[name]) or [acc])
     summary = peers_summary(evaluations)
     result: dict[str, Any] = {"tables": tables, "evaluation": evaluations, "summary": summary, "out": None}
     if out is not None:
@@ -409,12 +483,13 @@ def write_peer_results(out: str | os.PathLike, tables: Mapping[str, ScoreTable],
             rows.append({"depth": depth, "layer": layer, f"acc_{name}": accuracies[name][depth],
                          **{m: float(table.scores[m][i]) for m in table.methods}})
         write_csv(out_dir / f"peer_scores_{name}.csv", rows)
-        write_csv(out_dir / f"peer_evaluation_{name}.csv", list(evaluations[name]))
+        columns = list(dict.fromkeys(k for r in evaluations[name] for k in r))  # reference rows add a note
+        write_csv(out_dir / f"peer_evaluation_{name}.csv", list(evaluations[name]), header=columns)
         tables_written[f"peer_scores_{name}"] = f"peer_scores_{name}.csv"
         tables_written[f"peer_evaluation_{name}"] = f"peer_evaluation_{name}.csv"
-        # two-line tick labels so the long DEPARA names do not collide
-        plot_method_agreement([{**r, "method": str(r["method"]).replace("DEPARA ", "DEPARA\n")}
-                               for r in evaluations[name]], out_dir / f"peer_agreement_{name}.png",
+        # tick labels wrapped at 9 characters so the long names do not collide
+        plot_method_agreement([{**r, "method": "\n".join(textwrap.wrap(str(r["method"]), 9))}
+                               for r in evaluations[name] if r["family"] not in ("reference", "n/a")], out_dir / f"peer_agreement_{name}.png",
                               title=f"{name}: agreement of each estimator with per-layer transfer accuracy")
         figures[f"peer_agreement_{name}"] = f"peer_agreement_{name}.png"
         panels[name] = panel_from_rows(rows, f"acc_{name}", list(table.methods))

@@ -75,8 +75,10 @@ def scratch_baseline(cfg: BankConfig, target: Task, data: SceneData) -> dict:
 
 
 def measure_affinities(cfg: BankConfig, cache_root: Path, encoders: dict[str, Encoder], data: SceneData, *,
-                       progress: Callable[[str], None] | None = None) -> dict:
+                       progress: Callable[[str], None] | None = None, only_targets=None) -> dict:
     """All (target, source) transfers and scratch baselines, from cache where intact; returns the matrices.
+
+    ``only_targets``: measure these targets only (their rows; every other row stays NaN).
 
     Returns ``{"tasks", "targets", "transfer_loss", "affinity", "win_rate", "transfer_accuracy",
     "scratch_loss", "scratch_accuracy", "seconds"}``: T×T float64 matrices (rows targets, columns sources),
@@ -93,7 +95,7 @@ def measure_affinities(cfg: BankConfig, cache_root: Path, encoders: dict[str, En
     targets = [n for n in names if get_task(n).is_target]
     for ti, tname in enumerate(names):
         target = get_task(tname)
-        if not target.is_target:
+        if not target.is_target or (only_targets is not None and tname not in only_targets):
             continue
         path = _pair_path(cache_root, tname, "_scratch")
         scratch = load_json_entry(path, key)

@@ -1,6 +1,7 @@
 """Cost of the pretrained bank's feature extraction, per source, against a plain forward pass.
 
     python benchmarks/bench_pretrained_bank_cost.py [--n 32] [--reps 2] [--out benchmarks/results/pretrained_bank_cost]
+    python benchmarks/bench_pretrained_bank_cost.py --sweep mobilenet_v2-imagenet --n 64 --reps 2 --out DIR
 
 For every available pretrained source (docs/sources.md) it times, in this one process and with the same threads,
 on the same ``--n`` decoded VisDA images (128 px, resized to the source's native size):
@@ -110,12 +111,39 @@ def time_source(name: str, images01: np.ndarray, reps: int) -> dict:
             "before_images_per_cpu_s": round(n / best["before"], 2)}
 
 
+def sweep(name: str, images01: np.ndarray, reps: int, sizes=(1, 2, 4, 8, 16, 32)) -> list[dict]:
+    """CPU seconds of ``layer_features`` for source ``name`` at each batch size, contiguous and channels-last
+    (fastest of ``reps`` interleaved repetitions): the measurement behind ``BATCH_SIZE``."""
+    spec = P.get_source(name)
+    models = {False: P.load_source(name), True: P.load_source(name)}
+    for cl, model in models.items():
+        P.layer_features(spec, model, images01[:2], channels_last=cl)
+    best = {(cl, bs): float("inf") for cl in models for bs in sizes}
+    for _ in range(reps):
+        for cl, bs in best:
+            best[(cl, bs)] = min(best[(cl, bs)], _cpu(lambda: P.layer_features(spec, models[cl], images01,
+                                                                                batch_size=bs, channels_last=cl)))
+    return [{"source": name, "layout": "channels_last" if cl else "contiguous", "batch_size": bs,
+             "images": len(images01), "cpu_s": round(v, 3)} for (cl, bs), v in best.items()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=32, help="images per source (from VisDA)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pretrained_bank_cost"))
+    ap.add_argument("--sweep", metavar="SOURCE", help="instead: time SOURCE at batch sizes 1-32 in both layouts "
+                    "(writes sweep.csv)")
     args = ap.parse_args(argv)
+    if args.sweep:
+        args.out.mkdir(parents=True, exist_ok=True)
+        load = _load()
+        rows = sweep(P.get_source(args.sweep).name, B.IMAGE_SETS["visda"]()[0][:args.n], args.reps)
+        for r in rows:
+            print(f"{r['layout']:14s} batch {r['batch_size']:3d}: {r['cpu_s']:.2f} CPU s", flush=True)
+        print(f"load {load} -> {_load()}", flush=True)
+        write_csv(args.out / "sweep.csv", rows)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = _load()
     t0 = time.process_time()

@@ -119,12 +119,15 @@ def sweep(name: str, images01: np.ndarray, reps: int, sizes=(1, 2, 4, 8, 16, 32)
     for cl, model in models.items():
         P.layer_features(spec, model, images01[:2], channels_last=cl)
     best = {(cl, bs): float("inf") for cl in models for bs in sizes}
+    wall = dict(best)
     for _ in range(reps):
         for cl, bs in best:
-            best[(cl, bs)] = min(best[(cl, bs)], _cpu(lambda: P.layer_features(spec, models[cl], images01,
-                                                                                batch_size=bs, channels_last=cl)))
+            w0 = time.perf_counter()
+            cpu = _cpu(lambda: P.layer_features(spec, models[cl], images01, batch_size=bs, channels_last=cl))
+            best[(cl, bs)], wall[(cl, bs)] = min(best[(cl, bs)], cpu), min(wall[(cl, bs)], time.perf_counter() - w0)
     return [{"source": name, "layout": "channels_last" if cl else "contiguous", "batch_size": bs,
-             "images": len(images01), "cpu_s": round(v, 3)} for (cl, bs), v in best.items()]
+             "images": len(images01), "threads": torch.get_num_threads(), "cpu_s": round(v, 3),
+             "wall_s": round(wall[(cl, bs)], 3)} for (cl, bs), v in best.items()]
 
 
 def main(argv=None) -> int:
@@ -133,16 +136,20 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pretrained_bank_cost"))
     ap.add_argument("--sweep", metavar="SOURCE", help="instead: time SOURCE at batch sizes 1-32 in both layouts "
-                    "(writes sweep.csv)")
+                    "(writes sweep_threads<T>.csv)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: as set, e.g. by OMP_NUM_THREADS)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.sweep:
         args.out.mkdir(parents=True, exist_ok=True)
         load = _load()
         rows = sweep(P.get_source(args.sweep).name, B.IMAGE_SETS["visda"]()[0][:args.n], args.reps)
         for r in rows:
-            print(f"{r['layout']:14s} batch {r['batch_size']:3d}: {r['cpu_s']:.2f} CPU s", flush=True)
+            print(f"{r['layout']:14s} batch {r['batch_size']:3d}, {r['threads']} thread(s): {r['cpu_s']:.2f} CPU s, "
+                  f"{r['wall_s']:.2f} s wall", flush=True)
         print(f"load {load} -> {_load()}", flush=True)
-        write_csv(args.out / "sweep.csv", rows)
+        write_csv(args.out / f"sweep_threads{torch.get_num_threads()}.csv", rows)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     load_before = _load()

@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cached-only", action="store_true")
     ap.add_argument("--sources", help="comma-separated source names (default: every available one)")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cfg = B.BenchConfig()
     log = lambda m: print(time.strftime("%H:%M:%S"), m, flush=True)  # noqa: E731
@@ -166,7 +167,6 @@ def main(argv=None) -> int:
 
 
 def report(out: Path, cfg, sources, truth, per_cand, refs, summary, chosen, notes, seconds, cache: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "summary.csv", sorted(summary, key=lambda r: -r["rule_score"]))
     write_csv(out / "per_target.csv", [{"candidate": c.name, **r} for c, prs in per_cand.items() for r in prs
                                        if len(c.parts) == 1])

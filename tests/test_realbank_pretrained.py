@@ -95,6 +95,19 @@ def test_layer_features_are_pooled_layer_outputs():
     np.testing.assert_allclose(feats["features.3"], direct, rtol=1e-5, atol=1e-6)
 
 
+def test_layer_features_layout_and_batch_size_do_not_change_the_features():
+    """The bank's fast path (channels-last, batches of BATCH_SIZE with a ragged tail) gives the previous round's
+    contiguous, one-batch features up to float round-off, in the same image order."""
+    spec = _need("mobilenet_v2-imagenet")
+    images = np.random.default_rng(2).random((P.BATCH_SIZE + 1, 24, 24, 3), dtype=np.float32)
+    fast = P.layer_features(spec, P.load_source(spec.name), images)
+    plain = P.layer_features(spec, P.load_source(spec.name), images, batch_size=32, channels_last=False)
+    for layer in spec.layers:
+        assert fast[layer].shape == plain[layer].shape == (len(images), plain[layer].shape[1])
+        np.testing.assert_allclose(fast[layer], plain[layer], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(fast["features.18"][0], fast["features.18"][-1])  # distinct images stay distinct
+
+
 def test_preprocess_by_hand():
     spec = P.PretrainedSource("t", "p", "f", "a", "d", "l", 4, ("x",), mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.25),
                               scale=2.0, bgr=True)

@@ -109,7 +109,7 @@ class BenchConfig:
     n_train: int = 300
     n_test: int = 400
     lp_c: float = 1.0
-    batch_size: int = 32
+    batch_size: int = P.BATCH_SIZE
 
     def split(self, y: np.ndarray, seed: int) -> D.Split:
         return D.make_split(y, seed=seed, n_train=self.n_train, n_test=self.n_test)
@@ -127,7 +127,7 @@ def available_image_sets() -> dict[str, str]:
     return out
 
 
-def features(source: str, image_set: str, cache_dir: Path, *, batch_size: int = 32, model=None,
+def features(source: str, image_set: str, cache_dir: Path, *, batch_size: int = P.BATCH_SIZE, model=None,
              log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """Pooled features (layer → N×C float32) of ``source`` on ``image_set``, from the cache or extracted now."""
     spec = P.get_source(source)

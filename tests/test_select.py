@@ -176,8 +176,10 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
     for c, (m, layer) in enumerate(sel.candidates):
         assert sel.values["depara_labels"][c] == pytest.approx(_knn_label_agreement(feats[m][layer], labels),
                                                                abs=1e-6)
-    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); LogME on peer_boot
+    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); the peers that do
+    # not rank get no interval by default (peer_boot = 0: the report shows them as ranks only)
     assert np.isfinite(sel.intervals["ped"]).all() and np.isfinite(sel.intervals["depara_labels_ped"]).all()
+    assert sel.settings["peer_boot"] == 0 and np.isnan(sel.intervals["logme"]).all()
     assert 0.0 <= sel.p_best <= 1.0
     assert "pick model" in sel.summary and str(sel.best[1]) in sel.summary
 

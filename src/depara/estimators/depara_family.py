@@ -67,13 +67,18 @@ def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.nd
            description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
                        "edge comparison; needs the samples' class labels, no target model",
            adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels),
-           resampled=lambda graph, features, labels, idx_sets: depara_labels_resampled(
-               depara_labels_edges(graph, features), labels, idx_sets))
+           resampled=lambda graph, features, labels, idx_sets: _labels_resampled(graph, features, labels, idx_sets))
 def _depara_labels(edges, labels, comparison: str | None = None) -> float:
     """The label-graph DEPARA score of one source: :func:`depara.core.similarity_edges.label_agreement` of its
     probe edges (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison
     (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given."""
     return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+
+
+def _labels_resampled(graph, features, labels, idx_sets) -> np.ndarray:
+    """The registry's ``resampled`` of ``depara_labels``: the edges built once, then each block of resamples."""
+    edges = depara_labels_edges(graph, features)
+    return np.concatenate([depara_labels_resampled(edges, labels, block) for block in idx_sets])
 
 
 def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:

@@ -249,9 +249,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
         otherwise it is forward passes only, and the graphs have no nodes.
     n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
-    peer_boot : half-samples for the intervals of the label-based peers (logme, hscore, ...), at most
-        ``n_boot``: each is a model fit per half-sample, so they get fewer (all ``n_boot`` for a peer that ranks,
-        alone or as a part of the ranking rank average: ``ped`` by default).
+    peer_boot : half-samples for the intervals of the peers that do not rank (logme, hscore, ...), at most
+        ``n_boot`` (default :data:`depara.options.SELECT_PEER_BOOT` = 0: the report shows them as ranks only); a
+        peer that ranks, alone or in the ranking rank average (``ped`` by default), always gets all ``n_boot``.
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
         Checked before any work, with the data (:func:`depara.io.files.check_run_paths`): not a file, not broken,
         writable, not inside the data folder.

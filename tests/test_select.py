@@ -226,13 +226,14 @@ def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     first = select(classes, models, n_boot=5, cache_dir=tmp_path)
     before = _snapshot(tmp_path / "store")
-    # graph + pooled features + block of scores per (model, layer), each beside its check record
-    assert len(before) == 2 * 3 * 2 * 5
+    # pooled features + block of scores per (model, layer), each beside its check record (no graph: with labels
+    # only, the frozen label score reads the pooled features)
+    assert len(before) == 2 * 2 * 2 * 5
     assert first.settings["scores_reused"] == 0
     second = select(classes, {**models, "c": _entry("c", 2)}, n_boot=5, cache_dir=tmp_path)
     after = _snapshot(tmp_path / "store")
     assert {k: after[k] for k in before} == before  # same files, same bytes, same mtimes
-    assert len(after) == len(before) + 2 * 15
+    assert len(after) == len(before) + 2 * 10
     assert second.models["a"]["extracted"] == [] and second.models["b"]["extracted"] == []
     assert len(second.models["c"]["extracted"]) == 5
     assert second.settings["scores_reused"] == 10  # only the added model's candidates are scored

@@ -82,3 +82,97 @@ def test_label_graph_score_builds_its_edges_once(monkeypatch):
     monkeypatch.setattr(depara_family, "depara_labels_edges", lambda *a: calls.append(1) or original(*a))
     np.testing.assert_array_equal(res.at_once(est, None, f, y), expected)
     assert len(calls) == 1 and expected.shape == (16,)
+
+
+# ------------------------------------------------------------------------------------------ extraction
+torch = pytest.importorskip("torch")
+
+
+def _net(seed: int) -> "torch.nn.Module":
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 6, 3),
+                               torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                               torch.nn.Linear(24, 3))
+
+
+def test_pooled_features_equal_pooling_the_full_features():
+    from depara.core.similarity_edges import pool_features
+    from depara.extraction.extract import build_graphs, pooled_features
+
+    model = _net(0)
+    x = torch.rand(10, 3, 12, 12)
+    layers = ["0", "1", "3", "5"]  # "1" is an in-place ReLU: pooled in its hook before the next op runs
+    full: dict = {}
+    build_graphs(model, x, layers, batch_size=4, nodes=False,
+                 on_features=lambda name, f: full.__setitem__(name, pool_features(f)))
+    got = pooled_features(model, x, layers, batch_size=4)
+    assert list(got) == layers
+    for name in layers:
+        np.testing.assert_array_equal(got[name], full[name])
+    # by hand: the first conv's output averaged over space
+    with torch.no_grad():
+        np.testing.assert_allclose(got["0"], model[0](x).mean(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+    class Log(torch.nn.Module):
+        def forward(self, t):
+            return torch.log(t)
+
+    bad = x.clone()
+    bad[7, 0, 0, 0] = -1.0  # its log is NaN
+    with pytest.raises(DeparaError, match="layer '0': features contain NaN/Inf \\(first at probe '7'\\)"):
+        pooled_features(torch.nn.Sequential(Log(), model), bad, ["0"])
+
+
+def test_keep_decoded_decodes_once_and_gives_the_same_tensors(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from depara.extraction import probes as probes_mod
+    from depara.extraction.probes import ProbeSet
+
+    for i in range(6):
+        Image.fromarray((np.random.default_rng(i).random((9, 9, 3)) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    ps = ProbeSet.from_folder(tmp_path, "8x8")
+    plain = ps.tensor(None, slice(1, 4))
+    calls = []
+    original = probes_mod._apply
+    monkeypatch.setattr(probes_mod, "_apply", lambda *a: calls.append(1) or original(*a))
+    with ps.keep_decoded(10**6):
+        a = ps.tensor(None, slice(1, 4))
+        a += 1.0  # a copy: the kept tensors are not changed by a caller
+        b = ps.tensor("8x8", [1, 2, 3])
+    assert len(calls) == 6  # every probe once, not once per call
+    torch.testing.assert_close(b, plain, rtol=0, atol=0)
+    with ps.keep_decoded(10):  # over the budget: decoded on every call, as outside the block
+        ps.tensor(None, slice(0, 2))
+        ps.tensor(None, slice(0, 2))
+    assert len(calls) == 6 + 4
+    ps.tensor(None, slice(0, 1))
+    assert len(calls) == 6 + 4 + 1  # released after the block
+
+
+def test_labels_only_select_skips_graph_edges_with_the_same_scores(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from depara.extraction.zoo import ModelEntry
+    from depara.selection import job
+    from depara.selection.job import select
+
+    for c in range(3):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(6):
+            img = np.random.default_rng(10 * c + i).random((12, 12, 3)) * 0.5 + 0.2 * c
+            Image.fromarray((img * 255).astype(np.uint8)).save(tmp_path / "data" / f"c{c}" / f"{i}.png")
+    models = lambda: {n: ModelEntry(n, f"module:{n}", preprocessing="12x12", module=_net(i))  # noqa: E731
+                      for i, n in enumerate("ab")}
+    fast = select(tmp_path / "data", models(), n_boot=12, peer_boot=4, cache_dir=tmp_path / "c1")
+    assert fast.settings["peer_boot"] == 4
+    store = list((tmp_path / "c1" / "store").rglob("*"))
+    monkeypatch.setattr(job, "_needs_edges", lambda _job: True)  # the graphs as before
+    slow = select(tmp_path / "data", models(), n_boot=12, peer_boot=4, cache_dir=tmp_path / "c2")
+    assert fast.candidates == slow.candidates and fast.order == slow.order
+    for s in slow.scorers:
+        np.testing.assert_array_equal(fast.values[s], slow.values[s])
+        np.testing.assert_array_equal(fast.intervals[s], slow.intervals[s])
+    assert np.isfinite(fast.intervals["logme"]).all()  # peer_boot = 4: the peers' intervals too
+    assert len(store) < len(list((tmp_path / "c2" / "store").rglob("*")))  # no graph entries written

@@ -200,6 +200,14 @@ def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: i
     return _Job(entries, target_entry, probe_set, y, desc, case, chosen, default, notes)
 
 
+def _needs_edges(job: _Job) -> bool:
+    """Whether any scorer reads the candidates' graph edges: against a target model, or the label graph's score
+    at frozen defaults that take the graph's own edges; otherwise the pooled features suffice."""
+    from ..estimators.depara_family import LABEL_EDGES_FROM_GRAPH
+
+    return job.target_entry is not None or (LABEL_EDGES_FROM_GRAPH and "depara_labels" in computed_scorers(job.chosen))
+
+
 def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None,
                  skip_failed: bool) -> tuple[list[ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None,
                                              dict]:
@@ -209,7 +217,7 @@ def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, addr
     results, failed = candidates_graphs(job.entries, job.probe_set, layers, store, kw, engine, address, skip_failed)
     if job.target_entry is None:
         return results, None, {}, None, failed
-    tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
+    tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **{**kw, "edges": True})
     info = {"name": job.target_entry.name, "spec": job.target_entry.spec, "layer": tr.layers[0],
             "extracted": tr.extracted}
     tid = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
@@ -282,7 +290,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None, readonly=cache_readonly)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"])
+              nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"], edges=_needs_edges(job))
     results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address,
                                                                          skip_failed)
     t_extract = time.perf_counter() - t0

@@ -287,9 +287,9 @@ def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, 
     assert manifest["kind"] == "select" and manifest["figures"] == {"candidates": "select.png"}
     assert manifest["tables"] == {"top candidates": "top.csv"}  # the report shows the top 10, the rest stays in files
     assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
-    assert "entries: 6" in capsys.readouterr().out  # graph, pooled features, scores of 2 candidates
+    assert "entries: 4" in capsys.readouterr().out  # pooled features and scores of 2 candidates (labels only: no graph)
     assert main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 0
-    assert "removed 6 entries" in capsys.readouterr().out
+    assert "removed 4 entries" in capsys.readouterr().out
 
 
 def _bad_cases(root: Path, scripted: dict[str, Path]) -> list[tuple[list[str], str]]:

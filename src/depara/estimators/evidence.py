@@ -440,7 +440,7 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
     if not present.all():
         raise DeparaError(f"idx_sets: row {int(np.flatnonzero(~present.all(axis=1))[0])} lacks a class of labels")
     n, d = sets.shape[1], f.shape[1]
-    per_row = n * max(d, n_classes) + n_classes * n_classes * d + max(n, d) ** 2
+    per_row = n * max(d, n_classes) + n_classes * n_classes * d + min(n, d) ** 2
     step = max(1, RESAMPLE_CHUNK_ELEMENTS // per_row)
     return np.concatenate([_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes)
                            for i in range(0, sets.shape[0], step)]) if len(sets) else np.empty(0)

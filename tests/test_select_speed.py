@@ -70,6 +70,26 @@ def test_peer_halves_equals_peer_score_row_by_row():
     np.testing.assert_allclose(peer_halves(ped_est, f, y, rows), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_knn_label_agreement_on_all_half_samples_at_once_equals_each_alone(ties):
+    from depara.core.edges import edges_from_features
+    from depara.core.similarity_edges import label_agreement, label_agreement_terms, resampled_label_agreement
+
+    f, y = _classes(41, 6, 4, 0.8, 9)
+    if ties:  # coarse features: many equal similarities, tied at the k-th neighbour
+        f = np.round(f)
+    e = edges_from_features(f, center=True, edge="cosine")
+    halves = half_samples(41, 30, 1, y)
+    got = resampled_label_agreement(e, y, "knn", halves)
+    for r, h in enumerate(halves):  # each half-sample's own graph, scored alone
+        i, j = np.triu_indices(h.size, k=1)
+        a, b = h[i], h[j]
+        terms = label_agreement_terms(np.asarray(e, np.float64)[41 * a - a * (a + 1) // 2 + b - a - 1], y[h], "knn")
+        assert got[r] == pytest.approx(np.nanmean(terms), abs=1e-12)
+    assert resampled_label_agreement(e, y, "knn", np.arange(41)[None])[0] == pytest.approx(
+        label_agreement(e, y, "knn"), abs=1e-12)
+
+
 def test_label_graph_score_builds_its_edges_once(monkeypatch):
     f, y = _classes(30, 8, 3, 0.5, 8)
     res = Resamples(30, half_samples(30, 15, 0, y))

@@ -327,13 +327,18 @@ def ped(features, labels, *, estimator=None, general_features=None, time_step: f
 RESAMPLE_CHUNK_ELEMENTS = 1_000_000
 
 
-def _logme_stack(f: np.ndarray, one_hot: np.ndarray, *, max_iter: int = 11, tol: float = 1e-3) -> np.ndarray:
+def _logme_stack(f: np.ndarray, one_hot: np.ndarray, *, gram: np.ndarray | None = None, max_iter: int = 11,
+                 tol: float = 1e-3) -> np.ndarray:
     """:func:`logme` of R classification problems at once: f R×N×D float64, one_hot R×N×C (every class present
-    in every row) → (R,). The same fixed-point iteration, each (row, class) frozen where it converges; the
-    eigenvalues :func:`gram_eigh` drops (round-off) are masked out instead of removed, so the sums are the same."""
+    in every row) → (R,); ``gram``: the R×N×N ``f fᵀ`` when the caller has it (used when N ≤ D). The same
+    fixed-point iteration, each (row, class) frozen where it converges; the eigenvalues :func:`gram_eigh` drops
+    (round-off) are masked out instead of removed, so the sums are the same."""
     r, n, d = f.shape
     on_features = n > d
-    gram = np.matmul(f.transpose(0, 2, 1), f) if on_features else np.matmul(f, f.transpose(0, 2, 1))
+    if on_features:
+        gram = np.matmul(f.transpose(0, 2, 1), f)
+    elif gram is None:
+        gram = np.matmul(f, f.transpose(0, 2, 1))
     w, vec = np.linalg.eigh(gram)
     w, vec = w[:, ::-1], vec[:, :, ::-1]
     tol_w = np.maximum(w[:, :1], 0.0) * max(n, d) * np.finfo(np.float64).eps
@@ -374,8 +379,9 @@ def _logme_stack(f: np.ndarray, one_hot: np.ndarray, *, max_iter: int = 11, tol:
     return evidence.mean(axis=1)
 
 
-def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, *, time_step: float = 0.1, nsigma: float = 0.6,
-               constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> np.ndarray:
+def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, gram_full: np.ndarray | None = None,
+               sets: np.ndarray | None = None, *, time_step: float = 0.1, nsigma: float = 0.6, constant: float = 1.0,
+               exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> np.ndarray:
     """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
     (every class in every row) → (R,). Each row takes the steps :func:`ped_features` would take on it alone.
 
@@ -417,8 +423,16 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, *, time_step: flo
             stop = (first[a] == 0) | ~(change / first[a] > exit_ratio)
         means[a[~stop]] = mu[~stop] + shift[~stop]
         active[a[stop]] = False
-    moved = x + np.matmul(one_hot, means - start) * scale
-    return _logme_stack(moved, one_hot)
+    # The moved samples x + O·U (O one-hot, U = the class shifts back in feature scale); when LogME works on the
+    # N×N Gram matrix it is x xᵀ (rows of the full set's Gram) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with P = x Uᵀ: no N×N×D
+    # product per resample.
+    shifts = (means - start) * scale  # R×C×D
+    if gram_full is None or x.shape[1] > x.shape[2]:
+        return _logme_stack(x + np.matmul(one_hot, shifts), one_hot)
+    p = np.matmul(np.matmul(x, shifts.transpose(0, 2, 1)), oh_t)  # R×N×N: x Uᵀ Oᵀ
+    gram = gram_full[sets[:, :, None], sets[:, None, :]] + p + p.transpose(0, 2, 1) + \
+        np.matmul(one_hot, np.matmul(np.matmul(shifts, shifts.transpose(0, 2, 1)), oh_t))
+    return _logme_stack(x, one_hot, gram=gram)  # x for its shape only
 
 
 def ped_resampled(features, labels, idx_sets) -> np.ndarray:
@@ -442,5 +456,6 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
     n, d = sets.shape[1], f.shape[1]
     per_row = n * max(d, n_classes) + n_classes * n_classes * d + min(n, d) ** 2
     step = max(1, RESAMPLE_CHUNK_ELEMENTS // per_row)
-    return np.concatenate([_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes)
+    gram_full = f @ f.T if n <= d else None  # every resample's x xᵀ is a block of it
+    return np.concatenate([_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes, gram_full, sets[i:i + step])
                            for i in range(0, sets.shape[0], step)]) if len(sets) else np.empty(0)

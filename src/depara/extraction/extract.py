@@ -656,7 +656,7 @@ def pooled_features(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: S
     """Each layer's output on the probes averaged over space (:func:`depara.core.similarity_edges.pool_features`,
     the same values as pooling :func:`build_graphs`' features): {layer: N×C float32}.
 
-    One forward pass per batch (``torch.no_grad``, eval mode, stopped after the deepest layer); each layer's
+    One forward pass per batch (``torch.inference_mode``, eval mode, stopped after the deepest layer); each layer's
     output is pooled in its hook as it is produced, so no layer's full output is copied or kept: for callers
     that need the pooled features only (``depara select``'s label scores when no graph edges are needed).
     A non-finite feature raises a DeparaError naming the layer and the probe, as :func:`build_graphs` does.
@@ -679,7 +679,7 @@ def pooled_features(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: S
         return pool_features(np.ascontiguousarray(output.detach().float().cpu().numpy()))
 
     with ModelState(model, dev), _progress(n, progress, "depara features") as bar, \
-            torch.no_grad(), LayerCapture(model, layers, keep=pool) as cap:
+            torch.inference_mode(), LayerCapture(model, layers, keep=pool) as cap:
         for start in range(0, n, int(batch_size)):
             x = load(start, min(n, start + int(batch_size))).to(dev, torch.float32)
             batch = _run_batch(lambda: cap.run(x), model_name or type(model).__name__, x)

@@ -327,13 +327,13 @@ def ped(features, labels, *, estimator=None, general_features=None, time_step: f
 RESAMPLE_CHUNK_ELEMENTS = 1_000_000
 
 
-def _logme_stack(f: np.ndarray, one_hot: np.ndarray, *, gram: np.ndarray | None = None, max_iter: int = 11,
-                 tol: float = 1e-3) -> np.ndarray:
-    """:func:`logme` of R classification problems at once: f R×N×D float64, one_hot R×N×C (every class present
-    in every row) → (R,); ``gram``: the R×N×N ``f fᵀ`` when the caller has it (used when N ≤ D). The same
+def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gram: np.ndarray | None = None,
+                 max_iter: int = 11, tol: float = 1e-3) -> np.ndarray:
+    """:func:`logme` of R classification problems at once → (R,): one_hot R×N×C (every class present in every
+    row), D features; ``f`` the R×N×D features, or (when N ≤ D) ``gram`` their R×N×N ``f fᵀ`` alone. The same
     fixed-point iteration, each (row, class) frozen where it converges; the eigenvalues :func:`gram_eigh` drops
     (round-off) are masked out instead of removed, so the sums are the same."""
-    r, n, d = f.shape
+    r, n, _ = one_hot.shape
     on_features = n > d
     if on_features:
         gram = np.matmul(f.transpose(0, 2, 1), f)
@@ -379,28 +379,12 @@ def _logme_stack(f: np.ndarray, one_hot: np.ndarray, *, gram: np.ndarray | None 
     return evidence.mean(axis=1)
 
 
-def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, gram_full: np.ndarray | None = None,
-               sets: np.ndarray | None = None, *, time_step: float = 0.1, nsigma: float = 0.6, constant: float = 1.0,
-               exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> np.ndarray:
-    """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
-    (every class in every row) → (R,). Each row takes the steps :func:`ped_features` would take on it alone.
-
-    A step moves every sample of class a by the same shift (a combination of class means), so within-class
-    residuals, and with them the radii, never change, and the class means move by the shift itself: the steps
-    run on the C×D class means alone, and the samples move once, by the sum of the shifts (the same values as
-    :func:`ped_features`' sample-by-sample steps, up to round-off)."""
-    r = x.shape[0]
-    one_hot = np.zeros((*idx.shape, n_classes))
-    one_hot[np.arange(r)[:, None], np.arange(idx.shape[1])[None, :], idx] = 1.0
-    oh_t = one_hot.transpose(0, 2, 1)
-    counts = one_hot.sum(axis=1)  # R×C
-    centre = x.mean(axis=1, keepdims=True)
-    scale = np.maximum(x.std(axis=1, keepdims=True), eps)
-    z = (x - centre) / scale
-    start = np.matmul(oh_t, z) / counts[:, :, None]  # R×C×D class means
-    resid = z - np.matmul(one_hot, start)  # each sample's class mean (a one-hot product: exact)
-    radius = np.sqrt(np.matmul(oh_t, resid**2).sum(axis=2) / counts)  # R×C, √(Σ_d var_cd), ddof 0
-    del z, resid
+def _ped_means(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
+               exit_ratio: float, max_steps: int) -> np.ndarray:
+    """PED's steps (:func:`ped_features`) of R problems at once, on their class means alone: start R×C×D class
+    means of the standardised features, radius R×C (constant: a step moves every sample of a class by the same
+    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps."""
+    r, n_classes = radius.shape
     means = start.copy()
     diag = np.arange(n_classes)
     first = np.full(r, np.nan)
@@ -423,16 +407,65 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, gram_full: np.nda
             stop = (first[a] == 0) | ~(change / first[a] > exit_ratio)
         means[a[~stop]] = mu[~stop] + shift[~stop]
         active[a[stop]] = False
-    # The moved samples x + O·U (O one-hot, U = the class shifts back in feature scale); when LogME works on the
-    # N×N Gram matrix it is x xᵀ (rows of the full set's Gram) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with P = x Uᵀ: no N×N×D
-    # product per resample.
-    shifts = (means - start) * scale  # R×C×D
-    if gram_full is None or x.shape[1] > x.shape[2]:
-        return _logme_stack(x + np.matmul(one_hot, shifts), one_hot)
-    p = np.matmul(np.matmul(x, shifts.transpose(0, 2, 1)), oh_t)  # R×N×N: x Uᵀ Oᵀ
+    return means
+
+
+#: PED's defaults (:func:`ped`), the ones :func:`ped_resampled` uses.
+_PED_STEPS = dict(time_step=0.1, nsigma=0.6, constant=1.0, exit_ratio=0.5, max_steps=6)
+
+
+def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3) -> np.ndarray:
+    """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
+    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_means`), and the samples
+    move once, by the sum of their class's shifts (the same values as :func:`ped_features`' sample-by-sample
+    steps, up to round-off)."""
+    r = x.shape[0]
+    one_hot = np.zeros((*idx.shape, n_classes))
+    one_hot[np.arange(r)[:, None], np.arange(idx.shape[1])[None, :], idx] = 1.0
+    oh_t = one_hot.transpose(0, 2, 1)
+    counts = one_hot.sum(axis=1)  # R×C
+    centre = x.mean(axis=1, keepdims=True)
+    scale = np.maximum(x.std(axis=1, keepdims=True), eps)
+    z = (x - centre) / scale
+    start = np.matmul(oh_t, z) / counts[:, :, None]  # R×C×D class means
+    resid = z - np.matmul(one_hot, start)  # each sample's class mean (a one-hot product: exact)
+    radius = np.sqrt(np.matmul(oh_t, resid**2).sum(axis=2) / counts)  # R×C, √(Σ_d var_cd), ddof 0
+    means = _ped_means(start, radius, **_PED_STEPS)
+    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, (means - start) * scale))
+
+
+def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int, gram_full: np.ndarray,
+              eps: float = 1e-3) -> np.ndarray:
+    """:func:`_ped_stack` for resamples of at most D samples, without gathering any resample's M×D features:
+    each per-resample statistic is a sum over its samples, taken for all resamples at once as products of their
+    0/1 membership with the features, class by class; PED's statistics (means, standard deviations, radii) do not
+    change when the features are shifted, so they are taken on features centred over the full set (a few digits
+    lost to cancellation, far below the values' scale). LogME works on the moved samples' Gram matrix,
+    x xᵀ (a block of the full set's) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with O the one-hot labels, U the class shifts in
+    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample."""
+    r, m = sets.shape
+    rows = np.arange(r)[:, None]
+    one_hot = np.zeros((r, m, n_classes))
+    one_hot[rows, np.arange(m)[None, :], idx_c[sets]] = 1.0
+    oh_t = one_hot.transpose(0, 2, 1)
+    counts = one_hot.sum(axis=1)[:, :, None]  # R×C×1
+    f0 = f - f.mean(axis=0)
+    member = np.zeros((r, f.shape[0]))
+    member[rows, sets] = 1.0
+    by_class = [idx_c == c for c in range(n_classes)]
+    sums = np.stack([member[:, k] @ f0[k] for k in by_class], axis=1)  # R×C×D
+    squares = np.stack([member[:, k] @ f0[k] ** 2 for k in by_class], axis=1)
+    centre = sums.sum(axis=1, keepdims=True) / m  # R×1×D
+    scale = np.maximum(np.sqrt(np.maximum(squares.sum(axis=1, keepdims=True) / m - centre**2, 0.0)), eps)
+    class_mean = sums / counts
+    start = (class_mean - centre) / scale  # R×C×D class means of the standardised features
+    radius = np.sqrt((np.maximum(squares / counts - class_mean**2, 0.0) / scale**2).sum(axis=2))  # R×C
+    shifts = (_ped_means(start, radius, **_PED_STEPS) - start) * scale  # R×C×D, in feature scale
+    cross = (f @ shifts.reshape(-1, f.shape[1]).T).reshape(f.shape[0], r, n_classes)  # N×R×C: f_i · U_rc
+    p = np.matmul(cross[sets, rows], oh_t)  # R×M×M
     gram = gram_full[sets[:, :, None], sets[:, None, :]] + p + p.transpose(0, 2, 1) + \
         np.matmul(one_hot, np.matmul(np.matmul(shifts, shifts.transpose(0, 2, 1)), oh_t))
-    return _logme_stack(x, one_hot, gram=gram)  # x for its shape only
+    return _logme_stack(one_hot, f.shape[1], gram=gram)
 
 
 def ped_resampled(features, labels, idx_sets) -> np.ndarray:
@@ -454,8 +487,11 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
     if not present.all():
         raise DeparaError(f"idx_sets: row {int(np.flatnonzero(~present.all(axis=1))[0])} lacks a class of labels")
     n, d = sets.shape[1], f.shape[1]
-    per_row = n * max(d, n_classes) + n_classes * n_classes * d + min(n, d) ** 2
-    step = max(1, RESAMPLE_CHUNK_ELEMENTS // per_row)
-    gram_full = f @ f.T if n <= d else None  # every resample's x xᵀ is a block of it
-    return np.concatenate([_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes, gram_full, sets[i:i + step])
-                           for i in range(0, sets.shape[0], step)]) if len(sets) else np.empty(0)
+    if n <= d:  # LogME on the resamples' Gram matrices: no resample's features gathered
+        gram_full = f @ f.T  # every resample's x xᵀ is a block of it
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (2 * n_classes * d + f.shape[0] + n_classes * f.shape[0] + n * n))
+        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full) for i in range(0, len(sets), step)]
+    else:
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (n * max(d, n_classes) + n_classes * n_classes * d + d * d))
+        parts = [_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes) for i in range(0, len(sets), step)]
+    return np.concatenate(parts) if parts else np.empty(0)

@@ -35,10 +35,11 @@ def test_ped_resampled_equals_one_fit_per_half_sample(case):
     np.testing.assert_allclose(ped_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_ped_resampled_coincident_class_means_do_not_move():
+@pytest.mark.parametrize("d", [6, 30])  # LogME on the D×D, then on the half-sample's own Gram matrix
+def test_ped_resampled_coincident_class_means_do_not_move(d):
     # two classes with the same samples: their means coincide, no direction to move (ped_features: no move)
     rng = np.random.default_rng(4)
-    base = rng.normal(size=(10, 6))
+    base = rng.normal(size=(10, d))
     f, y = np.concatenate([base, base]), np.repeat([0, 1], 10)
     rows = np.array([np.r_[0:10, 10:20:2], np.r_[0:5, 10:20]])
     np.testing.assert_allclose(ped_resampled(f, y, rows), [ped(f[r], y[r]) for r in rows], rtol=1e-9)

@@ -197,3 +197,23 @@ def test_labels_only_select_skips_graph_edges_with_the_same_scores(tmp_path, mon
         np.testing.assert_array_equal(fast.intervals[s], slow.intervals[s])
     assert np.isfinite(fast.intervals["logme"]).all()  # peer_boot = 4: the peers' intervals too
     assert len(store) < len(list((tmp_path / "c2" / "store").rglob("*")))  # no graph entries written
+
+
+def test_cli_peer_boot_reaches_select(tmp_path, monkeypatch):
+    from depara.cli.main import main
+    from depara.options import SELECT_PEER_BOOT
+    from depara.selection import job
+
+    seen = []
+
+    def fake_select(*args, **kwargs):
+        seen.append(kwargs)
+        raise DeparaError("stop here")
+
+    monkeypatch.setattr(job, "select", fake_select)
+    (tmp_path / "data").mkdir()
+    for argv, expected in ((["--peer-boot", "7"], 7), ([], SELECT_PEER_BOOT)):
+        assert main(["select", str(tmp_path / "data"), "--models", "torchvision:resnet18", "--quiet",
+                     "--cache", str(tmp_path / "c"), *argv]) != 0
+        assert seen[-1]["peer_boot"] == expected
+    assert SELECT_PEER_BOOT == 0  # the non-ranking peers' intervals are opt-in

@@ -216,7 +216,10 @@ def rank_average(parts: np.ndarray) -> np.ndarray:
 
     parts = np.asarray(parts, dtype=np.float64)
     out = np.full(parts.shape[1:], np.nan)
-    for r in range(parts.shape[2]):
+    whole = np.isfinite(parts).all(axis=(0, 1))  # probe sets where every candidate is defined: ranked at once
+    if whole.any():
+        out[:, whole] = rankdata(parts[:, :, whole], method="average", axis=1).mean(axis=0)
+    for r in np.flatnonzero(~whole):
         ok = np.isfinite(parts[:, :, r]).all(axis=0)
         if ok.any():
             out[ok, r] = np.mean([rankdata(part[ok, r], method="average") for part in parts], axis=0)

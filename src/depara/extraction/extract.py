@@ -30,6 +30,8 @@ Graphs without nodes (``build_graphs(..., nodes=False)``): when only the edges a
 the label graph comparison, the peers on pooled features), the extraction is a forward pass per batch under
 ``torch.no_grad`` and no attribution is computed; the graphs have N×0 nodes (like a label graph,
 :meth:`Graph.from_labels`), their edges are those of the full extraction, and ``meta["nodes"]`` is False.
+When not even the edges are needed, :func:`pooled_features` gives each layer's output averaged over space, pooled
+in the forward hook as it is produced (no copy of any layer's full output is kept).
 
 The model runs in eval mode (restored afterwards) with its parameters' ``requires_grad`` switched off during
 extraction, and on ``device`` (default: the device of its parameters). Each image's scalar must depend on that

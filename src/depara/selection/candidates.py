@@ -85,7 +85,7 @@ def extract_layers(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str]
 class ModelResult:
     name: str
     layers: list[str]
-    graphs: dict[str, "Graph"]
+    graphs: dict[str, "Graph | None"]  # None: only the pooled features were needed (model_graphs' edges=False)
     pooled: dict[str, np.ndarray]
     preprocess: dict
     weights_hash: str

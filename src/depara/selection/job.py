@@ -39,7 +39,10 @@ share.
 
 Unless ``depara`` or ``depara_v`` is asked for, the extraction computes no attribution maps: one forward pass
 per batch and model (under ``torch.no_grad``), graphs without nodes (N×0, like the label graph), stored under
-their own cache key so that a later run that needs nodes never reads them.
+their own cache key so that a later run that needs nodes never reads them. With labels and no target model no
+scorer reads a graph at the frozen defaults, so none is built: each candidate layer's output is averaged over
+space in its forward hook (:func:`depara.extraction.extract.pooled_features`), and only those pooled features
+are kept and cached.
 
 Graphs and pooled features are cached in a :class:`~depara.extraction.store.GraphStore` keyed by content (weights hash,
 layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
@@ -205,7 +208,8 @@ def _needs_edges(job: _Job) -> bool:
     at frozen defaults that take the graph's own edges; otherwise the pooled features suffice."""
     from ..estimators.depara_family import LABEL_EDGES_FROM_GRAPH
 
-    return job.target_entry is not None or (LABEL_EDGES_FROM_GRAPH and "depara_labels" in computed_scorers(job.chosen))
+    labels_from_graph = LABEL_EDGES_FROM_GRAPH and "depara_labels" in computed_scorers(job.chosen)
+    return job.target_entry is not None or labels_from_graph
 
 
 def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None,

@@ -489,7 +489,8 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
     n, d = sets.shape[1], f.shape[1]
     if n <= d:  # LogME on the resamples' Gram matrices: no resample's features gathered
         gram_full = f @ f.T  # every resample's x xᵀ is a block of it
-        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (2 * n_classes * d + f.shape[0] + n_classes * f.shape[0] + n * n))
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // ((2 + n_classes) * n_classes * d + (1 + n_classes) * f.shape[0]
+                                                  + n * n))
         parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full) for i in range(0, len(sets), step)]
     else:
         step = max(1, RESAMPLE_CHUNK_ELEMENTS // (n * max(d, n_classes) + n_classes * n_classes * d + d * d))

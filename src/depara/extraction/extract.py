@@ -540,17 +540,7 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
     Arguments as :func:`build_graphs`.
     """
     opts = graph_options(options)
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers))
-    if not layers:
-        raise DeparaError("layers: expected at least one layer name")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if not isinstance(model, nn.Module):
-        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    for name in layers:
-        resolve_layer(model, name)
+    layers = _checked_run(model, layers, batch_size)
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     # Validated before the (possibly long) extraction, with the same rules Graph applies.
     ids = check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
@@ -570,6 +560,21 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
             features = feats.take(name)
             on_parts(name, attrs.pop(name), features, ids)
             del features
+
+
+def _checked_run(model: nn.Module, layers: Sequence[str] | str, batch_size: Any) -> list[str]:
+    """The checks of an extraction run before any batch: the layers (each once, each a module of ``model``), the
+    batch size, the model; one-line DeparaErrors naming the argument. Returns the layer names."""
+    layers = list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
+    if not layers:
+        raise DeparaError("layers: expected at least one layer name")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not isinstance(model, nn.Module):
+        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    for name in layers:
+        resolve_layer(model, name)
+    return layers
 
 
 def graph_meta(probes: ProbeSet | torch.Tensor, options: GraphOptions | None = None, *,
@@ -665,13 +670,7 @@ def pooled_features(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: S
     """
     from ..core.similarity_edges import pool_features
 
-    layers = list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
-    if not layers:
-        raise DeparaError("layers: expected at least one layer name")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if not isinstance(model, nn.Module):
-        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    layers = _checked_run(model, layers, batch_size)
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     ids = check_probe_ids(set_ids or None, n)
     dev = resolve_device(model, device)

@@ -8,11 +8,12 @@ Prints, measured in ONE run (no timed tests), and writes the same lines to ``--o
   decoded, preprocessed batches: the work no ranking of these layers can avoid (image decoding not included).
   (Before issue 21 the floor was a forward + backward per probe through the whole model: 2.2x too high.)
 * ``select (default)``: ``select`` over the zoo on an empty cache, labels given, every default — scorers
-  (``depara_labels`` and the label-based peers), ``n_boot=200`` and ``peer_boot=20`` (intervals included) —
-  and its split: extraction (forward passes, decoding, store writes) and scoring (the bootstrap).
+  (the ranking ``depara_labels_ped`` and the label-based peers), ``n_boot=200`` (the ranking score's interval,
+  PED refitted on every half-sample) and ``peer_boot=0`` (the other peers: ranks only) — and its split:
+  extraction (forward passes, decoding, store writes) and scoring (the half-samples).
   ``select / floor``: target <= 1.2 (issue 21);
 * ``--profile``: the ``select`` run again under cProfile, its top functions by cumulative time;
-* ``--peer-boot 0``: the same comparison without the peers' interval refits (what they cost);
+* ``--peer-boot 20``: the same comparison with the other peers' intervals too (what they cost);
 * ``--extras``: the earlier measurements (the node term; per-layer gradient loop vs batched; the bootstrap on
   cached graphs; an added model; with ``--memory`` the peak RSS of ``layers="all"``).
 
@@ -144,24 +145,24 @@ def grad_loop_vs_batched(e, x, repeats: int) -> tuple[int, float, float, float, 
     layers: depara.extraction.extract's per-layer loop against one vmapped backward over the stacked layer scalars."""
     import torch
 
-    from depara.extraction.extract import _attribute_batch, _LayerCapture, _ModelState, _scalar
+    from depara.extraction.extract import LayerCapture, ModelState, attribute_batch
     from depara.extraction.layers_auto import auto_layers
 
     model = e.load()
     layers = auto_layers(model)
 
     def loop(_r=0):
-        return _attribute_batch(model, x, layers, "input_x_gradient", "l2")[1]
+        return attribute_batch(model, x, layers, "input_x_gradient", "l2")[1]
 
-    def batched(_r=0):
+    def batched(_r=0):  # the l2 scalar of each layer's output (scalar="l2"), all layers in one vmapped backward
         xg = x.detach().requires_grad_(True)
-        with torch.enable_grad(), _LayerCapture(model, layers) as cap:
+        with torch.enable_grad(), LayerCapture(model, layers) as cap:
             outs = cap.run(xg)
-            s = torch.stack([_scalar(outs[n], "l2").sum() for n in layers])
+            s = torch.stack([torch.linalg.vector_norm(outs[n].flatten(1), dim=1).sum() for n in layers])
             (g,) = torch.autograd.grad(s, xg, torch.eye(len(layers)), is_grads_batched=True)
         return {n: g[k] * x for k, n in enumerate(layers)}
 
-    with _ModelState(model, torch.device("cpu")):
+    with ModelState(model, torch.device("cpu")):
         a, b = loop(), batched()
         diff = max(float((a[n] - b[n]).abs().max()) for n in layers)
         scale = max(float(a[n].abs().max()) for n in layers)
@@ -287,8 +288,8 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200, help="resamples of the --extras bootstrap timing")
     ap.add_argument("--repeats", type=int, default=3, help="each time is the minimum over this many runs")
     ap.add_argument("--peer-boot", type=int, default=None,
-                    help="select's peer_boot in the default comparison (default: select's own); 0 measures what "
-                         "the peers' interval refits cost")
+                    help="select's peer_boot in the default comparison (default: select's own, 0); e.g. 20 "
+                         "measures what the other peers' interval refits cost")
     ap.add_argument("--profile", action="store_true", help="profile one select run")
     ap.add_argument("--profile-lines", type=int, default=25)
     ap.add_argument("--extras", action="store_true", help="also the node-term, bootstrap and added-model timings")

@@ -176,8 +176,10 @@ def test_labels_only_case_scores_against_independent_computations(classes, tmp_p
     for c, (m, layer) in enumerate(sel.candidates):
         assert sel.values["depara_labels"][c] == pytest.approx(_knn_label_agreement(feats[m][layer], labels),
                                                                abs=1e-6)
-    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); LogME on peer_boot
+    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); the peers that do
+    # not rank get no interval by default (peer_boot = 0: the report shows them as ranks only)
     assert np.isfinite(sel.intervals["ped"]).all() and np.isfinite(sel.intervals["depara_labels_ped"]).all()
+    assert sel.settings["peer_boot"] == 0 and np.isnan(sel.intervals["logme"]).all()
     assert 0.0 <= sel.p_best <= 1.0
     assert "pick model" in sel.summary and str(sel.best[1]) in sel.summary
 
@@ -224,13 +226,14 @@ def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     first = select(classes, models, n_boot=5, cache_dir=tmp_path)
     before = _snapshot(tmp_path / "store")
-    # graph + pooled features + block of scores per (model, layer), each beside its check record
-    assert len(before) == 2 * 3 * 2 * 5
+    # pooled features + block of scores per (model, layer), each beside its check record (no graph: with labels
+    # only, the frozen label score reads the pooled features)
+    assert len(before) == 2 * 2 * 2 * 5
     assert first.settings["scores_reused"] == 0
     second = select(classes, {**models, "c": _entry("c", 2)}, n_boot=5, cache_dir=tmp_path)
     after = _snapshot(tmp_path / "store")
     assert {k: after[k] for k in before} == before  # same files, same bytes, same mtimes
-    assert len(after) == len(before) + 2 * 15
+    assert len(after) == len(before) + 2 * 10
     assert second.models["a"]["extracted"] == [] and second.models["b"]["extracted"] == []
     assert len(second.models["c"]["extracted"]) == 5
     assert second.settings["scores_reused"] == 10  # only the added model's candidates are scored
@@ -284,9 +287,9 @@ def test_cli_select_writes_results_and_prints_pick(classes, scripted, tmp_path, 
     assert manifest["kind"] == "select" and manifest["figures"] == {"candidates": "select.png"}
     assert manifest["tables"] == {"top candidates": "top.csv"}  # the report shows the top 10, the rest stays in files
     assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
-    assert "entries: 6" in capsys.readouterr().out  # graph, pooled features, scores of 2 candidates
+    assert "entries: 4" in capsys.readouterr().out  # pooled features and scores of 2 candidates (labels only: no graph)
     assert main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 0
-    assert "removed 6 entries" in capsys.readouterr().out
+    assert "removed 4 entries" in capsys.readouterr().out
 
 
 def _bad_cases(root: Path, scripted: dict[str, Path]) -> list[tuple[list[str], str]]:

@@ -102,10 +102,13 @@ MAX_NODE_PIXELS = 1024 * 1024
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_FEATURE_MEMORY_MB = 2048.0
 #: `depara select`: at most this many images are used; probe half-samples for the intervals and the share won; the
-#: label-based peers' half-samples (each a model fit; all of them for a peer that is part of the ranking scorer).
+#: half-samples of the label-based peers that do not rank (``peer_boot``, ``--peer-boot``: each a model fit per
+#: candidate). The report and the sentence show those peers as ranks only, so by default they get no interval
+#: (0: their ``_lo`` / ``_hi`` in ranking.csv / ranking.json are empty); a peer that ranks (alone, or as a part of
+#: the ranking rank average: PED by default) always gets all ``n_boot``.
 SELECT_MAX_PROBES = 500
 SELECT_N_BOOT = 200
-SELECT_PEER_BOOT = 20
+SELECT_PEER_BOOT = 0
 
 # The frozen scorer defaults, frozen in configs/defaults.toml (tests/test_registry_options.py checks that these
 # constants equal that file; docs/defaults.md says how each round chose them).

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from ..errors import DeparaError
-from ..options import DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, SELECT_MAX_PROBES, SELECT_N_BOOT
+from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, SELECT_MAX_PROBES, SELECT_N_BOOT,
+                       SELECT_PEER_BOOT)
 from ._flags import flags
 from .app import app, demo_app
 
@@ -47,6 +48,9 @@ def select_cmd(
                       "initialisation of models without weights."),
     n_boot: int = typer.Option(SELECT_N_BOOT, "--n-boot", help="Probe half-samples for the intervals and the share won "
                                "(0: none)."),
+    peer_boot: int = typer.Option(SELECT_PEER_BOOT, "--peer-boot", help="Half-samples for the intervals of the "
+                                  "peers that do not rank (each a fit per candidate; default 0: ranks only; at most "
+                                  "--n-boot)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the results folder and report.html here."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default $DEPARA_CACHE, else "
@@ -85,8 +89,9 @@ def select_cmd(
     try:
         with flags(**_SELECT_FLAGS):
             sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol,
-                         probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot, cache_dir=cache,
-                         device=device, batch_size=batch_size, feature_memory_mb=feature_memory_mb,
+                         probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot,
+                         peer_boot=peer_boot, cache_dir=cache, device=device, batch_size=batch_size,
+                         feature_memory_mb=feature_memory_mb,
                          progress=not quiet, engine=engine, address=address, cache_readonly=cache_readonly,
                          skip_failed=skip_failed)
     except DeparaError as exc:  # a failed candidate's error names the option to skip it: name the flag

@@ -262,6 +262,10 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
     e = np.asarray(source_edges, dtype=np.float64)
     y = np.asarray(labels)
     n = y.shape[0]
+    ordered = np.sort(idx_sets, axis=1)
+    if comparison == "knn" and idx_sets.shape[1] >= 4 and (np.diff(ordered, axis=1) > 0).all() \
+            and np.isfinite(e).all() and y.shape[0] * (y.shape[0] - 1) // 2 == e.shape[0]:  # else row by row
+        return _knn_label_resamples(squareform(e, checks=False), class_indices(y), ordered, k)
     for r, idx in enumerate(idx_sets):
         keep = np.unique(idx)  # the resample's distinct probes, in increasing order
         if keep.size < 4:
@@ -273,6 +277,37 @@ def resampled_label_agreement(source_edges: Any, labels: Any, comparison: str, i
             continue  # e.g. k too large for a small resample
         if np.isfinite(t).any():
             out[r] = float(np.nanmean(t))
+    return out
+
+
+def _knn_label_resamples(full: np.ndarray, y: np.ndarray, rows: np.ndarray, k: int | None,
+                         chunk: int = 2_000_000) -> np.ndarray:
+    """The ``knn`` label agreement of each resample of distinct probes (``rows``: R×M, each row increasing) at
+    once: for every row what :func:`label_agreement_terms` gives on the resample's own graph, averaged over its
+    defined terms; ``full`` the N×N similarity matrix. The diagonal is set to −inf, so it is never among a
+    probe's k largest nor tied with the k-th. NaN for a row without a defined term."""
+    m = rows.shape[1]
+    try:
+        kk = _check_k(k, m)
+    except DeparaError:
+        return np.full(rows.shape[0], np.nan)
+    out = np.empty(rows.shape[0])
+    eye = np.eye(m, dtype=bool)
+    for a in range(0, rows.shape[0], max(1, chunk // (m * m))):
+        idx = rows[a:a + max(1, chunk // (m * m))]
+        sub = full[idx[:, :, None], idx[:, None, :]]  # B×M×M: each resample's own graph
+        sub[:, eye] = -np.inf
+        kth = -np.partition(-sub, kk - 1, axis=2)[:, :, kk - 1:kk]
+        above, tied = sub > kth, sub == kth
+        member = above + tied * ((kk - above.sum(axis=2, keepdims=True)) / tied.sum(axis=2, keepdims=True))
+        lab = y[idx]
+        same = (lab[:, :, None] == lab[:, None, :]) & ~eye
+        n_pos = same.sum(axis=2).astype(np.float64)
+        terms = np.where((n_pos > 0) & (n_pos < m - 1), (member * same).sum(axis=2) / kk - n_pos / (m - 1), np.nan)
+        defined = np.isfinite(terms).any(axis=1)
+        with np.errstate(invalid="ignore"):
+            out[a:a + len(idx)] = np.where(defined, np.nanmean(np.where(defined[:, None], terms, 0.0), axis=1),
+                                           np.nan)
     return out
 
 

@@ -15,7 +15,11 @@ from ..errors import DeparaError
 from ..options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
 from .registry import FEATURE_LABEL, GRAPHS, estimator
 
-__all__ = ["depara_labels_edges", "depara_labels_resampled"]
+__all__ = ["depara_labels_edges", "depara_labels_resampled", "LABEL_EDGES_FROM_GRAPH"]
+
+#: Whether the label-graph score reads the DEPARA graph's own edges (frozen flat, centred features) rather than
+#: the pooled features: when False, ``depara select`` with labels only needs no graph edges at all.
+LABEL_EDGES_FROM_GRAPH = (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred")
 
 _PAPER = "Song et al., DEPARA, CVPR 2020"
 
@@ -49,7 +53,7 @@ def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.nd
     graph's own edges (``graph.edges``); otherwise :func:`depara.core.similarity_edges.probe_edges` of ``features``
     (the source's layer output on the probes: N×C×H×W, or already pooled N×C for ``"pooled"``).
     """
-    if (DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("flat", "centred") and graph is not None:
+    if LABEL_EDGES_FROM_GRAPH and graph is not None:
         return np.asarray(graph.edges)
     if features is None:
         raise DeparaError(f"method depara_labels: needs the source's features on the probes (edges of "
@@ -67,13 +71,18 @@ def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.nd
            description="agreement of the source's probe graph with the label graph (Graph.from_labels) by the frozen "
                        "edge comparison; needs the samples' class labels, no target model",
            adapter=lambda s, t: _depara_labels(depara_labels_edges(None, s.features), t.labels),
-           resampled=lambda graph, features, labels, idx_sets: depara_labels_resampled(
-               depara_labels_edges(graph, features), labels, idx_sets))
+           resampled=lambda graph, features, labels, idx_sets: _labels_resampled(graph, features, labels, idx_sets))
 def _depara_labels(edges, labels, comparison: str | None = None) -> float:
     """The label-graph DEPARA score of one source: :func:`depara.core.similarity_edges.label_agreement` of its
     probe edges (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison
     (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given."""
     return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+
+
+def _labels_resampled(graph, features, labels, idx_sets) -> np.ndarray:
+    """The registry's ``resampled`` of ``depara_labels``: the edges built once, then each block of resamples."""
+    edges = depara_labels_edges(graph, features)
+    return np.concatenate([depara_labels_resampled(edges, labels, block) for block in idx_sets])
 
 
 def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from ..errors import DeparaError
 from .checks import as_class_indices, as_features, count, gram_eigh, one_hot_labels, positive
 from .registry import FEATURE_LABEL, estimator
 
-__all__ = ["logme", "pactran_gaussian", "ped", "ped_features"]
+__all__ = ["logme", "pactran_gaussian", "ped", "ped_features", "ped_resampled", "RESAMPLE_CHUNK_ELEMENTS"]
 
 
 @estimator("logme", tags=replace(FEATURE_LABEL, supports_regression=True), label="LogME",
@@ -269,7 +269,9 @@ def ped_features(features, labels, *, general_features=None, time_step: float = 
 @estimator("ped", tags=FEATURE_LABEL, label="PED",
            description="LogME on features moved by potential-energy descent (PED)",
            reference="Li et al., PED, ICCV 2023",
-           adapter=lambda s, t: ped(s.features, t.labels))
+           adapter=lambda s, t: ped(s.features, t.labels),
+           resampled=lambda graph, features, labels, idx_sets: np.concatenate(
+               [ped_resampled(features, labels, block) for block in idx_sets]))
 def ped(features, labels, *, estimator=None, general_features=None, time_step: float = 0.1, nsigma: float = 0.6,
         constant: float = 1.0, exit_ratio: float = 0.5, max_steps: int = 6, eps: float = 1e-3) -> float:
     """PED: score the features after simulating the fine-tuning dynamics as potential-energy descent.
@@ -317,3 +319,180 @@ def ped(features, labels, *, estimator=None, general_features=None, time_step: f
     if not callable(fn):
         raise DeparaError(f"estimator: expected a callable estimator(features, labels) -> float, got {fn!r}")
     return float(fn(moved, labels))
+
+
+# ------------------------------------------------------------------------------ many resamples at once
+#: Float64 elements a chunk of resamples may hold in one array (8 MiB): bounds the memory of
+#: :func:`ped_resampled` whatever the number of resamples.
+RESAMPLE_CHUNK_ELEMENTS = 1_000_000
+
+
+def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gram: np.ndarray | None = None,
+                 max_iter: int = 11, tol: float = 1e-3) -> np.ndarray:
+    """:func:`logme` of R classification problems at once → (R,): one_hot R×N×C (every class present in every
+    row), D features; ``f`` the R×N×D features, or (when N ≤ D) ``gram`` their R×N×N ``f fᵀ`` alone. The same
+    fixed-point iteration, each (row, class) frozen where it converges; the eigenvalues :func:`gram_eigh` drops
+    (round-off) are masked out instead of removed, so the sums are the same."""
+    r, n, _ = one_hot.shape
+    on_features = n > d
+    if on_features:
+        gram = np.matmul(f.transpose(0, 2, 1), f)
+    elif gram is None:
+        gram = np.matmul(f, f.transpose(0, 2, 1))
+    w, vec = np.linalg.eigh(gram)
+    w, vec = w[:, ::-1], vec[:, :, ::-1]
+    tol_w = np.maximum(w[:, :1], 0.0) * max(n, d) * np.finfo(np.float64).eps
+    keep = w > tol_w  # R×G
+    if on_features:
+        x = np.matmul(vec.transpose(0, 2, 1), np.matmul(f.transpose(0, 2, 1), one_hot))
+        x /= np.sqrt(np.where(keep, w, 1.0))[:, :, None]
+    else:
+        x = np.matmul(vec.transpose(0, 2, 1), one_hot)
+    x = np.where(keep[:, :, None], x, 0.0)
+    rank = keep.sum(axis=1)[:, None]  # R×1
+    sigma = np.where(keep, w, 0.0)[:, :, None]  # R×G×1
+    x2 = x**2
+    res_x2 = (one_hot**2).sum(axis=1) - x2.sum(axis=1)  # R×C
+    shape = res_x2.shape
+    alpha, beta = np.ones(shape), np.ones(shape)
+    m2_fin, res2_fin = np.zeros(shape), np.zeros(shape)
+    active = np.ones(shape, dtype=bool)
+    for _ in range(max_iter):
+        t = (alpha / beta)[:, None, :]
+        gamma = (sigma / (sigma + t)).sum(axis=1)
+        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=1)
+        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=1) + res_x2
+        new_alpha = gamma / (m2 + 1e-5)
+        new_beta = (n - gamma) / (res2 + 1e-5)
+        converged = np.abs(new_alpha / new_beta - t[:, 0]) / t[:, 0] <= tol
+        alpha = np.where(active, new_alpha, alpha)
+        beta = np.where(active, new_beta, beta)
+        m2_fin = np.where(active, m2, m2_fin)
+        res2_fin = np.where(active, res2, res2_fin)
+        active &= ~converged
+        if not active.any():
+            break
+    log_terms = np.where(keep[:, :, None], np.log(alpha[:, None, :] + beta[:, None, :] * sigma), 0.0)
+    log_det_a = log_terms.sum(axis=1) + (d - rank) * np.log(alpha)
+    evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * log_det_a
+                - beta / 2.0 * res2_fin - alpha / 2.0 * m2_fin - n / 2.0 * np.log(2 * np.pi)) / n
+    return evidence.mean(axis=1)
+
+
+def _ped_means(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
+               exit_ratio: float, max_steps: int) -> np.ndarray:
+    """PED's steps (:func:`ped_features`) of R problems at once, on their class means alone: start R×C×D class
+    means of the standardised features, radius R×C (constant: a step moves every sample of a class by the same
+    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps."""
+    r, n_classes = radius.shape
+    means = start.copy()
+    diag = np.arange(n_classes)
+    first = np.full(r, np.nan)
+    active = np.ones(r, dtype=bool)
+    for step in range(max_steps):
+        a = np.flatnonzero(active)
+        if a.size == 0:
+            break
+        mu = means[a]
+        dist = np.sqrt(((mu[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(axis=3))  # A×C×C
+        overlap = np.maximum(nsigma * (radius[a][:, :, None] + radius[a][:, None, :]) - dist, 0.0)
+        overlap[:, diag, diag] = 0.0
+        move = np.minimum(0.5 * time_step**2 * constant * overlap, overlap)
+        weight = np.divide(move, dist, out=np.zeros_like(move), where=dist > 0)
+        shift = weight.sum(axis=2)[:, :, None] * mu - np.matmul(weight, mu)
+        change = np.abs(shift).sum(axis=(1, 2))
+        if step == 0:
+            first[a] = change
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stop = (first[a] == 0) | ~(change / first[a] > exit_ratio)
+        means[a[~stop]] = mu[~stop] + shift[~stop]
+        active[a[stop]] = False
+    return means
+
+
+#: PED's defaults (:func:`ped`), the ones :func:`ped_resampled` uses.
+_PED_STEPS = dict(time_step=0.1, nsigma=0.6, constant=1.0, exit_ratio=0.5, max_steps=6)
+
+
+def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3) -> np.ndarray:
+    """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
+    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_means`), and the samples
+    move once, by the sum of their class's shifts (the same values as :func:`ped_features`' sample-by-sample
+    steps, up to round-off)."""
+    r = x.shape[0]
+    one_hot = np.zeros((*idx.shape, n_classes))
+    one_hot[np.arange(r)[:, None], np.arange(idx.shape[1])[None, :], idx] = 1.0
+    oh_t = one_hot.transpose(0, 2, 1)
+    counts = one_hot.sum(axis=1)  # R×C
+    centre = x.mean(axis=1, keepdims=True)
+    scale = np.maximum(x.std(axis=1, keepdims=True), eps)
+    z = (x - centre) / scale
+    start = np.matmul(oh_t, z) / counts[:, :, None]  # R×C×D class means
+    resid = z - np.matmul(one_hot, start)  # each sample's class mean (a one-hot product: exact)
+    radius = np.sqrt(np.matmul(oh_t, resid**2).sum(axis=2) / counts)  # R×C, √(Σ_d var_cd), ddof 0
+    means = _ped_means(start, radius, **_PED_STEPS)
+    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, (means - start) * scale))
+
+
+def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int, gram_full: np.ndarray,
+              eps: float = 1e-3) -> np.ndarray:
+    """:func:`_ped_stack` for resamples of at most D samples, without gathering any resample's M×D features:
+    each per-resample statistic is a sum over its samples, taken for all resamples at once as products of their
+    0/1 membership with the features, class by class; PED's statistics (means, standard deviations, radii) do not
+    change when the features are shifted, so they are taken on features centred over the full set (a few digits
+    lost to cancellation, far below the values' scale). LogME works on the moved samples' Gram matrix,
+    x xᵀ (a block of the full set's) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with O the one-hot labels, U the class shifts in
+    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample."""
+    r, m = sets.shape
+    rows = np.arange(r)[:, None]
+    one_hot = np.zeros((r, m, n_classes))
+    one_hot[rows, np.arange(m)[None, :], idx_c[sets]] = 1.0
+    oh_t = one_hot.transpose(0, 2, 1)
+    counts = one_hot.sum(axis=1)[:, :, None]  # R×C×1
+    f0 = f - f.mean(axis=0)
+    member = np.zeros((r, f.shape[0]))
+    member[rows, sets] = 1.0
+    by_class = [idx_c == c for c in range(n_classes)]
+    sums = np.stack([member[:, k] @ f0[k] for k in by_class], axis=1)  # R×C×D
+    squares = np.stack([member[:, k] @ f0[k] ** 2 for k in by_class], axis=1)
+    centre = sums.sum(axis=1, keepdims=True) / m  # R×1×D
+    scale = np.maximum(np.sqrt(np.maximum(squares.sum(axis=1, keepdims=True) / m - centre**2, 0.0)), eps)
+    class_mean = sums / counts
+    start = (class_mean - centre) / scale  # R×C×D class means of the standardised features
+    radius = np.sqrt((np.maximum(squares / counts - class_mean**2, 0.0) / scale**2).sum(axis=2))  # R×C
+    shifts = (_ped_means(start, radius, **_PED_STEPS) - start) * scale  # R×C×D, in feature scale
+    cross = (f @ shifts.reshape(-1, f.shape[1]).T).reshape(f.shape[0], r, n_classes)  # N×R×C: f_i · U_rc
+    p = np.matmul(cross[sets, rows], oh_t)  # R×M×M
+    gram = gram_full[sets[:, :, None], sets[:, None, :]] + p + p.transpose(0, 2, 1) + \
+        np.matmul(one_hot, np.matmul(np.matmul(shifts, shifts.transpose(0, 2, 1)), oh_t))
+    return _logme_stack(one_hot, f.shape[1], gram=gram)
+
+
+def ped_resampled(features, labels, idx_sets) -> np.ndarray:
+    """:func:`ped` (default arguments) on each resample of the samples at once: ``idx_sets`` R×M indices into
+    ``features`` (N×D) and ``labels`` (N class indices); row r scores ``features[idx_sets[r]]`` with its labels.
+    Every row must hold every class of ``labels`` (DeparaError naming ``idx_sets`` otherwise; relabel or score
+    that row alone with :func:`ped`). (R,) float array, equal to the row-by-row :func:`ped` up to round-off; the
+    rows go through in chunks of at most :data:`RESAMPLE_CHUNK_ELEMENTS` float64 values per array."""
+    f = as_features(features, "features")
+    idx_c, n_classes = as_class_indices(labels, "labels", f.shape[0])
+    sets = np.asarray(idx_sets)
+    if sets.ndim != 2 or sets.shape[1] < 2 or not np.issubdtype(sets.dtype, np.integer) \
+            or (sets.size and (sets.min() < 0 or sets.max() >= f.shape[0])):
+        raise DeparaError(f"idx_sets: expected R×M integer indices into the {f.shape[0]} samples, M >= 2, got "
+                          f"{sets.dtype} array of shape {sets.shape}")
+    y = idx_c[sets]
+    present = np.zeros((sets.shape[0], n_classes), dtype=bool)
+    present[np.arange(sets.shape[0])[:, None], y] = True
+    if not present.all():
+        raise DeparaError(f"idx_sets: row {int(np.flatnonzero(~present.all(axis=1))[0])} lacks a class of labels")
+    n, d = sets.shape[1], f.shape[1]
+    if n <= d:  # LogME on the resamples' Gram matrices: no resample's features gathered
+        gram_full = f @ f.T  # every resample's x xᵀ is a block of it
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // ((2 + n_classes) * n_classes * d + (1 + n_classes) * f.shape[0]
+                                                  + n * n))
+        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full) for i in range(0, len(sets), step)]
+    else:
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (n * max(d, n_classes) + n_classes * n_classes * d + d * d))
+        parts = [_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes) for i in range(0, len(sets), step)]
+    return np.concatenate(parts) if parts else np.empty(0)

@@ -148,8 +148,10 @@ class Estimator:
         from_terms: for the scores made of DEPARA's node term V and edge term E, ``from_terms(V, E, lam)`` gives the
             value from the two terms (a caller that holds V and E per resample, like ``depara select``'s bootstrap,
             scores without rebuilding graphs); None for the others.
-        resampled: for the label-graph score, ``resampled(graph, features, labels, idx_sets)`` gives the value on
-            each resample of the probes at once (R×N indices; row 0 the identity); None for the others.
+        resampled: ``resampled(graph, features, labels, blocks)`` gives the value on many resamples of the probes
+            at once: ``blocks`` is a list of R_k×M_k index arrays (e.g. the identity 1×N, then half-samples), the
+            values of all their rows concatenated; each row scored as a probe set of its own (the label-graph score,
+            PED); None for the others.
     """
 
     name: str

@@ -622,7 +622,10 @@ def rank_average(parts) -> np.ndarray:
         raise DeparaError(f"parts: expected scorers × candidates [× ...], got shape {parts.shape}")
     flat = parts.reshape(parts.shape[0], parts.shape[1], -1)
     out = np.full(flat.shape[1:], np.nan)
-    for r in range(flat.shape[2]):
+    whole = np.isfinite(flat).all(axis=(0, 1))  # indices where every candidate is defined: ranked in one call
+    if whole.any():
+        out[:, whole] = stats.rankdata(flat[:, :, whole], method="average", axis=1).mean(axis=0)
+    for r in np.flatnonzero(~whole):
         ok = np.isfinite(flat[:, :, r]).all(axis=0)
         if ok.any():
             out[ok, r] = np.mean([stats.rankdata(part[ok, r], method="average") for part in flat], axis=0)

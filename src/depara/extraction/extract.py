@@ -30,6 +30,8 @@ Graphs without nodes (``build_graphs(..., nodes=False)``): when only the edges a
 the label graph comparison, the peers on pooled features), the extraction is a forward pass per batch under
 ``torch.no_grad`` and no attribution is computed; the graphs have N×0 nodes (like a label graph,
 :meth:`Graph.from_labels`), their edges are those of the full extraction, and ``meta["nodes"]`` is False.
+When not even the edges are needed, :func:`pooled_features` gives each layer's output averaged over space, pooled
+in the forward hook as it is produced (no copy of any layer's full output is kept).
 
 The model runs in eval mode (restored afterwards) with its parameters' ``requires_grad`` switched off during
 extraction, and on ``device`` (default: the device of its parameters). Each image's scalar must depend on that
@@ -87,14 +89,16 @@ class _StopForward(BaseException):
     """Raised by a hook once every requested layer has been read (BaseException: never swallowed by models)."""
 
 
-class _LayerCapture:
+class LayerCapture:
     """Forward hooks recording the first output of each named module; stops the pass when all are read."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], stop_early: bool = True):
+    def __init__(self, model: nn.Module, layers: Sequence[str], stop_early: bool = True,
+                 keep: Callable[[str, torch.Tensor], Any] | None = None):
         self.model = model
         self.layers = list(layers)
-        self.outputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, Any] = {}
         self.stop_early = stop_early
+        self.keep = keep  # keep(name, output) → what is recorded (read at once: no copy of the output needed)
         self._handles: list[Any] = []
         modules = {name: resolve_layer(model, name) for name in dict.fromkeys(self.layers)}
         self._root_layers = [name for name in self.layers if modules[name] is model]
@@ -116,6 +120,11 @@ class _LayerCapture:
             if not isinstance(output, torch.Tensor):
                 raise DeparaError(f"layer {name!r}: its output is a {type(output).__name__}, not a tensor; "
                                   "pick a module that returns one tensor")
+            if self.keep is not None:
+                self.outputs[name] = self.keep(name, output)
+                if self.stop_early and not self._root_layers and len(self.outputs) == len(set(self.layers)):
+                    raise _StopForward
+                return
             if self.stop_early and not self._root_layers and len(self.outputs) + 1 == len(set(self.layers)):
                 self.outputs[name] = output
                 raise _StopForward
@@ -134,7 +143,7 @@ class _LayerCapture:
         for name in self._root_layers:
             if not isinstance(output, torch.Tensor):
                 raise DeparaError(f"layer {name!r}: the model's output is a {type(output).__name__}, not a tensor")
-            self.outputs[name] = output
+            self.outputs[name] = output if self.keep is None else self.keep(name, output)
         missing = [n for n in self.layers if n not in self.outputs]
         if missing:
             raise DeparaError(f"layer {missing[0]!r}: the module was not called in the forward pass")
@@ -145,7 +154,7 @@ class _LayerCapture:
             h.remove()
         self._handles = []
 
-    def __enter__(self) -> "_LayerCapture":
+    def __enter__(self) -> "LayerCapture":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -159,7 +168,7 @@ def capture_features(model: nn.Module, inputs: torch.Tensor, layers: Sequence[st
     first for inference behaviour).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
-    with torch.no_grad(), _LayerCapture(model, layers) as cap:
+    with torch.no_grad(), LayerCapture(model, layers) as cap:
         outs = cap.run(inputs)
     return {name: outs[name].detach() for name in layers}
 
@@ -186,7 +195,7 @@ class _LayerScalar(nn.Module):
         self.lrp = lrp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with _LayerCapture(self.model, [self.layer]) as cap:
+        with LayerCapture(self.model, [self.layer]) as cap:
             out = cap.run(x)[self.layer]
         value = _scalar(out, self.scalar)
         if not self.lrp:
@@ -269,14 +278,14 @@ def _lrp_rule_types() -> tuple[type, ...]:
     return (*SUPPORTED_LAYERS_WITH_RULES, nn.Flatten, nn.Identity)
 
 
-def _attribute_batch(model: nn.Module, x: torch.Tensor, layers: Sequence[str], method: str, scalar: str
+def attribute_batch(model: nn.Module, x: torch.Tensor, layers: Sequence[str], method: str, scalar: str
                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Features and raw attributions (B×C×H×W, before channel reduction) for every layer of one batch."""
     feats: dict[str, torch.Tensor] = {}
     attrs: dict[str, torch.Tensor] = {}
     if method in ("input_x_gradient", "saliency"):
         x = x.detach().requires_grad_(True)
-        with torch.enable_grad(), _LayerCapture(model, layers) as cap:
+        with torch.enable_grad(), LayerCapture(model, layers) as cap:
             outs = cap.run(x)
             for k, name in enumerate(layers):
                 out = outs[name]
@@ -341,7 +350,7 @@ def _batches(probes: ProbeSet | torch.Tensor, preprocess: Any, batch_size: int
     raise DeparaError(f"probes: expected a ProbeSet or a tensor N×C×H×W, got {type(probes).__name__}")
 
 
-class _ModelState:
+class ModelState:
     """Eval mode, no parameter gradients, on ``device``; restores training mode and requires_grad afterwards."""
 
     def __init__(self, model: nn.Module, device: torch.device):
@@ -531,17 +540,7 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
     Arguments as :func:`build_graphs`.
     """
     opts = graph_options(options)
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers))
-    if not layers:
-        raise DeparaError("layers: expected at least one layer name")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if not isinstance(model, nn.Module):
-        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    for name in layers:
-        resolve_layer(model, name)
+    layers = _checked_run(model, layers, batch_size)
     n, set_ids, load = _batches(probes, preprocess, int(batch_size))
     # Validated before the (possibly long) extraction, with the same rules Graph applies.
     ids = check_probe_ids(probe_ids if probe_ids is not None else set_ids or None, n)
@@ -561,6 +560,21 @@ def extract_parts(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Seq
             features = feats.take(name)
             on_parts(name, attrs.pop(name), features, ids)
             del features
+
+
+def _checked_run(model: nn.Module, layers: Sequence[str] | str, batch_size: Any) -> list[str]:
+    """The checks of an extraction run before any batch: the layers (each once, each a module of ``model``), the
+    batch size, the model; one-line DeparaErrors naming the argument. Returns the layer names."""
+    layers = list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
+    if not layers:
+        raise DeparaError("layers: expected at least one layer name")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DeparaError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not isinstance(model, nn.Module):
+        raise DeparaError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    for name in layers:
+        resolve_layer(model, name)
+    return layers
 
 
 def graph_meta(probes: ProbeSet | torch.Tensor, options: GraphOptions | None = None, *,
@@ -615,26 +629,15 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
     """Run all batches: features go into ``feats``; returns the attribution maps {layer: N×...} float32
     ({layer: N×0} when ``nodes`` is False: forward passes only, no attribution)."""
     attrs: dict[str, np.ndarray] = {}
-    with _ModelState(model, dev), _progress(n, progress, f"depara {method if nodes else 'features'}") as bar:
+    with ModelState(model, dev), _progress(n, progress, f"depara {method if nodes else 'features'}") as bar:
         for start in range(0, n, batch_size):
             x = load(start, min(n, start + batch_size)).to(dev, torch.float32)
-            if x.ndim != 4:
-                raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
-            try:
-                if nodes:
-                    f_batch, a_batch = _attribute_batch(model, x, layers, method, scalar)
-                else:
-                    f_batch = capture_features(model, x, layers)
-                    a_batch = {name: x.new_zeros((x.shape[0], 0)) for name in layers}
-            except DeparaError:
-                raise
-            except MemoryError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the user's model failed: say which and why, in one line
-                # e.g. a classifier head that needs another input size, half-precision weights, or a model whose
-                # forward raises (KeyError, AssertionError, a TorchScript exception, ...)
-                raise DeparaError(f"model {model_name}: cannot run on float32 probes of preprocess size "
-                                  f"{x.shape[-2]}x{x.shape[-1]} ({exception_reason(exc)})") from None
+            if nodes:
+                f_batch, a_batch = _run_batch(lambda: attribute_batch(model, x, layers, method, scalar),
+                                              model_name, x)
+            else:
+                f_batch = _run_batch(lambda: capture_features(model, x, layers), model_name, x)
+                a_batch = {name: x.new_zeros((x.shape[0], 0)) for name in layers}
             reduced = {}
             for name in layers:
                 reduced[name] = _reduce_and_resample(a_batch[name], channel_reduction, grid) if nodes \
@@ -651,6 +654,61 @@ def _extract(model: nn.Module, load: Callable[[int, int], torch.Tensor], n: int,
             del f_batch, a_batch, reduced
             bar.update(x.shape[0])
     return attrs
+
+
+def pooled_features(model: nn.Module, probes: ProbeSet | torch.Tensor, layers: Sequence[str], *,
+                    batch_size: int = DEFAULT_BATCH_SIZE, device: Any = None, progress: bool = False,
+                    preprocess: "str | Preprocess | None" = None, model_name: str | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Each layer's output on the probes averaged over space (:func:`depara.core.similarity_edges.pool_features`,
+    the same values as pooling :func:`build_graphs`' features): {layer: N×C float32}.
+
+    One forward pass per batch (``torch.inference_mode``, eval mode, stopped after the deepest layer); each layer's
+    output is pooled in its hook as it is produced, so no layer's full output is copied or kept: for callers
+    that need the pooled features only (``depara select``'s label scores when no graph edges are needed).
+    A non-finite feature raises a DeparaError naming the layer and the probe, as :func:`build_graphs` does.
+    """
+    from ..core.similarity_edges import pool_features
+
+    layers = _checked_run(model, layers, batch_size)
+    n, set_ids, load = _batches(probes, preprocess, int(batch_size))
+    ids = check_probe_ids(set_ids or None, n)
+    dev = resolve_device(model, device)
+    out: dict[str, np.ndarray] = {}
+
+    def pool(_name: str, output: torch.Tensor) -> np.ndarray:
+        return pool_features(np.ascontiguousarray(output.detach().float().cpu().numpy()))
+
+    with ModelState(model, dev), _progress(n, progress, "depara features") as bar, \
+            torch.inference_mode(), LayerCapture(model, layers, keep=pool) as cap:
+        for start in range(0, n, int(batch_size)):
+            x = load(start, min(n, start + int(batch_size))).to(dev, torch.float32)
+            batch = _run_batch(lambda: cap.run(x), model_name or type(model).__name__, x)
+            for name in layers:
+                block = batch[name]
+                bad = ~np.isfinite(block).all(axis=1)
+                if bad.any():
+                    raise DeparaError(f"layer {name!r}: features contain NaN/Inf (first at probe "
+                                      f"{ids[start + int(np.flatnonzero(bad)[0])]!r})")
+                if name not in out:
+                    out[name] = np.empty((n, *block.shape[1:]), dtype=np.float32)
+                out[name][start:start + block.shape[0]] = block
+            bar.update(x.shape[0])
+    return {name: out[name] for name in layers}
+
+
+def _run_batch(fn: Callable[[], Any], model_name: str, x: torch.Tensor) -> Any:
+    """``fn()`` (the model on the batch ``x``); the user's model failing says which model and why, in one line."""
+    if x.ndim != 4:
+        raise DeparaError(f"probes: expected images C×H×W, got batch shape {tuple(x.shape)}")
+    try:
+        return fn()
+    except (DeparaError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a head that needs another input size, half-precision
+        # weights, or a model whose forward raises (KeyError, AssertionError, a TorchScript exception, ...)
+        raise DeparaError(f"model {model_name}: cannot run on float32 probes of preprocess size "
+                          f"{x.shape[-2]}x{x.shape[-1]} ({exception_reason(exc)})") from None
 
 
 def build_graph(model: nn.Module, probes: ProbeSet | torch.Tensor, layer: str,
@@ -672,11 +730,12 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
     scalar = Scalar.parse(scalar, "scalar").value
     resolve_layer(model, layer)
     dev = resolve_device(model, None)
-    with _ModelState(model, dev):
-        return _attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
+    with ModelState(model, dev):
+        return attribute_batch(model, inputs.to(dev), [layer], method, scalar)[1][layer]
 
 
 __all__ = ["LRP_EPSILON", "IG_STEPS", "GraphOptions", "graph_options", "build_graph", "build_graphs",
            "extract_parts", "graph_meta", "layer_meta", "graph_from_parts",
-           "capture_features", "attribution_maps", "resolve_layer"]
+           "capture_features", "pooled_features", "attribution_maps", "attribute_batch", "resolve_layer",
+           "LayerCapture", "ModelState"]
 

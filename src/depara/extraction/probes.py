@@ -54,6 +54,7 @@ Preprocessing presets (:class:`Preprocess`):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -61,7 +62,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -213,6 +214,8 @@ class ProbeSet:
         self.origin = origin
         #: What reading the probes skipped (special files), one line each; also logged on ``depara.extraction.probes``.
         self.notes: tuple[str, ...] = tuple(notes)
+        self._decoded: dict[Preprocess, torch.Tensor] | None = None  # see keep_decoded
+        self._decoded_budget = 0
 
     # ----------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -336,10 +339,34 @@ class ProbeSet:
         """The raw image ``index`` as an RGB PIL image (a corrupt file raises a DeparaError naming it)."""
         return _to_pil(self._sources[index], self.ids[index])
 
+    @contextlib.contextmanager
+    def keep_decoded(self, budget_bytes: int) -> Iterator[None]:
+        """Within the block :meth:`tensor` decodes and preprocesses every probe once per preprocessing and serves
+        later calls from memory (copies), while the decoded N×3×H×W float32 tensors fit ``budget_bytes`` in all
+        (beyond it, as outside the block: decoded on every call). So models sharing a preprocessing share one
+        decoding; the values are the same either way. Released at the end of the block."""
+        self._decoded, self._decoded_budget = {}, int(budget_bytes)
+        try:
+            yield
+        finally:
+            self._decoded, self._decoded_budget = None, 0
+
     def tensor(self, preprocess: "str | Preprocess | None" = None,
                indices: Sequence[int] | slice | None = None) -> torch.Tensor:
         """The probes (all, or ``indices``) preprocessed: float32 tensor N×3×H×W."""
         prep = self.preprocess if preprocess is None else Preprocess.parse(preprocess)
+        kept = getattr(self, "_decoded", None)
+        if kept is not None and prep not in kept and \
+                sum(t.numel() * 4 for t in kept.values()) + len(self) * 12 * prep.size[0] * prep.size[1] \
+                <= self._decoded_budget:
+            self._decoded = None  # decode every probe the plain way once
+            try:
+                kept[prep] = self.tensor(prep)
+            finally:
+                self._decoded = kept
+        if kept is not None and prep in kept:
+            rows = slice(None) if indices is None else indices if isinstance(indices, slice) else list(indices)
+            return kept[prep][rows].clone()
         transform = prep.transform()
         if indices is None:
             idx = range(len(self))

@@ -85,7 +85,7 @@ def extract_layers(model: "nn.Module", probes: "ProbeSet", layers: Sequence[str]
 class ModelResult:
     name: str
     layers: list[str]
-    graphs: dict[str, "Graph"]
+    graphs: dict[str, "Graph | None"]  # None: only the pooled features were needed (model_graphs' edges=False)
     pooled: dict[str, np.ndarray]
     preprocess: dict
     weights_hash: str
@@ -95,12 +95,16 @@ class ModelResult:
 
 def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: Any, *, device: Any,
                   batch_size: int, feature_memory_mb: float, progress: bool,
-                  only_last: bool = False, nodes: bool = True, seed: int | None = None) -> ModelResult:
+                  only_last: bool = False, nodes: bool = True, seed: int | None = None,
+                  edges: bool = True) -> ModelResult:
     """Load, check and (from the store, or by one extraction) get every candidate layer's graph and features.
 
     ``nodes=False``: graphs without attribution maps (forward passes only) suffice. They are stored under their
     own key (the options gain ``"nodes": False``), so a later request that needs nodes never reads one; such a
     request's key is the full graph's, which a node-less request also accepts (its edges are the same).
+    ``edges=False`` (with ``nodes=False``): only the pooled features are needed (no graph: ``graphs[layer]`` is
+    None); they are pooled as the forward pass produces them (:func:`depara.extraction.extract.pooled_features`)
+    and stored under the key they always have.
     """
     from ..extraction.models import seeded
     from ..extraction.store import graph_key_options, weights_hash
@@ -125,6 +129,9 @@ def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: An
             f = store.get_array(keys[n][1])
             if f is None:
                 continue
+            if not edges and not nodes:
+                graphs[n], pooled[n] = None, f
+                continue
             g = store.get(keys[n][0])
             if g is None and not nodes:  # a full graph from an earlier run serves the edges as well
                 g = store.get(store.key(whash, n, phash, opts))
@@ -148,10 +155,18 @@ def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: An
     missing = [n for n in names if n not in graphs]
     if missing:
         meta = {"model": entry.name, "spec": entry.spec, "weights_hash": whash}
-        built = extract_layers(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
-                               feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
+        if edges or nodes:
+            built = extract_layers(model, probes, missing, prep, meta, batch_size=batch_size, device=device,
+                                   feature_memory_mb=feature_memory_mb, progress=progress, nodes=nodes)
+        else:
+            from ..extraction.extract import pooled_features
+
+            built = {n: (None, f) for n, f in pooled_features(model, probes, missing, batch_size=batch_size,
+                                                              device=device, progress=progress, preprocess=prep,
+                                                              model_name=entry.name).items()}
         for n, (g, f) in built.items():
-            store.put(keys[n][0], g)
+            if g is not None:
+                store.put(keys[n][0], g)
             store.put_array(keys[n][1], f)
             graphs[n], pooled[n] = g, f
     return ModelResult(entry.name, names, graphs, pooled, prep.describe(), whash, missing,
@@ -198,14 +213,18 @@ def candidates_graphs(entries: Sequence["ModelEntry"], probe_set: "ProbeSet", la
         failed = extract_on_ray(entries, probe_set, layers, store, address, dict(kw, progress=False))
         check_failed(failed, len(entries), skip_failed)
         entries = [e for e in entries if e.name not in failed]
+    from ..extraction.extract import memory_budget
+
     results: list[ModelResult] = []
-    for entry in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model"):
-        try:
-            results.append(model_graphs(entry, probe_set, layers, store, **kw))
-        except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
-            failed[entry.name] = exception_reason(exc, None)
-            if not skip_failed:
-                check_failed(failed, len(entries), skip_failed)  # raises, as after the Ray tasks
+    # models sharing a preprocessing share one decoding of the images (within the feature memory budget)
+    with probe_set.keep_decoded(memory_budget(kw["feature_memory_mb"])):
+        for entry in progress_bar(entries, desc="models", enabled=kw["progress"], unit="model"):
+            try:
+                results.append(model_graphs(entry, probe_set, layers, store, **kw))
+            except Exception as exc:  # noqa: BLE001 - a candidate's failure: stop, or (asked to) skip it
+                failed[entry.name] = exception_reason(exc, None)
+                if not skip_failed:
+                    check_failed(failed, len(entries), skip_failed)  # raises, as after the Ray tasks
     check_failed(failed, len(results) + len(failed), skip_failed)
     return results, failed
 

@@ -39,7 +39,10 @@ share.
 
 Unless ``depara`` or ``depara_v`` is asked for, the extraction computes no attribution maps: one forward pass
 per batch and model (under ``torch.no_grad``), graphs without nodes (N×0, like the label graph), stored under
-their own cache key so that a later run that needs nodes never reads them.
+their own cache key so that a later run that needs nodes never reads them. With labels and no target model no
+scorer reads a graph at the frozen defaults, so none is built: each candidate layer's output is averaged over
+space in its forward hook (:func:`depara.extraction.extract.pooled_features`), and only those pooled features
+are kept and cached.
 
 Graphs and pooled features are cached in a :class:`~depara.extraction.store.GraphStore` keyed by content (weights hash,
 layer, probe content hash, options), so adding a model reuses every other entry and an interrupted run resumes
@@ -200,6 +203,15 @@ def _prepare(data: Any, models: Any, target_model: Any, labels: Any, n_probes: i
     return _Job(entries, target_entry, probe_set, y, desc, case, chosen, default, notes)
 
 
+def _needs_edges(job: _Job) -> bool:
+    """Whether any scorer reads the candidates' graph edges: against a target model, or the label graph's score
+    at frozen defaults that take the graph's own edges; otherwise the pooled features suffice."""
+    from ..estimators.depara_family import LABEL_EDGES_FROM_GRAPH
+
+    labels_from_graph = LABEL_EDGES_FROM_GRAPH and "depara_labels" in computed_scorers(job.chosen)
+    return job.target_entry is not None or labels_from_graph
+
+
 def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, address: str | None,
                  skip_failed: bool) -> tuple[list[ModelResult], "Graph | None", dict[str, Any], dict[str, Any] | None,
                                              dict]:
@@ -209,7 +221,7 @@ def _extract_all(job: _Job, layers: Any, store: Any, kw: dict, engine: str, addr
     results, failed = candidates_graphs(job.entries, job.probe_set, layers, store, kw, engine, address, skip_failed)
     if job.target_entry is None:
         return results, None, {}, None, failed
-    tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **kw)
+    tr = model_graphs(job.target_entry, job.probe_set, "auto", store, only_last=True, **{**kw, "edges": True})
     info = {"name": job.target_entry.name, "spec": job.target_entry.spec, "layer": tr.layers[0],
             "extracted": tr.extracted}
     tid = {"weights_hash": tr.weights_hash, "layer": tr.layers[0], "preprocess": tr.preprocess}
@@ -249,9 +261,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
         otherwise it is forward passes only, and the graphs have no nodes.
     n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
-    peer_boot : half-samples for the intervals of the label-based peers (logme, hscore, ...), at most
-        ``n_boot``: each is a model fit per half-sample, so they get fewer (all ``n_boot`` for a peer that ranks,
-        alone or as a part of the ranking rank average: ``ped`` by default).
+    peer_boot : half-samples for the intervals of the peers that do not rank (logme, hscore, ...), at most
+        ``n_boot`` (default :data:`depara.options.SELECT_PEER_BOOT` = 0: the report shows them as ranks only); a
+        peer that ranks, alone or in the ranking rank average (``ped`` by default), always gets all ``n_boot``.
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
         Checked before any work, with the data (:func:`depara.io.files.check_run_paths`): not a file, not broken,
         writable, not inside the data folder.
@@ -282,7 +294,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     store = GraphStore(Path(cache_dir) / "store" if cache_dir is not None else None, readonly=cache_readonly)
     # Attribution maps (graph nodes) only when a requested scorer has a node term; else forward passes only.
     kw = dict(device=device, batch_size=opt["batch_size"], feature_memory_mb=feature_memory_mb, progress=progress,
-              nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"])
+              nodes=bool(set(NODE_SCORERS) & set(job.chosen)), seed=opt["seed"], edges=_needs_edges(job))
     results, target_graph, target_info, target_id, failed = _extract_all(job, layers, store, kw, engine, address,
                                                                          skip_failed)
     t_extract = time.perf_counter() - t0

@@ -25,7 +25,7 @@ class Selection:
     scorers : the scorers computed; ``scorer`` (one of them) ranks.
     values : scorer → float array (C,) point estimates (all probes); NaN where a score is undefined.
     intervals : scorer → float array (C, 2), the 95 % interval over probe half-samples (:mod:`depara.evaluation.uncertainty`);
-        (nan, nan) for an undefined score or without resamples.
+        (nan, nan) for an undefined score, without resamples, or for a peer without ``peer_boot``.
     order : candidate indices, the ``ranked`` candidates with a defined score best first, then the undefined ones.
     ranked : how many candidates have a defined score (and a rank).
     shares : (C,) share of probe half-samples in which each candidate ranks first by ``scorer`` (ties split;

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.graph import Graph
     from .candidates import ModelResult
 
-__all__ = ["pair_index", "unit_ranks", "spearman_units", "spearman", "peer_score", "Resamples", "score_all",
-           "digest", "cached_scores", "rank_average", "with_rank_averages"]
+__all__ = ["pair_index", "unit_ranks", "spearman_units", "spearman", "peer_score", "peer_halves", "Resamples",
+           "score_all", "digest", "cached_scores", "rank_average", "with_rank_averages"]
 
 
 def unit_ranks(x: np.ndarray) -> np.ndarray | None:
@@ -73,12 +73,24 @@ class Resamples:
         return digest(np.concatenate([[self.n, *self.halves.shape], self.halves.ravel()]).astype(np.int64))
 
     def at_once(self, est: Any, graph: "Graph", features: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """A score the registry computes for every probe set at once (``est.resampled``: the label graph's, one
-        implementation with the real-image bank) on every row."""
-        point = est.resampled(graph, features, labels, np.arange(self.n)[None])
-        if not len(self.halves):
-            return point
-        return np.concatenate([point, est.resampled(graph, features, labels, self.halves)])
+        """A score the registry computes for many probe sets at once (``est.resampled``: the label graph's) on
+        every row, in ONE call (its edges are built once)."""
+        blocks = [np.arange(self.n)[None], *([self.halves] if len(self.halves) else [])]
+        return est.resampled(graph, features, labels, blocks)
+
+
+def peer_halves(est: Any, features: np.ndarray, labels: np.ndarray, halves: np.ndarray) -> np.ndarray:
+    """A label-based peer on each half-sample (rows of ``halves``) as :func:`peer_score` gives it row by row
+    (NaN where undefined): all at once where the registry can (``est.resampled``: PED), else one fit per row;
+    a batch the registry refuses (e.g. a half-sample without some class) goes row by row."""
+    if len(halves) and est.resampled is not None:
+        try:
+            with np.errstate(all="ignore"):
+                values = np.asarray(est.resampled(None, features, labels, [halves]), dtype=np.float64)
+            return np.where(np.isfinite(values), values, np.nan)
+        except (DeparaError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+            pass
+    return np.array([peer_score(est.name, features[idx], labels[idx]) for idx in halves], dtype=np.float64)
 
 
 def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str], labels: np.ndarray | None,
@@ -100,8 +112,17 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
     from ..estimators.registry import get_estimator
 
     ests = [get_estimator(name) for name in scorers]
+    # The label graph's score on every probe set at once; a peer's point estimate by its own fit, its first
+    # peer_reps - 1 half-samples at once where the registry can (PED), else one fit each.
     at_once = {s: [res.at_once(e, g, pooled[c], labels) for c, g in enumerate(graphs)]
-               for s, e in enumerate(ests) if e.resampled is not None and labels is not None}
+               for s, e in enumerate(ests) if e.resampled is not None and labels is not None
+               and e.name not in peer_reps}
+    for s, est in enumerate(ests):
+        if est.from_terms is None and s not in at_once and labels is not None:
+            halves = res.halves[:max(0, peer_reps.get(est.name, 1) - 1)]
+            for c in range(len(graphs)):
+                values[s, c, 0] = peer_score(est.name, pooled[c], labels)
+                values[s, c, 1:1 + len(halves)] = peer_halves(est, pooled[c], labels, halves)
     need_e = target is not None and bool({"depara", "depara_e"} & set(scorers))
     for r in progress_bar(range(len(rows)), desc="intervals", enabled=progress, unit="resample"):
         idx = rows[r]
@@ -115,8 +136,6 @@ def score_all(graphs: list["Graph"], pooled: list[np.ndarray], scorers: list[str
                     values[s, c, r] = est.from_terms(V, E, LAM)
                 elif s in at_once:
                     values[s, c, r] = at_once[s][c][r]
-                elif r < peer_reps.get(est.name, 1):
-                    values[s, c, r] = peer_score(est.name, pooled[c][idx], labels[idx])
     return values
 
 

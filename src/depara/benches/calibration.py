@@ -51,8 +51,7 @@ def shipped_values(features: Sequence[np.ndarray], labels: np.ndarray, halves: n
         est = get_estimator(name)
         for c, f in enumerate(features):
             if est.resampled is not None:  # the point and the half-samples, as Resamples.at_once asks for them
-                vals[s, c] = np.concatenate([est.resampled(None, f, y, rows[0][None]),
-                                             est.resampled(None, f, y, halves) if len(halves) else []])
+                vals[s, c] = est.resampled(None, f, y, [rows[0][None], *([halves] if len(halves) else [])])
             else:
                 vals[s, c] = [peer_score(name, f[idx], y[idx]) for idx in rows]
     return with_rank_averages(vals, parts, [scorer])

@@ -104,6 +104,29 @@ def test_ray_missing_says_how_to_install(monkeypatch, probes, tmp_path):
         extract_graphs([_job(probes)], tmp_path, engine="ray", progress=False)
 
 
+def test_ray_init_failure_is_one_line_with_its_type(monkeypatch):
+    """ray.init's own error, as errors.exception_reason words it: its type, its first line, cut at 200 characters
+    (a stand-in for Ray, which is not needed to check the wording)."""
+    from types import SimpleNamespace
+
+    from depara.io import cluster
+
+    def fake_ray(exc):
+        def init(**kwargs):
+            raise exc
+        return SimpleNamespace(is_initialized=lambda: False, init=init)
+
+    cases = [(ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to."),
+              "ConnectionError: Could not find any running Ray instance."),
+             (RuntimeError(""), "RuntimeError"),
+             (TimeoutError("x" * 500), "TimeoutError: " + "x" * 200)]
+    for exc, reason in cases:
+        monkeypatch.setattr(cluster, "import_ray", lambda exc=exc: fake_ray(exc))
+        with pytest.raises(DeparaError) as info:
+            cluster.connect("auto")
+        assert str(info.value) == f"address 'auto': cannot connect to a Ray cluster ({reason})"
+
+
 @pytest.mark.timeout(60)  # a hang fails here (no wall-clock assertion)
 def test_unreachable_address_is_one_line_and_fast():
     import socket

@@ -103,8 +103,7 @@ def connect(address: str | None = None, num_workers: int | None = None) -> bool:
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DeparaError(f"address {address!r}: cannot connect to a Ray cluster ({first})") from None
+        raise DeparaError(f"address {address!r}: cannot connect to a Ray cluster ({exception_reason(exc)})") from None
     return True
 
 

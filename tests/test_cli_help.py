@@ -43,3 +43,42 @@ def test_bench_help_names_both_banks(capsys, monkeypatch):
     text = _help(capsys, monkeypatch)
     line = next(ln for ln in text.splitlines() if re.match(r"\s*│ bench\s", ln))
     assert "task bank" in line and "real-image bank" in line
+
+
+def _words(capsys, monkeypatch, *args: str) -> str:
+    """A help screen as plain words: box drawing dropped, wrapped lines joined."""
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main([*args, "--help"]) == 0
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", capsys.readouterr().out).split())
+
+
+def test_select_help_says_what_this_round_does(capsys, monkeypatch):
+    from depara.options import SELECT_N_BOOT, SELECT_PEER_BOOT
+    from depara.selection.scorers import DEFAULT_SCORER
+
+    text = _words(capsys, monkeypatch, "select")
+    assert "bootstrap" not in text  # the intervals are over probe half-samples
+    assert "half-sample intervals" in text
+    # "[@WEIGHTS]" would be read as terminal markup and vanish: the spec is written without brackets
+    assert "Candidate models, SPEC or SPEC@WEIGHTS" in text and "(SPEC or SPEC@WEIGHTS)" in text
+    assert f"The ranking one is always computed: {DEFAULT_SCORER[('labels', 'finetune')]} with labels, " \
+           f"{DEFAULT_SCORER[('target_model', 'finetune')]} with only --target-model." in text
+    assert DEFAULT_SCORER[("labels", "finetune")] == "depara_labels_ped"  # the round-5 default the help names
+    peer = re.search(r"--peer-boot <int> (.+?) \[default: (\d+)\]", text)
+    assert peer and int(peer.group(2)) == SELECT_PEER_BOOT == 0 and "default 0: ranks only" in peer.group(1)
+    assert re.search(rf"--n-boot <int> .+? \[default: {SELECT_N_BOOT}\]", text)
+
+
+def test_group_help_names_every_subcommand(capsys, monkeypatch):
+    import typer.main
+
+    from depara.cli.app import cache_app, demo_app
+
+    demo = _words(capsys, monkeypatch, "demo")
+    for cmd in typer.main.get_command(demo_app).commands:
+        assert f"`depara demo {cmd}`" in demo
+    cache = _words(capsys, monkeypatch, "cache")
+    names = list(typer.main.get_command(cache_app).commands)
+    assert f"`depara select` reuses: {', '.join(names)}." in cache
+    top = _words(capsys, monkeypatch)
+    assert f"reuses: {', '.join(names)}." in top

@@ -43,9 +43,9 @@ taskonomy_app = typer.Typer(help="Taskonomy model-selection experiment from the 
                             no_args_is_help=True)
 bench_app = typer.Typer(help="Benches with measured ground truth: the procedural task bank, the real-image bank.",
                         no_args_is_help=True)
-cache_app = typer.Typer(help="The store of graphs and features `depara select` reuses: info, clear.",
+cache_app = typer.Typer(help="The store of graphs and features `depara select` reuses: info, verify, clear.",
                         no_args_is_help=True)
-demo_app = typer.Typer(help="Run depara end to end on embedded data: `depara demo` or `depara demo layers`.")
+demo_app = typer.Typer(help="Run depara end to end on embedded data: `depara demo`, `depara demo layers` or `depara demo benchmarks`.")
 
 app.add_typer(data_app, name="data", rich_help_panel=DATA)
 app.add_typer(taskonomy_app, name="taskonomy", rich_help_panel=BENCHES)

@@ -11,6 +11,7 @@ import typer
 from ..errors import DeparaError
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, SELECT_MAX_PROBES, SELECT_N_BOOT,
                        SELECT_PEER_BOOT)
+from ..selection.scorers import DEFAULT_SCORER
 from ._flags import flags
 from .app import app, demo_app
 
@@ -31,18 +32,22 @@ def _split(values: list[str] | None) -> list[str]:
 def select_cmd(
     data: Path = typer.Argument(..., help="Your images: a folder of class sub-folders (labels), a flat folder of "
                                 "images, or an image-list file."),
-    models: Optional[list[str]] = typer.Option(None, "--models", help="Candidate models SPEC[@WEIGHTS] (comma list or "
-                                               "repeated): torchvision:resnet18@DEFAULT, timm:<name>@DEFAULT, "
-                                               "file:net.pt."),
+    models: Optional[list[str]] = typer.Option(None, "--models", help="Candidate models, SPEC or SPEC@WEIGHTS "
+                                               "(comma list or repeated): torchvision:resnet18@DEFAULT, "
+                                               "timm:<name>@DEFAULT, file:net.pt (.pt2, .onnx)."),
     zoo: Optional[Path] = typer.Option(None, "--zoo", help="A zoo file (TOML) listing the candidates instead."),
     target_model: Optional[str] = typer.Option(None, "--target-model", help="A model trained on your task "
-                                               "(SPEC[@WEIGHTS]): enables DEPARA proper."),
+                                               "(SPEC or SPEC@WEIGHTS): enables DEPARA proper."),
     layers: Optional[list[str]] = typer.Option(None, "--layers", help="auto (default: each stage's output), all, or "
                                                "layer names (comma list or repeated)."),
     protocol: str = typer.Option("finetune", "--protocol", help="finetune|linear: how you will transfer."),
     scorers: Optional[list[str]] = typer.Option(None, "--scorers", help="Scorers to compute (comma list or "
                                                 "repeated; default: every applicable one without a node term). "
-                                                "depara / depara_v add attribution maps (backward passes)."),
+                                                "depara / depara_v add attribution maps (backward passes). The "
+                                                "ranking one is always computed: "
+                                                f"{DEFAULT_SCORER[('labels', 'finetune')]} with labels, "
+                                                f"{DEFAULT_SCORER[('target_model', 'finetune')]} with only "
+                                                "--target-model."),
     probes: int = typer.Option(SELECT_MAX_PROBES, "--probes", help="Use at most this many of the images."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw, the half-samples and the random "
                       "initialisation of models without weights."),
@@ -67,7 +72,7 @@ def select_cmd(
     skip_failed: bool = typer.Option(False, "--skip-failed", help="Leave out a candidate model that fails (named "
                                      "with its error in the summary and the report) instead of stopping."),
 ) -> None:
-    """Rank every (model, layer) for transfer to your images, with 95% bootstrap intervals; print the pick."""
+    """Rank every (model, layer) for transfer to your images, with 95% half-sample intervals; print the pick."""
     from ..io.files import check_run_paths
     from ..selection.job import select
 

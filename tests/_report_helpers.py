@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from depara.evaluation.uncertainty import UNDEFINED
 from depara.report.manifest import MANIFEST, read_manifest, write_manifest
 
 
@@ -203,8 +204,8 @@ def assert_table_matches_csv(page: PageParser, csv_path: Path, root: Path, max_r
             except ValueError:
                 assert cell["text"] == raw
                 continue
-            shown = float(cell["text"])
-            if expected != expected:  # NaN
-                assert shown != shown
+            if expected != expected:  # NaN: shown in words, as every table shows it
+                assert cell["text"] == UNDEFINED
             else:
+                shown = float(cell["text"])
                 assert abs(shown - expected) <= 1e-3 * abs(expected), (cell["text"], raw)

@@ -161,3 +161,24 @@ def test_compare_prints_names_as_given_and_an_undefined_node_term_in_words(tmp_p
                            "a": Graph.load(tmp_path / "a[red].safetensors")}).E[0, 1]
     assert code == 0 and "│ a[red] │" in out and "nan" not in out
     assert f"most similar pair: labels ~ a[red] (S = {e:.4f}, V undefined (a graph without nodes), E = {e:.4f})" in out
+
+
+def test_rank_table_shows_an_undefined_node_term_in_the_word_of_every_table(tmp_path, capsys):
+    """A label graph among the sources has no nodes: its V is NaN, and the table says "undefined", the word of
+    select's report (evaluation.uncertainty.rounded) and of every other table (report.html.format_cell)."""
+    from depara.evaluation.uncertainty import UNDEFINED, rounded
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "sources").mkdir()
+    Graph.from_labels(np.arange(12) % 3).save(tmp_path / "sources" / "labels.safetensors")
+    for path in (tmp_path / "sources" / "full.safetensors", tmp_path / "target.safetensors"):
+        Graph.from_arrays(rng.standard_normal((12, 4, 4)), rng.standard_normal((12, 6))).save(path)
+    code = main(["rank", "--target", str(tmp_path / "target.safetensors"), "--sources", str(tmp_path / "sources"),
+                 "--lam", "1"])
+    out = capsys.readouterr().out
+    rows = {cells[2].strip(): [c.strip() for c in cells[3:6]]
+            for cells in (line.split("│") for line in out.splitlines() if line.startswith("│"))}
+    assert code == 0 and set(rows) == {"labels", "full"}
+    assert rows["labels"][1] == UNDEFINED == rounded(float("nan"))[0] == "undefined"
+    assert all(np.isfinite(float(x)) for x in (*rows["full"], rows["labels"][0], rows["labels"][2]))
+    assert "nan" not in out.lower()

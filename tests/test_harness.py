@@ -387,8 +387,9 @@ def test_cli_score_weightless_models_do_not_depend_on_the_order_of_sources(tmp_p
 
 def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_does(tmp_path, capsys):
     """A source name with rich markup is printed as given (escaped), never swallowed; correlations that are undefined
-    (two sources with the same features: constant scores) print as the report prints them ("NaN"), never
-    Python's "nan"."""
+    (two sources with the same features: constant scores) print in the word of every table and of select's report
+    ("undefined"), never Python's "nan"."""
+    from depara.evaluation.uncertainty import UNDEFINED, rounded
     from depara.report.html import format_cell
 
     rng = np.random.default_rng(0)
@@ -407,7 +408,7 @@ def test_cli_score_prints_names_as_given_and_undefined_numbers_as_the_report_doe
                for line in rows)
     agreement = next(line for line in rows if line.split("│")[1].strip() == "logme")
     cells = [c.strip() for c in agreement.split("│")]
-    assert cells[2:5] == ["NaN"] * 3 and cells[6] == "x[red]"
+    assert cells[2:5] == [UNDEFINED] * 3 == [rounded(float("nan"))[0]] * 3 and cells[6] == "x[red]"
     assert not any("nan" in line for line in rows)
     assert "(logme: tied: x[red], b)" in " ".join(out.split())  # the summary names the tie, markup as given
 

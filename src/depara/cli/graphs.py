@@ -53,6 +53,7 @@ def compare(
 
     from ..io.escape import terminal
     from ..report.graph_files import most_similar_pair, write_similarity_csv
+    from ..report.html import format_cell
     from ..core.similarity import similarity_matrix
 
     if len(graphs) < 2:
@@ -69,7 +70,7 @@ def compare(
     for name in names:  # names as given: file stems may hold markup ("a[red]")
         table.add_column(terminal(name), justify="right")
     for i, name in enumerate(names):
-        table.add_row(terminal(name), *[f"{x:.4f}" for x in mats.S[i]])
+        table.add_row(terminal(name), *[format_cell(float(x)) for x in mats.S[i]])  # as every table: NaN in words
     console.print(table)
     i, j = most_similar_pair(mats)
     v = f"V = {mats.V[i, j]:.4f}" if math.isfinite(mats.V[i, j]) else "V undefined (a graph without nodes)"

@@ -34,10 +34,13 @@ from ..errors import DeparaError
 
 __all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "rank_intervals",
            "recentred", "win_shares", "reliability", "decimals", "rounded", "BENCH_SCORER", "BENCH_RELIABILITY",
-           "bench_phrase"]
+           "bench_phrase", "UNDEFINED"]
 
 #: The coverage of every interval select reports.
 LEVEL = 0.95
+#: How every table and sentence a person reads shows an undefined number (NaN): :func:`rounded` here, and
+#: :func:`depara.report.html.format_cell` for every CLI table, the HTML and the Markdown report.
+UNDEFINED = "undefined"
 #: What select's ``p_best`` (a candidate's share of half-samples won) is, in words (ranking.json, the report).
 SHARE_MEANING = ("share of probe half-samples in which the candidate ranks first (probe resampling only; "
                  "not the probability that it transfers best)")
@@ -200,7 +203,7 @@ def rounded(value: float, lo: float = float("nan"), hi: float = float("nan")) ->
     [0.4812, 0.5302] → ("0.51", "[0.48, 0.53]"). Without an interval the value keeps 3 significant digits and the
     interval text is ""; an undefined value is "undefined"."""
     if not np.isfinite(value):
-        return "undefined", ""
+        return UNDEFINED, ""
     d = decimals(lo, hi)
     if d is None:
         return f"{value:.3g}", ""

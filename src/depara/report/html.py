@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from ..io.files import check_out_tree, ensure_dir, write_text
 from ..errors import DeparaError
+from ..evaluation.uncertainty import UNDEFINED
 from ..io.escape import html_text, markdown_text, visible
 from ..io.readers import exists as _exists, loads_json, real_path as _real
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
@@ -300,7 +301,8 @@ def _plain(value: Any) -> str:
 
 
 def format_cell(value: Any) -> str:
-    """A table cell as people read it: numbers to 4 significant digits, everything else as text."""
+    """A table cell as people read it: numbers to 4 significant digits, NaN as :data:`UNDEFINED` (the word
+    select's report uses), everything else as text."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     text = value if isinstance(value, str) else _plain(value)
@@ -310,7 +312,7 @@ def format_cell(value: Any) -> str:
     if isinstance(number, int):
         return str(number)
     if math.isnan(number):
-        return "NaN"
+        return UNDEFINED
     if math.isinf(number):
         return "inf" if number > 0 else "-inf"
     if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):

@@ -25,7 +25,6 @@ measured (source forward passes, linear probes, fine-tunes). Writes ``realbank_c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

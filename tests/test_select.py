@@ -13,7 +13,6 @@ from scipy import stats
 torch = pytest.importorskip("torch")
 from _core_torch_helpers import write_shifted_classes, write_shifted_images  # noqa: E402
 
-import depara  # noqa: E402
 from depara.cli.main import main  # noqa: E402
 from depara.errors import DeparaError  # noqa: E402
 from depara.selection.job import select  # noqa: E402

@@ -18,7 +18,6 @@ Usage (from the repository root; about 20 s)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess

@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import importlib
 import io
-import json
 import os
 import platform
 import subprocess

@@ -17,6 +17,19 @@ half-samples, the rank average formed on each, then select's intervals, shares w
   the results folder BANK, default the committed ``benchmarks/results/realbank_default``): 16 targets, 12 sources
   at the frozen layer, the frozen probe subset; truth per protocol (linear probe, fine-tune; 3 seeds). Out of
   sample for this default.
+* ``taskbank`` (the procedural task bank, ``depara bench taskbank --scale SCALE --cache TCACHE``; networks and
+  measured transfers read from TCACHE, never retrained): a target *model* and no labels, so the scorer measured is
+  select's label-free default (``depara_e``: DEPARA's edge term against the target task's encoder, λ = ∞), on the
+  bank's in-domain probes and ``--n-rep`` unstratified half-samples; every other task's encoder is a candidate;
+  truth: the measured affinity log(scratch loss / transfer loss) in points of 0.01 (1 point ≈ a transfer loss 1 %
+  higher). **In-sample**: the label-free default was chosen on the procedural bank. Written with its own figure and
+  manifest to ``--out/taskbank_<scale>/``:
+
+      python benchmarks/calibration.py --benches taskbank --taskbank-cache TCACHE --taskbank-scale demo \
+          --taskbank-seeds 0,1,2
+
+  (each seed a bank of its own, trained and measured by ``depara bench taskbank --seed S``; the half-samples of a
+  bank are drawn with its seed, ``--seed`` is not used).
 
 Per bench, under ``--out/<bench>/``: ``candidates.csv`` (every candidate of every target: score, interval, share,
 pick / too close, truth, regret), ``picks.csv`` (per target), ``reliability.csv`` and ``reliability_coarse.csv`` (per
@@ -121,7 +134,65 @@ def realbank(cache: Path, bank: Path, n_rep: int, seed: int, log, keep: Path | N
     return out
 
 
-def plot(tables: dict, out: Path) -> None:
+#: What "1 point" is on the task bank's truth: its affinity log(scratch loss / transfer loss) × 100, so 1 point
+#: is 0.01 of log loss ratio (a transfer loss about 1 % higher than the best source's).
+AFFINITY_POINTS = 100.0
+
+
+def taskbank(cache: Path, scale: str, n_rep: int, seeds: list[int], log,
+             keep: Path | None = None) -> dict[str, list[dict]]:
+    """{"affinity": candidate rows} of the procedural task bank at ``scale``, one bank per seed (targets named
+    ``<task>@<seed>``), from a ``depara bench taskbank`` cache (task networks and measured transfers read, never
+    retrained): per target task, every other task's encoder is a candidate source, ranked by select's label-free
+    default against the target's own encoder on the bank's in-domain probes (half-samples drawn with the same
+    seed); truth: the measured affinity in points (:data:`AFFINITY_POINTS`)."""
+    rows = []
+    for seed in seeds:
+        graphs, gt = taskbank_graphs(cache, scale, seed)
+        for t, target in enumerate(gt["tasks"]):
+            if target not in gt["targets"]:
+                continue
+            sources = [s for s in gt["tasks"] if s != target]
+            point, said = C.label_free_verdict([graphs[s] for s in sources], graphs[target], n_rep, seed,
+                                               keep=keep_path(keep, f"taskbank_{scale}", target, n_rep, seed))
+            truth = AFFINITY_POINTS * np.array([gt["affinity"][t, gt["tasks"].index(s)] for s in sources])
+            rows += C.candidate_rows(f"{target}@{seed}", sources, point, said, truth, C.LABEL_FREE)
+            log(f"taskbank seed {seed} {target}: pick {sources[said.order[0]]} first in "
+                f"{said.shares[said.order[0]]:.0%}, {len(said.too_close)} too close")
+    return {"affinity": rows}
+
+
+def taskbank_graphs(cache: Path, scale: str, seed: int) -> tuple[dict, dict]:
+    """({task: DEPARA graph of its encoder on the in-domain probes}, the measured transfers) of one cached bank."""
+    from depara.benches.taskbank.affinity import measure_affinities
+    from depara.benches.taskbank.bench import BANK_OPTIONS, GRAPH_BATCH, cache_root_for
+    from depara.benches.taskbank.networks import REP_LAYER
+    from depara.benches.taskbank.train import SceneData, load_or_train_encoders, make_config
+    from depara.extraction.extract import build_graphs
+
+    cfg = make_config(scale, seed=seed)
+    root = cache_root_for(cfg, cache)
+    data = SceneData(cfg)
+    encoders, _ = load_or_train_encoders(cfg, root, data)
+    gt = measure_affinities(cfg, root, encoders, data)
+    x = data.probe_tensor()
+    return {n: build_graphs(encoders[n], x, [REP_LAYER], BANK_OPTIONS, batch_size=GRAPH_BATCH)[REP_LAYER]
+            for n in gt["tasks"]}, gt
+
+
+def per_seed(picks: list[dict]) -> dict[str, dict]:
+    """The picks' record per bank seed (targets named ``<task>@<seed>``): the spread over seeds."""
+    out: dict[str, dict] = {}
+    for seed in dict.fromkeys(r["target"].rsplit("@", 1)[1] for r in picks):
+        sub = [r for r in picks if r["target"].rsplit("@", 1)[1] == seed]
+        out[seed] = {"targets": len(sub), "truly_best": float(np.mean([r["best"] for r in sub])),
+                     "within1": float(np.mean([r["within1"] for r in sub])),
+                     "mean_regret": float(np.mean([r["regret"] for r in sub])),
+                     "best_in_set": float(np.mean([r["best_in_set"] for r in sub]))}
+    return out
+
+
+def plot(tables: dict, out: Path, titles: dict) -> None:
     """reliability.png: per bench and protocol, the share truly best / within 1 point against the share won (top)
     and the mean regret of the candidates in each bin (bottom)."""
     import matplotlib
@@ -142,7 +213,7 @@ def plot(tables: dict, out: Path) -> None:
         for r in rows:
             ax.annotate(f"{r['count']}", (r["mean_share"], r["best_rate"]), fontsize=7, xytext=(3, -9),
                         textcoords="offset points")
-        ax.set_title(f"{TITLES[b]}\n{p.replace('_', ' ')} truth", fontsize=8)
+        ax.set_title(f"{titles[b]}\n{p.replace('_', ' ')} truth", fontsize=8)
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         reg.bar(x, [r["mean_regret"] for r in rows], width=0.04, color="tab:red")
@@ -178,42 +249,23 @@ def write_bench(out: Path, per_protocol: dict[str, list[dict]]) -> tuple[dict, d
     return fine, summary
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pretrained-cache", help="benchmarks/pretrained_bank.py's --cache folder (read only)")
-    ap.add_argument("--cache", help="the realbank cache folder (its realbank/ zoo is reused)")
-    ap.add_argument("--bank", default=str(DEFAULT_BANK), help="a realbank results folder (its truth tables)")
-    ap.add_argument("--benches", default=",".join(BENCHES))
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration"))
-    ap.add_argument("--n-rep", type=int, default=200, help="half-samples per target (select's default n_boot)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", help="a folder keeping every target's scores, reused by a later run (not committed)")
-    args = ap.parse_args(argv)
-    benches = [b.strip() for b in args.benches.split(",") if b.strip()]
-    t0, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
-    out = ensure_dir(Path(args.out))
-    keep = Path(args.keep) if args.keep else None
-    fine, summary, seconds = {}, {}, {}
-    for b in benches:
-        t1 = time.process_time()
-        if b == "pretrained_bank":
-            rows = pretrained_bank(Path(args.pretrained_cache), args.n_rep, args.seed, print, keep)
-        elif b == "realbank":
-            rows = realbank(Path(args.cache), Path(args.bank), args.n_rep, args.seed, print, keep)
-        else:
-            ap.error(f"--benches: unknown bench {b!r} (expected {', '.join(BENCHES)})")
-        fine[b], summary[b] = write_bench(out / b, rows)
-        seconds[b] = round(time.process_time() - t1, 1)
-    plot(fine, out)
-    command = (f"python benchmarks/calibration.py --pretrained-cache PCACHE --cache CACHE --n-rep {args.n_rep} "
-               f"--benches {','.join(benches)}")
-    line = "; ".join(f"{TITLES[b]}, {p.replace('_', ' ')}: picks truly best in {s['picks']['truly_best']:.0%} of "
+def summarise(summary: dict, titles: dict) -> str:
+    """One line per bench and protocol: the picks' record and the too-close record."""
+    return "; ".join(f"{titles[b]}, {p.replace('_', ' ')}: picks truly best in {s['picks']['truly_best']:.0%} of "
                      f"{s['too_close']['targets']} targets (mean share won {s['picks']['mean_share']:.2f}), mean "
                      f"regret {s['picks']['mean_regret']:.1f} points, truly best in pick + too close in "
                      f"{s['too_close']['best_in_set']:.0%}" for b in summary for p, s in summary[b].items())
-    write_manifest(out, "calibration", title=f"What select's confidence ({C.SHIPPED}) is worth", summary=line,
-                   settings={"scorer": C.SHIPPED, "n_rep": args.n_rep, "seed": args.seed, "command": command},
-                   tables={f"{b}/{n}": f"{b}/{n}.csv" for b in benches
+
+
+def finish(out: Path, benches: list[str], fine: dict, summary: dict, seconds: dict, titles: dict, scorer: str,
+           settings: dict, clock: tuple) -> str:
+    """reliability.png and manifest.json of the benches run into ``out``; the summary line."""
+    t0, cpu0, load0 = clock
+    plot(fine, out, titles)
+    line = summarise(summary, titles)
+    write_manifest(out, "calibration", title=f"What select's confidence ({scorer}) is worth", summary=line,
+                   settings={"scorer": scorer, **settings},
+                   tables={"/".join(filter(None, (b, n))): "/".join(filter(None, (b, f"{n}.csv"))) for b in benches
                            for n in ("reliability", "reliability_coarse", "thresholds", "picks", "candidates")},
                    figures={"reliability": "reliability.png"},
                    extra={"benches": summary, "cpu_seconds": seconds,
@@ -221,7 +273,66 @@ def main(argv=None) -> int:
                           "cpu_seconds_total": round(time.process_time() - cpu0, 1),
                           "load_average_start": [round(v, 2) for v in load0],
                           "load_average_end": [round(v, 2) for v in os.getloadavg()]})
-    print(line)
+    return line
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pretrained-cache", help="benchmarks/pretrained_bank.py's --cache folder (read only)")
+    ap.add_argument("--cache", help="the realbank cache folder (its realbank/ zoo is reused)")
+    ap.add_argument("--bank", default=str(DEFAULT_BANK), help="a realbank results folder (its truth tables)")
+    ap.add_argument("--taskbank-cache", help="depara bench taskbank's --cache folder (networks and truth reused)")
+    ap.add_argument("--taskbank-scale", default="demo", help="the task bank's scale (tiny, demo, default)")
+    ap.add_argument("--taskbank-seeds", default="0", help="the task banks' seeds, comma-separated (pooled)")
+    ap.add_argument("--benches", default=",".join(BENCHES), help=f"of {', '.join(BENCHES)}, taskbank")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration"))
+    ap.add_argument("--n-rep", type=int, default=200, help="half-samples per target (select's default n_boot)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", help="a folder keeping every target's scores, reused by a later run (not committed)")
+    args = ap.parse_args(argv)
+    benches = [b.strip() for b in args.benches.split(",") if b.strip()]
+    for b in benches:
+        if b not in (*BENCHES, "taskbank"):
+            ap.error(f"--benches: unknown bench {b!r} (expected {', '.join(BENCHES)} or taskbank)")
+    out = ensure_dir(Path(args.out))
+    keep = Path(args.keep) if args.keep else None
+    lines = []
+    if "taskbank" in benches:  # its own folder, figure and manifest: another scorer, another kind of truth
+        clock = time.perf_counter(), time.process_time(), os.getloadavg()
+        name = f"taskbank_{args.taskbank_scale}"
+        seeds = [int(v) for v in args.taskbank_seeds.split(",")]
+        rows = taskbank(Path(args.taskbank_cache), args.taskbank_scale, args.n_rep, seeds, print, keep)
+        fine, summary = write_bench(out / name, rows)
+        summary["affinity"]["per_seed"] = per_seed(C.pick_rows(rows["affinity"]))
+        titles = {name: f"procedural bank, {args.taskbank_scale} scale, {len(seeds)} seed(s) (in-sample; "
+                        "1 point = 0.01 affinity)"}
+        command = (f"python benchmarks/calibration.py --benches taskbank --taskbank-cache TCACHE --taskbank-scale "
+                   f"{args.taskbank_scale} --taskbank-seeds {args.taskbank_seeds} --n-rep {args.n_rep}")
+        lines.append(finish(out / name, [""], {name: fine}, {name: summary},
+                            {name: round(time.process_time() - clock[1], 1)}, titles, C.LABEL_FREE,
+                            {"n_rep": args.n_rep, "seeds": seeds, "scale": args.taskbank_scale,
+                             "truth": "affinity log(scratch loss / transfer loss); 1 point = 0.01 of it",
+                             "caches": {"TCACHE": f"depara bench taskbank --scale {args.taskbank_scale} --seed S "
+                                                  "--cache TCACHE, for each seed S (task networks and measured "
+                                                  "transfers; read, never retrained here)"},
+                             "command": command}, clock))
+    real = [b for b in benches if b in BENCHES]
+    if real:
+        clock = time.perf_counter(), time.process_time(), os.getloadavg()
+        fine, summary, seconds = {}, {}, {}
+        for b in real:
+            t1 = time.process_time()
+            if b == "pretrained_bank":
+                rows = pretrained_bank(Path(args.pretrained_cache), args.n_rep, args.seed, print, keep)
+            else:
+                rows = realbank(Path(args.cache), Path(args.bank), args.n_rep, args.seed, print, keep)
+            fine[b], summary[b] = write_bench(out / b, rows)
+            seconds[b] = round(time.process_time() - t1, 1)
+        command = (f"python benchmarks/calibration.py --pretrained-cache PCACHE --cache CACHE --n-rep {args.n_rep} "
+                   f"--benches {','.join(real)}")
+        lines.append(finish(out, real, fine, summary, seconds, TITLES, C.SHIPPED,
+                            {"n_rep": args.n_rep, "seed": args.seed, "command": command}, clock))
+    print("\n".join(lines))
     return 0
 
 

@@ -74,3 +74,37 @@ def test_picks_thresholds_and_too_close_by_hand():
     summary = C.too_close_summary(picks)
     assert summary == {"targets": 2, "best_in_set": 1.0, "within1_in_set": 1.0, "within1_outside": 0.0,
                        "mean_set_size": 1.5, "mean_candidates": 3.0}
+
+
+def test_label_free_values_are_the_edge_spearman_on_each_half_sample(tmp_path):
+    """select's label-free default against a target model: E = Spearman of the source's and the target's edges,
+    on all probes and on the subgraph of every half-sample (scipy's own Spearman on squareform's sub-matrices)."""
+    from scipy.spatial.distance import squareform
+    from scipy.stats import spearmanr
+
+    from depara.core.graph import Graph
+    from depara.evaluation.uncertainty import BENCH_LABEL_FREE_SCORER, half_samples
+    from depara.selection.scorers import DEFAULT_SCORER
+
+    assert C.LABEL_FREE == DEFAULT_SCORER[("target_model", "linear")] == DEFAULT_SCORER[("target_model", "finetune")]
+    assert C.LABEL_FREE == BENCH_LABEL_FREE_SCORER == "depara_e"
+    n = 8
+    target_edges = np.arange(n * (n - 1) // 2, dtype=np.float64)[::-1] % 11  # ties on purpose
+    source_edges = [target_edges + 0.01 * np.arange(target_edges.size),  # nearly the target's order
+                    np.arange(target_edges.size, dtype=np.float64) % 7,
+                    -target_edges]
+    graph = lambda e: Graph(np.ones((n, 2), np.float32), np.asarray(e, np.float32))  # noqa: E731
+    halves = half_samples(n, 5, seed=1)
+    got = C.label_free_values([graph(e) for e in source_edges], graph(target_edges), halves)
+    assert got.shape == (1, 3, 6)
+    for r, idx in enumerate([np.arange(n), *halves]):
+        sub = lambda e: squareform(squareform(e)[np.ix_(idx, idx)], checks=False)  # noqa: E731
+        want = [spearmanr(sub(e), sub(target_edges)).statistic for e in source_edges]
+        np.testing.assert_allclose(got[0, :, r], want, atol=1e-9)
+    keep = tmp_path / "kept.npy"
+    point, said = C.label_free_verdict([graph(e) for e in source_edges], graph(target_edges), 40, 0, keep=keep)
+    assert said.order[0] == 0 and said.order[-1] == 2 and said.shares[0] > 0.5 and said.shares[2] == 0
+    assert said.shares.sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(np.load(keep)[0, :, 0], point)  # kept, and re-read the same
+    assert C.label_free_verdict([graph(e) for e in source_edges], graph(target_edges), 40, 0,
+                                keep=keep)[1].order == said.order

@@ -191,6 +191,9 @@ def test_target_model_case_equals_depara_similarity(flat, tmp_path):
     assert sel.scorers == ["depara", "depara_v", "depara_e"] and sel.settings["nodes"] is True
     assert sel.candidates == [("a", "1"), ("a", "3"), ("b", "1"), ("b", "3")]
     assert sel.settings["target_model"]["layer"] == "2"
+    # the sentence quotes what depara_e's share was worth on the procedural task bank (BENCH_RELIABILITY_LABEL_FREE)
+    assert not sel.tied and "measured for depara_e" in sel.summary
+    assert "the procedural bank at demo scale" in sel.summary
     from depara.extraction.extract import build_graphs
     from depara.extraction.probes import ProbeSet
 

@@ -12,7 +12,8 @@ from scipy import stats
 
 from depara.errors import DeparaError
 from depara.estimators.registry import SourceInputs, TargetInputs, list_estimators
-from depara.evaluation.uncertainty import (BENCH_RELIABILITY, bench_phrase, decimals, half_samples, rank_intervals,
+from depara.evaluation.uncertainty import (BENCH_RELIABILITY, BENCH_RELIABILITY_LABEL_FREE, bench_phrase, decimals,
+                                           half_samples, rank_intervals,
                                            rate_factor, recentred, reliability, rounded, subsample_intervals,
                                            win_shares)
 
@@ -240,7 +241,7 @@ def test_every_registered_scorer_gets_a_finite_interval_around_its_score():
 
 # --------------------------------------------------------------------------------------- committed calibration
 def test_bench_reliability_constant_equals_the_committed_table():
-    for bench, (_, tables) in BENCH_RELIABILITY.items():
+    for bench, (_, tables) in {**BENCH_RELIABILITY, **BENCH_RELIABILITY_LABEL_FREE}.items():
         path = ROOT / "benchmarks" / "results" / "calibration" / bench / "reliability_coarse.csv"
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -274,3 +275,19 @@ def test_bench_phrase_quotes_the_bin_of_the_share(monkeypatch):
     assert U.bench_phrase(0.9, "finetune", "logme") == ("probe resampling only; what it is worth was not measured "
                                                         "on a bench for logme")
     assert U.bench_phrase(0.9, "finetune") == bench_phrase(0.9, "finetune", U.BENCH_SCORER)
+
+
+def test_bench_phrase_quotes_the_label_free_bench_for_the_label_free_scorer(monkeypatch):
+    import depara.evaluation.uncertainty as U
+
+    monkeypatch.setattr(U, "BENCH_RELIABILITY_LABEL_FREE", {
+        "t": ("bank T", {"affinity": ((0.0, 0.1, 30, 1, 4, 12.5), (0.1, 0.5, 8, 2, 3, 2.0),
+                                      (0.5, 1.0, 6, 4, 5, 0.3))})})
+    # a target model given: select ranks by depara_e whatever the protocol; the bank's only truth is quoted
+    assert U.bench_phrase(0.5, "finetune", "depara_e") == (
+        "probe resampling only; measured for depara_e, candidates first in 50%–100% of half-samples were truly best "
+        "in 4 of 6 on bank T, affinity truth (within 1 point 5, mean regret 0.3 points)")
+    assert "2 of 8 on bank T" in U.bench_phrase(0.49, "linear", "depara_e")
+    assert "bank T" not in U.bench_phrase(0.5, "finetune")  # the labels default quotes its own benches only
+    assert U.bench_phrase(0.5, "finetune", "depara") == ("probe resampling only; what it is worth was not measured "
+                                                         "on a bench for depara")

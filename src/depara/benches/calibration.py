@@ -9,6 +9,12 @@ the registry, each peer refitted on every half-sample by :func:`depara.selection
 average (:func:`depara.selection.scoring.with_rank_averages`) and reads it as select does
 (:func:`depara.selection.verdict.verdict`). :func:`candidate_rows` joins that to the truth (accuracy in points) of
 every candidate; :func:`reliability_rows` and :func:`pick_rows` are the reliability diagram and the picks' record.
+
+Where a target *model* is given and no labels (the procedural task bank), select ranks by its label-free default
+(:data:`LABEL_FREE`, DEPARA's edge term E against the target model's graph, λ = ∞): :func:`label_free_verdict`
+scores every source graph against the target graph on the probes and on the same half-samples (unstratified:
+there are no labels) with select's own :func:`depara.selection.scoring.score_all`, then reads the verdict the same
+way; the rows, diagram and records above apply unchanged.
 """
 
 from __future__ import annotations
@@ -19,15 +25,18 @@ from typing import Sequence
 import numpy as np
 
 from ..evaluation.uncertainty import half_samples, reliability
-from ..selection.scorers import LABELS_DEFAULT, computed_scorers
-from ..selection.scoring import peer_score, with_rank_averages
+from ..selection.scorers import DEFAULT_SCORER, LABELS_DEFAULT, computed_scorers
+from ..selection.scoring import Resamples, peer_score, score_all, with_rank_averages
 from ..selection.verdict import Verdict, verdict
 
-__all__ = ["SHIPPED", "BINS", "COARSE_BINS", "THRESHOLDS", "shipped_values", "shipped_verdict", "candidate_rows",
+__all__ = ["SHIPPED", "LABEL_FREE", "BINS", "COARSE_BINS", "THRESHOLDS", "shipped_values", "shipped_verdict",
+           "label_free_values", "label_free_verdict", "candidate_rows",
            "reliability_rows", "pick_rows", "threshold_rows", "too_close_summary"]
 
 #: The scorer measured: the ranking scorer select ships for the labels case.
 SHIPPED = LABELS_DEFAULT
+#: The ranking scorer select ships when a target model is given and no labels (the same for both protocols).
+LABEL_FREE = DEFAULT_SCORER[("target_model", "linear")]
 #: Bins of the share of half-samples won (the reliability diagram), and the wider ones the sentence quotes.
 BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 COARSE_BINS = (0.0, 0.1, 0.5, 1.0)
@@ -64,13 +73,36 @@ def shipped_verdict(features: Sequence[np.ndarray], labels: np.ndarray, n_rep: i
     without rescoring."""
     y = np.asarray(labels)
     n = y.shape[0]
-    if keep is not None and Path(keep).is_file():
-        vals = np.load(keep)
-    else:
-        vals = shipped_values(features, y, half_samples(n, n_rep, seed, y), scorer)
-        if keep is not None:
-            np.save(keep, vals)
+    vals = _kept(keep, lambda: shipped_values(features, y, half_samples(n, n_rep, seed, y), scorer))
     return vals[0, :, 0], verdict(vals, [scorer], scorer, n, n // 2)
+
+
+def label_free_values(graphs: Sequence, target, halves: np.ndarray, scorer: str = LABEL_FREE) -> np.ndarray:
+    """values[1, c, r] of the label-free ``scorer`` for source graphs ``graphs[c]`` against the target model's
+    graph ``target`` (all on the same N probes): r = 0 all probes, then one column per row of ``halves``;
+    computed by select's :func:`depara.selection.scoring.score_all` (no labels, no peers)."""
+    return score_all(list(graphs), [None] * len(graphs), [scorer], None, target,
+                     Resamples(len(target.nodes), np.asarray(halves)), False, {})
+
+
+def label_free_verdict(graphs: Sequence, target, n_rep: int, seed: int, scorer: str = LABEL_FREE,
+                       keep: str | Path | None = None) -> tuple[np.ndarray, Verdict]:
+    """(point values (C,), select's verdict) of the label-free ``scorer`` on one target model, as select draws
+    its half-samples without labels (:func:`half_samples` with ``labels=None``); ``keep`` as
+    :func:`shipped_verdict`."""
+    n = len(target.nodes)
+    vals = _kept(keep, lambda: label_free_values(graphs, target, half_samples(n, n_rep, seed), scorer))
+    return vals[0, :, 0], verdict(vals, [scorer], scorer, n, n // 2)
+
+
+def _kept(keep: str | Path | None, compute) -> np.ndarray:
+    """``compute()``'s values, read from the .npy file ``keep`` when there, written to it when not (None: none)."""
+    if keep is not None and Path(keep).is_file():
+        return np.load(keep)
+    vals = compute()
+    if keep is not None:
+        np.save(keep, vals)
+    return vals
 
 
 def candidate_rows(target: str, names: Sequence[str], point: np.ndarray, said: Verdict, truth: np.ndarray,

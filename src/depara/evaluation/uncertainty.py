@@ -34,6 +34,7 @@ from ..errors import DeparaError
 
 __all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "rank_intervals",
            "recentred", "win_shares", "reliability", "decimals", "rounded", "BENCH_SCORER", "BENCH_RELIABILITY",
+           "BENCH_LABEL_FREE_SCORER", "BENCH_RELIABILITY_LABEL_FREE",
            "bench_phrase", "UNDEFINED"]
 
 #: The coverage of every interval select reports.
@@ -231,21 +232,39 @@ BENCH_RELIABILITY: dict[str, tuple[str, dict[str, tuple[tuple[float, float, int,
                          (0.5, 1.0, 7, 2, 4, 1.3942536021894898)),
     }),
 }
+#: The ranking scorer select ships when a target model is given and no labels (DEPARA's edge term E, λ = ∞;
+#: ``DEFAULT_SCORER[("target_model", ...)]``, which tests/test_calibration.py checks this against).
+BENCH_LABEL_FREE_SCORER = "depara_e"
+#: What a share won by :data:`BENCH_LABEL_FREE_SCORER` was worth, as :data:`BENCH_RELIABILITY` (committed in
+#: benchmarks/results/calibration/taskbank_demo/reliability_coarse.csv): the procedural task bank at its demo scale,
+#: 3 seeds pooled, truth its measured affinity log(scratch loss / transfer loss) in points of 0.01. In-sample: the
+#: label-free default was chosen on the procedural bank.
+BENCH_RELIABILITY_LABEL_FREE: dict[str, tuple[str, dict[str, tuple[tuple[float, float, int, int, int, float],
+                                                                   ...]]]] = {
+    "taskbank_demo": ("the procedural bank at demo scale, 3 seeds (in-sample; 1 point = 0.01 of log loss ratio)", {
+        "affinity": ((0.0, 0.1, 283, 15, 19, 29.300565064292375),
+                     (0.1, 0.5, 21, 6, 8, 9.525369503297036),
+                     (0.5, 1.0, 26, 9, 9, 8.842434190763557)),
+    }),
+}
 #: select's protocol names → the benches'.
 _BENCH_PROTOCOL = {"finetune": "fine_tune", "linear": "linear_probe"}
 
 
 def bench_phrase(share: float, protocol: str = "finetune", scorer: str = BENCH_SCORER) -> str:
     """What a share of half-samples won was worth on the benches, in words: for :data:`BENCH_SCORER`, per bench
-    (:data:`BENCH_RELIABILITY`; its truth for ``protocol``, else its linear-probe truth) how many candidates
-    with a share in the same bin were truly best, within 1 point, and their mean regret. Another scorer was not
+    (:data:`BENCH_RELIABILITY`; its truth for ``protocol``, else its linear-probe truth, else its only truth) how
+    many candidates with a share in the same bin were truly best, within 1 point, and their mean regret; for
+    :data:`BENCH_LABEL_FREE_SCORER` the same from :data:`BENCH_RELIABILITY_LABEL_FREE`. Another scorer was not
     measured, and the phrase says so."""
-    if scorer != BENCH_SCORER or not np.isfinite(share):
+    measured = {BENCH_SCORER: BENCH_RELIABILITY, BENCH_LABEL_FREE_SCORER: BENCH_RELIABILITY_LABEL_FREE}
+    if scorer not in measured or not np.isfinite(share):
         return f"probe resampling only; what it is worth was not measured on a bench for {scorer}"
+    benches = measured[scorer]
     parts = []
-    for name, tables in BENCH_RELIABILITY.values():
+    for name, tables in benches.values():
         key = _BENCH_PROTOCOL.get(protocol, protocol)
-        key = key if key in tables else "linear_probe"
+        key = key if key in tables else "linear_probe" if "linear_probe" in tables else next(iter(tables), key)
         rows = tables.get(key, ())
         for lo, hi, count, best, within1, regret in rows:
             if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
@@ -253,7 +272,7 @@ def bench_phrase(share: float, protocol: str = "finetune", scorer: str = BENCH_S
                              f"{within1}, mean regret {regret:.1f} points)")
     if not parts:
         return "probe resampling only, not a probability of transferring best"
-    lo, hi = next((r[0], r[1]) for _, t in BENCH_RELIABILITY.values() for rows in t.values() for r in rows
+    lo, hi = next((r[0], r[1]) for _, t in benches.values() for rows in t.values() for r in rows
                   if r[0] <= share < r[1] or (share == r[1] == rows[-1][1]))
-    return (f"probe resampling only; measured for {BENCH_SCORER}, candidates first in {lo:.0%}–{hi:.0%} of "
+    return (f"probe resampling only; measured for {scorer}, candidates first in {lo:.0%}–{hi:.0%} of "
             f"half-samples were truly best in " + "; ".join(parts))

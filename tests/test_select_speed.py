@@ -9,7 +9,7 @@ import pytest
 
 from depara.errors import DeparaError
 from depara.estimators import depara_family
-from depara.estimators.evidence import logme, ped, ped_resampled
+from depara.estimators.evidence import logme, ped, ped_features, ped_resampled
 from depara.estimators.registry import get_estimator
 from depara.evaluation.uncertainty import half_samples
 from depara.selection.scoring import Resamples, peer_halves, peer_score
@@ -31,6 +31,19 @@ def test_ped_resampled_equals_one_fit_per_half_sample(case):
     n, d, c, sep, seed = case
     f, y = _classes(n, d, c, sep, seed)
     halves = half_samples(n, 25, seed, y)
+    expected = np.array([ped(f[h], y[h]) for h in halves])
+    np.testing.assert_allclose(ped_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [(40, 8, 5, 1.0, 5), (40, 32, 5, 0.8, 5)])  # narrow, then wide
+def test_ped_resampled_with_rows_that_stop_at_different_steps(case):
+    # some half-samples have no overlapping classes (no step), the others take all 6: the rows still stepping
+    # are carried on without the stopped ones, whose means must stay as they were
+    n, d, c, sep, seed = case
+    f, y = _classes(n, d, c, sep, seed)
+    halves = half_samples(n, 25, seed, y)
+    steps = [ped_features(f[h], y[h])[1] for h in halves]
+    assert 0 in steps and 6 in steps
     expected = np.array([ped(f[h], y[h]) for h in halves])
     np.testing.assert_allclose(ped_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
 

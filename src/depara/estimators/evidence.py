@@ -351,6 +351,7 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     x = np.where(keep[:, :, None], x, 0.0)
     rank = keep.sum(axis=1)[:, None]  # R×1
     sigma = np.where(keep, w, 0.0)[:, :, None]  # R×G×1
+    sigma_row = sigma.transpose(0, 2, 1)  # R×1×G: sums over G as products
     x2 = x**2
     res_x2 = (one_hot**2).sum(axis=1) - x2.sum(axis=1)  # R×C
     shape = res_x2.shape
@@ -358,13 +359,15 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     m2_fin, res2_fin = np.zeros(shape), np.zeros(shape)
     active = np.ones(shape, dtype=bool)
     for _ in range(max_iter):
-        t = (alpha / beta)[:, None, :]
-        gamma = (sigma / (sigma + t)).sum(axis=1)
-        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=1)
-        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=1) + res_x2
+        t = alpha / beta
+        u = 1.0 / (sigma + t[:, None, :])  # R×G×C: 1/(σ + t)
+        v = x2 * u * u  # x²/(σ + t)²
+        gamma = np.matmul(sigma_row, u)[:, 0]  # Σ σ/(σ + t)
+        m2 = np.matmul(sigma_row, v)[:, 0]  # Σ σ x²/(σ + t)²
+        res2 = t**2 * v.sum(axis=1) + res_x2  # Σ x²/(1 + σ/t)² + the part outside the column space
         new_alpha = gamma / (m2 + 1e-5)
         new_beta = (n - gamma) / (res2 + 1e-5)
-        converged = np.abs(new_alpha / new_beta - t[:, 0]) / t[:, 0] <= tol
+        converged = np.abs(new_alpha / new_beta - t) / t <= tol
         alpha = np.where(active, new_alpha, alpha)
         beta = np.where(active, new_beta, beta)
         m2_fin = np.where(active, m2, m2_fin)
@@ -386,27 +389,35 @@ def _ped_means(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigm
     shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps."""
     r, n_classes = radius.shape
     means = start.copy()
-    diag = np.arange(n_classes)
+    rows, mu, rad = np.arange(r), start, radius  # the problems still stepping, their means and radii
     first = np.full(r, np.nan)
-    active = np.ones(r, dtype=bool)
+    diag = np.arange(n_classes)
     for step in range(max_steps):
-        a = np.flatnonzero(active)
-        if a.size == 0:
+        if rows.size == 0:
             break
-        mu = means[a]
-        dist = np.sqrt(((mu[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(axis=3))  # A×C×C
-        overlap = np.maximum(nsigma * (radius[a][:, :, None] + radius[a][:, None, :]) - dist, 0.0)
+        dist = np.zeros((rows.size, n_classes, n_classes))  # A×C×C, zero on the diagonal
+        for c in range(n_classes - 1):  # each pair once: ‖μ_a − μ_b‖ = ‖μ_b − μ_a‖ exactly
+            diff = mu[:, c + 1:] - mu[:, c:c + 1]
+            dist[:, c, c + 1:] = dist[:, c + 1:, c] = np.sqrt((diff * diff).sum(axis=2))
+        overlap = np.maximum(nsigma * (rad[:, :, None] + rad[:, None, :]) - dist, 0.0)
         overlap[:, diag, diag] = 0.0
         move = np.minimum(0.5 * time_step**2 * constant * overlap, overlap)
         weight = np.divide(move, dist, out=np.zeros_like(move), where=dist > 0)
-        shift = weight.sum(axis=2)[:, :, None] * mu - np.matmul(weight, mu)
+        # shift_a = Σ_b w_ab (μ_a − μ_b) = (diag(Σ_b w_ab) − W) μ: one product
+        weight *= -1.0
+        weight[:, diag, diag] = -weight.sum(axis=2)
+        shift = np.matmul(weight, mu)
         change = np.abs(shift).sum(axis=(1, 2))
         if step == 0:
-            first[a] = change
+            first[rows] = change
         with np.errstate(invalid="ignore", divide="ignore"):
-            stop = (first[a] == 0) | ~(change / first[a] > exit_ratio)
-        means[a[~stop]] = mu[~stop] + shift[~stop]
-        active[a[stop]] = False
+            stop = (first[rows] == 0) | ~(change / first[rows] > exit_ratio)
+        if stop.any():  # these keep their current means; the others step on
+            means[rows[stop]] = mu[stop]
+            go = ~stop
+            rows, mu, rad, shift = rows[go], mu[go], rad[go], shift[go]
+        mu = mu + shift
+    means[rows] = mu
     return means
 
 

@@ -445,27 +445,40 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3
     return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, (means - start) * scale))
 
 
+def _by_class(f: np.ndarray, idx_c: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """(each sample's position in class order, the C + 1 class boundaries in that order, the features centred over
+    the full set in that order, their squares): what :func:`_ped_wide` sums class by class, made once."""
+    order = np.argsort(idx_c, kind="stable")  # within a class the samples keep their order
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(idx_c, minlength=n_classes))])
+    f0 = (f - f.mean(axis=0))[order]
+    return position, bounds, f0, f0**2
+
+
 def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int, gram_full: np.ndarray,
-              eps: float = 1e-3) -> np.ndarray:
+              by_class: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], eps: float = 1e-3) -> np.ndarray:
     """:func:`_ped_stack` for resamples of at most D samples, without gathering any resample's M×D features:
     each per-resample statistic is a sum over its samples, taken for all resamples at once as products of their
     0/1 membership with the features, class by class; PED's statistics (means, standard deviations, radii) do not
     change when the features are shifted, so they are taken on features centred over the full set (a few digits
     lost to cancellation, far below the values' scale). LogME works on the moved samples' Gram matrix,
     x xᵀ (a block of the full set's) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with O the one-hot labels, U the class shifts in
-    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample."""
+    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample. ``by_class``: the
+    samples' positions when sorted by class, the class boundaries in that order, and the centred features and
+    their squares in that order (:func:`_by_class`, made once for all chunks)."""
     r, m = sets.shape
     rows = np.arange(r)[:, None]
     one_hot = np.zeros((r, m, n_classes))
     one_hot[rows, np.arange(m)[None, :], idx_c[sets]] = 1.0
     oh_t = one_hot.transpose(0, 2, 1)
     counts = one_hot.sum(axis=1)[:, :, None]  # R×C×1
-    f0 = f - f.mean(axis=0)
-    member = np.zeros((r, f.shape[0]))
-    member[rows, sets] = 1.0
-    by_class = [idx_c == c for c in range(n_classes)]
-    sums = np.stack([member[:, k] @ f0[k] for k in by_class], axis=1)  # R×C×D
-    squares = np.stack([member[:, k] @ f0[k] ** 2 for k in by_class], axis=1)
+    position, bounds, f0, f0_sq = by_class
+    member = np.zeros((r, f.shape[0]))  # the samples in class order: each class a contiguous block
+    member[rows, position[sets]] = 1.0
+    blocks = [slice(bounds[c], bounds[c + 1]) for c in range(n_classes)]
+    sums = np.stack([member[:, k] @ f0[k] for k in blocks], axis=1)  # R×C×D
+    squares = np.stack([member[:, k] @ f0_sq[k] for k in blocks], axis=1)
     centre = sums.sum(axis=1, keepdims=True) / m  # R×1×D
     scale = np.maximum(np.sqrt(np.maximum(squares.sum(axis=1, keepdims=True) / m - centre**2, 0.0)), eps)
     class_mean = sums / counts
@@ -502,7 +515,9 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
         gram_full = f @ f.T  # every resample's x xᵀ is a block of it
         step = max(1, RESAMPLE_CHUNK_ELEMENTS // ((2 + n_classes) * n_classes * d + (1 + n_classes) * f.shape[0]
                                                   + n * n))
-        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full) for i in range(0, len(sets), step)]
+        by_class = _by_class(f, idx_c, n_classes)
+        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full, by_class)
+                 for i in range(0, len(sets), step)]
     else:
         step = max(1, RESAMPLE_CHUNK_ELEMENTS // (n * max(d, n_classes) + n_classes * n_classes * d + d * d))
         parts = [_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes) for i in range(0, len(sets), step)]

@@ -22,8 +22,10 @@ def _classes(n: int, d: int, c: int, sep: float, seed: int) -> tuple[np.ndarray,
 
 
 # (N, D, classes, separation): wide (N/2 < D, LogME on the N×N Gram) and narrow (N/2 > D, on the D×D one),
-# overlapping classes (PED takes several steps) and well-separated ones (no overlap: no step)
-CASES = [(40, 64, 4, 0.3, 0), (60, 5, 3, 0.5, 1), (30, 12, 2, 0.05, 2), (48, 16, 6, 20.0, 3)]
+# overlapping classes (PED takes several steps) and well-separated ones (no overlap: no step); D > C (the steps
+# on the means' coordinates in their span) and D <= C (on the means themselves)
+CASES = [(40, 64, 4, 0.3, 0), (60, 5, 3, 0.5, 1), (30, 12, 2, 0.05, 2), (48, 16, 6, 20.0, 3), (48, 3, 6, 0.4, 10),
+         (48, 4, 4, 0.4, 11)]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -382,11 +382,28 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     return evidence.mean(axis=1)
 
 
-def _ped_means(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
-               exit_ratio: float, max_steps: int) -> np.ndarray:
+def _ped_means(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndarray:
     """PED's steps (:func:`ped_features`) of R problems at once, on their class means alone: start R×C×D class
     means of the standardised features, radius R×C (constant: a step moves every sample of a class by the same
-    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps."""
+    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps.
+
+    A step moves each mean along differences of means, so the means never leave the affine span of the first
+    ones, of dimension < C: when D > C the steps run on the means' coordinates in an orthonormal basis of that
+    span (a QR factorisation of the centred means), where distances and displacements are the same (to
+    round-off; means that coincide have the same coordinates, so they still do not move), and the moves are
+    mapped back to the D features."""
+    n_classes, d = start.shape[1:]
+    if d <= n_classes:
+        return _ped_steps(start, radius, **steps)
+    centred = start - start.mean(axis=1, keepdims=True)  # R×C×D
+    basis = np.linalg.qr(centred.transpose(0, 2, 1))[0]  # R×D×C, orthonormal columns spanning the centred means
+    coords = np.matmul(centred, basis)  # R×C×C
+    return start + np.matmul(_ped_steps(coords, radius, **steps) - coords, basis.transpose(0, 2, 1))
+
+
+def _ped_steps(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
+               exit_ratio: float, max_steps: int) -> np.ndarray:
+    """:func:`_ped_means` on the R×C×K means ``start`` themselves (any K)."""
     r, n_classes = radius.shape
     means = start.copy()
     rows, mu, rad = np.arange(r), start, radius  # the problems still stepping, their means and radii

@@ -382,10 +382,11 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     return evidence.mean(axis=1)
 
 
-def _ped_means(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndarray:
+def _ped_moves(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndarray:
     """PED's steps (:func:`ped_features`) of R problems at once, on their class means alone: start R×C×D class
     means of the standardised features, radius R×C (constant: a step moves every sample of a class by the same
-    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps.
+    shift, so the within-class residuals never change) → R×C×D, how far each mean moved in the problem's
+    accepted steps.
 
     A step moves each mean along differences of means, so the means never leave the affine span of the first
     ones, of dimension < C: when D > C the steps run on the means' coordinates in an orthonormal basis of that
@@ -394,16 +395,16 @@ def _ped_means(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndar
     mapped back to the D features."""
     n_classes, d = start.shape[1:]
     if d <= n_classes:
-        return _ped_steps(start, radius, **steps)
+        return _ped_steps(start, radius, **steps) - start
     centred = start - start.mean(axis=1, keepdims=True)  # R×C×D
     basis = np.linalg.qr(centred.transpose(0, 2, 1))[0]  # R×D×C, orthonormal columns spanning the centred means
     coords = np.matmul(centred, basis)  # R×C×C
-    return start + np.matmul(_ped_steps(coords, radius, **steps) - coords, basis.transpose(0, 2, 1))
+    return np.matmul(_ped_steps(coords, radius, **steps) - coords, basis.transpose(0, 2, 1))
 
 
 def _ped_steps(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
                exit_ratio: float, max_steps: int) -> np.ndarray:
-    """:func:`_ped_means` on the R×C×K means ``start`` themselves (any K)."""
+    """The R×C×K means after PED's accepted steps from the means ``start`` (any K; see :func:`_ped_moves`)."""
     r, n_classes = radius.shape
     means = start.copy()
     rows, mu, rad = np.arange(r), start, radius  # the problems still stepping, their means and radii
@@ -444,7 +445,7 @@ _PED_STEPS = dict(time_step=0.1, nsigma=0.6, constant=1.0, exit_ratio=0.5, max_s
 
 def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3) -> np.ndarray:
     """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
-    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_means`), and the samples
+    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_moves`), and the samples
     move once, by the sum of their class's shifts (the same values as :func:`ped_features`' sample-by-sample
     steps, up to round-off)."""
     r = x.shape[0]
@@ -458,8 +459,8 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3
     start = np.matmul(oh_t, z) / counts[:, :, None]  # R×C×D class means
     resid = z - np.matmul(one_hot, start)  # each sample's class mean (a one-hot product: exact)
     radius = np.sqrt(np.matmul(oh_t, resid**2).sum(axis=2) / counts)  # R×C, √(Σ_d var_cd), ddof 0
-    means = _ped_means(start, radius, **_PED_STEPS)
-    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, (means - start) * scale))
+    moves = _ped_moves(start, radius, **_PED_STEPS)
+    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, moves * scale))
 
 
 def _by_class(f: np.ndarray, idx_c: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
@@ -501,7 +502,7 @@ def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int
     class_mean = sums / counts
     start = (class_mean - centre) / scale  # R×C×D class means of the standardised features
     radius = np.sqrt((np.maximum(squares / counts - class_mean**2, 0.0) / scale**2).sum(axis=2))  # R×C
-    shifts = (_ped_means(start, radius, **_PED_STEPS) - start) * scale  # R×C×D, in feature scale
+    shifts = _ped_moves(start, radius, **_PED_STEPS) * scale  # R×C×D, in feature scale
     cross = (f @ shifts.reshape(-1, f.shape[1]).T).reshape(f.shape[0], r, n_classes)  # N×R×C: f_i · U_rc
     p = np.matmul(cross[sets, rows], oh_t)  # R×M×M
     gram = gram_full[sets[:, :, None], sets[:, None, :]] + p + p.transpose(0, 2, 1) + \

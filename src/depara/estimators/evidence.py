@@ -352,6 +352,7 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     rank = keep.sum(axis=1)[:, None]  # R×1
     sigma = np.where(keep, w, 0.0)[:, :, None]  # R×G×1
     sigma_row = sigma.transpose(0, 2, 1)  # R×1×G: sums over G as products
+    sigma_ones = np.concatenate([sigma_row, np.ones_like(sigma_row)], axis=1)  # R×2×G
     x2 = x**2
     res_x2 = (one_hot**2).sum(axis=1) - x2.sum(axis=1)  # R×C
     shape = res_x2.shape
@@ -363,8 +364,8 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
         u = 1.0 / (sigma + t[:, None, :])  # R×G×C: 1/(σ + t)
         v = x2 * u * u  # x²/(σ + t)²
         gamma = np.matmul(sigma_row, u)[:, 0]  # Σ σ/(σ + t)
-        m2 = np.matmul(sigma_row, v)[:, 0]  # Σ σ x²/(σ + t)²
-        res2 = t**2 * v.sum(axis=1) + res_x2  # Σ x²/(1 + σ/t)² + the part outside the column space
+        m2, v_sum = np.matmul(sigma_ones, v).transpose(1, 0, 2)  # Σ σ x²/(σ + t)², Σ x²/(σ + t)²
+        res2 = t**2 * v_sum + res_x2  # Σ x²/(1 + σ/t)² + the part outside the column space
         new_alpha = gamma / (m2 + 1e-5)
         new_beta = (n - gamma) / (res2 + 1e-5)
         converged = np.abs(new_alpha / new_beta - t) / t <= tol

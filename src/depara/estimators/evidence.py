@@ -465,8 +465,8 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3
 
 
 def _by_class(f: np.ndarray, idx_c: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
-    """(each sample's position in class order, the C + 1 class boundaries in that order, the features centred over
-    the full set in that order, their squares): what :func:`_ped_wide` sums class by class, made once."""
+    """(each sample's position in class order, the C + 1 class boundaries in that order, the features centred
+    over the full set in that order, their squares): what :func:`_ped_wide` sums class by class, made once."""
     order = np.argsort(idx_c, kind="stable")  # within a class the samples keep their order
     position = np.empty_like(order)
     position[order] = np.arange(order.size)

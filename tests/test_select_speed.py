@@ -9,7 +9,7 @@ import pytest
 
 from depara.errors import DeparaError
 from depara.estimators import depara_family
-from depara.estimators.evidence import logme, ped, ped_resampled
+from depara.estimators.evidence import logme, ped, ped_features, ped_resampled
 from depara.estimators.registry import get_estimator
 from depara.evaluation.uncertainty import half_samples
 from depara.selection.scoring import Resamples, peer_halves, peer_score
@@ -22,8 +22,10 @@ def _classes(n: int, d: int, c: int, sep: float, seed: int) -> tuple[np.ndarray,
 
 
 # (N, D, classes, separation): wide (N/2 < D, LogME on the N×N Gram) and narrow (N/2 > D, on the D×D one),
-# overlapping classes (PED takes several steps) and well-separated ones (no overlap: no step)
-CASES = [(40, 64, 4, 0.3, 0), (60, 5, 3, 0.5, 1), (30, 12, 2, 0.05, 2), (48, 16, 6, 20.0, 3)]
+# overlapping classes (PED takes several steps) and well-separated ones (no overlap: no step); D > C (the steps
+# on the means' coordinates in their span) and D <= C (on the means themselves)
+CASES = [(40, 64, 4, 0.3, 0), (60, 5, 3, 0.5, 1), (30, 12, 2, 0.05, 2), (48, 16, 6, 20.0, 3), (48, 3, 6, 0.4, 10),
+         (48, 4, 4, 0.4, 11)]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -31,6 +33,19 @@ def test_ped_resampled_equals_one_fit_per_half_sample(case):
     n, d, c, sep, seed = case
     f, y = _classes(n, d, c, sep, seed)
     halves = half_samples(n, 25, seed, y)
+    expected = np.array([ped(f[h], y[h]) for h in halves])
+    np.testing.assert_allclose(ped_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [(40, 8, 5, 1.0, 5), (40, 32, 5, 0.8, 5)])  # narrow, then wide
+def test_ped_resampled_with_rows_that_stop_at_different_steps(case):
+    # some half-samples have no overlapping classes (no step), the others take all 6: the rows still stepping
+    # are carried on without the stopped ones, whose means must stay as they were
+    n, d, c, sep, seed = case
+    f, y = _classes(n, d, c, sep, seed)
+    halves = half_samples(n, 25, seed, y)
+    steps = [ped_features(f[h], y[h])[1] for h in halves]
+    assert 0 in steps and 6 in steps
     expected = np.array([ped(f[h], y[h]) for h in halves])
     np.testing.assert_allclose(ped_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
 

@@ -351,6 +351,8 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     x = np.where(keep[:, :, None], x, 0.0)
     rank = keep.sum(axis=1)[:, None]  # R×1
     sigma = np.where(keep, w, 0.0)[:, :, None]  # R×G×1
+    sigma_row = sigma.transpose(0, 2, 1)  # R×1×G: sums over G as products
+    sigma_ones = np.concatenate([sigma_row, np.ones_like(sigma_row)], axis=1)  # R×2×G
     x2 = x**2
     res_x2 = (one_hot**2).sum(axis=1) - x2.sum(axis=1)  # R×C
     shape = res_x2.shape
@@ -358,13 +360,15 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     m2_fin, res2_fin = np.zeros(shape), np.zeros(shape)
     active = np.ones(shape, dtype=bool)
     for _ in range(max_iter):
-        t = (alpha / beta)[:, None, :]
-        gamma = (sigma / (sigma + t)).sum(axis=1)
-        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=1)
-        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=1) + res_x2
+        t = alpha / beta
+        u = 1.0 / (sigma + t[:, None, :])  # R×G×C: 1/(σ + t)
+        v = x2 * u * u  # x²/(σ + t)²
+        gamma = np.matmul(sigma_row, u)[:, 0]  # Σ σ/(σ + t)
+        m2, v_sum = np.matmul(sigma_ones, v).transpose(1, 0, 2)  # Σ σ x²/(σ + t)², Σ x²/(σ + t)²
+        res2 = t**2 * v_sum + res_x2  # Σ x²/(1 + σ/t)² + the part outside the column space
         new_alpha = gamma / (m2 + 1e-5)
         new_beta = (n - gamma) / (res2 + 1e-5)
-        converged = np.abs(new_alpha / new_beta - t[:, 0]) / t[:, 0] <= tol
+        converged = np.abs(new_alpha / new_beta - t) / t <= tol
         alpha = np.where(active, new_alpha, alpha)
         beta = np.where(active, new_beta, beta)
         m2_fin = np.where(active, m2, m2_fin)
@@ -379,34 +383,60 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     return evidence.mean(axis=1)
 
 
-def _ped_means(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
-               exit_ratio: float, max_steps: int) -> np.ndarray:
+def _ped_moves(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndarray:
     """PED's steps (:func:`ped_features`) of R problems at once, on their class means alone: start R×C×D class
     means of the standardised features, radius R×C (constant: a step moves every sample of a class by the same
-    shift, so the within-class residuals never change) → the R×C×D means after each problem's accepted steps."""
+    shift, so the within-class residuals never change) → R×C×D, how far each mean moved in the problem's
+    accepted steps.
+
+    A step moves each mean along differences of means, so the means never leave the affine span of the first
+    ones, of dimension < C: when D > C the steps run on the means' coordinates in an orthonormal basis of that
+    span (a QR factorisation of the centred means), where distances and displacements are the same (to
+    round-off; means that coincide have the same coordinates, so they still do not move), and the moves are
+    mapped back to the D features."""
+    n_classes, d = start.shape[1:]
+    if d <= n_classes:
+        return _ped_steps(start, radius, **steps) - start
+    centred = start - start.mean(axis=1, keepdims=True)  # R×C×D
+    basis = np.linalg.qr(centred.transpose(0, 2, 1))[0]  # R×D×C, orthonormal columns spanning the centred means
+    coords = np.matmul(centred, basis)  # R×C×C
+    return np.matmul(_ped_steps(coords, radius, **steps) - coords, basis.transpose(0, 2, 1))
+
+
+def _ped_steps(start: np.ndarray, radius: np.ndarray, *, time_step: float, nsigma: float, constant: float,
+               exit_ratio: float, max_steps: int) -> np.ndarray:
+    """The R×C×K means after PED's accepted steps from the means ``start`` (any K; see :func:`_ped_moves`)."""
     r, n_classes = radius.shape
     means = start.copy()
-    diag = np.arange(n_classes)
+    rows, mu, rad = np.arange(r), start, radius  # the problems still stepping, their means and radii
     first = np.full(r, np.nan)
-    active = np.ones(r, dtype=bool)
+    diag = np.arange(n_classes)
     for step in range(max_steps):
-        a = np.flatnonzero(active)
-        if a.size == 0:
+        if rows.size == 0:
             break
-        mu = means[a]
-        dist = np.sqrt(((mu[:, :, None, :] - mu[:, None, :, :]) ** 2).sum(axis=3))  # A×C×C
-        overlap = np.maximum(nsigma * (radius[a][:, :, None] + radius[a][:, None, :]) - dist, 0.0)
+        dist = np.zeros((rows.size, n_classes, n_classes))  # A×C×C, zero on the diagonal
+        for c in range(n_classes - 1):  # each pair once: ‖μ_a − μ_b‖ = ‖μ_b − μ_a‖ exactly
+            diff = mu[:, c + 1:] - mu[:, c:c + 1]
+            dist[:, c, c + 1:] = dist[:, c + 1:, c] = np.sqrt((diff * diff).sum(axis=2))
+        overlap = np.maximum(nsigma * (rad[:, :, None] + rad[:, None, :]) - dist, 0.0)
         overlap[:, diag, diag] = 0.0
         move = np.minimum(0.5 * time_step**2 * constant * overlap, overlap)
         weight = np.divide(move, dist, out=np.zeros_like(move), where=dist > 0)
-        shift = weight.sum(axis=2)[:, :, None] * mu - np.matmul(weight, mu)
+        # shift_a = Σ_b w_ab (μ_a − μ_b) = (diag(Σ_b w_ab) − W) μ: one product
+        weight *= -1.0
+        weight[:, diag, diag] = -weight.sum(axis=2)
+        shift = np.matmul(weight, mu)
         change = np.abs(shift).sum(axis=(1, 2))
         if step == 0:
-            first[a] = change
+            first[rows] = change
         with np.errstate(invalid="ignore", divide="ignore"):
-            stop = (first[a] == 0) | ~(change / first[a] > exit_ratio)
-        means[a[~stop]] = mu[~stop] + shift[~stop]
-        active[a[stop]] = False
+            stop = (first[rows] == 0) | ~(change / first[rows] > exit_ratio)
+        if stop.any():  # these keep their current means; the others step on
+            means[rows[stop]] = mu[stop]
+            go = ~stop
+            rows, mu, rad, shift = rows[go], mu[go], rad[go], shift[go]
+        mu = mu + shift
+    means[rows] = mu
     return means
 
 
@@ -416,7 +446,7 @@ _PED_STEPS = dict(time_step=0.1, nsigma=0.6, constant=1.0, exit_ratio=0.5, max_s
 
 def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3) -> np.ndarray:
     """:func:`ped` (its defaults, LogME inside) of R problems at once: x R×N×D float64, idx R×N class indices
-    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_means`), and the samples
+    (every class in every row) → (R,). The steps run on the class means (:func:`_ped_moves`), and the samples
     move once, by the sum of their class's shifts (the same values as :func:`ped_features`' sample-by-sample
     steps, up to round-off)."""
     r = x.shape[0]
@@ -430,37 +460,50 @@ def _ped_stack(x: np.ndarray, idx: np.ndarray, n_classes: int, eps: float = 1e-3
     start = np.matmul(oh_t, z) / counts[:, :, None]  # R×C×D class means
     resid = z - np.matmul(one_hot, start)  # each sample's class mean (a one-hot product: exact)
     radius = np.sqrt(np.matmul(oh_t, resid**2).sum(axis=2) / counts)  # R×C, √(Σ_d var_cd), ddof 0
-    means = _ped_means(start, radius, **_PED_STEPS)
-    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, (means - start) * scale))
+    moves = _ped_moves(start, radius, **_PED_STEPS)
+    return _logme_stack(one_hot, x.shape[2], f=x + np.matmul(one_hot, moves * scale))
+
+
+def _by_class(f: np.ndarray, idx_c: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """(each sample's position in class order, the C + 1 class boundaries in that order, the features centred
+    over the full set in that order, their squares): what :func:`_ped_wide` sums class by class, made once."""
+    order = np.argsort(idx_c, kind="stable")  # within a class the samples keep their order
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(idx_c, minlength=n_classes))])
+    f0 = (f - f.mean(axis=0))[order]
+    return position, bounds, f0, f0**2
 
 
 def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int, gram_full: np.ndarray,
-              eps: float = 1e-3) -> np.ndarray:
+              by_class: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], eps: float = 1e-3) -> np.ndarray:
     """:func:`_ped_stack` for resamples of at most D samples, without gathering any resample's M×D features:
     each per-resample statistic is a sum over its samples, taken for all resamples at once as products of their
     0/1 membership with the features, class by class; PED's statistics (means, standard deviations, radii) do not
     change when the features are shifted, so they are taken on features centred over the full set (a few digits
     lost to cancellation, far below the values' scale). LogME works on the moved samples' Gram matrix,
     x xᵀ (a block of the full set's) + P Oᵀ + O Pᵀ + O U Uᵀ Oᵀ with O the one-hot labels, U the class shifts in
-    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample."""
+    feature scale, P = x Uᵀ (a product of the full set with U): no M×D array per resample. ``by_class``: the
+    samples' positions when sorted by class, the class boundaries in that order, and the centred features and
+    their squares in that order (:func:`_by_class`, made once for all chunks)."""
     r, m = sets.shape
     rows = np.arange(r)[:, None]
     one_hot = np.zeros((r, m, n_classes))
     one_hot[rows, np.arange(m)[None, :], idx_c[sets]] = 1.0
     oh_t = one_hot.transpose(0, 2, 1)
     counts = one_hot.sum(axis=1)[:, :, None]  # R×C×1
-    f0 = f - f.mean(axis=0)
-    member = np.zeros((r, f.shape[0]))
-    member[rows, sets] = 1.0
-    by_class = [idx_c == c for c in range(n_classes)]
-    sums = np.stack([member[:, k] @ f0[k] for k in by_class], axis=1)  # R×C×D
-    squares = np.stack([member[:, k] @ f0[k] ** 2 for k in by_class], axis=1)
+    position, bounds, f0, f0_sq = by_class
+    member = np.zeros((r, f.shape[0]))  # the samples in class order: each class a contiguous block
+    member[rows, position[sets]] = 1.0
+    blocks = [slice(bounds[c], bounds[c + 1]) for c in range(n_classes)]
+    sums = np.stack([member[:, k] @ f0[k] for k in blocks], axis=1)  # R×C×D
+    squares = np.stack([member[:, k] @ f0_sq[k] for k in blocks], axis=1)
     centre = sums.sum(axis=1, keepdims=True) / m  # R×1×D
     scale = np.maximum(np.sqrt(np.maximum(squares.sum(axis=1, keepdims=True) / m - centre**2, 0.0)), eps)
     class_mean = sums / counts
     start = (class_mean - centre) / scale  # R×C×D class means of the standardised features
     radius = np.sqrt((np.maximum(squares / counts - class_mean**2, 0.0) / scale**2).sum(axis=2))  # R×C
-    shifts = (_ped_means(start, radius, **_PED_STEPS) - start) * scale  # R×C×D, in feature scale
+    shifts = _ped_moves(start, radius, **_PED_STEPS) * scale  # R×C×D, in feature scale
     cross = (f @ shifts.reshape(-1, f.shape[1]).T).reshape(f.shape[0], r, n_classes)  # N×R×C: f_i · U_rc
     p = np.matmul(cross[sets, rows], oh_t)  # R×M×M
     gram = gram_full[sets[:, :, None], sets[:, None, :]] + p + p.transpose(0, 2, 1) + \
@@ -491,7 +534,9 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
         gram_full = f @ f.T  # every resample's x xᵀ is a block of it
         step = max(1, RESAMPLE_CHUNK_ELEMENTS // ((2 + n_classes) * n_classes * d + (1 + n_classes) * f.shape[0]
                                                   + n * n))
-        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full) for i in range(0, len(sets), step)]
+        by_class = _by_class(f, idx_c, n_classes)
+        parts = [_ped_wide(f, sets[i:i + step], idx_c, n_classes, gram_full, by_class)
+                 for i in range(0, len(sets), step)]
     else:
         step = max(1, RESAMPLE_CHUNK_ELEMENTS // (n * max(d, n_classes) + n_classes * n_classes * d + d * d))
         parts = [_ped_stack(f[sets[i:i + step]], y[i:i + step], n_classes) for i in range(0, len(sets), step)]

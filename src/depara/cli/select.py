@@ -43,7 +43,7 @@ def select_cmd(
     protocol: str = typer.Option("finetune", "--protocol", help="finetune|linear: how you will transfer."),
     scorers: Optional[list[str]] = typer.Option(None, "--scorers", help="Scorers to compute (comma list or "
                                                 "repeated; default: every applicable one without a node term). "
-                                                "depara / depara_v add attribution maps (backward passes). The "
+                                                "depara_v adds attribution maps (backward passes; depara = E at λ = ∞). The "
                                                 "ranking one is always computed: "
                                                 f"{DEFAULT_SCORER[('labels', 'finetune')]} with labels, "
                                                 f"{DEFAULT_SCORER[('target_model', 'finetune')]} with only "

@@ -257,9 +257,9 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         (each built right after ``torch.manual_seed(seed)``, :func:`depara.extraction.models.seeded`).
     labels : N labels for a ProbeSet ``data`` (overrides folder labels).
     scorers : which scorers to compute (default: all applicable except those with a node term, ``depara`` and
-        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of those two is
-        asked for does the extraction compute attribution maps (a backward pass per candidate layer and batch);
-        otherwise it is forward passes only, and the graphs have no nodes.
+        ``depara_v``, which the frozen defaults weigh 0; see :data:`SCORERS`). Only when one of
+        :data:`NODE_SCORERS` (``depara_v``; ``depara`` only at a finite λ) is asked for are attribution maps
+        computed (a backward pass per candidate layer and batch); else forward passes only, graphs without nodes.
     n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
     peer_boot : half-samples for the intervals of the peers that do not rank (logme, hscore, ...), at most
         ``n_boot`` (default :data:`depara.options.SELECT_PEER_BOOT` = 0: the report shows them as ranks only); a

@@ -82,3 +82,17 @@ def test_group_help_names_every_subcommand(capsys, monkeypatch):
     assert f"`depara select` reuses: {', '.join(names)}." in cache
     top = _words(capsys, monkeypatch)
     assert f"reuses: {', '.join(names)}." in top
+
+
+def test_every_option_of_score_says_what_it_does(capsys, monkeypatch):
+    """`depara score --help`: each option carries a help text (--batch-size, --device and --seed had none)."""
+    import click
+    import typer.main
+
+    from depara.cli.main import app
+
+    command = typer.main.get_command(app)
+    score = command.get_command(click.Context(command), "score")
+    undocumented = [p.opts[0] for p in score.params if isinstance(p, click.Option) and not (p.help or "").strip()
+                    and p.opts[0] != "--help"]
+    assert undocumented == []

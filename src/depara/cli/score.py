@@ -75,10 +75,11 @@ def score(
                                                     "preprocessing (default as a source)."),
     max_probes: int = typer.Option(500, "--max-probes", min=2, help="Without --probes: DEPARA probes are this "
                                    "many target images drawn with --seed."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     ks: str = typer.Option("1,3,5", "--ks", help="K values of P@K, comma list."),
-    device: Optional[str] = typer.Option(None, "--device"),
-    seed: int = typer.Option(0, "--seed", min=0),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cpu)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe draw and of the models built "
+                                 "without weights."),
 ) -> None:
     """Score candidate sources for a target with every transferability estimator; evaluate against --truth."""
     from ..selection import harness

@@ -68,32 +68,9 @@ def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol
     # x = Uᵀy, the targets in the basis of the left singular vectors (k×T).
     x = (vec.T @ (f.T @ y)) / np.sqrt(vec_w)[:, None] if on_features else vec.T @ y
     rank = vec_w.shape[0]
-    sigma = vec_w[:, None]
-    x2 = x**2
-    res_x2 = (y**2).sum(axis=0) - x2.sum(axis=0)  # part of ‖y‖² outside the column space of F
-
-    n_t = y.shape[1]
-    alpha, beta = np.ones(n_t), np.ones(n_t)
-    m2_fin, res2_fin = np.zeros(n_t), np.zeros(n_t)
-    active = np.ones(n_t, dtype=bool)
-    for _ in range(max_iter):
-        t = alpha / beta
-        gamma = (sigma / (sigma + t)).sum(axis=0)
-        m2 = (sigma * x2 / (t + sigma) ** 2).sum(axis=0)
-        res2 = (x2 / (1.0 + sigma / t) ** 2).sum(axis=0) + res_x2
-        new_alpha = gamma / (m2 + 1e-5)
-        new_beta = (n - gamma) / (res2 + 1e-5)
-        converged = np.abs(new_alpha / new_beta - t) / t <= tol
-        alpha = np.where(active, new_alpha, alpha)
-        beta = np.where(active, new_beta, beta)
-        m2_fin = np.where(active, m2, m2_fin)
-        res2_fin = np.where(active, res2, res2_fin)
-        active &= ~converged
-        if not active.any():
-            break
-    log_det_a = np.log(alpha + beta * sigma).sum(axis=0) + (d - rank) * np.log(alpha)
-    evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * log_det_a
-                - beta / 2.0 * res2_fin - alpha / 2.0 * m2_fin - n / 2.0 * np.log(2 * np.pi)) / n
+    res_x2 = (y**2).sum(axis=0) - (x**2).sum(axis=0)  # part of ‖y‖² outside the column space of F
+    evidence = _evidence_fixed_point(vec_w[None, :, None], x[None], res_x2[None], np.ones((1, rank), dtype=bool),
+                                     n=n, d=d, rank=rank, max_iter=max_iter, tol=tol)
     return float(np.mean(evidence))
 
 
@@ -349,12 +326,21 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     else:
         x = np.matmul(vec.transpose(0, 2, 1), one_hot)
     x = np.where(keep[:, :, None], x, 0.0)
-    rank = keep.sum(axis=1)[:, None]  # R×1
-    sigma = np.where(keep, w, 0.0)[:, :, None]  # R×G×1
-    sigma_row = sigma.transpose(0, 2, 1)  # R×1×G: sums over G as products
+    res_x2 = (one_hot**2).sum(axis=1) - (x**2).sum(axis=1)  # R×C
+    return _evidence_fixed_point(np.where(keep, w, 0.0)[:, :, None], x, res_x2, keep, n=n, d=d,
+                                 rank=keep.sum(axis=1)[:, None], max_iter=max_iter, tol=tol).mean(axis=1)
+
+
+def _evidence_fixed_point(sigma: np.ndarray, x: np.ndarray, res_x2: np.ndarray, keep: np.ndarray, *, n: int, d: int,
+                          rank, max_iter: int, tol: float) -> np.ndarray:
+    """LogME's fixed point (thuml/LogME ``_fit_fixed_point``) for R problems of T targets at once → R×T per-sample
+    evidences. sigma R×G×1: the eigenvalues of FᵀF (0 where ``keep`` R×G masks one out); x R×G×T: the targets in
+    the basis of the left singular vectors (0 where masked); res_x2 R×T: the part of ‖y‖² outside the column space;
+    rank: the kept eigenvalues (R×1 or a number). Each (problem, target) is frozen where it converges; sums over the
+    eigenvalues as products (masked ones contribute 0)."""
+    sigma_row = sigma.transpose(0, 2, 1)  # R×1×G
     sigma_ones = np.concatenate([sigma_row, np.ones_like(sigma_row)], axis=1)  # R×2×G
     x2 = x**2
-    res_x2 = (one_hot**2).sum(axis=1) - x2.sum(axis=1)  # R×C
     shape = res_x2.shape
     alpha, beta = np.ones(shape), np.ones(shape)
     m2_fin, res2_fin = np.zeros(shape), np.zeros(shape)
@@ -380,7 +366,7 @@ def _logme_stack(one_hot: np.ndarray, d: int, *, f: np.ndarray | None = None, gr
     log_det_a = log_terms.sum(axis=1) + (d - rank) * np.log(alpha)
     evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * log_det_a
                 - beta / 2.0 * res2_fin - alpha / 2.0 * m2_fin - n / 2.0 * np.log(2 * np.pi)) / n
-    return evidence.mean(axis=1)
+    return evidence
 
 
 def _ped_moves(start: np.ndarray, radius: np.ndarray, **steps: float) -> np.ndarray:

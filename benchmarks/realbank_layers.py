@@ -153,9 +153,11 @@ NOT_APPLICABLE = {
 
 
 def pessimistic_pick(scores: np.ndarray, truth: np.ndarray) -> int:
-    """The stage a scorer picks: its highest score, ties broken towards the worst truth."""
-    top = np.flatnonzero(scores == scores.max())
-    return int(top[np.argmin(truth[top])])
+    """The stage a scorer picks: its highest score, ties broken towards the worst truth (the project's one tie
+    rule, :func:`depara.evaluation.rank_quality.pessimistic_order`)."""
+    from depara.evaluation.rank_quality import pessimistic_order
+
+    return int(pessimistic_order(scores, truth)[0])
 
 
 def pair_outcomes(row: dict, scorer: str) -> tuple[float, float]:

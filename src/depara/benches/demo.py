@@ -90,8 +90,9 @@ def _benchmark_sections(out_dir: Path, seed: int, cache: Path, progress: bool, s
         seconds[name] = round(time.perf_counter() - start, 2)
         manifest = read_manifest(out_dir / name)
         summaries[name] = str(manifest.get("summary", ""))
-        if _picks(manifest.get("extra")):
-            picks[name] = _picks(manifest.get("extra"))
+        found = _picks(manifest.get("extra"))
+        if found:
+            picks[name] = found
         say(f"  done in {seconds[name]:.1f} s: {terminal(summaries[name])}")
     summary = f"source: {summaries['taskbank']} | layer: {summaries['layers']}"
     say(f"[bold]step {len(SECTIONS) + 1}/{len(SECTIONS) + 1}[/bold] writing the report")
@@ -214,7 +215,7 @@ def run_demo(out: str | os.PathLike, *, seed: int = 0, cache_dir: str | os.PathL
 
     start = time.perf_counter()
     say("[bold]step 4/4[/bold] ground truth: a linear probe per (model, layer) on held-out real digits (cached)")
-    truth, computed = linear_probe_truth(sel, zoo, data_dir, test, progress)
+    truth, computed = linear_probe_truth(sel, zoo, data_dir, test)
     seconds["truth"] = round(time.perf_counter() - start, 2)
 
     files = _write_demo_report(out_dir, sel, truth, cfg, scale, target, seed, seconds, computed)
@@ -356,8 +357,8 @@ def _probe_features(t: Any) -> np.ndarray:
     return t.reshape(t.shape[0], -1).numpy()
 
 
-def linear_probe_truth(sel: Any, zoo: Path, data_dir: Path, test: tuple[np.ndarray, np.ndarray],
-                       progress: bool = False) -> tuple[dict[tuple[str, str], float], int]:
+def linear_probe_truth(sel: Any, zoo: Path, data_dir: Path,
+                       test: tuple[np.ndarray, np.ndarray]) -> tuple[dict[tuple[str, str], float], int]:
     """The measured truth (:data:`TRUTH`) of every candidate of ``sel``, and how many were computed (not read
     from the store). Each value is stored under the candidate's weights hash and layer, the select images'
     and the test images' content and labels, and :data:`TRUTH`; a model whose layers are all stored is not

@@ -27,7 +27,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .edges import centred_doubled_ranks, constant_edges_error, standardized_edge_ranks, standardized_ranks
+from .edges import (centred_doubled_ranks, constant_edges_error, ranked_correlation, standardized_edge_ranks,
+                    standardized_ranks)
 from ..errors import DeparaError
 from .score import combine
 from .graph import Graph
@@ -148,10 +149,6 @@ def normalized_nodes(nodes: np.ndarray) -> np.ndarray:
     return x
 
 
-def _spearman_from_standardized(r1: np.ndarray, r2: np.ndarray) -> float:
-    return float(np.clip(np.dot(r1, r2), -1.0, 1.0))
-
-
 # ---------------------------------------------------------------------------------------------------- pairs
 def _nodeless(g: Graph) -> bool:
     """True for a graph without nodes (N×0, e.g. a label graph): its node term is undefined."""
@@ -175,7 +172,7 @@ def edge_similarity(g1: Graph, g2: Graph) -> float:
     g1, g2 = _check_graph(g1, "g1"), _check_graph(g2, "g2")
     n1, n2 = _label(g1, "g1"), _label(g2, "g2")
     check_comparable(g1, g2, n1, n2, nodes=False)
-    return _spearman_from_standardized(standardized_ranks(g1.edges, f"graph {n1}"),
+    return ranked_correlation(standardized_ranks(g1.edges, f"graph {n1}"),
                                        standardized_ranks(g2.edges, f"graph {n2}"))
 
 
@@ -378,7 +375,7 @@ def rank_sources(sources: Mapping[str, Graph] | Sequence[Graph], target: Graph, 
     target_nodes = None if _nodeless(target) else normalized_nodes(target.nodes)
     rows = []
     for name, g in zip(names, items):
-        e = _spearman_from_standardized(
+        e = ranked_correlation(
             standardized_edge_ranks(g.edges, getattr(g, "edge_ranks", None), f"source {name!r}"), target_ranks)
         if target_nodes is None or _nodeless(g):  # no node term (label graph): V undefined
             rows.append(RankRow(name, combine(np.nan, e, lam), float("nan"), e))

@@ -165,12 +165,13 @@ def _labels_rows(labels: Any, n: int) -> np.ndarray:
 
 
 def _knn_membership(rows: np.ndarray, k: int) -> np.ndarray:
-    """N×(N−1) probability that each probe is among the row's k largest values (ties split fractionally)."""
-    kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1:k]  # the k-th largest value of each row
+    """[...×]N×(N−1) probability that each probe is among its row's k largest values (ties split fractionally);
+    rows along the last axis, any leading axes (e.g. one per resample)."""
+    kth = -np.partition(-rows, k - 1, axis=-1)[..., k - 1:k]  # the k-th largest value of each row
     above = rows > kth
     tied = rows == kth
-    slots = k - above.sum(axis=1, keepdims=True)
-    return above + tied * (slots / tied.sum(axis=1, keepdims=True))
+    slots = k - above.sum(axis=-1, keepdims=True)
+    return above + tied * (slots / tied.sum(axis=-1, keepdims=True))
 
 
 def _check_k(k: int | None, n: int) -> int:
@@ -297,9 +298,7 @@ def _knn_label_resamples(full: np.ndarray, y: np.ndarray, rows: np.ndarray, k: i
         idx = rows[a:a + max(1, chunk // (m * m))]
         sub = full[idx[:, :, None], idx[:, None, :]]  # B×M×M: each resample's own graph
         sub[:, eye] = -np.inf
-        kth = -np.partition(-sub, kk - 1, axis=2)[:, :, kk - 1:kk]
-        above, tied = sub > kth, sub == kth
-        member = above + tied * ((kk - above.sum(axis=2, keepdims=True)) / tied.sum(axis=2, keepdims=True))
+        member = _knn_membership(sub, kk)
         lab = y[idx]
         same = (lab[:, :, None] == lab[:, None, :]) & ~eye
         n_pos = same.sum(axis=2).astype(np.float64)

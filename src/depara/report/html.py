@@ -725,11 +725,8 @@ def _md_link(target: str) -> str:
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def cell(text: Any) -> str:
-        return _md_text(text)  # "|" included
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    lines = ["| " + " | ".join(_md_text(h) for h in header) + " |", "|" + "---|" * len(header)]  # "|" escaped
+    lines += ["| " + " | ".join(_md_text(c) for c in r) + " |" for r in rows]
     return lines
 
 

@@ -47,7 +47,7 @@ def verdict(vals: np.ndarray, scorers: list[str], default: str, n: int, m: int) 
     tied = [c for c in order[1:len(finite)] if main[c] == main[pick]]
     if has_halves:
         sub = vals[scorers.index(default), :, 1:]
-        shares = win_shares(recentred(np.where(np.isfinite(main), main, np.nan), sub, n, m))
+        shares = win_shares(recentred(main, sub, n, m))
     else:
         shares = np.full(len(main), np.nan)
     lo_p = intervals[default][pick][0]

@@ -210,8 +210,7 @@ def load_pools(sc: Scale, scale: str, say) -> tuple[dict, dict]:
     return pools, skipped
 
 
-def measure_truth(m: Measured, sc: Scale, t: str, pool, splits, seeds, zoo, cfg: TruthConfig, cache_root: Path,
-                  bar) -> None:
+def measure_truth(m: Measured, t: str, pool, splits, seeds, zoo, cfg: TruthConfig, cache_root: Path, bar) -> None:
     """Step 3 for target ``t``: both protocols' accuracy of every source on every seed, into ``m``."""
     nets, infos, sources = zoo
     acc = {p: np.zeros((len(seeds), len(sources))) for p in PROTOCOLS}
@@ -371,7 +370,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     with progress_bar(total=n_steps, desc="targets x sources", enabled=progress) as bar:  # 3. truth, 4. scores
         for t, pool in pools.items():
             splits = target_splits(sc, t, pool, seeds)
-            measure_truth(m, sc, t, pool, splits, seeds, (nets, infos, sources), cfg, cache_root, bar)
+            measure_truth(m, t, pool, splits, seeds, (nets, infos, sources), cfg, cache_root, bar)
             # Scores from the seed-`seed` split's labelled (train) images only.
             score_cached(m, sc, t, pool, splits[0].train, nets, zoo_key, defaults, seed, cache_root)
             if bar is not None:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .common import save_figure  # noqa: E402
-from ...core.tree import leaf_order, task_linkage  # noqa: E402
+from ...core.tree import task_linkage  # noqa: E402
 from ...errors import DeparaError  # noqa: E402
 
 _MARKERS = "os^Dvp*hX<>"
@@ -231,9 +231,11 @@ def draw_tree(names: Sequence[str], similarity, out: str | os.PathLike, *, metho
               heatmap_title: str = "Task similarity", colorbar_label: str = "similarity") -> dict[str, Path]:
     """Cluster ``similarity`` and draw the dendrogram to ``out`` (and, with ``heatmap``, the matrix in the tree's
     leaf order). Returns {"tree": path[, "heatmap": path]}."""
+    from scipy.cluster.hierarchy import leaves_list
+
     z = task_linkage(similarity, method)
     paths = {"tree": plot_tree(names, z, out, method=method, title=title)}
     if heatmap is not None:
-        paths["heatmap"] = plot_heatmap(names, similarity, heatmap, order=leaf_order(similarity, method),
+        paths["heatmap"] = plot_heatmap(names, similarity, heatmap, order=leaves_list(z),
                                         title=heatmap_title, colorbar_label=colorbar_label)
     return paths

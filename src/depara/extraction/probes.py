@@ -355,18 +355,18 @@ class ProbeSet:
                indices: Sequence[int] | slice | None = None) -> torch.Tensor:
         """The probes (all, or ``indices``) preprocessed: float32 tensor N×3×H×W."""
         prep = self.preprocess if preprocess is None else Preprocess.parse(preprocess)
-        kept = getattr(self, "_decoded", None)
+        kept = self._decoded
         if kept is not None and prep not in kept and \
                 sum(t.numel() * 4 for t in kept.values()) + len(self) * 12 * prep.size[0] * prep.size[1] \
                 <= self._decoded_budget:
-            self._decoded = None  # decode every probe the plain way once
-            try:
-                kept[prep] = self.tensor(prep)
-            finally:
-                self._decoded = kept
+            kept[prep] = self._decode(prep, None)  # every probe decoded once, kept for the next calls
         if kept is not None and prep in kept:
             rows = slice(None) if indices is None else indices if isinstance(indices, slice) else list(indices)
             return kept[prep][rows].clone()
+        return self._decode(prep, indices)
+
+    def _decode(self, prep: Preprocess, indices: Sequence[int] | slice | None) -> torch.Tensor:
+        """The probes (all, or ``indices``) read and preprocessed by ``prep``, without the kept tensors."""
         transform = prep.transform()
         if indices is None:
             idx = range(len(self))

@@ -65,8 +65,9 @@ class ModelEntry:
     layers: "str | tuple[str, ...]" = "auto"
     module: Any = field(default=None, compare=False, repr=False)
 
-    def load(self) -> "nn.Module":
-        """The model in eval mode (``module`` when given, else :func:`depara.extraction.models.load_model`)."""
+    def load(self, seed: int | None = None) -> "nn.Module":
+        """The model in eval mode (``module`` when given, else :func:`depara.extraction.models.load_model`, built
+        under ``seed`` when one is given)."""
         if self.module is not None:
             from torch import nn
 
@@ -76,7 +77,7 @@ class ModelEntry:
         from .models import load_model
 
         try:
-            return load_model(self.spec, self.weights)
+            return load_model(self.spec, self.weights, seed=seed)
         except DeparaError as exc:
             msg = str(exc)
             raise DeparaError(msg if self.name in msg else f"model {self.name}: {msg}") from None

@@ -106,12 +106,10 @@ def model_graphs(entry: "ModelEntry", probes: "ProbeSet", layers: Any, store: An
     None); they are pooled as the forward pass produces them (:func:`depara.extraction.extract.pooled_features`)
     and stored under the key they always have.
     """
-    from ..extraction.models import seeded
     from ..extraction.store import graph_key_options, weights_hash
 
     start = time.perf_counter()
-    with seeded(seed):  # random-init (weights = "none") candidates: the same weights under the same seed
-        model = entry.load()
+    model = entry.load(seed)  # random-init (weights = "none") candidates: the same weights under the same seed
     prep = entry.preprocess(model)
     names = resolve_layers(model, entry, layers, prep) if entry.layers != "all" and layers != "all" else None
     whash = weights_hash(model)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import DeparaError
 from ..options import DEFAULT_KNN_NEIGHBOURS
+from .checks import as_class_indices, as_features, count
 from .registry import FEATURE_LABEL, estimator
 
 __all__ = ["knn_accuracy"]
@@ -29,20 +30,11 @@ def knn_accuracy(features, labels, k: int = DEFAULT_KNN_NEIGHBOURS) -> float:
     Dimensions are standardised over the N samples (constant ones dropped). Raises DeparaError naming the argument
     on bad input (fewer than k + 1 samples, non-finite values, labels of the wrong length).
     """
-    f = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
-    if f.ndim < 2 or f.shape[0] < 2:
-        raise DeparaError(f"features: expected N×D with N >= 2 samples, got shape {f.shape}")
-    f = f.reshape(f.shape[0], -1)
-    if not np.all(np.isfinite(f)):
-        raise DeparaError("features: contains NaN or inf")
-    if y.ndim != 1 or y.shape[0] != f.shape[0] or not np.issubdtype(y.dtype, np.number) \
-            or np.any(y != np.round(y)) or np.any(y < 0):
-        raise DeparaError(f"labels: expected {f.shape[0]} integer class indices 0..C-1")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= f.shape[0] - 1:
+    f = as_features(features, "features")
+    y, _ = as_class_indices(labels, "labels", f.shape[0], require_all=False, min_classes=1)
+    k = count(k, "k")
+    if k > f.shape[0] - 1:
         raise DeparaError(f"k: expected an integer 1 <= k <= N-1 = {f.shape[0] - 1}, got {k!r}")
-    k = int(k)
-    y = y.astype(np.int64)
     f = f - f.mean(axis=0)
     sd = f.std(axis=0)
     keep = sd > 1e-12 * max(float(sd.max(initial=0.0)), np.finfo(float).tiny)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..evaluation.uncertainty import half_samples, reliability
 from ..selection.scorers import DEFAULT_SCORER, LABELS_DEFAULT, computed_scorers
-from ..selection.scoring import Resamples, peer_score, score_all, with_rank_averages
+from ..selection.scoring import Resamples, score_all, with_rank_averages
 from ..selection.verdict import Verdict, verdict
 
 __all__ = ["SHIPPED", "LABEL_FREE", "BINS", "COARSE_BINS", "THRESHOLDS", "shipped_values", "shipped_verdict",
@@ -47,22 +47,15 @@ THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.9)
 def shipped_values(features: Sequence[np.ndarray], labels: np.ndarray, halves: np.ndarray,
                    scorer: str = SHIPPED) -> np.ndarray:
     """values[1, c, r] of ``scorer`` (a registry scorer or a rank average of them) for candidates with pooled
-    probe features ``features[c]`` (N×D): r = 0 all probes, then one column per row of ``halves``; computed as
-    :func:`depara.selection.scoring.score_all` computes them (every part on every half-sample)."""
+    probe features ``features[c]`` (N×D): r = 0 all probes, then one column per row of ``halves``; computed by
+    select's :func:`depara.selection.scoring.score_all` (every part on every half-sample)."""
     from ..estimators.registry import get_estimator
 
     y = np.asarray(labels)
-    n = y.shape[0]
-    rows = [np.arange(n), *halves]
     parts = computed_scorers([scorer])
-    vals = np.full((len(parts), len(features), len(rows)), np.nan)
-    for s, name in enumerate(parts):
-        est = get_estimator(name)
-        for c, f in enumerate(features):
-            if est.resampled is not None:  # the point and the half-samples, as Resamples.at_once asks for them
-                vals[s, c] = est.resampled(None, f, y, [rows[0][None], *([halves] if len(halves) else [])])
-            else:
-                vals[s, c] = [peer_score(name, f[idx], y[idx]) for idx in rows]
+    refits = {p: len(halves) + 1 for p in parts if get_estimator(p).resampled is None}  # a fit on every row
+    res = Resamples(y.shape[0], np.asarray(halves))
+    vals = score_all([None] * len(features), list(features), parts, y, None, res, False, refits)
     return with_rank_averages(vals, parts, [scorer])
 
 

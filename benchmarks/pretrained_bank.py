@@ -98,14 +98,15 @@ def evaluate_all(truth: dict, scores: dict, sources: list[str], extra: dict) -> 
         for s in sources:
             scores[t][s] = {**scores[t][s], **extra[s]}
     scorers = list(next(iter(next(iter(scores.values())).values())))
+    views = {t: R.truth_views(truth[t], sources, layers_of) for t in truth}  # one per target, not per candidate
     per_cand = {}
     for cand in candidates(scorers):
-        per_cand[cand] = [{"target": t, **R.target_measures(truth[t], scores[t], sources, cand, layers_of)}
+        per_cand[cand] = [{"target": t, **R.target_measures(truth[t], scores[t], sources, cand, layers_of, views[t])}
                           for t in truth]
     refs = {}
     rng = np.random.default_rng(20)
     for t in truth:
-        t_model, _, _, per_seed = R.truth_views(truth[t], sources, layers_of)
+        t_model, _, _, per_seed = views[t]
         rel = {f"{m}_{k}": v for m in ("weighted_tau", "spearman")
                for k, v in split_half_reliability(per_seed, m).items()}
         layer_rel = [split_half_reliability(np.array([truth[t][s][l] for l in layers_of(s)]).T,

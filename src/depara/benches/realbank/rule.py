@@ -97,10 +97,11 @@ def rank_measures(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float, 
     return _rank_measures(tuple(rankdata(scores, method="average")), tuple(np.asarray(truth, float)))
 
 
-def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, layers_of) -> dict:
+def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, layers_of, views=None) -> dict:
     """Model ranking (weighted τ, Kendall τ, regret in points), layer ranking (mean weighted τ over sources, best
-    layer picked share) and the joint pick's regret for one target."""
-    t_model, t_layers, t_joint, _ = truth_views(truth_t, sources, layers_of)
+    layer picked share) and the joint pick's regret for one target. ``views``: :func:`truth_views` of this target
+    when the caller already has them (they do not depend on the candidate)."""
+    t_model, t_layers, t_joint, _ = views if views is not None else truth_views(truth_t, sources, layers_of)
     s_model, s_layers, s_joint = candidate_views(scores_t, sources, cand, layers_of)
     s_model, s_joint = lowest_for_missing(s_model), lowest_for_missing(s_joint)
     s_layers = [lowest_for_missing(v) for v in s_layers]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap as mmap_module
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -105,6 +107,78 @@ def test_graph_entry_bit_flip_is_caught(tmp_path, caplog):
         assert store.get(kg) is None
     assert any("SHA-256" in r.getMessage() for r in caplog.records)
     assert store.get(kg) is None and not store.path(kg).exists()
+
+
+_OPENED: list = []
+
+
+def _audit(event, args):
+    if event == "open" and _OPENED and isinstance(args[0], str):
+        _OPENED.append(args[0])
+
+
+sys.addaudithook(_audit)  # records only while _OPENED is non-empty (a hook cannot be removed)
+
+
+def _opens(fn, path):
+    """``fn()`` and how many times it opened ``path``."""
+    _OPENED[:] = ["<recording>"]
+    try:
+        out = fn()
+    finally:
+        seen, _OPENED[:] = list(_OPENED[1:]), []
+    return out, seen.count(str(path))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_an_array_entry_is_read_once_and_is_the_bytes_hashed(tmp_path, mmap):
+    store, _, ka = _filled(tmp_path)
+    value, n = _opens(lambda: store.get_array(ka, mmap=mmap), store.path(ka))
+    assert n == 1  # one open: hashed and loaded from the same read
+    np.testing.assert_array_equal(value, np.arange(24, dtype=np.float32).reshape(4, 6))
+    assert value.dtype == np.float32 and value.flags.writeable is (not mmap)
+    base = value
+    while isinstance(base, np.ndarray):
+        base = base.base
+    base = getattr(base, "obj", base)  # numpy holds a memoryview of the buffer
+    assert isinstance(base, mmap_module.mmap) is mmap  # memory-mapped: a view of the map, not a copy in RAM
+
+
+def test_a_graph_entry_is_read_once(tmp_path):
+    store, kg, _ = _filled(tmp_path)
+    g, n = _opens(lambda: store.get(kg), store.path(kg))
+    assert n == 1
+    want = _graph()
+    np.testing.assert_array_equal(g.nodes, want.nodes)
+    np.testing.assert_array_equal(g.edges, want.edges)
+    assert g.probe_ids == want.probe_ids
+
+
+@pytest.mark.parametrize("array", [np.arange(6, dtype=np.int16).reshape(2, 3).T, np.float64(2.5),
+                                   np.zeros((0, 3), dtype=np.float32), np.ones((2, 2), dtype=">f4")])
+def test_arrays_of_every_layout_come_back_equal(tmp_path, array):
+    store = GraphStore(tmp_path / "store")
+    k = store.key("w", "l", "p", {}, kind="x")
+    store.put_array(k, array)
+    for mmap in (False, True):
+        got = store.get_array(k, mmap=mmap)
+        assert got.dtype == np.asarray(array).dtype and got.shape == np.shape(array)
+        np.testing.assert_array_equal(got, array)
+
+
+def test_a_pickled_array_entry_is_refused_not_unpickled(tmp_path, caplog):
+    store = GraphStore(tmp_path / "store")
+    k = store.key("w", "l", "p", {}, kind="x")
+    store.put_array(k, np.ones(3))
+    p = store.path(k)
+    with open(p, "wb") as fh:  # an object array written behind the store's back, with a matching record
+        np.save(fh, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    rec = p.with_name(p.name + CHECK_SUFFIX)
+    rec.write_text(json.dumps({"store": STORE_VERSION, "key": k, "bytes": p.stat().st_size,
+                               "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}))
+    with caplog.at_level(logging.WARNING, logger="depara.extraction.store"):
+        assert store.get_array(k) is None
+    assert any("not a readable array" in r.getMessage() for r in caplog.records)
 
 
 def test_read_only_store_writes_nothing(tmp_path):

@@ -252,7 +252,7 @@ def _probe_ids_json(text: str) -> tuple[str, ...] | None:
 
 def read_graph_header(path: str | os.PathLike) -> GraphHeader:
     """Read and validate the safetensors header of a graph file (see :meth:`Graph.load`), not its tensors."""
-    from ..io.readers import exists, loads_json, regular_file
+    from ..io.readers import exists, regular_file
 
     p = Path(path)
     if not exists(p):
@@ -264,20 +264,30 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
     size = regular_file(p, "graph file").st_size
     try:
         with open(p, "rb") as fh:
-            head = fh.read(8)
-            if head[:4] == b"PK\x03\x04":
-                raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
-            if head[:6] == b"\x93NUMPY":
-                raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
-            if len(head) < 8:
-                raise DeparaError(f"{p}: truncated or empty ({size} bytes), not a depara graph file")
-            header_len = int.from_bytes(head, "little")
-            if header_len > size - 8 or header_len > MAX_HEADER_BYTES or header_len < 2:
-                raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
-                                  f"{header_len} exceeds the file size or the limit of {MAX_HEADER_BYTES})")
-            raw_header = fh.read(header_len)
+            return parse_graph_header(fh, p, size)
     except OSError as exc:
         raise DeparaError(f"{p}: cannot read the graph file ({exc.strerror or type(exc).__name__})") from None
+
+
+def parse_graph_header(fh: Any, p: Path, size: int) -> GraphHeader:
+    """The validated header of the graph file open in ``fh`` (read from its start; ``size``: its byte count,
+    ``p``: the name its errors give). :func:`read_graph_header` for a path; a bytes buffer in ``io.BytesIO``
+    works the same (:meth:`Graph.load` of bytes already read)."""
+    from ..io.readers import loads_json
+
+    fh.seek(0)
+    head = fh.read(8)
+    if head[:4] == b"PK\x03\x04":
+        raise DeparaError(f"{p}: a zip/npz archive, not a depara graph (expected a safetensors file)")
+    if head[:6] == b"\x93NUMPY":
+        raise DeparaError(f"{p}: a .npy array, not a depara graph (expected a safetensors file)")
+    if len(head) < 8:
+        raise DeparaError(f"{p}: truncated or empty ({size} bytes), not a depara graph file")
+    header_len = int.from_bytes(head, "little")
+    if header_len > size - 8 or header_len > MAX_HEADER_BYTES or header_len < 2:
+        raise DeparaError(f"{p}: not a depara graph file (truncated, or not safetensors: header length "
+                          f"{header_len} exceeds the file size or the limit of {MAX_HEADER_BYTES})")
+    raw_header = fh.read(header_len)
     data_start = 8 + header_len
     if raw_header[:1] != b"{":
         raise DeparaError(f"{p}: not a readable depara graph file (corrupt or truncated safetensors: "
@@ -454,6 +464,23 @@ class Graph:
                 arrays = {name: head.read(fh, name) for name in head.tensors}
         except OSError as exc:
             raise DeparaError(f"{p}: cannot read the graph file ({exc.strerror or type(exc).__name__})") from None
+        return cls._from_parts(head, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, name: str | os.PathLike) -> "Graph":
+        """:meth:`Graph.load` of a graph file's bytes already in memory (``name``: the file they came from, for
+        errors); the same checks. The verified store reads an entry once, hashes those bytes and loads them."""
+        import io
+
+        p = Path(name)
+        fh = io.BytesIO(data)
+        head = parse_graph_header(fh, p, len(data))
+        return cls._from_parts(head, {n: head.read(fh, n) for n in head.tensors})
+
+    @classmethod
+    def _from_parts(cls, head: GraphHeader, arrays: Mapping[str, np.ndarray]) -> "Graph":
+        """The graph of a validated header and its tensors (the end of :meth:`load` and :meth:`from_bytes`)."""
+        p = head.path
         probe_ids, meta = head.probe_ids, head.meta
         try:
             graph = cls(arrays["nodes"], arrays["edges"], probe_ids, meta)

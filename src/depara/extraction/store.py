@@ -19,7 +19,8 @@ filesystem) write the same key at once — the last rename wins and both wrote i
 
 Every entry is **verified on read**. Beside it lies its check record ``<entry file>.check`` (JSON: the store
 version, the key the entry was written for, its size and the SHA-256 of its bytes), written before the entry
-itself. :meth:`GraphStore.get` / :meth:`GraphStore.get_array` compare all four with the file before using it: a
+itself. :meth:`GraphStore.get` / :meth:`GraphStore.get_array` read the entry once and compare all four with the
+bytes read before using those same bytes (a memory-mapped array is a view of the map it hashed): a
 changed byte, a truncated file, two entries swapped (the record names another key), an entry written by another
 store version or one without a record is never used. It is reported in one warning line (logger
 ``depara.extraction.store``: ``cache entry P: <what is wrong>; rebuilding it``), deleted, and reported as
@@ -38,7 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import logging
+import mmap as mmap_module
 import os
 import shutil
 from pathlib import Path
@@ -65,6 +68,10 @@ _SUFFIX = {_GRAPH: ".safetensors"}
 #: The check record of an entry is ``<entry file name><CHECK_SUFFIX>`` beside it.
 CHECK_SUFFIX = ".check"
 _MAX_CHECK_BYTES = 4096
+_CHANGED_BYTE = "its bytes do not match their SHA-256 (a changed byte)"
+#: Largest .npy header read (numpy's own default limit for np.load).
+_MAX_NPY_HEADER = 10000
+_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
@@ -200,26 +207,32 @@ class GraphStore:
         p = self.path(key)
         if not p.is_file():
             return None
+        problem, record = self._record_problem(key, p)
+        if problem is None and sha256_file(p) != record.get("sha256"):
+            return _CHANGED_BYTE
+        return problem
+
+    def _record_problem(self, key: str, p: Path) -> tuple[str | None, dict]:
+        """What is wrong with the check record of the entry at ``p`` or with the file's size, and the record."""
         check = _check_path(p)
         try:
             if not check.is_file():
-                return "no check record (written by an older depara, or its write was interrupted)"
+                return "no check record (written by an older depara, or its write was interrupted)", {}
             record = loads_json(read_bytes_limited(check, "check record", _MAX_CHECK_BYTES), str(check),
                                 max_depth=2)
         except (DeparaError, OSError):
-            return "its check record is unreadable"
+            return "its check record is unreadable", {}
         if not isinstance(record, dict):
-            return "its check record is unreadable"
+            return "its check record is unreadable", {}
         if record.get("store") != STORE_VERSION:
-            return f"written by store version {record.get('store')!r}, this is version {STORE_VERSION!r}"
+            return f"written by store version {record.get('store')!r}, this is version {STORE_VERSION!r}", record
         if record.get("key") != key:
-            return f"its check record is for another key ({str(record.get('key'))[:24]}…): entries swapped or copied"
+            return (f"its check record is for another key ({str(record.get('key'))[:24]}…): entries swapped or "
+                    "copied"), record
         size = p.stat().st_size
         if size != record.get("bytes"):
-            return f"{size} bytes, its check record says {record.get('bytes')} (truncated or changed)"
-        if sha256_file(p) != record.get("sha256"):
-            return "its bytes do not match their SHA-256 (a changed byte)"
-        return None
+            return f"{size} bytes, its check record says {record.get('bytes')} (truncated or changed)", record
+        return None, record
 
     def _reject(self, key: str, problem: str) -> None:
         """A bad entry: refused (read-only) or reported in one line and deleted, so the caller rebuilds it."""
@@ -230,16 +243,29 @@ class GraphStore:
         log.warning("cache entry %s: %s; rebuilding it", p, problem)
         _remove_entry(p)
 
-    def _verified(self, key: str) -> Path | None:
-        """The entry's path when it exists and passes its check; None when absent or rejected."""
+    def _verified_bytes(self, key: str, mmap: bool = False) -> "np.ndarray | mmap_module.mmap | None":
+        """The entry's bytes, read once and checked against its record (the bytes hashed are the bytes used);
+        None when absent or rejected. mmap: a read-only memory map of the file instead of a copy in RAM."""
         p = self.path(key)
         if not p.is_file():
             return None
-        problem = self.problem(key)
+        problem, record = self._record_problem(key, p)
+        data: Any = None
+        if problem is None:
+            try:
+                data, digest = _read_once(p, mmap)
+            except OSError as exc:
+                problem = f"unreadable ({exc.strerror or type(exc).__name__})"
+        if problem is None and digest is None:
+            problem = "its size changed while it was read"
+        if problem is None and digest != record.get("sha256"):
+            problem = _CHANGED_BYTE
         if problem is not None:
+            if isinstance(data, mmap_module.mmap):
+                data.close()
             self._reject(key, problem)
             return None
-        return p
+        return data
 
     def _write(self, key: str, write: Callable[[Path], None]) -> None:
         """Write an entry atomically through ``write(tmp)``, its check record first (none when read-only)."""
@@ -265,11 +291,11 @@ class GraphStore:
         line and deleted (None returned), or refused with a DeparaError when the store is read-only."""
         from ..core.graph import Graph
 
-        p = self._verified(key)
-        if p is None:
+        data = self._verified_bytes(key)
+        if data is None:
             return None
         try:
-            return Graph.load(p)
+            return Graph.from_bytes(data, self.path(key))
         except (DeparaError, OSError, ValueError) as exc:
             self._reject(key, f"not a readable graph ({exc})")
             return None
@@ -290,11 +316,11 @@ class GraphStore:
 
         mmap: a read-only memory map of the file instead of a copy in RAM (large feature arrays).
         """
-        p = self._verified(key)
-        if p is None:
+        data = self._verified_bytes(key, mmap)
+        if data is None:
             return None
         try:
-            return np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
+            return _npy_from_buffer(data)
         except (OSError, ValueError, EOFError) as exc:
             self._reject(key, f"not a readable array ({exc})")
             return None
@@ -374,6 +400,52 @@ class GraphStore:
                 else:
                     child.unlink()
         return n
+
+
+def _read_once(p: Path, mmap: bool) -> "tuple[np.ndarray | mmap_module.mmap, str | None]":
+    """All bytes of the file ``p`` in one read, and their SHA-256 (hex; None when the file's size changed while it
+    was read): into RAM (a uint8 array), hashed chunk by chunk as it arrives (while in the CPU cache), or as a
+    read-only memory map hashed in place (mmap=True)."""
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if mmap and size > 0:
+            mapped = mmap_module.mmap(fh.fileno(), 0, access=mmap_module.ACCESS_READ)
+            h.update(mapped)
+            return mapped, h.hexdigest()
+        data = np.empty(size, dtype=np.uint8)  # not zero-filled first, unlike a bytearray
+        done = 0
+        while done < size:
+            n = fh.readinto(data[done:done + _CHUNK])
+            if not n:  # shrank while read
+                return data[:done], None
+            h.update(data[done:done + n])
+            done += n
+        return data, (None if fh.read(1) else h.hexdigest())
+
+
+def _npy_from_buffer(data: "np.ndarray | mmap_module.mmap") -> np.ndarray:
+    """The array of the .npy file whose bytes are ``data``, as a view of them (no copy; never unpickled).
+
+    A memory map gives a read-only array over the map. Raises ValueError for anything but a .npy file of a
+    numeric array whose data fills the rest of ``data``.
+    """
+    fmt = np.lib.format
+    head = io.BytesIO(bytes(data[:_MAX_NPY_HEADER + 16]))
+    version = fmt.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(head, max_header_size=_MAX_NPY_HEADER)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(head, max_header_size=_MAX_NPY_HEADER)
+    else:
+        raise ValueError(f".npy format version {version} is not read by the store")
+    if dtype.hasobject:
+        raise ValueError("an object array (the store holds numeric arrays only)")
+    count = int(np.prod(shape, dtype=np.int64))
+    if head.tell() + count * dtype.itemsize != len(data):
+        raise ValueError(f"{len(data) - head.tell()} data bytes for {count} values of {dtype}")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=head.tell())
+    return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def _check_path(entry: Path) -> Path:

@@ -345,6 +345,31 @@ def test_cli_bad_input_table(scripted, tmp_path, capsys):
         assert not out.exists(), args  # nothing written
 
 
+def test_cli_checks_each_path_once_in_the_library(tmp_path, capsys, monkeypatch):
+    """`depara select` parses and calls depara.select: the data and cache checks run once (in the library, the
+    error naming the flag), and only --out, which depara.select does not take, is checked by the CLI."""
+    import depara.io.files as files
+
+    calls = []
+    for name in ("check_cache_dir", "check_results_out"):
+        real = getattr(files, name)
+        monkeypatch.setattr(files, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name),
+                                                                                  _real(*a, **k))[1])
+    good = tmp_path / "good"
+    write_shifted_images(good / "a", 3)
+    write_shifted_images(good / "b", 3, shift=90)
+    args = ["select", str(good), "--models", "torchvision:resnet18", "--out", str(tmp_path / "o"), "--quiet"]
+    rc = main([*args, "--cache", str(tmp_path / "c"), "--protocol", "zero-shot"])  # fails after the path checks
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: --protocol: expected one of"), err
+    assert calls == ["check_results_out", "check_cache_dir"]
+    (tmp_path / "cache").write_text("a file, not a folder")
+    assert main([*args, "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --cache {tmp_path / 'cache'}") and "\n" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_mixed_mode_images_are_converted(tmp_path):
     root = tmp_path / "modes"
     for c, mode in enumerate(("L", "RGBA", "P")):

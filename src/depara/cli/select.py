@@ -73,28 +73,21 @@ def select_cmd(
                                      "with its error in the summary and the report) instead of stopping."),
 ) -> None:
     """Rank every (model, layer) for transfer to your images, with 95% half-sample intervals; print the pick."""
-    from ..io.files import check_run_paths
+    from ..io.files import check_results_out
     from ..selection.job import select
 
     if (models is None) == (zoo is None):
         raise DeparaError("models: give candidate models with --models SPEC[,SPEC...] or --zoo ZOO.toml "
                           "(exactly one of them)")
-    with flags(**_SELECT_FLAGS):  # --out and --cache: writable, apart from the data, before any work
-        check_run_paths(data, out=out, cache_dir=cache, cache_readonly=cache_readonly, engine=engine)
-    if zoo is not None and zoo.is_dir():
-        raise DeparaError(f"--zoo {zoo}: is a folder, expected a zoo .toml file")
+    if out is not None:  # the one path select() does not take: writable, apart from the data, before any work
+        check_results_out(out, "--out", [("data", data)])
     names = _split(layers)
     layer_arg: object = "auto" if not names else (names[0] if len(names) == 1 and names[0] in ("auto", "all")
                                                   else names)
-    candidates = str(zoo) if zoo is not None else _split(models)
-    if zoo is not None and not str(zoo).lower().endswith(".toml"):
-        from ..extraction.zoo import read_zoo
-
-        candidates = read_zoo(zoo)  # type: ignore[assignment]
     try:
         with flags(**_SELECT_FLAGS):
-            sel = select(data, candidates, target_model=target_model, layers=layer_arg, protocol=protocol,
-                         probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot,
+            sel = select(data, zoo if zoo is not None else _split(models), target_model=target_model,
+                         layers=layer_arg, protocol=protocol, probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot,
                          peer_boot=peer_boot, cache_dir=cache, device=device, batch_size=batch_size,
                          feature_memory_mb=feature_memory_mb,
                          progress=not quiet, engine=engine, address=address, cache_readonly=cache_readonly,

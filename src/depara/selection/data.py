@@ -84,8 +84,8 @@ def as_entries(models: Any) -> list["ModelEntry"]:
     """Models in any accepted form → validated, uniquely named entries (nothing is loaded)."""
     from ..extraction.zoo import ModelEntry, parse_model_specs, read_zoo
 
-    if isinstance(models, (str, os.PathLike)) and str(models).lower().endswith(".toml"):
-        return read_zoo(models)
+    if isinstance(models, os.PathLike) or isinstance(models, str) and models.lower().endswith(".toml"):
+        return read_zoo(models)  # a path object is a zoo file whatever its name; a string one ending in .toml
     if isinstance(models, str):
         return parse_model_specs(models)
     items: list[Any]

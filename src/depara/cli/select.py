@@ -87,10 +87,10 @@ def select_cmd(
     try:
         with flags(**_SELECT_FLAGS):
             sel = select(data, zoo if zoo is not None else _split(models), target_model=target_model,
-                         layers=layer_arg, protocol=protocol, probes=probes, scorers=_split(scorers) or None, seed=seed, n_boot=n_boot,
-                         peer_boot=peer_boot, cache_dir=cache, device=device, batch_size=batch_size,
-                         feature_memory_mb=feature_memory_mb,
-                         progress=not quiet, engine=engine, address=address, cache_readonly=cache_readonly,
+                         layers=layer_arg, protocol=protocol, probes=probes, scorers=_split(scorers) or None,
+                         seed=seed, n_boot=n_boot, peer_boot=peer_boot, cache_dir=cache, device=device,
+                         batch_size=batch_size, feature_memory_mb=feature_memory_mb, progress=not quiet,
+                         engine=engine, address=address, cache_readonly=cache_readonly,
                          skip_failed=skip_failed)
     except DeparaError as exc:  # a failed candidate's error names the option to skip it: name the flag
         raise DeparaError(str(exc).replace("skip_failed=True", "--skip-failed")) from None

@@ -245,7 +245,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
         at least :data:`depara.options.MIN_IMAGES_PER_CLASS` images (else a one-line error, or with a target
         model the label scorers are left out with a note).
     models : spec string(s) ``"torchvision:resnet18@DEFAULT,file:net.pt"``, a list of specs /
-        :class:`~depara.extraction.zoo.ModelEntry`, a zoo file (a Path, or str ``*.toml``), or a dict name → module|spec|entry.
+        :class:`~depara.extraction.zoo.ModelEntry`, a zoo file (a Path, or str ``*.toml``), or a dict name → module|spec.
         Each model gets its own preprocessing (its entry's, else its weights' own, else ``imagenet``).
     target_model : a model trained on the target task (spec, ``nn.Module`` or entry), or None. Its graph is
         taken at its deepest auto layer (or the first of its entry's ``layers``).

@@ -197,6 +197,35 @@ def test_layers_select_cli_with_peers_writes_a_score_folder(tiny_runs, tmp_path,
             assert float(r["regret"]) == pytest.approx(0.6 - float(top["acc_half"]))
 
 
+def test_one_forward_pass_per_batch_gives_the_peers_and_the_round4_member(tiny_runs, monkeypatch):
+    """The target fraction's train images go through the source once per batch: the pooled features of the peers
+    and the flattened ones of the round-4 member come from the same pass; the member equals label_agreement of
+    the flattened outputs computed here."""
+    import depara.extraction.extract as extract
+    from depara.benches.layers import load_checkpoint
+    from depara.benches.layers.baselines import ROUND4, ROUND4_LABELS
+    from depara.benches.layers.engine import load_split, normalise
+    from depara.benches.layers.peers import score_layers_with_peers
+    from depara.core.similarity_edges import label_agreement, probe_edges
+
+    calls = []
+    real = extract.capture_features
+    monkeypatch.setattr(extract, "capture_features", lambda m, x, layers: (calls.append(len(x)), real(m, x, layers))[1])
+    got = score_layers_with_peers(tiny_runs["synthetic"], tiny_runs["real"], tiny_runs["data"] / "real" / "test",
+                                  {"half": tiny_runs["transfer"]}, methods=("logme",), batch_size=8)
+    # 10 probes through the source and through the target, 20 train images through the source: batches of 8
+    assert calls == [8, 2, 8, 2, 8, 8, 4]
+    monkeypatch.setattr(extract, "capture_features", real)
+    model, info = load_checkpoint(tiny_runs["synthetic"])
+    model.eval()
+    train = load_split(tiny_runs["data"] / "real_1of2", "train", 32, classes=info.classes)
+    names = [u.output for u in transfer_units(model)[:-1]]
+    outs = capture_features(model, normalise(train.images, info.mean, info.std).float(), names)
+    want = [label_agreement(probe_edges(outs[n].flatten(1).double().numpy(), pooling="flat", scale="centred"),
+                            train.labels.numpy(), ROUND4["edge_comparison"]) for n in names]
+    np.testing.assert_allclose(got["tables"]["half"].scores[ROUND4_LABELS], want, rtol=1e-6, atol=1e-9)
+
+
 def test_layers_select_peers_bad_inputs(tiny_runs, tmp_path, capsys):
     base = ["layers-select", "--source", str(tiny_runs["synthetic"]), "--target", str(tiny_runs["real"]),
             "--probes", str(tiny_runs["data"] / "real" / "test")]

@@ -47,28 +47,13 @@ def with_rank_averages(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray
     return out
 
 
-def round4_label_scores(model, images, layers: Sequence[str], labels, *, batch_size: int = 64) -> np.ndarray:
+def round4_label_scores(flat: Mapping[str, np.ndarray], labels) -> np.ndarray:
     """The round-4 member on each layer: :func:`depara.core.similarity_edges.label_agreement` (per probe) of the
-    edges of the layer's flattened, centred outputs on ``images`` with ``labels``. (L,) float array."""
-    import torch
-
-    from ...extraction.extract import capture_features
-
-    was_training = model.training
-    model.eval()
-    chunks: dict[str, list] = {name: [] for name in layers}
-    try:
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                outs = capture_features(model, images[start:start + batch_size].float(), list(layers))
-                for name in layers:
-                    chunks[name].append(outs[name].flatten(1).double().cpu().numpy())
-    finally:
-        model.train(was_training)
+    edges of the layer's flattened, centred outputs (``flat``: {layer: N×D}, in layer order, e.g. from
+    :func:`depara.benches.layers.peers.layer_features` with ``flat=True``) with ``labels``. (L,) float array."""
     y = np.asarray(labels)
-    return np.array([label_agreement(probe_edges(np.concatenate(chunks[n]), pooling=ROUND4["edge_features"],
-                                                 scale=ROUND4["edge_scale"]), y, ROUND4["edge_comparison"])
-                     for n in layers])
+    return np.array([label_agreement(probe_edges(f, pooling=ROUND4["edge_features"], scale=ROUND4["edge_scale"]), y,
+                                     ROUND4["edge_comparison"]) for f in flat.values()])
 
 
 def parameters_up_to(model, units) -> np.ndarray:

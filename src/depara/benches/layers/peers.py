@@ -89,6 +89,17 @@ def pooled_layer_features(model, images, layers: Sequence[str], *, batch_size: i
     Maps of more than 2 dimensions (B×C×H×W) are global-average pooled to B×C; B×D outputs stay. Returns
     ``{layer: float64 array N×C}`` in the order of ``layers``. The model runs in eval mode, without gradients.
     """
+    return layer_features(model, images, layers, batch_size=batch_size, progress=progress)[0]
+
+
+def layer_features(model, images, layers: Sequence[str], *, batch_size: int = 64, progress: bool = False,
+                   flat: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """(pooled, flattened) outputs of every module in ``layers`` for ``images``, from ONE forward pass per batch.
+
+    pooled: as :func:`pooled_layer_features`. flattened (only with ``flat=True``, else None): each output
+    flattened to ``{layer: float64 array N×D}`` (the round-4 member's input,
+    :func:`depara.benches.layers.baselines.round4_label_scores`), from the same pass.
+    """
     import torch
 
     from ...extraction.extract import capture_features
@@ -99,6 +110,7 @@ def pooled_layer_features(model, images, layers: Sequence[str], *, batch_size: i
     was_training = model.training
     model.eval()
     chunks: dict[str, list] = {name: [] for name in layers}
+    flats: dict[str, list] = {name: [] for name in layers}
     starts = list(range(0, images.shape[0], batch_size))
     if progress:
         from tqdm.auto import tqdm
@@ -111,13 +123,15 @@ def pooled_layer_features(model, images, layers: Sequence[str], *, batch_size: i
                 t = outs[name]
                 pooled = pool_features(t)  # the harness pools conv maps the same way
                 chunks[name].append(pooled.double().cpu().numpy())
+                if flat:
+                    flats[name].append(t.flatten(1).double().cpu().numpy())
     finally:
         model.train(was_training)
     out = {name: np.concatenate(chunks[name]) for name in layers}
     for name, f in out.items():
         if not np.all(np.isfinite(f)):
             raise DeparaError(f"layer {name}: features contain NaN or inf")
-    return out
+    return out, ({name: np.concatenate(flats[name]) for name in layers} if flat else None)
 
 
 # ------------------------------------------------------------------------------------------- numpy layer
@@ -369,10 +383,9 @@ def _fraction_features(src_model, src_info, root: Path, names: Sequence[str], ba
     train = load_split(root, "train", int(src_info.image_size),
                        classes=src_info.classes if src_info.domain != "imagenet" else None)
     images = normalise(train.images, src_info.mean, src_info.std)
-    feats = pooled_layer_features(src_model, images, names, batch_size=batch_size, progress=progress)
+    feats, flat = layer_features(src_model, images, names, batch_size=batch_size, progress=progress, flat=True)
     try:
-        r4: np.ndarray | str = round4_label_scores(src_model, images, names, train.labels.numpy(),
-                                                   batch_size=batch_size)
+        r4: np.ndarray | str = round4_label_scores(flat, train.labels.numpy())
     except DeparaError as exc:  # e.g. one image per class: no probe has a same-class neighbour
         r4 = str(exc)
     return train, feats, r4

@@ -370,6 +370,17 @@ def test_cli_checks_each_path_once_in_the_library(tmp_path, capsys, monkeypatch)
     assert not (tmp_path / "o").exists()
 
 
+def test_every_field_of_the_selection_is_documented():
+    """Each field of Selection is one its docstring describes (no field that nothing reads or writes out)."""
+    import dataclasses
+    import re
+
+    from depara.selection.result import Selection
+
+    documented = set(re.findall(r"(?:^\s*|[;,] )(\w+) :", Selection.__doc__, flags=re.M))
+    assert {f.name for f in dataclasses.fields(Selection)} <= documented
+
+
 def test_mixed_mode_images_are_converted(tmp_path):
     root = tmp_path / "modes"
     for c, mode in enumerate(("L", "RGBA", "P")):

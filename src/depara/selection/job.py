@@ -350,5 +350,5 @@ def _selection(results: list[ModelResult], job: _Job, vals: np.ndarray, said: Ve
                      values={s: vals[i, :, 0] for i, s in enumerate(job.chosen)}, intervals=said.intervals,
                      order=said.order, p_best=float(said.shares[pick]),
                      too_close=[cands[c] for c in said.too_close], case=job.case, settings=settings,
-                     models=models_info, boot=vals[job.chosen.index(job.default), :, 1:], shares=said.shares,
+                     models=models_info, shares=said.shares,
                      ranked=said.ranked, tied=[cands[c] for c in said.tied], notes=job.notes)

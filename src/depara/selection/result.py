@@ -22,7 +22,7 @@ class Selection:
     Attributes
     ----------
     candidates : list of (model, layer), in model then depth order.
-    scorers : the scorers computed; ``scorer`` (one of them) ranks.
+    scorers : the scorers computed; scorer : the one of them that ranks.
     values : scorer → float array (C,) point estimates (all probes); NaN where a score is undefined.
     intervals : scorer → float array (C, 2), the 95 % interval over probe half-samples (:mod:`depara.evaluation.uncertainty`);
         (nan, nan) for an undefined score, without resamples, or for a peer without ``peer_boot``.
@@ -36,6 +36,7 @@ class Selection:
         the pick's ("too close to call").
     notes : one-line remarks of the run (e.g. a scorer left out).
     case : "target_model" or "labels"; settings : every option used; models : per-model details.
+    data_path : the data folder or list file given (None for a ProbeSet): results are never written into it.
     """
 
     candidates: list[tuple[str, str]]
@@ -49,7 +50,6 @@ class Selection:
     case: str
     settings: dict[str, Any]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    boot: np.ndarray | None = field(default=None, repr=False)  # scorer's half-sample values C × R
     shares: np.ndarray | None = field(default=None, repr=False)
     ranked: int | None = None
     tied: list[tuple[str, str]] = field(default_factory=list)

@@ -13,9 +13,9 @@ entry), and the top-k agreement of DEPARA, RSA and LogME with the measured top-k
 from __future__ import annotations
 
 import argparse
-import csv
 
 from depara.benches.taskbank import run_bench
+from depara.io.files import read_csv
 
 
 def main() -> None:
@@ -36,8 +36,7 @@ def main() -> None:
           f"{c['ground_truth_transfer_seconds']:.1f} s (+ {c['task_network_training_seconds']:.1f} s training the "
           "task networks)")
     print(f"ratio ground truth / ranking: {c['ratio_ground_truth_to_depara']:.0f}x")
-    with open(f"{args.out}/summary.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["probe_set"] == "in-domain"]
+    rows = [r for r in read_csv(f"{args.out}/summary.csv") if r["probe_set"] == "in-domain"]
     key = next(k for k in rows[0] if k.startswith("P@") and k != "P@1")
     for r in rows:
         print(f"{r['method']:<45} {key} = {float(r[key]):.3f}   mean Spearman = {float(r['mean_spearman']):+.3f}")

@@ -42,7 +42,6 @@ command, seconds, the too-close record) in ``--out``. The truth is read, never r
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -53,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from depara.io.files import ensure_dir, write_csv  # noqa: E402
+from depara.io.files import ensure_dir, read_csv, write_csv  # noqa: E402
 from depara.report.manifest import write_manifest  # noqa: E402
 from depara.core.similarity_edges import pool_features  # noqa: E402
 from depara.benches import calibration as C  # noqa: E402
@@ -102,8 +101,8 @@ def pretrained_bank(cache: Path, n_rep: int, seed: int, log, keep: Path | None =
 
 def read_truth(bank: Path, protocol: str) -> dict[str, dict[str, float]]:
     """{target: {source: accuracy in points}} from a realbank results folder's truth table."""
-    with open(bank / f"truth_{protocol}.csv", newline="") as fh:
-        return {r.pop("target"): {k: 100 * float(v) for k, v in r.items()} for r in csv.DictReader(fh)}
+    return {r.pop("target"): {k: 100 * float(v) for k, v in r.items()}
+            for r in read_csv(bank / f"truth_{protocol}.csv")}
 
 
 def realbank(cache: Path, bank: Path, n_rep: int, seed: int, log, keep: Path | None = None) -> dict[str, list[dict]]:

@@ -11,7 +11,6 @@ the mean test accuracy per target.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -26,8 +25,9 @@ PROTOCOLS = ("linear_probe", "fine_tune")
 
 
 def _rows(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    from depara.io.files import read_csv
+
+    return read_csv(path)
 
 
 def _boot(v, seed=0, reps=2000) -> str:

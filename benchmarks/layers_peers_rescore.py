@@ -16,7 +16,6 @@ with the committed ``transfer_<fraction>.csv`` and ``layer_scores.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -28,9 +27,10 @@ RUN = ROOT / "benchmarks" / "results" / "layers_small"
 
 def same_log(a: Path, b: Path) -> bool:
     """Two training logs equal in every column but the wall seconds."""
+    from depara.io.files import read_csv
+
     def rows(p):
-        with open(p, newline="") as fh:
-            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in read_csv(p)]
     return rows(a) == rows(b)
 
 

@@ -13,13 +13,12 @@ representation, not the layer below the round-5 choice reads. Model ranking only
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata
 
-from depara.io.files import write_text
+from depara.io.files import read_csv, write_text
 from depara.benches.realbank.evaluation import paired_difference, rank_rows
 
 MEMBER = "DEPARA-label [knn, pooled, standardised, labelled]"
@@ -28,13 +27,11 @@ ROWS = ("LogME", "PED", MEMBER, "DEPARA (frozen default)")
 
 def load(bank: Path):
     scores: dict[str, dict[str, dict[str, float]]] = {}
-    with open(bank / "scores.csv", newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            scores.setdefault(r["target"], {}).setdefault(r["scorer"], {})[r["source"]] = float(r["score"])
+    for r in read_csv(bank / "scores.csv"):
+        scores.setdefault(r["target"], {}).setdefault(r["scorer"], {})[r["source"]] = float(r["score"])
     truth = {}
     for protocol in ("linear_probe", "fine_tune"):
-        with open(bank / f"truth_{protocol}.csv", newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = read_csv(bank / f"truth_{protocol}.csv")
         truth[protocol] = {r["target"]: {k: float(v) for k, v in r.items() if k != "target"} for r in rows}
     return scores, truth
 

@@ -193,12 +193,10 @@ def summarize(out: Path) -> int:
     """summary.csv from layers.csv: per scorer, the share of (target, source) pairs whose best stage is picked and
     the mean accuracy points lost, with 95 % bootstrap intervals over targets (per-target means resampled); the
     static priors that cannot rank stages get a row saying why."""
-    import csv
+    from depara.io.files import read_csv, write_csv
 
-    from depara.io.files import write_csv
-
-    with open(out / "layers.csv", newline="") as fh:
-        rows = [{k: (v if k in ("target", "source") else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
+    rows = [{k: (v if k in ("target", "source") else float(v)) for k, v in r.items()}
+            for r in read_csv(out / "layers.csv")]
     targets = sorted({r["target"] for r in rows})
     rng = np.random.default_rng(0)
     summary = []

@@ -12,7 +12,6 @@ P@K = 5/14 for every K, correlations 0); and a row in words for each baseline th
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -44,25 +43,26 @@ def reasons(n_params: int) -> dict[str, str]:
 def summary_rows(folder: Path) -> list[dict]:
     """The in-domain rows of the headline label-free default and LogME, as this table's columns."""
     from depara.benches.taskbank.bench import HEADLINE
+    from depara.io.files import read_csv
 
     keep = {HEADLINE: f"label-free default: {HEADLINE}", "LogME (labels)": "LogME (the target's labels)"}
     out = []
-    with open(folder / "summary.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["probe_set"] == "in-domain" and r["method"] in keep:
-                out.append({"method": keep[r["method"]], "n_targets": int(r["n_targets"]),
-                            **{f"P@{k}": float(r[f"P@{k}"]) for k in KS if f"P@{k}" in r},
-                            "mean_spearman": float(r["mean_spearman"]), "mean_kendall": float(r["mean_kendall"]),
-                            "mean_weighted_tau": float(r["mean_weighted_tau"]),
-                            "top1_regret": float(r["top1_regret"]), "note": "from summary.csv"})
+    for r in read_csv(folder / "summary.csv"):
+        if r["probe_set"] == "in-domain" and r["method"] in keep:
+            out.append({"method": keep[r["method"]], "n_targets": int(r["n_targets"]),
+                        **{f"P@{k}": float(r[f"P@{k}"]) for k in KS if f"P@{k}" in r},
+                        "mean_spearman": float(r["mean_spearman"]), "mean_kendall": float(r["mean_kendall"]),
+                        "mean_weighted_tau": float(r["mean_weighted_tau"]),
+                        "top1_regret": float(r["top1_regret"]), "note": "from summary.csv"})
     return out
 
 
 def p_at_k(folder: Path, method: str) -> dict:
     """P@K of ``method`` (in-domain) from pk.csv, for the K summary.csv does not carry."""
-    with open(folder / "pk.csv", newline="") as fh:
-        return {f"P@{int(r['K'])}": float(r["precision"]) for r in csv.DictReader(fh)
-                if r["probe_set"] == "in-domain" and r["method"] == method and int(r["K"]) in KS}
+    from depara.io.files import read_csv
+
+    return {f"P@{int(r['K'])}": float(r["precision"]) for r in read_csv(folder / "pk.csv")
+            if r["probe_set"] == "in-domain" and r["method"] == method and int(r["K"]) in KS}
 
 
 def main(argv=None) -> int:

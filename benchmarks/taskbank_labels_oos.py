@@ -22,7 +22,6 @@ when measured again) into ``--out`` and adds them to its manifest.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -64,18 +63,18 @@ LABELS = {"depara_labels_ped": "round-5 default: depara_labels_ped (kNN member +
 def committed_rows(out: Path) -> list[dict]:
     """The label-free default's and RSA's rows of the committed ``summary_classification_targets.csv``."""
     from depara.benches.taskbank.bench import HEADLINE
+    from depara.io.files import read_csv
 
     keep = {HEADLINE: f"label-free default: {HEADLINE}", "RSA": "RSA", "linear CKA": "linear CKA"}
     rows = []
-    with open(out / "summary_classification_targets.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["method"] in keep:
-                rows.append({"method": keep[r["method"]], "n_targets": int(r["n_targets"]),
-                             **{k: float(v) for k, v in r.items() if k.startswith("P@")},
-                             "mean_spearman": float(r["mean_spearman"]),
-                             "mean_kendall": float(r["mean_kendall"]),
-                             "mean_weighted_tau": float(r["mean_weighted_tau"]),
-                             "top1_regret": float(r["top1_regret"]), "note": "committed run (graphs on the probes)"})
+    for r in read_csv(out / "summary_classification_targets.csv"):
+        if r["method"] in keep:
+            rows.append({"method": keep[r["method"]], "n_targets": int(r["n_targets"]),
+                         **{k: float(v) for k, v in r.items() if k.startswith("P@")},
+                         "mean_spearman": float(r["mean_spearman"]),
+                         "mean_kendall": float(r["mean_kendall"]),
+                         "mean_weighted_tau": float(r["mean_weighted_tau"]),
+                         "top1_regret": float(r["top1_regret"]), "note": "committed run (graphs on the probes)"})
     return rows
 
 

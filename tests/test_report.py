@@ -54,7 +54,7 @@ def test_ranking_table_matches_csv_cell_by_cell(rank_dir: Path) -> None:
     body, _ = find_table(page, RANKING[0])
     # hand-checked display of a few cells: 4 significant digits, tiny/huge in scientific notation, NaN in words
     assert [c["text"] for c in body[0][:2]] == ["normals", "0.8123"]
-    assert body[1][2]["text"] == "-1.234e-04"
+    assert body[1][2]["text"] == "-1.235e-04"  # the CSV's -0.00012345, a tie, rounded half away from zero
     assert body[3][1]["text"] == "undefined" and body[3][2]["text"] == "1.235e+06"
     assert body[0][4]["text"] == "1" and body[0][4]["title"] is None  # integers shown as they are
 
@@ -229,9 +229,10 @@ def test_cli_report_bad_folder_exits_2_with_one_line(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("raw, shown", [
-    ("0.8123456789", "0.8123"), ("12.3456", "12.35"), ("-0.00012345", "-1.234e-04"), ("0", "0"),
+    ("0.8123456789", "0.8123"), ("12.3456", "12.35"), ("-0.00012345", "-1.235e-04"), ("0", "0"),
     ("0.0", "0"), ("250000.0", "2.500e+05"), ("nan", "undefined"), ("inf", "inf"), ("resnet18", "resnet18"),
     ("", ""), (3, "3"), (0.5, "0.5"), (None, ""), (True, "True"),
+    ("0.125", "0.125"), ("18.125", "18.13"), ("2.675", "2.675"), ("-12.345", "-12.35"),  # ties: half away from 0
 ])
 def test_format_cell(raw, shown) -> None:
     assert format_cell(raw) == shown

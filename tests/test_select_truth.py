@@ -278,3 +278,16 @@ def test_rank_average_intervals_stay_within_the_possible_ranks():
     iv = said.intervals[LABELS_DEFAULT]
     assert np.all(iv[:, 0] >= 1.0) and np.all(iv[:, 1] <= 3.0)
     assert np.all((iv[:, 0] <= point) & (point <= iv[:, 1]))
+
+
+def test_the_pick_sentence_and_table_round_half_away_from_zero():
+    """18.5 reads 19 (not Python's half-to-even 18), a share of 0.125 reads 13 % and 0.13."""
+    s = "depara_labels"
+    sel = Selection(candidates=[("a", "1"), ("b", "1")], scorers=[s], scorer=s,
+                    values={s: np.array([18.5, 10.0])}, intervals={s: np.array([[17.0, 20.0], [9.0, 11.0]])},
+                    order=[0, 1], p_best=0.125, too_close=[], case="labels",
+                    settings={"n_boot": 10, "protocol": "finetune"}, shares=np.array([0.125, 0.875]), ranked=2)
+    assert sel.summary.startswith("pick model 'a' at layer '1' (depara_labels = 19, 95% interval [17, 20]); "
+                                  "first in 13% of probe half-samples")
+    top = top_rows(sel)[0]
+    assert top[SHARE_COLUMN] == "0.13" and top[f"{s} (95% interval)"] == "19 [17, 20]"

@@ -99,6 +99,30 @@ def test_rounding_follows_the_interval():
     assert rounded(0.123456) == ("0.123", "") and rounded(float("nan"), 0, 1) == ("undefined", "")
 
 
+def test_numbers_people_read_round_half_away_from_zero():
+    from depara.evaluation.uncertainty import format_number
+
+    # ties on the printed digits go away from zero (Python's format: half to even on the binary value)
+    assert format(18.5, ".0f") == "18" and format_number(18.5, ".0f") == "19"
+    assert format_number(-18.5, ".0f") == "-19" and format_number(17.5, ".0f") == "18"
+    assert format(0.125, ".2f") == "0.12" and format_number(0.125, ".2f") == "0.13"
+    assert format(2.675, ".2f") == "2.67" and format_number(2.675, ".2f") == "2.68"  # binary 2.67499999...
+    assert format_number(0.185, ".0%") == "19%" and format_number(0.5, ".0%") == "50%"
+    assert format_number(18.25, ".3g") == "18.3" and format_number(9.995, ".3g") == "10"
+    assert format_number(18.125, ".3e") == "1.813e+01" and format_number(1234567.0, ".3g") == "1.23e+06"
+    # not ties: exactly what format gives
+    for v in (0.5057, 123.4, 1e-7, -3.14159, 0.0, 266.0, 99999.0):
+        for spec in (".0f", ".2f", ".3g", ".4g", ".3e", ".1%"):
+            assert format_number(v, spec) == format(v, spec), (v, spec)
+    assert format_number(float("nan"), ".2f") == "nan" and format_number(float("inf"), ".3g") == "inf"
+    with pytest.raises(DeparaError, match="spec"):
+        format_number(1.0, "d")
+    # select's rounding: the value and its interval at the decimals the interval supports (here 0)
+    assert rounded(18.5, 17.0, 20.0) == ("19", "[17, 20]")
+    assert rounded(0.125, 0.0625, 0.1875) == ("0.13", "[0.06, 0.19]")
+    assert rounded(2.5) == ("2.5", "") and rounded(0.0012345) == ("0.00123", "")
+
+
 # ------------------------------------------------------------------------------------------------ coverage
 def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     rx, ry = stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1)

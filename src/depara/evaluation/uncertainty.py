@@ -27,6 +27,8 @@ numpy/scipy only.
 from __future__ import annotations
 
 import math
+import re
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from ..errors import DeparaError
 __all__ = ["LEVEL", "SHARE_MEANING", "half_samples", "rate_factor", "subsample_intervals", "rank_intervals",
            "recentred", "win_shares", "reliability", "decimals", "rounded", "BENCH_SCORER", "BENCH_RELIABILITY",
            "BENCH_LABEL_FREE_SCORER", "BENCH_RELIABILITY_LABEL_FREE",
-           "bench_phrase", "UNDEFINED"]
+           "bench_phrase", "UNDEFINED", "format_number"]
 
 #: The coverage of every interval select reports.
 LEVEL = 0.95
@@ -199,16 +201,44 @@ def decimals(lo: float, hi: float) -> int | None:
     return max(0, -math.floor(math.log10(half)))
 
 
+_NUMBER_SPEC = re.compile(r"\.(\d+)([efg%])")
+
+
+def format_number(value: float, spec: str) -> str:
+    """``format(value, spec)`` for a number a person reads, rounded half away from zero on the decimal digits
+    ``repr`` shows: 18.5 at ``.0f`` → "19", 0.125 at ``.2f`` → "0.13", 0.185 at ``.0%`` → "19%", where Python's
+    ``format`` rounds the binary value half to even ("18", "0.12", "18%"). The one rounding of the numbers in
+    select's sentence, tables and the HTML report; values that are not ties format exactly as ``format``.
+
+    spec : ``.N`` followed by ``f``, ``e``, ``g`` or ``%``. NaN and infinities format as ``format`` does.
+    """
+    m = _NUMBER_SPEC.fullmatch(spec)
+    if m is None:
+        raise DeparaError(f"spec: expected .N followed by f, e, g or %, got {spec!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        return format(v, spec)
+    n, kind = int(m.group(1)), m.group(2)
+    exact = Decimal(repr(v))  # the digits the value prints as, not its binary expansion
+    if kind in "f%":
+        scale = 100 if kind == "%" else 1
+        q = (exact * scale).quantize(Decimal(1).scaleb(-n), rounding=ROUND_HALF_UP)
+        return format(float(q) / scale, spec)  # q is no tie any more: format reproduces its digits
+    q = Context(prec=max(n, 1) + (kind == "e"), rounding=ROUND_HALF_UP).plus(exact)  # significant digits
+    return format(float(q), spec)
+
+
 def rounded(value: float, lo: float = float("nan"), hi: float = float("nan")) -> tuple[str, str]:
     """(value, interval) as text, rounded to what the interval supports (:func:`decimals`): ``0.5057`` with
     [0.4812, 0.5302] → ("0.51", "[0.48, 0.53]"). Without an interval the value keeps 3 significant digits and the
-    interval text is ""; an undefined value is "undefined"."""
+    interval text is ""; an undefined value is "undefined". Rounded half away from zero (:func:`format_number`)."""
     if not np.isfinite(value):
         return UNDEFINED, ""
     d = decimals(lo, hi)
     if d is None:
-        return f"{value:.3g}", ""
-    return f"{value:.{d}f}", f"[{lo:.{d}f}, {hi:.{d}f}]"
+        return format_number(value, ".3g"), ""
+    spec = f".{d}f"
+    return format_number(value, spec), f"[{format_number(lo, spec)}, {format_number(hi, spec)}]"
 
 
 #: The ranking scorer whose shares the benches measured: select's labels default (the rank average of the kNN
@@ -269,10 +299,11 @@ def bench_phrase(share: float, protocol: str = "finetune", scorer: str = BENCH_S
         for lo, hi, count, best, within1, regret in rows:
             if count and (lo <= share < hi or (hi == rows[-1][1] and share == hi)):
                 parts.append(f"{best} of {count} on {name}, {key.replace('_', '-')} truth (within 1 point "
-                             f"{within1}, mean regret {regret:.1f} points)")
+                             f"{within1}, mean regret {format_number(regret, '.1f')} points)")
     if not parts:
         return "probe resampling only, not a probability of transferring best"
     lo, hi = next((r[0], r[1]) for _, t in benches.values() for rows in t.values() for r in rows
                   if r[0] <= share < r[1] or (share == r[1] == rows[-1][1]))
-    return (f"probe resampling only; measured for {scorer}, candidates first in {lo:.0%}–{hi:.0%} of "
+    return (f"probe resampling only; measured for {scorer}, candidates first in {format_number(lo, '.0%')}–"
+            f"{format_number(hi, '.0%')} of "
             f"half-samples were truly best in " + "; ".join(parts))

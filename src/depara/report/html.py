@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from ..io.files import check_out_tree, ensure_dir, write_text
 from ..errors import DeparaError
-from ..evaluation.uncertainty import UNDEFINED
+from ..evaluation.uncertainty import UNDEFINED, format_number
 from ..io.escape import html_text, markdown_text, visible
 from ..io.readers import exists as _exists, loads_json, real_path as _real
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
@@ -316,8 +316,8 @@ def format_cell(value: Any) -> str:
     if math.isinf(number):
         return "inf" if number > 0 else "-inf"
     if number != 0 and (abs(number) >= 1e5 or abs(number) < 1e-3):
-        return f"{number:.3e}"
-    return f"{number:.4g}"
+        return format_number(number, ".3e")
+    return format_number(number, ".4g")
 
 
 def _as_number(text: str) -> int | float | None:

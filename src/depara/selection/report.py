@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..io.escape import csv_cell
-from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, rounded
+from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, format_number, rounded
 
 __all__ = ["sentence", "score_column", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
 
@@ -61,7 +61,7 @@ def sentence(sel: Any) -> str:
     if sel.tied:
         text += f"; tied with {_names(sel, sel.tied)} (equal {s}): too close to call"
     elif np.isfinite(share):
-        text += (f"; first in {share:.0%} of probe half-samples "
+        text += (f"; first in {format_number(share, '.0%')} of probe half-samples "
                  f"({bench_phrase(share, sel.settings.get('protocol', 'finetune'), s)})")
     close = [t for t in sel.too_close if t not in sel.tied]
     if close:
@@ -99,7 +99,7 @@ def top_rows(sel: Any, k: int = TOP) -> list[dict[str, Any]]:
         share = float(sel.shares[c])
         row: dict[str, Any] = {"rank": sel.rank_of(c) or "", "model": m, "layer": layer,
                                score_column(sel): f"{value} {interval}".strip(),
-                               SHARE_COLUMN: f"{share:.2f}" if np.isfinite(share) else ""}
+                               SHARE_COLUMN: format_number(share, ".2f") if np.isfinite(share) else ""}
         row.update({f"{p} rank": sel.rank_of(c, p) or "" for p in peers})
         rows.append(row)
     return rows

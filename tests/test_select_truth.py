@@ -291,3 +291,37 @@ def test_the_pick_sentence_and_table_round_half_away_from_zero():
                                   "first in 13% of probe half-samples")
     top = top_rows(sel)[0]
     assert top[SHARE_COLUMN] == "0.13" and top[f"{s} (95% interval)"] == "19 [17, 20]"
+
+
+def test_undefined_reads_the_same_in_every_select_output(tmp_path):
+    """One convention (docs/select.md, Output): an undefined number is ``nan`` in ranking.csv and reads
+    "undefined" wherever a person reads it (top.csv, the terminal table, the report); a rank that does not exist
+    is an empty cell in both CSVs."""
+    from unittest import mock
+
+    from _report_helpers import parse_page, table_for_file
+
+    s, p = "depara_labels_ped", "logme"
+    sel = Selection(candidates=[("a", "1"), ("a", "2"), ("b", "1")], scorers=[s, p], scorer=s,
+                    values={s: np.array([0.6, 0.4, np.nan]), p: np.array([1.0, np.nan, 0.5])},
+                    intervals={s: np.array([[0.5, 0.7], [0.3, 0.5], [np.nan, np.nan]]), p: np.full((3, 2), np.nan)},
+                    order=[0, 1, 2], p_best=0.8, too_close=[], case="labels",
+                    settings={"n_boot": 10, "protocol": "finetune", "half_sample_size": 5},
+                    models={"a": {"layers": ["1", "2"]}, "b": {"layers": ["1"]}},
+                    shares=np.array([0.8, 0.2, np.nan]), ranked=2)
+    with mock.patch("depara.selection.report._figure", _blank_png):
+        write_selection(sel, tmp_path)
+    with open(tmp_path / "top.csv", newline="", encoding="utf-8") as fh:
+        top = list(csv.DictReader(fh))
+    with open(tmp_path / "ranking.csv", newline="", encoding="utf-8") as fh:
+        ranking = list(csv.DictReader(fh))
+    assert (top[2]["rank"], top[2][f"{s} (95% interval)"], top[2][SHARE_COLUMN]) == ("", "undefined", "undefined")
+    assert top[1][f"{p} rank"] == "" and top[2][f"{p} rank"] == "2"
+    assert (ranking[2]["rank"], ranking[2][s], ranking[2]["p_best"]) == ("", "nan", "nan")
+    from depara.report.html import format_cell
+
+    page = parse_page(render_report(tmp_path).html)  # the report shows top.csv, each number through format_cell
+    shown = table_for_file(page, "top.csv")
+    cell = dict(zip([c["text"] for c in shown[0]], shown[3]))
+    assert cell[SHARE_COLUMN]["text"] == format_cell(ranking[2]["p_best"]) == "undefined"
+    assert cell["rank"]["text"] == format_cell(ranking[2]["rank"]) == ""

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..io.escape import csv_cell
-from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, format_number, rounded
+from ..evaluation.uncertainty import LEVEL, SHARE_MEANING, UNDEFINED, format_number, rounded
 
 __all__ = ["sentence", "score_column", "top_rows", "write_selection", "TOP", "SHARE_COLUMN", "FIGURE"]
 
@@ -88,7 +88,11 @@ def score_column(sel: Any) -> str:
 
 def top_rows(sel: Any, k: int = TOP) -> list[dict[str, Any]]:
     """The report's table: the first ``k`` candidates with rank, model, layer, the ranking score with its
-    interval (rounded), the share of half-samples won, and each other scorer's rank (1 = best by that scorer)."""
+    interval (rounded), the share of half-samples won, and each other scorer's rank (1 = best by that scorer).
+
+    Text as people read it: an undefined score or share is the word :data:`UNDEFINED` (as ``ranking.csv``'s
+    ``nan`` reads in the report), a rank that does not exist (undefined score) an empty cell (as in ``ranking.csv``).
+    """
     s = sel.scorer
     peers = [x for x in sel.scorers if x != s]
     rows = []
@@ -99,7 +103,7 @@ def top_rows(sel: Any, k: int = TOP) -> list[dict[str, Any]]:
         share = float(sel.shares[c])
         row: dict[str, Any] = {"rank": sel.rank_of(c) or "", "model": m, "layer": layer,
                                score_column(sel): f"{value} {interval}".strip(),
-                               SHARE_COLUMN: format_number(share, ".2f") if np.isfinite(share) else ""}
+                               SHARE_COLUMN: format_number(share, ".2f") if np.isfinite(share) else UNDEFINED}
         row.update({f"{p} rank": sel.rank_of(c, p) or "" for p in peers})
         rows.append(row)
     return rows

@@ -18,7 +18,7 @@ from depara.report.manifest import write_manifest
 
 from _report_helpers import (RANKING, assert_every_figure_embedded, assert_self_contained,
                              assert_table_matches_csv, embedded_images, find_table, make_demo_folder,
-                             make_rank_folder, parse_page, tiny_png, write_csv_rows)
+                             make_rank_folder, parse_page, table_for_file, tiny_png, write_csv_rows)
 
 
 @pytest.fixture()
@@ -286,3 +286,18 @@ def test_score_column_named_in_extra_gets_bars_and_numeric_pick_highlights(tmp_p
     _, classes = find_table(parse_page(folder / "report.html"), ["depth", "layer", "S_lam1", "acc"])
     assert classes == ["", "pick", ""]
     assert "primary_score" not in text
+
+
+def test_a_table_is_decoded_and_parsed_as_every_csv_depara_reads(rank_dir: Path) -> None:
+    """Tables go through the readers' decode_text and parse_csv_rows: a byte-order mark is dropped (not glued to
+    the first header), a Latin-1 table fails in their one line naming the table and the bad byte."""
+    text = (rank_dir / "matrix.csv").read_text(encoding="utf-8")
+    (rank_dir / "matrix.csv").write_bytes("\ufeff".encode() + text.encode())
+    page = parse_page(render_report(rank_dir).html)
+    assert [c["text"] for c in table_for_file(page, "matrix.csv")[0]] == ["", "a", "b"]
+    (rank_dir / "matrix.csv").write_bytes(b",caf\xe9,b\n")
+    with pytest.raises(DeparaError) as info:
+        render_report(rank_dir)
+    msg = str(info.value)
+    assert msg.startswith("table 'similarity_matrix' file ") and "matrix.csv: not UTF-8 text (invalid byte 0xe9 " \
+        "at offset 4)" in msg and "\n" not in msg

@@ -159,15 +159,21 @@ def read_text_file(path: str | os.PathLike, what: str = "file", *, max_bytes: in
 
 def read_csv_rows(path: str | os.PathLike, what: str = "CSV file") -> list[list[str]]:
     """All rows of a CSV file (Python's ``csv`` dialect, quoted fields allowed) through :func:`read_text_file`."""
+    p = Path(path)
+    return parse_csv_rows(read_text_file(p, what), f"{what} {p}")
+
+
+def parse_csv_rows(text: str, what: str) -> list[list[str]]:
+    """All rows of CSV ``text`` (Python's ``csv`` dialect): the one CSV parser of :func:`read_csv_rows` and of
+    tables read from a results folder (:mod:`depara.report.html`); a malformed table fails in one line naming
+    ``what``."""
     import csv
     import io
 
-    p = Path(path)
-    text = read_text_file(p, what)
     try:
         return list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as exc:
-        raise DeparaError(f"{what} {p}: not a readable CSV ({exc})") from None
+        raise DeparaError(f"{what}: not a readable CSV ({exc})") from None
 
 
 def read_csv_records(path: str | os.PathLike, what: str = "CSV file") -> list[dict[str, str]]:
@@ -201,5 +207,5 @@ def read_json_file(path: str | os.PathLike, what: str = "JSON file", *, max_byte
 
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_TEXT_BYTES", "json_depth", "loads_json", "read_json_file",
-           "read_bytes_limited", "decode_text", "read_text_file", "read_csv_rows", "read_csv_records", "real_path",
+           "read_bytes_limited", "decode_text", "read_text_file", "read_csv_rows", "parse_csv_rows", "read_csv_records", "real_path",
            "regular_file", "exists", "file_entry"]

@@ -32,8 +32,6 @@ Rows of a table whose first cell equals the pick are highlighted; in a table who
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import math
 import os
@@ -47,7 +45,7 @@ from ..io.files import check_out_tree, ensure_dir, write_text
 from ..errors import DeparaError
 from ..evaluation.uncertainty import UNDEFINED, format_number
 from ..io.escape import html_text, markdown_text, visible
-from ..io.readers import exists as _exists, loads_json, real_path as _real
+from ..io.readers import decode_text, exists as _exists, loads_json, parse_csv_rows, real_path as _real
 from .manifest import MANIFEST, MAX_MANIFEST_BYTES, read_manifest_bytes
 
 __all__ = ["ReportFiles", "Section", "Table", "load_results", "render_report", "render_html",
@@ -253,14 +251,8 @@ def _read_table(name: str, path: Path, root: Path, root_real: Path) -> Table:
     if path.suffix.lower() == ".json":
         header, rows = _json_table(loads_json(data, str(path)))
         return Table(name, path, header, rows, rel)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DeparaError(f"table {name!r} file {path}: not a readable CSV (not UTF-8 text)") from None
-    try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise DeparaError(f"table {name!r} file {path}: not a readable CSV ({exc})") from None
+    what = f"table {name!r} file {path}"
+    records = parse_csv_rows(decode_text(data, what), what)  # the readers' decoding and parsing, as every CSV
     if not records:
         return Table(name, path, [], [], rel)
     header, rows = records[0], records[1:]

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import DeparaError
+from ..estimators.checks import count
 from ..evaluation.uncertainty import LEVEL, SHARE_MEANING
 from ..io.escape import visible
 from ..options import (DEFAULT_BATCH_SIZE, DEFAULT_FEATURE_MEMORY_MB, DEFAULT_NODE_WEIGHT, MIN_IMAGES_PER_CLASS,
@@ -81,12 +82,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["select", "Selection", "DEFAULT_SCORER", "SCORERS", "GRAPH_OPTIONS", "PROTOCOLS", "LEVEL",
            "SHARE_MEANING", "LAM", "SCORES_VERSION"]
-
-def _check_int(value: Any, what: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise DeparaError(f"{what}: expected an integer >= {low}, got {value!r}")
-    return int(value)
-
 
 # =========================================================================================== the select job
 @dataclass
@@ -112,9 +107,9 @@ def _check_options(protocol: str, probes: Any, seed: Any, n_boot: Any, peer_boot
 
     if protocol not in PROTOCOLS:
         raise DeparaError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    ints = {"probes": _check_int(probes, "probes", 3), "seed": _check_int(seed, "seed", 0),
-            "n_boot": _check_int(n_boot, "n_boot", 0), "peer_boot": _check_int(peer_boot, "peer_boot", 0),
-            "batch_size": _check_int(batch_size, "batch_size", 1)}
+    ints = {"probes": count(probes, "probes", minimum=3), "seed": count(seed, "seed", minimum=0),
+            "n_boot": count(n_boot, "n_boot", minimum=0), "peer_boot": count(peer_boot, "peer_boot", minimum=0),
+            "batch_size": count(batch_size, "batch_size", minimum=1)}
     if ints["n_boot"] > MAX_BOOT:  # the resamples are held in memory: n_boot × N/2 indices and their values
         raise DeparaError(f"n_boot: expected an integer in 0..{MAX_BOOT}, got {ints['n_boot']}")
     ints["peer_boot"] = min(ints["n_boot"], ints["peer_boot"])  # at most n_boot: the peers' own half-samples

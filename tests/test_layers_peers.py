@@ -256,3 +256,13 @@ def test_demo_layers_tiny_writes_the_peer_comparison(depara_cache, tmp_path):
     transfer = read_csv(tmp_path / "demo" / "transfer_tenth.csv")
     assert [float(s["acc_tenth"]) for s in scores] == pytest.approx([float(t["test_acc"]) for t in transfer])
     assert (tmp_path / "peers" / "peer_layers.png").stat().st_size > 10_000
+
+
+def test_peers_summary_writes_numbers_as_every_report_does():
+    """An undefined τ reads "undefined" (the word of every table), numbers round half away from zero."""
+    from depara.benches.layers.peers import peers_summary
+
+    rows = [{"method": "logme", "family": "label", "kendall": 0.125, "pick_depth": 2, "regret": 0.00125},
+            {"method": "DEPARA V+E", "family": "depara", "kendall": float("nan"), "pick_depth": 1, "regret": 0.1}]
+    assert peers_summary({"tenth": rows}) == ("tenth: best agreement logme (Kendall τ 0.13, picks #2, loses 0.1 "
+                                              "pts); DEPARA V+E τ undefined")

@@ -35,6 +35,7 @@ from ...io.files import ensure_dir, read_csv, read_json, write_csv, write_json
 from ...errors import DeparaError
 from ...estimators.registry import estimator_names
 from ...evaluation.rank_quality import rank_quality
+from ...evaluation.uncertainty import UNDEFINED, format_number
 from ...estimators.scoring import ScoreTable, SourceInputs, score_sources
 from ...extraction.source_features import pool_features
 from ...report.manifest import writes_results_folder
@@ -333,7 +334,8 @@ def _accuracies(value) -> dict[int, float]:
 
 
 def _fmt(v: float, digits: int = 2) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    """A number of the summary line as every report writes it (half away from zero; NaN in the word "undefined")."""
+    return UNDEFINED if v is None or math.isnan(float(v)) else format_number(v, f".{digits}f")
 
 
 def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primary: str = "DEPARA V+E") -> str:
@@ -346,7 +348,7 @@ def peers_summary(evaluations: Mapping[str, Sequence[Mapping[str, Any]]], primar
         best = max(scored, key=lambda r: float(r["kendall"]))
         by = {r["method"]: r for r in rows}
         line = f"{name}: best agreement {best['method']} (Kendall τ {_fmt(best['kendall'])}, picks #{best['pick_depth']}"
-        line += f", loses {100 * best['regret']:.1f} pts)"
+        line += f", loses {_fmt(100 * best['regret'], 1)} pts)"
         for m in (primary, "logme"):
             if m in by and m != best["method"]:
                 line += f"; {m} τ {_fmt(by[m]['kendall'])}"

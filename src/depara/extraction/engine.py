@@ -47,6 +47,7 @@ import numpy as np
 
 from ..core.similarity_edges import pool_features
 from ..errors import DeparaError, exception_reason
+from ..estimators.checks import count
 from ..io.cluster import check_shared_store, connect, import_ray  # noqa: F401 - also this module's API
 
 ENGINES = ("local", "ray")
@@ -458,8 +459,7 @@ def extract_graphs(jobs: Sequence[Job], store: Any = None, *, engine: str = "loc
     jobs = _check_jobs(jobs)
     if engine not in ENGINES:
         raise DeparaError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-        raise DeparaError(f"max_retries: expected an integer >= 0, got {max_retries!r}")
+    max_retries = count(max_retries, "max_retries", minimum=0)
     shard_ranges(1, probes_per_task, 1)  # checks the value
     store = _open_store(store)
     if engine == "local":

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..errors import DeparaError, exception_reason
+from ..estimators.checks import count
 
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 #: Whole-model files read by their suffix (any other suffix: TorchScript, else a state dict).
@@ -104,8 +105,7 @@ def seeded(seed: int | None):
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DeparaError(f"seed: expected an integer >= 0, got {seed!r}")
+    seed = count(seed, "seed", minimum=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

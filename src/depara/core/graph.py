@@ -272,7 +272,7 @@ def read_graph_header(path: str | os.PathLike) -> GraphHeader:
 def parse_graph_header(fh: Any, p: Path, size: int) -> GraphHeader:
     """The validated header of the graph file open in ``fh`` (read from its start; ``size``: its byte count,
     ``p``: the name its errors give). :func:`read_graph_header` for a path; a bytes buffer in ``io.BytesIO``
-    works the same (:meth:`Graph.load` of bytes already read)."""
+    works the same (:meth:`Graph.from_bytes`)."""
     from ..io.readers import loads_json
 
     fh.seek(0)

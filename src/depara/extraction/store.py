@@ -38,8 +38,8 @@ and refuses such an entry with a one-line DeparaError instead. :meth:`GraphStore
 from __future__ import annotations
 
 import hashlib
-import json
 import io
+import json
 import logging
 import mmap as mmap_module
 import os

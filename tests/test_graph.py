@@ -290,6 +290,23 @@ def test_load_rejects_bad_files(tmp_path, case, pattern):
     assert "\n" not in message and str(path) in message
 
 
+@pytest.mark.parametrize("case", ["truncated", "truncated_header", "random", "empty", "npz", "plain", "shapes",
+                                  "ids", "version", "json"])
+def test_from_bytes_checks_as_load_does(tmp_path, case):
+    """Graph.from_bytes (the verified store's reader of bytes it hashed) refuses each bad file with load's own
+    one line, naming the file; a good file's bytes give the graph load gives."""
+    path = _write_bad_files(tmp_path)[case]
+    with pytest.raises(DeparaError) as want:
+        Graph.load(path)
+    with pytest.raises(DeparaError) as got:
+        Graph.from_bytes(path.read_bytes(), path)
+    assert str(got.value) == str(want.value)
+    g = _graph()
+    good = g.save(tmp_path / "g.safetensors")
+    h = Graph.from_bytes(np.frombuffer(good.read_bytes(), dtype=np.uint8), good)
+    assert h == g and h.probe_ids == g.probe_ids and h.meta == g.meta
+
+
 def test_import_depara_does_not_import_torch():
     import subprocess
 

@@ -301,3 +301,15 @@ def test_a_table_is_decoded_and_parsed_as_every_csv_depara_reads(rank_dir: Path)
     msg = str(info.value)
     assert msg.startswith("table 'similarity_matrix' file ") and "matrix.csv: not UTF-8 text (invalid byte 0xe9 " \
         "at offset 4)" in msg and "\n" not in msg
+
+
+def test_rank_pick_line_rounds_half_away_from_zero() -> None:
+    """`depara rank`'s sentence writes S, V and E as every report does: 0.28125 reads 0.2813, not 0.2812."""
+    from depara.core.similarity import RankRow
+    from depara.report.graph_files import pick_line
+
+    rows = [RankRow("normals", 0.40625, 0.28125, -0.00005), RankRow("depth", 0.1, 0.1, 0.1)]
+    assert pick_line(rows, "depth", 1.0) == "pick source 'normals' for target 'depth' (S = 0.4063 = V 0.2813 " \
+        "+ 1·E -0.0001)"
+    assert pick_line(rows, "depth", float("inf")) == "pick source 'normals' for target 'depth' (S = 0.4063, " \
+        "E -0.0001)"

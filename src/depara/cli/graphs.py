@@ -15,6 +15,7 @@ import typer
 from ..io.files import check_out_file, check_results_out, write_csv, write_json
 from ..errors import DeparaError
 from ..core.graph import Graph
+from ..evaluation.uncertainty import format_number
 from ..options import DEFAULT_LAMBDA, format_lam
 from .app import GRAPHS, app
 
@@ -73,9 +74,11 @@ def compare(
         table.add_row(terminal(name), *[format_cell(float(x)) for x in mats.S[i]])  # as every table: NaN in words
     console.print(table)
     i, j = most_similar_pair(mats)
-    v = f"V = {mats.V[i, j]:.4f}" if math.isfinite(mats.V[i, j]) else "V undefined (a graph without nodes)"
-    console.print(terminal(f"most similar pair: {names[i]} ~ {names[j]} (S = {mats.S[i, j]:.4f}, {v}, "
-                           f"E = {mats.E[i, j]:.4f})" + (f"; matrices written to {out}" if out is not None else "")))
+    v = f"V = {format_number(mats.V[i, j], '.4f')}" if math.isfinite(mats.V[i, j]) else \
+        "V undefined (a graph without nodes)"
+    console.print(terminal(f"most similar pair: {names[i]} ~ {names[j]} (S = {format_number(mats.S[i, j], '.4f')}, "
+                           f"{v}, E = {format_number(mats.E[i, j], '.4f')})"
+                           + (f"; matrices written to {out}" if out is not None else "")))
 
 
 def _source_files(sources: Path, target: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..core.similarity import RankRow, SimilarityMatrices
+from ..evaluation.uncertainty import format_number
 
 __all__ = ["most_similar_pair", "write_similarity_csv", "ranking_table", "pick_line", "ranking_document",
            "write_rank_results"]
@@ -45,10 +46,10 @@ def ranking_table(rows: Sequence[RankRow]) -> list[dict[str, Any]]:
 def pick_line(rows: Sequence[RankRow], target_name: str, lam: float) -> str:
     """One line: the source to pick for the target and its S = V + λ·E."""
     best = rows[0]
+    s, v, e = (format_number(x, ".4f") for x in (best.S, best.V, best.E))  # half away from zero, as every report
     if math.isinf(lam) or math.isnan(best.V):  # the edge term alone (λ = ∞) or a node-less graph
-        return f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f}, E {best.E:.4f})"
-    return (f"pick source '{best.name}' for target '{target_name}' (S = {best.S:.4f} = V {best.V:.4f} "
-            f"+ {lam:g}·E {best.E:.4f})")
+        return f"pick source '{best.name}' for target '{target_name}' (S = {s}, E {e})"
+    return f"pick source '{best.name}' for target '{target_name}' (S = {s} = V {v} + {lam:g}·E {e})"
 
 
 def ranking_document(rows: Sequence[RankRow], *, target: str, target_name: str, lam: float, n_probes: int

@@ -186,7 +186,6 @@ class Measured:
     """What steps 3 and 4 produce: the truth per protocol (mean over seeds and per seed), every scorer's scores,
     the rows of the truth and score tables, the scoring information per target and the compute costs."""
 
-    truth: dict = field(default_factory=lambda: {p: {} for p in PROTOCOLS})
     per_seed: dict = field(default_factory=lambda: {p: {} for p in PROTOCOLS})
     scores: dict = field(default_factory=dict)
     score_info: dict = field(default_factory=dict)
@@ -194,6 +193,11 @@ class Measured:
     score_rows: list = field(default_factory=list)
     costs: dict = field(default_factory=lambda: {"gt_seconds": 0.0, "scoring_seconds": 0.0, "frozen_seconds": 0.0,
                                                  "peers_seconds": 0.0})
+
+    @property
+    def truth(self) -> dict:
+        """The truth per protocol and target: the mean over seeds of ``per_seed`` (seeds × sources)."""
+        return {p: {t: a.mean(axis=0) for t, a in by_target.items()} for p, by_target in self.per_seed.items()}
 
 
 def load_pools(sc: Scale, scale: str, say) -> tuple[dict, dict]:
@@ -226,7 +230,6 @@ def measure_truth(m: Measured, t: str, pool, splits, seeds, zoo, cfg: TruthConfi
             bar.update(1)
     for p in PROTOCOLS:
         m.per_seed[p][t] = acc[p]
-        m.truth[p][t] = acc[p].mean(axis=0)
 
 
 def score_cached(m: Measured, sc: Scale, t: str, pool, train, nets: dict, zoo_key: str, defaults: Defaults,

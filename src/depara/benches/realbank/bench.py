@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json
+from ...io.files import default_cache_dir, ensure_dir, write_csv, write_json, write_text
 from ...io.progress import progress_bar
 from ...extraction.threads import cpu_threads
 from ...report.manifest import writes_results_folder
@@ -384,7 +384,7 @@ def _run(scale: str, out: Path, *, seed: int, cache_dir, progress: bool, default
     write_tables(m, out, tables, per_target_all, sources, infos, pools)
     figures = draw_figures(m, out, sources, summary_by_protocol, winners, per_target_all)
     if defaults_file is None:
-        (out / "frozen_defaults.toml").write_text(defaults_toml(defaults), encoding="utf-8")
+        write_text(out / "frozen_defaults.toml", defaults_toml(defaults))
     else:
         shutil.copyfile(defaults_file, out / "frozen_defaults.toml")
     costs = m.costs

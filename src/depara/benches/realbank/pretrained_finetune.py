@@ -4,7 +4,7 @@ For each source the spatial output of one cached layer (:data:`CUTS`: the second
 later point where the top part under it was too expensive) is extracted once per image set and cached; the
 network's modules between that output and the deepest candidate layer (the **top part**), plus a linear head on
 the globally average-pooled output, are then fine-tuned from the pretrained weights (deep-copied per run) for a
-fixed budget of AdamW steps on the train images of the bank's own per-seed split
+fixed budget of Adam steps on the train images of the bank's own per-seed split
 (:meth:`~.pretrained_bench.BenchConfig.split`), and scored by test accuracy. The model truth under fine-tuning of
 a (target, source) is that accuracy, per seed (the bank's evaluation takes the mean over seeds).
 
@@ -34,7 +34,9 @@ from ...extraction.extract import capture_features
 from ..taskbank.cache import fingerprint, load_json_entry, load_tensors_entry, save_json_entry, save_tensors_entry
 from . import pretrained as P
 from . import rule as R
+from .models import fresh_head
 from .pretrained_bench import HIRES, IMAGE_SETS, BenchConfig, Target
+from .truth import train_and_test
 
 VERSION = 1
 
@@ -67,11 +69,10 @@ CUTS: dict[str, Cut] = {
 class FinetuneConfig:
     """The fine-tuning budget (the cache keys hold it)."""
 
-    steps: int = 60
-    batch_size: int = 32
-    lr_top: float = 1e-3
-    lr_head: float = 1e-2
-    weight_decay: float = 1e-4
+    steps: int = 28
+    batch_size: int = 16
+    lr_top: float = 3e-5
+    lr_head: float = 3e-3
 
 
 # ----------------------------------------------------------------------------------------------------- cutting
@@ -167,48 +168,22 @@ def cached_input(source: str, image_set: str, cache_dir: Path, *, model=None,
 
 
 # ----------------------------------------------------------------------------------------------------- training
-class Finetuned(nn.Module):
-    """A top part followed by global average pooling and a linear head."""
-
-    def __init__(self, top: nn.Module, width: int, n_classes: int):
-        super().__init__()
-        self.top = top
-        self.head = nn.Linear(width, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.top(x).flatten(2).mean(dim=2))
-
-
 def finetune(top: nn.Module, x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor, y_test: np.ndarray,
              cfg: FinetuneConfig, seed: int) -> float:
-    """Test accuracy after fine-tuning a deep copy of ``top`` plus a new linear head on (x_train, y_train) for
-    ``cfg.steps`` AdamW steps (mini-batches drawn by ``seed``; the whole model in eval mode throughout: frozen
-    BatchNorm statistics, no dropout; every parameter trained). Tensors and modules in the channels-last memory
-    format (oneDNN's convolutions run faster on it on CPUs)."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    """Test accuracy after fine-tuning a deep copy of ``top`` and a fresh seeded head
+    (:func:`.models.fresh_head`: pooling, standardising BatchNorm, linear) on (x_train, y_train) for ``cfg.steps``
+    Adam steps by the real-image bank's one fine-tuning loop (:func:`.truth.train_and_test`: the top part in eval
+    mode, so its BatchNorm statistics stay frozen while every parameter trains). Tensors and modules in the
+    channels-last memory format (oneDNN's convolutions run faster on it on CPUs)."""
     fmt = torch.channels_last
-    top = copy.deepcopy(top).to(memory_format=fmt)
+    top = copy.deepcopy(top).to(memory_format=fmt).eval()
     x_train, x_test = x_train.contiguous(memory_format=fmt), x_test.contiguous(memory_format=fmt)
-    for p in top.parameters():
-        p.requires_grad_(True)
     with torch.no_grad():
-        width = top.eval()(x_train[:1]).shape[1]
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
-    model = Finetuned(top, width, n_classes)
-    opt = torch.optim.AdamW([{"params": model.top.parameters(), "lr": cfg.lr_top},
-                             {"params": model.head.parameters(), "lr": cfg.lr_head}], weight_decay=cfg.weight_decay)
-    yt = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
-    model.eval()
-    for _ in range(cfg.steps):
-        idx = torch.randint(0, len(yt), (min(cfg.batch_size, len(yt)),), generator=gen)
-        loss = nn.functional.cross_entropy(model(x_train[idx]), yt[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        pred = torch.cat([model(x_test[i:i + 64]).argmax(1) for i in range(0, len(x_test), 64)]).numpy()
-    return float(np.mean(pred == np.asarray(y_test)))
+        width = top(x_train[:1]).shape[1]
+    n_classes = int(max(np.max(y_train), np.max(y_test))) + 1
+    head = fresh_head(width, n_classes, seed)
+    return train_and_test(top, head, x_train, y_train, x_test, y_test, steps=cfg.steps, lr_upper=cfg.lr_top,
+                          lr_head=cfg.lr_head, batch=cfg.batch_size, seed=seed)
 
 
 def finetune_truth(target: Target, source: str, x: torch.Tensor, y: np.ndarray, cfg: BenchConfig,

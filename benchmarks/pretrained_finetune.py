@@ -14,6 +14,7 @@ reliability and noise ceiling, and its agreement with the linear-probe truth. --
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import subprocess
 import time
@@ -28,6 +29,7 @@ from depara.benches.realbank import pretrained_finetune as F
 from depara.benches.realbank import rule as R
 from depara.benches.realbank.evaluation import (bootstrap_columns, paired_difference, random_expectation, rank_rows,
                                                 seed_ceiling, split_half_reliability)
+from depara.benches.realbank.truth import linear_probe
 from depara.io.files import write_csv, write_json, write_text
 
 ROUND5 = R.Candidate(("DEPARA-label [knn k=√N, standardised]", "PED"), "below")
@@ -58,6 +60,21 @@ def finetune_all(cache: Path, cfg: B.BenchConfig, ft: F.FinetuneConfig, seeds: i
             log(f"{source} on {target.name}: {np.mean(acc):.3f} ± {np.std(acc):.3f} "
                 f"({sum(out[target.name][source]['seconds']):.0f} CPU s, load {load_avg()})")
     return out
+
+
+def linear_probe_cpu_seconds(cache: Path, cfg: B.BenchConfig, seeds: int, sources, targets) -> float:
+    """CPU seconds of the linear-probe truth on the same (target, source, seed) runs, every candidate layer,
+    re-measured here at the fine-tuning run's load (the cached truth records wall seconds of another run)."""
+    t0 = time.process_time()
+    for target in targets:
+        y = target.labels(B.IMAGE_SETS[target.image_set]()[1])
+        for source in sources:
+            feats = B.features(source, target.image_set, cache)
+            for seed in range(seeds):
+                sp = cfg.split(y, seed)
+                for f in feats.values():
+                    linear_probe(f[sp.train], y[sp.train], f[sp.test], y[sp.test], c=cfg.lp_c)
+    return time.process_time() - t0
 
 
 def reference_rows(ft: dict, lp_truth: dict, sources) -> dict:
@@ -142,11 +159,16 @@ def main(argv=None) -> int:
     comparisons = [paired(per_cand, a, b) for a, b in ((ROUND5, LOGME), (KNN_MEMBER, LOGME), (ROUND4, LOGME),
                                                        (ROUND5, KNN_MEMBER), (ROUND5, ROUND4))]
     ft_seconds = sum(sum(v["seconds"]) for t in ft for v in ft[t].values())
+    lp_seconds = linear_probe_cpu_seconds(args.cache, cfg, args.seeds, sources, targets)
     manifest = {"command": "python benchmarks/pretrained_finetune.py " + " ".join(argv or __import__("sys").argv[1:]),
                 "sources": sources, "targets": [t.name for t in targets], "seeds": args.seeds,
                 "bank_config": cfg.__dict__, "finetune_config": ft_cfg.__dict__,
                 "cuts": {s: F.CUTS[s].__dict__ for s in sources}, "finetune_cpu_seconds": ft_seconds,
                 "finetune_cpu_seconds_per_source": {s: sum(sum(ft[t][s]["seconds"]) for t in ft) for s in sources},
+                "linear_probe_cpu_seconds_same_runs_4_layers": lp_seconds,
+                "cut_extraction_wall_seconds": {s: sum(json.loads(p.read_text())["payload"]["seconds"]
+                                                       for p in (args.cache / "cut" / s).glob("*.json"))
+                                                for s in sources},
                 "wall_seconds": time.perf_counter() - t0, "process_cpu_seconds": time.process_time() - c0,
                 "load_at_start": load0, "load_at_end": load_avg(), "python": platform.python_version(),
                 "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),

@@ -1,12 +1,13 @@
 """Fine-tuning ground truth of the pretrained bank, on cached lower-stage outputs.
 
-For each source the spatial output of one cached layer (:data:`CUTS`: the second-deepest candidate layer, or a
-later point where the top part under it was too expensive) is extracted once per image set and cached; the
-network's modules between that output and the deepest candidate layer (the **top part**), plus a linear head on
-the globally average-pooled output, are then fine-tuned from the pretrained weights (deep-copied per run) for a
-fixed budget of Adam steps on the train images of the bank's own per-seed split
-(:meth:`~.pretrained_bench.BenchConfig.split`), and scored by test accuracy. The model truth under fine-tuning of
-a (target, source) is that accuracy, per seed (the bank's evaluation takes the mean over seeds).
+For each source the spatial output of one cached layer (:data:`CUTS`: the second-deepest candidate layer of every
+source) is extracted once per image set and cached; the network's modules between that output and the deepest
+candidate layer (the **top part**) and a fresh head on the globally average-pooled output (standardising
+BatchNorm + linear, :func:`.models.fresh_head`) are then fine-tuned from the pretrained weights (deep-copied per
+run) for a fixed budget of Adam steps (:class:`FinetuneConfig`) on the train images of the bank's own per-seed
+split (:meth:`~.pretrained_bench.BenchConfig.split`), and scored by test accuracy. The model truth under
+fine-tuning of a (target, source) is that accuracy, per seed (the bank's evaluation takes the mean over seeds).
+No augmentation: the cached tensors are fixed.
 
 BatchNorm stays in eval mode (frozen running statistics; its affine weights are trained): the batches are small
 (:data:`FinetuneConfig.batch_size`) and the pools have 150–400 images, so batch statistics would be noisy and would
@@ -54,14 +55,21 @@ class Cut:
 #: source → its cut (every cached layer is the source's second-deepest candidate layer)
 CUTS: dict[str, Cut] = {
     "mobilenet_v2-imagenet": Cut("features.13", "features.18",
-                                 "features.14–18: 4 inverted-residual blocks + the 1×1 conv to 1280 (7×7)"),
-    "efficientnet_lite1-imagenet": Cut("blocks.4", "bn2", "blocks.5–6 (5 MBConv blocks), conv_head, bn2 (8×8)"),
-    "efficientnet_lite2-imagenet": Cut("blocks.4", "bn2", "blocks.5–6 (6 MBConv blocks), conv_head, bn2 (9×9)"),
+                                 "features.14–18: 4 inverted-residual blocks and the 1×1 conv to 1280 channels "
+                                 "(14×14 → 7×7)"),
+    "efficientnet_lite1-imagenet": Cut("blocks.4", "bn2", "blocks.5 (5 MBConv blocks), blocks.6 (1), conv_head, bn2 "
+                                                          "(15×15 → 8×8)"),
+    "efficientnet_lite2-imagenet": Cut("blocks.4", "bn2", "blocks.5 (5 MBConv blocks), blocks.6 (1), conv_head, bn2 "
+                                                          "(17×17 → 9×9)"),
     "pplcnet-doc-orientation": Cut("HardSwish/22", "HardSwish/26",
-                                   "the last 2 depthwise-separable blocks with SE (ONNX graph nodes 22–26; 7×7)"),
-    "craft-vgg16bn-text": Cut("features.29", "features.38", "conv5_1–5_3 with BN + ReLU after the 4th max-pool (8×8)"),
+                                   "the last 2 depthwise-separable blocks with squeeze-excitation (graph nodes Conv/23 "
+                                   "to HardSwish/26; 14×14 → 7×7)"),
+    "craft-vgg16bn-text": Cut("features.29", "features.38",
+                              "features.30–38: conv4_3, pool4, conv5_1, conv5_2 with their BatchNorms (16×16 → 8×8)"),
     "yolox-captcha-det": Cut("Concat_128", "Concat_141",
-                             "the dark5 CSP block's last convs and the SPP pooling (ONNX nodes 128–141; 13×13)"),
+                             "the dark4 CSP block's output 1×1 conv, dark5's 3×3 stride-2 conv and the SPP's 1×1 "
+                             "conv, each with SiLU, and the SPP max-pools (graph nodes Conv_129 to Concat_141; "
+                             "26×26 → 13×13)"),
 }
 
 
@@ -191,7 +199,8 @@ def finetune_truth(target: Target, source: str, x: torch.Tensor, y: np.ndarray, 
     """{'accuracy': per-seed fine-tuned test accuracies, 'seconds': per-seed CPU seconds} of ``source`` on
     ``target`` (cached under ``finetune/<target>/<source>.json``), on the bank's split of each seed."""
     spec = P.get_source(source)
-    key = fingerprint({"source": P.source_version(spec), "target": target.name, "cut": CUTS[source].__dict__,
+    cut = CUTS[source]
+    key = fingerprint({"source": P.source_version(spec), "target": target.name, "cut": [cut.cached, cut.top],
                        "n_train": cfg.n_train, "n_test": cfg.n_test, "ft": ft.__dict__, "hires": HIRES,
                        "v": VERSION})
     path = Path(cache_dir) / "finetune" / target.name / f"{source}.json"

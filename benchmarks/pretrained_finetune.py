@@ -211,7 +211,7 @@ def _ci(row: dict, m: str, digits: int = 2) -> str:
 def table(rows: list[dict], refs: dict, comparisons: list[dict], manifest: dict) -> str:
     mean = lambda k: float(np.nanmean([v[k] for v in refs.values()]))  # noqa: E731
     lines = [f"Fine-tuning truth: {len(refs)} targets, {len(manifest['sources'])} sources, {manifest['seeds']} seeds, "
-             f"{manifest['finetune_config']['steps']} AdamW steps of batch {manifest['finetune_config']['batch_size']}"
+             f"{manifest['finetune_config']['steps']} Adam steps of batch {manifest['finetune_config']['batch_size']}"
              f"; {manifest['finetune_cpu_seconds']:.0f} CPU s of fine-tuning (load {manifest['load_at_start']} → "
              f"{manifest['load_at_end']}). Means over targets with 95 % bootstrap intervals over targets; peers at "
              "their best read under this truth (chosen here, so optimistic), the defaults at their own read.", "",

@@ -36,6 +36,7 @@ ROUND5 = R.Candidate(("DEPARA-label [knn k=√N, standardised]", "PED"), "below"
 KNN_MEMBER = R.Candidate(("DEPARA-label [knn k=√N, standardised]",), "below")
 ROUND4 = R.Candidate((PB.ROUND4,), "below")
 LOGME = R.Candidate(("LogME",), "below")
+LOGME_LAST = R.Candidate(("LogME",), "last")
 MEASURES = ("model_wtau", "model_kendall", "model_regret")
 
 
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
     per_cand = judge(ft, scores, sources, PB.candidates(scorers))
     refs = reference_rows(ft, lp_truth, sources)
     summary = summarise(per_cand, lp_per_cand)
-    comparisons = [paired(per_cand, a, b) for a, b in ((ROUND5, LOGME), (KNN_MEMBER, LOGME), (ROUND4, LOGME),
-                                                       (ROUND5, KNN_MEMBER), (ROUND5, ROUND4))]
+    pairs = [(a, b) for b in (LOGME, LOGME_LAST) for a in (ROUND5, KNN_MEMBER, ROUND4)]
+    comparisons = [paired(per_cand, a, b) for a, b in pairs + [(ROUND5, KNN_MEMBER), (ROUND5, ROUND4)]]
     ft_seconds = sum(sum(v["seconds"]) for t in ft for v in ft[t].values())
     lp_seconds = linear_probe_cpu_seconds(args.cache, cfg, args.seeds, sources, targets)
     manifest = {"command": "python benchmarks/pretrained_finetune.py " + " ".join(argv or __import__("sys").argv[1:]),
@@ -196,7 +197,7 @@ def report(out: Path, ft, lp_truth, sources, per_cand, refs, summary, comparison
 def key_rows(summary: list[dict]) -> list[dict]:
     """The defaults, every peer and baseline at its best read under fine-tuning truth, and LogME @ below."""
     by = {r["candidate"]: r for r in summary}
-    names = [ROUND5.name, KNN_MEMBER.name, ROUND4.name, LOGME.name]
+    names = [ROUND5.name, KNN_MEMBER.name, ROUND4.name, LOGME.name, LOGME_LAST.name]
     for scorer in [*PB.PEERS_IN_COMBOS, PB.KNN, "static prior: parameters", "static prior: own-task top-1"]:
         best = max((by[f"{scorer} @ {r}"] for r in R.READS), key=lambda row: row["model_wtau"])
         if best["candidate"] not in names:

@@ -78,6 +78,14 @@ def linear_probe_cpu_seconds(cache: Path, cfg: B.BenchConfig, seeds: int, source
     return time.process_time() - t0
 
 
+def costs(cache: Path, lp_truth: dict, ft_seconds: float, seeds: int) -> list[dict]:
+    """Each scorer's and the linear-probe truth's seconds as the bank's cache records them (pretrained_bank.costs:
+    wall seconds of the run that filled the cache), and as a share of the fine-tuning truth's CPU seconds."""
+    rows = [{"scorer": f"fine-tuning truth ({seeds} seeds, CPU s)", "seconds": ft_seconds, "share_of_truth": np.nan}]
+    rows += PB.costs(cache, lp_truth)
+    return [{**r, "share_of_finetune_truth": r["seconds"] / ft_seconds} for r in rows]
+
+
 def reference_rows(ft: dict, lp_truth: dict, sources) -> dict:
     """Per target: the fine-tune truth's split-half reliability and noise ceiling, random, and its agreement with
     the linear-probe truth (that truth used as the scores: best layer, and the deepest layer)."""
@@ -175,6 +183,7 @@ def main(argv=None) -> int:
                 "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
                 "n_candidates": len(per_cand)}
     report(args.out, ft, lp_truth, sources, per_cand, refs, summary, comparisons, manifest)
+    write_csv(args.out / "costs.csv", costs(args.cache, lp_truth, ft_seconds, args.seeds))
     log(f"done: {ft_seconds:.0f} CPU s of fine-tuning, {len(per_cand)} candidates")
     return 0
 

@@ -222,8 +222,8 @@ def table(rows: list[dict], refs: dict, comparisons: list[dict], manifest: dict)
     mean = lambda k: float(np.nanmean([v[k] for v in refs.values()]))  # noqa: E731
     lines = [f"Fine-tuning truth: {len(refs)} targets, {len(manifest['sources'])} sources, {manifest['seeds']} seeds, "
              f"{manifest['finetune_config']['steps']} Adam steps of batch {manifest['finetune_config']['batch_size']}"
-             f"; {manifest['finetune_cpu_seconds']:.0f} CPU s of fine-tuning (load {manifest['load_at_start']} → "
-             f"{manifest['load_at_end']}). Means over targets with 95 % bootstrap intervals over targets; peers at "
+             f"; {manifest['finetune_cpu_seconds']:.0f} CPU s of fine-tuning, summed over the cached per-seed records "
+             f"(this run, at load {manifest['load_at_start']} → {manifest['load_at_end']}, read them). Means over targets with 95 % bootstrap intervals over targets; peers at "
              "their best read under this truth (chosen here, so optimistic), the defaults at their own read.", "",
              "| scorer @ layer read | models: weighted τ | models: Kendall τ | models: regret (points) "
              "| linear-probe truth: weighted τ |", "|---|---|---|---|---|"]

@@ -95,9 +95,15 @@ class Net(nn.Module):
         """A fresh classifier for ``n_classes`` (seeded) replacing the source head: pooled features standardised
         by a BatchNorm without affine parameters, then linear (so the head learns at the same pace whatever the
         scale of the source's features, as the standardised linear probe does)."""
-        torch.manual_seed(seed)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(4 * self.width, affine=False),
-                                  nn.Linear(4 * self.width, n_classes))
+        self.head = fresh_head(4 * self.width, n_classes, seed)
+
+
+def fresh_head(width: int, n_classes: int, seed: int) -> nn.Sequential:
+    """A seeded classifier on N×``width``×H×W maps: global average pooling, a BatchNorm without affine parameters
+    (standardises the pooled features), then linear — the fine-tuning head of the real-image banks."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.BatchNorm1d(width, affine=False),
+                         nn.Linear(width, n_classes))
 
 
 @torch.no_grad()

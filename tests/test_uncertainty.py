@@ -267,7 +267,7 @@ def test_bench_phrase_quotes_the_bin_of_the_share(monkeypatch):
                           "linear_probe": ((0.0, 0.5, 10, 0, 1, 4.0), (0.5, 1.0, 4, 2, 2, 1.0))}),
         "b": ("bench B", {"linear_probe": ((0.0, 0.5, 20, 2, 3, 2.0), (0.5, 1.0, 5, 1, 2, 0.75))})})
     phrase = U.bench_phrase(1.0, "finetune")  # 1.0 falls in the last, closed bin; bench B has linear probe only
-    assert phrase == ("probe resampling only; measured for depara_labels_ped, candidates first in 50%–100% of "
+    assert phrase == ("probe resampling only; measured for depara_labels_logme, candidates first in 50%–100% of "
                       "half-samples were truly best in 3 of 4 on bench A, fine-tune truth (within 1 point 4, mean "
                       "regret 0.5 points); 1 of 5 on bench B, linear-probe truth (within 1 point 2, mean regret "
                       "0.8 points)")

@@ -188,7 +188,7 @@ def main(argv=None) -> int:
 def key_candidates(per: dict, results: dict, chosen: R.Candidate, frozen: R.Candidate) -> list[R.Candidate]:
     """The rows a reader needs: the rule's choice, the frozen candidate and its parts, the round-5 default and its
     member, the round-4 member, LogME / PED / k-NN accuracy at their best read (by the two-bench score) first,
-    then at the other reads."""
+    then at the other reads; last, the rule's choice's parts."""
     every = {c.name: c for c in per["realbank32"]}
     two = lambda c: R.two_bench_score(per["pretrained"][c], per["realbank32"][c])  # noqa: E731
     names = [chosen.name, frozen.name, *(f"{p} @ {frozen.read}" for p in frozen.parts), ROUND5.name,
@@ -196,6 +196,7 @@ def key_candidates(per: dict, results: dict, chosen: R.Candidate, frozen: R.Cand
     for scorer in ("LogME", "PED", PB.KNN):
         best = max((every[f"{scorer} @ {r}"] for r in R.READS), key=two).name
         names += [best, *(f"{scorer} @ {r}" for r in R.READS if f"{scorer} @ {r}" != best)]
+    names += [f"{p} @ {chosen.read}" for p in chosen.parts]  # last: the intervals' draws of the rows above stay
     return [every[n] for n in dict.fromkeys(names)]
 
 

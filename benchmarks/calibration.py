@@ -5,18 +5,19 @@ close to call", on the benches with measured truth.
                                      [--benches pretrained_bank,realbank] [--out benchmarks/results/calibration]
 
 The scorer measured is the one ``depara select`` ships for the labels case (``depara.selection.scorers.
-LABELS_DEFAULT``: the rank average of the kNN label-graph score and PED), with select's own code
+LABELS_DEFAULT``: the rank average of the kNN label-graph score and LogME), with select's own code
 (:mod:`depara.benches.calibration`): every candidate scored on the target's probes and on ``--n-rep`` stratified
 half-samples, the rank average formed on each, then select's intervals, shares won and too-close set.
 
 * ``pretrained_bank`` (real pretrained networks; ``benchmarks/pretrained_bank.py``'s cache PCACHE, read only):
   9 targets; the candidates are every (source, candidate layer) pair, ranked jointly as select ranks
   (model, layer) candidates; probes: the seed-0 train images the bank's scorers see; truth: the seed-mean
-  linear-probe accuracy of each pair (10 seeds). **In-sample**: the default was chosen on this bench.
+  linear-probe accuracy of each pair (10 seeds). **In-sample**: the default was chosen on this bench (round 6, with
+  the 32-px bank).
 * ``realbank`` (the trained-here 32-px bank, ``depara bench realbank --scale default``; zoo from CACHE, truth from
   the results folder BANK, default the committed ``benchmarks/results/realbank_default``): 16 targets, 12 sources
-  at the frozen layer, the frozen probe subset; truth per protocol (linear probe, fine-tune; 3 seeds). Out of
-  sample for this default.
+  at the frozen layer, the frozen probe subset; truth per protocol (linear probe, fine-tune; 3 seeds).
+  **In-sample** for the round-6 default (chosen on it and the pretrained bank).
 * ``taskbank`` (the procedural task bank, ``depara bench taskbank --scale SCALE --cache TCACHE``; networks and
   measured transfers read from TCACHE, never retrained): a target *model* and no labels, so the scorer measured is
   select's label-free default (``depara_e``: DEPARA's edge term against the target task's encoder, λ = ∞), on the
@@ -59,7 +60,7 @@ from depara.benches import calibration as C  # noqa: E402
 
 DEFAULT_BANK = ROOT / "benchmarks" / "results" / "realbank_default"
 BENCHES = ("pretrained_bank", "realbank")
-TITLES = {"pretrained_bank": "pretrained bank (in-sample)", "realbank": "32-px real bank (out of sample)"}
+TITLES = {"pretrained_bank": "pretrained bank (in-sample)", "realbank": "32-px real bank (in-sample)"}
 
 
 def keep_path(keep: Path | None, bench: str, target: str, n_rep: int, seed: int) -> Path | None:

@@ -31,7 +31,7 @@ STAGES = ("stage1", "stage2", "stage3")
 
 
 @torch.no_grad()
-def _stage_features(body, x: np.ndarray) -> dict[str, torch.Tensor]:
+def stage_features(body, x: np.ndarray) -> dict[str, torch.Tensor]:
     outs = {s: [] for s in STAGES}
     for i in range(0, len(x), 256):
         h = torch.from_numpy(x[i:i + 256])
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
             pick = np.sort(np.random.default_rng([args.seed, 17]).permutation(len(y0))[:sc.n_probe])
             fr = probe_rows(len(y0), sc.n_probe, dflt.probes, args.seed)
             for n, net in nets.items():
-                feats = _stage_features(net.body, pool.x)
+                feats = stage_features(net.body, pool.x)
                 acc = stage_accuracies(feats, pool, splits)
                 scores = stage_scores(feats, tr0, y0, pick, fr, dflt)
                 rows.append({"target": t, "source": n, **{f"acc_{s}": float(np.mean(acc[s])) for s in STAGES},

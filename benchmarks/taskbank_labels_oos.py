@@ -2,10 +2,11 @@
 
     nice -n 10 python benchmarks/taskbank_labels_oos.py --cache DIR [--out benchmarks/results/taskbank_default]
 
-Of the bank's 13 targets, 2 have class labels (``count``, ``shape``); on them the round-5 labels default
-``depara_labels_ped`` (the mean of the ``depara_labels`` and ``ped`` ranks across the 14 candidate sources), its kNN
-member alone, the round-4 default's member (label graph compared per probe, flattened, centred), leave-one-out k-NN
-accuracy and LogME score every source from its representation of the target's limited labelled set, exactly as
+Of the bank's 13 targets, 2 have class labels (``count``, ``shape``); on them the round-6 labels default
+``depara_labels_logme`` (the mean of the ``depara_labels`` and ``logme`` ranks across the 14 candidate sources), its
+kNN member alone, the round-5 default ``depara_labels_ped`` (its kNN k = ⌊√N⌋ standardised member and ``ped``) and
+its member alone, the round-4 default's member (label graph compared per probe, flattened, centred), leave-one-out
+k-NN accuracy, PED and LogME score every source from its representation of the target's limited labelled set, exactly as
 the bank's label-based scores are made (:func:`depara.benches.taskbank.bench.label_based_scores`: the flattened
 ``rep`` output). The task networks are trained into ``--cache`` (or read from it). When they are the committed
 run's (LogME on the 2 targets equal to the committed ``matrices/label__LogME.csv``) the scores are judged against
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 OUT = ROOT / "benchmarks" / "results" / "taskbank_default"
 ROUND4 = {"edge_comparison": "per_probe", "edge_features": "flat", "edge_scale": "centred"}
+#: The round-5 member (knn at k = ⌊√N⌋ of pooled, standardised features), kept as its own row beside round 6's.
+ROUND5 = {"edge_comparison": "knn", "edge_features": "pooled", "edge_scale": "standardised"}
 
 
 def target_scores(features: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, dict[str, float]]:
@@ -45,17 +48,23 @@ def target_scores(features: dict[str, np.ndarray], labels: np.ndarray) -> dict[s
     out = {name: {s: float(get_estimator(name).fn(f, labels)) for s, f in features.items()}
            for name in ("ped", "knn", "logme")}
     out["depara_labels"] = {s: float(get_estimator("depara_labels").fn(depara_labels_edges(None, f), labels))
-                            for s, f in features.items()}  # the registered member on the frozen (round-5) edges
-    out["round4"] = {s: float(label_agreement(probe_edges(f, pooling=ROUND4["edge_features"],
-                                                          scale=ROUND4["edge_scale"]),
-                                              labels, ROUND4["edge_comparison"])) for s, f in features.items()}
-    parts = np.array([[out[p][s] for s in names] for p in ("depara_labels", "ped")])
-    out["depara_labels_ped"] = dict(zip(names, rank_average(parts[:, :, None])[:, 0]))
+                            for s, f in features.items()}  # the registered member on the frozen (round-6) edges
+    for key, (pooling, scale, comparison) in (("round4", (ROUND4["edge_features"], ROUND4["edge_scale"],
+                                                           ROUND4["edge_comparison"])),
+                                              ("round5", (ROUND5["edge_features"], ROUND5["edge_scale"],
+                                                          ROUND5["edge_comparison"]))):
+        out[key] = {s: float(label_agreement(probe_edges(f, pooling=pooling, scale=scale), labels, comparison))
+                    for s, f in features.items()}
+    for name, parts in (("depara_labels_logme", ("depara_labels", "logme")), ("depara_labels_ped", ("round5", "ped"))):
+        arr = np.array([[out[p][s] for s in names] for p in parts])
+        out[name] = dict(zip(names, rank_average(arr[:, :, None])[:, 0]))
     return out
 
 
-LABELS = {"depara_labels_ped": "round-5 default: depara_labels_ped (kNN member + PED, rank average)",
-          "depara_labels": "round-5 member alone: depara_labels (kNN, pooled, standardised)",
+LABELS = {"depara_labels_logme": "round-6 default: depara_labels_logme (kNN k=10 member + LogME, rank average)",
+          "depara_labels": "round-6 member alone: depara_labels (kNN k=10, pooled, centred)",
+          "depara_labels_ped": "round-5 default: depara_labels_ped (kNN k=√N member + PED, rank average)",
+          "round5": "round-5 member alone: depara_labels (kNN k=√N, pooled, standardised)",
           "round4": "round-4 default: depara_labels (per probe, flat, centred)",
           "knn": "k-NN accuracy, leave-one-out, k = 5", "ped": "PED", "logme": "LogME"}
 

@@ -179,7 +179,7 @@ def test_registered_depara_labels_reads_the_frozen_options():
     assert not est.needs_target_model
     src = SourceInputs(features=f)
     expected = label_agreement(probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE), y,
-                               O.DEFAULT_EDGE_COMPARISON)
+                               O.DEFAULT_EDGE_COMPARISON, O.DEFAULT_EDGE_KNN_K)  # k = 10 ≤ N − 2 = 18
     assert est.score(src, TargetInputs(labels=y)) == pytest.approx(expected, abs=1e-12)
     np.testing.assert_array_equal(depara_labels_edges(None, f),
                                   probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE))

@@ -14,7 +14,7 @@ from depara.selection.verdict import Verdict
 def test_shipped_values_are_the_rank_average_of_the_registry_parts():
     from depara.core.similarity_edges import probe_edges, resampled_label_agreement
     from depara.estimators.registry import SourceInputs, TargetInputs, get_estimator
-    from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_RANK_PEER
+    from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_KNN_K, DEFAULT_EDGE_SCALE, DEFAULT_RANK_PEER
     from depara.selection.scorers import LABELS_DEFAULT
 
     from depara.evaluation.uncertainty import BENCH_SCORER
@@ -30,9 +30,10 @@ def test_shipped_values_are_the_rank_average_of_the_registry_parts():
     full = [[label.score(SourceInputs(features=f), TargetInputs(labels=y)) for f in feats],
             [peer.score(SourceInputs(features=f), TargetInputs(labels=y)) for f in feats]]
     np.testing.assert_allclose(got[0, :, 0], (rankdata(full[0]) + rankdata(full[1])) / 2)
-    for r, idx in enumerate(halves, start=1):
-        e = [resampled_label_agreement(probe_edges(f, pooling="pooled", scale="standardised"), y,
-                                       DEFAULT_EDGE_COMPARISON, idx[None])[0] for f in feats]
+    for r, idx in enumerate(halves, start=1):  # 12 probes: k = min(DEFAULT_EDGE_KNN_K, 12 − 2) = 10
+        e = [resampled_label_agreement(probe_edges(f, pooling="pooled", scale=DEFAULT_EDGE_SCALE), y,
+                                       DEFAULT_EDGE_COMPARISON, idx[None], min(DEFAULT_EDGE_KNN_K, 10))[0]
+             for f in feats]
         p = [peer.score(SourceInputs(features=f[idx]), TargetInputs(labels=y[idx])) for f in feats]
         np.testing.assert_allclose(got[0, :, r], (rankdata(e) + rankdata(p)) / 2)
 

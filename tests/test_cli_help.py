@@ -63,7 +63,7 @@ def test_select_help_says_what_this_round_does(capsys, monkeypatch):
     assert "Candidate models, SPEC or SPEC@WEIGHTS" in text and "(SPEC or SPEC@WEIGHTS)" in text
     assert f"The ranking one is always computed: {DEFAULT_SCORER[('labels', 'finetune')]} with labels, " \
            f"{DEFAULT_SCORER[('target_model', 'finetune')]} with only --target-model." in text
-    assert DEFAULT_SCORER[("labels", "finetune")] == "depara_labels_ped"  # the round-5 default the help names
+    assert DEFAULT_SCORER[("labels", "finetune")] == "depara_labels_logme"  # the round-6 default the help names
     peer = re.search(r"--peer-boot <int> (.+?) \[default: (\d+)\]", text)
     assert peer and int(peer.group(2)) == SELECT_PEER_BOOT == 0 and "default 0: ranks only" in peer.group(1)
     assert re.search(rf"--n-boot <int> .+? \[default: {SELECT_N_BOOT}\]", text)

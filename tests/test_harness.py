@@ -337,12 +337,12 @@ def test_cli_score_sources_of_different_sizes(tmp_path, monkeypatch, capsys):
 
 def test_harness_scores_the_frozen_label_default_without_a_target_model():
     """`depara_labels` (the label-graph member of the frozen default) runs in the harness from images and labels
-    alone — no target model, no probe set — and equals an independent computation: the kNN comparison (round 5:
-    k = ⌊√N⌋; each probe's share of same-class neighbours minus its class's share of the others, averaged) of the
-    cosine similarities of the source's features on the labelled images, each dimension standardised."""
+    alone — no target model, no probe set — and equals an independent computation: the kNN comparison (round 6:
+    k = 10; each probe's share of same-class neighbours minus its class's share of the others, averaged) of the
+    cosine similarities of the source's features on the labelled images, each dimension centred."""
     from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
 
-    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "standardised")
+    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "centred")
     torch.manual_seed(0)
     models = {n: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
                                nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)) for n in ("a", "b")}
@@ -353,11 +353,10 @@ def test_harness_scores_the_frozen_label_default_without_a_target_model():
     for i, name in enumerate(res.table.sources):
         f = res.inputs[name].features.astype(np.float64)
         f = f.reshape(f.shape[0], f.shape[1], -1).mean(axis=2) if f.ndim > 2 else f  # pooled over space
-        f, sd = f - f.mean(axis=0), f.std(axis=0)
-        f = f[:, sd > 1e-9] / sd[sd > 1e-9]  # constant dimensions (a dead ReLU) dropped
+        f = f - f.mean(axis=0)
         f = f / np.linalg.norm(f, axis=1, keepdims=True)
         sim = f @ f.T
-        k = int(np.floor(np.sqrt(len(y))))
+        k = 10
         terms = []
         for j in range(len(y)):
             others = np.delete(np.arange(len(y)), j)

@@ -172,29 +172,29 @@ def test_layers_select_cli_with_peers_writes_a_score_folder(tiny_runs, tmp_path,
     from depara.benches.layers.peers import LABEL_METHODS
 
     # every registered label method that is defined on 20 samples of 10 classes (NLEEP's 50 Gaussians are not:
-    # left out with its reason), the round-5 rank average, the round-4 member and the parameter prior, then
+    # left out with its reason), the round-6 rank average, the round-4 member and the parameter prior, then
     # RSA/CKA, DEPARA's columns, the trivial rule, random (one transfer seed: no noise ceiling) and the prior that
     # cannot apply per layer, and NLEEP's reason as the last row
     assert [r["method"] for r in evaluation] == [m for m in LABEL_METHODS if m != "nleep"] + [
-        "depara_labels_ped", ROUND4_LABELS, PARAMS_PRIOR, "rsa", "cka", "DEPARA V", "DEPARA E", "DEPARA V+E",
+        "depara_labels_logme", ROUND4_LABELS, PARAMS_PRIOR, "rsa", "cka", "DEPARA V", "DEPARA E", "DEPARA V+E",
         "DEPARA V+10E", "shallower", "random", *NOT_APPLICABLE, "nleep"]
     assert [r["family"] for r in evaluation[-3:]] == ["reference", "n/a", "n/a"] and evaluation[-2]["note"]
     assert evaluation[-1]["note"].startswith("undefined on this data: ") and evaluation[-1]["kendall"] == ""
     scores = read_csv(out / "peers" / "peer_scores_half.csv")
     from scipy.stats import rankdata
 
-    col = {m: np.array([float(r[m]) for r in scores]) for m in ("depara_labels", "ped", "depara_labels_ped",
+    col = {m: np.array([float(r[m]) for r in scores]) for m in ("depara_labels", "logme", "depara_labels_logme",
                                                                 PARAMS_PRIOR)}
-    assert col["depara_labels_ped"] == pytest.approx((rankdata(col["depara_labels"]) + rankdata(col["ped"])) / 2)
+    assert col["depara_labels_logme"] == pytest.approx((rankdata(col["depara_labels"]) + rankdata(col["logme"])) / 2)
     assert np.all(np.diff(col[PARAMS_PRIOR]) > 0)  # every deeper cut copies more parameters
     evaluation = [r for r in evaluation if r["family"] not in ("reference", "n/a")]
     depara = read_csv(out / "layer_scores.csv")
     assert [float(r["DEPARA V+10E"]) for r in scores] == pytest.approx([float(r["S_lam10"]) for r in depara])
     assert [float(r["acc_half"]) for r in scores] == pytest.approx(tiny_runs["accs"])
     for r in evaluation:  # accuracy lost = best minus the accuracy at the top-scored layer, read off the table
-        top = max(scores, key=lambda s: float(s[r["method"]]))
-        if r["method"] != "hscore":  # (H-score may be constant, then the pick is the worst tied layer)
-            assert float(r["regret"]) == pytest.approx(0.6 - float(top["acc_half"]))
+        best = max(float(s[r["method"]]) for s in scores)  # tied top scores (H-score may be constant, a rank
+        worst = min(float(s["acc_half"]) for s in scores if float(s[r["method"]]) == best)  # average can tie):
+        assert float(r["regret"]) == pytest.approx(0.6 - worst)  # the pick is the worst tied layer
 
 
 def test_one_forward_pass_per_batch_gives_the_peers_and_the_round4_member(tiny_runs, monkeypatch):

@@ -118,20 +118,20 @@ def test_layer_bench_noise_ceiling_and_random_rows_against_hand_computation():
     assert only_random["method"] == RANDOM
 
 
-def test_layer_table_adds_the_round5_rank_average_only_where_both_parts_score():
+def test_layer_table_adds_the_shipped_rank_average_only_where_both_parts_score():
     from depara.benches.layers.peers import peer_layer_table
 
     rng = np.random.default_rng(0)
     layers = [(1, "a"), (2, "b"), (3, "c")]
     y = np.repeat(np.arange(3), 6)
     feats = {n: rng.normal(size=(18, 4)) + (i + 1) * y[:, None] for i, (_, n) in enumerate(layers)}
-    t = peer_layer_table(layers, feats, y, methods=["depara_labels", "ped"], shallower=False)
-    want = (rankdata(t.scores["depara_labels"]) + rankdata(t.scores["ped"])) / 2
-    assert t.scores["depara_labels_ped"] == pytest.approx(want)
+    t = peer_layer_table(layers, feats, y, methods=["depara_labels", "logme"], shallower=False)
+    want = (rankdata(t.scores["depara_labels"]) + rankdata(t.scores["logme"])) / 2
+    assert t.scores["depara_labels_logme"] == pytest.approx(want)  # the shipped default (round 6)
     # one image per class: the label graph has no same-class probe, so the member and the average are absent
     t1 = peer_layer_table(layers, {n: f[::6] for n, f in feats.items()}, np.arange(3),
-                          methods=["depara_labels", "ped"])
-    assert "depara_labels" in t1.meta["not_scored"] and "depara_labels_ped" not in t1.methods
+                          methods=["depara_labels", "logme"])
+    assert "depara_labels" in t1.meta["not_scored"] and "depara_labels_logme" not in t1.methods
 
 
 def test_taskbank_labels_scores_rank_average_across_the_sources():
@@ -142,8 +142,11 @@ def test_taskbank_labels_scores_rank_average_across_the_sources():
     y = np.repeat(np.arange(3), 7)
     feats = {s: rng.normal(size=(21, 5)) + w * y[:, None] for s, w in (("a", 0.0), ("b", 1.0), ("c", 3.0))}
     out = mod.target_scores(feats, y)
-    assert set(out) == {"depara_labels", "ped", "knn", "logme", "round4", "depara_labels_ped"}
-    want = (rankdata([out["depara_labels"][s] for s in "abc"]) + rankdata([out["ped"][s] for s in "abc"])) / 2
+    assert set(out) == {"depara_labels", "ped", "knn", "logme", "round4", "round5", "depara_labels_ped",
+                        "depara_labels_logme"}
+    want = (rankdata([out["depara_labels"][s] for s in "abc"]) + rankdata([out["logme"][s] for s in "abc"])) / 2
+    assert [out["depara_labels_logme"][s] for s in "abc"] == pytest.approx(list(want))
+    want = (rankdata([out["round5"][s] for s in "abc"]) + rankdata([out["ped"][s] for s in "abc"])) / 2
     assert [out["depara_labels_ped"][s] for s in "abc"] == pytest.approx(list(want))
     # the source whose features separate the classes most is ahead on the k-NN accuracy
     assert out["knn"]["c"] > out["knn"]["a"]

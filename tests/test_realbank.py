@@ -65,6 +65,8 @@ def test_results_folder(runs):
     # the frozen default the package carries (depara.options), written as the [depara] table of the repository's file
     frozen = tomllib.loads((REPO / "configs" / "defaults.toml").read_text(encoding="utf-8"))["depara"]
     frozen.pop("peer")  # the rank-averaged peer is select's (a rank average across candidates); this bank scores the member
+    # through the registry, whose kNN k is the package's (depara.options.DEFAULT_EDGE_KNN_K), not a setting of the bank
+    frozen.pop("knn_k")
     assert tomllib.loads((out / "frozen_defaults.toml").read_text(encoding="utf-8"))["depara"] == frozen
     assert B.load_defaults(out / "frozen_defaults.toml")[0] == B.frozen_defaults()
     costs = json.loads((out / "costs.json").read_text())
@@ -130,22 +132,26 @@ def test_split_is_stratified_and_disjoint():
     assert np.bincount(y[few.train]).tolist() == [10] * 4 and np.array_equal(few.test, sp.test)
 
 
-def test_frozen_config_is_the_round5_choice():
-    """configs/defaults.toml holds what the round-5 rule chose on the pretrained bank (configs/pretrained_defaults.toml,
-    written by benchmarks/pretrained_bank.py: the member's comparison, scale, features and layer read, and the peer
-    rank-averaged with it); the node definition and weights are round 4's (benchmarks/choose_defaults.py, kept in
-    benchmarks/results/defaults_choice/classification_chosen.json), which round 5 did not re-choose. One source: the
-    package's values (depara.options) are the repository's file, read by the same reader."""
+def test_frozen_config_is_the_round6_choice():
+    """configs/defaults.toml holds what the round-6 rule chose on two real benches
+    (benchmarks/results/default_choice_two_benches/frozen_choice.toml, written by benchmarks/choose_two_benches.py:
+    the member's comparison, k, scale, features and layer read, and the peer rank-averaged with it); the node
+    definition and weights are round 4's (benchmarks/choose_defaults.py, kept in
+    benchmarks/results/defaults_choice/classification_chosen.json), which rounds 5 and 6 did not re-choose. One
+    source: the package's values (depara.options) are the repository's file, read by the same reader."""
     import tomllib
+
+    from depara import options as O
 
     defaults, _, path = B.load_defaults()
     file_defaults, doc, _ = B.load_defaults(REPO / "configs" / "defaults.toml")
     assert path is None and file_defaults == defaults
-    chosen = tomllib.loads((REPO / "configs" / "pretrained_defaults.toml").read_text(encoding="utf-8"))["depara"]
-    assert chosen["knn_k"] == 0  # 0: k = ⌊√N⌋, the only k depara.options offers
+    chosen = tomllib.loads((REPO / "benchmarks" / "results" / "default_choice_two_benches" /
+                            "frozen_choice.toml").read_text(encoding="utf-8"))["depara"]
+    assert chosen["knn_k"] == O.DEFAULT_EDGE_KNN_K == doc["depara"]["knn_k"]
     assert (defaults.edge_comparison, defaults.edge_scale, defaults.edge_features, defaults.layer) == (
         chosen["edge_comparison"], chosen["edge_scale"], chosen["edge_features"], chosen["layer"])
-    assert doc["depara"]["peer"] == chosen["peer"].lower()
+    assert doc["depara"]["peer"] == chosen["peer"] == O.DEFAULT_RANK_PEER
     round4 = json.loads((REPO / "benchmarks" / "results" / "defaults_choice" /
                          "classification_chosen.json").read_text())["defaults"]
     kept = ("node_scalar", "node_reduction", "node_weight", "label_weight", "probes")

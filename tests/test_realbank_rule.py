@@ -95,3 +95,33 @@ def test_a_combination_leaves_a_candidate_missing_from_a_part_unranked():
     assert joint[0] == pytest.approx((1.5 + 8) / 2)
     m = R.target_measures(TRUTH, scores, ["a", "b", "c"], R.Candidate(("x", "y"), "last"), _layers)
     assert m["model_regret"] == pytest.approx(40.0)  # c (2) first, a next, b (no average) last: c's 0.5 vs a's 0.9
+
+
+def test_model_truths_judge_the_model_ranking_per_protocol():
+    """Round 6's 32-px bank: the model ranking against each protocol's own truth, the layers against the layers'."""
+    scores = {"a": {"x": {"l1": 0, "l2": 1, "l3": 2}}, "b": {"x": {"l1": 0, "l2": 1, "l3": 5}},
+              "c": {"x": {"l1": 3, "l2": 2, "l3": 1}}}
+    cand = R.Candidate(("x",), "last")  # model scores a 2, b 5, c 1
+    truths = {"lp": np.array([0.9, 0.7, 0.5]), "ft": np.array([0.5, 0.9, 0.1])}
+    m = R.target_measures(TRUTH, scores, ["a", "b", "c"], cand, _layers, model_truths=truths)
+    plain = R.target_measures(TRUTH, scores, ["a", "b", "c"], cand, _layers)
+    # ft: the scores order b > a > c exactly as the truth does; lp: b picked (0.7) while a (0.9) is best
+    assert m["model_regret_ft"] == 0.0 and m["model_kendall_ft"] == pytest.approx(1.0)
+    assert m["model_wtau_ft"] == pytest.approx(1.0)
+    assert m["model_regret_lp"] == pytest.approx(20.0)
+    assert m["model_kendall_lp"] == pytest.approx(1 / 3)  # (a,b) discordant, (a,c) and (b,c) concordant
+    assert m["model_regret"] == pytest.approx(10.0) and m["model_kendall"] == pytest.approx(2 / 3)
+    assert m["model_wtau"] == pytest.approx((m["model_wtau_lp"] + 1.0) / 2)
+    for k in ("layer_wtau", "layer_pick", "joint_regret"):  # the layers still read the layer truth
+        assert m[k] == plain[k]
+
+
+def test_two_bench_score_is_the_worse_bench_and_choose_reads_it():
+    a = [{"model_wtau": 0.6, "layer_wtau": 0.2}]  # rule score 0.4
+    b = [{"model_wtau": 0.2, "layer_wtau": 0.4}, {"model_wtau": 0.4, "layer_wtau": 0.2}]  # 0.3
+    assert R.two_bench_score(a, b) == pytest.approx(0.3)
+    assert R.two_bench_score(b, a) == pytest.approx(0.3)
+    d, p = R.Candidate(("d",), "last"), R.Candidate(("p",), "last")
+    combo = R.Candidate(("d", "p"), "last")
+    ok = R.eligible({d: 0.4, p: 0.5, combo: 0.5}, members={"d"})  # a tie with a part is not a win
+    assert set(ok) == {d}

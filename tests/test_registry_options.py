@@ -86,7 +86,7 @@ def test_cli_defaults_are_the_api_defaults_and_graphs_record_their_options():
 
 
 def test_frozen_scorer_defaults_equal_the_committed_config():
-    """depara.options carries the defaults frozen in configs/defaults.toml (round 5: chosen on the pretrained bank)."""
+    """depara.options carries the defaults frozen in configs/defaults.toml (round 6: chosen on two real benches)."""
     import tomllib
     from pathlib import Path
 
@@ -98,6 +98,44 @@ def test_frozen_scorer_defaults_equal_the_committed_config():
         frozen["edge_comparison"], frozen["edge_features"], frozen["edge_scale"], frozen["probes"])
     assert O.DEFAULT_LAYER == frozen["layer"]
     assert O.DEFAULT_RANK_PEER == frozen["peer"]
+    assert O.DEFAULT_EDGE_KNN_K == frozen["knn_k"]
+
+
+def test_the_registered_label_score_uses_the_frozen_k():
+    """``depara_labels`` compares with DEFAULT_EDGE_KNN_K neighbours (at most N − 2), not ⌊√N⌋."""
+    from depara import options as O
+    from depara.core.similarity_edges import label_agreement, label_agreement_terms, probe_edges
+    from depara.estimators.depara_family import depara_labels_resampled, frozen_knn_k
+
+    assert O.DEFAULT_EDGE_COMPARISON == "knn" and O.DEFAULT_EDGE_KNN_K == 10
+    assert (frozen_knn_k(200), frozen_knn_k(12), frozen_knn_k(8), frozen_knn_k(3)) == (10, 10, 6, 1)
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 16)  # N = 64: ⌊√N⌋ = 8, so k = 10 is a different neighbourhood
+    f = rng.normal(size=(64, 6)) + 0.8 * np.eye(4, 6)[y]
+    edges = probe_edges(f, pooling=O.DEFAULT_EDGE_FEATURES, scale=O.DEFAULT_EDGE_SCALE)
+    got = get_estimator("depara_labels").score(SourceInputs(features=f), TargetInputs(labels=y))
+    # by hand: each probe's 10 most similar others, the same-class share minus the chance share 15/63
+    s = squareform_rows(edges, 64)
+    lift = [np.mean(y[np.argsort(-s[i])[:10]] == y[i]) - 15 / 63 for i in range(64)]
+    assert got == pytest.approx(np.mean(lift), abs=1e-12)
+    assert got == pytest.approx(label_agreement(edges, y, "knn", 10))
+    assert got != pytest.approx(label_agreement(edges, y, "knn", None))
+    halves = np.array([np.sort(rng.permutation(64)[:9]) for _ in range(2)])  # 9 probes: k = 7
+    from scipy.spatial.distance import squareform
+
+    full = squareform(np.asarray(edges, float), checks=False)  # each half's own graph: the edges among its probes
+    want = [np.nanmean(label_agreement_terms(squareform(full[np.ix_(h, h)], checks=False), y[h], "knn", 7))
+            for h in halves]
+    np.testing.assert_allclose(depara_labels_resampled(edges, y, halves), want, atol=1e-12)
+
+
+def squareform_rows(edges, n):
+    """The N×N similarity matrix of condensed edges with −inf on the diagonal (a probe is not its own neighbour)."""
+    from scipy.spatial.distance import squareform
+
+    s = squareform(np.asarray(edges, float), checks=False)
+    np.fill_diagonal(s, -np.inf)
+    return s
     assert (DEFAULT_GRAPH_OPTIONS.scalar, DEFAULT_GRAPH_OPTIONS.channel_reduction) == (
         frozen["node_scalar"], frozen["node_reduction"])
 

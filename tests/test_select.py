@@ -110,7 +110,7 @@ def test_rank_average_by_hand_and_against_scipy():
     np.testing.assert_array_equal(got[:, 1], [2.0, 2.0, 2.0, np.nan])
     np.testing.assert_array_equal(got[:, 0], (stats.rankdata(labels_score[:, 0]) + stats.rankdata(peer[:, 0])) / 2)
     values = np.stack([labels_score, peer])  # values[s, c, r] of the registry scorers
-    out = with_rank_averages(values, ["depara_labels", "ped"], ["depara_labels_ped", "ped"])
+    out = with_rank_averages(values, ["depara_labels", "logme"], ["depara_labels_logme", "logme"])
     np.testing.assert_array_equal(out[0], got)
     np.testing.assert_array_equal(out[1], peer)
 
@@ -129,15 +129,13 @@ def _pooled_layer_outputs(net: torch.nn.Module, images: torch.Tensor) -> dict[st
 
 
 def _knn_label_agreement(feats: np.ndarray, labels: np.ndarray) -> float:
-    """The round-5 frozen default by hand: dimensions standardised over the probes, cosine similarities, each
-    probe's k = ⌊√N⌋ most similar others, the share of them in its class minus its class's share of the others."""
+    """The round-6 frozen default by hand: dimensions centred over the probes, cosine similarities, each probe's
+    k = min(10, N − 2) most similar others, the share of them in its class minus its class's share of the others."""
     f = feats - feats.mean(axis=0)
-    sd = f.std(axis=0)
-    f = f[:, sd > 1e-9] / sd[sd > 1e-9]
     f = f / np.linalg.norm(f, axis=1, keepdims=True)
     sim = f @ f.T
     n = len(labels)
-    k = int(np.floor(np.sqrt(n)))
+    k = min(10, n - 2)
     terms = []
     for i in range(n):
         others = np.array([j for j in range(n) if j != i])
@@ -150,35 +148,36 @@ def _knn_label_agreement(feats: np.ndarray, labels: np.ndarray) -> float:
 def test_labels_only_case_scores_against_independent_computations(classes, tmp_path):
     models = {"a": _entry("a", 0), "b": _entry("b", 1)}
     sel = select(classes, models, n_boot=30, cache_dir=tmp_path)
-    # round 5: the default ranks by the rank average of the label graph's score and PED (configs/defaults.toml)
-    assert sel.case == "labels" and sel.scorer == "depara_labels_ped"
-    assert set(sel.scorers) == {"depara_labels_ped", "depara_labels", "logme", "hscore", "transrate", "rsa", "cka",
+    # round 6: the default ranks by the rank average of the label graph's score and LogME (configs/defaults.toml)
+    assert sel.case == "labels" and sel.scorer == "depara_labels_logme"
+    assert set(sel.scorers) == {"depara_labels_logme", "depara_labels", "logme", "hscore", "transrate", "rsa", "cka",
                                 "gbc", "ped"}
     assert {m for m, _ in sel.candidates} == {"a", "b"}
     assert sel.models["a"]["layers"] == ["0", "1", "2", "3", "4"]  # generic family: children minus the head
     rows = sel.table
-    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
-    vals = [r["depara_labels_ped"] for r in rows]
+    vals = [r["depara_labels_logme"] for r in rows]
+    # competition ranks: 1 + how many candidates score strictly higher (a rank average can tie)
+    assert [r["rank"] for r in rows] == [1 + sum(w > v for w in vals) for v in vals]
     assert vals == sorted(vals, reverse=True) and (rows[0]["model"], rows[0]["layer"]) == sel.best
     # the rank average is scipy's average ranks of its two parts across the candidates, averaged
-    expected = (stats.rankdata(sel.values["depara_labels"]) + stats.rankdata(sel.values["ped"])) / 2
-    np.testing.assert_array_equal(sel.values["depara_labels_ped"], expected)
-    # independent: depara_labels at the frozen defaults (kNN comparison, k = ⌊√N⌋, of the layer output averaged
-    # over space, standardised) from the networks' own layer outputs
+    expected = (stats.rankdata(sel.values["depara_labels"]) + stats.rankdata(sel.values["logme"])) / 2
+    np.testing.assert_array_equal(sel.values["depara_labels_logme"], expected)
+    # independent: depara_labels at the frozen defaults (kNN comparison, k = 10 capped at N − 2, of the layer
+    # output averaged over space, centred) from the networks' own layer outputs
     from depara.extraction.probes import ProbeSet
     from depara.options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
 
-    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "standardised")
+    assert (DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE) == ("knn", "pooled", "centred")
     labels = np.repeat([0, 1, 2], 5)
     images = ProbeSet.from_folder(classes, f"{SIZE}x{SIZE}").tensor()
     feats = {m: _pooled_layer_outputs(_net(seed), images) for m, seed in (("a", 0), ("b", 1))}
     for c, (m, layer) in enumerate(sel.candidates):
         assert sel.values["depara_labels"][c] == pytest.approx(_knn_label_agreement(feats[m][layer], labels),
                                                                abs=1e-6)
-    # PED, the default's peer, is recomputed on every half-sample (its interval is finite); the peers that do
+    # LogME, the default's peer, is recomputed on every half-sample (its interval is finite); the peers that do
     # not rank get no interval by default (peer_boot = 0: the report shows them as ranks only)
-    assert np.isfinite(sel.intervals["ped"]).all() and np.isfinite(sel.intervals["depara_labels_ped"]).all()
-    assert sel.settings["peer_boot"] == 0 and np.isnan(sel.intervals["logme"]).all()
+    assert np.isfinite(sel.intervals["logme"]).all() and np.isfinite(sel.intervals["depara_labels_logme"]).all()
+    assert sel.settings["peer_boot"] == 0 and np.isnan(sel.intervals["ped"]).all()
     assert 0.0 <= sel.p_best <= 1.0
     assert "pick model" in sel.summary and str(sel.best[1]) in sel.summary
 
@@ -240,7 +239,7 @@ def test_adding_a_model_reuses_every_entry_unchanged(classes, tmp_path):
     assert len(second.models["c"]["extracted"]) == 5
     assert second.settings["scores_reused"] == 10  # only the added model's candidates are scored
     # a rank average ranks across the candidates, so an added model legitimately moves it; its parts are reused
-    for s in (s for s in first.scorers if s != "depara_labels_ped"):
+    for s in (s for s in first.scorers if s != "depara_labels_logme"):
         for c, cand in enumerate(first.candidates):
             c2 = second.candidates.index(cand)
             assert np.array_equal(second.values[s][c2], first.values[s][c], equal_nan=True)

@@ -55,7 +55,7 @@ def test_default_computes_no_nodes_and_equals_the_full_run(classes, tmp_path):
     bare = select(classes, _models(), target_model=_target(), n_boot=15, peer_boot=3, cache_dir=tmp_path / "a")
     assert bare.settings["nodes"] is False
     assert "depara" not in bare.scorers and "depara_v" not in bare.scorers and "depara_e" in bare.scorers
-    assert bare.scorer == "depara_labels_ped"  # labels given: the round-5 rank average ranks (frozen defaults)
+    assert bare.scorer == "depara_labels_logme"  # labels given: the round-6 rank average ranks (frozen defaults)
     graphs = _stored_graphs(tmp_path / "a")
     assert len(graphs) == 5 and all(g.nodes.shape == (15, 0) and g.meta["nodes"] is False for g in graphs)
 

@@ -228,7 +228,7 @@ def test_markup_in_a_model_name_through_the_cli(classes, tmp_path, capsys):
     assert "\r" not in captured.err and "\r" not in captured.out
     with open(tmp_path / "out" / "top.csv", newline="", encoding="utf-8") as fh:
         head = next(csv.reader(fh))
-    assert head[:4] == ["rank", "model", "layer", "depara_labels_ped (95% interval)"] and SHARE_COLUMN in head
+    assert head[:4] == ["rank", "model", "layer", "depara_labels_logme (95% interval)"] and SHARE_COLUMN in head
     others = ("depara_labels", "logme", "hscore", "transrate", "rsa", "cka", "gbc", "ped")  # all but the ranking one
     assert [h for h in head if h.endswith(" rank")] == [f"{p} rank" for p in others]
 

@@ -204,12 +204,13 @@ def _rank_average_coverage(seps: list[float], rng: np.random.Generator) -> tuple
 
 @pytest.mark.slow
 def test_rank_average_intervals_cover_its_expected_value():
-    """select's labels default (the rank average of the kNN label-graph score and PED across candidates) on 4
-    candidates, each 4 Gaussian classes × 10 images whose class means are scaled by the candidate's separation:
+    """select's labels default (round 6: the rank average of the kNN label-graph score and LogME across candidates)
+    on 4 candidates, each 4 Gaussian classes × 10 images whose class means are scaled by the candidate's separation:
     all equal (tied) or graded (0.6, 0.7, 0.8, 1.0). The 95 % interval of :func:`rank_intervals` covers the rank
-    average's expected value at this size in 0.92 (tied) and 0.94 (graded) of data sets as measured (asserted:
-    their mean in [0.92, 0.98], each at least 0.90); the rate-corrected interval of a smooth score
-    (:func:`subsample_intervals`) covered the tied candidates' only 0.84 of the time (asserted: below 0.88)."""
+    average's expected value at this size in 0.91 (tied) and 0.95 (graded) of data sets as measured (round 5's
+    PED default: 0.92 and 0.94; asserted: their mean in [0.92, 0.98], each at least 0.90); the rate-corrected
+    interval of a smooth score (:func:`subsample_intervals`) covered the tied candidates' only 0.81 of the time
+    (round 5: 0.84; asserted: below 0.88)."""
     rng = np.random.default_rng(11)
     tied, tied_smooth = _rank_average_coverage([0.8, 0.8, 0.8, 0.8], rng)
     graded, _ = _rank_average_coverage([0.6, 0.7, 0.8, 1.0], rng)
@@ -291,7 +292,7 @@ def test_bench_phrase_quotes_the_bin_of_the_share(monkeypatch):
                           "linear_probe": ((0.0, 0.5, 10, 0, 1, 4.0), (0.5, 1.0, 4, 2, 2, 1.0))}),
         "b": ("bench B", {"linear_probe": ((0.0, 0.5, 20, 2, 3, 2.0), (0.5, 1.0, 5, 1, 2, 0.75))})})
     phrase = U.bench_phrase(1.0, "finetune")  # 1.0 falls in the last, closed bin; bench B has linear probe only
-    assert phrase == ("probe resampling only; measured for depara_labels_ped, candidates first in 50%–100% of "
+    assert phrase == ("probe resampling only; measured for depara_labels_logme, candidates first in 50%–100% of "
                       "half-samples were truly best in 3 of 4 on bench A, fine-tune truth (within 1 point 4, mean "
                       "regret 0.5 points); 1 of 5 on bench B, linear-probe truth (within 1 point 2, mean regret "
                       "0.8 points)")

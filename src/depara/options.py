@@ -31,7 +31,7 @@ __all__ = [
     "AttributionMethod", "Scalar", "ChannelReduction", "EdgeMetric", "GraphOptions",
     "DEFAULT_GRAPH_OPTIONS", "LAYER_SELECTION_OPTIONS", "DEFAULT_LAMBDA", "DEFAULT_NODE_SIZE", "DEFAULT_BATCH_SIZE",
     "DEFAULT_FEATURE_MEMORY_MB", "DEFAULT_NODE_WEIGHT", "DEFAULT_LABEL_WEIGHT", "DEFAULT_EDGE_COMPARISON",
-    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_PROBES", "DEFAULT_RANK_PEER", "DEFAULT_LAYER",
+    "DEFAULT_EDGE_FEATURES", "DEFAULT_EDGE_SCALE", "DEFAULT_EDGE_KNN_K", "DEFAULT_PROBES", "DEFAULT_RANK_PEER", "DEFAULT_LAYER",
     "MIN_IMAGES_PER_CLASS", "SELECT_MAX_PROBES", "SELECT_N_BOOT", "SELECT_PEER_BOOT",
     "LRP_EPSILON", "IG_STEPS",
     "choices", "check_lam",
@@ -105,7 +105,7 @@ DEFAULT_FEATURE_MEMORY_MB = 2048.0
 #: half-samples of the label-based peers that do not rank (``peer_boot``, ``--peer-boot``: each a model fit per
 #: candidate). The report and the sentence show those peers as ranks only, so by default they get no interval
 #: (0: their ``_lo`` / ``_hi`` in ranking.csv / ranking.json are empty); a peer that ranks (alone, or as a part of
-#: the ranking rank average: PED by default) always gets all ``n_boot``.
+#: the ranking rank average: LogME by default) always gets all ``n_boot``.
 SELECT_MAX_PROBES = 500
 SELECT_N_BOOT = 200
 SELECT_PEER_BOOT = 0
@@ -121,20 +121,25 @@ DEFAULT_LABEL_WEIGHT = 1.0  #: w, the weight of the label graph's edge term
 #: Pass a finite ``lam`` (the paper used 0.25 on Taskonomy) to add the node term back.
 DEFAULT_LAMBDA = math.inf if DEFAULT_NODE_WEIGHT == 0 else 1.0 / DEFAULT_NODE_WEIGHT
 # How the source graph is built and compared with the label graph (depara.core.similarity_edges; same file).
-# Round 5 (issue 20): chosen on the pretrained bank (six networks pretrained elsewhere, 9 real targets) by the rule
-# committed before its run (benchmarks/results/pretrained_bank/RULE.md; its choice: configs/pretrained_defaults.toml):
-# the kNN comparison (k = ⌊√N⌋, depara.core.similarity_edges.knn_k) of pooled, standardised features,
-# RANK-AVERAGED with the peer DEFAULT_RANK_PEER (the default scorer of `depara select` with labels).
-# Round 4 (issue 10) was per_probe / flat / centred, chosen on procedural classification targets (docs/defaults.md).
-DEFAULT_EDGE_COMPARISON = "knn"  #: global (Spearman of all edges) | per_probe | knn (k = ⌊√N⌋)
+# Round 6 (issue 20): chosen on TWO real benches at once — the pretrained bank (six networks pretrained elsewhere,
+# 9 real targets) and the 32-px bank (12 CNNs trained here, 16 targets) — by the rule committed before its run
+# (benchmarks/results/default_choice_two_benches/RULE.md: a candidate's score is the worse of its two bench
+# scores): the kNN comparison with k = 10 neighbours (DEFAULT_EDGE_KNN_K) of pooled, centred features, read at the
+# representation, RANK-AVERAGED with the peer DEFAULT_RANK_PEER (LogME; the default scorer of `depara select`
+# with labels). Round 5 (the pretrained bank alone) was knn k = ⌊√N⌋ / pooled / standardised + PED, read below the
+# representation; round 4 (issue 10) per_probe / flat / centred, on procedural targets (docs/defaults.md).
+DEFAULT_EDGE_COMPARISON = "knn"  #: global (Spearman of all edges) | per_probe | knn (DEFAULT_EDGE_KNN_K neighbours)
+#: k of the knn comparison: a fixed number of neighbours (at most N − 2 of N probes: fewer probes, fewer
+#: neighbours), or 0 for k = ⌊√N⌋ (depara.core.similarity_edges.knn_k)
+DEFAULT_EDGE_KNN_K = 10
 DEFAULT_EDGE_FEATURES = "pooled"  #: the layer output flattened (flat) or averaged over space (pooled)
-DEFAULT_EDGE_SCALE = "standardised"  #: dimensions centred over the probes, or centred and standardised
+DEFAULT_EDGE_SCALE = "centred"  #: dimensions centred over the probes, or centred and standardised
 DEFAULT_PROBES = "subset"  #: the label graph's probes: a subset of the labelled images, or all (labelled, ≤ 500)
 #: The label-based peer (a registry name) whose rank is averaged with ``depara_labels``'s across the candidates
 #: in the default label scorer of ``depara select`` (depara.selection.scorers.DEFAULT_SCORER); "" for none.
-DEFAULT_RANK_PEER = "ped"
+DEFAULT_RANK_PEER = "logme"
 #: which layer of a source the real-image bank scores: its representation, or the layer (stage) below it
-DEFAULT_LAYER = "below-representation"
+DEFAULT_LAYER = "representation"
 #: The fewest images per class the label scorers of ``depara select`` accept (a class of one image has no
 #: same-class pair: its label-graph terms and class statistics are undefined).
 MIN_IMAGES_PER_CLASS = 2

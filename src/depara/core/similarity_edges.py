@@ -26,7 +26,8 @@ Comparisons (``comparison=``)
     out of the mean. Each probe's value depends on the order of its own row only, so the score is immune to
     per-probe scale and to hubs (a probe similar to everything).
 ``"knn"``
-    Agreement of each probe's k nearest neighbours (largest ``S_ij``, ``k = knn_k(N) = max(1, ⌊√N⌋)``), averaged
+    Agreement of each probe's k nearest neighbours (largest ``S_ij``; ``k`` given, or ``knn_k(N) = max(1, ⌊√N⌋)``;
+    the frozen default passes ``depara.options.DEFAULT_EDGE_KNN_K``), averaged
     over probes, minus its expectation under a random order. Against labels: the fraction of i's k neighbours
     in i's class minus ``n⁺_i/(N−1)``; against a target graph: the overlap ``|kNN_S(i) ∩ kNN_T(i)|/k`` minus
     ``k/(N−1)``. Ties at the k-th value are split fractionally (each tied probe is in the neighbourhood with

@@ -12,10 +12,10 @@ from ..core.score import combine
 from ..core.similarity import edge_similarity, node_similarity, similarity
 from ..core.similarity_edges import label_agreement, probe_edges, resampled_label_agreement
 from ..errors import DeparaError
-from ..options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_SCALE
+from ..options import DEFAULT_EDGE_COMPARISON, DEFAULT_EDGE_FEATURES, DEFAULT_EDGE_KNN_K, DEFAULT_EDGE_SCALE
 from .registry import FEATURE_LABEL, GRAPHS, estimator
 
-__all__ = ["depara_labels_edges", "depara_labels_resampled", "LABEL_EDGES_FROM_GRAPH"]
+__all__ = ["depara_labels_edges", "depara_labels_resampled", "frozen_knn_k", "LABEL_EDGES_FROM_GRAPH"]
 
 #: Whether the label-graph score reads the DEPARA graph's own edges (frozen flat, centred features) rather than
 #: the pooled features: when False, ``depara select`` with labels only needs no graph edges at all.
@@ -75,8 +75,18 @@ def depara_labels_edges(graph=None, features: np.ndarray | None = None) -> np.nd
 def _depara_labels(edges, labels, comparison: str | None = None) -> float:
     """The label-graph DEPARA score of one source: :func:`depara.core.similarity_edges.label_agreement` of its
     probe edges (:func:`depara_labels_edges`) with the probes' class labels, by the frozen comparison
-    (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given."""
-    return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON)
+    (:data:`depara.options.DEFAULT_EDGE_COMPARISON`) unless ``comparison`` is given, with the frozen k
+    (:func:`frozen_knn_k`) when it is ``knn``."""
+    return label_agreement(edges, labels, comparison or DEFAULT_EDGE_COMPARISON, frozen_knn_k(len(labels)))
+
+
+def frozen_knn_k(n: int) -> int | None:
+    """k of the frozen ``knn`` comparison for ``n`` probes: :data:`depara.options.DEFAULT_EDGE_KNN_K` neighbours,
+    at most ``n − 2`` (the most :func:`~depara.core.similarity_edges.label_agreement` accepts; at least 1); None
+    (k = ⌊√N⌋) when that option is 0."""
+    if not DEFAULT_EDGE_KNN_K:
+        return None
+    return max(1, min(int(DEFAULT_EDGE_KNN_K), int(n) - 2))
 
 
 def _labels_resampled(graph, features, labels, idx_sets) -> np.ndarray:
@@ -86,6 +96,8 @@ def _labels_resampled(graph, features, labels, idx_sets) -> np.ndarray:
 
 
 def depara_labels_resampled(edges, labels, idx_sets: np.ndarray) -> np.ndarray:
-    """``depara_labels`` on each resample of the probes (R×N indices; row 0 the identity = the point estimate),
-    by the frozen comparison: :func:`depara.core.similarity_edges.resampled_label_agreement`. (R,) float array."""
-    return resampled_label_agreement(edges, labels, DEFAULT_EDGE_COMPARISON, idx_sets)
+    """``depara_labels`` on each resample of the probes (R×M indices; row 0 the identity = the point estimate),
+    by the frozen comparison and k for M probes (:func:`frozen_knn_k`):
+    :func:`depara.core.similarity_edges.resampled_label_agreement`. (R,) float array."""
+    idx_sets = np.asarray(idx_sets)
+    return resampled_label_agreement(edges, labels, DEFAULT_EDGE_COMPARISON, idx_sets, frozen_knn_k(idx_sets.shape[1]))

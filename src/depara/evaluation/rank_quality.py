@@ -606,7 +606,7 @@ def read_matrix_csv(path) -> tuple[tuple[str, ...], np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------ rank averages
 def rank_average(parts) -> np.ndarray:
-    """THE rank average of several scorers (select's ``depara_labels_ped``, the pretrained bank's combinations).
+    """THE rank average of several scorers (select's ``depara_labels_logme``, the pretrained bank's combinations).
 
     ``parts[p, c, ...]`` (scorer p, candidate c, then any further axes, e.g. probe half-samples) → ``[c, ...]``:
     the mean over the scorers of each candidate's average rank among the candidates (``scipy.stats.rankdata``,

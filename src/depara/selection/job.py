@@ -20,13 +20,13 @@ What is computed follows what is given (docs/method.md §1–2; Song et al., CVP
   the node term is undefined for a label graph and is left out. Beside it label-based peers from the estimator
   registry (:mod:`depara.estimators.registry`) on the layer's globally pooled features: ``logme``, ``hscore``,
   ``transrate``, ``rsa`` and ``cka`` (against the one-hot labels), ``gbc``, ``ped``; and the rank average of
-  ``depara_labels`` with ``ped`` (``depara_labels_ped``, :data:`depara.selection.scorers.RANK_AVERAGES`: the mean
+  ``depara_labels`` with ``logme`` (``depara_labels_logme``, :data:`depara.selection.scorers.RANK_AVERAGES`: the mean
   of a candidate's two ranks across the candidates, on every probe set). LEEP and NCE score a model's *head*, not
   a layer, and are not offered here;
 * **neither** → a one-line :class:`~depara.errors.DeparaError` saying what is needed.
 
 The ranking (and the pick) follows one scorer per case, :data:`DEFAULT_SCORER` (the frozen defaults: with labels
-the round-5 rank average ``depara_labels_ped``, else the edge term against the target model). Every scorer gets a
+the round-6 rank average ``depara_labels_logme``, else the edge term against the target model). Every scorer gets a
 **95 % interval over probes** from ``n_boot`` **half-samples** (⌊N/2⌋ probes drawn without replacement,
 stratified by class; the same half-samples for every candidate, so the comparison is paired), each score
 recomputed on the half-sample as on a real probe set of that size (no probe is ever duplicated, so fitted scores
@@ -258,7 +258,7 @@ def select(data: Any, models: Any, target_model: Any = None, layers: Any = "auto
     n_boot : probe half-samples for the intervals and the shares (0: no intervals, p_best = nan).
     peer_boot : half-samples for the intervals of the peers that do not rank (logme, hscore, ...), at most
         ``n_boot`` (default :data:`depara.options.SELECT_PEER_BOOT` = 0: the report shows them as ranks only); a
-        peer that ranks, alone or in the ranking rank average (``ped`` by default), always gets all ``n_boot``.
+        peer that ranks, alone or in the ranking rank average (``logme`` by default), always gets all ``n_boot``.
     cache_dir : cache folder; the store is its ``store/`` (default ``$DEPARA_CACHE``, else ``~/.cache/depara``).
         Checked before any work, with the data (:func:`depara.io.files.check_run_paths`): not a file, not broken,
         writable, not inside the data folder.

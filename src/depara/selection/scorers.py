@@ -15,8 +15,8 @@ __all__ = ["DEFAULT_SCORER", "PROTOCOLS", "SCORERS", "LABEL_PEERS", "RANK_AVERAG
            "NODE_SCORERS", "GRAPH_OPTIONS", "MAX_BOOT", "SCORES_VERSION", "computed_scorers"]
 
 #: The rank averages ``select`` offers: name → the registry scorers whose ranks across the candidates are averaged
-#: (:func:`depara.selection.scoring.rank_average`). The round-5 default (``depara.options.DEFAULT_RANK_PEER``): the
-#: label graph's score rank-averaged with that peer, as the round-5 rule chose it on the pretrained bank.
+#: (:func:`depara.selection.scoring.rank_average`). The round-6 default (``depara.options.DEFAULT_RANK_PEER``): the
+#: label graph's score rank-averaged with that peer (LogME), as the round-6 rule chose it on two real benches.
 RANK_AVERAGES: dict[str, tuple[str, ...]] = (
     {f"depara_labels_{DEFAULT_RANK_PEER}": ("depara_labels", DEFAULT_RANK_PEER)} if DEFAULT_RANK_PEER else {})
 #: The ranking scorer with labels: the rank average of the frozen defaults, or the label graph's score alone.
@@ -24,10 +24,10 @@ LABELS_DEFAULT = next(iter(RANK_AVERAGES), "depara_labels")
 
 #: The scorer that ranks, per case ("target_model": a target model is given; "labels": labels only) and per
 #: transfer protocol: ONE constant, from depara's frozen defaults (``depara.options``, frozen in
-#: ``configs/defaults.toml``; node weight α = 0, label weight w = 1): with labels, :data:`LABELS_DEFAULT` (round 5:
-#: the rank average of the label graph's edge term, ``depara_labels``, and ``ped`` across the candidates); with a
+#: ``configs/defaults.toml``; node weight α = 0, label weight w = 1): with labels, :data:`LABELS_DEFAULT` (round 6:
+#: the rank average of the label graph's edge term, ``depara_labels``, and ``logme`` across the candidates); with a
 #: target model and no labels, the edge term against the target model (``depara_e``, α = 0). The same for both
-#: protocols: the round-5 rule was run on linear-probe truth, and no bench found a reason to differ.
+#: protocols: the round-6 rule averaged linear-probe and fine-tune truth on the 32-px bank.
 DEFAULT_SCORER: dict[tuple[str, str], str] = {
     ("target_model", "finetune"): "depara_e" if DEFAULT_NODE_WEIGHT == 0 else "depara",
     ("target_model", "linear"): "depara_e" if DEFAULT_NODE_WEIGHT == 0 else "depara",
@@ -59,8 +59,9 @@ GRAPH_OPTIONS: dict[str, Any] = DEFAULT_GRAPH_OPTIONS.to_meta()
 MAX_BOOT = 100_000
 #: Part of the key of every cached block of scores: bump it when a scorer's computation changes.
 #: 2: round 3's depara_labels (pooled, standardised); 3-4: round 4's (per_probe, flat, centred); 5: round 5's
-#: (knn k = ⌊√N⌋, pooled, standardised), the peer of the default rank average on every probe set.
-SCORES_VERSION = "5"
+#: (knn k = ⌊√N⌋, pooled, standardised), the peer of the default rank average on every probe set; 6: round 6's
+#: (knn k = 10, pooled, centred; its peer LogME).
+SCORES_VERSION = "6"
 
 
 def computed_scorers(chosen: list[str]) -> list[str]:

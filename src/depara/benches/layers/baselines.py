@@ -2,9 +2,9 @@
 
 Beside the peers of :mod:`depara.benches.layers.peers`, every layer gets:
 
-* the round-5 labels default ``depara_labels_ped`` (:data:`depara.selection.scorers.RANK_AVERAGES`): the mean of the
-  ``depara_labels`` and ``ped`` ranks across the layers (:func:`depara.selection.scoring.rank_average`, as
-  ``depara select`` ranks its candidates); ``depara_labels`` itself is the round-5 kNN member;
+* the shipped labels default (round 6: ``depara_labels_logme``, :data:`depara.selection.scorers.RANK_AVERAGES`): the
+  mean of the ``depara_labels`` and ``logme`` ranks across the layers (:func:`depara.selection.scoring.rank_average`,
+  as ``depara select`` ranks its candidates); ``depara_labels`` itself is the round-6 kNN member (k = 10);
 * the round-4 default's member (:data:`ROUND4_LABELS`): the label graph compared per probe on flattened, centred
   layer outputs (``depara.core.similarity_edges``), read on the same labelled images;
 * a static prior that never looks at the target (:data:`PARAMS_PRIOR`): the number of source parameters the

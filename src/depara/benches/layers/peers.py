@@ -47,8 +47,9 @@ from .models import model_preprocess
 from .select import depara_method_name, score_lam
 
 #: Label-based peers (from the estimator registry): scored on the shrunk target training images with their labels;
-#: the registry's defaults plus the k-NN accuracy baseline (issue 20). Where ``depara_labels`` and ``ped`` both
-#: score, the round-5 default ``depara_labels_ped`` (their rank average across the layers) is added.
+#: the registry's defaults plus the k-NN accuracy baseline (issue 20). Where ``depara_labels`` and the shipped
+#: default's peer both score, the shipped labels default (round 6: ``depara_labels_logme``, their rank average
+#: across the layers) is added.
 LABEL_METHODS: tuple[str, ...] = estimator_names(needs_labels=True, needs_source_probs=False, default=True) + (
     "knn",)
 #: Label-free peers (the registry's estimators with a reference representation): scored on the probes against the

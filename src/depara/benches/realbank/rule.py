@@ -1,5 +1,7 @@
-"""The rule that chooses the frozen defaults on the pretrained bank (benchmarks/results/pretrained_bank/RULE.md),
-and the rank-quality measures it reads. Pure numpy on the bank's tables:
+"""The rules that choose the frozen defaults: round 5's on the pretrained bank (benchmarks/results/pretrained_bank/
+RULE.md: :func:`rule_score`, :func:`choose`) and round 6's on it and the 32-px bank at once
+(benchmarks/results/default_choice_two_benches/RULE.md: :func:`two_bench_score`, the same :func:`choose`), and the
+rank-quality measures they read. Pure numpy on the bank's tables:
 
 - ``truth[target][source][layer]``: per-seed linear-probe accuracies (list);
 - ``scores[target][source][scorer][layer]``: each scorer's value of each (source, candidate layer).
@@ -97,21 +99,37 @@ def rank_measures(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float, 
     return _rank_measures(tuple(rankdata(scores, method="average")), tuple(np.asarray(truth, float)))
 
 
-def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, layers_of, views=None) -> dict:
+def target_measures(truth_t: dict, scores_t: dict, sources, cand: Candidate, layers_of, views=None,
+                    model_truths: dict[str, np.ndarray] | None = None) -> dict:
     """Model ranking (weighted τ, Kendall τ, regret in points), layer ranking (mean weighted τ over sources, best
     layer picked share) and the joint pick's regret for one target. ``views``: :func:`truth_views` of this target
-    when the caller already has them (they do not depend on the candidate)."""
+    when the caller already has them (they do not depend on the candidate).
+
+    ``model_truths`` (protocol → truth over ``sources``): a bench whose model truth is measured apart from its
+    layer truth (the 32-px bank: its representation probed and fine-tuned). The model ranking is then judged
+    against each of them (``model_wtau_<protocol>``, ``model_kendall_<protocol>``, ``model_regret_<protocol>``)
+    and ``model_wtau`` / ``model_kendall`` / ``model_regret`` are their means over the protocols; the layer
+    measures and the joint pick still read ``truth_t``."""
     t_model, t_layers, t_joint, _ = views if views is not None else truth_views(truth_t, sources, layers_of)
     s_model, s_layers, s_joint = candidate_views(scores_t, sources, cand, layers_of)
     s_model, s_joint = lowest_for_missing(s_model), lowest_for_missing(s_joint)
     s_layers = [lowest_for_missing(v) for v in s_layers]
-    m_wtau, m_kendall, m_regret = rank_measures(s_model, t_model)
+    per_protocol = {}
+    if model_truths:
+        for protocol, truth in model_truths.items():
+            w, k, r = rank_measures(s_model, truth)
+            per_protocol.update({f"model_wtau_{protocol}": w, f"model_kendall_{protocol}": k,
+                                 f"model_regret_{protocol}": r})
+        m_wtau, m_kendall, m_regret = (float(np.mean([per_protocol[f"model_{m}_{p}"] for p in model_truths]))
+                                       for m in ("wtau", "kendall", "regret"))
+    else:
+        m_wtau, m_kendall, m_regret = rank_measures(s_model, t_model)
     lw, lpick = [], []
     for s_l, t_l in zip(s_layers, t_layers):
         lw.append(rank_measures(s_l, t_l)[0])
         lpick.append(float(t_l[int(np.argmax(s_l))] >= t_l.max()))
     joint_pick = int(np.argmax(s_joint))
-    return {"model_wtau": m_wtau, "model_kendall": m_kendall, "model_regret": m_regret,
+    return {"model_wtau": m_wtau, "model_kendall": m_kendall, "model_regret": m_regret, **per_protocol,
             "layer_wtau": float(np.nanmean(lw)), "layer_pick": float(np.mean(lpick)),
             "joint_regret": 100.0 * float(t_joint.max() - t_joint[joint_pick])}
 
@@ -123,22 +141,34 @@ def rule_score(rows: list[dict]) -> float:
         0.5 * float(np.nanmean([r["layer_wtau"] for r in rows]))
 
 
-def choose(results: dict[Candidate, float], members=None) -> tuple[Candidate, list[str]]:
-    """The rule's choice among scored candidates (``results``: candidate → rule score, singles included) and why.
+def two_bench_score(*benches: list[dict]) -> float:
+    """Round 6's score of a candidate (benchmarks/results/default_choice_two_benches/RULE.md): the WORSE of its
+    :func:`rule_score` on each bench (``benches``: the per-target rows of each), so a candidate is only as good
+    as on the bench where it does worst."""
+    return min(rule_score(rows) for rows in benches)
 
-    Eligible: a single whose scorer is in ``members`` (all singles when None) with any read; a combination only
-    where its rule score beats both of its parts' (each part alone with the same read, looked up in ``results``).
-    The highest rule score wins; ties go to the earlier candidate (singles are listed before combinations)."""
+
+def eligible(results: dict[Candidate, float], members=None) -> dict[Candidate, float]:
+    """The candidates the rule may choose (``results``: candidate → rule score, singles included): a single whose
+    scorer is in ``members`` (all singles when None) with any read; a combination only where its rule score beats
+    both of its parts' (each part alone with the same read, looked up in ``results``)."""
     singles = {(c.parts[0], c.read): v for c, v in results.items() if len(c.parts) == 1}
-    eligible, notes = {}, []
+    out = {}
     for c, v in results.items():
         if len(c.parts) == 1:
             if members is None or c.parts[0] in members:
-                eligible[c] = v
+                out[c] = v
             continue
         parts = [singles.get((p, c.read), np.nan) for p in c.parts]
         if all(np.isfinite(p) and v > p for p in parts):
-            eligible[c] = v
-    best = max(eligible, key=lambda c: (eligible[c], -list(results).index(c)))
-    notes.append(f"{len(results)} candidates, {len(eligible)} eligible; chosen {best.name}: {eligible[best]:.4f}")
-    return best, notes
+            out[c] = v
+    return out
+
+
+def choose(results: dict[Candidate, float], members=None) -> tuple[Candidate, list[str]]:
+    """The rule's choice among scored candidates (``results``: candidate → rule score, singles included) and why:
+    the :func:`eligible` candidate with the highest rule score; ties go to the earlier candidate (singles are
+    listed before combinations)."""
+    ok = eligible(results, members)
+    best = max(ok, key=lambda c: (ok[c], -list(results).index(c)))
+    return best, [f"{len(results)} candidates, {len(ok)} eligible; chosen {best.name}: {ok[best]:.4f}"]

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -38,6 +37,7 @@ import realbank_layers as RL  # noqa: E402  (the 32-px bank's stage features)
 from depara.benches.realbank import pretrained_scoring as S  # noqa: E402
 from depara.benches.realbank import rule as R  # noqa: E402
 from depara.benches.realbank.evaluation import bootstrap_columns, paired_difference  # noqa: E402
+from depara.io.files import read_csv  # noqa: E402
 
 RULE_COMMIT = "53f289916d008105a25c9da4d1b52da10f038694"  # the commit of RULE.md alone, before this run
 PROTOCOLS = ("linear_probe", "fine_tune")
@@ -47,11 +47,6 @@ BENCHES = ("pretrained", "realbank32")
 #: per-target measures given with bootstrap intervals (the 32-px bank adds its per-protocol model rows)
 MEASURES = ("model_wtau", "model_regret", "layer_wtau", "layer_pick", "joint_regret")
 MEASURES32 = MEASURES + tuple(f"model_{m}_{p}" for m in ("wtau", "regret") for p in PROTOCOLS)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def rb_truth(layers_csv: Path, truth_per_seed: Path) -> tuple[dict, dict]:

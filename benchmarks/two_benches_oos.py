@@ -19,10 +19,10 @@ Reads (run them first: ``nice -n 10 python benchmarks/taskbank_labels_oos.py --c
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import subprocess
 from pathlib import Path
+
+from depara.io.readers import parse_csv_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = "benchmarks/results/layers_small_peers/peer_evaluation_tenth.csv"
@@ -51,7 +51,8 @@ def read_rows(path: str, commit: str | None = None) -> list[dict]:
     """The rows of a committed CSV, from the working tree or as committed at ``commit``."""
     text = (subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout if commit else (ROOT / path).read_text(encoding="utf-8"))
-    return list(csv.DictReader(io.StringIO(text)))
+    header, *body = parse_csv_rows(text, path)
+    return [dict(zip(header, row)) for row in body]
 
 
 def finetune_lines(rows: list[dict], commit: str) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from depara.errors import DeparaError
 from depara.estimators import depara_family
-from depara.estimators.evidence import logme, ped, ped_features, ped_resampled
+from depara.estimators.evidence import logme, logme_resampled, ped, ped_features, ped_resampled
 from depara.estimators.registry import get_estimator
 from depara.evaluation.uncertainty import half_samples
 from depara.selection.scoring import Resamples, peer_halves, peer_score
@@ -73,7 +73,7 @@ def test_peer_halves_equals_peer_score_row_by_row():
     f, y = _classes(40, 32, 4, 0.4, 6)
     halves = half_samples(40, 12, 0, y)
     ped_est, logme_est = get_estimator("ped"), get_estimator("logme")
-    assert ped_est.resampled is not None and logme_est.resampled is None
+    assert ped_est.resampled is not None and logme_est.resampled is not None
     for est in (ped_est, logme_est):
         expected = [peer_score(est.name, f[h], y[h]) for h in halves]
         np.testing.assert_allclose(peer_halves(est, f, y, halves), expected, rtol=1e-9, atol=1e-12)
@@ -81,9 +81,24 @@ def test_peer_halves_equals_peer_score_row_by_row():
     # relabelled classes it has; NaN with a single class)
     f, y = _classes(12, 3, 4, 1.0, 7)
     rows = np.array([[0, 1, 2, 5], [0, 4, 8, 8], [0, 4, 1, 5]])  # row 1: class 0 only
-    expected = [peer_score("ped", f[r], y[r]) for r in rows]
-    assert np.isfinite(expected[0]) and np.isnan(expected[1]) and np.isfinite(expected[2])
-    np.testing.assert_allclose(peer_halves(ped_est, f, y, rows), expected, rtol=1e-12)
+    for est in (ped_est, logme_est):
+        expected = [peer_score(est.name, f[r], y[r]) for r in rows]
+        assert np.isfinite(expected[0]) and np.isnan(expected[1]) and np.isfinite(expected[2])
+        np.testing.assert_allclose(peer_halves(est, f, y, rows), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_logme_resampled_equals_one_fit_per_half_sample(case):
+    """LogME on every half-sample at once (wide rows on blocks of the full set's Gram matrix, narrow rows on their
+    D×D one) gives each row's own fit, to round-off; a row without some class is refused, naming idx_sets."""
+    n, d, c, sep, seed = case
+    f, y = _classes(n, d, c, sep, seed)
+    halves = half_samples(n, 25, seed, y)
+    expected = [logme(f[h], y[h]) for h in halves]
+    np.testing.assert_allclose(logme_resampled(f, y, halves), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(logme_resampled(f, y, np.arange(n)[None]), [logme(f, y)], rtol=1e-9)
+    with pytest.raises(DeparaError, match="idx_sets: row 1 lacks a class"):
+        logme_resampled(f, y, np.stack([halves[0], np.resize(np.flatnonzero(y == 0), len(halves[0]))]))
 
 
 @pytest.mark.parametrize("ties", [False, True])

@@ -19,14 +19,17 @@ from ..errors import DeparaError
 from .checks import as_class_indices, as_features, count, gram_eigh, one_hot_labels, positive
 from .registry import FEATURE_LABEL, estimator
 
-__all__ = ["logme", "pactran_gaussian", "ped", "ped_features", "ped_resampled", "RESAMPLE_CHUNK_ELEMENTS"]
+__all__ = ["logme", "logme_resampled", "pactran_gaussian", "ped", "ped_features", "ped_resampled",
+           "RESAMPLE_CHUNK_ELEMENTS"]
 
 
 @estimator("logme", tags=replace(FEATURE_LABEL, supports_regression=True), label="LogME",
            description="log marginal evidence of a Bayesian linear model on the features (per sample, averaged over "
                        "classes)",
            reference="You et al., LogME, ICML 2021",
-           adapter=lambda s, t: logme(s.features, t.labels, regression=t.regression))
+           adapter=lambda s, t: logme(s.features, t.labels, regression=t.regression),
+           resampled=lambda graph, features, labels, idx_sets: np.concatenate(
+               [logme_resampled(features, labels, block) for block in idx_sets]))
 def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol: float = 1e-3) -> float:
     """LogME: the log marginal evidence of a Bayesian linear model from features to targets.
 
@@ -497,12 +500,9 @@ def _ped_wide(f: np.ndarray, sets: np.ndarray, idx_c: np.ndarray, n_classes: int
     return _logme_stack(one_hot, f.shape[1], gram=gram)
 
 
-def ped_resampled(features, labels, idx_sets) -> np.ndarray:
-    """:func:`ped` (default arguments) on each resample of the samples at once: ``idx_sets`` R×M indices into
-    ``features`` (N×D) and ``labels`` (N class indices); row r scores ``features[idx_sets[r]]`` with its labels.
-    Every row must hold every class of ``labels`` (DeparaError naming ``idx_sets`` otherwise; relabel or score
-    that row alone with :func:`ped`). (R,) float array, equal to the row-by-row :func:`ped` up to round-off; the
-    rows go through in chunks of at most :data:`RESAMPLE_CHUNK_ELEMENTS` float64 values per array."""
+def _resample_inputs(features, labels, idx_sets) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The checked inputs of a many-resamples-at-once estimator: (features N×D float64, class indices, the number
+    of classes, ``idx_sets`` R×M, M >= 2, every row holding every class); DeparaError naming the argument."""
     f = as_features(features, "features")
     idx_c, n_classes = as_class_indices(labels, "labels", f.shape[0])
     sets = np.asarray(idx_sets)
@@ -510,11 +510,43 @@ def ped_resampled(features, labels, idx_sets) -> np.ndarray:
             or (sets.size and (sets.min() < 0 or sets.max() >= f.shape[0])):
         raise DeparaError(f"idx_sets: expected R×M integer indices into the {f.shape[0]} samples, M >= 2, got "
                           f"{sets.dtype} array of shape {sets.shape}")
-    y = idx_c[sets]
     present = np.zeros((sets.shape[0], n_classes), dtype=bool)
-    present[np.arange(sets.shape[0])[:, None], y] = True
+    present[np.arange(sets.shape[0])[:, None], idx_c[sets]] = True
     if not present.all():
         raise DeparaError(f"idx_sets: row {int(np.flatnonzero(~present.all(axis=1))[0])} lacks a class of labels")
+    return f, idx_c, n_classes, sets
+
+
+def logme_resampled(features, labels, idx_sets) -> np.ndarray:
+    """:func:`logme` (classification, default arguments) on each resample of the samples at once: ``idx_sets``
+    R×M indices into ``features`` (N×D) and ``labels`` (N class indices); row r scores ``features[idx_sets[r]]``
+    with its labels. Every row must hold every class of ``labels`` (DeparaError naming ``idx_sets`` otherwise).
+    (R,) float array, equal to the row-by-row :func:`logme` up to round-off: one batched eigendecomposition per
+    chunk (of each row's M×M Gram matrix, a block of the full set's, when M <= D; else of its D×D one) and one
+    fixed point for all rows; chunks of at most :data:`RESAMPLE_CHUNK_ELEMENTS` float64 values per array."""
+    f, idx_c, n_classes, sets = _resample_inputs(features, labels, idx_sets)
+    m, d = sets.shape[1], f.shape[1]
+    one_hot = np.eye(n_classes)[idx_c]
+    if m <= d:
+        gram_full = f @ f.T
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (2 * m * m + m * n_classes))
+        parts = [_logme_stack(one_hot[block], d, gram=gram_full[block[:, :, None], block[:, None, :]])
+                 for block in (sets[i:i + step] for i in range(0, len(sets), step))]
+    else:
+        step = max(1, RESAMPLE_CHUNK_ELEMENTS // (m * d + 2 * d * d + m * n_classes))
+        parts = [_logme_stack(one_hot[block], d, f=f[block])
+                 for block in (sets[i:i + step] for i in range(0, len(sets), step))]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def ped_resampled(features, labels, idx_sets) -> np.ndarray:
+    """:func:`ped` (default arguments) on each resample of the samples at once: ``idx_sets`` R×M indices into
+    ``features`` (N×D) and ``labels`` (N class indices); row r scores ``features[idx_sets[r]]`` with its labels.
+    Every row must hold every class of ``labels`` (DeparaError naming ``idx_sets`` otherwise; relabel or score
+    that row alone with :func:`ped`). (R,) float array, equal to the row-by-row :func:`ped` up to round-off; the
+    rows go through in chunks of at most :data:`RESAMPLE_CHUNK_ELEMENTS` float64 values per array."""
+    f, idx_c, n_classes, sets = _resample_inputs(features, labels, idx_sets)
+    y = idx_c[sets]
     n, d = sets.shape[1], f.shape[1]
     if n <= d:  # LogME on the resamples' Gram matrices: no resample's features gathered
         gram_full = f @ f.T  # every resample's x xᵀ is a block of it

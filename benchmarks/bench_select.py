@@ -8,9 +8,9 @@ Prints, measured in ONE run (no timed tests), and writes the same lines to ``--o
   decoded, preprocessed batches: the work no ranking of these layers can avoid (image decoding not included).
   (Before issue 21 the floor was a forward + backward per probe through the whole model: 2.2x too high.)
 * ``select (default)``: ``select`` over the zoo on an empty cache, labels given, every default — scorers
-  (the ranking scorer, ``depara_labels_logme`` since round 6, and the label-based peers), ``n_boot=200`` (the ranking
-  score's interval, its peer refitted on every half-sample) and ``peer_boot=0`` (the other peers: ranks only) — and its split:
-  extraction (forward passes, decoding, store writes) and scoring (the half-samples).
+  (the ranking scorer, ``depara_labels_logme`` since round 6, and the label-based peers), ``n_boot=200`` (the
+  ranking score's interval, its peer refitted on every half-sample) and ``peer_boot=0`` (the other peers: ranks
+  only) — and its split: extraction (forward passes, decoding, store writes) and scoring (the half-samples).
   ``select / floor``: target <= 1.2 (issue 21);
 * ``--profile``: the ``select`` run again under cProfile, its top functions by cumulative time;
 * ``--peer-boot 20``: the same comparison with the other peers' intervals too (what they cost);

@@ -129,10 +129,14 @@ def summarise(per_cand: dict) -> list[dict]:
     return rows
 
 
-def paired(per_cand: dict, a: R.Candidate, b: R.Candidate) -> dict:
-    rng = np.random.default_rng(22)
+PAIRED_MEASURES = ("model_wtau", "layer_wtau", "layer_pick", "model_regret", "joint_regret")
+
+
+def paired(per_cand: dict, a: R.Candidate, b: R.Candidate, measures=PAIRED_MEASURES, seed: int = 22) -> dict:
+    """Paired bootstrap differences over targets, a − b, for each measure."""
+    rng = np.random.default_rng(seed)
     out = {"a": a.name, "b": b.name}
-    for m in ("model_wtau", "layer_wtau", "layer_pick", "model_regret", "joint_regret"):
+    for m in measures:
         va = np.array([r[m] for r in per_cand[a]], float)
         vb = np.array([r[m] for r in per_cand[b]], float)
         out[m] = paired_difference(va, vb, rng)

@@ -27,7 +27,7 @@ from depara.benches.realbank import pretrained as P
 from depara.benches.realbank import pretrained_bench as B
 from depara.benches.realbank import pretrained_finetune as F
 from depara.benches.realbank import rule as R
-from depara.benches.realbank.evaluation import (bootstrap_columns, paired_difference, random_expectation, rank_rows,
+from depara.benches.realbank.evaluation import (bootstrap_columns, random_expectation, rank_rows,
                                                 seed_ceiling, split_half_reliability)
 from depara.benches.realbank.truth import linear_probe
 from depara.io.files import write_csv, write_json, write_text
@@ -131,13 +131,7 @@ def summarise(per_cand: dict, lp_rows: dict) -> list[dict]:
 
 
 def paired(per_cand: dict, a: R.Candidate, b: R.Candidate) -> dict:
-    rng = np.random.default_rng(32)
-    out = {"a": a.name, "b": b.name}
-    for m in ("model_wtau", "model_regret"):
-        va = np.array([r[m] for r in per_cand[a]], float)
-        vb = np.array([r[m] for r in per_cand[b]], float)
-        out[m] = paired_difference(va, vb, rng)
-    return out
+    return PB.paired(per_cand, a, b, measures=("model_wtau", "model_regret"), seed=32)
 
 
 def main(argv=None) -> int:

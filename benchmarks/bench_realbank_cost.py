@@ -60,7 +60,7 @@ def _main(args) -> int:
     from depara.estimators.registry import SourceInputs, TargetInputs, get_estimator
     from depara.benches.realbank.bench import SCALES, available_targets, load_defaults, target_splits
     from depara.benches.realbank.models import logits, pooled_features
-    from depara.benches.realbank.scoring import (PEER_METHODS, _edges, _node_maps, _v, frozen_label_scores,
+    from depara.benches.realbank.scoring import (PEER_METHODS, stage_edges, node_maps, node_agreement, frozen_label_scores,
         probe_rows, train_quick_target)
     from depara.benches.realbank.truth import TruthConfig, measure_pair
     from depara.benches.realbank.zoo import load_or_train_zoo
@@ -113,7 +113,7 @@ def _main(args) -> int:
         for comp, label in (("global", "DEPARA-label (E vs label graph) = previous frozen default"),
                             ("per_probe", "DEPARA-label [per_probe, flat, centred, subset]"),
                             ("knn", "DEPARA-label [knn, flat, centred, subset]")):
-            timed(label, lambda comp=comp: [label_agreement(_edges(nets[n].body, probes)[0], y[pick], comp)
+            timed(label, lambda comp=comp: [label_agreement(stage_edges(nets[n].body, probes)[0], y[pick], comp)
                                             for n in names])
 
         def quick():
@@ -121,20 +121,20 @@ def _main(args) -> int:
 
         def e_model():
             tgt = quick()
-            te = _edges(tgt.body, probes)[0]
-            return edge_similarities([_edges(nets[n].body, probes)[0] for n in names], te)
+            te = stage_edges(tgt.body, probes)[0]
+            return edge_similarities([stage_edges(nets[n].body, probes)[0] for n in names], te)
 
         def v_plus_e():
             tgt = quick()
-            te, tn = _edges(tgt.body, probes)[0], _node_maps(tgt.body, probes, "l2", "mean")
-            e = edge_similarities([_edges(nets[n].body, probes)[0] for n in names], te)
-            v = np.array([_v(_node_maps(nets[n].body, probes, "l2", "mean"), tn) for n in names])
+            te, tn = stage_edges(tgt.body, probes)[0], node_maps(tgt.body, probes, "l2", "mean")
+            e = edge_similarities([stage_edges(nets[n].body, probes)[0] for n in names], te)
+            v = np.array([node_agreement(node_maps(nets[n].body, probes, "l2", "mean"), tn) for n in names])
             return v + e
 
         def rsa_cka(fn):
             tgt = quick()
-            tf = _edges(tgt.body, probes)[1]
-            return [fn(_edges(nets[n].body, probes)[1], tf) for n in names]
+            tf = stage_edges(tgt.body, probes)[1]
+            return [fn(stage_edges(nets[n].body, probes)[1], tf) for n in names]
 
         timed("DEPARA-E (target model)", e_model)
         timed("DEPARA V + E (target model; previous default, paper)", v_plus_e)

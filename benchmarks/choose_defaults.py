@@ -93,7 +93,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from depara.io.files import ensure_dir, write_csv, write_json  # noqa: E402
+from depara.io.files import ensure_dir, read_csv, write_csv, write_json  # noqa: E402
 from depara.evaluation.rank_quality import rank_quality  # noqa: E402
 from depara.core.similarity_edges import COMPARISONS, POOLINGS, EDGE_SCALES, graph_agreement, probe_edges  # noqa: E402
 from depara.core.labels import edge_similarities, label_edges, target_edges  # noqa: E402
@@ -229,7 +229,7 @@ def _bank(args, say):
 def _main(args) -> int:
     from depara.estimators.baselines import linear_cka, rsa
     from depara.benches.taskbank.affinity import measure_affinities
-    from depara.benches.taskbank.bench import NODE_OPTIONS, _node_maps, label_based_scores
+    from depara.benches.taskbank.bench import NODE_OPTIONS, label_based_scores, node_maps
     from depara.benches.taskbank.tasks import get_task
     from depara.core.similarity import normalized_nodes
 
@@ -241,7 +241,7 @@ def _main(args) -> int:
     truth = gt["affinity"]
     x = data.probe_tensor()
     say(f"{len(names)} tasks, {len(x)} probes; source graphs")
-    maps = {s: {n: _node_maps(encoders[n], x, s) for n in names} for s in ("sum", "mean", "l2")}
+    maps = {s: {n: node_maps(encoders[n], x, s) for n in names} for s in ("sum", "mean", "l2")}
     nodes = {o: {n: normalized_nodes(maps[o.split('/')[0]][n][o.split('/')[1]]) for n in names} for o in NODE_OPTIONS}
     feats = {layer: {n: _features(encoders[n], x, layer) for n in names} for layer in LAYERS}
     edges = {layer: {n: _edges(feats[layer][n]) for n in names} for layer in LAYERS}
@@ -280,7 +280,7 @@ def _main(args) -> int:
                 per_target.setdefault(key, {})[t] = metrics(s, tr, src)
         tmodels = {"quick": quick_target(cfg, task, data, args.quick_steps, args.seed), "full": encoders[t]}
         for tm, enc in tmodels.items():
-            t_maps = {s: _node_maps(enc, x, s) for s in ("sum", "mean", "l2")}
+            t_maps = {s: node_maps(enc, x, s) for s in ("sum", "mean", "l2")}
             t_nodes = {o: normalized_nodes(t_maps[o.split('/')[0]][o.split('/')[1]]) for o in NODE_OPTIONS}
             t_feat = {layer: _features(enc, x, layer) for layer in LAYERS}
             for layer in LAYERS:
@@ -535,7 +535,6 @@ def combine(dirs, *, write_config=None, tolerance: float = 0.01, out=None) -> di
     candidate missing from any (folder, protocol) is not eligible. Writes ``classification_chosen.json`` into
     ``out`` (when given) and the TOML config into ``write_config`` (when given). Returns the choice record.
     """
-    import csv
     import json
 
     from depara.errors import DeparaError
@@ -546,10 +545,9 @@ def combine(dirs, *, write_config=None, tolerance: float = 0.01, out=None) -> di
         path = Path(d) / "classification_family.csv"
         if not path.is_file():
             raise DeparaError(f"dirs: {d} has no classification_family.csv (run --classification first)")
-        with open(path, newline="", encoding="utf-8") as fh:
-            for r in csv.DictReader(fh):
-                key = tuple(r[k] for k in FAMILY_KEYS)
-                per.setdefault(key, {})[(str(d), r["protocol"])] = float(r["mean_weighted_tau"])
+        for r in read_csv(path):
+            key = tuple(r[k] for k in FAMILY_KEYS)
+            per.setdefault(key, {})[(str(d), r["protocol"])] = float(r["mean_weighted_tau"])
         man = Path(d) / "manifest.json"
         if man.is_file():
             settings.append(json.loads(man.read_text(encoding="utf-8")).get("settings", {}))

@@ -186,10 +186,6 @@ def test_no_function_over_80_lines():
 PENDING_SPLITS: set[str] = set()
 
 
-#: Benchmark scripts that still read a CSV by hand (each left for the change that owns the script).
-HAND_CSV_READERS = {"choose_defaults.py"}
-
-
 def test_benchmark_scripts_read_csv_through_the_one_reader():
     """benchmarks/*.py read tables with depara.io.files.read_csv (size limit, strict UTF-8, one error wording),
     never with csv.DictReader / csv.reader of their own."""
@@ -199,4 +195,4 @@ def test_benchmark_scripts_read_csv_through_the_one_reader():
             if isinstance(node, ast.Attribute) and node.attr in ("DictReader", "reader") \
                     and isinstance(node.value, ast.Name) and node.value.id == "csv":
                 hand.append(f"{p.name}:{node.lineno}")
-    assert [h for h in hand if h.split(":")[0] not in HAND_CSV_READERS] == []
+    assert hand == []

@@ -127,7 +127,8 @@ def train_quick_target(x: np.ndarray, y: np.ndarray, *, steps: int, width: int, 
     return train_steps(net, x, y, F.cross_entropy, steps=steps, lr=2e-3, rng=np.random.default_rng([seed, 5]))
 
 
-def _node_maps(body, x: torch.Tensor, scalar: str, reduction: str) -> np.ndarray:
+def node_maps(body, x: torch.Tensor, scalar: str, reduction: str) -> np.ndarray:
+    """DEPARA's node maps at the representation: gradient×input of ``scalar`` (N × H·W, channel ``reduction``)."""
     from ...extraction.extract import attribution_maps
 
     raw = torch.cat([attribution_maps(body, x[i:i + 64], REP_LAYER, scalar=scalar) for i in range(0, len(x), 64)])
@@ -139,7 +140,7 @@ def _node_maps(body, x: torch.Tensor, scalar: str, reduction: str) -> np.ndarray
 LAYERS = {"representation": REP_LAYER, "below-representation": "stage2"}
 
 
-def _edges(body, x: torch.Tensor, layer: str = REP_LAYER) -> tuple[np.ndarray, np.ndarray]:
+def stage_edges(body, x: torch.Tensor, layer: str = REP_LAYER) -> tuple[np.ndarray, np.ndarray]:
     """(DEPARA edges = centred cosine of the flattened features at ``layer``, those features)."""
     from ...core.edges import edges_from_features
 
@@ -178,7 +179,8 @@ def frozen_label_scores(nets: dict, x_train: np.ndarray, y: np.ndarray, defaults
                             y[rows], defaults.edge_comparison) for n in nets])
 
 
-def _v(src_nodes: np.ndarray, tgt_nodes: np.ndarray) -> float:
+def node_agreement(src_nodes: np.ndarray, tgt_nodes: np.ndarray) -> float:
+    """DEPARA's node term: the mean cosine between the two graphs' normalised node maps, probe by probe."""
     from ...core.similarity import normalized_nodes
 
     return float(np.einsum("ij,ij->i", normalized_nodes(src_nodes), normalized_nodes(tgt_nodes)).mean())
@@ -234,16 +236,16 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
     # Graph parts on the probes: node maps for each node definition used, edges, flattened representation.
     t1 = time.perf_counter()
     node_opts = {("l2", "mean"), ("sum", "mean"), (defaults.node_scalar, defaults.node_reduction)}
-    src_nodes = {n: {o: _node_maps(nets[n].body, probes, *o) for o in node_opts} for n in names}
+    src_nodes = {n: {o: node_maps(nets[n].body, probes, *o) for o in node_opts} for n in names}
     src_edges, src_feats = {}, {}
     for n in names:
-        src_edges[n], src_feats[n] = _edges(nets[n].body, probes)
+        src_edges[n], src_feats[n] = stage_edges(nets[n].body, probes)
     lab = label_edges(y_probe)
     e_label = edge_similarities([src_edges[n] for n in names], lab)
     layer = LAYERS[defaults.layer]
     # the frozen default's model term (when it has one) reads its own layer's edges
     src_edges_d = src_edges if layer == REP_LAYER or not defaults.needs_target_model else \
-        {n: _edges(nets[n].body, probes, layer)[0] for n in names}
+        {n: stage_edges(nets[n].body, probes, layer)[0] for n in names}
     t_graphs = time.perf_counter() - t1
 
     # The label family at the representation: every (comparison, features, scale, probes).
@@ -259,12 +261,12 @@ def score_target(nets: dict, x_train: np.ndarray, y_train: np.ndarray, *, defaul
     tgt = train_quick_target(x_train, y, steps=quick_steps, width=quick_width, seed=seed)
     t_quick = time.perf_counter() - t2
     t3 = time.perf_counter()
-    tgt_nodes = {o: _node_maps(tgt.body, probes, *o) for o in node_opts}
-    tgt_edges, tgt_feats = _edges(tgt.body, probes)
+    tgt_nodes = {o: node_maps(tgt.body, probes, *o) for o in node_opts}
+    tgt_edges, tgt_feats = stage_edges(tgt.body, probes)
     e_model = edge_similarities([src_edges[n] for n in names], tgt_edges)
     e_model_d = (e_model if src_edges_d is src_edges else
-                 edge_similarities([src_edges_d[n] for n in names], _edges(tgt.body, probes, layer)[0]))
-    v = {o: np.array([_v(src_nodes[n][o], tgt_nodes[o]) for n in names]) for o in node_opts}
+                 edge_similarities([src_edges_d[n] for n in names], stage_edges(tgt.body, probes, layer)[0]))
+    v = {o: np.array([node_agreement(src_nodes[n][o], tgt_nodes[o]) for n in names]) for o in node_opts}
     for comp, name in zip(COMPARISONS[1:], E_MODEL_LOCAL):
         scores[name] = np.array([graph_agreement(src_edges[n], tgt_edges, comp) for n in names])
     scores["RSA (target model)"] = np.array([rsa(src_feats[n], tgt_feats) for n in names])

@@ -99,7 +99,7 @@ def cache_root_for(cfg: BankConfig, cache_dir=None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-def _node_maps(encoder, x: torch.Tensor, scalar: str) -> dict[str, np.ndarray]:
+def node_maps(encoder, x: torch.Tensor, scalar: str) -> dict[str, np.ndarray]:
     """Grad×input maps of ``scalar(rep)`` per channel reduction: {reduction: N×(H·W) float32}."""
     from ...extraction.extract import attribution_maps
 
@@ -128,7 +128,7 @@ def graph_scores(encoders: dict, probes: np.ndarray) -> dict:
               for n in names}
     sims = similarity_matrix(graphs)  # library defaults throughout: what `depara` gives a user
     out = {"V": {}, "E": sims.E, "seconds": {"depara": time.perf_counter() - t0}, "graphs": graphs}
-    maps = {scalar.value: {n: _node_maps(encoders[n], x, scalar.value) for n in names} for scalar in Scalar}
+    maps = {scalar.value: {n: node_maps(encoders[n], x, scalar.value) for n in names} for scalar in Scalar}
     for opts in NODE_CHOICES:
         out["V"][opts.node] = node_similarity_matrix(
             [maps[opts.scalar.value][n][opts.channel_reduction.value] for n in names], names)

@@ -266,3 +266,17 @@ def test_peers_summary_writes_numbers_as_every_report_does():
             {"method": "DEPARA V+E", "family": "depara", "kendall": float("nan"), "pick_depth": 1, "regret": 0.1}]
     assert peers_summary({"tenth": rows}) == ("tenth: best agreement logme (Kendall τ 0.13, picks #2, loses 0.1 "
                                               "pts); DEPARA V+E τ undefined")
+
+
+def test_add_rank_averages_by_hand():
+    """The layer benches' rank-average row: mean of scipy's ranks of its parts across the layers (1 = lowest);
+    a rank average whose parts are not all present is not added."""
+    from scipy import stats
+
+    from depara.benches.layers.baselines import add_rank_averages
+
+    labels_score, peer = np.array([0.9, 0.2, 0.5, 0.7]), np.array([-3.0, -1.0, -2.0, -4.0])
+    out = add_rank_averages({"depara_labels": labels_score, "logme": peer})
+    np.testing.assert_array_equal(out["depara_labels_logme"], [3.0, 2.5, 2.5, 2.0])  # (4,1,2,3) and (2,4,3,1)
+    np.testing.assert_array_equal(out["depara_labels_logme"], (stats.rankdata(labels_score) + stats.rankdata(peer)) / 2)
+    assert set(add_rank_averages({"logme": peer})) == {"logme"}

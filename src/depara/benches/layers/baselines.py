@@ -23,9 +23,9 @@ import numpy as np
 
 from ...core.similarity_edges import label_agreement, probe_edges
 from ...selection.scorers import RANK_AVERAGES
-from ...selection.scoring import rank_average
+from ...selection.scoring import with_rank_averages as rank_averages_of
 
-__all__ = ["ROUND4_LABELS", "PARAMS_PRIOR", "NOT_APPLICABLE", "REFERENCE", "with_rank_averages",
+__all__ = ["ROUND4_LABELS", "PARAMS_PRIOR", "NOT_APPLICABLE", "REFERENCE", "add_rank_averages",
            "round4_label_scores", "parameters_up_to", "reference_rows", "not_applicable_rows", "kendall_per_seed"]
 
 #: The round-4 labels default's handling (configs/defaults.toml before round 5).
@@ -38,13 +38,14 @@ NOT_APPLICABLE = {"static prior: the source's accuracy on its own task":
                   "one source model: the same value at every depth, it cannot rank the layers"}
 
 
-def with_rank_averages(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def add_rank_averages(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``scores`` plus every rank average of :data:`RANK_AVERAGES` whose parts are all present."""
-    out = dict(scores)
-    for name, parts in RANK_AVERAGES.items():
-        if all(p in scores for p in parts):
-            out[name] = rank_average(np.array([scores[p] for p in parts], dtype=np.float64)[:, :, None])[:, 0]
-    return out
+    names = list(scores)
+    made = [n for n, parts in RANK_AVERAGES.items() if all(p in scores for p in parts)]
+    if not made:
+        return dict(scores)
+    values = np.array([scores[n] for n in names], dtype=np.float64)[:, :, None]
+    return {**scores, **dict(zip(made, rank_averages_of(values, names, made)[:, :, 0]))}
 
 
 def round4_label_scores(flat: Mapping[str, np.ndarray], labels) -> np.ndarray:

@@ -42,7 +42,7 @@ from ...report.manifest import writes_results_folder
 from ...selection.scorers import RANK_AVERAGES
 from .baselines import (NOT_APPLICABLE, PARAMS_PRIOR, REFERENCE, ROUND4_LABELS, kendall_per_seed,
                         not_applicable_rows, parameters_up_to, reference_rows, round4_label_scores,
-                        with_rank_averages)
+                        add_rank_averages)
 from .models import model_preprocess
 from .select import depara_method_name, score_lam
 
@@ -231,7 +231,7 @@ def peer_layer_table(layers: Sequence[tuple[int, str]], train_features: Mapping[
                 continue
             scores.update(table.scores)
             meta["n_train"] = table.meta["n_samples"]
-    scores = _with_extra(with_rank_averages(scores), extra, len(layers))
+    scores = _with_extra(add_rank_averages(scores), extra, len(layers))
     if probe_methods:
         scores.update(_probe_method_scores(layers, keys, probe_methods, probe_features, target_outputs, meta))
     if depara_rows:

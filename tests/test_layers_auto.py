@@ -135,3 +135,90 @@ def test_plain_sequential_keeps_its_layers():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Dropout(),
                               torch.nn.Conv2d(4, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4, 2))
     assert family(net) == "generic" and auto_layers(net) == ["0", "1", "3"]
+
+
+# ------------------------------------------------------------------------------------------------- flat graphs
+def test_resolution_ends_by_hand():
+    """Level ends: the last output before each drop in size; global poolings passed over; the walk stops where the
+    size first grows (a neck); a network at 32 px may legitimately end at 1×1 (from 2×2, by a convolution)."""
+    from depara.extraction.layers_auto import resolution_ends
+
+    outs = [("stem", (16, 16), True), ("act0", (16, 16), False), ("down1", (8, 8), True),
+            ("se_pool", (1, 1), False), ("se_conv", (1, 1), True), ("se_mul", (8, 8), False), ("act1", (8, 8), False),
+            ("down2", (4, 4), True), ("act2", (4, 4), False), ("up", (8, 8), False), ("neck", (8, 8), True)]
+    assert resolution_ends(outs) == ["act0", "act1", "act2"]
+    # 32 px: the last stage's stride-2 convolution makes 2×2 → 1×1 (a level); a head's pooling from 2×2 does not
+    small = [("s3", (2, 2), True), ("down4", (1, 1), True), ("act4", (1, 1), False)]
+    assert resolution_ends(small) == ["s3", "act4"]
+    assert resolution_ends([("s4", (2, 2), True), ("pool", (1, 1), False)]) == ["s4"]
+    assert resolution_ends([("only", (7, 7), True)]) == ["only"] and resolution_ends([]) == []
+
+
+class _FlatNet(torch.nn.Module):
+    """Every layer a top-level child (the shape onnx2torch gives a converted file): a slicing stem without
+    parameters, two downsampling stages with a squeeze-and-excitation gate, an upsampling neck and a softmax head."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv0, self.act0 = nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()
+        self.conv1, self.act1 = nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()
+        self.se_pool, self.se_conv, self.se_gate = nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 16, 1), nn.Sigmoid()
+        self.conv2, self.act2 = nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU()
+        self.up, self.neck = nn.Upsample(scale_factor=2), nn.Conv2d(32, 16, 1)
+        self.pool, self.flat, self.fc, self.softmax = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5), \
+            nn.Softmax(dim=1)
+
+    def forward(self, x):
+        x = x[:, :, ::1, ::1]  # a parameter-free stem op before the first convolution
+        x = self.act0(self.conv0(x))
+        x = self.act1(self.conv1(x))
+        x = x * self.se_gate(self.se_conv(self.se_pool(x)))
+        x = self.act2(self.conv2(x))
+        x = self.neck(self.up(x))
+        return self.softmax(self.fc(self.flat(self.pool(x))))
+
+
+def test_auto_layers_of_a_flat_fx_graph():
+    net = torch.fx.symbolic_trace(_FlatNet().eval())
+    assert family(net) == "graph"
+    # gate output × x is a function call, not a module: act1 ends the 16-px level, the neck (upsampled) is left out
+    assert auto_layers(net, (3, 32, 32)) == ["act0", "act1", "act2"]
+
+
+def test_auto_layers_of_a_resnet_converted_from_onnx(tmp_path):
+    """ResNet-18 exported to ONNX and converted back (onnx2torch, through depara's own loader): auto gives the
+    stem and the four residual stages, whose outputs equal torchvision's ``relu``, ``layer1`` … ``layer4``."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnx2torch")
+    import warnings
+
+    from depara.extraction.extract import capture_features
+    from depara.extraction.models import load_onnx
+
+    torch.manual_seed(0)
+    net = tvm.resnet18(weights=None, num_classes=N_CLASSES).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(tmp_path / "r18.onnx"), dynamo=False, input_names=["x"], opset_version=17,
+                          dynamic_axes={"x": {0: "batch"}})
+        model = load_onnx(tmp_path / "r18.onnx")
+    assert family(model) == "graph"
+    layers = auto_layers(model, (3, 64, 64))
+    assert len(layers) == 5 and layers[1].startswith("layer1/") and layers[4].startswith("layer4/")
+    got = capture_features(model, x, layers)
+    want = capture_features(net, x, ["relu", "layer1", "layer2", "layer3", "layer4"])
+    for a, b in zip(got.values(), want.values()):
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-4, atol=1e-4)
+    # end to end: select over the file at 64 px ranks exactly these five layers
+    from _core_torch_helpers import write_shifted_classes
+
+    from depara.selection.job import select
+
+    data = write_shifted_classes(tmp_path / "data", 4)
+    from depara.extraction.zoo import ModelEntry
+
+    entry = ModelEntry("r18", f"file:{tmp_path / 'r18.onnx'}", preprocessing="64x64")
+    sel = select(data, [entry], n_boot=0, cache_dir=tmp_path / "cache")
+    assert sorted(layer for _, layer in sel.candidates) == sorted(layers)

@@ -24,6 +24,17 @@ EfficientNet, ConvNeXt, Swin, DenseNet,    out), except the stem ``features.0``:
 SqueezeNet), ``layers`` (MNASNet),         ``block4``, MNASNet's six ``layers.<i>`` stacks, MaxViT ``blocks.0`` …
 ``blocks`` (MaxViT), ``stages``            ``blocks.3``, DenseNet's dense blocks and transitions, SqueezeNet's Fire
                                            modules; at most 8 evenly spaced, the last always included
+a flat ``torch.fx`` graph (an ONNX file      the end of each resolution level of the trunk, from the first module with
+converted by onnx2torch: every node a      parameters on: the last module output (N×C×H×W) before the spatial size
+top-level module, e.g. ``Conv/0``)         drops, and the last one of the smallest level; the trunk ends where the
+                                           size first grows again (a detector's neck or a decoder) or at the end.
+                                           Global poolings (a 1×1 output from a module without parameters, or
+                                           from a larger level than 2×2: squeeze-and-excitation, the head's
+                                           pooling) and everything after the trunk (logits,
+                                           softmax, reshapes) are never offered. Sizes come from one forward pass of
+                                           a zero image at the model's input size (``torch.fx`` shape propagation);
+                                           ResNet-18 exported to ONNX gives its stem and ``layer1`` … ``layer4``
+                                           outputs; at most 8, evenly spaced, the last included
 anything else                              each top-level child that is a module of modules (GoogLeNet's and
                                            Inception's convolution blocks and inception modules, ShuffleNet's
                                            stages), except auxiliary heads (``aux*``) and a trailing classifier;
@@ -44,7 +55,7 @@ from torch import nn
 
 from ..errors import DeparaError
 
-__all__ = ["auto_layers", "all_layers", "family", "MAX_AUTO", "MAX_BLOCKS"]
+__all__ = ["auto_layers", "all_layers", "family", "resolution_ends", "MAX_AUTO", "MAX_BLOCKS"]
 
 #: At most this many auto candidates per model (evenly spaced over depth, the deepest always kept).
 MAX_AUTO = 8
@@ -84,8 +95,9 @@ def _trunk(model: nn.Module) -> tuple[str, nn.Module] | None:
 
 def family(model: nn.Module) -> str:
     """The rule :func:`auto_layers` applies to ``model``: ``torchscript``, ``vit``, ``timm``, ``resnet``,
-    ``vgg``, ``trunk`` or ``generic`` (see the module docstring)."""
+    ``vgg``, ``trunk``, ``graph`` or ``generic`` (see the module docstring)."""
     import torch
+    import torch.fx
 
     if isinstance(model, torch.jit.ScriptModule):
         return "torchscript"
@@ -101,7 +113,9 @@ def family(model: nn.Module) -> str:
     if isinstance(feats, nn.Sequential) and any(isinstance(m, nn.MaxPool2d) for m in feats) and \
             all(isinstance(m, _PLAIN) for m in feats):
         return "vgg"
-    return "trunk" if _trunk(model) is not None else "generic"
+    if _trunk(model) is not None:
+        return "trunk"
+    return "graph" if isinstance(model, torch.fx.GraphModule) else "generic"
 
 
 def _spaced(names: Sequence[str], limit: int = MAX_AUTO) -> list[str]:
@@ -143,8 +157,50 @@ def _generic(model: nn.Module) -> list[str]:
     return _spaced(names)
 
 
-def auto_layers(model: nn.Module) -> list[str]:
-    """The documented candidate layers of ``model`` (see the module docstring), shallow to deep."""
+def _module_outputs(model, input_size: Sequence[int]) -> list[tuple[str, tuple[int, int], bool]]:
+    """(module name, (H, W), whether the module has parameters) of each N×C×H×W module output of a ``torch.fx`` graph, in graph order, from the first
+    module with parameters on (shape propagation of one zero image); empty when the graph does not run."""
+    import torch
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        with torch.no_grad():
+            ShapeProp(model).propagate(torch.zeros(1, *input_size))
+    except Exception:  # noqa: BLE001 - a graph that cannot run on a zero image gets the generic rule
+        return []
+    modules, started, out = dict(model.named_modules()), False, []
+    for node in model.graph.nodes:
+        if node.op != "call_module":
+            continue
+        params = next(modules[node.target].parameters(), None) is not None
+        started = started or params
+        shape = getattr(node.meta.get("tensor_meta"), "shape", None)
+        if started and shape is not None and len(shape) == 4:
+            out.append((str(node.target), (int(shape[2]), int(shape[3])), params))
+    return out
+
+
+def resolution_ends(outputs: Sequence[tuple[str, tuple[int, int], bool]]) -> list[str]:
+    """The last name of each resolution level of ``outputs`` ((name, (H, W), has parameters) in depth order): a
+    level ends where the spatial size drops; the walk stops where it first grows again. A global pooling is passed
+    over: a drop to 1×1 by a module without parameters, or from a level larger than 2×2."""
+    ends: list[str] = []
+    level, last = 0, None
+    for name, (h, w), params in outputs:
+        area = h * w
+        if last is not None and area == 1 < level and (level > 4 or not params):
+            continue
+        if last is not None and area > level:
+            break
+        if last is not None and area < level:
+            ends.append(last)
+        level, last = area, name
+    return ends + ([last] if last is not None else [])
+
+
+def auto_layers(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> list[str]:
+    """The documented candidate layers of ``model`` (see the module docstring), shallow to deep. ``input_size``
+    (C, H, W) is read only by the ``graph`` rule (a flat ``torch.fx`` graph: the sizes of its outputs)."""
     fam = family(model)
     children = dict(model.named_children())
     if fam == "torchscript":
@@ -168,6 +224,10 @@ def auto_layers(model: nn.Module) -> list[str]:
         stages = [f"{key}.{n}" for n, m in named if _is_container(m)]
         if stages:
             return _spaced(stages)
+    if fam == "graph":
+        ends = resolution_ends(_module_outputs(model, input_size))
+        if ends:
+            return _spaced(ends)
     return _generic(model)
 
 

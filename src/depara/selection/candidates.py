@@ -49,7 +49,7 @@ def resolve_layers(model: "nn.Module", entry: "ModelEntry", layers: Any, prep: "
 
     spec = entry.layers if entry.layers != "auto" else (layers if layers is not None else "auto")
     if isinstance(spec, str) and spec in ("auto", "all"):
-        names = auto_layers(model) if spec == "auto" else all_layers(model, (3, *prep.size))
+        names = auto_layers(model, (3, *prep.size)) if spec == "auto" else all_layers(model, (3, *prep.size))
     else:
         names = [spec] if isinstance(spec, str) else list(spec)
         for name in names:

@@ -137,6 +137,44 @@ def test_plain_sequential_keeps_its_layers():
     assert family(net) == "generic" and auto_layers(net) == ["0", "1", "3"]
 
 
+class _LukemelasStyle(torch.nn.Module):
+    """The layout of lukemelas' EfficientNet (``efficientnet_pytorch``): a padded stem convolution (a module of
+    modules), one ``_blocks`` ModuleList holding the trunk, a head convolution, pooling and ``_fc``."""
+
+    def __init__(self, n_blocks: int = 10):
+        super().__init__()
+        nn = torch.nn
+
+        def padded_conv(cin, cout, stride):  # Conv2dStaticSamePadding: a Conv2d holding its padding module
+            conv = nn.Conv2d(cin, cout, 3, stride)
+            conv.static_padding = nn.ZeroPad2d(1)
+            return conv
+
+        self._conv_stem, self._bn0 = padded_conv(3, 8, 2), nn.BatchNorm2d(8)
+        self._blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+                                     for _ in range(n_blocks))
+        self._conv_head, self._bn1 = padded_conv(8, 16, 1), nn.BatchNorm2d(16)
+        self._avg_pooling, self._dropout, self._fc = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Linear(16, N_CLASSES)
+
+    def forward(self, x):
+        x = self._bn0(self._conv_stem(self._conv_stem.static_padding(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = self._bn1(self._conv_head(self._conv_head.static_padding(x)))
+        return self._fc(self._dropout(self._avg_pooling(x).flatten(1)))
+
+
+def test_a_block_list_holding_the_trunk_is_opened():
+    """lukemelas' EfficientNet layout: before, auto gave ``_conv_stem``, ``_blocks`` (the whole trunk), ``_conv_head``;
+    now the stem, the blocks evenly spaced and the head, 8 in all, each a real stage of the forward pass."""
+    with torch.device("meta"):
+        net = _LukemelasStyle().eval()
+    assert family(net) == "generic"
+    # 12 in depth order (stem, 10 blocks, head); 8 evenly spaced: positions round(i · 11/7) = 0 2 3 5 6 8 9 11
+    assert _check(net, 32) == ["_conv_stem", "_blocks.1", "_blocks.2", "_blocks.4", "_blocks.5", "_blocks.7",
+                               "_blocks.8", "_conv_head"]
+
+
 # ------------------------------------------------------------------------------------------------- flat graphs
 def test_resolution_ends_by_hand():
     """Level ends: the last output before each drop in size; global poolings passed over; the walk stops where the

@@ -38,6 +38,9 @@ top-level module, e.g. ``Conv/0``)         drops, and the last one of the smalle
 anything else                              each top-level child that is a module of modules (GoogLeNet's and
                                            Inception's convolution blocks and inception modules, ShuffleNet's
                                            stages), except auxiliary heads (``aux*``) and a trailing classifier;
+                                           a list of blocks holding over half the model is opened into its
+                                           blocks (lukemelas' EfficientNet: ``_conv_stem``, ``_blocks.<i>``,
+                                           ``_conv_head``);
                                            for a model of single layers only (a plain Sequential), each top-level
                                            child except Dropout / Identity / Flatten and a final Linear. At most 8,
                                            evenly spaced, the last included
@@ -141,9 +144,29 @@ def _is_head(name: str, module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or name.lower() in HEADS
 
 
+def _leaf_count(module: nn.Module) -> int:
+    return sum(1 for m in module.modules() if not _is_container(m))
+
+
+def _open_block_lists(model: nn.Module, blocks: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """``blocks`` with each list of blocks that holds most of the model (a Sequential / ModuleList of >= 2
+    modules of modules with over half of the model's layers: lukemelas' EfficientNet ``_blocks``) replaced by its
+    blocks, so that no candidate is the whole trunk."""
+    total, out = _leaf_count(model), []
+    for name, mod in blocks:
+        kids = list(mod.named_children())
+        if isinstance(mod, (nn.Sequential, nn.ModuleList)) and len(kids) >= 2 and \
+                all(_is_container(k) for _, k in kids) and 2 * _leaf_count(mod) > total:
+            out.extend((f"{name}.{k}", km) for k, km in kids)
+        else:
+            out.append((name, mod))
+    return out
+
+
 def _generic(model: nn.Module) -> list[str]:
     children = list(model.named_children())
     blocks = [(n, m) for n, m in children if _is_container(m) and not n.lower().startswith("aux")]
+    blocks = _open_block_lists(model, blocks)
     while blocks and _is_head(*blocks[-1]):
         blocks.pop()
     if blocks:

@@ -49,6 +49,14 @@ def test_layers_lists_names_and_shapes(state_file, capsys):
     assert main(["layers", f"file:{state_file}?arch=squeezenet1_1", "--input-size", "3", "64", "64"]) == 0
     out = capsys.readouterr().out
     assert "features.0" in out and "64 × 31 × 31" in out and "classifier.1" in out
+    # the auto candidates (squeezenet: the trunk's Fire modules, evenly spaced) are marked, the stem is not
+    from depara.extraction.layers_auto import auto_layers
+    from depara.extraction.models import load_model
+
+    auto = auto_layers(load_model(f"file:{state_file}?arch=squeezenet1_1"), (3, 64, 64))
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 5}
+    assert [n for n, line in rows.items() if line.rstrip().rstrip("│").strip().endswith("auto")] == auto
+    assert auto and "features.0" not in auto
 
 
 def test_extract_one_layer_matches_the_library(state_file, probe_dir, tmp_path, capsys):

@@ -35,10 +35,12 @@ def layers(
     input_size: tuple[int, int, int] = typer.Option((3, 224, 224), "--input-size", help="Input C H W."),
     weights: Optional[str] = typer.Option(None, "--weights", help="None, DEFAULT, a weights name or a file."),
 ) -> None:
-    """List the model's module names (usable as --layer) with their output shapes."""
+    """List the model's module names (usable as --layer) with their output shapes; "auto" marks the candidates
+    `depara select --layers auto` tries."""
     from rich.console import Console
     from rich.table import Table
 
+    from ..extraction.layers_auto import auto_layers
     from ..extraction.models import list_layers, load_model
     from ..io.escape import terminal
 
@@ -49,13 +51,15 @@ def layers(
             layer_shapes = list_layers(net, input_size)
     except DeparaError as exc:  # name the model too: "model file:x.pt: --input-size (3, 16, 16): ..."
         raise DeparaError(f"model {model}: {exc}") from None
-    table = Table(title=terminal(f"{model} — input {' × '.join(map(str, input_size))}"))  # a path may hold "[red]"
-    table.add_column("layer")
-    table.add_column("type")
-    table.add_column("output shape")
+    auto = set(auto_layers(net, input_size))
+    table = Table(title=terminal(f"{model} — input {' × '.join(map(str, input_size))}"),  # a path may hold "[red]"
+                  caption="auto: a candidate of depara select --layers auto (the default)")
+    for column in ("layer", "type", "output shape", "auto"):
+        table.add_column(column)
     for name, shape in layer_shapes:
         kind = type(modules[name]).__name__ if name in modules else "output"
-        table.add_row(terminal(name), terminal(kind), "—" if shape is None else " × ".join(map(str, shape)))
+        table.add_row(terminal(name), terminal(kind), "—" if shape is None else " × ".join(map(str, shape)),
+                      "auto" if name in auto else "")
     Console(width=120).print(table)
 
 

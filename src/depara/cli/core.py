@@ -51,7 +51,10 @@ def layers(
             layer_shapes = list_layers(net, input_size)
     except DeparaError as exc:  # name the model too: "model file:x.pt: --input-size (3, 16, 16): ..."
         raise DeparaError(f"model {model}: {exc}") from None
-    auto = set(auto_layers(net, input_size))
+    try:
+        auto = set(auto_layers(net, input_size))
+    except DeparaError:  # no child modules to offer: select needs named layers; the listing still shows them
+        auto = set()
     table = Table(title=terminal(f"{model} — input {' × '.join(map(str, input_size))}"),  # a path may hold "[red]"
                   caption="auto: a candidate of depara select --layers auto (the default)")
     for column in ("layer", "type", "output shape", "auto"):

@@ -4,6 +4,7 @@ The ONNX cases skip without onnx / onnx2torch."""
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 
@@ -197,3 +198,74 @@ def test_onnx_without_the_extra_says_how_to_install(files, monkeypatch):
     with pytest.raises(DeparaError, match=r"any.onnx: ONNX models need onnx and onnx2torch; install the extra "
                                           r"with pip install \"depara\[onnx\]\""):
         load_model(f"file:{d / 'any.onnx'}")
+
+
+# ------------------------------------------------------------------------------- ONNX with a fixed batch of 1
+class _ConstantBatchHead(nn.Module):
+    """A trunk that takes a batch image by image, then a head that reshapes to a constant batch of 1 (what a
+    detector exported at batch 1 does): a batch of 2 mixes its images from the reshape on."""
+
+    def __init__(self, head_first: bool = False):
+        super().__init__()
+        self.head_first = head_first
+        self.conv, self.relu = nn.Conv2d(3, 4, 3), nn.ReLU()
+        self.fc = nn.Linear(3 * SIZE * SIZE if head_first else 4 * (SIZE - 2) ** 2, 3)
+
+    def forward(self, x):
+        if self.head_first:
+            return self.fc(x.reshape(1, -1))
+        return self.fc(self.relu(self.conv(x)).reshape(1, -1))
+
+
+def _export_batch_one(net: nn.Module, path, dynamic_size: bool = False):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnx2torch")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (_example(1),), str(path), dynamo=False, input_names=["x"], opset_version=17,
+                          dynamic_axes={"x": {2: "h", 3: "w"}} if dynamic_size else None)
+    return path
+
+
+def test_onnx_with_a_fixed_batch_of_one_loads_when_it_takes_batches(tmp_path):
+    """Batch 1 fixed, a graph that never looks at the batch: every layer usable, outputs equal the source's."""
+    net = _net()
+    model = load_model(f"file:{_export_batch_one(net, tmp_path / 'one.onnx')}")
+    assert getattr(model, "batch_safe_layers", None) is None
+    torch.testing.assert_close(model(_example(3)), net(_example(3)), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_with_a_fixed_batch_of_one_is_usable_up_to_the_node_that_mixes_the_batch(tmp_path):
+    from depara.extraction.extract import capture_features, resolve_layer
+    from depara.extraction.layers_auto import auto_layers
+
+    torch.manual_seed(0)
+    net = _ConstantBatchHead().eval()
+    model = load_model(f"file:{_export_batch_one(net, tmp_path / 'head.onnx')}")
+    kinds = {name: type(m).__name__ for name, m in model.named_modules()}
+    bad = model.batch_unsafe_from
+    assert "Reshape" in kinds[bad] or "Reshape" in bad, (bad, kinds[bad])
+    relu = next(n for n in model.batch_safe_layers if "Relu" in n)
+    assert relu in auto_layers(model, (3, SIZE, SIZE)) and bad not in auto_layers(model, (3, SIZE, SIZE))
+    with pytest.raises(DeparaError, match=rf"layer '{re.escape(bad)}': comes at or after node .* no longer takes a "
+                                          r"batch image by image"):
+        resolve_layer(model, bad)
+    with pytest.raises(DeparaError, match="no longer takes a batch"):
+        resolve_layer(model, "output")
+    # the usable layer, on a batch of 3, equals the source network's ReLU output
+    got = capture_features(model, _example(3), [relu])[relu]
+    torch.testing.assert_close(got, net.relu(net.conv(_example(3))), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_with_a_fixed_batch_of_one_is_refused_when_nothing_takes_batches_or_the_size_is_open(tmp_path):
+    first = _export_batch_one(_ConstantBatchHead(head_first=True), tmp_path / "first.onnx")
+    with pytest.raises(DeparaError, match=r"first.onnx: input 'x' has a fixed batch size 1 and its first node .* "
+                                          r"does not take a batch image by image; export it with a dynamic batch"):
+        load_model(f"file:{first}")
+    open_size = _export_batch_one(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), tmp_path / "open.onnx",
+                                  dynamic_size=True)
+    with pytest.raises(DeparaError, match=r"open.onnx: input 'x' has a fixed batch size 1 and no fixed image size "
+                                          r"to check it at; export it with a dynamic batch axis") as err:
+        load_model(f"file:{open_size}")
+    assert "\n" not in str(err.value)

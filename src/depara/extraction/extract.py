@@ -74,15 +74,26 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     if not isinstance(layer, str):
         raise DeparaError(f"layer: expected a module name (str), got {type(layer).__name__}")
     modules = dict(model.named_modules())
-    if layer in modules:
-        return modules[layer]
-    if layer == OUTPUT_LAYER:
-        return model
+    if layer in modules or layer == OUTPUT_LAYER:
+        check_batch_safe(model, layer)
+        return modules.get(layer, model)
     names = [n for n in modules if n]
     close = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else \
         f"; the model has {len(names)} named modules (e.g. {', '.join(names[:5])}); see `depara layers`"
     raise DeparaError(f"layer {layer!r}: no module of that name in the model{hint}")
+
+
+def check_batch_safe(model: nn.Module, layer: str) -> None:
+    """Refuse ``layer`` of a model that takes a batch image by image only up to a node (an ONNX file with a fixed
+    batch size of 1: :func:`depara.extraction.models.load_onnx` records ``batch_safe_layers``)."""
+    safe = getattr(model, "batch_safe_layers", None)
+    if safe is None or layer in safe:
+        return
+    raise DeparaError(f"layer {layer!r}: comes at or after node {getattr(model, 'batch_unsafe_from', '?')!r}, from "
+                      "which this model (an ONNX file with a fixed batch size 1) no longer takes a batch image by "
+                      "image; pick an earlier layer (`depara layers` marks the auto ones) or export the model with "
+                      "a dynamic batch axis")
 
 
 class _StopForward(BaseException):

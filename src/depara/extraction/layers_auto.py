@@ -223,7 +223,22 @@ def resolution_ends(outputs: Sequence[tuple[str, tuple[int, int], bool]]) -> lis
 
 def auto_layers(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> list[str]:
     """The documented candidate layers of ``model`` (see the module docstring), shallow to deep. ``input_size``
-    (C, H, W) is read only by the ``graph`` rule (a flat ``torch.fx`` graph: the sizes of its outputs)."""
+    (C, H, W) is read only by the ``graph`` rule (a flat ``torch.fx`` graph: the sizes of its outputs). A model that
+    takes a batch image by image only up to a node (``batch_safe_layers``, an ONNX file with a fixed batch size
+    of 1) gets the candidates before it."""
+    names = _family_layers(model, input_size)
+    safe = getattr(model, "batch_safe_layers", None)
+    if safe is None:
+        return names
+    kept = [n for n in names if n in safe]
+    if not kept:
+        raise DeparaError(f"model {type(model).__name__}: no auto candidate comes before node "
+                          f"{getattr(model, 'batch_unsafe_from', '?')!r}, from which it no longer takes a batch "
+                          "image by image; name the layers")
+    return kept
+
+
+def _family_layers(model: nn.Module, input_size: Sequence[int]) -> list[str]:
     fam = family(model)
     children = dict(model.named_children())
     if fam == "torchscript":

@@ -294,8 +294,14 @@ def load_onnx(path: str | os.PathLike) -> nn.Module:
 
     Its layers are named after the ONNX graph's nodes, leading ``/`` removed (``layer1/layer1.0/relu_1/Relu``
     for a torchvision ResNet exported by ``torch.onnx.export``); ``depara layers file:model.onnx`` lists them.
-    The file is parsed as protobuf (no code runs). The model's first input must have a dynamic batch axis
-    (``dynamic_axes`` in ``torch.onnx.export``); a fixed one is refused in one line.
+    The file is parsed as protobuf (no code runs). The model's first input should have a dynamic batch axis
+    (``dynamic_axes`` in ``torch.onnx.export``). A fixed batch size of 1 with a fixed image size (a common export
+    default) is accepted as far as the converted graph takes a batch image by image: :func:`batch_safe_layers`
+    compares every node's output for two random images in one batch with its outputs for each alone; from the
+    first node that differs or fails on (a ``Reshape`` to a constant batch of 1, typically in a detector's head)
+    on, layers are refused by :func:`depara.extraction.extract.resolve_layer` and left out of ``layers="auto"``
+    (the model's ``batch_safe_layers`` / ``batch_unsafe_from`` say where). Any other fixed batch size, or a fixed
+    batch of 1 with a dynamic image size, is refused in one line.
     """
     path = _model_file(path)
     try:
@@ -311,17 +317,91 @@ def load_onnx(path: str | os.PathLike) -> nn.Module:
     weights = {init.name for init in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in weights]
     dims = inputs[0].type.tensor_type.shape.dim if inputs else []
-    if dims and dims[0].HasField("dim_value"):
-        raise DeparaError(f"model file {path}: input {inputs[0].name!r} has a fixed batch size "
-                          f"{dims[0].dim_value}; export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
+    fixed = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if fixed and fixed[0] is not None and (fixed[0] != 1 or None in fixed[1:] or 0 in fixed[1:]):
+        raise DeparaError(f"model file {path}: input {inputs[0].name!r} has a fixed batch size {fixed[0]}"
+                          f"{'' if fixed[0] != 1 else ' and no fixed image size to check it at'}; export it with a "
+                          f"dynamic batch axis, e.g. torch.onnx.export(..., "
                           f"dynamic_axes={{{inputs[0].name!r}: {{0: 'batch'}}}})")
     _inline_identity_weights(proto)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return convert(proto)
+            model = convert(proto)
     except Exception as exc:  # noqa: BLE001 - NotImplementedError for an operator onnx2torch lacks, ...
         raise DeparaError(f"model file {path}: onnx2torch cannot convert it ({exception_reason(exc, 160)})") from None
+    if fixed and fixed[0] == 1:
+        _mark_batch_safe(model, tuple(fixed[1:]), f"model file {path}: input {inputs[0].name!r}")
+    return model
+
+
+def _mark_batch_safe(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
+    """Record on ``model`` which layers take a batch image by image (see :func:`load_onnx`); refuse it when none do."""
+    safe, first_bad = batch_safe_layers(model, shape)
+    if first_bad is None:
+        return
+    if not safe:
+        raise DeparaError(f"{what} has a fixed batch size 1 and its first node {first_bad!r} does not take a batch "
+                          "image by image; export it with a dynamic batch axis")
+    model.batch_safe_layers = frozenset(safe)
+    model.batch_unsafe_from = first_bad
+
+
+def batch_safe_layers(model: nn.Module, shape: Sequence[int]) -> tuple[list[str], str | None]:
+    """The modules of ``model`` (in call order) whose outputs for two random images of ``shape`` (C, H, W) in one
+    batch equal their outputs for each image alone, up to the first that differs or fails (its name second; None
+    when every module passes). Equal: within 1e-4 relative to the output's scale (batch sizes may use other
+    kernels). Outputs that are not one row per image (shapes, constants) are not judged and not listed."""
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    alone = [_module_outputs(model, x[i:i + 1])[0] for i in range(2)]
+    together, failed_in = _module_outputs(model, x)
+    safe = []
+    for name, out in together.items():
+        ref = [a.get(name) for a in alone]
+        if any(r is None for r in ref):
+            return safe, name
+        if ref[0].ndim == 0 or ref[0].shape[0] != 1:  # not one row per image (a shape, a constant): not judged
+            continue
+        if out.ndim == 0 or out.shape[0] != 2 or any(r.shape != ref[0].shape for r in ref) or \
+                out.shape[1:] != ref[0].shape[1:]:
+            return safe, name
+        ref = torch.cat(ref)
+        if not torch.allclose(out, ref, rtol=1e-4, atol=1e-4 * max(1.0, float(ref.abs().max()))):
+            return safe, name
+        safe.append(name)
+    return safe, failed_in
+
+
+def _module_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], str | None]:
+    """{module name: its first tensor output} of one forward pass of ``x``, in call order, and the name of the
+    module the pass failed in (None when it ran through)."""
+    from .extract import OUTPUT_LAYER
+
+    outputs: dict[str, torch.Tensor] = {}
+    entered: list[str] = []
+    finished: set[str] = set()
+
+    def record(name: str, out: Any) -> None:
+        finished.add(name)
+        if torch.is_tensor(out) and name not in outputs:
+            outputs[name] = out.detach().clone()
+
+    handles = []
+    for name, module in model.named_modules():
+        if not name or next(module.children(), None) is not None:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda _m, _i, n=name: entered.append(n)))
+        handles.append(module.register_forward_hook(lambda _m, _i, out, n=name: record(n, out)))
+    failed_in = None
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception:  # noqa: BLE001 - a node that refuses a batch of 2 (a constant Reshape, a fixed Expand)
+        failed_in = next((n for n in reversed(entered) if n not in finished), OUTPUT_LAYER)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, failed_in
 
 
 def _inline_identity_weights(proto: Any) -> None:

@@ -748,5 +748,6 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
 __all__ = ["LRP_EPSILON", "IG_STEPS", "GraphOptions", "graph_options", "build_graph", "build_graphs",
            "extract_parts", "graph_meta", "layer_meta", "graph_from_parts",
            "capture_features", "pooled_features", "attribution_maps", "attribute_batch", "resolve_layer",
+           "check_batch_safe",
            "LayerCapture", "ModelState"]
 

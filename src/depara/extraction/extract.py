@@ -84,16 +84,26 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     raise DeparaError(f"layer {layer!r}: no module of that name in the model{hint}")
 
 
-def check_batch_safe(model: nn.Module, layer: str) -> None:
-    """Refuse ``layer`` of a model that takes a batch image by image only up to a node (an ONNX file with a fixed
-    batch size of 1: :func:`depara.extraction.models.load_onnx` records ``batch_safe_layers``)."""
+def batch_unsafe_from(model: nn.Module) -> str | None:
+    """The node from which ``model`` no longer takes a batch image by image (None: it does throughout): recorded by
+    :func:`depara.extraction.models.load_onnx` for an ONNX file with a fixed batch size of 1."""
+    return getattr(model, "batch_unsafe_from", None)
+
+
+def is_batch_safe(model: nn.Module, layer: str) -> bool:
+    """Whether ``layer``'s output takes a batch image by image (every layer of a model without a record)."""
     safe = getattr(model, "batch_safe_layers", None)
-    if safe is None or layer in safe:
+    return safe is None or layer in safe
+
+
+def check_batch_safe(model: nn.Module, layer: str) -> None:
+    """Refuse ``layer`` where :func:`is_batch_safe` says no, in one line naming the node it comes at or after."""
+    if is_batch_safe(model, layer):
         return
-    raise DeparaError(f"layer {layer!r}: comes at or after node {getattr(model, 'batch_unsafe_from', '?')!r}, from "
-                      "which this model (an ONNX file with a fixed batch size 1) no longer takes a batch image by "
-                      "image; pick an earlier layer (`depara layers` marks the auto ones) or export the model with "
-                      "a dynamic batch axis")
+    raise DeparaError(f"layer {layer!r}: comes at or after node {batch_unsafe_from(model)!r}, from which this model "
+                      "(an ONNX file with a fixed batch size 1) no longer takes a batch image by image; pick an "
+                      "earlier layer (`depara layers` marks the auto ones) or export the model with a dynamic "
+                      "batch axis")
 
 
 class _StopForward(BaseException):
@@ -748,6 +758,6 @@ def attribution_maps(model: nn.Module, inputs: torch.Tensor, layer: str, *, meth
 __all__ = ["LRP_EPSILON", "IG_STEPS", "GraphOptions", "graph_options", "build_graph", "build_graphs",
            "extract_parts", "graph_meta", "layer_meta", "graph_from_parts",
            "capture_features", "pooled_features", "attribution_maps", "attribute_batch", "resolve_layer",
-           "check_batch_safe",
+           "batch_unsafe_from", "is_batch_safe", "check_batch_safe",
            "LayerCapture", "ModelState"]
 

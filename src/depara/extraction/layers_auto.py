@@ -32,7 +32,7 @@ top-level module, e.g. ``Conv/0``)         drops, and the last one of the smalle
                                            from a larger level than 2×2: squeeze-and-excitation, the head's
                                            pooling) and everything after the trunk (logits,
                                            softmax, reshapes) are never offered. Sizes come from one forward pass of
-                                           a zero image at the model's input size (``torch.fx`` shape propagation);
+                                           a zero image at the model's input size (hooks on its leaf modules);
                                            ResNet-18 exported to ONNX gives its stem and ``layer1`` … ``layer4``
                                            outputs; at most 8, evenly spaced, the last included
 anything else                              each top-level child that is a module of modules (GoogLeNet's and
@@ -180,26 +180,22 @@ def _generic(model: nn.Module) -> list[str]:
     return _spaced(names)
 
 
-def _module_outputs(model, input_size: Sequence[int]) -> list[tuple[str, tuple[int, int], bool]]:
-    """(module name, (H, W), whether the module has parameters) of each N×C×H×W module output of a ``torch.fx`` graph, in graph order, from the first
-    module with parameters on (shape propagation of one zero image); empty when the graph does not run."""
+def _graph_outputs(model: nn.Module, input_size: Sequence[int]) -> list[tuple[str, tuple[int, int], bool]]:
+    """(module name, (H, W), whether the module has parameters) of each N×C×H×W module output of one zero image,
+    in call order, from the first module with parameters on; empty when the model does not run on it."""
     import torch
-    from torch.fx.passes.shape_prop import ShapeProp
 
-    try:
-        with torch.no_grad():
-            ShapeProp(model).propagate(torch.zeros(1, *input_size))
-    except Exception:  # noqa: BLE001 - a graph that cannot run on a zero image gets the generic rule
+    from .models import leaf_outputs
+
+    outputs, failed_in = leaf_outputs(model, torch.zeros(1, *input_size))
+    if failed_in is not None:
         return []
     modules, started, out = dict(model.named_modules()), False, []
-    for node in model.graph.nodes:
-        if node.op != "call_module":
-            continue
-        params = next(modules[node.target].parameters(), None) is not None
+    for name, (shape, _) in outputs.items():
+        params = next(modules[name].parameters(), None) is not None
         started = started or params
-        shape = getattr(node.meta.get("tensor_meta"), "shape", None)
-        if started and shape is not None and len(shape) == 4:
-            out.append((str(node.target), (int(shape[2]), int(shape[3])), params))
+        if started and len(shape) == 4:
+            out.append((name, (shape[2], shape[3]), params))
     return out
 
 
@@ -226,15 +222,14 @@ def auto_layers(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> 
     (C, H, W) is read only by the ``graph`` rule (a flat ``torch.fx`` graph: the sizes of its outputs). A model that
     takes a batch image by image only up to a node (``batch_safe_layers``, an ONNX file with a fixed batch size
     of 1) gets the candidates before it."""
+    from .extract import batch_unsafe_from, is_batch_safe
+
     names = _family_layers(model, input_size)
-    safe = getattr(model, "batch_safe_layers", None)
-    if safe is None:
-        return names
-    kept = [n for n in names if n in safe]
+    kept = [n for n in names if is_batch_safe(model, n)]
     if not kept:
         raise DeparaError(f"model {type(model).__name__}: no auto candidate comes before node "
-                          f"{getattr(model, 'batch_unsafe_from', '?')!r}, from which it no longer takes a batch "
-                          "image by image; name the layers")
+                          f"{batch_unsafe_from(model)!r}, from which it no longer takes a batch image by image; "
+                          "name the layers")
     return kept
 
 
@@ -263,7 +258,7 @@ def _family_layers(model: nn.Module, input_size: Sequence[int]) -> list[str]:
         if stages:
             return _spaced(stages)
     if fam == "graph":
-        ends = resolution_ends(_module_outputs(model, input_size))
+        ends = resolution_ends(_graph_outputs(model, input_size))
         if ends:
             return _spaced(ends)
     return _generic(model)

@@ -353,19 +353,19 @@ def batch_safe_layers(model: nn.Module, shape: Sequence[int]) -> tuple[list[str]
     when every module passes). Equal: within 1e-4 relative to the output's scale (batch sizes may use other
     kernels). Outputs that are not one row per image (shapes, constants) are not judged and not listed."""
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
-    alone = [_module_outputs(model, x[i:i + 1])[0] for i in range(2)]
-    together, failed_in = _module_outputs(model, x)
+    first, second = (leaf_outputs(model, x[i:i + 1])[0] for i in range(2))
+    together, failed_in = leaf_outputs(model, x)
     safe = []
-    for name, (full, out) in together.items():
-        ref = [a.get(name) for a in alone]
-        if any(r is None for r in ref):
+    for name, (shape2, sample2) in together.items():
+        if name not in first or name not in second:
             return safe, name
-        if len(ref[0][0]) == 0 or ref[0][0][0] != 1:  # not one row per image (a shape, a constant): not judged
+        (shape1, sample1), (shape1b, sample1b) = first[name], second[name]
+        if not shape1 or shape1[0] != 1:  # not one row per image (a shape, a constant): not judged
             continue
-        if len(full) == 0 or full[0] != 2 or any(r[0] != ref[0][0] for r in ref) or full[1:] != ref[0][0][1:]:
+        if shape1b != shape1 or shape2 != (2, *shape1[1:]):
             return safe, name
-        both = torch.cat([r[1] for r in ref])
-        if not torch.allclose(out, both, rtol=1e-4, atol=1e-4 * max(1.0, float(both.abs().max()))):
+        both = torch.cat([sample1, sample1b])
+        if not torch.allclose(sample2, both, rtol=1e-4, atol=1e-4 * max(1.0, float(both.abs().max()))):
             return safe, name
         safe.append(name)
     return safe, failed_in
@@ -376,10 +376,10 @@ def batch_safe_layers(model: nn.Module, shape: Sequence[int]) -> tuple[list[str]
 BATCH_CHECK_ENTRIES = 4096
 
 
-def _module_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, tuple[tuple, torch.Tensor]], str | None]:
-    """{module name: (shape, sample)} of the first tensor output of each module in one forward pass of ``x``, in
-    call order — the sample: :data:`BATCH_CHECK_ENTRIES` evenly spaced entries of each row (float64) — and the name
-    of the module the pass failed in (None when it ran through)."""
+def leaf_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, tuple[tuple, torch.Tensor]], str | None]:
+    """{module name: (shape, sample)} of the first tensor output of each leaf module in one forward pass of ``x``
+    (no grad), in call order — the sample: :data:`BATCH_CHECK_ENTRIES` evenly spaced entries of each row
+    (float64) — and the name of the module the pass failed in (None when it ran through)."""
     from .extract import OUTPUT_LAYER
 
     outputs: dict[str, tuple[tuple, torch.Tensor]] = {}

@@ -40,12 +40,12 @@ NOT_APPLICABLE = {"static prior: the source's accuracy on its own task":
 
 def add_rank_averages(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``scores`` plus every rank average of :data:`RANK_AVERAGES` whose parts are all present."""
-    names = list(scores)
     made = [n for n, parts in RANK_AVERAGES.items() if all(p in scores for p in parts)]
     if not made:
         return dict(scores)
-    values = np.array([scores[n] for n in names], dtype=np.float64)[:, :, None]
-    return {**scores, **dict(zip(made, rank_averages_of(values, names, made)[:, :, 0]))}
+    parts = list(dict.fromkeys(p for n in made for p in RANK_AVERAGES[n]))
+    values = np.array([scores[p] for p in parts], dtype=np.float64)[:, :, None]
+    return {**scores, **dict(zip(made, rank_averages_of(values, parts, made)[:, :, 0]))}
 
 
 def round4_label_scores(flat: Mapping[str, np.ndarray], labels) -> np.ndarray:

@@ -22,6 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 tvm = pytest.importorskip("torchvision.models")
 
+from depara.errors import DeparaError  # noqa: E402
 from depara.extraction.layers_auto import auto_layers, family  # noqa: E402
 
 N_CLASSES = 7
@@ -260,3 +261,16 @@ def test_auto_layers_of_a_resnet_converted_from_onnx(tmp_path):
     entry = ModelEntry("r18", f"file:{tmp_path / 'r18.onnx'}", preprocessing="64x64")
     sel = select(data, [entry], n_boot=0, cache_dir=tmp_path / "cache")
     assert sorted(layer for _, layer in sel.candidates) == sorted(layers)
+
+
+def test_auto_refuses_in_one_line_when_no_candidate_takes_a_batch():
+    """A model recorded as taking a batch image by image only before its first candidate (what load_onnx records
+    for a fixed batch of 1): auto keeps the candidates before that node, and refuses in one line when none is."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+    net.batch_safe_layers, net.batch_unsafe_from = frozenset({"0"}), "1"
+    assert auto_layers(net) == ["0"]
+    net.batch_safe_layers, net.batch_unsafe_from = frozenset(), "0"
+    with pytest.raises(DeparaError, match=r"no auto candidate comes before node '0', from which it no longer takes "
+                                          r"a batch image by image; name the layers") as err:
+        auto_layers(net)
+    assert "\n" not in str(err.value)
